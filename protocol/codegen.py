@@ -335,7 +335,12 @@ def gen_decoder(em: Emitter, schema: Schema, st: Struct, v: int) -> None:
             values[f.attr] = emit_read_value(em, body, schema, f, v, flex_of(f, flexible), within(f.nullable, v), "b", "p")
     if flexible:
         tagged = sorted((f for f in fields if f.mode(v) == "tagged"), key=lambda f: f.tag)
-        body.append("tags, p = _p.read_tagged_fields(b, p)")
+        # Most tagged-field sections are empty: one byte, no call.
+        body.append("if b[p] == 0:")
+        body.append("    p += 1")
+        body.append("    tags = None")
+        body.append("else:")
+        body.append("    tags, p = _p.read_tagged_fields(b, p)")
         for f in tagged:
             n = em.var()
             values[f.attr] = n
@@ -365,7 +370,15 @@ def emit_read_value(em: Emitter, body: list, schema, f: Field, v: int, compact: 
     n = em.var()
     if f.is_array:
         cnt = em.var()
-        body.append(f"{cnt}, {p} = _p.read_{'compact_' if compact else ''}array_length({b}, {p})")
+        if compact:
+            # Short arrays (count < 127) have a one-byte length: read it inline.
+            body.append(f"{cnt} = {b}[{p}] - 1")
+            body.append(f"if {cnt} < 0x7F and {cnt} <= len({b}) - {p} - 1:")
+            body.append(f"    {p} += 1")
+            body.append("else:")
+            body.append(f"    {cnt}, {p} = _p.read_compact_array_length({b}, {p})")
+        else:
+            body.append(f"{cnt}, {p} = _p.read_array_length({b}, {p})")
         body.append(f"if {cnt} < 0:")
         if nullable:
             body.append(f"    {n} = None")
@@ -468,7 +481,15 @@ def emit_write_value(em, body, f: Field, v: int, compact: bool, nullable: bool, 
         if not nullable:
             body.append(f"if {x} is None:")
             body.append(f"    raise _EncodeError('field {f.name} is not nullable in version {v}')")
-        body.append(f"_p.write_{'compact_' if compact else ''}array_length({w}, {x})")
+        if compact and nullable:
+            body.append(f"_p.write_compact_array_length({w}, {x})")
+        elif compact:
+            body.append(f"if len({x}) < 0x7F:")
+            body.append(f"    {bufname}.append(len({x}) + 1)")
+            body.append("else:")
+            body.append(f"    _p.write_compact_array_length({w}, {x})")
+        else:
+            body.append(f"{bufname} += _p.INT32.pack(-1 if {x} is None else len({x}))")
         body.append(f"if {x}:")
         elem = f.elem
         if elem in FIXED and elem not in ("uuid",):

@@ -70,7 +70,11 @@ def _dec_AddOffsetsToTxnRequest_3(b, p):
     v9, v10 = _S0.unpack_from(b, p)
     p += 10
     v12, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddOffsetsToTxnRequest)
     o.transactional_id = v8
     o.producer_id = v9

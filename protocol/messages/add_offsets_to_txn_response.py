@@ -52,7 +52,11 @@ def _enc_AddOffsetsToTxnResponse_0(w, o):
 def _dec_AddOffsetsToTxnResponse_3(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddOffsetsToTxnResponse)
     o.throttle_time_ms = v3
     o.error_code = v4

@@ -111,19 +111,27 @@ def _enc_AddPartitionsToTxnTopic_0(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_AddPartitionsToTxnTopic_3(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnTopic)
     o.name = v7
     o.partitions = v8
@@ -139,7 +147,10 @@ def _enc_AddPartitionsToTxnTopic_3(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 3')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -174,7 +185,11 @@ def _enc_AddPartitionsToTxnTransaction_0(w, o):
 
 
 def _dec_AddPartitionsToTxnTransaction_3(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnTransaction)
     o.transactional_id = ''
     o.producer_id = 0
@@ -207,7 +222,11 @@ def _dec_AddPartitionsToTxnTransaction_4(b, p):
     v12, p = _p.read_compact_string(b, p)
     v13, v14, v15 = _S0.unpack_from(b, p)
     p += 11
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -215,7 +234,11 @@ def _dec_AddPartitionsToTxnTransaction_4(b, p):
         for _ in range(v17):
             v18, p = _dec_AddPartitionsToTxnTopic_3(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnTransaction)
     o.transactional_id = v12
     o.producer_id = v13
@@ -235,7 +258,10 @@ def _enc_AddPartitionsToTxnTransaction_4(w, o):
     v19 = o.topics
     if v19 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_AddPartitionsToTxnTopic_3(w, v20)
@@ -278,7 +304,7 @@ def _enc_AddPartitionsToTxnRequest_0(w, o):
     v28 = o.v3_and_below_topics
     if v28 is None:
         raise _EncodeError('field V3AndBelowTopics is not nullable in version 0')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_AddPartitionsToTxnTopic_0(w, v29)
@@ -288,7 +314,11 @@ def _dec_AddPartitionsToTxnRequest_3(b, p):
     v31, p = _p.read_compact_string(b, p)
     v32, v33 = _S1.unpack_from(b, p)
     p += 10
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field V3AndBelowTopics was serialized as null')
     else:
@@ -296,7 +326,11 @@ def _dec_AddPartitionsToTxnRequest_3(b, p):
         for _ in range(v35):
             v36, p = _dec_AddPartitionsToTxnTopic_3(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnRequest)
     o.transactions = []
     o.v3_and_below_transactional_id = v31
@@ -318,7 +352,10 @@ def _enc_AddPartitionsToTxnRequest_3(w, o):
     v37 = o.v3_and_below_topics
     if v37 is None:
         raise _EncodeError('field V3AndBelowTopics is not nullable in version 3')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_AddPartitionsToTxnTopic_3(w, v38)
@@ -329,7 +366,11 @@ def _enc_AddPartitionsToTxnRequest_3(w, o):
 
 
 def _dec_AddPartitionsToTxnRequest_4(b, p):
-    v40, p = _p.read_compact_array_length(b, p)
+    v40 = b[p] - 1
+    if v40 < 0x7F and v40 <= len(b) - p - 1:
+        p += 1
+    else:
+        v40, p = _p.read_compact_array_length(b, p)
     if v40 < 0:
         raise _DecodeError('non-nullable field Transactions was serialized as null')
     else:
@@ -337,7 +378,11 @@ def _dec_AddPartitionsToTxnRequest_4(b, p):
         for _ in range(v40):
             v41, p = _dec_AddPartitionsToTxnTransaction_4(b, p)
             v39.append(v41)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnRequest)
     o.transactions = v39
     o.v3_and_below_transactional_id = ''
@@ -361,7 +406,10 @@ def _enc_AddPartitionsToTxnRequest_4(w, o):
     v42 = o.transactions
     if v42 is None:
         raise _EncodeError('field Transactions is not nullable in version 4')
-    _p.write_compact_array_length(w, v42)
+    if len(v42) < 0x7F:
+        buf.append(len(v42) + 1)
+    else:
+        _p.write_compact_array_length(w, v42)
     if v42:
         for v43 in v42:
             _enc_AddPartitionsToTxnTransaction_4(w, v43)

@@ -113,7 +113,11 @@ def _enc_AddPartitionsToTxnPartitionResult_0(w, o):
 def _dec_AddPartitionsToTxnPartitionResult_3(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnPartitionResult)
     o.partition_index = v3
     o.partition_error_code = v4
@@ -155,7 +159,7 @@ def _enc_AddPartitionsToTxnTopicResult_0(w, o):
     v10 = o.results_by_partition
     if v10 is None:
         raise _EncodeError('field ResultsByPartition is not nullable in version 0')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             _enc_AddPartitionsToTxnPartitionResult_0(w, v11)
@@ -163,7 +167,11 @@ def _enc_AddPartitionsToTxnTopicResult_0(w, o):
 
 def _dec_AddPartitionsToTxnTopicResult_3(b, p):
     v13, p = _p.read_compact_string(b, p)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field ResultsByPartition was serialized as null')
     else:
@@ -171,7 +179,11 @@ def _dec_AddPartitionsToTxnTopicResult_3(b, p):
         for _ in range(v15):
             v16, p = _dec_AddPartitionsToTxnPartitionResult_3(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnTopicResult)
     o.name = v13
     o.results_by_partition = v14
@@ -187,7 +199,10 @@ def _enc_AddPartitionsToTxnTopicResult_3(w, o):
     v17 = o.results_by_partition
     if v17 is None:
         raise _EncodeError('field ResultsByPartition is not nullable in version 3')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_AddPartitionsToTxnPartitionResult_3(w, v18)
@@ -214,7 +229,11 @@ def _enc_AddPartitionsToTxnResult_0(w, o):
 
 
 def _dec_AddPartitionsToTxnResult_3(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnResult)
     o.transactional_id = ''
     o.topic_results = []
@@ -236,7 +255,11 @@ def _enc_AddPartitionsToTxnResult_3(w, o):
 
 def _dec_AddPartitionsToTxnResult_4(b, p):
     v20, p = _p.read_compact_string(b, p)
-    v22, p = _p.read_compact_array_length(b, p)
+    v22 = b[p] - 1
+    if v22 < 0x7F and v22 <= len(b) - p - 1:
+        p += 1
+    else:
+        v22, p = _p.read_compact_array_length(b, p)
     if v22 < 0:
         raise _DecodeError('non-nullable field TopicResults was serialized as null')
     else:
@@ -244,7 +267,11 @@ def _dec_AddPartitionsToTxnResult_4(b, p):
         for _ in range(v22):
             v23, p = _dec_AddPartitionsToTxnTopicResult_3(b, p)
             v21.append(v23)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnResult)
     o.transactional_id = v20
     o.topic_results = v21
@@ -260,7 +287,10 @@ def _enc_AddPartitionsToTxnResult_4(w, o):
     v24 = o.topic_results
     if v24 is None:
         raise _EncodeError('field TopicResults is not nullable in version 4')
-    _p.write_compact_array_length(w, v24)
+    if len(v24) < 0x7F:
+        buf.append(len(v24) + 1)
+    else:
+        _p.write_compact_array_length(w, v24)
     if v24:
         for v25 in v24:
             _enc_AddPartitionsToTxnTopicResult_3(w, v25)
@@ -298,7 +328,7 @@ def _enc_AddPartitionsToTxnResponse_0(w, o):
     v30 = o.results_by_topic_v3_and_below
     if v30 is None:
         raise _EncodeError('field ResultsByTopicV3AndBelow is not nullable in version 0')
-    _p.write_array_length(w, v30)
+    buf += _p.INT32.pack(-1 if v30 is None else len(v30))
     if v30:
         for v31 in v30:
             _enc_AddPartitionsToTxnTopicResult_0(w, v31)
@@ -307,7 +337,11 @@ def _enc_AddPartitionsToTxnResponse_0(w, o):
 def _dec_AddPartitionsToTxnResponse_3(b, p):
     v32, = _S1.unpack_from(b, p)
     p += 4
-    v34, p = _p.read_compact_array_length(b, p)
+    v34 = b[p] - 1
+    if v34 < 0x7F and v34 <= len(b) - p - 1:
+        p += 1
+    else:
+        v34, p = _p.read_compact_array_length(b, p)
     if v34 < 0:
         raise _DecodeError('non-nullable field ResultsByTopicV3AndBelow was serialized as null')
     else:
@@ -315,7 +349,11 @@ def _dec_AddPartitionsToTxnResponse_3(b, p):
         for _ in range(v34):
             v35, p = _dec_AddPartitionsToTxnTopicResult_3(b, p)
             v33.append(v35)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnResponse)
     o.throttle_time_ms = v32
     o.error_code = 0
@@ -333,7 +371,10 @@ def _enc_AddPartitionsToTxnResponse_3(w, o):
     v36 = o.results_by_topic_v3_and_below
     if v36 is None:
         raise _EncodeError('field ResultsByTopicV3AndBelow is not nullable in version 3')
-    _p.write_compact_array_length(w, v36)
+    if len(v36) < 0x7F:
+        buf.append(len(v36) + 1)
+    else:
+        _p.write_compact_array_length(w, v36)
     if v36:
         for v37 in v36:
             _enc_AddPartitionsToTxnTopicResult_3(w, v37)
@@ -346,7 +387,11 @@ def _enc_AddPartitionsToTxnResponse_3(w, o):
 def _dec_AddPartitionsToTxnResponse_4(b, p):
     v38, v39 = _S0.unpack_from(b, p)
     p += 6
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         raise _DecodeError('non-nullable field ResultsByTransaction was serialized as null')
     else:
@@ -354,7 +399,11 @@ def _dec_AddPartitionsToTxnResponse_4(b, p):
         for _ in range(v41):
             v42, p = _dec_AddPartitionsToTxnResult_4(b, p)
             v40.append(v42)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddPartitionsToTxnResponse)
     o.throttle_time_ms = v38
     o.error_code = v39
@@ -372,7 +421,10 @@ def _enc_AddPartitionsToTxnResponse_4(w, o):
     v43 = o.results_by_transaction
     if v43 is None:
         raise _EncodeError('field ResultsByTransaction is not nullable in version 4')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_AddPartitionsToTxnResult_4(w, v44)

@@ -68,7 +68,11 @@ def _dec_Listener_0(b, p):
     v4, p = _p.read_compact_string(b, p)
     v5, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = v2
     o.host = v4
@@ -97,7 +101,11 @@ def _dec_AddRaftVoterRequest_0(b, p):
     v8, v9, v10 = _S1.unpack_from(b, p)
     p += 24
     v10 = _UUID(bytes=bytes(v10))
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -105,7 +113,11 @@ def _dec_AddRaftVoterRequest_0(b, p):
         for _ in range(v12):
             v13, p = _dec_Listener_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AddRaftVoterRequest)
     o.cluster_id = v7
     o.timeout_ms = v8
@@ -123,7 +135,10 @@ def _enc_AddRaftVoterRequest_0(w, o):
     v14 = o.listeners
     if v14 is None:
         raise _EncodeError('field Listeners is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             _enc_Listener_0(w, v15)

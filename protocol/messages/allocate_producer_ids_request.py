@@ -37,7 +37,11 @@ class AllocateProducerIdsRequest(Message):
 def _dec_AllocateProducerIdsRequest_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AllocateProducerIdsRequest)
     o.broker_id = v1
     o.broker_epoch = v2

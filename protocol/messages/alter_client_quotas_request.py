@@ -116,7 +116,11 @@ def _dec_OpData_1(b, p):
     v6, p = _p.read_compact_string(b, p)
     v7, v8 = _S0.unpack_from(b, p)
     p += 9
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OpData)
     o.key = v6
     o.value = v7
@@ -158,7 +162,11 @@ def _enc_EntityData_0(w, o):
 def _dec_EntityData_1(b, p):
     v14, p = _p.read_compact_string(b, p)
     v16, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntityData)
     o.entity_type = v14
     o.entity_name = v16
@@ -207,21 +215,25 @@ def _enc_EntryData_0(w, o):
     v23 = o.entity
     if v23 is None:
         raise _EncodeError('field Entity is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_EntityData_0(w, v24)
     v25 = o.ops
     if v25 is None:
         raise _EncodeError('field Ops is not nullable in version 0')
-    _p.write_array_length(w, v25)
+    buf += _p.INT32.pack(-1 if v25 is None else len(v25))
     if v25:
         for v26 in v25:
             _enc_OpData_0(w, v26)
 
 
 def _dec_EntryData_1(b, p):
-    v28, p = _p.read_compact_array_length(b, p)
+    v28 = b[p] - 1
+    if v28 < 0x7F and v28 <= len(b) - p - 1:
+        p += 1
+    else:
+        v28, p = _p.read_compact_array_length(b, p)
     if v28 < 0:
         raise _DecodeError('non-nullable field Entity was serialized as null')
     else:
@@ -229,7 +241,11 @@ def _dec_EntryData_1(b, p):
         for _ in range(v28):
             v29, p = _dec_EntityData_1(b, p)
             v27.append(v29)
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field Ops was serialized as null')
     else:
@@ -237,7 +253,11 @@ def _dec_EntryData_1(b, p):
         for _ in range(v31):
             v32, p = _dec_OpData_1(b, p)
             v30.append(v32)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntryData)
     o.entity = v27
     o.ops = v30
@@ -250,14 +270,20 @@ def _enc_EntryData_1(w, o):
     v33 = o.entity
     if v33 is None:
         raise _EncodeError('field Entity is not nullable in version 1')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_EntityData_1(w, v34)
     v35 = o.ops
     if v35 is None:
         raise _EncodeError('field Ops is not nullable in version 1')
-    _p.write_compact_array_length(w, v35)
+    if len(v35) < 0x7F:
+        buf.append(len(v35) + 1)
+    else:
+        _p.write_compact_array_length(w, v35)
     if v35:
         for v36 in v35:
             _enc_OpData_1(w, v36)
@@ -290,7 +316,7 @@ def _enc_AlterClientQuotasRequest_0(w, o):
     v41 = o.entries
     if v41 is None:
         raise _EncodeError('field Entries is not nullable in version 0')
-    _p.write_array_length(w, v41)
+    buf += _p.INT32.pack(-1 if v41 is None else len(v41))
     if v41:
         for v42 in v41:
             _enc_EntryData_0(w, v42)
@@ -298,7 +324,11 @@ def _enc_AlterClientQuotasRequest_0(w, o):
 
 
 def _dec_AlterClientQuotasRequest_1(b, p):
-    v44, p = _p.read_compact_array_length(b, p)
+    v44 = b[p] - 1
+    if v44 < 0x7F and v44 <= len(b) - p - 1:
+        p += 1
+    else:
+        v44, p = _p.read_compact_array_length(b, p)
     if v44 < 0:
         raise _DecodeError('non-nullable field Entries was serialized as null')
     else:
@@ -308,7 +338,11 @@ def _dec_AlterClientQuotasRequest_1(b, p):
             v43.append(v45)
     v46, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterClientQuotasRequest)
     o.entries = v43
     o.validate_only = v46
@@ -321,7 +355,10 @@ def _enc_AlterClientQuotasRequest_1(w, o):
     v47 = o.entries
     if v47 is None:
         raise _EncodeError('field Entries is not nullable in version 1')
-    _p.write_compact_array_length(w, v47)
+    if len(v47) < 0x7F:
+        buf.append(len(v47) + 1)
+    else:
+        _p.write_compact_array_length(w, v47)
     if v47:
         for v48 in v47:
             _enc_EntryData_1(w, v48)

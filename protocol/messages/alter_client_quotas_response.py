@@ -95,7 +95,11 @@ def _enc_EntityData_0(w, o):
 def _dec_EntityData_1(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntityData)
     o.entity_type = v6
     o.entity_name = v8
@@ -142,7 +146,7 @@ def _enc_EntryData_0(w, o):
     v15 = o.entity
     if v15 is None:
         raise _EncodeError('field Entity is not nullable in version 0')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_EntityData_0(w, v16)
@@ -152,7 +156,11 @@ def _dec_EntryData_1(b, p):
     v17, = _S0.unpack_from(b, p)
     p += 2
     v19, p = _p.read_compact_nullable_string(b, p)
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         raise _DecodeError('non-nullable field Entity was serialized as null')
     else:
@@ -160,7 +168,11 @@ def _dec_EntryData_1(b, p):
         for _ in range(v21):
             v22, p = _dec_EntityData_1(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntryData)
     o.error_code = v17
     o.error_message = v19
@@ -176,7 +188,10 @@ def _enc_EntryData_1(w, o):
     v23 = o.entity
     if v23 is None:
         raise _EncodeError('field Entity is not nullable in version 1')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_EntityData_1(w, v24)
@@ -210,7 +225,7 @@ def _enc_AlterClientQuotasResponse_0(w, o):
     v29 = o.entries
     if v29 is None:
         raise _EncodeError('field Entries is not nullable in version 0')
-    _p.write_array_length(w, v29)
+    buf += _p.INT32.pack(-1 if v29 is None else len(v29))
     if v29:
         for v30 in v29:
             _enc_EntryData_0(w, v30)
@@ -219,7 +234,11 @@ def _enc_AlterClientQuotasResponse_0(w, o):
 def _dec_AlterClientQuotasResponse_1(b, p):
     v31, = _S1.unpack_from(b, p)
     p += 4
-    v33, p = _p.read_compact_array_length(b, p)
+    v33 = b[p] - 1
+    if v33 < 0x7F and v33 <= len(b) - p - 1:
+        p += 1
+    else:
+        v33, p = _p.read_compact_array_length(b, p)
     if v33 < 0:
         raise _DecodeError('non-nullable field Entries was serialized as null')
     else:
@@ -227,7 +246,11 @@ def _dec_AlterClientQuotasResponse_1(b, p):
         for _ in range(v33):
             v34, p = _dec_EntryData_1(b, p)
             v32.append(v34)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterClientQuotasResponse)
     o.throttle_time_ms = v31
     o.entries = v32
@@ -241,7 +264,10 @@ def _enc_AlterClientQuotasResponse_1(w, o):
     v35 = o.entries
     if v35 is None:
         raise _EncodeError('field Entries is not nullable in version 1')
-    _p.write_compact_array_length(w, v35)
+    if len(v35) < 0x7F:
+        buf.append(len(v35) + 1)
+    else:
+        _p.write_compact_array_length(w, v35)
     if v35:
         for v36 in v35:
             _enc_EntryData_1(w, v36)

@@ -95,7 +95,11 @@ def _enc_AlterableConfig_0(w, o):
 def _dec_AlterableConfig_2(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterableConfig)
     o.name = v6
     o.value = v8
@@ -144,7 +148,7 @@ def _enc_AlterConfigsResource_0(w, o):
     v15 = o.configs
     if v15 is None:
         raise _EncodeError('field Configs is not nullable in version 0')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_AlterableConfig_0(w, v16)
@@ -154,7 +158,11 @@ def _dec_AlterConfigsResource_2(b, p):
     v17, = _S0.unpack_from(b, p)
     p += 1
     v19, p = _p.read_compact_string(b, p)
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         raise _DecodeError('non-nullable field Configs was serialized as null')
     else:
@@ -162,7 +170,11 @@ def _dec_AlterConfigsResource_2(b, p):
         for _ in range(v21):
             v22, p = _dec_AlterableConfig_2(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterConfigsResource)
     o.resource_type = v17
     o.resource_name = v19
@@ -180,7 +192,10 @@ def _enc_AlterConfigsResource_2(w, o):
     v23 = o.configs
     if v23 is None:
         raise _EncodeError('field Configs is not nullable in version 2')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_AlterableConfig_2(w, v24)
@@ -213,7 +228,7 @@ def _enc_AlterConfigsRequest_0(w, o):
     v29 = o.resources
     if v29 is None:
         raise _EncodeError('field Resources is not nullable in version 0')
-    _p.write_array_length(w, v29)
+    buf += _p.INT32.pack(-1 if v29 is None else len(v29))
     if v29:
         for v30 in v29:
             _enc_AlterConfigsResource_0(w, v30)
@@ -221,7 +236,11 @@ def _enc_AlterConfigsRequest_0(w, o):
 
 
 def _dec_AlterConfigsRequest_2(b, p):
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Resources was serialized as null')
     else:
@@ -231,7 +250,11 @@ def _dec_AlterConfigsRequest_2(b, p):
             v31.append(v33)
     v34, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterConfigsRequest)
     o.resources = v31
     o.validate_only = v34
@@ -244,7 +267,10 @@ def _enc_AlterConfigsRequest_2(w, o):
     v35 = o.resources
     if v35 is None:
         raise _EncodeError('field Resources is not nullable in version 2')
-    _p.write_compact_array_length(w, v35)
+    if len(v35) < 0x7F:
+        buf.append(len(v35) + 1)
+    else:
+        _p.write_compact_array_length(w, v35)
     if v35:
         for v36 in v35:
             _enc_AlterConfigsResource_2(w, v36)

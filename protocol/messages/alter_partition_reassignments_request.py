@@ -73,12 +73,20 @@ class ReassignablePartition(Message):
 def _dec_ReassignablePartition_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         v2 = None
     else:
         v2, p = _p.read_int_array(b, p, v3, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReassignablePartition)
     o.partition_index = v1
     o.replicas = v2
@@ -101,7 +109,11 @@ def _enc_ReassignablePartition_0(w, o):
 
 def _dec_ReassignableTopic_0(b, p):
     v6, p = _p.read_compact_string(b, p)
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -109,7 +121,11 @@ def _dec_ReassignableTopic_0(b, p):
         for _ in range(v8):
             v9, p = _dec_ReassignablePartition_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReassignableTopic)
     o.name = v6
     o.partitions = v7
@@ -125,7 +141,10 @@ def _enc_ReassignableTopic_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_ReassignablePartition_0(w, v11)
@@ -138,7 +157,11 @@ def _enc_ReassignableTopic_0(w, o):
 def _dec_AlterPartitionReassignmentsRequest_0(b, p):
     v12, = _S0.unpack_from(b, p)
     p += 4
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -146,7 +169,11 @@ def _dec_AlterPartitionReassignmentsRequest_0(b, p):
         for _ in range(v14):
             v15, p = _dec_ReassignableTopic_0(b, p)
             v13.append(v15)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionReassignmentsRequest)
     o.timeout_ms = v12
     o.topics = v13
@@ -160,7 +187,10 @@ def _enc_AlterPartitionReassignmentsRequest_0(w, o):
     v16 = o.topics
     if v16 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             _enc_ReassignableTopic_0(w, v17)

@@ -83,7 +83,11 @@ def _dec_ReassignablePartitionResponse_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 6
     v4, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReassignablePartitionResponse)
     o.partition_index = v1
     o.error_code = v2
@@ -104,7 +108,11 @@ def _enc_ReassignablePartitionResponse_0(w, o):
 
 def _dec_ReassignableTopicResponse_0(b, p):
     v6, p = _p.read_compact_string(b, p)
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -112,7 +120,11 @@ def _dec_ReassignableTopicResponse_0(b, p):
         for _ in range(v8):
             v9, p = _dec_ReassignablePartitionResponse_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReassignableTopicResponse)
     o.name = v6
     o.partitions = v7
@@ -128,7 +140,10 @@ def _enc_ReassignableTopicResponse_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_ReassignablePartitionResponse_0(w, v11)
@@ -142,7 +157,11 @@ def _dec_AlterPartitionReassignmentsResponse_0(b, p):
     v12, v13 = _S0.unpack_from(b, p)
     p += 6
     v15, p = _p.read_compact_nullable_string(b, p)
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -150,7 +169,11 @@ def _dec_AlterPartitionReassignmentsResponse_0(b, p):
         for _ in range(v17):
             v18, p = _dec_ReassignableTopicResponse_0(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionReassignmentsResponse)
     o.throttle_time_ms = v12
     o.error_code = v13
@@ -167,7 +190,10 @@ def _enc_AlterPartitionReassignmentsResponse_0(w, o):
     v19 = o.responses
     if v19 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_ReassignableTopicResponse_0(w, v20)

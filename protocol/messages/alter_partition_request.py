@@ -108,7 +108,11 @@ class BrokerState(Message):
 
 
 def _dec_BrokerState_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerState)
     o.broker_id = 0
     o.broker_epoch = -1
@@ -131,7 +135,11 @@ def _enc_BrokerState_0(w, o):
 def _dec_BrokerState_3(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerState)
     o.broker_id = v1
     o.broker_epoch = v2
@@ -151,14 +159,22 @@ def _enc_BrokerState_3(w, o):
 def _dec_PartitionData_0(b, p):
     v3, v4 = _S1.unpack_from(b, p)
     p += 8
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field NewIsr was serialized as null')
     else:
         v5, p = _p.read_int_array(b, p, v6, 'i', 4)
     v7, = _S2.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v3
     o.leader_epoch = v4
@@ -180,7 +196,10 @@ def _enc_PartitionData_0(w, o):
     v8 = o.new_isr
     if v8 is None:
         raise _EncodeError('field NewIsr is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         buf += _pack(f'>{len(v8)}i', *v8)
     buf += _S2.pack(o.partition_epoch)
@@ -193,14 +212,22 @@ def _enc_PartitionData_0(w, o):
 def _dec_PartitionData_1(b, p):
     v9, v10 = _S1.unpack_from(b, p)
     p += 8
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field NewIsr was serialized as null')
     else:
         v11, p = _p.read_int_array(b, p, v12, 'i', 4)
     v13, v14 = _S3.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v9
     o.leader_epoch = v10
@@ -220,7 +247,10 @@ def _enc_PartitionData_1(w, o):
     v15 = o.new_isr
     if v15 is None:
         raise _EncodeError('field NewIsr is not nullable in version 1')
-    _p.write_compact_array_length(w, v15)
+    if len(v15) < 0x7F:
+        buf.append(len(v15) + 1)
+    else:
+        _p.write_compact_array_length(w, v15)
     if v15:
         buf += _pack(f'>{len(v15)}i', *v15)
     buf += _S3.pack(o.leader_recovery_state, o.partition_epoch)
@@ -233,7 +263,11 @@ def _enc_PartitionData_1(w, o):
 def _dec_PartitionData_3(b, p):
     v16, v17 = _S1.unpack_from(b, p)
     p += 8
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field NewIsrWithEpochs was serialized as null')
     else:
@@ -243,7 +277,11 @@ def _dec_PartitionData_3(b, p):
             v18.append(v20)
     v21, v22 = _S3.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v16
     o.leader_epoch = v17
@@ -263,7 +301,10 @@ def _enc_PartitionData_3(w, o):
     v23 = o.new_isr_with_epochs
     if v23 is None:
         raise _EncodeError('field NewIsrWithEpochs is not nullable in version 3')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_BrokerState_3(w, v24)
@@ -276,7 +317,11 @@ def _enc_PartitionData_3(w, o):
 
 def _dec_TopicData_0(b, p):
     v26, p = _p.read_compact_string(b, p)
-    v28, p = _p.read_compact_array_length(b, p)
+    v28 = b[p] - 1
+    if v28 < 0x7F and v28 <= len(b) - p - 1:
+        p += 1
+    else:
+        v28, p = _p.read_compact_array_length(b, p)
     if v28 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -284,7 +329,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v28):
             v29, p = _dec_PartitionData_0(b, p)
             v27.append(v29)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v26
     o.topic_id = _ZERO_UUID
@@ -301,7 +350,10 @@ def _enc_TopicData_0(w, o):
     v30 = o.partitions
     if v30 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v30)
+    if len(v30) < 0x7F:
+        buf.append(len(v30) + 1)
+    else:
+        _p.write_compact_array_length(w, v30)
     if v30:
         for v31 in v30:
             _enc_PartitionData_0(w, v31)
@@ -313,7 +365,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v33, p = _p.read_compact_string(b, p)
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -321,7 +377,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v35):
             v36, p = _dec_PartitionData_1(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v33
     o.topic_id = _ZERO_UUID
@@ -338,7 +398,10 @@ def _enc_TopicData_1(w, o):
     v37 = o.partitions
     if v37 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_PartitionData_1(w, v38)
@@ -352,7 +415,11 @@ def _dec_TopicData_2(b, p):
     v39, = _S4.unpack_from(b, p)
     p += 16
     v39 = _UUID(bytes=bytes(v39))
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -360,7 +427,11 @@ def _dec_TopicData_2(b, p):
         for _ in range(v41):
             v42, p = _dec_PartitionData_1(b, p)
             v40.append(v42)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = ''
     o.topic_id = v39
@@ -375,7 +446,10 @@ def _enc_TopicData_2(w, o):
     v43 = o.partitions
     if v43 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_PartitionData_1(w, v44)
@@ -389,7 +463,11 @@ def _dec_TopicData_3(b, p):
     v45, = _S4.unpack_from(b, p)
     p += 16
     v45 = _UUID(bytes=bytes(v45))
-    v47, p = _p.read_compact_array_length(b, p)
+    v47 = b[p] - 1
+    if v47 < 0x7F and v47 <= len(b) - p - 1:
+        p += 1
+    else:
+        v47, p = _p.read_compact_array_length(b, p)
     if v47 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -397,7 +475,11 @@ def _dec_TopicData_3(b, p):
         for _ in range(v47):
             v48, p = _dec_PartitionData_3(b, p)
             v46.append(v48)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = ''
     o.topic_id = v45
@@ -412,7 +494,10 @@ def _enc_TopicData_3(w, o):
     v49 = o.partitions
     if v49 is None:
         raise _EncodeError('field Partitions is not nullable in version 3')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_PartitionData_3(w, v50)
@@ -425,7 +510,11 @@ def _enc_TopicData_3(w, o):
 def _dec_AlterPartitionRequest_0(b, p):
     v51, v52 = _S0.unpack_from(b, p)
     p += 12
-    v54, p = _p.read_compact_array_length(b, p)
+    v54 = b[p] - 1
+    if v54 < 0x7F and v54 <= len(b) - p - 1:
+        p += 1
+    else:
+        v54, p = _p.read_compact_array_length(b, p)
     if v54 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -433,7 +522,11 @@ def _dec_AlterPartitionRequest_0(b, p):
         for _ in range(v54):
             v55, p = _dec_TopicData_0(b, p)
             v53.append(v55)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionRequest)
     o.broker_id = v51
     o.broker_epoch = v52
@@ -448,7 +541,10 @@ def _enc_AlterPartitionRequest_0(w, o):
     v56 = o.topics
     if v56 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v56)
+    if len(v56) < 0x7F:
+        buf.append(len(v56) + 1)
+    else:
+        _p.write_compact_array_length(w, v56)
     if v56:
         for v57 in v56:
             _enc_TopicData_0(w, v57)
@@ -461,7 +557,11 @@ def _enc_AlterPartitionRequest_0(w, o):
 def _dec_AlterPartitionRequest_1(b, p):
     v58, v59 = _S0.unpack_from(b, p)
     p += 12
-    v61, p = _p.read_compact_array_length(b, p)
+    v61 = b[p] - 1
+    if v61 < 0x7F and v61 <= len(b) - p - 1:
+        p += 1
+    else:
+        v61, p = _p.read_compact_array_length(b, p)
     if v61 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -469,7 +569,11 @@ def _dec_AlterPartitionRequest_1(b, p):
         for _ in range(v61):
             v62, p = _dec_TopicData_1(b, p)
             v60.append(v62)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionRequest)
     o.broker_id = v58
     o.broker_epoch = v59
@@ -484,7 +588,10 @@ def _enc_AlterPartitionRequest_1(w, o):
     v63 = o.topics
     if v63 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v63)
+    if len(v63) < 0x7F:
+        buf.append(len(v63) + 1)
+    else:
+        _p.write_compact_array_length(w, v63)
     if v63:
         for v64 in v63:
             _enc_TopicData_1(w, v64)
@@ -497,7 +604,11 @@ def _enc_AlterPartitionRequest_1(w, o):
 def _dec_AlterPartitionRequest_2(b, p):
     v65, v66 = _S0.unpack_from(b, p)
     p += 12
-    v68, p = _p.read_compact_array_length(b, p)
+    v68 = b[p] - 1
+    if v68 < 0x7F and v68 <= len(b) - p - 1:
+        p += 1
+    else:
+        v68, p = _p.read_compact_array_length(b, p)
     if v68 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -505,7 +616,11 @@ def _dec_AlterPartitionRequest_2(b, p):
         for _ in range(v68):
             v69, p = _dec_TopicData_2(b, p)
             v67.append(v69)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionRequest)
     o.broker_id = v65
     o.broker_epoch = v66
@@ -520,7 +635,10 @@ def _enc_AlterPartitionRequest_2(w, o):
     v70 = o.topics
     if v70 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v70)
+    if len(v70) < 0x7F:
+        buf.append(len(v70) + 1)
+    else:
+        _p.write_compact_array_length(w, v70)
     if v70:
         for v71 in v70:
             _enc_TopicData_2(w, v71)
@@ -533,7 +651,11 @@ def _enc_AlterPartitionRequest_2(w, o):
 def _dec_AlterPartitionRequest_3(b, p):
     v72, v73 = _S0.unpack_from(b, p)
     p += 12
-    v75, p = _p.read_compact_array_length(b, p)
+    v75 = b[p] - 1
+    if v75 < 0x7F and v75 <= len(b) - p - 1:
+        p += 1
+    else:
+        v75, p = _p.read_compact_array_length(b, p)
     if v75 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -541,7 +663,11 @@ def _dec_AlterPartitionRequest_3(b, p):
         for _ in range(v75):
             v76, p = _dec_TopicData_3(b, p)
             v74.append(v76)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionRequest)
     o.broker_id = v72
     o.broker_epoch = v73
@@ -556,7 +682,10 @@ def _enc_AlterPartitionRequest_3(w, o):
     v77 = o.topics
     if v77 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_compact_array_length(w, v77)
+    if len(v77) < 0x7F:
+        buf.append(len(v77) + 1)
+    else:
+        _p.write_compact_array_length(w, v77)
     if v77:
         for v78 in v77:
             _enc_TopicData_3(w, v78)

@@ -96,14 +96,22 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, v2, v3, v4 = _S0.unpack_from(b, p)
     p += 14
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field Isr was serialized as null')
     else:
         v5, p = _p.read_int_array(b, p, v6, 'i', 4)
     v7, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v1
     o.error_code = v2
@@ -122,7 +130,10 @@ def _enc_PartitionData_0(w, o):
     v8 = o.isr
     if v8 is None:
         raise _EncodeError('field Isr is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         buf += _pack(f'>{len(v8)}i', *v8)
     buf += _S1.pack(o.partition_epoch)
@@ -135,14 +146,22 @@ def _enc_PartitionData_0(w, o):
 def _dec_PartitionData_1(b, p):
     v9, v10, v11, v12 = _S0.unpack_from(b, p)
     p += 14
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Isr was serialized as null')
     else:
         v13, p = _p.read_int_array(b, p, v14, 'i', 4)
     v15, v16 = _S2.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v9
     o.error_code = v10
@@ -161,7 +180,10 @@ def _enc_PartitionData_1(w, o):
     v17 = o.isr
     if v17 is None:
         raise _EncodeError('field Isr is not nullable in version 1')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         buf += _pack(f'>{len(v17)}i', *v17)
     buf += _S2.pack(o.leader_recovery_state, o.partition_epoch)
@@ -173,7 +195,11 @@ def _enc_PartitionData_1(w, o):
 
 def _dec_TopicData_0(b, p):
     v19, p = _p.read_compact_string(b, p)
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -181,7 +207,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v21):
             v22, p = _dec_PartitionData_0(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v19
     o.topic_id = _ZERO_UUID
@@ -198,7 +228,10 @@ def _enc_TopicData_0(w, o):
     v23 = o.partitions
     if v23 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_PartitionData_0(w, v24)
@@ -210,7 +243,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v26, p = _p.read_compact_string(b, p)
-    v28, p = _p.read_compact_array_length(b, p)
+    v28 = b[p] - 1
+    if v28 < 0x7F and v28 <= len(b) - p - 1:
+        p += 1
+    else:
+        v28, p = _p.read_compact_array_length(b, p)
     if v28 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -218,7 +255,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v28):
             v29, p = _dec_PartitionData_1(b, p)
             v27.append(v29)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v26
     o.topic_id = _ZERO_UUID
@@ -235,7 +276,10 @@ def _enc_TopicData_1(w, o):
     v30 = o.partitions
     if v30 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v30)
+    if len(v30) < 0x7F:
+        buf.append(len(v30) + 1)
+    else:
+        _p.write_compact_array_length(w, v30)
     if v30:
         for v31 in v30:
             _enc_PartitionData_1(w, v31)
@@ -249,7 +293,11 @@ def _dec_TopicData_2(b, p):
     v32, = _S3.unpack_from(b, p)
     p += 16
     v32 = _UUID(bytes=bytes(v32))
-    v34, p = _p.read_compact_array_length(b, p)
+    v34 = b[p] - 1
+    if v34 < 0x7F and v34 <= len(b) - p - 1:
+        p += 1
+    else:
+        v34, p = _p.read_compact_array_length(b, p)
     if v34 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -257,7 +305,11 @@ def _dec_TopicData_2(b, p):
         for _ in range(v34):
             v35, p = _dec_PartitionData_1(b, p)
             v33.append(v35)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = ''
     o.topic_id = v32
@@ -272,7 +324,10 @@ def _enc_TopicData_2(w, o):
     v36 = o.partitions
     if v36 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v36)
+    if len(v36) < 0x7F:
+        buf.append(len(v36) + 1)
+    else:
+        _p.write_compact_array_length(w, v36)
     if v36:
         for v37 in v36:
             _enc_PartitionData_1(w, v37)
@@ -285,7 +340,11 @@ def _enc_TopicData_2(w, o):
 def _dec_AlterPartitionResponse_0(b, p):
     v38, v39 = _S4.unpack_from(b, p)
     p += 6
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -293,7 +352,11 @@ def _dec_AlterPartitionResponse_0(b, p):
         for _ in range(v41):
             v42, p = _dec_TopicData_0(b, p)
             v40.append(v42)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms = v38
     o.error_code = v39
@@ -308,7 +371,10 @@ def _enc_AlterPartitionResponse_0(w, o):
     v43 = o.topics
     if v43 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_TopicData_0(w, v44)
@@ -321,7 +387,11 @@ def _enc_AlterPartitionResponse_0(w, o):
 def _dec_AlterPartitionResponse_1(b, p):
     v45, v46 = _S4.unpack_from(b, p)
     p += 6
-    v48, p = _p.read_compact_array_length(b, p)
+    v48 = b[p] - 1
+    if v48 < 0x7F and v48 <= len(b) - p - 1:
+        p += 1
+    else:
+        v48, p = _p.read_compact_array_length(b, p)
     if v48 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -329,7 +399,11 @@ def _dec_AlterPartitionResponse_1(b, p):
         for _ in range(v48):
             v49, p = _dec_TopicData_1(b, p)
             v47.append(v49)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms = v45
     o.error_code = v46
@@ -344,7 +418,10 @@ def _enc_AlterPartitionResponse_1(w, o):
     v50 = o.topics
     if v50 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v50)
+    if len(v50) < 0x7F:
+        buf.append(len(v50) + 1)
+    else:
+        _p.write_compact_array_length(w, v50)
     if v50:
         for v51 in v50:
             _enc_TopicData_1(w, v51)
@@ -357,7 +434,11 @@ def _enc_AlterPartitionResponse_1(w, o):
 def _dec_AlterPartitionResponse_2(b, p):
     v52, v53 = _S4.unpack_from(b, p)
     p += 6
-    v55, p = _p.read_compact_array_length(b, p)
+    v55 = b[p] - 1
+    if v55 < 0x7F and v55 <= len(b) - p - 1:
+        p += 1
+    else:
+        v55, p = _p.read_compact_array_length(b, p)
     if v55 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -365,7 +446,11 @@ def _dec_AlterPartitionResponse_2(b, p):
         for _ in range(v55):
             v56, p = _dec_TopicData_2(b, p)
             v54.append(v56)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms = v52
     o.error_code = v53
@@ -380,7 +465,10 @@ def _enc_AlterPartitionResponse_2(w, o):
     v57 = o.topics
     if v57 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v57)
+    if len(v57) < 0x7F:
+        buf.append(len(v57) + 1)
+    else:
+        _p.write_compact_array_length(w, v57)
     if v57:
         for v58 in v57:
             _enc_TopicData_2(w, v58)

@@ -88,19 +88,27 @@ def _enc_AlterReplicaLogDirTopic_0(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_AlterReplicaLogDirTopic_2(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDirTopic)
     o.name = v7
     o.partitions = v8
@@ -116,7 +124,10 @@ def _enc_AlterReplicaLogDirTopic_2(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -150,7 +161,7 @@ def _enc_AlterReplicaLogDir_0(w, o):
     v16 = o.topics
     if v16 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v16)
+    buf += _p.INT32.pack(-1 if v16 is None else len(v16))
     if v16:
         for v17 in v16:
             _enc_AlterReplicaLogDirTopic_0(w, v17)
@@ -158,7 +169,11 @@ def _enc_AlterReplicaLogDir_0(w, o):
 
 def _dec_AlterReplicaLogDir_2(b, p):
     v19, p = _p.read_compact_string(b, p)
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -166,7 +181,11 @@ def _dec_AlterReplicaLogDir_2(b, p):
         for _ in range(v21):
             v22, p = _dec_AlterReplicaLogDirTopic_2(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDir)
     o.path = v19
     o.topics = v20
@@ -182,7 +201,10 @@ def _enc_AlterReplicaLogDir_2(w, o):
     v23 = o.topics
     if v23 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_AlterReplicaLogDirTopic_2(w, v24)
@@ -212,14 +234,18 @@ def _enc_AlterReplicaLogDirsRequest_0(w, o):
     v28 = o.dirs
     if v28 is None:
         raise _EncodeError('field Dirs is not nullable in version 0')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_AlterReplicaLogDir_0(w, v29)
 
 
 def _dec_AlterReplicaLogDirsRequest_2(b, p):
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field Dirs was serialized as null')
     else:
@@ -227,7 +253,11 @@ def _dec_AlterReplicaLogDirsRequest_2(b, p):
         for _ in range(v31):
             v32, p = _dec_AlterReplicaLogDir_2(b, p)
             v30.append(v32)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDirsRequest)
     o.dirs = v30
     o.unknown_tags = tags
@@ -239,7 +269,10 @@ def _enc_AlterReplicaLogDirsRequest_2(w, o):
     v33 = o.dirs
     if v33 is None:
         raise _EncodeError('field Dirs is not nullable in version 2')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_AlterReplicaLogDir_2(w, v34)

@@ -89,7 +89,11 @@ def _enc_AlterReplicaLogDirPartitionResult_0(w, o):
 def _dec_AlterReplicaLogDirPartitionResult_2(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDirPartitionResult)
     o.partition_index = v3
     o.error_code = v4
@@ -131,7 +135,7 @@ def _enc_AlterReplicaLogDirTopicResult_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             _enc_AlterReplicaLogDirPartitionResult_0(w, v11)
@@ -139,7 +143,11 @@ def _enc_AlterReplicaLogDirTopicResult_0(w, o):
 
 def _dec_AlterReplicaLogDirTopicResult_2(b, p):
     v13, p = _p.read_compact_string(b, p)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -147,7 +155,11 @@ def _dec_AlterReplicaLogDirTopicResult_2(b, p):
         for _ in range(v15):
             v16, p = _dec_AlterReplicaLogDirPartitionResult_2(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDirTopicResult)
     o.topic_name = v13
     o.partitions = v14
@@ -163,7 +175,10 @@ def _enc_AlterReplicaLogDirTopicResult_2(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_AlterReplicaLogDirPartitionResult_2(w, v18)
@@ -197,7 +212,7 @@ def _enc_AlterReplicaLogDirsResponse_0(w, o):
     v23 = o.results
     if v23 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_AlterReplicaLogDirTopicResult_0(w, v24)
@@ -206,7 +221,11 @@ def _enc_AlterReplicaLogDirsResponse_0(w, o):
 def _dec_AlterReplicaLogDirsResponse_2(b, p):
     v25, = _S1.unpack_from(b, p)
     p += 4
-    v27, p = _p.read_compact_array_length(b, p)
+    v27 = b[p] - 1
+    if v27 < 0x7F and v27 <= len(b) - p - 1:
+        p += 1
+    else:
+        v27, p = _p.read_compact_array_length(b, p)
     if v27 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -214,7 +233,11 @@ def _dec_AlterReplicaLogDirsResponse_2(b, p):
         for _ in range(v27):
             v28, p = _dec_AlterReplicaLogDirTopicResult_2(b, p)
             v26.append(v28)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterReplicaLogDirsResponse)
     o.throttle_time_ms = v25
     o.results = v26
@@ -228,7 +251,10 @@ def _enc_AlterReplicaLogDirsResponse_2(w, o):
     v29 = o.results
     if v29 is None:
         raise _EncodeError('field Results is not nullable in version 2')
-    _p.write_compact_array_length(w, v29)
+    if len(v29) < 0x7F:
+        buf.append(len(v29) + 1)
+    else:
+        _p.write_compact_array_length(w, v29)
     if v29:
         for v30 in v29:
             _enc_AlterReplicaLogDirTopicResult_2(w, v30)

@@ -86,7 +86,11 @@ def _dec_ScramCredentialUpsertion_0(b, p):
     p += 5
     v6, p = _p.read_compact_bytes(b, p)
     v8, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ScramCredentialUpsertion)
     o.name = v2
     o.mechanism = v3
@@ -119,7 +123,11 @@ def _dec_ScramCredentialDeletion_0(b, p):
     v10, p = _p.read_compact_string(b, p)
     v11, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ScramCredentialDeletion)
     o.name = v10
     o.mechanism = v11
@@ -140,7 +148,11 @@ def _enc_ScramCredentialDeletion_0(w, o):
 
 
 def _dec_AlterUserScramCredentialsRequest_0(b, p):
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field Deletions was serialized as null')
     else:
@@ -148,7 +160,11 @@ def _dec_AlterUserScramCredentialsRequest_0(b, p):
         for _ in range(v13):
             v14, p = _dec_ScramCredentialDeletion_0(b, p)
             v12.append(v14)
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Upsertions was serialized as null')
     else:
@@ -156,7 +172,11 @@ def _dec_AlterUserScramCredentialsRequest_0(b, p):
         for _ in range(v16):
             v17, p = _dec_ScramCredentialUpsertion_0(b, p)
             v15.append(v17)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterUserScramCredentialsRequest)
     o.deletions = v12
     o.upsertions = v15
@@ -169,14 +189,20 @@ def _enc_AlterUserScramCredentialsRequest_0(w, o):
     v18 = o.deletions
     if v18 is None:
         raise _EncodeError('field Deletions is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_ScramCredentialDeletion_0(w, v19)
     v20 = o.upsertions
     if v20 is None:
         raise _EncodeError('field Upsertions is not nullable in version 0')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_ScramCredentialUpsertion_0(w, v21)

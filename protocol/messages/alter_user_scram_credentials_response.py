@@ -61,7 +61,11 @@ def _dec_AlterUserScramCredentialsResult_0(b, p):
     v3, = _S0.unpack_from(b, p)
     p += 2
     v5, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterUserScramCredentialsResult)
     o.user = v2
     o.error_code = v3
@@ -86,7 +90,11 @@ def _enc_AlterUserScramCredentialsResult_0(w, o):
 def _dec_AlterUserScramCredentialsResponse_0(b, p):
     v6, = _S1.unpack_from(b, p)
     p += 4
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -94,7 +102,11 @@ def _dec_AlterUserScramCredentialsResponse_0(b, p):
         for _ in range(v8):
             v9, p = _dec_AlterUserScramCredentialsResult_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterUserScramCredentialsResponse)
     o.throttle_time_ms = v6
     o.results = v7
@@ -108,7 +120,10 @@ def _enc_AlterUserScramCredentialsResponse_0(w, o):
     v10 = o.results
     if v10 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_AlterUserScramCredentialsResult_0(w, v11)

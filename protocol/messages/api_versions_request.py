@@ -48,7 +48,11 @@ def _enc_ApiVersionsRequest_0(w, o):
 def _dec_ApiVersionsRequest_3(b, p):
     v2, p = _p.read_compact_string(b, p)
     v4, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ApiVersionsRequest)
     o.client_software_name = v2
     o.client_software_version = v4

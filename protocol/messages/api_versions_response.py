@@ -140,7 +140,11 @@ def _dec_FinalizedFeatureKey_3(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, v4 = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FinalizedFeatureKey)
     o.name = v2
     o.max_version_level = v3
@@ -184,7 +188,11 @@ def _dec_SupportedFeatureKey_3(b, p):
     v6, p = _p.read_compact_string(b, p)
     v7, v8 = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SupportedFeatureKey)
     o.name = v6
     o.min_version = v7
@@ -224,7 +232,11 @@ def _enc_ApiVersion_0(w, o):
 def _dec_ApiVersion_3(b, p):
     v12, v13, v14 = _S1.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ApiVersion)
     o.api_key = v12
     o.min_version = v13
@@ -271,7 +283,7 @@ def _enc_ApiVersionsResponse_0(w, o):
     v19 = o.api_keys
     if v19 is None:
         raise _EncodeError('field ApiKeys is not nullable in version 0')
-    _p.write_array_length(w, v19)
+    buf += _p.INT32.pack(-1 if v19 is None else len(v19))
     if v19:
         for v20 in v19:
             _enc_ApiVersion_0(w, v20)
@@ -308,7 +320,7 @@ def _enc_ApiVersionsResponse_1(w, o):
     v26 = o.api_keys
     if v26 is None:
         raise _EncodeError('field ApiKeys is not nullable in version 1')
-    _p.write_array_length(w, v26)
+    buf += _p.INT32.pack(-1 if v26 is None else len(v26))
     if v26:
         for v27 in v26:
             _enc_ApiVersion_0(w, v27)
@@ -318,7 +330,11 @@ def _enc_ApiVersionsResponse_1(w, o):
 def _dec_ApiVersionsResponse_3(b, p):
     v28, = _S2.unpack_from(b, p)
     p += 2
-    v30, p = _p.read_compact_array_length(b, p)
+    v30 = b[p] - 1
+    if v30 < 0x7F and v30 <= len(b) - p - 1:
+        p += 1
+    else:
+        v30, p = _p.read_compact_array_length(b, p)
     if v30 < 0:
         raise _DecodeError('non-nullable field ApiKeys was serialized as null')
     else:
@@ -328,12 +344,20 @@ def _dec_ApiVersionsResponse_3(b, p):
             v29.append(v31)
     v32, = _S3.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v33 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v35, tp = _p.read_compact_array_length(tb, tp)
+        v35 = tb[tp] - 1
+        if v35 < 0x7F and v35 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v35, tp = _p.read_compact_array_length(tb, tp)
         if v35 < 0:
             raise _DecodeError('non-nullable field SupportedFeatures was serialized as null')
         else:
@@ -361,7 +385,11 @@ def _dec_ApiVersionsResponse_3(b, p):
     if tags is not None and 2 in tags:
         tb = tags.pop(2)
         tp = 0
-        v42, tp = _p.read_compact_array_length(tb, tp)
+        v42 = tb[tp] - 1
+        if v42 < 0x7F and v42 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v42, tp = _p.read_compact_array_length(tb, tp)
         if v42 < 0:
             raise _DecodeError('non-nullable field FinalizedFeatures was serialized as null')
         else:
@@ -403,7 +431,10 @@ def _enc_ApiVersionsResponse_3(w, o):
     v47 = o.api_keys
     if v47 is None:
         raise _EncodeError('field ApiKeys is not nullable in version 3')
-    _p.write_compact_array_length(w, v47)
+    if len(v47) < 0x7F:
+        buf.append(len(v47) + 1)
+    else:
+        _p.write_compact_array_length(w, v47)
     if v47:
         for v48 in v47:
             _enc_ApiVersion_3(w, v48)
@@ -415,7 +446,10 @@ def _enc_ApiVersionsResponse_3(w, o):
         v49 = o.supported_features
         if v49 is None:
             raise _EncodeError('field SupportedFeatures is not nullable in version 3')
-        _p.write_compact_array_length(tw, v49)
+        if len(v49) < 0x7F:
+            tbuf.append(len(v49) + 1)
+        else:
+            _p.write_compact_array_length(tw, v49)
         if v49:
             for v50 in v49:
                 _enc_SupportedFeatureKey_3(tw, v50)
@@ -431,7 +465,10 @@ def _enc_ApiVersionsResponse_3(w, o):
         v51 = o.finalized_features
         if v51 is None:
             raise _EncodeError('field FinalizedFeatures is not nullable in version 3')
-        _p.write_compact_array_length(tw, v51)
+        if len(v51) < 0x7F:
+            tbuf.append(len(v51) + 1)
+        else:
+            _p.write_compact_array_length(tw, v51)
         if v51:
             for v52 in v51:
                 _enc_FinalizedFeatureKey_3(tw, v52)

@@ -90,7 +90,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v1
     o.unknown_tags = tags
@@ -110,7 +114,11 @@ def _dec_TopicData_0(b, p):
     v2, = _S1.unpack_from(b, p)
     p += 16
     v2 = _UUID(bytes=bytes(v2))
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -118,7 +126,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v4):
             v5, p = _dec_PartitionData_0(b, p)
             v3.append(v5)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_id = v2
     o.partitions = v3
@@ -132,7 +144,10 @@ def _enc_TopicData_0(w, o):
     v6 = o.partitions
     if v6 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         for v7 in v6:
             _enc_PartitionData_0(w, v7)
@@ -146,7 +161,11 @@ def _dec_DirectoryData_0(b, p):
     v8, = _S1.unpack_from(b, p)
     p += 16
     v8 = _UUID(bytes=bytes(v8))
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -154,7 +173,11 @@ def _dec_DirectoryData_0(b, p):
         for _ in range(v10):
             v11, p = _dec_TopicData_0(b, p)
             v9.append(v11)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DirectoryData)
     o.id = v8
     o.topics = v9
@@ -168,7 +191,10 @@ def _enc_DirectoryData_0(w, o):
     v12 = o.topics
     if v12 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             _enc_TopicData_0(w, v13)
@@ -181,7 +207,11 @@ def _enc_DirectoryData_0(w, o):
 def _dec_AssignReplicasToDirsRequest_0(b, p):
     v14, v15 = _S2.unpack_from(b, p)
     p += 12
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Directories was serialized as null')
     else:
@@ -189,7 +219,11 @@ def _dec_AssignReplicasToDirsRequest_0(b, p):
         for _ in range(v17):
             v18, p = _dec_DirectoryData_0(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AssignReplicasToDirsRequest)
     o.broker_id = v14
     o.broker_epoch = v15
@@ -204,7 +238,10 @@ def _enc_AssignReplicasToDirsRequest_0(w, o):
     v19 = o.directories
     if v19 is None:
         raise _EncodeError('field Directories is not nullable in version 0')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_DirectoryData_0(w, v20)

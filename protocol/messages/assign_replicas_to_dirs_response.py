@@ -92,7 +92,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v1
     o.error_code = v2
@@ -113,7 +117,11 @@ def _dec_TopicData_0(b, p):
     v3, = _S1.unpack_from(b, p)
     p += 16
     v3 = _UUID(bytes=bytes(v3))
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -121,7 +129,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v5):
             v6, p = _dec_PartitionData_0(b, p)
             v4.append(v6)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_id = v3
     o.partitions = v4
@@ -135,7 +147,10 @@ def _enc_TopicData_0(w, o):
     v7 = o.partitions
     if v7 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v7)
+    if len(v7) < 0x7F:
+        buf.append(len(v7) + 1)
+    else:
+        _p.write_compact_array_length(w, v7)
     if v7:
         for v8 in v7:
             _enc_PartitionData_0(w, v8)
@@ -149,7 +164,11 @@ def _dec_DirectoryData_0(b, p):
     v9, = _S1.unpack_from(b, p)
     p += 16
     v9 = _UUID(bytes=bytes(v9))
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -157,7 +176,11 @@ def _dec_DirectoryData_0(b, p):
         for _ in range(v11):
             v12, p = _dec_TopicData_0(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DirectoryData)
     o.id = v9
     o.topics = v10
@@ -171,7 +194,10 @@ def _enc_DirectoryData_0(w, o):
     v13 = o.topics
     if v13 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         for v14 in v13:
             _enc_TopicData_0(w, v14)
@@ -184,7 +210,11 @@ def _enc_DirectoryData_0(w, o):
 def _dec_AssignReplicasToDirsResponse_0(b, p):
     v15, v16 = _S0.unpack_from(b, p)
     p += 6
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field Directories was serialized as null')
     else:
@@ -192,7 +222,11 @@ def _dec_AssignReplicasToDirsResponse_0(b, p):
         for _ in range(v18):
             v19, p = _dec_DirectoryData_0(b, p)
             v17.append(v19)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AssignReplicasToDirsResponse)
     o.throttle_time_ms = v15
     o.error_code = v16
@@ -207,7 +241,10 @@ def _enc_AssignReplicasToDirsResponse_0(w, o):
     v20 = o.directories
     if v20 is None:
         raise _EncodeError('field Directories is not nullable in version 0')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_DirectoryData_0(w, v21)

@@ -127,7 +127,11 @@ def _dec_LeaderEndpoint_1(b, p):
     v4, p = _p.read_compact_string(b, p)
     v5, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderEndpoint)
     o.name = v2
     o.host = v4
@@ -175,7 +179,11 @@ def _dec_PartitionData_1(b, p):
     v9, v10, v11, v12 = _S3.unpack_from(b, p)
     p += 28
     v10 = _UUID(bytes=bytes(v10))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v9
     o.voter_directory_id = v10
@@ -219,7 +227,7 @@ def _enc_TopicData_0(w, o):
     v18 = o.partitions
     if v18 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v18)
+    buf += _p.INT32.pack(-1 if v18 is None else len(v18))
     if v18:
         for v19 in v18:
             _enc_PartitionData_0(w, v19)
@@ -227,7 +235,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -235,7 +247,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v23):
             v24, p = _dec_PartitionData_1(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v21
     o.partitions = v22
@@ -251,7 +267,10 @@ def _enc_TopicData_1(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_PartitionData_1(w, v26)
@@ -286,7 +305,7 @@ def _enc_BeginQuorumEpochRequest_0(w, o):
     v32 = o.topics
     if v32 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         for v33 in v32:
             _enc_TopicData_0(w, v33)
@@ -296,7 +315,11 @@ def _dec_BeginQuorumEpochRequest_1(b, p):
     v35, p = _p.read_compact_nullable_string(b, p)
     v36, = _S1.unpack_from(b, p)
     p += 4
-    v38, p = _p.read_compact_array_length(b, p)
+    v38 = b[p] - 1
+    if v38 < 0x7F and v38 <= len(b) - p - 1:
+        p += 1
+    else:
+        v38, p = _p.read_compact_array_length(b, p)
     if v38 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -304,7 +327,11 @@ def _dec_BeginQuorumEpochRequest_1(b, p):
         for _ in range(v38):
             v39, p = _dec_TopicData_1(b, p)
             v37.append(v39)
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         raise _DecodeError('non-nullable field LeaderEndpoints was serialized as null')
     else:
@@ -312,7 +339,11 @@ def _dec_BeginQuorumEpochRequest_1(b, p):
         for _ in range(v41):
             v42, p = _dec_LeaderEndpoint_1(b, p)
             v40.append(v42)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BeginQuorumEpochRequest)
     o.cluster_id = v35
     o.voter_id = v36
@@ -329,14 +360,20 @@ def _enc_BeginQuorumEpochRequest_1(w, o):
     v43 = o.topics
     if v43 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_TopicData_1(w, v44)
     v45 = o.leader_endpoints
     if v45 is None:
         raise _EncodeError('field LeaderEndpoints is not nullable in version 1')
-    _p.write_compact_array_length(w, v45)
+    if len(v45) < 0x7F:
+        buf.append(len(v45) + 1)
+    else:
+        _p.write_compact_array_length(w, v45)
     if v45:
         for v46 in v45:
             _enc_LeaderEndpoint_1(w, v46)

@@ -125,7 +125,11 @@ def _dec_NodeEndpoint_1(b, p):
     v3, p = _p.read_compact_string(b, p)
     v4, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -167,7 +171,11 @@ def _enc_PartitionData_0(w, o):
 def _dec_PartitionData_1(b, p):
     v9, v10, v11, v12 = _S2.unpack_from(b, p)
     p += 14
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v9
     o.error_code = v10
@@ -211,7 +219,7 @@ def _enc_TopicData_0(w, o):
     v18 = o.partitions
     if v18 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v18)
+    buf += _p.INT32.pack(-1 if v18 is None else len(v18))
     if v18:
         for v19 in v18:
             _enc_PartitionData_0(w, v19)
@@ -219,7 +227,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -227,7 +239,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v23):
             v24, p = _dec_PartitionData_1(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v21
     o.partitions = v22
@@ -243,7 +259,10 @@ def _enc_TopicData_1(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_PartitionData_1(w, v26)
@@ -280,7 +299,7 @@ def _enc_BeginQuorumEpochResponse_0(w, o):
     v31 = o.topics
     if v31 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v31)
+    buf += _p.INT32.pack(-1 if v31 is None else len(v31))
     if v31:
         for v32 in v31:
             _enc_TopicData_0(w, v32)
@@ -289,7 +308,11 @@ def _enc_BeginQuorumEpochResponse_0(w, o):
 def _dec_BeginQuorumEpochResponse_1(b, p):
     v33, = _S3.unpack_from(b, p)
     p += 2
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -297,12 +320,20 @@ def _dec_BeginQuorumEpochResponse_1(b, p):
         for _ in range(v35):
             v36, p = _dec_TopicData_1(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v37 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v39, tp = _p.read_compact_array_length(tb, tp)
+        v39 = tb[tp] - 1
+        if v39 < 0x7F and v39 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v39, tp = _p.read_compact_array_length(tb, tp)
         if v39 < 0:
             raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
         else:
@@ -329,7 +360,10 @@ def _enc_BeginQuorumEpochResponse_1(w, o):
     v41 = o.topics
     if v41 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v41)
+    if len(v41) < 0x7F:
+        buf.append(len(v41) + 1)
+    else:
+        _p.write_compact_array_length(w, v41)
     if v41:
         for v42 in v41:
             _enc_TopicData_1(w, v42)
@@ -340,7 +374,10 @@ def _enc_BeginQuorumEpochResponse_1(w, o):
         v43 = o.node_endpoints
         if v43 is None:
             raise _EncodeError('field NodeEndpoints is not nullable in version 1')
-        _p.write_compact_array_length(tw, v43)
+        if len(v43) < 0x7F:
+            tbuf.append(len(v43) + 1)
+        else:
+            _p.write_compact_array_length(tw, v43)
         if v43:
             for v44 in v43:
                 _enc_NodeEndpoint_1(tw, v44)

@@ -50,7 +50,11 @@ class BrokerHeartbeatRequest(Message):
 def _dec_BrokerHeartbeatRequest_0(b, p):
     v1, v2, v3, v4, v5 = _S0.unpack_from(b, p)
     p += 22
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerHeartbeatRequest)
     o.broker_id = v1
     o.broker_epoch = v2
@@ -76,12 +80,20 @@ def _enc_BrokerHeartbeatRequest_0(w, o):
 def _dec_BrokerHeartbeatRequest_1(b, p):
     v6, v7, v8, v9, v10 = _S0.unpack_from(b, p)
     p += 22
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v11 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v13, tp = _p.read_compact_array_length(tb, tp)
+        v13 = tb[tp] - 1
+        if v13 < 0x7F and v13 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v13, tp = _p.read_compact_array_length(tb, tp)
         if v13 < 0:
             raise _DecodeError('non-nullable field OfflineLogDirs was serialized as null')
         else:
@@ -117,7 +129,10 @@ def _enc_BrokerHeartbeatRequest_1(w, o):
         v15 = o.offline_log_dirs
         if v15 is None:
             raise _EncodeError('field OfflineLogDirs is not nullable in version 1')
-        _p.write_compact_array_length(tw, v15)
+        if len(v15) < 0x7F:
+            tbuf.append(len(v15) + 1)
+        else:
+            _p.write_compact_array_length(tw, v15)
         if v15:
             for v16 in v15:
                 tbuf += _S1.pack(v16.bytes)

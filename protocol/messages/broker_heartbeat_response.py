@@ -46,7 +46,11 @@ class BrokerHeartbeatResponse(Message):
 def _dec_BrokerHeartbeatResponse_0(b, p):
     v1, v2, v3, v4, v5 = _S0.unpack_from(b, p)
     p += 9
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerHeartbeatResponse)
     o.throttle_time_ms = v1
     o.error_code = v2

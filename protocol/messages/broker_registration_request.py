@@ -109,7 +109,11 @@ def _dec_Feature_0(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, v4 = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Feature)
     o.name = v2
     o.min_supported_version = v3
@@ -135,7 +139,11 @@ def _dec_Listener_0(b, p):
     v8, p = _p.read_compact_string(b, p)
     v9, v10 = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = v6
     o.host = v8
@@ -167,7 +175,11 @@ def _dec_BrokerRegistrationRequest_0(b, p):
     v14, = _S3.unpack_from(b, p)
     p += 16
     v14 = _UUID(bytes=bytes(v14))
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -175,7 +187,11 @@ def _dec_BrokerRegistrationRequest_0(b, p):
         for _ in range(v16):
             v17, p = _dec_Listener_0(b, p)
             v15.append(v17)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Features was serialized as null')
     else:
@@ -184,7 +200,11 @@ def _dec_BrokerRegistrationRequest_0(b, p):
             v20, p = _dec_Feature_0(b, p)
             v18.append(v20)
     v22, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerRegistrationRequest)
     o.broker_id = v11
     o.cluster_id = v13
@@ -211,14 +231,20 @@ def _enc_BrokerRegistrationRequest_0(w, o):
     v23 = o.listeners
     if v23 is None:
         raise _EncodeError('field Listeners is not nullable in version 0')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_Listener_0(w, v24)
     v25 = o.features
     if v25 is None:
         raise _EncodeError('field Features is not nullable in version 0')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_Feature_0(w, v26)
@@ -236,7 +262,11 @@ def _dec_BrokerRegistrationRequest_1(b, p):
     v30, = _S3.unpack_from(b, p)
     p += 16
     v30 = _UUID(bytes=bytes(v30))
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -244,7 +274,11 @@ def _dec_BrokerRegistrationRequest_1(b, p):
         for _ in range(v32):
             v33, p = _dec_Listener_0(b, p)
             v31.append(v33)
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Features was serialized as null')
     else:
@@ -255,7 +289,11 @@ def _dec_BrokerRegistrationRequest_1(b, p):
     v38, p = _p.read_compact_nullable_string(b, p)
     v39, = _S4.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerRegistrationRequest)
     o.broker_id = v27
     o.cluster_id = v29
@@ -280,14 +318,20 @@ def _enc_BrokerRegistrationRequest_1(w, o):
     v40 = o.listeners
     if v40 is None:
         raise _EncodeError('field Listeners is not nullable in version 1')
-    _p.write_compact_array_length(w, v40)
+    if len(v40) < 0x7F:
+        buf.append(len(v40) + 1)
+    else:
+        _p.write_compact_array_length(w, v40)
     if v40:
         for v41 in v40:
             _enc_Listener_0(w, v41)
     v42 = o.features
     if v42 is None:
         raise _EncodeError('field Features is not nullable in version 1')
-    _p.write_compact_array_length(w, v42)
+    if len(v42) < 0x7F:
+        buf.append(len(v42) + 1)
+    else:
+        _p.write_compact_array_length(w, v42)
     if v42:
         for v43 in v42:
             _enc_Feature_0(w, v43)
@@ -306,7 +350,11 @@ def _dec_BrokerRegistrationRequest_2(b, p):
     v47, = _S3.unpack_from(b, p)
     p += 16
     v47 = _UUID(bytes=bytes(v47))
-    v49, p = _p.read_compact_array_length(b, p)
+    v49 = b[p] - 1
+    if v49 < 0x7F and v49 <= len(b) - p - 1:
+        p += 1
+    else:
+        v49, p = _p.read_compact_array_length(b, p)
     if v49 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -314,7 +362,11 @@ def _dec_BrokerRegistrationRequest_2(b, p):
         for _ in range(v49):
             v50, p = _dec_Listener_0(b, p)
             v48.append(v50)
-    v52, p = _p.read_compact_array_length(b, p)
+    v52 = b[p] - 1
+    if v52 < 0x7F and v52 <= len(b) - p - 1:
+        p += 1
+    else:
+        v52, p = _p.read_compact_array_length(b, p)
     if v52 < 0:
         raise _DecodeError('non-nullable field Features was serialized as null')
     else:
@@ -325,7 +377,11 @@ def _dec_BrokerRegistrationRequest_2(b, p):
     v55, p = _p.read_compact_nullable_string(b, p)
     v56, = _S4.unpack_from(b, p)
     p += 1
-    v58, p = _p.read_compact_array_length(b, p)
+    v58 = b[p] - 1
+    if v58 < 0x7F and v58 <= len(b) - p - 1:
+        p += 1
+    else:
+        v58, p = _p.read_compact_array_length(b, p)
     if v58 < 0:
         raise _DecodeError('non-nullable field LogDirs was serialized as null')
     else:
@@ -335,7 +391,11 @@ def _dec_BrokerRegistrationRequest_2(b, p):
             p += 16
             v59 = _UUID(bytes=bytes(v59))
             v57.append(v59)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerRegistrationRequest)
     o.broker_id = v44
     o.cluster_id = v46
@@ -360,14 +420,20 @@ def _enc_BrokerRegistrationRequest_2(w, o):
     v60 = o.listeners
     if v60 is None:
         raise _EncodeError('field Listeners is not nullable in version 2')
-    _p.write_compact_array_length(w, v60)
+    if len(v60) < 0x7F:
+        buf.append(len(v60) + 1)
+    else:
+        _p.write_compact_array_length(w, v60)
     if v60:
         for v61 in v60:
             _enc_Listener_0(w, v61)
     v62 = o.features
     if v62 is None:
         raise _EncodeError('field Features is not nullable in version 2')
-    _p.write_compact_array_length(w, v62)
+    if len(v62) < 0x7F:
+        buf.append(len(v62) + 1)
+    else:
+        _p.write_compact_array_length(w, v62)
     if v62:
         for v63 in v62:
             _enc_Feature_0(w, v63)
@@ -376,7 +442,10 @@ def _enc_BrokerRegistrationRequest_2(w, o):
     v64 = o.log_dirs
     if v64 is None:
         raise _EncodeError('field LogDirs is not nullable in version 2')
-    _p.write_compact_array_length(w, v64)
+    if len(v64) < 0x7F:
+        buf.append(len(v64) + 1)
+    else:
+        _p.write_compact_array_length(w, v64)
     if v64:
         for v65 in v64:
             buf += _S3.pack(v65.bytes)
@@ -393,7 +462,11 @@ def _dec_BrokerRegistrationRequest_3(b, p):
     v69, = _S3.unpack_from(b, p)
     p += 16
     v69 = _UUID(bytes=bytes(v69))
-    v71, p = _p.read_compact_array_length(b, p)
+    v71 = b[p] - 1
+    if v71 < 0x7F and v71 <= len(b) - p - 1:
+        p += 1
+    else:
+        v71, p = _p.read_compact_array_length(b, p)
     if v71 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -401,7 +474,11 @@ def _dec_BrokerRegistrationRequest_3(b, p):
         for _ in range(v71):
             v72, p = _dec_Listener_0(b, p)
             v70.append(v72)
-    v74, p = _p.read_compact_array_length(b, p)
+    v74 = b[p] - 1
+    if v74 < 0x7F and v74 <= len(b) - p - 1:
+        p += 1
+    else:
+        v74, p = _p.read_compact_array_length(b, p)
     if v74 < 0:
         raise _DecodeError('non-nullable field Features was serialized as null')
     else:
@@ -412,7 +489,11 @@ def _dec_BrokerRegistrationRequest_3(b, p):
     v77, p = _p.read_compact_nullable_string(b, p)
     v78, = _S4.unpack_from(b, p)
     p += 1
-    v80, p = _p.read_compact_array_length(b, p)
+    v80 = b[p] - 1
+    if v80 < 0x7F and v80 <= len(b) - p - 1:
+        p += 1
+    else:
+        v80, p = _p.read_compact_array_length(b, p)
     if v80 < 0:
         raise _DecodeError('non-nullable field LogDirs was serialized as null')
     else:
@@ -424,7 +505,11 @@ def _dec_BrokerRegistrationRequest_3(b, p):
             v79.append(v81)
     v82, = _S5.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerRegistrationRequest)
     o.broker_id = v66
     o.cluster_id = v68
@@ -449,14 +534,20 @@ def _enc_BrokerRegistrationRequest_3(w, o):
     v83 = o.listeners
     if v83 is None:
         raise _EncodeError('field Listeners is not nullable in version 3')
-    _p.write_compact_array_length(w, v83)
+    if len(v83) < 0x7F:
+        buf.append(len(v83) + 1)
+    else:
+        _p.write_compact_array_length(w, v83)
     if v83:
         for v84 in v83:
             _enc_Listener_0(w, v84)
     v85 = o.features
     if v85 is None:
         raise _EncodeError('field Features is not nullable in version 3')
-    _p.write_compact_array_length(w, v85)
+    if len(v85) < 0x7F:
+        buf.append(len(v85) + 1)
+    else:
+        _p.write_compact_array_length(w, v85)
     if v85:
         for v86 in v85:
             _enc_Feature_0(w, v86)
@@ -465,7 +556,10 @@ def _enc_BrokerRegistrationRequest_3(w, o):
     v87 = o.log_dirs
     if v87 is None:
         raise _EncodeError('field LogDirs is not nullable in version 3')
-    _p.write_compact_array_length(w, v87)
+    if len(v87) < 0x7F:
+        buf.append(len(v87) + 1)
+    else:
+        _p.write_compact_array_length(w, v87)
     if v87:
         for v88 in v87:
             buf += _S3.pack(v88.bytes)

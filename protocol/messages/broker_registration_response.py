@@ -40,7 +40,11 @@ class BrokerRegistrationResponse(Message):
 def _dec_BrokerRegistrationResponse_0(b, p):
     v1, v2, v3 = _S0.unpack_from(b, p)
     p += 14
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BrokerRegistrationResponse)
     o.throttle_time_ms = v1
     o.error_code = v2

@@ -159,12 +159,20 @@ def _dec_TopicPartitions_0(b, p):
     p += 16
     v1 = _UUID(bytes=bytes(v1))
     v3, p = _p.read_compact_string(b, p)
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v4, p = _p.read_int_array(b, p, v5, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicPartitions)
     o.topic_id = v1
     o.topic_name = v3
@@ -182,7 +190,10 @@ def _enc_TopicPartitions_0(w, o):
     v6 = o.partitions
     if v6 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         buf += _pack(f'>{len(v6)}i', *v6)
     if o.unknown_tags:
@@ -192,7 +203,11 @@ def _enc_TopicPartitions_0(w, o):
 
 
 def _dec_Assignment_0(b, p):
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field TopicPartitions was serialized as null')
     else:
@@ -200,7 +215,11 @@ def _dec_Assignment_0(b, p):
         for _ in range(v8):
             v9, p = _dec_TopicPartitions_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Assignment)
     o.topic_partitions = v7
     o.unknown_tags = tags
@@ -212,7 +231,10 @@ def _enc_Assignment_0(w, o):
     v10 = o.topic_partitions
     if v10 is None:
         raise _EncodeError('field TopicPartitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_TopicPartitions_0(w, v11)
@@ -230,7 +252,11 @@ def _dec_Member_0(b, p):
     p += 4
     v20, p = _p.read_compact_string(b, p)
     v22, p = _p.read_compact_string(b, p)
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         raise _DecodeError('non-nullable field SubscribedTopicNames was serialized as null')
     else:
@@ -241,7 +267,11 @@ def _dec_Member_0(b, p):
     v27, p = _p.read_compact_nullable_string(b, p)
     v29, p = _dec_Assignment_0(b, p)
     v31, p = _dec_Assignment_0(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Member)
     o.member_id = v13
     o.instance_id = v15
@@ -274,7 +304,10 @@ def _enc_Member_0(w, o):
     v32 = o.subscribed_topic_names
     if v32 is None:
         raise _EncodeError('field SubscribedTopicNames is not nullable in version 0')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             if v33 is None:
@@ -298,7 +331,11 @@ def _dec_DescribedGroup_0(b, p):
     v41, v42 = _S3.unpack_from(b, p)
     p += 8
     v44, p = _p.read_compact_string(b, p)
-    v46, p = _p.read_compact_array_length(b, p)
+    v46 = b[p] - 1
+    if v46 < 0x7F and v46 <= len(b) - p - 1:
+        p += 1
+    else:
+        v46, p = _p.read_compact_array_length(b, p)
     if v46 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -308,7 +345,11 @@ def _dec_DescribedGroup_0(b, p):
             v45.append(v47)
     v48, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedGroup)
     o.error_code = v34
     o.error_message = v36
@@ -340,7 +381,10 @@ def _enc_DescribedGroup_0(w, o):
     v49 = o.members
     if v49 is None:
         raise _EncodeError('field Members is not nullable in version 0')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_Member_0(w, v50)
@@ -354,7 +398,11 @@ def _enc_DescribedGroup_0(w, o):
 def _dec_ConsumerGroupDescribeResponse_0(b, p):
     v51, = _S1.unpack_from(b, p)
     p += 4
-    v53, p = _p.read_compact_array_length(b, p)
+    v53 = b[p] - 1
+    if v53 < 0x7F and v53 <= len(b) - p - 1:
+        p += 1
+    else:
+        v53, p = _p.read_compact_array_length(b, p)
     if v53 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -362,7 +410,11 @@ def _dec_ConsumerGroupDescribeResponse_0(b, p):
         for _ in range(v53):
             v54, p = _dec_DescribedGroup_0(b, p)
             v52.append(v54)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ConsumerGroupDescribeResponse)
     o.throttle_time_ms = v51
     o.groups = v52
@@ -376,7 +428,10 @@ def _enc_ConsumerGroupDescribeResponse_0(w, o):
     v55 = o.groups
     if v55 is None:
         raise _EncodeError('field Groups is not nullable in version 0')
-    _p.write_compact_array_length(w, v55)
+    if len(v55) < 0x7F:
+        buf.append(len(v55) + 1)
+    else:
+        _p.write_compact_array_length(w, v55)
     if v55:
         for v56 in v55:
             _enc_DescribedGroup_0(w, v56)

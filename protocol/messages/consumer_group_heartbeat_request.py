@@ -81,12 +81,20 @@ def _dec_TopicPartitions_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 16
     v1 = _UUID(bytes=bytes(v1))
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v2, p = _p.read_int_array(b, p, v3, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicPartitions)
     o.topic_id = v1
     o.partitions = v2
@@ -100,7 +108,10 @@ def _enc_TopicPartitions_0(w, o):
     v4 = o.partitions
     if v4 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v4)
+    if len(v4) < 0x7F:
+        buf.append(len(v4) + 1)
+    else:
+        _p.write_compact_array_length(w, v4)
     if v4:
         buf += _pack(f'>{len(v4)}i', *v4)
     if o.unknown_tags:
@@ -118,7 +129,11 @@ def _dec_ConsumerGroupHeartbeatRequest_0(b, p):
     v13, p = _p.read_compact_nullable_string(b, p)
     v14, = _S1.unpack_from(b, p)
     p += 4
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         v15 = None
     else:
@@ -127,7 +142,11 @@ def _dec_ConsumerGroupHeartbeatRequest_0(b, p):
             v17, p = _p.read_compact_string(b, p)
             v15.append(v17)
     v19, p = _p.read_compact_nullable_string(b, p)
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         v20 = None
     else:
@@ -135,7 +154,11 @@ def _dec_ConsumerGroupHeartbeatRequest_0(b, p):
         for _ in range(v21):
             v22, p = _dec_TopicPartitions_0(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ConsumerGroupHeartbeatRequest)
     o.group_id = v6
     o.member_id = v8
@@ -193,7 +216,11 @@ def _dec_ConsumerGroupHeartbeatRequest_1(b, p):
     v35, p = _p.read_compact_nullable_string(b, p)
     v36, = _S1.unpack_from(b, p)
     p += 4
-    v38, p = _p.read_compact_array_length(b, p)
+    v38 = b[p] - 1
+    if v38 < 0x7F and v38 <= len(b) - p - 1:
+        p += 1
+    else:
+        v38, p = _p.read_compact_array_length(b, p)
     if v38 < 0:
         v37 = None
     else:
@@ -203,7 +230,11 @@ def _dec_ConsumerGroupHeartbeatRequest_1(b, p):
             v37.append(v39)
     v41, p = _p.read_compact_nullable_string(b, p)
     v43, p = _p.read_compact_nullable_string(b, p)
-    v45, p = _p.read_compact_array_length(b, p)
+    v45 = b[p] - 1
+    if v45 < 0x7F and v45 <= len(b) - p - 1:
+        p += 1
+    else:
+        v45, p = _p.read_compact_array_length(b, p)
     if v45 < 0:
         v44 = None
     else:
@@ -211,7 +242,11 @@ def _dec_ConsumerGroupHeartbeatRequest_1(b, p):
         for _ in range(v45):
             v46, p = _dec_TopicPartitions_0(b, p)
             v44.append(v46)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ConsumerGroupHeartbeatRequest)
     o.group_id = v28
     o.member_id = v30

@@ -68,7 +68,11 @@ def _enc_ControlledShutdownRequest_2(w, o):
 def _dec_ControlledShutdownRequest_3(b, p):
     v4, v5 = _S1.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ControlledShutdownRequest)
     o.broker_id = v4
     o.broker_epoch = v5

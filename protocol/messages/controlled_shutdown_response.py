@@ -76,7 +76,11 @@ def _dec_RemainingPartition_3(b, p):
     v5, p = _p.read_compact_string(b, p)
     v6, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RemainingPartition)
     o.topic_name = v5
     o.partition_index = v6
@@ -120,7 +124,7 @@ def _enc_ControlledShutdownResponse_0(w, o):
     v11 = o.remaining_partitions
     if v11 is None:
         raise _EncodeError('field RemainingPartitions is not nullable in version 0')
-    _p.write_array_length(w, v11)
+    buf += _p.INT32.pack(-1 if v11 is None else len(v11))
     if v11:
         for v12 in v11:
             _enc_RemainingPartition_0(w, v12)
@@ -129,7 +133,11 @@ def _enc_ControlledShutdownResponse_0(w, o):
 def _dec_ControlledShutdownResponse_3(b, p):
     v13, = _S1.unpack_from(b, p)
     p += 2
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field RemainingPartitions was serialized as null')
     else:
@@ -137,7 +145,11 @@ def _dec_ControlledShutdownResponse_3(b, p):
         for _ in range(v15):
             v16, p = _dec_RemainingPartition_3(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ControlledShutdownResponse)
     o.error_code = v13
     o.remaining_partitions = v14
@@ -151,7 +163,10 @@ def _enc_ControlledShutdownResponse_3(w, o):
     v17 = o.remaining_partitions
     if v17 is None:
         raise _EncodeError('field RemainingPartitions is not nullable in version 3')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_RemainingPartition_3(w, v18)

@@ -94,7 +94,11 @@ def _dec_Feature_0(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, v4 = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Feature)
     o.name = v2
     o.min_supported_version = v3
@@ -120,7 +124,11 @@ def _dec_Listener_0(b, p):
     v8, p = _p.read_compact_string(b, p)
     v9, v10 = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = v6
     o.host = v8
@@ -149,7 +157,11 @@ def _dec_ControllerRegistrationRequest_0(b, p):
     v11, v12, v13 = _S2.unpack_from(b, p)
     p += 21
     v12 = _UUID(bytes=bytes(v12))
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -157,7 +169,11 @@ def _dec_ControllerRegistrationRequest_0(b, p):
         for _ in range(v15):
             v16, p = _dec_Listener_0(b, p)
             v14.append(v16)
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field Features was serialized as null')
     else:
@@ -165,7 +181,11 @@ def _dec_ControllerRegistrationRequest_0(b, p):
         for _ in range(v18):
             v19, p = _dec_Feature_0(b, p)
             v17.append(v19)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ControllerRegistrationRequest)
     o.controller_id = v11
     o.incarnation_id = v12
@@ -182,14 +202,20 @@ def _enc_ControllerRegistrationRequest_0(w, o):
     v20 = o.listeners
     if v20 is None:
         raise _EncodeError('field Listeners is not nullable in version 0')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_Listener_0(w, v21)
     v22 = o.features
     if v22 is None:
         raise _EncodeError('field Features is not nullable in version 0')
-    _p.write_compact_array_length(w, v22)
+    if len(v22) < 0x7F:
+        buf.append(len(v22) + 1)
+    else:
+        _p.write_compact_array_length(w, v22)
     if v22:
         for v23 in v22:
             _enc_Feature_0(w, v23)

@@ -74,7 +74,11 @@ def _dec_AclCreationResult_2(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 2
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AclCreationResult)
     o.error_code = v4
     o.error_message = v6
@@ -116,7 +120,7 @@ def _enc_CreateAclsResponse_0(w, o):
     v11 = o.results
     if v11 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_array_length(w, v11)
+    buf += _p.INT32.pack(-1 if v11 is None else len(v11))
     if v11:
         for v12 in v11:
             _enc_AclCreationResult_0(w, v12)
@@ -125,7 +129,11 @@ def _enc_CreateAclsResponse_0(w, o):
 def _dec_CreateAclsResponse_2(b, p):
     v13, = _S1.unpack_from(b, p)
     p += 4
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -133,7 +141,11 @@ def _dec_CreateAclsResponse_2(b, p):
         for _ in range(v15):
             v16, p = _dec_AclCreationResult_2(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateAclsResponse)
     o.throttle_time_ms = v13
     o.results = v14
@@ -147,7 +159,10 @@ def _enc_CreateAclsResponse_2(w, o):
     v17 = o.results
     if v17 is None:
         raise _EncodeError('field Results is not nullable in version 2')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_AclCreationResult_2(w, v18)

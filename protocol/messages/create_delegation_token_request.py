@@ -81,7 +81,11 @@ def _enc_CreatableRenewers_0(w, o):
 def _dec_CreatableRenewers_2(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatableRenewers)
     o.principal_type = v6
     o.principal_name = v8
@@ -132,7 +136,7 @@ def _enc_CreateDelegationTokenRequest_0(w, o):
     v13 = o.renewers
     if v13 is None:
         raise _EncodeError('field Renewers is not nullable in version 0')
-    _p.write_array_length(w, v13)
+    buf += _p.INT32.pack(-1 if v13 is None else len(v13))
     if v13:
         for v14 in v13:
             _enc_CreatableRenewers_0(w, v14)
@@ -140,7 +144,11 @@ def _enc_CreateDelegationTokenRequest_0(w, o):
 
 
 def _dec_CreateDelegationTokenRequest_2(b, p):
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Renewers was serialized as null')
     else:
@@ -150,7 +158,11 @@ def _dec_CreateDelegationTokenRequest_2(b, p):
             v15.append(v17)
     v18, = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateDelegationTokenRequest)
     o.owner_principal_type = ''
     o.owner_principal_name = ''
@@ -169,7 +181,10 @@ def _enc_CreateDelegationTokenRequest_2(w, o):
     v19 = o.renewers
     if v19 is None:
         raise _EncodeError('field Renewers is not nullable in version 2')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_CreatableRenewers_2(w, v20)
@@ -183,7 +198,11 @@ def _enc_CreateDelegationTokenRequest_2(w, o):
 def _dec_CreateDelegationTokenRequest_3(b, p):
     v22, p = _p.read_compact_nullable_string(b, p)
     v24, p = _p.read_compact_nullable_string(b, p)
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Renewers was serialized as null')
     else:
@@ -193,7 +212,11 @@ def _dec_CreateDelegationTokenRequest_3(b, p):
             v25.append(v27)
     v28, = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateDelegationTokenRequest)
     o.owner_principal_type = v22
     o.owner_principal_name = v24
@@ -210,7 +233,10 @@ def _enc_CreateDelegationTokenRequest_3(w, o):
     v29 = o.renewers
     if v29 is None:
         raise _EncodeError('field Renewers is not nullable in version 3')
-    _p.write_compact_array_length(w, v29)
+    if len(v29) < 0x7F:
+        buf.append(len(v29) + 1)
+    else:
+        _p.write_compact_array_length(w, v29)
     if v29:
         for v30 in v29:
             _enc_CreatableRenewers_2(w, v30)

@@ -124,7 +124,11 @@ def _dec_CreateDelegationTokenResponse_2(b, p):
     v25, p = _p.read_compact_bytes(b, p)
     v26, = _S2.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateDelegationTokenResponse)
     o.error_code = v14
     o.principal_type = v16
@@ -181,7 +185,11 @@ def _dec_CreateDelegationTokenResponse_3(b, p):
     v42, p = _p.read_compact_bytes(b, p)
     v43, = _S2.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateDelegationTokenResponse)
     o.error_code = v27
     o.principal_type = v29

@@ -91,18 +91,26 @@ def _enc_CreatePartitionsAssignment_0(w, o):
     v3 = o.broker_ids
     if v3 is None:
         raise _EncodeError('field BrokerIds is not nullable in version 0')
-    _p.write_array_length(w, v3)
+    buf += _p.INT32.pack(-1 if v3 is None else len(v3))
     if v3:
         buf += _pack(f'>{len(v3)}i', *v3)
 
 
 def _dec_CreatePartitionsAssignment_2(b, p):
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field BrokerIds was serialized as null')
     else:
         v4, p = _p.read_int_array(b, p, v5, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatePartitionsAssignment)
     o.broker_ids = v4
     o.unknown_tags = tags
@@ -114,7 +122,10 @@ def _enc_CreatePartitionsAssignment_2(w, o):
     v6 = o.broker_ids
     if v6 is None:
         raise _EncodeError('field BrokerIds is not nullable in version 2')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         buf += _pack(f'>{len(v6)}i', *v6)
     if o.unknown_tags:
@@ -150,7 +161,7 @@ def _enc_CreatePartitionsTopic_0(w, o):
     _p.write_string(w, o.name)
     buf += _S0.pack(o.count)
     v13 = o.assignments
-    _p.write_array_length(w, v13)
+    buf += _p.INT32.pack(-1 if v13 is None else len(v13))
     if v13:
         for v14 in v13:
             _enc_CreatePartitionsAssignment_0(w, v14)
@@ -160,7 +171,11 @@ def _dec_CreatePartitionsTopic_2(b, p):
     v16, p = _p.read_compact_string(b, p)
     v17, = _S0.unpack_from(b, p)
     p += 4
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         v18 = None
     else:
@@ -168,7 +183,11 @@ def _dec_CreatePartitionsTopic_2(b, p):
         for _ in range(v19):
             v20, p = _dec_CreatePartitionsAssignment_2(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatePartitionsTopic)
     o.name = v16
     o.count = v17
@@ -218,7 +237,7 @@ def _enc_CreatePartitionsRequest_0(w, o):
     v28 = o.topics
     if v28 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_CreatePartitionsTopic_0(w, v29)
@@ -226,7 +245,11 @@ def _enc_CreatePartitionsRequest_0(w, o):
 
 
 def _dec_CreatePartitionsRequest_2(b, p):
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -236,7 +259,11 @@ def _dec_CreatePartitionsRequest_2(b, p):
             v30.append(v32)
     v33, v34 = _S1.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatePartitionsRequest)
     o.topics = v30
     o.timeout_ms = v33
@@ -250,7 +277,10 @@ def _enc_CreatePartitionsRequest_2(w, o):
     v35 = o.topics
     if v35 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v35)
+    if len(v35) < 0x7F:
+        buf.append(len(v35) + 1)
+    else:
+        _p.write_compact_array_length(w, v35)
     if v35:
         for v36 in v35:
             _enc_CreatePartitionsTopic_2(w, v36)

@@ -83,7 +83,11 @@ def _dec_CreatePartitionsTopicResult_2(b, p):
     v8, = _S0.unpack_from(b, p)
     p += 2
     v10, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatePartitionsTopicResult)
     o.name = v7
     o.error_code = v8
@@ -129,7 +133,7 @@ def _enc_CreatePartitionsResponse_0(w, o):
     v15 = o.results
     if v15 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_CreatePartitionsTopicResult_0(w, v16)
@@ -138,7 +142,11 @@ def _enc_CreatePartitionsResponse_0(w, o):
 def _dec_CreatePartitionsResponse_2(b, p):
     v17, = _S1.unpack_from(b, p)
     p += 4
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -146,7 +154,11 @@ def _dec_CreatePartitionsResponse_2(b, p):
         for _ in range(v19):
             v20, p = _dec_CreatePartitionsTopicResult_2(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatePartitionsResponse)
     o.throttle_time_ms = v17
     o.results = v18
@@ -160,7 +172,10 @@ def _enc_CreatePartitionsResponse_2(w, o):
     v21 = o.results
     if v21 is None:
         raise _EncodeError('field Results is not nullable in version 2')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_CreatePartitionsTopicResult_2(w, v22)

@@ -123,7 +123,11 @@ def _enc_CreatableTopicConfig_0(w, o):
 def _dec_CreatableTopicConfig_5(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatableTopicConfig)
     o.name = v6
     o.value = v8
@@ -164,7 +168,7 @@ def _enc_CreatableReplicaAssignment_0(w, o):
     v12 = o.broker_ids
     if v12 is None:
         raise _EncodeError('field BrokerIds is not nullable in version 0')
-    _p.write_array_length(w, v12)
+    buf += _p.INT32.pack(-1 if v12 is None else len(v12))
     if v12:
         buf += _pack(f'>{len(v12)}i', *v12)
 
@@ -172,12 +176,20 @@ def _enc_CreatableReplicaAssignment_0(w, o):
 def _dec_CreatableReplicaAssignment_5(b, p):
     v13, = _S0.unpack_from(b, p)
     p += 4
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field BrokerIds was serialized as null')
     else:
         v14, p = _p.read_int_array(b, p, v15, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatableReplicaAssignment)
     o.partition_index = v13
     o.broker_ids = v14
@@ -191,7 +203,10 @@ def _enc_CreatableReplicaAssignment_5(w, o):
     v16 = o.broker_ids
     if v16 is None:
         raise _EncodeError('field BrokerIds is not nullable in version 5')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         buf += _pack(f'>{len(v16)}i', *v16)
     if o.unknown_tags:
@@ -239,14 +254,14 @@ def _enc_CreatableTopic_0(w, o):
     v27 = o.assignments
     if v27 is None:
         raise _EncodeError('field Assignments is not nullable in version 0')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_CreatableReplicaAssignment_0(w, v28)
     v29 = o.configs
     if v29 is None:
         raise _EncodeError('field Configs is not nullable in version 0')
-    _p.write_array_length(w, v29)
+    buf += _p.INT32.pack(-1 if v29 is None else len(v29))
     if v29:
         for v30 in v29:
             _enc_CreatableTopicConfig_0(w, v30)
@@ -256,7 +271,11 @@ def _dec_CreatableTopic_5(b, p):
     v32, p = _p.read_compact_string(b, p)
     v33, v34 = _S1.unpack_from(b, p)
     p += 6
-    v36, p = _p.read_compact_array_length(b, p)
+    v36 = b[p] - 1
+    if v36 < 0x7F and v36 <= len(b) - p - 1:
+        p += 1
+    else:
+        v36, p = _p.read_compact_array_length(b, p)
     if v36 < 0:
         raise _DecodeError('non-nullable field Assignments was serialized as null')
     else:
@@ -264,7 +283,11 @@ def _dec_CreatableTopic_5(b, p):
         for _ in range(v36):
             v37, p = _dec_CreatableReplicaAssignment_5(b, p)
             v35.append(v37)
-    v39, p = _p.read_compact_array_length(b, p)
+    v39 = b[p] - 1
+    if v39 < 0x7F and v39 <= len(b) - p - 1:
+        p += 1
+    else:
+        v39, p = _p.read_compact_array_length(b, p)
     if v39 < 0:
         raise _DecodeError('non-nullable field Configs was serialized as null')
     else:
@@ -272,7 +295,11 @@ def _dec_CreatableTopic_5(b, p):
         for _ in range(v39):
             v40, p = _dec_CreatableTopicConfig_5(b, p)
             v38.append(v40)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatableTopic)
     o.name = v32
     o.num_partitions = v33
@@ -292,14 +319,20 @@ def _enc_CreatableTopic_5(w, o):
     v41 = o.assignments
     if v41 is None:
         raise _EncodeError('field Assignments is not nullable in version 5')
-    _p.write_compact_array_length(w, v41)
+    if len(v41) < 0x7F:
+        buf.append(len(v41) + 1)
+    else:
+        _p.write_compact_array_length(w, v41)
     if v41:
         for v42 in v41:
             _enc_CreatableReplicaAssignment_5(w, v42)
     v43 = o.configs
     if v43 is None:
         raise _EncodeError('field Configs is not nullable in version 5')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_CreatableTopicConfig_5(w, v44)
@@ -335,7 +368,7 @@ def _enc_CreateTopicsRequest_0(w, o):
     v49 = o.topics
     if v49 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v49)
+    buf += _p.INT32.pack(-1 if v49 is None else len(v49))
     if v49:
         for v50 in v49:
             _enc_CreatableTopic_0(w, v50)
@@ -366,7 +399,7 @@ def _enc_CreateTopicsRequest_1(w, o):
     v56 = o.topics
     if v56 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v56)
+    buf += _p.INT32.pack(-1 if v56 is None else len(v56))
     if v56:
         for v57 in v56:
             _enc_CreatableTopic_0(w, v57)
@@ -374,7 +407,11 @@ def _enc_CreateTopicsRequest_1(w, o):
 
 
 def _dec_CreateTopicsRequest_5(b, p):
-    v59, p = _p.read_compact_array_length(b, p)
+    v59 = b[p] - 1
+    if v59 < 0x7F and v59 <= len(b) - p - 1:
+        p += 1
+    else:
+        v59, p = _p.read_compact_array_length(b, p)
     if v59 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -384,7 +421,11 @@ def _dec_CreateTopicsRequest_5(b, p):
             v58.append(v60)
     v61, v62 = _S2.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateTopicsRequest)
     o.topics = v58
     o.timeout_ms = v61
@@ -398,7 +439,10 @@ def _enc_CreateTopicsRequest_5(w, o):
     v63 = o.topics
     if v63 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_compact_array_length(w, v63)
+    if len(v63) < 0x7F:
+        buf.append(len(v63) + 1)
+    else:
+        _p.write_compact_array_length(w, v63)
     if v63:
         for v64 in v63:
             _enc_CreatableTopic_5(w, v64)

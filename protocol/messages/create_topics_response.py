@@ -129,7 +129,11 @@ def _dec_CreatableTopicConfigs_5(b, p):
     v4, p = _p.read_compact_nullable_string(b, p)
     v5, v6, v7 = _S0.unpack_from(b, p)
     p += 3
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreatableTopicConfigs)
     o.name = v2
     o.value = v4
@@ -212,7 +216,11 @@ def _dec_CreatableTopicResult_5(b, p):
     v20, p = _p.read_compact_nullable_string(b, p)
     v21, v22 = _S2.unpack_from(b, p)
     p += 6
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         v23 = None
     else:
@@ -220,7 +228,11 @@ def _dec_CreatableTopicResult_5(b, p):
         for _ in range(v24):
             v25, p = _dec_CreatableTopicConfigs_5(b, p)
             v23.append(v25)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v26 = 0
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -275,7 +287,11 @@ def _dec_CreatableTopicResult_7(b, p):
     v36, p = _p.read_compact_nullable_string(b, p)
     v37, v38 = _S2.unpack_from(b, p)
     p += 6
-    v40, p = _p.read_compact_array_length(b, p)
+    v40 = b[p] - 1
+    if v40 < 0x7F and v40 <= len(b) - p - 1:
+        p += 1
+    else:
+        v40, p = _p.read_compact_array_length(b, p)
     if v40 < 0:
         v39 = None
     else:
@@ -283,7 +299,11 @@ def _dec_CreatableTopicResult_7(b, p):
         for _ in range(v40):
             v41, p = _dec_CreatableTopicConfigs_5(b, p)
             v39.append(v41)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v42 = 0
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -351,7 +371,7 @@ def _enc_CreateTopicsResponse_0(w, o):
     v50 = o.topics
     if v50 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v50)
+    buf += _p.INT32.pack(-1 if v50 is None else len(v50))
     if v50:
         for v51 in v50:
             _enc_CreatableTopicResult_0(w, v51)
@@ -378,7 +398,7 @@ def _enc_CreateTopicsResponse_1(w, o):
     v55 = o.topics
     if v55 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v55)
+    buf += _p.INT32.pack(-1 if v55 is None else len(v55))
     if v55:
         for v56 in v55:
             _enc_CreatableTopicResult_1(w, v56)
@@ -408,7 +428,7 @@ def _enc_CreateTopicsResponse_2(w, o):
     v61 = o.topics
     if v61 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v61)
+    buf += _p.INT32.pack(-1 if v61 is None else len(v61))
     if v61:
         for v62 in v61:
             _enc_CreatableTopicResult_1(w, v62)
@@ -417,7 +437,11 @@ def _enc_CreateTopicsResponse_2(w, o):
 def _dec_CreateTopicsResponse_5(b, p):
     v63, = _S4.unpack_from(b, p)
     p += 4
-    v65, p = _p.read_compact_array_length(b, p)
+    v65 = b[p] - 1
+    if v65 < 0x7F and v65 <= len(b) - p - 1:
+        p += 1
+    else:
+        v65, p = _p.read_compact_array_length(b, p)
     if v65 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -425,7 +449,11 @@ def _dec_CreateTopicsResponse_5(b, p):
         for _ in range(v65):
             v66, p = _dec_CreatableTopicResult_5(b, p)
             v64.append(v66)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateTopicsResponse)
     o.throttle_time_ms = v63
     o.topics = v64
@@ -439,7 +467,10 @@ def _enc_CreateTopicsResponse_5(w, o):
     v67 = o.topics
     if v67 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_compact_array_length(w, v67)
+    if len(v67) < 0x7F:
+        buf.append(len(v67) + 1)
+    else:
+        _p.write_compact_array_length(w, v67)
     if v67:
         for v68 in v67:
             _enc_CreatableTopicResult_5(w, v68)
@@ -452,7 +483,11 @@ def _enc_CreateTopicsResponse_5(w, o):
 def _dec_CreateTopicsResponse_7(b, p):
     v69, = _S4.unpack_from(b, p)
     p += 4
-    v71, p = _p.read_compact_array_length(b, p)
+    v71 = b[p] - 1
+    if v71 < 0x7F and v71 <= len(b) - p - 1:
+        p += 1
+    else:
+        v71, p = _p.read_compact_array_length(b, p)
     if v71 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -460,7 +495,11 @@ def _dec_CreateTopicsResponse_7(b, p):
         for _ in range(v71):
             v72, p = _dec_CreatableTopicResult_7(b, p)
             v70.append(v72)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CreateTopicsResponse)
     o.throttle_time_ms = v69
     o.topics = v70
@@ -474,7 +513,10 @@ def _enc_CreateTopicsResponse_7(w, o):
     v73 = o.topics
     if v73 is None:
         raise _EncodeError('field Topics is not nullable in version 7')
-    _p.write_compact_array_length(w, v73)
+    if len(v73) < 0x7F:
+        buf.append(len(v73) + 1)
+    else:
+        _p.write_compact_array_length(w, v73)
     if v73:
         for v74 in v73:
             _enc_CreatableTopicResult_7(w, v74)

@@ -138,7 +138,11 @@ def _dec_DeleteAclsFilter_2(b, p):
     v27, p = _p.read_compact_nullable_string(b, p)
     v28, v29 = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteAclsFilter)
     o.resource_type_filter = v20
     o.resource_name_filter = v22
@@ -185,7 +189,7 @@ def _enc_DeleteAclsRequest_0(w, o):
     v33 = o.filters
     if v33 is None:
         raise _EncodeError('field Filters is not nullable in version 0')
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         for v34 in v33:
             _enc_DeleteAclsFilter_0(w, v34)
@@ -211,14 +215,18 @@ def _enc_DeleteAclsRequest_1(w, o):
     v38 = o.filters
     if v38 is None:
         raise _EncodeError('field Filters is not nullable in version 1')
-    _p.write_array_length(w, v38)
+    buf += _p.INT32.pack(-1 if v38 is None else len(v38))
     if v38:
         for v39 in v38:
             _enc_DeleteAclsFilter_1(w, v39)
 
 
 def _dec_DeleteAclsRequest_2(b, p):
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         raise _DecodeError('non-nullable field Filters was serialized as null')
     else:
@@ -226,7 +234,11 @@ def _dec_DeleteAclsRequest_2(b, p):
         for _ in range(v41):
             v42, p = _dec_DeleteAclsFilter_2(b, p)
             v40.append(v42)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteAclsRequest)
     o.filters = v40
     o.unknown_tags = tags
@@ -238,7 +250,10 @@ def _enc_DeleteAclsRequest_2(w, o):
     v43 = o.filters
     if v43 is None:
         raise _EncodeError('field Filters is not nullable in version 2')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_DeleteAclsFilter_2(w, v44)

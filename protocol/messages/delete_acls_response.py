@@ -199,7 +199,11 @@ def _dec_DeleteAclsMatchingAcl_2(b, p):
     v36, p = _p.read_compact_string(b, p)
     v37, v38 = _S2.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteAclsMatchingAcl)
     o.error_code = v26
     o.error_message = v28
@@ -263,7 +267,7 @@ def _enc_DeleteAclsFilterResult_0(w, o):
     v45 = o.matching_acls
     if v45 is None:
         raise _EncodeError('field MatchingAcls is not nullable in version 0')
-    _p.write_array_length(w, v45)
+    buf += _p.INT32.pack(-1 if v45 is None else len(v45))
     if v45:
         for v46 in v45:
             _enc_DeleteAclsMatchingAcl_0(w, v46)
@@ -296,7 +300,7 @@ def _enc_DeleteAclsFilterResult_1(w, o):
     v53 = o.matching_acls
     if v53 is None:
         raise _EncodeError('field MatchingAcls is not nullable in version 1')
-    _p.write_array_length(w, v53)
+    buf += _p.INT32.pack(-1 if v53 is None else len(v53))
     if v53:
         for v54 in v53:
             _enc_DeleteAclsMatchingAcl_1(w, v54)
@@ -306,7 +310,11 @@ def _dec_DeleteAclsFilterResult_2(b, p):
     v55, = _S0.unpack_from(b, p)
     p += 2
     v57, p = _p.read_compact_nullable_string(b, p)
-    v59, p = _p.read_compact_array_length(b, p)
+    v59 = b[p] - 1
+    if v59 < 0x7F and v59 <= len(b) - p - 1:
+        p += 1
+    else:
+        v59, p = _p.read_compact_array_length(b, p)
     if v59 < 0:
         raise _DecodeError('non-nullable field MatchingAcls was serialized as null')
     else:
@@ -314,7 +322,11 @@ def _dec_DeleteAclsFilterResult_2(b, p):
         for _ in range(v59):
             v60, p = _dec_DeleteAclsMatchingAcl_2(b, p)
             v58.append(v60)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteAclsFilterResult)
     o.error_code = v55
     o.error_message = v57
@@ -330,7 +342,10 @@ def _enc_DeleteAclsFilterResult_2(w, o):
     v61 = o.matching_acls
     if v61 is None:
         raise _EncodeError('field MatchingAcls is not nullable in version 2')
-    _p.write_compact_array_length(w, v61)
+    if len(v61) < 0x7F:
+        buf.append(len(v61) + 1)
+    else:
+        _p.write_compact_array_length(w, v61)
     if v61:
         for v62 in v61:
             _enc_DeleteAclsMatchingAcl_2(w, v62)
@@ -364,7 +379,7 @@ def _enc_DeleteAclsResponse_0(w, o):
     v67 = o.filter_results
     if v67 is None:
         raise _EncodeError('field FilterResults is not nullable in version 0')
-    _p.write_array_length(w, v67)
+    buf += _p.INT32.pack(-1 if v67 is None else len(v67))
     if v67:
         for v68 in v67:
             _enc_DeleteAclsFilterResult_0(w, v68)
@@ -394,7 +409,7 @@ def _enc_DeleteAclsResponse_1(w, o):
     v73 = o.filter_results
     if v73 is None:
         raise _EncodeError('field FilterResults is not nullable in version 1')
-    _p.write_array_length(w, v73)
+    buf += _p.INT32.pack(-1 if v73 is None else len(v73))
     if v73:
         for v74 in v73:
             _enc_DeleteAclsFilterResult_1(w, v74)
@@ -403,7 +418,11 @@ def _enc_DeleteAclsResponse_1(w, o):
 def _dec_DeleteAclsResponse_2(b, p):
     v75, = _S3.unpack_from(b, p)
     p += 4
-    v77, p = _p.read_compact_array_length(b, p)
+    v77 = b[p] - 1
+    if v77 < 0x7F and v77 <= len(b) - p - 1:
+        p += 1
+    else:
+        v77, p = _p.read_compact_array_length(b, p)
     if v77 < 0:
         raise _DecodeError('non-nullable field FilterResults was serialized as null')
     else:
@@ -411,7 +430,11 @@ def _dec_DeleteAclsResponse_2(b, p):
         for _ in range(v77):
             v78, p = _dec_DeleteAclsFilterResult_2(b, p)
             v76.append(v78)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteAclsResponse)
     o.throttle_time_ms = v75
     o.filter_results = v76
@@ -425,7 +448,10 @@ def _enc_DeleteAclsResponse_2(w, o):
     v79 = o.filter_results
     if v79 is None:
         raise _EncodeError('field FilterResults is not nullable in version 2')
-    _p.write_compact_array_length(w, v79)
+    if len(v79) < 0x7F:
+        buf.append(len(v79) + 1)
+    else:
+        _p.write_compact_array_length(w, v79)
     if v79:
         for v80 in v79:
             _enc_DeleteAclsFilterResult_2(w, v80)

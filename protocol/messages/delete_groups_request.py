@@ -50,7 +50,7 @@ def _enc_DeleteGroupsRequest_0(w, o):
     v4 = o.groups_names
     if v4 is None:
         raise _EncodeError('field GroupsNames is not nullable in version 0')
-    _p.write_array_length(w, v4)
+    buf += _p.INT32.pack(-1 if v4 is None else len(v4))
     if v4:
         for v5 in v4:
             if v5 is None:
@@ -59,7 +59,11 @@ def _enc_DeleteGroupsRequest_0(w, o):
 
 
 def _dec_DeleteGroupsRequest_2(b, p):
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field GroupsNames was serialized as null')
     else:
@@ -67,7 +71,11 @@ def _dec_DeleteGroupsRequest_2(b, p):
         for _ in range(v7):
             v8, p = _p.read_compact_string(b, p)
             v6.append(v8)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteGroupsRequest)
     o.groups_names = v6
     o.unknown_tags = tags
@@ -79,7 +87,10 @@ def _enc_DeleteGroupsRequest_2(w, o):
     v9 = o.groups_names
     if v9 is None:
         raise _EncodeError('field GroupsNames is not nullable in version 2')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         for v10 in v9:
             if v10 is None:

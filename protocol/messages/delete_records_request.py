@@ -89,7 +89,11 @@ def _enc_DeleteRecordsPartition_0(w, o):
 def _dec_DeleteRecordsPartition_2(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsPartition)
     o.partition_index = v3
     o.offset = v4
@@ -131,7 +135,7 @@ def _enc_DeleteRecordsTopic_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             _enc_DeleteRecordsPartition_0(w, v11)
@@ -139,7 +143,11 @@ def _enc_DeleteRecordsTopic_0(w, o):
 
 def _dec_DeleteRecordsTopic_2(b, p):
     v13, p = _p.read_compact_string(b, p)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -147,7 +155,11 @@ def _dec_DeleteRecordsTopic_2(b, p):
         for _ in range(v15):
             v16, p = _dec_DeleteRecordsPartition_2(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsTopic)
     o.name = v13
     o.partitions = v14
@@ -163,7 +175,10 @@ def _enc_DeleteRecordsTopic_2(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_DeleteRecordsPartition_2(w, v18)
@@ -196,7 +211,7 @@ def _enc_DeleteRecordsRequest_0(w, o):
     v23 = o.topics
     if v23 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_DeleteRecordsTopic_0(w, v24)
@@ -204,7 +219,11 @@ def _enc_DeleteRecordsRequest_0(w, o):
 
 
 def _dec_DeleteRecordsRequest_2(b, p):
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -214,7 +233,11 @@ def _dec_DeleteRecordsRequest_2(b, p):
             v25.append(v27)
     v28, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsRequest)
     o.topics = v25
     o.timeout_ms = v28
@@ -227,7 +250,10 @@ def _enc_DeleteRecordsRequest_2(w, o):
     v29 = o.topics
     if v29 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v29)
+    if len(v29) < 0x7F:
+        buf.append(len(v29) + 1)
+    else:
+        _p.write_compact_array_length(w, v29)
     if v29:
         for v30 in v29:
             _enc_DeleteRecordsTopic_2(w, v30)

@@ -93,7 +93,11 @@ def _enc_DeleteRecordsPartitionResult_0(w, o):
 def _dec_DeleteRecordsPartitionResult_2(b, p):
     v4, v5, v6 = _S0.unpack_from(b, p)
     p += 14
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsPartitionResult)
     o.partition_index = v4
     o.low_watermark = v5
@@ -136,7 +140,7 @@ def _enc_DeleteRecordsTopicResult_0(w, o):
     v12 = o.partitions
     if v12 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v12)
+    buf += _p.INT32.pack(-1 if v12 is None else len(v12))
     if v12:
         for v13 in v12:
             _enc_DeleteRecordsPartitionResult_0(w, v13)
@@ -144,7 +148,11 @@ def _enc_DeleteRecordsTopicResult_0(w, o):
 
 def _dec_DeleteRecordsTopicResult_2(b, p):
     v15, p = _p.read_compact_string(b, p)
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -152,7 +160,11 @@ def _dec_DeleteRecordsTopicResult_2(b, p):
         for _ in range(v17):
             v18, p = _dec_DeleteRecordsPartitionResult_2(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsTopicResult)
     o.name = v15
     o.partitions = v16
@@ -168,7 +180,10 @@ def _enc_DeleteRecordsTopicResult_2(w, o):
     v19 = o.partitions
     if v19 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_DeleteRecordsPartitionResult_2(w, v20)
@@ -202,7 +217,7 @@ def _enc_DeleteRecordsResponse_0(w, o):
     v25 = o.topics
     if v25 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v25)
+    buf += _p.INT32.pack(-1 if v25 is None else len(v25))
     if v25:
         for v26 in v25:
             _enc_DeleteRecordsTopicResult_0(w, v26)
@@ -211,7 +226,11 @@ def _enc_DeleteRecordsResponse_0(w, o):
 def _dec_DeleteRecordsResponse_2(b, p):
     v27, = _S1.unpack_from(b, p)
     p += 4
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -219,7 +238,11 @@ def _dec_DeleteRecordsResponse_2(b, p):
         for _ in range(v29):
             v30, p = _dec_DeleteRecordsTopicResult_2(b, p)
             v28.append(v30)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteRecordsResponse)
     o.throttle_time_ms = v27
     o.topics = v28
@@ -233,7 +256,10 @@ def _enc_DeleteRecordsResponse_2(w, o):
     v31 = o.topics
     if v31 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_DeleteRecordsTopicResult_2(w, v32)

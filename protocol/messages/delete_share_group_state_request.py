@@ -71,7 +71,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition = v1
     o.unknown_tags = tags
@@ -91,7 +95,11 @@ def _dec_DeleteStateData_0(b, p):
     v2, = _S1.unpack_from(b, p)
     p += 16
     v2 = _UUID(bytes=bytes(v2))
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -99,7 +107,11 @@ def _dec_DeleteStateData_0(b, p):
         for _ in range(v4):
             v5, p = _dec_PartitionData_0(b, p)
             v3.append(v5)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteStateData)
     o.topic_id = v2
     o.partitions = v3
@@ -113,7 +125,10 @@ def _enc_DeleteStateData_0(w, o):
     v6 = o.partitions
     if v6 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         for v7 in v6:
             _enc_PartitionData_0(w, v7)
@@ -125,7 +140,11 @@ def _enc_DeleteStateData_0(w, o):
 
 def _dec_DeleteShareGroupStateRequest_0(b, p):
     v9, p = _p.read_compact_string(b, p)
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -133,7 +152,11 @@ def _dec_DeleteShareGroupStateRequest_0(b, p):
         for _ in range(v11):
             v12, p = _dec_DeleteStateData_0(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteShareGroupStateRequest)
     o.group_id = v9
     o.topics = v10
@@ -149,7 +172,10 @@ def _enc_DeleteShareGroupStateRequest_0(w, o):
     v13 = o.topics
     if v13 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         for v14 in v13:
             _enc_DeleteStateData_0(w, v14)

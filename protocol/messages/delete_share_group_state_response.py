@@ -75,7 +75,11 @@ def _dec_PartitionResult_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 6
     v4, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionResult)
     o.partition = v1
     o.error_code = v2
@@ -98,7 +102,11 @@ def _dec_DeleteStateResult_0(b, p):
     v5, = _S1.unpack_from(b, p)
     p += 16
     v5 = _UUID(bytes=bytes(v5))
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -106,7 +114,11 @@ def _dec_DeleteStateResult_0(b, p):
         for _ in range(v7):
             v8, p = _dec_PartitionResult_0(b, p)
             v6.append(v8)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteStateResult)
     o.topic_id = v5
     o.partitions = v6
@@ -120,7 +132,10 @@ def _enc_DeleteStateResult_0(w, o):
     v9 = o.partitions
     if v9 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         for v10 in v9:
             _enc_PartitionResult_0(w, v10)
@@ -131,7 +146,11 @@ def _enc_DeleteStateResult_0(w, o):
 
 
 def _dec_DeleteShareGroupStateResponse_0(b, p):
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -139,7 +158,11 @@ def _dec_DeleteShareGroupStateResponse_0(b, p):
         for _ in range(v12):
             v13, p = _dec_DeleteStateResult_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteShareGroupStateResponse)
     o.results = v11
     o.unknown_tags = tags
@@ -151,7 +174,10 @@ def _enc_DeleteShareGroupStateResponse_0(w, o):
     v14 = o.results
     if v14 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             _enc_DeleteStateResult_0(w, v15)

@@ -73,7 +73,11 @@ def _enc_DeleteTopicState_0(w, o):
 
 
 def _dec_DeleteTopicState_4(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicState)
     o.name = None
     o.topic_id = _ZERO_UUID
@@ -98,7 +102,11 @@ def _dec_DeleteTopicState_6(b, p):
     v3, = _S0.unpack_from(b, p)
     p += 16
     v3 = _UUID(bytes=bytes(v3))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicState)
     o.name = v2
     o.topic_id = v3
@@ -142,7 +150,7 @@ def _enc_DeleteTopicsRequest_0(w, o):
     v8 = o.topic_names
     if v8 is None:
         raise _EncodeError('field TopicNames is not nullable in version 0')
-    _p.write_array_length(w, v8)
+    buf += _p.INT32.pack(-1 if v8 is None else len(v8))
     if v8:
         for v9 in v8:
             if v9 is None:
@@ -152,7 +160,11 @@ def _enc_DeleteTopicsRequest_0(w, o):
 
 
 def _dec_DeleteTopicsRequest_4(b, p):
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field TopicNames was serialized as null')
     else:
@@ -162,7 +174,11 @@ def _dec_DeleteTopicsRequest_4(b, p):
             v10.append(v12)
     v13, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicsRequest)
     o.topics = []
     o.topic_names = v10
@@ -178,7 +194,10 @@ def _enc_DeleteTopicsRequest_4(w, o):
     v14 = o.topic_names
     if v14 is None:
         raise _EncodeError('field TopicNames is not nullable in version 4')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             if v15 is None:
@@ -192,7 +211,11 @@ def _enc_DeleteTopicsRequest_4(w, o):
 
 
 def _dec_DeleteTopicsRequest_6(b, p):
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -202,7 +225,11 @@ def _dec_DeleteTopicsRequest_6(b, p):
             v16.append(v18)
     v19, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicsRequest)
     o.topics = v16
     o.topic_names = []
@@ -216,7 +243,10 @@ def _enc_DeleteTopicsRequest_6(w, o):
     v20 = o.topics
     if v20 is None:
         raise _EncodeError('field Topics is not nullable in version 6')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_DeleteTopicState_6(w, v21)

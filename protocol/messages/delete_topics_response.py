@@ -85,7 +85,11 @@ def _dec_DeletableTopicResult_4(b, p):
     v5, p = _p.read_compact_string(b, p)
     v6, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeletableTopicResult)
     o.name = v5
     o.topic_id = _ZERO_UUID
@@ -112,7 +116,11 @@ def _dec_DeletableTopicResult_5(b, p):
     v9, = _S0.unpack_from(b, p)
     p += 2
     v11, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeletableTopicResult)
     o.name = v8
     o.topic_id = _ZERO_UUID
@@ -141,7 +149,11 @@ def _dec_DeletableTopicResult_6(b, p):
     p += 18
     v14 = _UUID(bytes=bytes(v14))
     v17, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeletableTopicResult)
     o.name = v13
     o.topic_id = v14
@@ -183,7 +195,7 @@ def _enc_DeleteTopicsResponse_0(w, o):
     v21 = o.responses
     if v21 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         for v22 in v21:
             _enc_DeletableTopicResult_0(w, v22)
@@ -213,7 +225,7 @@ def _enc_DeleteTopicsResponse_1(w, o):
     v27 = o.responses
     if v27 is None:
         raise _EncodeError('field Responses is not nullable in version 1')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_DeletableTopicResult_0(w, v28)
@@ -222,7 +234,11 @@ def _enc_DeleteTopicsResponse_1(w, o):
 def _dec_DeleteTopicsResponse_4(b, p):
     v29, = _S2.unpack_from(b, p)
     p += 4
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -230,7 +246,11 @@ def _dec_DeleteTopicsResponse_4(b, p):
         for _ in range(v31):
             v32, p = _dec_DeletableTopicResult_4(b, p)
             v30.append(v32)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms = v29
     o.responses = v30
@@ -244,7 +264,10 @@ def _enc_DeleteTopicsResponse_4(w, o):
     v33 = o.responses
     if v33 is None:
         raise _EncodeError('field Responses is not nullable in version 4')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_DeletableTopicResult_4(w, v34)
@@ -257,7 +280,11 @@ def _enc_DeleteTopicsResponse_4(w, o):
 def _dec_DeleteTopicsResponse_5(b, p):
     v35, = _S2.unpack_from(b, p)
     p += 4
-    v37, p = _p.read_compact_array_length(b, p)
+    v37 = b[p] - 1
+    if v37 < 0x7F and v37 <= len(b) - p - 1:
+        p += 1
+    else:
+        v37, p = _p.read_compact_array_length(b, p)
     if v37 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -265,7 +292,11 @@ def _dec_DeleteTopicsResponse_5(b, p):
         for _ in range(v37):
             v38, p = _dec_DeletableTopicResult_5(b, p)
             v36.append(v38)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms = v35
     o.responses = v36
@@ -279,7 +310,10 @@ def _enc_DeleteTopicsResponse_5(w, o):
     v39 = o.responses
     if v39 is None:
         raise _EncodeError('field Responses is not nullable in version 5')
-    _p.write_compact_array_length(w, v39)
+    if len(v39) < 0x7F:
+        buf.append(len(v39) + 1)
+    else:
+        _p.write_compact_array_length(w, v39)
     if v39:
         for v40 in v39:
             _enc_DeletableTopicResult_5(w, v40)
@@ -292,7 +326,11 @@ def _enc_DeleteTopicsResponse_5(w, o):
 def _dec_DeleteTopicsResponse_6(b, p):
     v41, = _S2.unpack_from(b, p)
     p += 4
-    v43, p = _p.read_compact_array_length(b, p)
+    v43 = b[p] - 1
+    if v43 < 0x7F and v43 <= len(b) - p - 1:
+        p += 1
+    else:
+        v43, p = _p.read_compact_array_length(b, p)
     if v43 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -300,7 +338,11 @@ def _dec_DeleteTopicsResponse_6(b, p):
         for _ in range(v43):
             v44, p = _dec_DeletableTopicResult_6(b, p)
             v42.append(v44)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms = v41
     o.responses = v42
@@ -314,7 +356,10 @@ def _enc_DeleteTopicsResponse_6(w, o):
     v45 = o.responses
     if v45 is None:
         raise _EncodeError('field Responses is not nullable in version 6')
-    _p.write_compact_array_length(w, v45)
+    if len(v45) < 0x7F:
+        buf.append(len(v45) + 1)
+    else:
+        _p.write_compact_array_length(w, v45)
     if v45:
         for v46 in v45:
             _enc_DeletableTopicResult_6(w, v46)

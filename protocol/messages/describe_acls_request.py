@@ -123,7 +123,11 @@ def _dec_DescribeAclsRequest_2(b, p):
     v27, p = _p.read_compact_nullable_string(b, p)
     v28, v29 = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeAclsRequest)
     o.resource_type_filter = v20
     o.resource_name_filter = v22

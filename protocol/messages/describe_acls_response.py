@@ -120,7 +120,11 @@ def _dec_AclDescription_2(b, p):
     v10, p = _p.read_compact_string(b, p)
     v11, v12 = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AclDescription)
     o.principal = v8
     o.host = v10
@@ -177,7 +181,7 @@ def _enc_DescribeAclsResource_0(w, o):
     v19 = o.acls
     if v19 is None:
         raise _EncodeError('field Acls is not nullable in version 0')
-    _p.write_array_length(w, v19)
+    buf += _p.INT32.pack(-1 if v19 is None else len(v19))
     if v19:
         for v20 in v19:
             _enc_AclDescription_0(w, v20)
@@ -216,7 +220,7 @@ def _enc_DescribeAclsResource_1(w, o):
     v28 = o.acls
     if v28 is None:
         raise _EncodeError('field Acls is not nullable in version 1')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_AclDescription_0(w, v29)
@@ -228,7 +232,11 @@ def _dec_DescribeAclsResource_2(b, p):
     v32, p = _p.read_compact_string(b, p)
     v33, = _S1.unpack_from(b, p)
     p += 1
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Acls was serialized as null')
     else:
@@ -236,7 +244,11 @@ def _dec_DescribeAclsResource_2(b, p):
         for _ in range(v35):
             v36, p = _dec_AclDescription_2(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeAclsResource)
     o.resource_type = v30
     o.resource_name = v32
@@ -256,7 +268,10 @@ def _enc_DescribeAclsResource_2(w, o):
     v37 = o.acls
     if v37 is None:
         raise _EncodeError('field Acls is not nullable in version 2')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_AclDescription_2(w, v38)
@@ -294,7 +309,7 @@ def _enc_DescribeAclsResponse_0(w, o):
     v46 = o.resources
     if v46 is None:
         raise _EncodeError('field Resources is not nullable in version 0')
-    _p.write_array_length(w, v46)
+    buf += _p.INT32.pack(-1 if v46 is None else len(v46))
     if v46:
         for v47 in v46:
             _enc_DescribeAclsResource_0(w, v47)
@@ -328,7 +343,7 @@ def _enc_DescribeAclsResponse_1(w, o):
     v55 = o.resources
     if v55 is None:
         raise _EncodeError('field Resources is not nullable in version 1')
-    _p.write_array_length(w, v55)
+    buf += _p.INT32.pack(-1 if v55 is None else len(v55))
     if v55:
         for v56 in v55:
             _enc_DescribeAclsResource_1(w, v56)
@@ -338,7 +353,11 @@ def _dec_DescribeAclsResponse_2(b, p):
     v57, v58 = _S2.unpack_from(b, p)
     p += 6
     v60, p = _p.read_compact_nullable_string(b, p)
-    v62, p = _p.read_compact_array_length(b, p)
+    v62 = b[p] - 1
+    if v62 < 0x7F and v62 <= len(b) - p - 1:
+        p += 1
+    else:
+        v62, p = _p.read_compact_array_length(b, p)
     if v62 < 0:
         raise _DecodeError('non-nullable field Resources was serialized as null')
     else:
@@ -346,7 +365,11 @@ def _dec_DescribeAclsResponse_2(b, p):
         for _ in range(v62):
             v63, p = _dec_DescribeAclsResource_2(b, p)
             v61.append(v63)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeAclsResponse)
     o.throttle_time_ms = v57
     o.error_code = v58
@@ -363,7 +386,10 @@ def _enc_DescribeAclsResponse_2(w, o):
     v64 = o.resources
     if v64 is None:
         raise _EncodeError('field Resources is not nullable in version 2')
-    _p.write_compact_array_length(w, v64)
+    if len(v64) < 0x7F:
+        buf.append(len(v64) + 1)
+    else:
+        _p.write_compact_array_length(w, v64)
     if v64:
         for v65 in v64:
             _enc_DescribeAclsResource_2(w, v65)

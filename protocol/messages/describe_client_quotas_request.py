@@ -83,7 +83,11 @@ def _dec_ComponentData_1(b, p):
     v8, = _S0.unpack_from(b, p)
     p += 1
     v10, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ComponentData)
     o.entity_type = v7
     o.match_type = v8
@@ -128,7 +132,7 @@ def _enc_DescribeClientQuotasRequest_0(w, o):
     v15 = o.components
     if v15 is None:
         raise _EncodeError('field Components is not nullable in version 0')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_ComponentData_0(w, v16)
@@ -136,7 +140,11 @@ def _enc_DescribeClientQuotasRequest_0(w, o):
 
 
 def _dec_DescribeClientQuotasRequest_1(b, p):
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field Components was serialized as null')
     else:
@@ -146,7 +154,11 @@ def _dec_DescribeClientQuotasRequest_1(b, p):
             v17.append(v19)
     v20, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClientQuotasRequest)
     o.components = v17
     o.strict = v20
@@ -159,7 +171,10 @@ def _enc_DescribeClientQuotasRequest_1(w, o):
     v21 = o.components
     if v21 is None:
         raise _EncodeError('field Components is not nullable in version 1')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_ComponentData_1(w, v22)

@@ -118,7 +118,11 @@ def _dec_ValueData_1(b, p):
     v5, p = _p.read_compact_string(b, p)
     v6, = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ValueData)
     o.key = v5
     o.value = v6
@@ -159,7 +163,11 @@ def _enc_EntityData_0(w, o):
 def _dec_EntityData_1(b, p):
     v12, p = _p.read_compact_string(b, p)
     v14, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntityData)
     o.entity_type = v12
     o.entity_name = v14
@@ -208,21 +216,25 @@ def _enc_EntryData_0(w, o):
     v21 = o.entity
     if v21 is None:
         raise _EncodeError('field Entity is not nullable in version 0')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         for v22 in v21:
             _enc_EntityData_0(w, v22)
     v23 = o.values
     if v23 is None:
         raise _EncodeError('field Values is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_ValueData_0(w, v24)
 
 
 def _dec_EntryData_1(b, p):
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Entity was serialized as null')
     else:
@@ -230,7 +242,11 @@ def _dec_EntryData_1(b, p):
         for _ in range(v26):
             v27, p = _dec_EntityData_1(b, p)
             v25.append(v27)
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Values was serialized as null')
     else:
@@ -238,7 +254,11 @@ def _dec_EntryData_1(b, p):
         for _ in range(v29):
             v30, p = _dec_ValueData_1(b, p)
             v28.append(v30)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EntryData)
     o.entity = v25
     o.values = v28
@@ -251,14 +271,20 @@ def _enc_EntryData_1(w, o):
     v31 = o.entity
     if v31 is None:
         raise _EncodeError('field Entity is not nullable in version 1')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_EntityData_1(w, v32)
     v33 = o.values
     if v33 is None:
         raise _EncodeError('field Values is not nullable in version 1')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_ValueData_1(w, v34)
@@ -294,7 +320,7 @@ def _enc_DescribeClientQuotasResponse_0(w, o):
     buf += _S1.pack(o.throttle_time_ms, o.error_code)
     _p.write_nullable_string(w, o.error_message)
     v42 = o.entries
-    _p.write_array_length(w, v42)
+    buf += _p.INT32.pack(-1 if v42 is None else len(v42))
     if v42:
         for v43 in v42:
             _enc_EntryData_0(w, v43)
@@ -304,7 +330,11 @@ def _dec_DescribeClientQuotasResponse_1(b, p):
     v44, v45 = _S1.unpack_from(b, p)
     p += 6
     v47, p = _p.read_compact_nullable_string(b, p)
-    v49, p = _p.read_compact_array_length(b, p)
+    v49 = b[p] - 1
+    if v49 < 0x7F and v49 <= len(b) - p - 1:
+        p += 1
+    else:
+        v49, p = _p.read_compact_array_length(b, p)
     if v49 < 0:
         v48 = None
     else:
@@ -312,7 +342,11 @@ def _dec_DescribeClientQuotasResponse_1(b, p):
         for _ in range(v49):
             v50, p = _dec_EntryData_1(b, p)
             v48.append(v50)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClientQuotasResponse)
     o.throttle_time_ms = v44
     o.error_code = v45

@@ -38,7 +38,11 @@ class DescribeClusterRequest(Message):
 def _dec_DescribeClusterRequest_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClusterRequest)
     o.include_cluster_authorized_operations = v1
     o.endpoint_type = 1
@@ -60,7 +64,11 @@ def _enc_DescribeClusterRequest_0(w, o):
 def _dec_DescribeClusterRequest_1(b, p):
     v2, v3 = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClusterRequest)
     o.include_cluster_authorized_operations = v2
     o.endpoint_type = v3

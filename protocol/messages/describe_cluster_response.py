@@ -85,7 +85,11 @@ def _dec_DescribeClusterBroker_0(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClusterBroker)
     o.broker_id = v1
     o.host = v3
@@ -116,7 +120,11 @@ def _dec_DescribeClusterResponse_0(b, p):
     v12, p = _p.read_compact_string(b, p)
     v13, = _S0.unpack_from(b, p)
     p += 4
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -126,7 +134,11 @@ def _dec_DescribeClusterResponse_0(b, p):
             v14.append(v16)
     v17, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClusterResponse)
     o.throttle_time_ms = v7
     o.error_code = v8
@@ -153,7 +165,10 @@ def _enc_DescribeClusterResponse_0(w, o):
     v18 = o.brokers
     if v18 is None:
         raise _EncodeError('field Brokers is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_DescribeClusterBroker_0(w, v19)
@@ -173,7 +188,11 @@ def _dec_DescribeClusterResponse_1(b, p):
     v26, p = _p.read_compact_string(b, p)
     v27, = _S0.unpack_from(b, p)
     p += 4
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -183,7 +202,11 @@ def _dec_DescribeClusterResponse_1(b, p):
             v28.append(v30)
     v31, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeClusterResponse)
     o.throttle_time_ms = v20
     o.error_code = v21
@@ -209,7 +232,10 @@ def _enc_DescribeClusterResponse_1(w, o):
     v32 = o.brokers
     if v32 is None:
         raise _EncodeError('field Brokers is not nullable in version 1')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             _enc_DescribeClusterBroker_0(w, v33)

@@ -87,7 +87,7 @@ def _enc_DescribeConfigsResource_0(w, o):
         raise _EncodeError('field ResourceName is not nullable in version 0')
     _p.write_string(w, o.resource_name)
     v7 = o.configuration_keys
-    _p.write_array_length(w, v7)
+    buf += _p.INT32.pack(-1 if v7 is None else len(v7))
     if v7:
         for v8 in v7:
             if v8 is None:
@@ -99,7 +99,11 @@ def _dec_DescribeConfigsResource_4(b, p):
     v9, = _S0.unpack_from(b, p)
     p += 1
     v11, p = _p.read_compact_string(b, p)
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         v12 = None
     else:
@@ -107,7 +111,11 @@ def _dec_DescribeConfigsResource_4(b, p):
         for _ in range(v13):
             v14, p = _p.read_compact_string(b, p)
             v12.append(v14)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsResource)
     o.resource_type = v9
     o.resource_name = v11
@@ -161,7 +169,7 @@ def _enc_DescribeConfigsRequest_0(w, o):
     v20 = o.resources
     if v20 is None:
         raise _EncodeError('field Resources is not nullable in version 0')
-    _p.write_array_length(w, v20)
+    buf += _p.INT32.pack(-1 if v20 is None else len(v20))
     if v20:
         for v21 in v20:
             _enc_DescribeConfigsResource_0(w, v21)
@@ -193,7 +201,7 @@ def _enc_DescribeConfigsRequest_1(w, o):
     v26 = o.resources
     if v26 is None:
         raise _EncodeError('field Resources is not nullable in version 1')
-    _p.write_array_length(w, v26)
+    buf += _p.INT32.pack(-1 if v26 is None else len(v26))
     if v26:
         for v27 in v26:
             _enc_DescribeConfigsResource_0(w, v27)
@@ -224,7 +232,7 @@ def _enc_DescribeConfigsRequest_3(w, o):
     v33 = o.resources
     if v33 is None:
         raise _EncodeError('field Resources is not nullable in version 3')
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         for v34 in v33:
             _enc_DescribeConfigsResource_0(w, v34)
@@ -232,7 +240,11 @@ def _enc_DescribeConfigsRequest_3(w, o):
 
 
 def _dec_DescribeConfigsRequest_4(b, p):
-    v36, p = _p.read_compact_array_length(b, p)
+    v36 = b[p] - 1
+    if v36 < 0x7F and v36 <= len(b) - p - 1:
+        p += 1
+    else:
+        v36, p = _p.read_compact_array_length(b, p)
     if v36 < 0:
         raise _DecodeError('non-nullable field Resources was serialized as null')
     else:
@@ -242,7 +254,11 @@ def _dec_DescribeConfigsRequest_4(b, p):
             v35.append(v37)
     v38, v39 = _S2.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsRequest)
     o.resources = v35
     o.include_synonyms = v38
@@ -256,7 +272,10 @@ def _enc_DescribeConfigsRequest_4(w, o):
     v40 = o.resources
     if v40 is None:
         raise _EncodeError('field Resources is not nullable in version 4')
-    _p.write_compact_array_length(w, v40)
+    if len(v40) < 0x7F:
+        buf.append(len(v40) + 1)
+    else:
+        _p.write_compact_array_length(w, v40)
     if v40:
         for v41 in v40:
             _enc_DescribeConfigsResource_4(w, v41)

@@ -172,7 +172,11 @@ def _dec_DescribeConfigsSynonym_4(b, p):
     v9, p = _p.read_compact_nullable_string(b, p)
     v10, = _S0.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsSynonym)
     o.name = v7
     o.value = v9
@@ -267,7 +271,7 @@ def _enc_DescribeConfigsResourceResult_1(w, o):
     v28 = o.synonyms
     if v28 is None:
         raise _EncodeError('field Synonyms is not nullable in version 1')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_DescribeConfigsSynonym_1(w, v29)
@@ -318,7 +322,7 @@ def _enc_DescribeConfigsResourceResult_3(w, o):
     v43 = o.synonyms
     if v43 is None:
         raise _EncodeError('field Synonyms is not nullable in version 3')
-    _p.write_array_length(w, v43)
+    buf += _p.INT32.pack(-1 if v43 is None else len(v43))
     if v43:
         for v44 in v43:
             _enc_DescribeConfigsSynonym_1(w, v44)
@@ -333,7 +337,11 @@ def _dec_DescribeConfigsResourceResult_4(b, p):
     p += 1
     v50, v51 = _S3.unpack_from(b, p)
     p += 2
-    v53, p = _p.read_compact_array_length(b, p)
+    v53 = b[p] - 1
+    if v53 < 0x7F and v53 <= len(b) - p - 1:
+        p += 1
+    else:
+        v53, p = _p.read_compact_array_length(b, p)
     if v53 < 0:
         raise _DecodeError('non-nullable field Synonyms was serialized as null')
     else:
@@ -344,7 +352,11 @@ def _dec_DescribeConfigsResourceResult_4(b, p):
     v55, = _S0.unpack_from(b, p)
     p += 1
     v57, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsResourceResult)
     o.name = v46
     o.value = v48
@@ -372,7 +384,10 @@ def _enc_DescribeConfigsResourceResult_4(w, o):
     v58 = o.synonyms
     if v58 is None:
         raise _EncodeError('field Synonyms is not nullable in version 4')
-    _p.write_compact_array_length(w, v58)
+    if len(v58) < 0x7F:
+        buf.append(len(v58) + 1)
+    else:
+        _p.write_compact_array_length(w, v58)
     if v58:
         for v59 in v58:
             _enc_DescribeConfigsSynonym_4(w, v59)
@@ -420,7 +435,7 @@ def _enc_DescribeConfigsResult_0(w, o):
     v69 = o.configs
     if v69 is None:
         raise _EncodeError('field Configs is not nullable in version 0')
-    _p.write_array_length(w, v69)
+    buf += _p.INT32.pack(-1 if v69 is None else len(v69))
     if v69:
         for v70 in v69:
             _enc_DescribeConfigsResourceResult_0(w, v70)
@@ -462,7 +477,7 @@ def _enc_DescribeConfigsResult_1(w, o):
     v80 = o.configs
     if v80 is None:
         raise _EncodeError('field Configs is not nullable in version 1')
-    _p.write_array_length(w, v80)
+    buf += _p.INT32.pack(-1 if v80 is None else len(v80))
     if v80:
         for v81 in v80:
             _enc_DescribeConfigsResourceResult_1(w, v81)
@@ -504,7 +519,7 @@ def _enc_DescribeConfigsResult_3(w, o):
     v91 = o.configs
     if v91 is None:
         raise _EncodeError('field Configs is not nullable in version 3')
-    _p.write_array_length(w, v91)
+    buf += _p.INT32.pack(-1 if v91 is None else len(v91))
     if v91:
         for v92 in v91:
             _enc_DescribeConfigsResourceResult_3(w, v92)
@@ -517,7 +532,11 @@ def _dec_DescribeConfigsResult_4(b, p):
     v96, = _S0.unpack_from(b, p)
     p += 1
     v98, p = _p.read_compact_string(b, p)
-    v100, p = _p.read_compact_array_length(b, p)
+    v100 = b[p] - 1
+    if v100 < 0x7F and v100 <= len(b) - p - 1:
+        p += 1
+    else:
+        v100, p = _p.read_compact_array_length(b, p)
     if v100 < 0:
         raise _DecodeError('non-nullable field Configs was serialized as null')
     else:
@@ -525,7 +544,11 @@ def _dec_DescribeConfigsResult_4(b, p):
         for _ in range(v100):
             v101, p = _dec_DescribeConfigsResourceResult_4(b, p)
             v99.append(v101)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsResult)
     o.error_code = v93
     o.error_message = v95
@@ -547,7 +570,10 @@ def _enc_DescribeConfigsResult_4(w, o):
     v102 = o.configs
     if v102 is None:
         raise _EncodeError('field Configs is not nullable in version 4')
-    _p.write_compact_array_length(w, v102)
+    if len(v102) < 0x7F:
+        buf.append(len(v102) + 1)
+    else:
+        _p.write_compact_array_length(w, v102)
     if v102:
         for v103 in v102:
             _enc_DescribeConfigsResourceResult_4(w, v103)
@@ -581,7 +607,7 @@ def _enc_DescribeConfigsResponse_0(w, o):
     v108 = o.results
     if v108 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_array_length(w, v108)
+    buf += _p.INT32.pack(-1 if v108 is None else len(v108))
     if v108:
         for v109 in v108:
             _enc_DescribeConfigsResult_0(w, v109)
@@ -611,7 +637,7 @@ def _enc_DescribeConfigsResponse_1(w, o):
     v114 = o.results
     if v114 is None:
         raise _EncodeError('field Results is not nullable in version 1')
-    _p.write_array_length(w, v114)
+    buf += _p.INT32.pack(-1 if v114 is None else len(v114))
     if v114:
         for v115 in v114:
             _enc_DescribeConfigsResult_1(w, v115)
@@ -641,7 +667,7 @@ def _enc_DescribeConfigsResponse_3(w, o):
     v120 = o.results
     if v120 is None:
         raise _EncodeError('field Results is not nullable in version 3')
-    _p.write_array_length(w, v120)
+    buf += _p.INT32.pack(-1 if v120 is None else len(v120))
     if v120:
         for v121 in v120:
             _enc_DescribeConfigsResult_3(w, v121)
@@ -650,7 +676,11 @@ def _enc_DescribeConfigsResponse_3(w, o):
 def _dec_DescribeConfigsResponse_4(b, p):
     v122, = _S5.unpack_from(b, p)
     p += 4
-    v124, p = _p.read_compact_array_length(b, p)
+    v124 = b[p] - 1
+    if v124 < 0x7F and v124 <= len(b) - p - 1:
+        p += 1
+    else:
+        v124, p = _p.read_compact_array_length(b, p)
     if v124 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -658,7 +688,11 @@ def _dec_DescribeConfigsResponse_4(b, p):
         for _ in range(v124):
             v125, p = _dec_DescribeConfigsResult_4(b, p)
             v123.append(v125)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeConfigsResponse)
     o.throttle_time_ms = v122
     o.results = v123
@@ -672,7 +706,10 @@ def _enc_DescribeConfigsResponse_4(w, o):
     v126 = o.results
     if v126 is None:
         raise _EncodeError('field Results is not nullable in version 4')
-    _p.write_compact_array_length(w, v126)
+    if len(v126) < 0x7F:
+        buf.append(len(v126) + 1)
+    else:
+        _p.write_compact_array_length(w, v126)
     if v126:
         for v127 in v126:
             _enc_DescribeConfigsResult_4(w, v127)

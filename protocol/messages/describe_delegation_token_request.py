@@ -71,7 +71,11 @@ def _enc_DescribeDelegationTokenOwner_0(w, o):
 def _dec_DescribeDelegationTokenOwner_2(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeDelegationTokenOwner)
     o.principal_type = v6
     o.principal_name = v8
@@ -111,14 +115,18 @@ def _dec_DescribeDelegationTokenRequest_0(b, p):
 def _enc_DescribeDelegationTokenRequest_0(w, o):
     buf = w.buf
     v12 = o.owners
-    _p.write_array_length(w, v12)
+    buf += _p.INT32.pack(-1 if v12 is None else len(v12))
     if v12:
         for v13 in v12:
             _enc_DescribeDelegationTokenOwner_0(w, v13)
 
 
 def _dec_DescribeDelegationTokenRequest_2(b, p):
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         v14 = None
     else:
@@ -126,7 +134,11 @@ def _dec_DescribeDelegationTokenRequest_2(b, p):
         for _ in range(v15):
             v16, p = _dec_DescribeDelegationTokenOwner_2(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeDelegationTokenRequest)
     o.owners = v14
     o.unknown_tags = tags

@@ -122,7 +122,11 @@ def _enc_DescribedDelegationTokenRenewer_0(w, o):
 def _dec_DescribedDelegationTokenRenewer_2(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedDelegationTokenRenewer)
     o.principal_type = v6
     o.principal_name = v8
@@ -196,7 +200,7 @@ def _enc_DescribedDelegationToken_0(w, o):
     v23 = o.renewers
     if v23 is None:
         raise _EncodeError('field Renewers is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_DescribedDelegationTokenRenewer_0(w, v24)
@@ -209,7 +213,11 @@ def _dec_DescribedDelegationToken_2(b, p):
     p += 24
     v33, p = _p.read_compact_string(b, p)
     v35, p = _p.read_compact_bytes(b, p)
-    v37, p = _p.read_compact_array_length(b, p)
+    v37 = b[p] - 1
+    if v37 < 0x7F and v37 <= len(b) - p - 1:
+        p += 1
+    else:
+        v37, p = _p.read_compact_array_length(b, p)
     if v37 < 0:
         raise _DecodeError('non-nullable field Renewers was serialized as null')
     else:
@@ -217,7 +225,11 @@ def _dec_DescribedDelegationToken_2(b, p):
         for _ in range(v37):
             v38, p = _dec_DescribedDelegationTokenRenewer_2(b, p)
             v36.append(v38)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedDelegationToken)
     o.principal_type = v26
     o.principal_name = v28
@@ -255,7 +267,10 @@ def _enc_DescribedDelegationToken_2(w, o):
     v39 = o.renewers
     if v39 is None:
         raise _EncodeError('field Renewers is not nullable in version 2')
-    _p.write_compact_array_length(w, v39)
+    if len(v39) < 0x7F:
+        buf.append(len(v39) + 1)
+    else:
+        _p.write_compact_array_length(w, v39)
     if v39:
         for v40 in v39:
             _enc_DescribedDelegationTokenRenewer_2(w, v40)
@@ -274,7 +289,11 @@ def _dec_DescribedDelegationToken_3(b, p):
     p += 24
     v53, p = _p.read_compact_string(b, p)
     v55, p = _p.read_compact_bytes(b, p)
-    v57, p = _p.read_compact_array_length(b, p)
+    v57 = b[p] - 1
+    if v57 < 0x7F and v57 <= len(b) - p - 1:
+        p += 1
+    else:
+        v57, p = _p.read_compact_array_length(b, p)
     if v57 < 0:
         raise _DecodeError('non-nullable field Renewers was serialized as null')
     else:
@@ -282,7 +301,11 @@ def _dec_DescribedDelegationToken_3(b, p):
         for _ in range(v57):
             v58, p = _dec_DescribedDelegationTokenRenewer_2(b, p)
             v56.append(v58)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedDelegationToken)
     o.principal_type = v42
     o.principal_name = v44
@@ -322,7 +345,10 @@ def _enc_DescribedDelegationToken_3(w, o):
     v59 = o.renewers
     if v59 is None:
         raise _EncodeError('field Renewers is not nullable in version 3')
-    _p.write_compact_array_length(w, v59)
+    if len(v59) < 0x7F:
+        buf.append(len(v59) + 1)
+    else:
+        _p.write_compact_array_length(w, v59)
     if v59:
         for v60 in v59:
             _enc_DescribedDelegationTokenRenewer_2(w, v60)
@@ -359,7 +385,7 @@ def _enc_DescribeDelegationTokenResponse_0(w, o):
     v66 = o.tokens
     if v66 is None:
         raise _EncodeError('field Tokens is not nullable in version 0')
-    _p.write_array_length(w, v66)
+    buf += _p.INT32.pack(-1 if v66 is None else len(v66))
     if v66:
         for v67 in v66:
             _enc_DescribedDelegationToken_0(w, v67)
@@ -369,7 +395,11 @@ def _enc_DescribeDelegationTokenResponse_0(w, o):
 def _dec_DescribeDelegationTokenResponse_2(b, p):
     v68, = _S1.unpack_from(b, p)
     p += 2
-    v70, p = _p.read_compact_array_length(b, p)
+    v70 = b[p] - 1
+    if v70 < 0x7F and v70 <= len(b) - p - 1:
+        p += 1
+    else:
+        v70, p = _p.read_compact_array_length(b, p)
     if v70 < 0:
         raise _DecodeError('non-nullable field Tokens was serialized as null')
     else:
@@ -379,7 +409,11 @@ def _dec_DescribeDelegationTokenResponse_2(b, p):
             v69.append(v71)
     v72, = _S2.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeDelegationTokenResponse)
     o.error_code = v68
     o.tokens = v69
@@ -394,7 +428,10 @@ def _enc_DescribeDelegationTokenResponse_2(w, o):
     v73 = o.tokens
     if v73 is None:
         raise _EncodeError('field Tokens is not nullable in version 2')
-    _p.write_compact_array_length(w, v73)
+    if len(v73) < 0x7F:
+        buf.append(len(v73) + 1)
+    else:
+        _p.write_compact_array_length(w, v73)
     if v73:
         for v74 in v73:
             _enc_DescribedDelegationToken_2(w, v74)
@@ -408,7 +445,11 @@ def _enc_DescribeDelegationTokenResponse_2(w, o):
 def _dec_DescribeDelegationTokenResponse_3(b, p):
     v75, = _S1.unpack_from(b, p)
     p += 2
-    v77, p = _p.read_compact_array_length(b, p)
+    v77 = b[p] - 1
+    if v77 < 0x7F and v77 <= len(b) - p - 1:
+        p += 1
+    else:
+        v77, p = _p.read_compact_array_length(b, p)
     if v77 < 0:
         raise _DecodeError('non-nullable field Tokens was serialized as null')
     else:
@@ -418,7 +459,11 @@ def _dec_DescribeDelegationTokenResponse_3(b, p):
             v76.append(v78)
     v79, = _S2.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeDelegationTokenResponse)
     o.error_code = v75
     o.tokens = v76
@@ -433,7 +478,10 @@ def _enc_DescribeDelegationTokenResponse_3(w, o):
     v80 = o.tokens
     if v80 is None:
         raise _EncodeError('field Tokens is not nullable in version 3')
-    _p.write_compact_array_length(w, v80)
+    if len(v80) < 0x7F:
+        buf.append(len(v80) + 1)
+    else:
+        _p.write_compact_array_length(w, v80)
     if v80:
         for v81 in v80:
             _enc_DescribedDelegationToken_3(w, v81)

@@ -57,7 +57,7 @@ def _enc_DescribeGroupsRequest_0(w, o):
     v4 = o.groups
     if v4 is None:
         raise _EncodeError('field Groups is not nullable in version 0')
-    _p.write_array_length(w, v4)
+    buf += _p.INT32.pack(-1 if v4 is None else len(v4))
     if v4:
         for v5 in v4:
             if v5 is None:
@@ -88,7 +88,7 @@ def _enc_DescribeGroupsRequest_3(w, o):
     v10 = o.groups
     if v10 is None:
         raise _EncodeError('field Groups is not nullable in version 3')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             if v11 is None:
@@ -98,7 +98,11 @@ def _enc_DescribeGroupsRequest_3(w, o):
 
 
 def _dec_DescribeGroupsRequest_5(b, p):
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -108,7 +112,11 @@ def _dec_DescribeGroupsRequest_5(b, p):
             v12.append(v14)
     v15, = _S0.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeGroupsRequest)
     o.groups = v12
     o.include_authorized_operations = v15
@@ -121,7 +129,10 @@ def _enc_DescribeGroupsRequest_5(w, o):
     v16 = o.groups
     if v16 is None:
         raise _EncodeError('field Groups is not nullable in version 5')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             if v17 is None:

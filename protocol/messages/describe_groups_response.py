@@ -179,7 +179,11 @@ def _dec_DescribedGroupMember_5(b, p):
     v30, p = _p.read_compact_string(b, p)
     v32, p = _p.read_compact_bytes(b, p)
     v34, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedGroupMember)
     o.member_id = v24
     o.group_instance_id = v26
@@ -262,7 +266,7 @@ def _enc_DescribedGroup_0(w, o):
     v47 = o.members
     if v47 is None:
         raise _EncodeError('field Members is not nullable in version 0')
-    _p.write_array_length(w, v47)
+    buf += _p.INT32.pack(-1 if v47 is None else len(v47))
     if v47:
         for v48 in v47:
             _enc_DescribedGroupMember_0(w, v48)
@@ -315,7 +319,7 @@ def _enc_DescribedGroup_3(w, o):
     v62 = o.members
     if v62 is None:
         raise _EncodeError('field Members is not nullable in version 3')
-    _p.write_array_length(w, v62)
+    buf += _p.INT32.pack(-1 if v62 is None else len(v62))
     if v62:
         for v63 in v62:
             _enc_DescribedGroupMember_0(w, v63)
@@ -369,7 +373,7 @@ def _enc_DescribedGroup_4(w, o):
     v77 = o.members
     if v77 is None:
         raise _EncodeError('field Members is not nullable in version 4')
-    _p.write_array_length(w, v77)
+    buf += _p.INT32.pack(-1 if v77 is None else len(v77))
     if v77:
         for v78 in v77:
             _enc_DescribedGroupMember_4(w, v78)
@@ -383,7 +387,11 @@ def _dec_DescribedGroup_5(b, p):
     v83, p = _p.read_compact_string(b, p)
     v85, p = _p.read_compact_string(b, p)
     v87, p = _p.read_compact_string(b, p)
-    v89, p = _p.read_compact_array_length(b, p)
+    v89 = b[p] - 1
+    if v89 < 0x7F and v89 <= len(b) - p - 1:
+        p += 1
+    else:
+        v89, p = _p.read_compact_array_length(b, p)
     if v89 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -393,7 +401,11 @@ def _dec_DescribedGroup_5(b, p):
             v88.append(v90)
     v91, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedGroup)
     o.error_code = v79
     o.group_id = v81
@@ -424,7 +436,10 @@ def _enc_DescribedGroup_5(w, o):
     v92 = o.members
     if v92 is None:
         raise _EncodeError('field Members is not nullable in version 5')
-    _p.write_compact_array_length(w, v92)
+    if len(v92) < 0x7F:
+        buf.append(len(v92) + 1)
+    else:
+        _p.write_compact_array_length(w, v92)
     if v92:
         for v93 in v92:
             _enc_DescribedGroupMember_5(w, v93)
@@ -456,7 +471,7 @@ def _enc_DescribeGroupsResponse_0(w, o):
     v97 = o.groups
     if v97 is None:
         raise _EncodeError('field Groups is not nullable in version 0')
-    _p.write_array_length(w, v97)
+    buf += _p.INT32.pack(-1 if v97 is None else len(v97))
     if v97:
         for v98 in v97:
             _enc_DescribedGroup_0(w, v98)
@@ -486,7 +501,7 @@ def _enc_DescribeGroupsResponse_1(w, o):
     v103 = o.groups
     if v103 is None:
         raise _EncodeError('field Groups is not nullable in version 1')
-    _p.write_array_length(w, v103)
+    buf += _p.INT32.pack(-1 if v103 is None else len(v103))
     if v103:
         for v104 in v103:
             _enc_DescribedGroup_0(w, v104)
@@ -516,7 +531,7 @@ def _enc_DescribeGroupsResponse_3(w, o):
     v109 = o.groups
     if v109 is None:
         raise _EncodeError('field Groups is not nullable in version 3')
-    _p.write_array_length(w, v109)
+    buf += _p.INT32.pack(-1 if v109 is None else len(v109))
     if v109:
         for v110 in v109:
             _enc_DescribedGroup_3(w, v110)
@@ -546,7 +561,7 @@ def _enc_DescribeGroupsResponse_4(w, o):
     v115 = o.groups
     if v115 is None:
         raise _EncodeError('field Groups is not nullable in version 4')
-    _p.write_array_length(w, v115)
+    buf += _p.INT32.pack(-1 if v115 is None else len(v115))
     if v115:
         for v116 in v115:
             _enc_DescribedGroup_4(w, v116)
@@ -555,7 +570,11 @@ def _enc_DescribeGroupsResponse_4(w, o):
 def _dec_DescribeGroupsResponse_5(b, p):
     v117, = _S1.unpack_from(b, p)
     p += 4
-    v119, p = _p.read_compact_array_length(b, p)
+    v119 = b[p] - 1
+    if v119 < 0x7F and v119 <= len(b) - p - 1:
+        p += 1
+    else:
+        v119, p = _p.read_compact_array_length(b, p)
     if v119 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -563,7 +582,11 @@ def _dec_DescribeGroupsResponse_5(b, p):
         for _ in range(v119):
             v120, p = _dec_DescribedGroup_5(b, p)
             v118.append(v120)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeGroupsResponse)
     o.throttle_time_ms = v117
     o.groups = v118
@@ -577,7 +600,10 @@ def _enc_DescribeGroupsResponse_5(w, o):
     v121 = o.groups
     if v121 is None:
         raise _EncodeError('field Groups is not nullable in version 5')
-    _p.write_compact_array_length(w, v121)
+    if len(v121) < 0x7F:
+        buf.append(len(v121) + 1)
+    else:
+        _p.write_compact_array_length(w, v121)
     if v121:
         for v122 in v121:
             _enc_DescribedGroup_5(w, v122)

@@ -70,19 +70,27 @@ def _enc_DescribableLogDirTopic_0(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_DescribableLogDirTopic_2(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribableLogDirTopic)
     o.topic = v7
     o.partitions = v8
@@ -98,7 +106,10 @@ def _enc_DescribableLogDirTopic_2(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -125,14 +136,18 @@ def _dec_DescribeLogDirsRequest_0(b, p):
 def _enc_DescribeLogDirsRequest_0(w, o):
     buf = w.buf
     v14 = o.topics
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_DescribableLogDirTopic_0(w, v15)
 
 
 def _dec_DescribeLogDirsRequest_2(b, p):
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         v16 = None
     else:
@@ -140,7 +155,11 @@ def _dec_DescribeLogDirsRequest_2(b, p):
         for _ in range(v17):
             v18, p = _dec_DescribableLogDirTopic_2(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsRequest)
     o.topics = v16
     o.unknown_tags = tags

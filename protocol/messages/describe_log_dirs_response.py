@@ -129,7 +129,11 @@ def _enc_DescribeLogDirsPartition_0(w, o):
 def _dec_DescribeLogDirsPartition_2(b, p):
     v5, v6, v7, v8 = _S0.unpack_from(b, p)
     p += 21
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsPartition)
     o.partition_index = v5
     o.partition_size = v6
@@ -173,7 +177,7 @@ def _enc_DescribeLogDirsTopic_0(w, o):
     v14 = o.partitions
     if v14 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_DescribeLogDirsPartition_0(w, v15)
@@ -181,7 +185,11 @@ def _enc_DescribeLogDirsTopic_0(w, o):
 
 def _dec_DescribeLogDirsTopic_2(b, p):
     v17, p = _p.read_compact_string(b, p)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -189,7 +197,11 @@ def _dec_DescribeLogDirsTopic_2(b, p):
         for _ in range(v19):
             v20, p = _dec_DescribeLogDirsPartition_2(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsTopic)
     o.name = v17
     o.partitions = v18
@@ -205,7 +217,10 @@ def _enc_DescribeLogDirsTopic_2(w, o):
     v21 = o.partitions
     if v21 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_DescribeLogDirsPartition_2(w, v22)
@@ -246,7 +261,7 @@ def _enc_DescribeLogDirsResult_0(w, o):
     v29 = o.topics
     if v29 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v29)
+    buf += _p.INT32.pack(-1 if v29 is None else len(v29))
     if v29:
         for v30 in v29:
             _enc_DescribeLogDirsTopic_0(w, v30)
@@ -256,7 +271,11 @@ def _dec_DescribeLogDirsResult_2(b, p):
     v31, = _S1.unpack_from(b, p)
     p += 2
     v33, p = _p.read_compact_string(b, p)
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -264,7 +283,11 @@ def _dec_DescribeLogDirsResult_2(b, p):
         for _ in range(v35):
             v36, p = _dec_DescribeLogDirsTopic_2(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsResult)
     o.error_code = v31
     o.log_dir = v33
@@ -284,7 +307,10 @@ def _enc_DescribeLogDirsResult_2(w, o):
     v37 = o.topics
     if v37 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_DescribeLogDirsTopic_2(w, v38)
@@ -298,7 +324,11 @@ def _dec_DescribeLogDirsResult_4(b, p):
     v39, = _S1.unpack_from(b, p)
     p += 2
     v41, p = _p.read_compact_string(b, p)
-    v43, p = _p.read_compact_array_length(b, p)
+    v43 = b[p] - 1
+    if v43 < 0x7F and v43 <= len(b) - p - 1:
+        p += 1
+    else:
+        v43, p = _p.read_compact_array_length(b, p)
     if v43 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -308,7 +338,11 @@ def _dec_DescribeLogDirsResult_4(b, p):
             v42.append(v44)
     v45, v46 = _S2.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsResult)
     o.error_code = v39
     o.log_dir = v41
@@ -328,7 +362,10 @@ def _enc_DescribeLogDirsResult_4(w, o):
     v47 = o.topics
     if v47 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_compact_array_length(w, v47)
+    if len(v47) < 0x7F:
+        buf.append(len(v47) + 1)
+    else:
+        _p.write_compact_array_length(w, v47)
     if v47:
         for v48 in v47:
             _enc_DescribeLogDirsTopic_2(w, v48)
@@ -364,7 +401,7 @@ def _enc_DescribeLogDirsResponse_0(w, o):
     v53 = o.results
     if v53 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_array_length(w, v53)
+    buf += _p.INT32.pack(-1 if v53 is None else len(v53))
     if v53:
         for v54 in v53:
             _enc_DescribeLogDirsResult_0(w, v54)
@@ -373,7 +410,11 @@ def _enc_DescribeLogDirsResponse_0(w, o):
 def _dec_DescribeLogDirsResponse_2(b, p):
     v55, = _S3.unpack_from(b, p)
     p += 4
-    v57, p = _p.read_compact_array_length(b, p)
+    v57 = b[p] - 1
+    if v57 < 0x7F and v57 <= len(b) - p - 1:
+        p += 1
+    else:
+        v57, p = _p.read_compact_array_length(b, p)
     if v57 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -381,7 +422,11 @@ def _dec_DescribeLogDirsResponse_2(b, p):
         for _ in range(v57):
             v58, p = _dec_DescribeLogDirsResult_2(b, p)
             v56.append(v58)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsResponse)
     o.throttle_time_ms = v55
     o.error_code = 0
@@ -396,7 +441,10 @@ def _enc_DescribeLogDirsResponse_2(w, o):
     v59 = o.results
     if v59 is None:
         raise _EncodeError('field Results is not nullable in version 2')
-    _p.write_compact_array_length(w, v59)
+    if len(v59) < 0x7F:
+        buf.append(len(v59) + 1)
+    else:
+        _p.write_compact_array_length(w, v59)
     if v59:
         for v60 in v59:
             _enc_DescribeLogDirsResult_2(w, v60)
@@ -409,7 +457,11 @@ def _enc_DescribeLogDirsResponse_2(w, o):
 def _dec_DescribeLogDirsResponse_3(b, p):
     v61, v62 = _S4.unpack_from(b, p)
     p += 6
-    v64, p = _p.read_compact_array_length(b, p)
+    v64 = b[p] - 1
+    if v64 < 0x7F and v64 <= len(b) - p - 1:
+        p += 1
+    else:
+        v64, p = _p.read_compact_array_length(b, p)
     if v64 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -417,7 +469,11 @@ def _dec_DescribeLogDirsResponse_3(b, p):
         for _ in range(v64):
             v65, p = _dec_DescribeLogDirsResult_2(b, p)
             v63.append(v65)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsResponse)
     o.throttle_time_ms = v61
     o.error_code = v62
@@ -432,7 +488,10 @@ def _enc_DescribeLogDirsResponse_3(w, o):
     v66 = o.results
     if v66 is None:
         raise _EncodeError('field Results is not nullable in version 3')
-    _p.write_compact_array_length(w, v66)
+    if len(v66) < 0x7F:
+        buf.append(len(v66) + 1)
+    else:
+        _p.write_compact_array_length(w, v66)
     if v66:
         for v67 in v66:
             _enc_DescribeLogDirsResult_2(w, v67)
@@ -445,7 +504,11 @@ def _enc_DescribeLogDirsResponse_3(w, o):
 def _dec_DescribeLogDirsResponse_4(b, p):
     v68, v69 = _S4.unpack_from(b, p)
     p += 6
-    v71, p = _p.read_compact_array_length(b, p)
+    v71 = b[p] - 1
+    if v71 < 0x7F and v71 <= len(b) - p - 1:
+        p += 1
+    else:
+        v71, p = _p.read_compact_array_length(b, p)
     if v71 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -453,7 +516,11 @@ def _dec_DescribeLogDirsResponse_4(b, p):
         for _ in range(v71):
             v72, p = _dec_DescribeLogDirsResult_4(b, p)
             v70.append(v72)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeLogDirsResponse)
     o.throttle_time_ms = v68
     o.error_code = v69
@@ -468,7 +535,10 @@ def _enc_DescribeLogDirsResponse_4(w, o):
     v73 = o.results
     if v73 is None:
         raise _EncodeError('field Results is not nullable in version 4')
-    _p.write_compact_array_length(w, v73)
+    if len(v73) < 0x7F:
+        buf.append(len(v73) + 1)
+    else:
+        _p.write_compact_array_length(w, v73)
     if v73:
         for v74 in v73:
             _enc_DescribeLogDirsResult_4(w, v74)

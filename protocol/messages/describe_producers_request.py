@@ -49,12 +49,20 @@ class TopicRequest(Message):
 
 def _dec_TopicRequest_0(b, p):
     v2, p = _p.read_compact_string(b, p)
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v3, p = _p.read_int_array(b, p, v4, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicRequest)
     o.name = v2
     o.partition_indexes = v3
@@ -70,7 +78,10 @@ def _enc_TopicRequest_0(w, o):
     v5 = o.partition_indexes
     if v5 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 0')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
     if o.unknown_tags:
@@ -80,7 +91,11 @@ def _enc_TopicRequest_0(w, o):
 
 
 def _dec_DescribeProducersRequest_0(b, p):
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -88,7 +103,11 @@ def _dec_DescribeProducersRequest_0(b, p):
         for _ in range(v7):
             v8, p = _dec_TopicRequest_0(b, p)
             v6.append(v8)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeProducersRequest)
     o.topics = v6
     o.unknown_tags = tags
@@ -100,7 +119,10 @@ def _enc_DescribeProducersRequest_0(w, o):
     v9 = o.topics
     if v9 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         for v10 in v9:
             _enc_TopicRequest_0(w, v10)

@@ -104,7 +104,11 @@ class ProducerState(Message):
 def _dec_ProducerState_0(b, p):
     v1, v2, v3, v4, v5, v6 = _S0.unpack_from(b, p)
     p += 36
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ProducerState)
     o.producer_id = v1
     o.producer_epoch = v2
@@ -129,7 +133,11 @@ def _dec_PartitionResponse_0(b, p):
     v7, v8 = _S1.unpack_from(b, p)
     p += 6
     v10, p = _p.read_compact_nullable_string(b, p)
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field ActiveProducers was serialized as null')
     else:
@@ -137,7 +145,11 @@ def _dec_PartitionResponse_0(b, p):
         for _ in range(v12):
             v13, p = _dec_ProducerState_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionResponse)
     o.partition_index = v7
     o.error_code = v8
@@ -154,7 +166,10 @@ def _enc_PartitionResponse_0(w, o):
     v14 = o.active_producers
     if v14 is None:
         raise _EncodeError('field ActiveProducers is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             _enc_ProducerState_0(w, v15)
@@ -166,7 +181,11 @@ def _enc_PartitionResponse_0(w, o):
 
 def _dec_TopicResponse_0(b, p):
     v17, p = _p.read_compact_string(b, p)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -174,7 +193,11 @@ def _dec_TopicResponse_0(b, p):
         for _ in range(v19):
             v20, p = _dec_PartitionResponse_0(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicResponse)
     o.name = v17
     o.partitions = v18
@@ -190,7 +213,10 @@ def _enc_TopicResponse_0(w, o):
     v21 = o.partitions
     if v21 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_PartitionResponse_0(w, v22)
@@ -203,7 +229,11 @@ def _enc_TopicResponse_0(w, o):
 def _dec_DescribeProducersResponse_0(b, p):
     v23, = _S2.unpack_from(b, p)
     p += 4
-    v25, p = _p.read_compact_array_length(b, p)
+    v25 = b[p] - 1
+    if v25 < 0x7F and v25 <= len(b) - p - 1:
+        p += 1
+    else:
+        v25, p = _p.read_compact_array_length(b, p)
     if v25 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -211,7 +241,11 @@ def _dec_DescribeProducersResponse_0(b, p):
         for _ in range(v25):
             v26, p = _dec_TopicResponse_0(b, p)
             v24.append(v26)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeProducersResponse)
     o.throttle_time_ms = v23
     o.topics = v24
@@ -225,7 +259,10 @@ def _enc_DescribeProducersResponse_0(w, o):
     v27 = o.topics
     if v27 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v27)
+    if len(v27) < 0x7F:
+        buf.append(len(v27) + 1)
+    else:
+        _p.write_compact_array_length(w, v27)
     if v27:
         for v28 in v27:
             _enc_TopicResponse_0(w, v28)

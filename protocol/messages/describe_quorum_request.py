@@ -65,7 +65,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v1
     o.unknown_tags = tags
@@ -83,7 +87,11 @@ def _enc_PartitionData_0(w, o):
 
 def _dec_TopicData_0(b, p):
     v3, p = _p.read_compact_string(b, p)
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -91,7 +99,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v5):
             v6, p = _dec_PartitionData_0(b, p)
             v4.append(v6)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v3
     o.partitions = v4
@@ -107,7 +119,10 @@ def _enc_TopicData_0(w, o):
     v7 = o.partitions
     if v7 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v7)
+    if len(v7) < 0x7F:
+        buf.append(len(v7) + 1)
+    else:
+        _p.write_compact_array_length(w, v7)
     if v7:
         for v8 in v7:
             _enc_PartitionData_0(w, v8)
@@ -118,7 +133,11 @@ def _enc_TopicData_0(w, o):
 
 
 def _dec_DescribeQuorumRequest_0(b, p):
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -126,7 +145,11 @@ def _dec_DescribeQuorumRequest_0(b, p):
         for _ in range(v10):
             v11, p = _dec_TopicData_0(b, p)
             v9.append(v11)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeQuorumRequest)
     o.topics = v9
     o.unknown_tags = tags
@@ -138,7 +161,10 @@ def _enc_DescribeQuorumRequest_0(w, o):
     v12 = o.topics
     if v12 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             _enc_TopicData_0(w, v13)

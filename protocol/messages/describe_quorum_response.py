@@ -159,7 +159,11 @@ class Listener(Message):
 
 
 def _dec_Listener_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = ''
     o.host = ''
@@ -187,7 +191,11 @@ def _dec_Listener_2(b, p):
     v4, p = _p.read_compact_string(b, p)
     v5, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = v2
     o.host = v4
@@ -212,7 +220,11 @@ def _enc_Listener_2(w, o):
 
 
 def _dec_Node_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Node)
     o.node_id = 0
     o.listeners = []
@@ -235,7 +247,11 @@ def _enc_Node_0(w, o):
 def _dec_Node_2(b, p):
     v6, = _S1.unpack_from(b, p)
     p += 4
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -243,7 +259,11 @@ def _dec_Node_2(b, p):
         for _ in range(v8):
             v9, p = _dec_Listener_2(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Node)
     o.node_id = v6
     o.listeners = v7
@@ -257,7 +277,10 @@ def _enc_Node_2(w, o):
     v10 = o.listeners
     if v10 is None:
         raise _EncodeError('field Listeners is not nullable in version 2')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_Listener_2(w, v11)
@@ -272,7 +295,11 @@ def _dec_ReplicaState_0(b, p):
     p += 4
     v13, = _S2.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaState)
     o.replica_id = v12
     o.replica_directory_id = _ZERO_UUID
@@ -300,7 +327,11 @@ def _dec_ReplicaState_1(b, p):
     p += 4
     v15, v16, v17 = _S3.unpack_from(b, p)
     p += 24
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaState)
     o.replica_id = v14
     o.replica_directory_id = _ZERO_UUID
@@ -327,7 +358,11 @@ def _dec_ReplicaState_2(b, p):
     v18, v19, v20, v21, v22 = _S4.unpack_from(b, p)
     p += 44
     v19 = _UUID(bytes=bytes(v19))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaState)
     o.replica_id = v18
     o.replica_directory_id = v19
@@ -352,7 +387,11 @@ def _dec_PartitionData_0(b, p):
     p += 6
     v25, v26, v27 = _S6.unpack_from(b, p)
     p += 16
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field CurrentVoters was serialized as null')
     else:
@@ -360,7 +399,11 @@ def _dec_PartitionData_0(b, p):
         for _ in range(v29):
             v30, p = _dec_ReplicaState_0(b, p)
             v28.append(v30)
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Observers was serialized as null')
     else:
@@ -368,7 +411,11 @@ def _dec_PartitionData_0(b, p):
         for _ in range(v32):
             v33, p = _dec_ReplicaState_0(b, p)
             v31.append(v33)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v23
     o.error_code = v24
@@ -389,14 +436,20 @@ def _enc_PartitionData_0(w, o):
     v34 = o.current_voters
     if v34 is None:
         raise _EncodeError('field CurrentVoters is not nullable in version 0')
-    _p.write_compact_array_length(w, v34)
+    if len(v34) < 0x7F:
+        buf.append(len(v34) + 1)
+    else:
+        _p.write_compact_array_length(w, v34)
     if v34:
         for v35 in v34:
             _enc_ReplicaState_0(w, v35)
     v36 = o.observers
     if v36 is None:
         raise _EncodeError('field Observers is not nullable in version 0')
-    _p.write_compact_array_length(w, v36)
+    if len(v36) < 0x7F:
+        buf.append(len(v36) + 1)
+    else:
+        _p.write_compact_array_length(w, v36)
     if v36:
         for v37 in v36:
             _enc_ReplicaState_0(w, v37)
@@ -411,7 +464,11 @@ def _dec_PartitionData_1(b, p):
     p += 6
     v40, v41, v42 = _S6.unpack_from(b, p)
     p += 16
-    v44, p = _p.read_compact_array_length(b, p)
+    v44 = b[p] - 1
+    if v44 < 0x7F and v44 <= len(b) - p - 1:
+        p += 1
+    else:
+        v44, p = _p.read_compact_array_length(b, p)
     if v44 < 0:
         raise _DecodeError('non-nullable field CurrentVoters was serialized as null')
     else:
@@ -419,7 +476,11 @@ def _dec_PartitionData_1(b, p):
         for _ in range(v44):
             v45, p = _dec_ReplicaState_1(b, p)
             v43.append(v45)
-    v47, p = _p.read_compact_array_length(b, p)
+    v47 = b[p] - 1
+    if v47 < 0x7F and v47 <= len(b) - p - 1:
+        p += 1
+    else:
+        v47, p = _p.read_compact_array_length(b, p)
     if v47 < 0:
         raise _DecodeError('non-nullable field Observers was serialized as null')
     else:
@@ -427,7 +488,11 @@ def _dec_PartitionData_1(b, p):
         for _ in range(v47):
             v48, p = _dec_ReplicaState_1(b, p)
             v46.append(v48)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v38
     o.error_code = v39
@@ -448,14 +513,20 @@ def _enc_PartitionData_1(w, o):
     v49 = o.current_voters
     if v49 is None:
         raise _EncodeError('field CurrentVoters is not nullable in version 1')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_ReplicaState_1(w, v50)
     v51 = o.observers
     if v51 is None:
         raise _EncodeError('field Observers is not nullable in version 1')
-    _p.write_compact_array_length(w, v51)
+    if len(v51) < 0x7F:
+        buf.append(len(v51) + 1)
+    else:
+        _p.write_compact_array_length(w, v51)
     if v51:
         for v52 in v51:
             _enc_ReplicaState_1(w, v52)
@@ -471,7 +542,11 @@ def _dec_PartitionData_2(b, p):
     v56, p = _p.read_compact_nullable_string(b, p)
     v57, v58, v59 = _S6.unpack_from(b, p)
     p += 16
-    v61, p = _p.read_compact_array_length(b, p)
+    v61 = b[p] - 1
+    if v61 < 0x7F and v61 <= len(b) - p - 1:
+        p += 1
+    else:
+        v61, p = _p.read_compact_array_length(b, p)
     if v61 < 0:
         raise _DecodeError('non-nullable field CurrentVoters was serialized as null')
     else:
@@ -479,7 +554,11 @@ def _dec_PartitionData_2(b, p):
         for _ in range(v61):
             v62, p = _dec_ReplicaState_2(b, p)
             v60.append(v62)
-    v64, p = _p.read_compact_array_length(b, p)
+    v64 = b[p] - 1
+    if v64 < 0x7F and v64 <= len(b) - p - 1:
+        p += 1
+    else:
+        v64, p = _p.read_compact_array_length(b, p)
     if v64 < 0:
         raise _DecodeError('non-nullable field Observers was serialized as null')
     else:
@@ -487,7 +566,11 @@ def _dec_PartitionData_2(b, p):
         for _ in range(v64):
             v65, p = _dec_ReplicaState_2(b, p)
             v63.append(v65)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v53
     o.error_code = v54
@@ -509,14 +592,20 @@ def _enc_PartitionData_2(w, o):
     v66 = o.current_voters
     if v66 is None:
         raise _EncodeError('field CurrentVoters is not nullable in version 2')
-    _p.write_compact_array_length(w, v66)
+    if len(v66) < 0x7F:
+        buf.append(len(v66) + 1)
+    else:
+        _p.write_compact_array_length(w, v66)
     if v66:
         for v67 in v66:
             _enc_ReplicaState_2(w, v67)
     v68 = o.observers
     if v68 is None:
         raise _EncodeError('field Observers is not nullable in version 2')
-    _p.write_compact_array_length(w, v68)
+    if len(v68) < 0x7F:
+        buf.append(len(v68) + 1)
+    else:
+        _p.write_compact_array_length(w, v68)
     if v68:
         for v69 in v68:
             _enc_ReplicaState_2(w, v69)
@@ -528,7 +617,11 @@ def _enc_PartitionData_2(w, o):
 
 def _dec_TopicData_0(b, p):
     v71, p = _p.read_compact_string(b, p)
-    v73, p = _p.read_compact_array_length(b, p)
+    v73 = b[p] - 1
+    if v73 < 0x7F and v73 <= len(b) - p - 1:
+        p += 1
+    else:
+        v73, p = _p.read_compact_array_length(b, p)
     if v73 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -536,7 +629,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v73):
             v74, p = _dec_PartitionData_0(b, p)
             v72.append(v74)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v71
     o.partitions = v72
@@ -552,7 +649,10 @@ def _enc_TopicData_0(w, o):
     v75 = o.partitions
     if v75 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v75)
+    if len(v75) < 0x7F:
+        buf.append(len(v75) + 1)
+    else:
+        _p.write_compact_array_length(w, v75)
     if v75:
         for v76 in v75:
             _enc_PartitionData_0(w, v76)
@@ -564,7 +664,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v78, p = _p.read_compact_string(b, p)
-    v80, p = _p.read_compact_array_length(b, p)
+    v80 = b[p] - 1
+    if v80 < 0x7F and v80 <= len(b) - p - 1:
+        p += 1
+    else:
+        v80, p = _p.read_compact_array_length(b, p)
     if v80 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -572,7 +676,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v80):
             v81, p = _dec_PartitionData_1(b, p)
             v79.append(v81)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v78
     o.partitions = v79
@@ -588,7 +696,10 @@ def _enc_TopicData_1(w, o):
     v82 = o.partitions
     if v82 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v82)
+    if len(v82) < 0x7F:
+        buf.append(len(v82) + 1)
+    else:
+        _p.write_compact_array_length(w, v82)
     if v82:
         for v83 in v82:
             _enc_PartitionData_1(w, v83)
@@ -600,7 +711,11 @@ def _enc_TopicData_1(w, o):
 
 def _dec_TopicData_2(b, p):
     v85, p = _p.read_compact_string(b, p)
-    v87, p = _p.read_compact_array_length(b, p)
+    v87 = b[p] - 1
+    if v87 < 0x7F and v87 <= len(b) - p - 1:
+        p += 1
+    else:
+        v87, p = _p.read_compact_array_length(b, p)
     if v87 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -608,7 +723,11 @@ def _dec_TopicData_2(b, p):
         for _ in range(v87):
             v88, p = _dec_PartitionData_2(b, p)
             v86.append(v88)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v85
     o.partitions = v86
@@ -624,7 +743,10 @@ def _enc_TopicData_2(w, o):
     v89 = o.partitions
     if v89 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v89)
+    if len(v89) < 0x7F:
+        buf.append(len(v89) + 1)
+    else:
+        _p.write_compact_array_length(w, v89)
     if v89:
         for v90 in v89:
             _enc_PartitionData_2(w, v90)
@@ -637,7 +759,11 @@ def _enc_TopicData_2(w, o):
 def _dec_DescribeQuorumResponse_0(b, p):
     v91, = _S7.unpack_from(b, p)
     p += 2
-    v93, p = _p.read_compact_array_length(b, p)
+    v93 = b[p] - 1
+    if v93 < 0x7F and v93 <= len(b) - p - 1:
+        p += 1
+    else:
+        v93, p = _p.read_compact_array_length(b, p)
     if v93 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -645,7 +771,11 @@ def _dec_DescribeQuorumResponse_0(b, p):
         for _ in range(v93):
             v94, p = _dec_TopicData_0(b, p)
             v92.append(v94)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeQuorumResponse)
     o.error_code = v91
     o.error_message = ''
@@ -663,7 +793,10 @@ def _enc_DescribeQuorumResponse_0(w, o):
     v95 = o.topics
     if v95 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v95)
+    if len(v95) < 0x7F:
+        buf.append(len(v95) + 1)
+    else:
+        _p.write_compact_array_length(w, v95)
     if v95:
         for v96 in v95:
             _enc_TopicData_0(w, v96)
@@ -676,7 +809,11 @@ def _enc_DescribeQuorumResponse_0(w, o):
 def _dec_DescribeQuorumResponse_1(b, p):
     v97, = _S7.unpack_from(b, p)
     p += 2
-    v99, p = _p.read_compact_array_length(b, p)
+    v99 = b[p] - 1
+    if v99 < 0x7F and v99 <= len(b) - p - 1:
+        p += 1
+    else:
+        v99, p = _p.read_compact_array_length(b, p)
     if v99 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -684,7 +821,11 @@ def _dec_DescribeQuorumResponse_1(b, p):
         for _ in range(v99):
             v100, p = _dec_TopicData_1(b, p)
             v98.append(v100)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeQuorumResponse)
     o.error_code = v97
     o.error_message = ''
@@ -702,7 +843,10 @@ def _enc_DescribeQuorumResponse_1(w, o):
     v101 = o.topics
     if v101 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v101)
+    if len(v101) < 0x7F:
+        buf.append(len(v101) + 1)
+    else:
+        _p.write_compact_array_length(w, v101)
     if v101:
         for v102 in v101:
             _enc_TopicData_1(w, v102)
@@ -716,7 +860,11 @@ def _dec_DescribeQuorumResponse_2(b, p):
     v103, = _S7.unpack_from(b, p)
     p += 2
     v105, p = _p.read_compact_nullable_string(b, p)
-    v107, p = _p.read_compact_array_length(b, p)
+    v107 = b[p] - 1
+    if v107 < 0x7F and v107 <= len(b) - p - 1:
+        p += 1
+    else:
+        v107, p = _p.read_compact_array_length(b, p)
     if v107 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -724,7 +872,11 @@ def _dec_DescribeQuorumResponse_2(b, p):
         for _ in range(v107):
             v108, p = _dec_TopicData_2(b, p)
             v106.append(v108)
-    v110, p = _p.read_compact_array_length(b, p)
+    v110 = b[p] - 1
+    if v110 < 0x7F and v110 <= len(b) - p - 1:
+        p += 1
+    else:
+        v110, p = _p.read_compact_array_length(b, p)
     if v110 < 0:
         raise _DecodeError('non-nullable field Nodes was serialized as null')
     else:
@@ -732,7 +884,11 @@ def _dec_DescribeQuorumResponse_2(b, p):
         for _ in range(v110):
             v111, p = _dec_Node_2(b, p)
             v109.append(v111)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeQuorumResponse)
     o.error_code = v103
     o.error_message = v105
@@ -749,14 +905,20 @@ def _enc_DescribeQuorumResponse_2(w, o):
     v112 = o.topics
     if v112 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v112)
+    if len(v112) < 0x7F:
+        buf.append(len(v112) + 1)
+    else:
+        _p.write_compact_array_length(w, v112)
     if v112:
         for v113 in v112:
             _enc_TopicData_2(w, v113)
     v114 = o.nodes
     if v114 is None:
         raise _EncodeError('field Nodes is not nullable in version 2')
-    _p.write_compact_array_length(w, v114)
+    if len(v114) < 0x7F:
+        buf.append(len(v114) + 1)
+    else:
+        _p.write_compact_array_length(w, v114)
     if v114:
         for v115 in v114:
             _enc_Node_2(w, v115)

@@ -74,7 +74,11 @@ def _dec_Cursor_0(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Cursor)
     o.topic_name = v2
     o.partition_index = v3
@@ -96,7 +100,11 @@ def _enc_Cursor_0(w, o):
 
 def _dec_TopicRequest_0(b, p):
     v5, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicRequest)
     o.name = v5
     o.unknown_tags = tags
@@ -115,7 +123,11 @@ def _enc_TopicRequest_0(w, o):
 
 
 def _dec_DescribeTopicPartitionsRequest_0(b, p):
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -130,7 +142,11 @@ def _dec_DescribeTopicPartitionsRequest_0(b, p):
         v11 = None
     else:
         v11, p = _dec_Cursor_0(b, p + 1)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTopicPartitionsRequest)
     o.topics = v6
     o.response_partition_limit = v9
@@ -144,7 +160,10 @@ def _enc_DescribeTopicPartitionsRequest_0(w, o):
     v12 = o.topics
     if v12 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             _enc_TopicRequest_0(w, v13)

@@ -131,7 +131,11 @@ def _dec_Cursor_0(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Cursor)
     o.topic_name = v2
     o.partition_index = v3
@@ -154,32 +158,56 @@ def _enc_Cursor_0(w, o):
 def _dec_DescribeTopicPartitionsResponsePartition_0(b, p):
     v4, v5, v6, v7 = _S1.unpack_from(b, p)
     p += 14
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field ReplicaNodes was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field IsrNodes was serialized as null')
     else:
         v10, p = _p.read_int_array(b, p, v11, 'i', 4)
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         v12 = None
     else:
         v12, p = _p.read_int_array(b, p, v13, 'i', 4)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         v14 = None
     else:
         v14, p = _p.read_int_array(b, p, v15, 'i', 4)
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field OfflineReplicas was serialized as null')
     else:
         v16, p = _p.read_int_array(b, p, v17, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTopicPartitionsResponsePartition)
     o.error_code = v4
     o.partition_index = v5
@@ -200,13 +228,19 @@ def _enc_DescribeTopicPartitionsResponsePartition_0(w, o):
     v18 = o.replica_nodes
     if v18 is None:
         raise _EncodeError('field ReplicaNodes is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         buf += _pack(f'>{len(v18)}i', *v18)
     v19 = o.isr_nodes
     if v19 is None:
         raise _EncodeError('field IsrNodes is not nullable in version 0')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         buf += _pack(f'>{len(v19)}i', *v19)
     v20 = o.eligible_leader_replicas
@@ -220,7 +254,10 @@ def _enc_DescribeTopicPartitionsResponsePartition_0(w, o):
     v22 = o.offline_replicas
     if v22 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 0')
-    _p.write_compact_array_length(w, v22)
+    if len(v22) < 0x7F:
+        buf.append(len(v22) + 1)
+    else:
+        _p.write_compact_array_length(w, v22)
     if v22:
         buf += _pack(f'>{len(v22)}i', *v22)
     if o.unknown_tags:
@@ -236,7 +273,11 @@ def _dec_DescribeTopicPartitionsResponseTopic_0(b, p):
     v26, v27 = _S3.unpack_from(b, p)
     p += 17
     v26 = _UUID(bytes=bytes(v26))
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -246,7 +287,11 @@ def _dec_DescribeTopicPartitionsResponseTopic_0(b, p):
             v28.append(v30)
     v31, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTopicPartitionsResponseTopic)
     o.error_code = v23
     o.name = v25
@@ -266,7 +311,10 @@ def _enc_DescribeTopicPartitionsResponseTopic_0(w, o):
     v32 = o.partitions
     if v32 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             _enc_DescribeTopicPartitionsResponsePartition_0(w, v33)
@@ -280,7 +328,11 @@ def _enc_DescribeTopicPartitionsResponseTopic_0(w, o):
 def _dec_DescribeTopicPartitionsResponse_0(b, p):
     v34, = _S0.unpack_from(b, p)
     p += 4
-    v36, p = _p.read_compact_array_length(b, p)
+    v36 = b[p] - 1
+    if v36 < 0x7F and v36 <= len(b) - p - 1:
+        p += 1
+    else:
+        v36, p = _p.read_compact_array_length(b, p)
     if v36 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -293,7 +345,11 @@ def _dec_DescribeTopicPartitionsResponse_0(b, p):
         v39 = None
     else:
         v39, p = _dec_Cursor_0(b, p + 1)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTopicPartitionsResponse)
     o.throttle_time_ms = v34
     o.topics = v35
@@ -308,7 +364,10 @@ def _enc_DescribeTopicPartitionsResponse_0(w, o):
     v40 = o.topics
     if v40 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v40)
+    if len(v40) < 0x7F:
+        buf.append(len(v40) + 1)
+    else:
+        _p.write_compact_array_length(w, v40)
     if v40:
         for v41 in v40:
             _enc_DescribeTopicPartitionsResponseTopic_0(w, v41)

@@ -31,7 +31,11 @@ class DescribeTransactionsRequest(Message):
 
 
 def _dec_DescribeTransactionsRequest_0(b, p):
-    v2, p = _p.read_compact_array_length(b, p)
+    v2 = b[p] - 1
+    if v2 < 0x7F and v2 <= len(b) - p - 1:
+        p += 1
+    else:
+        v2, p = _p.read_compact_array_length(b, p)
     if v2 < 0:
         raise _DecodeError('non-nullable field TransactionalIds was serialized as null')
     else:
@@ -39,7 +43,11 @@ def _dec_DescribeTransactionsRequest_0(b, p):
         for _ in range(v2):
             v3, p = _p.read_compact_string(b, p)
             v1.append(v3)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTransactionsRequest)
     o.transactional_ids = v1
     o.unknown_tags = tags
@@ -51,7 +59,10 @@ def _enc_DescribeTransactionsRequest_0(w, o):
     v4 = o.transactional_ids
     if v4 is None:
         raise _EncodeError('field TransactionalIds is not nullable in version 0')
-    _p.write_compact_array_length(w, v4)
+    if len(v4) < 0x7F:
+        buf.append(len(v4) + 1)
+    else:
+        _p.write_compact_array_length(w, v4)
     if v4:
         for v5 in v4:
             if v5 is None:

@@ -82,12 +82,20 @@ class TopicData(Message):
 
 def _dec_TopicData_0(b, p):
     v2, p = _p.read_compact_string(b, p)
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v3, p = _p.read_int_array(b, p, v4, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic = v2
     o.partitions = v3
@@ -103,7 +111,10 @@ def _enc_TopicData_0(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
     if o.unknown_tags:
@@ -119,7 +130,11 @@ def _dec_TransactionState_0(b, p):
     v10, p = _p.read_compact_string(b, p)
     v11, v12, v13, v14 = _S1.unpack_from(b, p)
     p += 22
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -127,7 +142,11 @@ def _dec_TransactionState_0(b, p):
         for _ in range(v16):
             v17, p = _dec_TopicData_0(b, p)
             v15.append(v17)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TransactionState)
     o.error_code = v6
     o.transactional_id = v8
@@ -154,7 +173,10 @@ def _enc_TransactionState_0(w, o):
     v18 = o.topics
     if v18 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_TopicData_0(w, v19)
@@ -167,7 +189,11 @@ def _enc_TransactionState_0(w, o):
 def _dec_DescribeTransactionsResponse_0(b, p):
     v20, = _S2.unpack_from(b, p)
     p += 4
-    v22, p = _p.read_compact_array_length(b, p)
+    v22 = b[p] - 1
+    if v22 < 0x7F and v22 <= len(b) - p - 1:
+        p += 1
+    else:
+        v22, p = _p.read_compact_array_length(b, p)
     if v22 < 0:
         raise _DecodeError('non-nullable field TransactionStates was serialized as null')
     else:
@@ -175,7 +201,11 @@ def _dec_DescribeTransactionsResponse_0(b, p):
         for _ in range(v22):
             v23, p = _dec_TransactionState_0(b, p)
             v21.append(v23)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeTransactionsResponse)
     o.throttle_time_ms = v20
     o.transaction_states = v21
@@ -189,7 +219,10 @@ def _enc_DescribeTransactionsResponse_0(w, o):
     v24 = o.transaction_states
     if v24 is None:
         raise _EncodeError('field TransactionStates is not nullable in version 0')
-    _p.write_compact_array_length(w, v24)
+    if len(v24) < 0x7F:
+        buf.append(len(v24) + 1)
+    else:
+        _p.write_compact_array_length(w, v24)
     if v24:
         for v25 in v24:
             _enc_TransactionState_0(w, v25)

@@ -47,7 +47,11 @@ class UserName(Message):
 
 def _dec_UserName_0(b, p):
     v2, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UserName)
     o.name = v2
     o.unknown_tags = tags
@@ -66,7 +70,11 @@ def _enc_UserName_0(w, o):
 
 
 def _dec_DescribeUserScramCredentialsRequest_0(b, p):
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         v3 = None
     else:
@@ -74,7 +82,11 @@ def _dec_DescribeUserScramCredentialsRequest_0(b, p):
         for _ in range(v4):
             v5, p = _dec_UserName_0(b, p)
             v3.append(v5)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeUserScramCredentialsRequest)
     o.users = v3
     o.unknown_tags = tags

@@ -87,7 +87,11 @@ class CredentialInfo(Message):
 def _dec_CredentialInfo_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 5
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CredentialInfo)
     o.mechanism = v1
     o.iterations = v2
@@ -109,7 +113,11 @@ def _dec_DescribeUserScramCredentialsResult_0(b, p):
     v5, = _S1.unpack_from(b, p)
     p += 2
     v7, p = _p.read_compact_nullable_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field CredentialInfos was serialized as null')
     else:
@@ -117,7 +125,11 @@ def _dec_DescribeUserScramCredentialsResult_0(b, p):
         for _ in range(v9):
             v10, p = _dec_CredentialInfo_0(b, p)
             v8.append(v10)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeUserScramCredentialsResult)
     o.user = v4
     o.error_code = v5
@@ -137,7 +149,10 @@ def _enc_DescribeUserScramCredentialsResult_0(w, o):
     v11 = o.credential_infos
     if v11 is None:
         raise _EncodeError('field CredentialInfos is not nullable in version 0')
-    _p.write_compact_array_length(w, v11)
+    if len(v11) < 0x7F:
+        buf.append(len(v11) + 1)
+    else:
+        _p.write_compact_array_length(w, v11)
     if v11:
         for v12 in v11:
             _enc_CredentialInfo_0(w, v12)
@@ -151,7 +166,11 @@ def _dec_DescribeUserScramCredentialsResponse_0(b, p):
     v13, v14 = _S2.unpack_from(b, p)
     p += 6
     v16, p = _p.read_compact_nullable_string(b, p)
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -159,7 +178,11 @@ def _dec_DescribeUserScramCredentialsResponse_0(b, p):
         for _ in range(v18):
             v19, p = _dec_DescribeUserScramCredentialsResult_0(b, p)
             v17.append(v19)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribeUserScramCredentialsResponse)
     o.throttle_time_ms = v13
     o.error_code = v14
@@ -176,7 +199,10 @@ def _enc_DescribeUserScramCredentialsResponse_0(w, o):
     v20 = o.results
     if v20 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_DescribeUserScramCredentialsResult_0(w, v21)

@@ -78,19 +78,27 @@ def _enc_TopicPartitions_0(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_TopicPartitions_2(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicPartitions)
     o.topic = v7
     o.partitions = v8
@@ -106,7 +114,10 @@ def _enc_TopicPartitions_2(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -139,7 +150,7 @@ def _enc_ElectLeadersRequest_0(w, o):
     if not (o.election_type == 0):
         raise _absent('ElectLeadersRequest', 'election_type', 0)
     v15 = o.topic_partitions
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_TopicPartitions_0(w, v16)
@@ -171,7 +182,7 @@ def _enc_ElectLeadersRequest_1(w, o):
     buf = w.buf
     buf += _S1.pack(o.election_type)
     v22 = o.topic_partitions
-    _p.write_array_length(w, v22)
+    buf += _p.INT32.pack(-1 if v22 is None else len(v22))
     if v22:
         for v23 in v22:
             _enc_TopicPartitions_0(w, v23)
@@ -181,7 +192,11 @@ def _enc_ElectLeadersRequest_1(w, o):
 def _dec_ElectLeadersRequest_2(b, p):
     v24, = _S1.unpack_from(b, p)
     p += 1
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         v25 = None
     else:
@@ -191,7 +206,11 @@ def _dec_ElectLeadersRequest_2(b, p):
             v25.append(v27)
     v28, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ElectLeadersRequest)
     o.election_type = v24
     o.topic_partitions = v25

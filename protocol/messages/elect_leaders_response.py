@@ -99,7 +99,11 @@ def _dec_PartitionResult_2(b, p):
     v5, v6 = _S0.unpack_from(b, p)
     p += 6
     v8, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionResult)
     o.partition_id = v5
     o.error_code = v6
@@ -143,7 +147,7 @@ def _enc_ReplicaElectionResult_0(w, o):
     v14 = o.partition_result
     if v14 is None:
         raise _EncodeError('field PartitionResult is not nullable in version 0')
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_PartitionResult_0(w, v15)
@@ -151,7 +155,11 @@ def _enc_ReplicaElectionResult_0(w, o):
 
 def _dec_ReplicaElectionResult_2(b, p):
     v17, p = _p.read_compact_string(b, p)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field PartitionResult was serialized as null')
     else:
@@ -159,7 +167,11 @@ def _dec_ReplicaElectionResult_2(b, p):
         for _ in range(v19):
             v20, p = _dec_PartitionResult_2(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaElectionResult)
     o.topic = v17
     o.partition_result = v18
@@ -175,7 +187,10 @@ def _enc_ReplicaElectionResult_2(w, o):
     v21 = o.partition_result
     if v21 is None:
         raise _EncodeError('field PartitionResult is not nullable in version 2')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_PartitionResult_2(w, v22)
@@ -212,7 +227,7 @@ def _enc_ElectLeadersResponse_0(w, o):
     v27 = o.replica_election_results
     if v27 is None:
         raise _EncodeError('field ReplicaElectionResults is not nullable in version 0')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_ReplicaElectionResult_0(w, v28)
@@ -243,7 +258,7 @@ def _enc_ElectLeadersResponse_1(w, o):
     v34 = o.replica_election_results
     if v34 is None:
         raise _EncodeError('field ReplicaElectionResults is not nullable in version 1')
-    _p.write_array_length(w, v34)
+    buf += _p.INT32.pack(-1 if v34 is None else len(v34))
     if v34:
         for v35 in v34:
             _enc_ReplicaElectionResult_0(w, v35)
@@ -252,7 +267,11 @@ def _enc_ElectLeadersResponse_1(w, o):
 def _dec_ElectLeadersResponse_2(b, p):
     v36, v37 = _S0.unpack_from(b, p)
     p += 6
-    v39, p = _p.read_compact_array_length(b, p)
+    v39 = b[p] - 1
+    if v39 < 0x7F and v39 <= len(b) - p - 1:
+        p += 1
+    else:
+        v39, p = _p.read_compact_array_length(b, p)
     if v39 < 0:
         raise _DecodeError('non-nullable field ReplicaElectionResults was serialized as null')
     else:
@@ -260,7 +279,11 @@ def _dec_ElectLeadersResponse_2(b, p):
         for _ in range(v39):
             v40, p = _dec_ReplicaElectionResult_2(b, p)
             v38.append(v40)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ElectLeadersResponse)
     o.throttle_time_ms = v36
     o.error_code = v37
@@ -275,7 +298,10 @@ def _enc_ElectLeadersResponse_2(w, o):
     v41 = o.replica_election_results
     if v41 is None:
         raise _EncodeError('field ReplicaElectionResults is not nullable in version 2')
-    _p.write_compact_array_length(w, v41)
+    if len(v41) < 0x7F:
+        buf.append(len(v41) + 1)
+    else:
+        _p.write_compact_array_length(w, v41)
     if v41:
         for v42 in v41:
             _enc_ReplicaElectionResult_2(w, v42)

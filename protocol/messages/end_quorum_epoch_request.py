@@ -142,7 +142,11 @@ def _dec_LeaderEndpoint_1(b, p):
     v4, p = _p.read_compact_string(b, p)
     v5, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderEndpoint)
     o.name = v2
     o.host = v4
@@ -186,7 +190,11 @@ def _dec_ReplicaInfo_1(b, p):
     v6, v7 = _S1.unpack_from(b, p)
     p += 20
     v7 = _UUID(bytes=bytes(v7))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaInfo)
     o.candidate_id = v6
     o.candidate_directory_id = v7
@@ -227,7 +235,7 @@ def _enc_PartitionData_0(w, o):
     v13 = o.preferred_successors
     if v13 is None:
         raise _EncodeError('field PreferredSuccessors is not nullable in version 0')
-    _p.write_array_length(w, v13)
+    buf += _p.INT32.pack(-1 if v13 is None else len(v13))
     if v13:
         buf += _pack(f'>{len(v13)}i', *v13)
 
@@ -235,7 +243,11 @@ def _enc_PartitionData_0(w, o):
 def _dec_PartitionData_1(b, p):
     v14, v15, v16 = _S2.unpack_from(b, p)
     p += 12
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field PreferredCandidates was serialized as null')
     else:
@@ -243,7 +255,11 @@ def _dec_PartitionData_1(b, p):
         for _ in range(v18):
             v19, p = _dec_ReplicaInfo_1(b, p)
             v17.append(v19)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v14
     o.leader_id = v15
@@ -260,7 +276,10 @@ def _enc_PartitionData_1(w, o):
     v20 = o.preferred_candidates
     if v20 is None:
         raise _EncodeError('field PreferredCandidates is not nullable in version 1')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_ReplicaInfo_1(w, v21)
@@ -295,7 +314,7 @@ def _enc_TopicData_0(w, o):
     v27 = o.partitions
     if v27 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_PartitionData_0(w, v28)
@@ -303,7 +322,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v30, p = _p.read_compact_string(b, p)
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -311,7 +334,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v32):
             v33, p = _dec_PartitionData_1(b, p)
             v31.append(v33)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v30
     o.partitions = v31
@@ -327,7 +354,10 @@ def _enc_TopicData_1(w, o):
     v34 = o.partitions
     if v34 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v34)
+    if len(v34) < 0x7F:
+        buf.append(len(v34) + 1)
+    else:
+        _p.write_compact_array_length(w, v34)
     if v34:
         for v35 in v34:
             _enc_PartitionData_1(w, v35)
@@ -361,7 +391,7 @@ def _enc_EndQuorumEpochRequest_0(w, o):
     v41 = o.topics
     if v41 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v41)
+    buf += _p.INT32.pack(-1 if v41 is None else len(v41))
     if v41:
         for v42 in v41:
             _enc_TopicData_0(w, v42)
@@ -369,7 +399,11 @@ def _enc_EndQuorumEpochRequest_0(w, o):
 
 def _dec_EndQuorumEpochRequest_1(b, p):
     v44, p = _p.read_compact_nullable_string(b, p)
-    v46, p = _p.read_compact_array_length(b, p)
+    v46 = b[p] - 1
+    if v46 < 0x7F and v46 <= len(b) - p - 1:
+        p += 1
+    else:
+        v46, p = _p.read_compact_array_length(b, p)
     if v46 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -377,7 +411,11 @@ def _dec_EndQuorumEpochRequest_1(b, p):
         for _ in range(v46):
             v47, p = _dec_TopicData_1(b, p)
             v45.append(v47)
-    v49, p = _p.read_compact_array_length(b, p)
+    v49 = b[p] - 1
+    if v49 < 0x7F and v49 <= len(b) - p - 1:
+        p += 1
+    else:
+        v49, p = _p.read_compact_array_length(b, p)
     if v49 < 0:
         raise _DecodeError('non-nullable field LeaderEndpoints was serialized as null')
     else:
@@ -385,7 +423,11 @@ def _dec_EndQuorumEpochRequest_1(b, p):
         for _ in range(v49):
             v50, p = _dec_LeaderEndpoint_1(b, p)
             v48.append(v50)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EndQuorumEpochRequest)
     o.cluster_id = v44
     o.topics = v45
@@ -400,14 +442,20 @@ def _enc_EndQuorumEpochRequest_1(w, o):
     v51 = o.topics
     if v51 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v51)
+    if len(v51) < 0x7F:
+        buf.append(len(v51) + 1)
+    else:
+        _p.write_compact_array_length(w, v51)
     if v51:
         for v52 in v51:
             _enc_TopicData_1(w, v52)
     v53 = o.leader_endpoints
     if v53 is None:
         raise _EncodeError('field LeaderEndpoints is not nullable in version 1')
-    _p.write_compact_array_length(w, v53)
+    if len(v53) < 0x7F:
+        buf.append(len(v53) + 1)
+    else:
+        _p.write_compact_array_length(w, v53)
     if v53:
         for v54 in v53:
             _enc_LeaderEndpoint_1(w, v54)

@@ -65,7 +65,11 @@ def _dec_EndTxnRequest_3(b, p):
     v7, p = _p.read_compact_string(b, p)
     v8, v9, v10 = _S0.unpack_from(b, p)
     p += 11
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EndTxnRequest)
     o.transactional_id = v7
     o.producer_id = v8

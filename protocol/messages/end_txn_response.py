@@ -61,7 +61,11 @@ def _enc_EndTxnResponse_0(w, o):
 def _dec_EndTxnResponse_3(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EndTxnResponse)
     o.throttle_time_ms = v3
     o.error_code = v4
@@ -83,7 +87,11 @@ def _enc_EndTxnResponse_3(w, o):
 def _dec_EndTxnResponse_5(b, p):
     v5, v6, v7, v8 = _S1.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EndTxnResponse)
     o.throttle_time_ms = v5
     o.error_code = v6

@@ -40,7 +40,11 @@ def _dec_EnvelopeRequest_0(b, p):
     v2, p = _p.read_compact_view(b, p)
     v4, p = _p.read_compact_nullable_bytes(b, p)
     v6, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EnvelopeRequest)
     o.request_data = v2
     o.request_principal = v4

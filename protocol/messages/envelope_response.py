@@ -38,7 +38,11 @@ def _dec_EnvelopeResponse_0(b, p):
     v2, p = _p.read_compact_nullable_view(b, p)
     v3, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EnvelopeResponse)
     o.response_data = v2
     o.error_code = v3

@@ -204,19 +204,27 @@ def _enc_ForgottenTopic_7(w, o):
     v5 = o.partitions
     if v5 is None:
         raise _EncodeError('field Partitions is not nullable in version 7')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_ForgottenTopic_12(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ForgottenTopic)
     o.topic = v7
     o.topic_id = _ZERO_UUID
@@ -233,7 +241,10 @@ def _enc_ForgottenTopic_12(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 12')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -246,12 +257,20 @@ def _dec_ForgottenTopic_13(b, p):
     v11, = _S0.unpack_from(b, p)
     p += 16
     v11 = _UUID(bytes=bytes(v11))
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v12, p = _p.read_int_array(b, p, v13, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ForgottenTopic)
     o.topic = ''
     o.topic_id = v11
@@ -266,7 +285,10 @@ def _enc_ForgottenTopic_13(w, o):
     v14 = o.partitions
     if v14 is None:
         raise _EncodeError('field Partitions is not nullable in version 13')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         buf += _pack(f'>{len(v14)}i', *v14)
     if o.unknown_tags:
@@ -359,7 +381,11 @@ def _enc_FetchPartition_9(w, o):
 def _dec_FetchPartition_12(b, p):
     v27, v28, v29, v30, v31, v32 = _S5.unpack_from(b, p)
     p += 32
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchPartition)
     o.partition = v27
     o.current_leader_epoch = v28
@@ -384,7 +410,11 @@ def _enc_FetchPartition_12(w, o):
 def _dec_FetchPartition_17(b, p):
     v33, v34, v35, v36, v37, v38 = _S5.unpack_from(b, p)
     p += 32
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v39 = _ZERO_UUID
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -447,7 +477,7 @@ def _enc_FetchTopic_0(w, o):
     v47 = o.partitions
     if v47 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v47)
+    buf += _p.INT32.pack(-1 if v47 is None else len(v47))
     if v47:
         for v48 in v47:
             _enc_FetchPartition_0(w, v48)
@@ -479,7 +509,7 @@ def _enc_FetchTopic_5(w, o):
     v54 = o.partitions
     if v54 is None:
         raise _EncodeError('field Partitions is not nullable in version 5')
-    _p.write_array_length(w, v54)
+    buf += _p.INT32.pack(-1 if v54 is None else len(v54))
     if v54:
         for v55 in v54:
             _enc_FetchPartition_5(w, v55)
@@ -511,7 +541,7 @@ def _enc_FetchTopic_9(w, o):
     v61 = o.partitions
     if v61 is None:
         raise _EncodeError('field Partitions is not nullable in version 9')
-    _p.write_array_length(w, v61)
+    buf += _p.INT32.pack(-1 if v61 is None else len(v61))
     if v61:
         for v62 in v61:
             _enc_FetchPartition_9(w, v62)
@@ -519,7 +549,11 @@ def _enc_FetchTopic_9(w, o):
 
 def _dec_FetchTopic_12(b, p):
     v64, p = _p.read_compact_string(b, p)
-    v66, p = _p.read_compact_array_length(b, p)
+    v66 = b[p] - 1
+    if v66 < 0x7F and v66 <= len(b) - p - 1:
+        p += 1
+    else:
+        v66, p = _p.read_compact_array_length(b, p)
     if v66 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -527,7 +561,11 @@ def _dec_FetchTopic_12(b, p):
         for _ in range(v66):
             v67, p = _dec_FetchPartition_12(b, p)
             v65.append(v67)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchTopic)
     o.topic = v64
     o.topic_id = _ZERO_UUID
@@ -544,7 +582,10 @@ def _enc_FetchTopic_12(w, o):
     v68 = o.partitions
     if v68 is None:
         raise _EncodeError('field Partitions is not nullable in version 12')
-    _p.write_compact_array_length(w, v68)
+    if len(v68) < 0x7F:
+        buf.append(len(v68) + 1)
+    else:
+        _p.write_compact_array_length(w, v68)
     if v68:
         for v69 in v68:
             _enc_FetchPartition_12(w, v69)
@@ -558,7 +599,11 @@ def _dec_FetchTopic_13(b, p):
     v70, = _S0.unpack_from(b, p)
     p += 16
     v70 = _UUID(bytes=bytes(v70))
-    v72, p = _p.read_compact_array_length(b, p)
+    v72 = b[p] - 1
+    if v72 < 0x7F and v72 <= len(b) - p - 1:
+        p += 1
+    else:
+        v72, p = _p.read_compact_array_length(b, p)
     if v72 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -566,7 +611,11 @@ def _dec_FetchTopic_13(b, p):
         for _ in range(v72):
             v73, p = _dec_FetchPartition_12(b, p)
             v71.append(v73)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchTopic)
     o.topic = ''
     o.topic_id = v70
@@ -581,7 +630,10 @@ def _enc_FetchTopic_13(w, o):
     v74 = o.partitions
     if v74 is None:
         raise _EncodeError('field Partitions is not nullable in version 13')
-    _p.write_compact_array_length(w, v74)
+    if len(v74) < 0x7F:
+        buf.append(len(v74) + 1)
+    else:
+        _p.write_compact_array_length(w, v74)
     if v74:
         for v75 in v74:
             _enc_FetchPartition_12(w, v75)
@@ -595,7 +647,11 @@ def _dec_FetchTopic_17(b, p):
     v76, = _S0.unpack_from(b, p)
     p += 16
     v76 = _UUID(bytes=bytes(v76))
-    v78, p = _p.read_compact_array_length(b, p)
+    v78 = b[p] - 1
+    if v78 < 0x7F and v78 <= len(b) - p - 1:
+        p += 1
+    else:
+        v78, p = _p.read_compact_array_length(b, p)
     if v78 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -603,7 +659,11 @@ def _dec_FetchTopic_17(b, p):
         for _ in range(v78):
             v79, p = _dec_FetchPartition_17(b, p)
             v77.append(v79)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchTopic)
     o.topic = ''
     o.topic_id = v76
@@ -618,7 +678,10 @@ def _enc_FetchTopic_17(w, o):
     v80 = o.partitions
     if v80 is None:
         raise _EncodeError('field Partitions is not nullable in version 17')
-    _p.write_compact_array_length(w, v80)
+    if len(v80) < 0x7F:
+        buf.append(len(v80) + 1)
+    else:
+        _p.write_compact_array_length(w, v80)
     if v80:
         for v81 in v80:
             _enc_FetchPartition_17(w, v81)
@@ -645,7 +708,11 @@ def _enc_ReplicaState_0(w, o):
 
 
 def _dec_ReplicaState_12(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaState)
     o.replica_id = -1
     o.replica_epoch = -1
@@ -668,7 +735,11 @@ def _enc_ReplicaState_12(w, o):
 def _dec_ReplicaState_15(b, p):
     v82, v83 = _S6.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReplicaState)
     o.replica_id = v82
     o.replica_epoch = v83
@@ -726,7 +797,7 @@ def _enc_FetchRequest_0(w, o):
     v90 = o.topics
     if v90 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v90)
+    buf += _p.INT32.pack(-1 if v90 is None else len(v90))
     if v90:
         for v91 in v90:
             _enc_FetchTopic_0(w, v91)
@@ -773,7 +844,7 @@ def _enc_FetchRequest_3(w, o):
     v99 = o.topics
     if v99 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_array_length(w, v99)
+    buf += _p.INT32.pack(-1 if v99 is None else len(v99))
     if v99:
         for v100 in v99:
             _enc_FetchTopic_0(w, v100)
@@ -820,7 +891,7 @@ def _enc_FetchRequest_4(w, o):
     v109 = o.topics
     if v109 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_array_length(w, v109)
+    buf += _p.INT32.pack(-1 if v109 is None else len(v109))
     if v109:
         for v110 in v109:
             _enc_FetchTopic_0(w, v110)
@@ -867,7 +938,7 @@ def _enc_FetchRequest_5(w, o):
     v119 = o.topics
     if v119 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_array_length(w, v119)
+    buf += _p.INT32.pack(-1 if v119 is None else len(v119))
     if v119:
         for v120 in v119:
             _enc_FetchTopic_5(w, v120)
@@ -920,14 +991,14 @@ def _enc_FetchRequest_7(w, o):
     v134 = o.topics
     if v134 is None:
         raise _EncodeError('field Topics is not nullable in version 7')
-    _p.write_array_length(w, v134)
+    buf += _p.INT32.pack(-1 if v134 is None else len(v134))
     if v134:
         for v135 in v134:
             _enc_FetchTopic_5(w, v135)
     v136 = o.forgotten_topics_data
     if v136 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 7')
-    _p.write_array_length(w, v136)
+    buf += _p.INT32.pack(-1 if v136 is None else len(v136))
     if v136:
         for v137 in v136:
             _enc_ForgottenTopic_7(w, v137)
@@ -980,14 +1051,14 @@ def _enc_FetchRequest_9(w, o):
     v151 = o.topics
     if v151 is None:
         raise _EncodeError('field Topics is not nullable in version 9')
-    _p.write_array_length(w, v151)
+    buf += _p.INT32.pack(-1 if v151 is None else len(v151))
     if v151:
         for v152 in v151:
             _enc_FetchTopic_9(w, v152)
     v153 = o.forgotten_topics_data
     if v153 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 9')
-    _p.write_array_length(w, v153)
+    buf += _p.INT32.pack(-1 if v153 is None else len(v153))
     if v153:
         for v154 in v153:
             _enc_ForgottenTopic_7(w, v154)
@@ -1041,14 +1112,14 @@ def _enc_FetchRequest_11(w, o):
     v170 = o.topics
     if v170 is None:
         raise _EncodeError('field Topics is not nullable in version 11')
-    _p.write_array_length(w, v170)
+    buf += _p.INT32.pack(-1 if v170 is None else len(v170))
     if v170:
         for v171 in v170:
             _enc_FetchTopic_9(w, v171)
     v172 = o.forgotten_topics_data
     if v172 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 11')
-    _p.write_array_length(w, v172)
+    buf += _p.INT32.pack(-1 if v172 is None else len(v172))
     if v172:
         for v173 in v172:
             _enc_ForgottenTopic_7(w, v173)
@@ -1062,7 +1133,11 @@ def _dec_FetchRequest_12(b, p):
     p += 4
     v175, v176, v177, v178, v179, v180 = _S10.unpack_from(b, p)
     p += 21
-    v182, p = _p.read_compact_array_length(b, p)
+    v182 = b[p] - 1
+    if v182 < 0x7F and v182 <= len(b) - p - 1:
+        p += 1
+    else:
+        v182, p = _p.read_compact_array_length(b, p)
     if v182 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1070,7 +1145,11 @@ def _dec_FetchRequest_12(b, p):
         for _ in range(v182):
             v183, p = _dec_FetchTopic_12(b, p)
             v181.append(v183)
-    v185, p = _p.read_compact_array_length(b, p)
+    v185 = b[p] - 1
+    if v185 < 0x7F and v185 <= len(b) - p - 1:
+        p += 1
+    else:
+        v185, p = _p.read_compact_array_length(b, p)
     if v185 < 0:
         raise _DecodeError('non-nullable field ForgottenTopicsData was serialized as null')
     else:
@@ -1079,7 +1158,11 @@ def _dec_FetchRequest_12(b, p):
             v186, p = _dec_ForgottenTopic_12(b, p)
             v184.append(v186)
     v188, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v189 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -1116,14 +1199,20 @@ def _enc_FetchRequest_12(w, o):
     v192 = o.topics
     if v192 is None:
         raise _EncodeError('field Topics is not nullable in version 12')
-    _p.write_compact_array_length(w, v192)
+    if len(v192) < 0x7F:
+        buf.append(len(v192) + 1)
+    else:
+        _p.write_compact_array_length(w, v192)
     if v192:
         for v193 in v192:
             _enc_FetchTopic_12(w, v193)
     v194 = o.forgotten_topics_data
     if v194 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 12')
-    _p.write_compact_array_length(w, v194)
+    if len(v194) < 0x7F:
+        buf.append(len(v194) + 1)
+    else:
+        _p.write_compact_array_length(w, v194)
     if v194:
         for v195 in v194:
             _enc_ForgottenTopic_12(w, v195)
@@ -1144,7 +1233,11 @@ def _dec_FetchRequest_13(b, p):
     p += 4
     v197, v198, v199, v200, v201, v202 = _S10.unpack_from(b, p)
     p += 21
-    v204, p = _p.read_compact_array_length(b, p)
+    v204 = b[p] - 1
+    if v204 < 0x7F and v204 <= len(b) - p - 1:
+        p += 1
+    else:
+        v204, p = _p.read_compact_array_length(b, p)
     if v204 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1152,7 +1245,11 @@ def _dec_FetchRequest_13(b, p):
         for _ in range(v204):
             v205, p = _dec_FetchTopic_13(b, p)
             v203.append(v205)
-    v207, p = _p.read_compact_array_length(b, p)
+    v207 = b[p] - 1
+    if v207 < 0x7F and v207 <= len(b) - p - 1:
+        p += 1
+    else:
+        v207, p = _p.read_compact_array_length(b, p)
     if v207 < 0:
         raise _DecodeError('non-nullable field ForgottenTopicsData was serialized as null')
     else:
@@ -1161,7 +1258,11 @@ def _dec_FetchRequest_13(b, p):
             v208, p = _dec_ForgottenTopic_13(b, p)
             v206.append(v208)
     v210, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v211 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -1198,14 +1299,20 @@ def _enc_FetchRequest_13(w, o):
     v214 = o.topics
     if v214 is None:
         raise _EncodeError('field Topics is not nullable in version 13')
-    _p.write_compact_array_length(w, v214)
+    if len(v214) < 0x7F:
+        buf.append(len(v214) + 1)
+    else:
+        _p.write_compact_array_length(w, v214)
     if v214:
         for v215 in v214:
             _enc_FetchTopic_13(w, v215)
     v216 = o.forgotten_topics_data
     if v216 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 13')
-    _p.write_compact_array_length(w, v216)
+    if len(v216) < 0x7F:
+        buf.append(len(v216) + 1)
+    else:
+        _p.write_compact_array_length(w, v216)
     if v216:
         for v217 in v216:
             _enc_ForgottenTopic_13(w, v217)
@@ -1224,7 +1331,11 @@ def _enc_FetchRequest_13(w, o):
 def _dec_FetchRequest_15(b, p):
     v218, v219, v220, v221, v222, v223 = _S10.unpack_from(b, p)
     p += 21
-    v225, p = _p.read_compact_array_length(b, p)
+    v225 = b[p] - 1
+    if v225 < 0x7F and v225 <= len(b) - p - 1:
+        p += 1
+    else:
+        v225, p = _p.read_compact_array_length(b, p)
     if v225 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1232,7 +1343,11 @@ def _dec_FetchRequest_15(b, p):
         for _ in range(v225):
             v226, p = _dec_FetchTopic_13(b, p)
             v224.append(v226)
-    v228, p = _p.read_compact_array_length(b, p)
+    v228 = b[p] - 1
+    if v228 < 0x7F and v228 <= len(b) - p - 1:
+        p += 1
+    else:
+        v228, p = _p.read_compact_array_length(b, p)
     if v228 < 0:
         raise _DecodeError('non-nullable field ForgottenTopicsData was serialized as null')
     else:
@@ -1241,7 +1356,11 @@ def _dec_FetchRequest_15(b, p):
             v229, p = _dec_ForgottenTopic_13(b, p)
             v227.append(v229)
     v231, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v232 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -1287,14 +1406,20 @@ def _enc_FetchRequest_15(w, o):
     v238 = o.topics
     if v238 is None:
         raise _EncodeError('field Topics is not nullable in version 15')
-    _p.write_compact_array_length(w, v238)
+    if len(v238) < 0x7F:
+        buf.append(len(v238) + 1)
+    else:
+        _p.write_compact_array_length(w, v238)
     if v238:
         for v239 in v238:
             _enc_FetchTopic_13(w, v239)
     v240 = o.forgotten_topics_data
     if v240 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 15')
-    _p.write_compact_array_length(w, v240)
+    if len(v240) < 0x7F:
+        buf.append(len(v240) + 1)
+    else:
+        _p.write_compact_array_length(w, v240)
     if v240:
         for v241 in v240:
             _enc_ForgottenTopic_13(w, v241)
@@ -1318,7 +1443,11 @@ def _enc_FetchRequest_15(w, o):
 def _dec_FetchRequest_17(b, p):
     v242, v243, v244, v245, v246, v247 = _S10.unpack_from(b, p)
     p += 21
-    v249, p = _p.read_compact_array_length(b, p)
+    v249 = b[p] - 1
+    if v249 < 0x7F and v249 <= len(b) - p - 1:
+        p += 1
+    else:
+        v249, p = _p.read_compact_array_length(b, p)
     if v249 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1326,7 +1455,11 @@ def _dec_FetchRequest_17(b, p):
         for _ in range(v249):
             v250, p = _dec_FetchTopic_17(b, p)
             v248.append(v250)
-    v252, p = _p.read_compact_array_length(b, p)
+    v252 = b[p] - 1
+    if v252 < 0x7F and v252 <= len(b) - p - 1:
+        p += 1
+    else:
+        v252, p = _p.read_compact_array_length(b, p)
     if v252 < 0:
         raise _DecodeError('non-nullable field ForgottenTopicsData was serialized as null')
     else:
@@ -1335,7 +1468,11 @@ def _dec_FetchRequest_17(b, p):
             v253, p = _dec_ForgottenTopic_13(b, p)
             v251.append(v253)
     v255, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v256 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -1381,14 +1518,20 @@ def _enc_FetchRequest_17(w, o):
     v262 = o.topics
     if v262 is None:
         raise _EncodeError('field Topics is not nullable in version 17')
-    _p.write_compact_array_length(w, v262)
+    if len(v262) < 0x7F:
+        buf.append(len(v262) + 1)
+    else:
+        _p.write_compact_array_length(w, v262)
     if v262:
         for v263 in v262:
             _enc_FetchTopic_17(w, v263)
     v264 = o.forgotten_topics_data
     if v264 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 17')
-    _p.write_compact_array_length(w, v264)
+    if len(v264) < 0x7F:
+        buf.append(len(v264) + 1)
+    else:
+        _p.write_compact_array_length(w, v264)
     if v264:
         for v265 in v264:
             _enc_ForgottenTopic_13(w, v265)

@@ -232,7 +232,11 @@ def _enc_NodeEndpoint_0(w, o):
 
 
 def _dec_NodeEndpoint_12(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = 0
     o.host = ''
@@ -265,7 +269,11 @@ def _dec_NodeEndpoint_16(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -323,7 +331,11 @@ def _enc_AbortedTransaction_4(w, o):
 def _dec_AbortedTransaction_12(b, p):
     v9, v10 = _S1.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AbortedTransaction)
     o.producer_id = v9
     o.first_offset = v10
@@ -358,7 +370,11 @@ def _enc_SnapshotId_0(w, o):
 def _dec_SnapshotId_12(b, p):
     v13, v14 = _S2.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SnapshotId)
     o.end_offset = v13
     o.epoch = v14
@@ -394,7 +410,11 @@ def _enc_LeaderIdAndEpoch_0(w, o):
 def _dec_LeaderIdAndEpoch_12(b, p):
     v15, v16 = _S3.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = v15
     o.leader_epoch = v16
@@ -430,7 +450,11 @@ def _enc_EpochEndOffset_0(w, o):
 def _dec_EpochEndOffset_12(b, p):
     v17, v18 = _S4.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EpochEndOffset)
     o.epoch = v17
     o.end_offset = v18
@@ -521,7 +545,7 @@ def _enc_PartitionData_4(w, o):
         raise _absent('PartitionData', 'preferred_read_replica', 4)
     buf += _S6.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset)
     v33 = o.aborted_transactions
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         for v34 in v33:
             _enc_AbortedTransaction_4(w, v34)
@@ -568,7 +592,7 @@ def _enc_PartitionData_5(w, o):
         raise _absent('PartitionData', 'preferred_read_replica', 5)
     buf += _S7.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset)
     v45 = o.aborted_transactions
-    _p.write_array_length(w, v45)
+    buf += _p.INT32.pack(-1 if v45 is None else len(v45))
     if v45:
         for v46 in v45:
             _enc_AbortedTransaction_4(w, v46)
@@ -615,7 +639,7 @@ def _enc_PartitionData_11(w, o):
         raise _absent('PartitionData', 'snapshot_id', 11)
     buf += _S7.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset)
     v58 = o.aborted_transactions
-    _p.write_array_length(w, v58)
+    buf += _p.INT32.pack(-1 if v58 is None else len(v58))
     if v58:
         for v59 in v58:
             _enc_AbortedTransaction_4(w, v59)
@@ -626,7 +650,11 @@ def _enc_PartitionData_11(w, o):
 def _dec_PartitionData_12(b, p):
     v60, v61, v62, v63, v64 = _S7.unpack_from(b, p)
     p += 30
-    v66, p = _p.read_compact_array_length(b, p)
+    v66 = b[p] - 1
+    if v66 < 0x7F and v66 <= len(b) - p - 1:
+        p += 1
+    else:
+        v66, p = _p.read_compact_array_length(b, p)
     if v66 < 0:
         v65 = None
     else:
@@ -637,7 +665,11 @@ def _dec_PartitionData_12(b, p):
     v68, = _S0.unpack_from(b, p)
     p += 4
     v70, p = _p.read_compact_nullable_view(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v71 = EpochEndOffset()
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -739,7 +771,7 @@ def _enc_FetchableTopicResponse_0(w, o):
     v87 = o.partitions
     if v87 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v87)
+    buf += _p.INT32.pack(-1 if v87 is None else len(v87))
     if v87:
         for v88 in v87:
             _enc_PartitionData_0(w, v88)
@@ -771,7 +803,7 @@ def _enc_FetchableTopicResponse_4(w, o):
     v94 = o.partitions
     if v94 is None:
         raise _EncodeError('field Partitions is not nullable in version 4')
-    _p.write_array_length(w, v94)
+    buf += _p.INT32.pack(-1 if v94 is None else len(v94))
     if v94:
         for v95 in v94:
             _enc_PartitionData_4(w, v95)
@@ -803,7 +835,7 @@ def _enc_FetchableTopicResponse_5(w, o):
     v101 = o.partitions
     if v101 is None:
         raise _EncodeError('field Partitions is not nullable in version 5')
-    _p.write_array_length(w, v101)
+    buf += _p.INT32.pack(-1 if v101 is None else len(v101))
     if v101:
         for v102 in v101:
             _enc_PartitionData_5(w, v102)
@@ -835,7 +867,7 @@ def _enc_FetchableTopicResponse_11(w, o):
     v108 = o.partitions
     if v108 is None:
         raise _EncodeError('field Partitions is not nullable in version 11')
-    _p.write_array_length(w, v108)
+    buf += _p.INT32.pack(-1 if v108 is None else len(v108))
     if v108:
         for v109 in v108:
             _enc_PartitionData_11(w, v109)
@@ -843,7 +875,11 @@ def _enc_FetchableTopicResponse_11(w, o):
 
 def _dec_FetchableTopicResponse_12(b, p):
     v111, p = _p.read_compact_string(b, p)
-    v113, p = _p.read_compact_array_length(b, p)
+    v113 = b[p] - 1
+    if v113 < 0x7F and v113 <= len(b) - p - 1:
+        p += 1
+    else:
+        v113, p = _p.read_compact_array_length(b, p)
     if v113 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -851,7 +887,11 @@ def _dec_FetchableTopicResponse_12(b, p):
         for _ in range(v113):
             v114, p = _dec_PartitionData_12(b, p)
             v112.append(v114)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchableTopicResponse)
     o.topic = v111
     o.topic_id = _ZERO_UUID
@@ -868,7 +908,10 @@ def _enc_FetchableTopicResponse_12(w, o):
     v115 = o.partitions
     if v115 is None:
         raise _EncodeError('field Partitions is not nullable in version 12')
-    _p.write_compact_array_length(w, v115)
+    if len(v115) < 0x7F:
+        buf.append(len(v115) + 1)
+    else:
+        _p.write_compact_array_length(w, v115)
     if v115:
         for v116 in v115:
             _enc_PartitionData_12(w, v116)
@@ -882,7 +925,11 @@ def _dec_FetchableTopicResponse_13(b, p):
     v117, = _S8.unpack_from(b, p)
     p += 16
     v117 = _UUID(bytes=bytes(v117))
-    v119, p = _p.read_compact_array_length(b, p)
+    v119 = b[p] - 1
+    if v119 < 0x7F and v119 <= len(b) - p - 1:
+        p += 1
+    else:
+        v119, p = _p.read_compact_array_length(b, p)
     if v119 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -890,7 +937,11 @@ def _dec_FetchableTopicResponse_13(b, p):
         for _ in range(v119):
             v120, p = _dec_PartitionData_12(b, p)
             v118.append(v120)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchableTopicResponse)
     o.topic = ''
     o.topic_id = v117
@@ -905,7 +956,10 @@ def _enc_FetchableTopicResponse_13(w, o):
     v121 = o.partitions
     if v121 is None:
         raise _EncodeError('field Partitions is not nullable in version 13')
-    _p.write_compact_array_length(w, v121)
+    if len(v121) < 0x7F:
+        buf.append(len(v121) + 1)
+    else:
+        _p.write_compact_array_length(w, v121)
     if v121:
         for v122 in v121:
             _enc_PartitionData_12(w, v122)
@@ -943,7 +997,7 @@ def _enc_FetchResponse_0(w, o):
     v126 = o.responses
     if v126 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_array_length(w, v126)
+    buf += _p.INT32.pack(-1 if v126 is None else len(v126))
     if v126:
         for v127 in v126:
             _enc_FetchableTopicResponse_0(w, v127)
@@ -980,7 +1034,7 @@ def _enc_FetchResponse_1(w, o):
     v132 = o.responses
     if v132 is None:
         raise _EncodeError('field Responses is not nullable in version 1')
-    _p.write_array_length(w, v132)
+    buf += _p.INT32.pack(-1 if v132 is None else len(v132))
     if v132:
         for v133 in v132:
             _enc_FetchableTopicResponse_0(w, v133)
@@ -1017,7 +1071,7 @@ def _enc_FetchResponse_4(w, o):
     v138 = o.responses
     if v138 is None:
         raise _EncodeError('field Responses is not nullable in version 4')
-    _p.write_array_length(w, v138)
+    buf += _p.INT32.pack(-1 if v138 is None else len(v138))
     if v138:
         for v139 in v138:
             _enc_FetchableTopicResponse_4(w, v139)
@@ -1054,7 +1108,7 @@ def _enc_FetchResponse_5(w, o):
     v144 = o.responses
     if v144 is None:
         raise _EncodeError('field Responses is not nullable in version 5')
-    _p.write_array_length(w, v144)
+    buf += _p.INT32.pack(-1 if v144 is None else len(v144))
     if v144:
         for v145 in v144:
             _enc_FetchableTopicResponse_5(w, v145)
@@ -1089,7 +1143,7 @@ def _enc_FetchResponse_7(w, o):
     v152 = o.responses
     if v152 is None:
         raise _EncodeError('field Responses is not nullable in version 7')
-    _p.write_array_length(w, v152)
+    buf += _p.INT32.pack(-1 if v152 is None else len(v152))
     if v152:
         for v153 in v152:
             _enc_FetchableTopicResponse_5(w, v153)
@@ -1124,7 +1178,7 @@ def _enc_FetchResponse_11(w, o):
     v160 = o.responses
     if v160 is None:
         raise _EncodeError('field Responses is not nullable in version 11')
-    _p.write_array_length(w, v160)
+    buf += _p.INT32.pack(-1 if v160 is None else len(v160))
     if v160:
         for v161 in v160:
             _enc_FetchableTopicResponse_11(w, v161)
@@ -1133,7 +1187,11 @@ def _enc_FetchResponse_11(w, o):
 def _dec_FetchResponse_12(b, p):
     v162, v163, v164 = _S9.unpack_from(b, p)
     p += 10
-    v166, p = _p.read_compact_array_length(b, p)
+    v166 = b[p] - 1
+    if v166 < 0x7F and v166 <= len(b) - p - 1:
+        p += 1
+    else:
+        v166, p = _p.read_compact_array_length(b, p)
     if v166 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -1141,7 +1199,11 @@ def _dec_FetchResponse_12(b, p):
         for _ in range(v166):
             v167, p = _dec_FetchableTopicResponse_12(b, p)
             v165.append(v167)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchResponse)
     o.throttle_time_ms = v162
     o.error_code = v163
@@ -1160,7 +1222,10 @@ def _enc_FetchResponse_12(w, o):
     v168 = o.responses
     if v168 is None:
         raise _EncodeError('field Responses is not nullable in version 12')
-    _p.write_compact_array_length(w, v168)
+    if len(v168) < 0x7F:
+        buf.append(len(v168) + 1)
+    else:
+        _p.write_compact_array_length(w, v168)
     if v168:
         for v169 in v168:
             _enc_FetchableTopicResponse_12(w, v169)
@@ -1173,7 +1238,11 @@ def _enc_FetchResponse_12(w, o):
 def _dec_FetchResponse_13(b, p):
     v170, v171, v172 = _S9.unpack_from(b, p)
     p += 10
-    v174, p = _p.read_compact_array_length(b, p)
+    v174 = b[p] - 1
+    if v174 < 0x7F and v174 <= len(b) - p - 1:
+        p += 1
+    else:
+        v174, p = _p.read_compact_array_length(b, p)
     if v174 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -1181,7 +1250,11 @@ def _dec_FetchResponse_13(b, p):
         for _ in range(v174):
             v175, p = _dec_FetchableTopicResponse_13(b, p)
             v173.append(v175)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchResponse)
     o.throttle_time_ms = v170
     o.error_code = v171
@@ -1200,7 +1273,10 @@ def _enc_FetchResponse_13(w, o):
     v176 = o.responses
     if v176 is None:
         raise _EncodeError('field Responses is not nullable in version 13')
-    _p.write_compact_array_length(w, v176)
+    if len(v176) < 0x7F:
+        buf.append(len(v176) + 1)
+    else:
+        _p.write_compact_array_length(w, v176)
     if v176:
         for v177 in v176:
             _enc_FetchableTopicResponse_13(w, v177)
@@ -1213,7 +1289,11 @@ def _enc_FetchResponse_13(w, o):
 def _dec_FetchResponse_16(b, p):
     v178, v179, v180 = _S9.unpack_from(b, p)
     p += 10
-    v182, p = _p.read_compact_array_length(b, p)
+    v182 = b[p] - 1
+    if v182 < 0x7F and v182 <= len(b) - p - 1:
+        p += 1
+    else:
+        v182, p = _p.read_compact_array_length(b, p)
     if v182 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -1221,12 +1301,20 @@ def _dec_FetchResponse_16(b, p):
         for _ in range(v182):
             v183, p = _dec_FetchableTopicResponse_13(b, p)
             v181.append(v183)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v184 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v186, tp = _p.read_compact_array_length(tb, tp)
+        v186 = tb[tp] - 1
+        if v186 < 0x7F and v186 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v186, tp = _p.read_compact_array_length(tb, tp)
         if v186 < 0:
             raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
         else:
@@ -1255,7 +1343,10 @@ def _enc_FetchResponse_16(w, o):
     v188 = o.responses
     if v188 is None:
         raise _EncodeError('field Responses is not nullable in version 16')
-    _p.write_compact_array_length(w, v188)
+    if len(v188) < 0x7F:
+        buf.append(len(v188) + 1)
+    else:
+        _p.write_compact_array_length(w, v188)
     if v188:
         for v189 in v188:
             _enc_FetchableTopicResponse_13(w, v189)
@@ -1266,7 +1357,10 @@ def _enc_FetchResponse_16(w, o):
         v190 = o.node_endpoints
         if v190 is None:
             raise _EncodeError('field NodeEndpoints is not nullable in version 16')
-        _p.write_compact_array_length(tw, v190)
+        if len(v190) < 0x7F:
+            tbuf.append(len(v190) + 1)
+        else:
+            _p.write_compact_array_length(tw, v190)
         if v190:
             for v191 in v190:
                 _enc_NodeEndpoint_16(tw, v191)

@@ -107,7 +107,11 @@ class SnapshotId(Message):
 def _dec_SnapshotId_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SnapshotId)
     o.end_offset = v1
     o.epoch = v2
@@ -130,7 +134,11 @@ def _dec_PartitionSnapshot_0(b, p):
     v6, p = _dec_SnapshotId_0(b, p)
     v7, = _S2.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionSnapshot)
     o.partition = v3
     o.current_leader_epoch = v4
@@ -158,7 +166,11 @@ def _dec_PartitionSnapshot_1(b, p):
     v11, p = _dec_SnapshotId_0(b, p)
     v12, = _S2.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v13 = _ZERO_UUID
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -197,7 +209,11 @@ def _enc_PartitionSnapshot_1(w, o):
 
 def _dec_TopicSnapshot_0(b, p):
     v17, p = _p.read_compact_string(b, p)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -205,7 +221,11 @@ def _dec_TopicSnapshot_0(b, p):
         for _ in range(v19):
             v20, p = _dec_PartitionSnapshot_0(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicSnapshot)
     o.name = v17
     o.partitions = v18
@@ -221,7 +241,10 @@ def _enc_TopicSnapshot_0(w, o):
     v21 = o.partitions
     if v21 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_PartitionSnapshot_0(w, v22)
@@ -233,7 +256,11 @@ def _enc_TopicSnapshot_0(w, o):
 
 def _dec_TopicSnapshot_1(b, p):
     v24, p = _p.read_compact_string(b, p)
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -241,7 +268,11 @@ def _dec_TopicSnapshot_1(b, p):
         for _ in range(v26):
             v27, p = _dec_PartitionSnapshot_1(b, p)
             v25.append(v27)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicSnapshot)
     o.name = v24
     o.partitions = v25
@@ -257,7 +288,10 @@ def _enc_TopicSnapshot_1(w, o):
     v28 = o.partitions
     if v28 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v28)
+    if len(v28) < 0x7F:
+        buf.append(len(v28) + 1)
+    else:
+        _p.write_compact_array_length(w, v28)
     if v28:
         for v29 in v28:
             _enc_PartitionSnapshot_1(w, v29)
@@ -270,7 +304,11 @@ def _enc_TopicSnapshot_1(w, o):
 def _dec_FetchSnapshotRequest_0(b, p):
     v30, v31 = _S1.unpack_from(b, p)
     p += 8
-    v33, p = _p.read_compact_array_length(b, p)
+    v33 = b[p] - 1
+    if v33 < 0x7F and v33 <= len(b) - p - 1:
+        p += 1
+    else:
+        v33, p = _p.read_compact_array_length(b, p)
     if v33 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -278,7 +316,11 @@ def _dec_FetchSnapshotRequest_0(b, p):
         for _ in range(v33):
             v34, p = _dec_TopicSnapshot_0(b, p)
             v32.append(v34)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v35 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -304,7 +346,10 @@ def _enc_FetchSnapshotRequest_0(w, o):
     v38 = o.topics
     if v38 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v38)
+    if len(v38) < 0x7F:
+        buf.append(len(v38) + 1)
+    else:
+        _p.write_compact_array_length(w, v38)
     if v38:
         for v39 in v38:
             _enc_TopicSnapshot_0(w, v39)
@@ -320,7 +365,11 @@ def _enc_FetchSnapshotRequest_0(w, o):
 def _dec_FetchSnapshotRequest_1(b, p):
     v40, v41 = _S1.unpack_from(b, p)
     p += 8
-    v43, p = _p.read_compact_array_length(b, p)
+    v43 = b[p] - 1
+    if v43 < 0x7F and v43 <= len(b) - p - 1:
+        p += 1
+    else:
+        v43, p = _p.read_compact_array_length(b, p)
     if v43 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -328,7 +377,11 @@ def _dec_FetchSnapshotRequest_1(b, p):
         for _ in range(v43):
             v44, p = _dec_TopicSnapshot_1(b, p)
             v42.append(v44)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v45 = None
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -354,7 +407,10 @@ def _enc_FetchSnapshotRequest_1(w, o):
     v48 = o.topics
     if v48 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v48)
+    if len(v48) < 0x7F:
+        buf.append(len(v48) + 1)
+    else:
+        _p.write_compact_array_length(w, v48)
     if v48:
         for v49 in v48:
             _enc_TopicSnapshot_1(w, v49)

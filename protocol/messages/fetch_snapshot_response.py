@@ -151,7 +151,11 @@ class NodeEndpoint(Message):
 
 
 def _dec_NodeEndpoint_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = 0
     o.host = ''
@@ -180,7 +184,11 @@ def _dec_NodeEndpoint_1(b, p):
     v3, p = _p.read_compact_string(b, p)
     v4, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -205,7 +213,11 @@ def _enc_NodeEndpoint_1(w, o):
 def _dec_LeaderIdAndEpoch_0(b, p):
     v5, v6 = _S2.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = v5
     o.leader_epoch = v6
@@ -225,7 +237,11 @@ def _enc_LeaderIdAndEpoch_0(w, o):
 def _dec_SnapshotId_0(b, p):
     v7, v8 = _S3.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SnapshotId)
     o.end_offset = v7
     o.epoch = v8
@@ -249,7 +265,11 @@ def _dec_PartitionSnapshot_0(b, p):
     v13, v14 = _S5.unpack_from(b, p)
     p += 16
     v16, p = _p.read_compact_view(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v17 = LeaderIdAndEpoch()
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -291,7 +311,11 @@ def _enc_PartitionSnapshot_0(w, o):
 
 def _dec_TopicSnapshot_0(b, p):
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -299,7 +323,11 @@ def _dec_TopicSnapshot_0(b, p):
         for _ in range(v23):
             v24, p = _dec_PartitionSnapshot_0(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicSnapshot)
     o.name = v21
     o.partitions = v22
@@ -315,7 +343,10 @@ def _enc_TopicSnapshot_0(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_PartitionSnapshot_0(w, v26)
@@ -328,7 +359,11 @@ def _enc_TopicSnapshot_0(w, o):
 def _dec_FetchSnapshotResponse_0(b, p):
     v27, v28 = _S4.unpack_from(b, p)
     p += 6
-    v30, p = _p.read_compact_array_length(b, p)
+    v30 = b[p] - 1
+    if v30 < 0x7F and v30 <= len(b) - p - 1:
+        p += 1
+    else:
+        v30, p = _p.read_compact_array_length(b, p)
     if v30 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -336,7 +371,11 @@ def _dec_FetchSnapshotResponse_0(b, p):
         for _ in range(v30):
             v31, p = _dec_TopicSnapshot_0(b, p)
             v29.append(v31)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchSnapshotResponse)
     o.throttle_time_ms = v27
     o.error_code = v28
@@ -354,7 +393,10 @@ def _enc_FetchSnapshotResponse_0(w, o):
     v32 = o.topics
     if v32 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             _enc_TopicSnapshot_0(w, v33)
@@ -367,7 +409,11 @@ def _enc_FetchSnapshotResponse_0(w, o):
 def _dec_FetchSnapshotResponse_1(b, p):
     v34, v35 = _S4.unpack_from(b, p)
     p += 6
-    v37, p = _p.read_compact_array_length(b, p)
+    v37 = b[p] - 1
+    if v37 < 0x7F and v37 <= len(b) - p - 1:
+        p += 1
+    else:
+        v37, p = _p.read_compact_array_length(b, p)
     if v37 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -375,12 +421,20 @@ def _dec_FetchSnapshotResponse_1(b, p):
         for _ in range(v37):
             v38, p = _dec_TopicSnapshot_0(b, p)
             v36.append(v38)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v39 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v41, tp = _p.read_compact_array_length(tb, tp)
+        v41 = tb[tp] - 1
+        if v41 < 0x7F and v41 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v41, tp = _p.read_compact_array_length(tb, tp)
         if v41 < 0:
             raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
         else:
@@ -408,7 +462,10 @@ def _enc_FetchSnapshotResponse_1(w, o):
     v43 = o.topics
     if v43 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_TopicSnapshot_0(w, v44)
@@ -419,7 +476,10 @@ def _enc_FetchSnapshotResponse_1(w, o):
         v45 = o.node_endpoints
         if v45 is None:
             raise _EncodeError('field NodeEndpoints is not nullable in version 1')
-        _p.write_compact_array_length(tw, v45)
+        if len(v45) < 0x7F:
+            tbuf.append(len(v45) + 1)
+        else:
+            _p.write_compact_array_length(tw, v45)
         if v45:
             for v46 in v45:
                 _enc_NodeEndpoint_1(tw, v46)

@@ -84,7 +84,11 @@ def _dec_FindCoordinatorRequest_3(b, p):
     v7, p = _p.read_compact_string(b, p)
     v8, = _S0.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FindCoordinatorRequest)
     o.key = v7
     o.key_type = v8
@@ -110,7 +114,11 @@ def _enc_FindCoordinatorRequest_3(w, o):
 def _dec_FindCoordinatorRequest_4(b, p):
     v9, = _S0.unpack_from(b, p)
     p += 1
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field CoordinatorKeys was serialized as null')
     else:
@@ -118,7 +126,11 @@ def _dec_FindCoordinatorRequest_4(b, p):
         for _ in range(v11):
             v12, p = _p.read_compact_string(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FindCoordinatorRequest)
     o.key = ''
     o.key_type = v9
@@ -135,7 +147,10 @@ def _enc_FindCoordinatorRequest_4(w, o):
     v13 = o.coordinator_keys
     if v13 is None:
         raise _EncodeError('field CoordinatorKeys is not nullable in version 4')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         for v14 in v13:
             if v14 is None:

@@ -108,7 +108,11 @@ def _enc_Coordinator_0(w, o):
 
 
 def _dec_Coordinator_3(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Coordinator)
     o.key = ''
     o.node_id = 0
@@ -146,7 +150,11 @@ def _dec_Coordinator_4(b, p):
     v6, v7 = _S1.unpack_from(b, p)
     p += 6
     v9, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Coordinator)
     o.key = v2
     o.node_id = v3
@@ -250,7 +258,11 @@ def _dec_FindCoordinatorResponse_3(b, p):
     v29, p = _p.read_compact_string(b, p)
     v30, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FindCoordinatorResponse)
     o.throttle_time_ms = v23
     o.error_code = v24
@@ -283,7 +295,11 @@ def _enc_FindCoordinatorResponse_3(w, o):
 def _dec_FindCoordinatorResponse_4(b, p):
     v31, = _S0.unpack_from(b, p)
     p += 4
-    v33, p = _p.read_compact_array_length(b, p)
+    v33 = b[p] - 1
+    if v33 < 0x7F and v33 <= len(b) - p - 1:
+        p += 1
+    else:
+        v33, p = _p.read_compact_array_length(b, p)
     if v33 < 0:
         raise _DecodeError('non-nullable field Coordinators was serialized as null')
     else:
@@ -291,7 +307,11 @@ def _dec_FindCoordinatorResponse_4(b, p):
         for _ in range(v33):
             v34, p = _dec_Coordinator_4(b, p)
             v32.append(v34)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FindCoordinatorResponse)
     o.throttle_time_ms = v31
     o.error_code = 0
@@ -318,7 +338,10 @@ def _enc_FindCoordinatorResponse_4(w, o):
     v35 = o.coordinators
     if v35 is None:
         raise _EncodeError('field Coordinators is not nullable in version 4')
-    _p.write_compact_array_length(w, v35)
+    if len(v35) < 0x7F:
+        buf.append(len(v35) + 1)
+    else:
+        _p.write_compact_array_length(w, v35)
     if v35:
         for v36 in v35:
             _enc_Coordinator_4(w, v36)

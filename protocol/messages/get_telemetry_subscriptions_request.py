@@ -35,7 +35,11 @@ def _dec_GetTelemetrySubscriptionsRequest_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 16
     v1 = _UUID(bytes=bytes(v1))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(GetTelemetrySubscriptionsRequest)
     o.client_instance_id = v1
     o.unknown_tags = tags

@@ -60,14 +60,22 @@ def _dec_GetTelemetrySubscriptionsResponse_0(b, p):
     v1, v2, v3, v4 = _S0.unpack_from(b, p)
     p += 26
     v3 = _UUID(bytes=bytes(v3))
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field AcceptedCompressionTypes was serialized as null')
     else:
         v5, p = _p.read_int_array(b, p, v6, 'b', 1)
     v7, v8, v9 = _S1.unpack_from(b, p)
     p += 9
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field RequestedMetrics was serialized as null')
     else:
@@ -75,7 +83,11 @@ def _dec_GetTelemetrySubscriptionsResponse_0(b, p):
         for _ in range(v11):
             v12, p = _p.read_compact_string(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(GetTelemetrySubscriptionsResponse)
     o.throttle_time_ms = v1
     o.error_code = v2
@@ -96,14 +108,20 @@ def _enc_GetTelemetrySubscriptionsResponse_0(w, o):
     v13 = o.accepted_compression_types
     if v13 is None:
         raise _EncodeError('field AcceptedCompressionTypes is not nullable in version 0')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         buf += _pack(f'>{len(v13)}b', *v13)
     buf += _S1.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality)
     v14 = o.requested_metrics
     if v14 is None:
         raise _EncodeError('field RequestedMetrics is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             if v15 is None:

@@ -100,7 +100,11 @@ def _dec_HeartbeatRequest_4(b, p):
     p += 4
     v17, p = _p.read_compact_string(b, p)
     v19, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(HeartbeatRequest)
     o.group_id = v14
     o.generation_id = v15

@@ -68,7 +68,11 @@ def _enc_HeartbeatResponse_1(w, o):
 def _dec_HeartbeatResponse_4(b, p):
     v4, v5 = _S1.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(HeartbeatResponse)
     o.throttle_time_ms = v4
     o.error_code = v5

@@ -104,7 +104,11 @@ def _dec_AlterableConfig_1(b, p):
     v8, = _S0.unpack_from(b, p)
     p += 1
     v10, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterableConfig)
     o.name = v7
     o.config_operation = v8
@@ -155,7 +159,7 @@ def _enc_AlterConfigsResource_0(w, o):
     v17 = o.configs
     if v17 is None:
         raise _EncodeError('field Configs is not nullable in version 0')
-    _p.write_array_length(w, v17)
+    buf += _p.INT32.pack(-1 if v17 is None else len(v17))
     if v17:
         for v18 in v17:
             _enc_AlterableConfig_0(w, v18)
@@ -165,7 +169,11 @@ def _dec_AlterConfigsResource_1(b, p):
     v19, = _S0.unpack_from(b, p)
     p += 1
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Configs was serialized as null')
     else:
@@ -173,7 +181,11 @@ def _dec_AlterConfigsResource_1(b, p):
         for _ in range(v23):
             v24, p = _dec_AlterableConfig_1(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterConfigsResource)
     o.resource_type = v19
     o.resource_name = v21
@@ -191,7 +203,10 @@ def _enc_AlterConfigsResource_1(w, o):
     v25 = o.configs
     if v25 is None:
         raise _EncodeError('field Configs is not nullable in version 1')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_AlterableConfig_1(w, v26)
@@ -224,7 +239,7 @@ def _enc_IncrementalAlterConfigsRequest_0(w, o):
     v31 = o.resources
     if v31 is None:
         raise _EncodeError('field Resources is not nullable in version 0')
-    _p.write_array_length(w, v31)
+    buf += _p.INT32.pack(-1 if v31 is None else len(v31))
     if v31:
         for v32 in v31:
             _enc_AlterConfigsResource_0(w, v32)
@@ -232,7 +247,11 @@ def _enc_IncrementalAlterConfigsRequest_0(w, o):
 
 
 def _dec_IncrementalAlterConfigsRequest_1(b, p):
-    v34, p = _p.read_compact_array_length(b, p)
+    v34 = b[p] - 1
+    if v34 < 0x7F and v34 <= len(b) - p - 1:
+        p += 1
+    else:
+        v34, p = _p.read_compact_array_length(b, p)
     if v34 < 0:
         raise _DecodeError('non-nullable field Resources was serialized as null')
     else:
@@ -242,7 +261,11 @@ def _dec_IncrementalAlterConfigsRequest_1(b, p):
             v33.append(v35)
     v36, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(IncrementalAlterConfigsRequest)
     o.resources = v33
     o.validate_only = v36
@@ -255,7 +278,10 @@ def _enc_IncrementalAlterConfigsRequest_1(w, o):
     v37 = o.resources
     if v37 is None:
         raise _EncodeError('field Resources is not nullable in version 1')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_AlterConfigsResource_1(w, v38)

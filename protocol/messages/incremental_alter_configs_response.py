@@ -93,7 +93,11 @@ def _dec_AlterConfigsResourceResponse_1(b, p):
     v10, = _S1.unpack_from(b, p)
     p += 1
     v12, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AlterConfigsResourceResponse)
     o.error_code = v7
     o.error_message = v9
@@ -141,7 +145,7 @@ def _enc_IncrementalAlterConfigsResponse_0(w, o):
     v17 = o.responses
     if v17 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_array_length(w, v17)
+    buf += _p.INT32.pack(-1 if v17 is None else len(v17))
     if v17:
         for v18 in v17:
             _enc_AlterConfigsResourceResponse_0(w, v18)
@@ -150,7 +154,11 @@ def _enc_IncrementalAlterConfigsResponse_0(w, o):
 def _dec_IncrementalAlterConfigsResponse_1(b, p):
     v19, = _S2.unpack_from(b, p)
     p += 4
-    v21, p = _p.read_compact_array_length(b, p)
+    v21 = b[p] - 1
+    if v21 < 0x7F and v21 <= len(b) - p - 1:
+        p += 1
+    else:
+        v21, p = _p.read_compact_array_length(b, p)
     if v21 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -158,7 +166,11 @@ def _dec_IncrementalAlterConfigsResponse_1(b, p):
         for _ in range(v21):
             v22, p = _dec_AlterConfigsResourceResponse_1(b, p)
             v20.append(v22)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(IncrementalAlterConfigsResponse)
     o.throttle_time_ms = v19
     o.responses = v20
@@ -172,7 +184,10 @@ def _enc_IncrementalAlterConfigsResponse_1(w, o):
     v23 = o.responses
     if v23 is None:
         raise _EncodeError('field Responses is not nullable in version 1')
-    _p.write_compact_array_length(w, v23)
+    if len(v23) < 0x7F:
+        buf.append(len(v23) + 1)
+    else:
+        _p.write_compact_array_length(w, v23)
     if v23:
         for v24 in v23:
             _enc_AlterConfigsResourceResponse_1(w, v24)

@@ -68,7 +68,11 @@ def _dec_InitProducerIdRequest_2(b, p):
     v5, p = _p.read_compact_nullable_string(b, p)
     v6, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(InitProducerIdRequest)
     o.transactional_id = v5
     o.transaction_timeout_ms = v6
@@ -96,7 +100,11 @@ def _dec_InitProducerIdRequest_3(b, p):
     v8, p = _p.read_compact_nullable_string(b, p)
     v9, v10, v11 = _S1.unpack_from(b, p)
     p += 14
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(InitProducerIdRequest)
     o.transactional_id = v8
     o.transaction_timeout_ms = v9

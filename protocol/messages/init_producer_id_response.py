@@ -60,7 +60,11 @@ def _enc_InitProducerIdResponse_0(w, o):
 def _dec_InitProducerIdResponse_2(b, p):
     v5, v6, v7, v8 = _S0.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(InitProducerIdResponse)
     o.throttle_time_ms = v5
     o.error_code = v6

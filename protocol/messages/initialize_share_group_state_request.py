@@ -77,7 +77,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, v2, v3 = _S0.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition = v1
     o.state_epoch = v2
@@ -99,7 +103,11 @@ def _dec_InitializeStateData_0(b, p):
     v4, = _S1.unpack_from(b, p)
     p += 16
     v4 = _UUID(bytes=bytes(v4))
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -107,7 +115,11 @@ def _dec_InitializeStateData_0(b, p):
         for _ in range(v6):
             v7, p = _dec_PartitionData_0(b, p)
             v5.append(v7)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(InitializeStateData)
     o.topic_id = v4
     o.partitions = v5
@@ -121,7 +133,10 @@ def _enc_InitializeStateData_0(w, o):
     v8 = o.partitions
     if v8 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         for v9 in v8:
             _enc_PartitionData_0(w, v9)
@@ -133,7 +148,11 @@ def _enc_InitializeStateData_0(w, o):
 
 def _dec_InitializeShareGroupStateRequest_0(b, p):
     v11, p = _p.read_compact_string(b, p)
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -141,7 +160,11 @@ def _dec_InitializeShareGroupStateRequest_0(b, p):
         for _ in range(v13):
             v14, p = _dec_InitializeStateData_0(b, p)
             v12.append(v14)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(InitializeShareGroupStateRequest)
     o.group_id = v11
     o.topics = v12
@@ -157,7 +180,10 @@ def _enc_InitializeShareGroupStateRequest_0(w, o):
     v15 = o.topics
     if v15 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v15)
+    if len(v15) < 0x7F:
+        buf.append(len(v15) + 1)
+    else:
+        _p.write_compact_array_length(w, v15)
     if v15:
         for v16 in v15:
             _enc_InitializeStateData_0(w, v16)

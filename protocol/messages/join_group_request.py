@@ -94,7 +94,11 @@ def _enc_JoinGroupRequestProtocol_0(w, o):
 def _dec_JoinGroupRequestProtocol_6(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupRequestProtocol)
     o.name = v6
     o.metadata = v8
@@ -160,7 +164,7 @@ def _enc_JoinGroupRequest_0(w, o):
     v19 = o.protocols
     if v19 is None:
         raise _EncodeError('field Protocols is not nullable in version 0')
-    _p.write_array_length(w, v19)
+    buf += _p.INT32.pack(-1 if v19 is None else len(v19))
     if v19:
         for v20 in v19:
             _enc_JoinGroupRequestProtocol_0(w, v20)
@@ -210,7 +214,7 @@ def _enc_JoinGroupRequest_1(w, o):
     v32 = o.protocols
     if v32 is None:
         raise _EncodeError('field Protocols is not nullable in version 1')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         for v33 in v32:
             _enc_JoinGroupRequestProtocol_0(w, v33)
@@ -260,7 +264,7 @@ def _enc_JoinGroupRequest_5(w, o):
     v47 = o.protocols
     if v47 is None:
         raise _EncodeError('field Protocols is not nullable in version 5')
-    _p.write_array_length(w, v47)
+    buf += _p.INT32.pack(-1 if v47 is None else len(v47))
     if v47:
         for v48 in v47:
             _enc_JoinGroupRequestProtocol_0(w, v48)
@@ -273,7 +277,11 @@ def _dec_JoinGroupRequest_6(b, p):
     v54, p = _p.read_compact_string(b, p)
     v56, p = _p.read_compact_nullable_string(b, p)
     v58, p = _p.read_compact_string(b, p)
-    v60, p = _p.read_compact_array_length(b, p)
+    v60 = b[p] - 1
+    if v60 < 0x7F and v60 <= len(b) - p - 1:
+        p += 1
+    else:
+        v60, p = _p.read_compact_array_length(b, p)
     if v60 < 0:
         raise _DecodeError('non-nullable field Protocols was serialized as null')
     else:
@@ -281,7 +289,11 @@ def _dec_JoinGroupRequest_6(b, p):
         for _ in range(v60):
             v61, p = _dec_JoinGroupRequestProtocol_6(b, p)
             v59.append(v61)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupRequest)
     o.group_id = v50
     o.session_timeout_ms = v51
@@ -311,7 +323,10 @@ def _enc_JoinGroupRequest_6(w, o):
     v62 = o.protocols
     if v62 is None:
         raise _EncodeError('field Protocols is not nullable in version 6')
-    _p.write_compact_array_length(w, v62)
+    if len(v62) < 0x7F:
+        buf.append(len(v62) + 1)
+    else:
+        _p.write_compact_array_length(w, v62)
     if v62:
         for v63 in v62:
             _enc_JoinGroupRequestProtocol_6(w, v63)
@@ -328,7 +343,11 @@ def _dec_JoinGroupRequest_8(b, p):
     v69, p = _p.read_compact_string(b, p)
     v71, p = _p.read_compact_nullable_string(b, p)
     v73, p = _p.read_compact_string(b, p)
-    v75, p = _p.read_compact_array_length(b, p)
+    v75 = b[p] - 1
+    if v75 < 0x7F and v75 <= len(b) - p - 1:
+        p += 1
+    else:
+        v75, p = _p.read_compact_array_length(b, p)
     if v75 < 0:
         raise _DecodeError('non-nullable field Protocols was serialized as null')
     else:
@@ -337,7 +356,11 @@ def _dec_JoinGroupRequest_8(b, p):
             v76, p = _dec_JoinGroupRequestProtocol_6(b, p)
             v74.append(v76)
     v78, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupRequest)
     o.group_id = v65
     o.session_timeout_ms = v66
@@ -367,7 +390,10 @@ def _enc_JoinGroupRequest_8(w, o):
     v79 = o.protocols
     if v79 is None:
         raise _EncodeError('field Protocols is not nullable in version 8')
-    _p.write_compact_array_length(w, v79)
+    if len(v79) < 0x7F:
+        buf.append(len(v79) + 1)
+    else:
+        _p.write_compact_array_length(w, v79)
     if v79:
         for v80 in v79:
             _enc_JoinGroupRequestProtocol_6(w, v80)

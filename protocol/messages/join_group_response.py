@@ -125,7 +125,11 @@ def _dec_JoinGroupResponseMember_6(b, p):
     v12, p = _p.read_compact_string(b, p)
     v14, p = _p.read_compact_nullable_string(b, p)
     v16, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupResponseMember)
     o.member_id = v12
     o.group_instance_id = v14
@@ -194,7 +198,7 @@ def _enc_JoinGroupResponse_0(w, o):
     v28 = o.members
     if v28 is None:
         raise _EncodeError('field Members is not nullable in version 0')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_JoinGroupResponseMember_0(w, v29)
@@ -245,7 +249,7 @@ def _enc_JoinGroupResponse_2(w, o):
     v42 = o.members
     if v42 is None:
         raise _EncodeError('field Members is not nullable in version 2')
-    _p.write_array_length(w, v42)
+    buf += _p.INT32.pack(-1 if v42 is None else len(v42))
     if v42:
         for v43 in v42:
             _enc_JoinGroupResponseMember_0(w, v43)
@@ -296,7 +300,7 @@ def _enc_JoinGroupResponse_5(w, o):
     v56 = o.members
     if v56 is None:
         raise _EncodeError('field Members is not nullable in version 5')
-    _p.write_array_length(w, v56)
+    buf += _p.INT32.pack(-1 if v56 is None else len(v56))
     if v56:
         for v57 in v56:
             _enc_JoinGroupResponseMember_5(w, v57)
@@ -308,7 +312,11 @@ def _dec_JoinGroupResponse_6(b, p):
     v62, p = _p.read_compact_string(b, p)
     v64, p = _p.read_compact_string(b, p)
     v66, p = _p.read_compact_string(b, p)
-    v68, p = _p.read_compact_array_length(b, p)
+    v68 = b[p] - 1
+    if v68 < 0x7F and v68 <= len(b) - p - 1:
+        p += 1
+    else:
+        v68, p = _p.read_compact_array_length(b, p)
     if v68 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -316,7 +324,11 @@ def _dec_JoinGroupResponse_6(b, p):
         for _ in range(v68):
             v69, p = _dec_JoinGroupResponseMember_6(b, p)
             v67.append(v69)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupResponse)
     o.throttle_time_ms = v58
     o.error_code = v59
@@ -348,7 +360,10 @@ def _enc_JoinGroupResponse_6(w, o):
     v70 = o.members
     if v70 is None:
         raise _EncodeError('field Members is not nullable in version 6')
-    _p.write_compact_array_length(w, v70)
+    if len(v70) < 0x7F:
+        buf.append(len(v70) + 1)
+    else:
+        _p.write_compact_array_length(w, v70)
     if v70:
         for v71 in v70:
             _enc_JoinGroupResponseMember_6(w, v71)
@@ -365,7 +380,11 @@ def _dec_JoinGroupResponse_7(b, p):
     v78, p = _p.read_compact_nullable_string(b, p)
     v80, p = _p.read_compact_string(b, p)
     v82, p = _p.read_compact_string(b, p)
-    v84, p = _p.read_compact_array_length(b, p)
+    v84 = b[p] - 1
+    if v84 < 0x7F and v84 <= len(b) - p - 1:
+        p += 1
+    else:
+        v84, p = _p.read_compact_array_length(b, p)
     if v84 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -373,7 +392,11 @@ def _dec_JoinGroupResponse_7(b, p):
         for _ in range(v84):
             v85, p = _dec_JoinGroupResponseMember_6(b, p)
             v83.append(v85)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupResponse)
     o.throttle_time_ms = v72
     o.error_code = v73
@@ -404,7 +427,10 @@ def _enc_JoinGroupResponse_7(w, o):
     v86 = o.members
     if v86 is None:
         raise _EncodeError('field Members is not nullable in version 7')
-    _p.write_compact_array_length(w, v86)
+    if len(v86) < 0x7F:
+        buf.append(len(v86) + 1)
+    else:
+        _p.write_compact_array_length(w, v86)
     if v86:
         for v87 in v86:
             _enc_JoinGroupResponseMember_6(w, v87)
@@ -423,7 +449,11 @@ def _dec_JoinGroupResponse_9(b, p):
     v97, = _S2.unpack_from(b, p)
     p += 1
     v99, p = _p.read_compact_string(b, p)
-    v101, p = _p.read_compact_array_length(b, p)
+    v101 = b[p] - 1
+    if v101 < 0x7F and v101 <= len(b) - p - 1:
+        p += 1
+    else:
+        v101, p = _p.read_compact_array_length(b, p)
     if v101 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -431,7 +461,11 @@ def _dec_JoinGroupResponse_9(b, p):
         for _ in range(v101):
             v102, p = _dec_JoinGroupResponseMember_6(b, p)
             v100.append(v102)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(JoinGroupResponse)
     o.throttle_time_ms = v88
     o.error_code = v89
@@ -461,7 +495,10 @@ def _enc_JoinGroupResponse_9(w, o):
     v103 = o.members
     if v103 is None:
         raise _EncodeError('field Members is not nullable in version 9')
-    _p.write_compact_array_length(w, v103)
+    if len(v103) < 0x7F:
+        buf.append(len(v103) + 1)
+    else:
+        _p.write_compact_array_length(w, v103)
     if v103:
         for v104 in v103:
             _enc_JoinGroupResponseMember_6(w, v104)

@@ -178,7 +178,11 @@ def _dec_LeaderAndIsrLiveLeader_4(b, p):
     v7, p = _p.read_compact_string(b, p)
     v8, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrLiveLeader)
     o.broker_id = v5
     o.host_name = v7
@@ -243,7 +247,7 @@ def _enc_LeaderAndIsrTopicState_2(w, o):
     v14 = o.partition_states
     if v14 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 2')
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_LeaderAndIsrPartitionState_2(w, v15)
@@ -275,7 +279,7 @@ def _enc_LeaderAndIsrTopicState_3(w, o):
     v21 = o.partition_states
     if v21 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 3')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         for v22 in v21:
             _enc_LeaderAndIsrPartitionState_3(w, v22)
@@ -283,7 +287,11 @@ def _enc_LeaderAndIsrTopicState_3(w, o):
 
 def _dec_LeaderAndIsrTopicState_4(b, p):
     v24, p = _p.read_compact_string(b, p)
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -291,7 +299,11 @@ def _dec_LeaderAndIsrTopicState_4(b, p):
         for _ in range(v26):
             v27, p = _dec_LeaderAndIsrPartitionState_4(b, p)
             v25.append(v27)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrTopicState)
     o.topic_name = v24
     o.topic_id = _ZERO_UUID
@@ -308,7 +320,10 @@ def _enc_LeaderAndIsrTopicState_4(w, o):
     v28 = o.partition_states
     if v28 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 4')
-    _p.write_compact_array_length(w, v28)
+    if len(v28) < 0x7F:
+        buf.append(len(v28) + 1)
+    else:
+        _p.write_compact_array_length(w, v28)
     if v28:
         for v29 in v28:
             _enc_LeaderAndIsrPartitionState_4(w, v29)
@@ -323,7 +338,11 @@ def _dec_LeaderAndIsrTopicState_5(b, p):
     v32, = _S1.unpack_from(b, p)
     p += 16
     v32 = _UUID(bytes=bytes(v32))
-    v34, p = _p.read_compact_array_length(b, p)
+    v34 = b[p] - 1
+    if v34 < 0x7F and v34 <= len(b) - p - 1:
+        p += 1
+    else:
+        v34, p = _p.read_compact_array_length(b, p)
     if v34 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -331,7 +350,11 @@ def _dec_LeaderAndIsrTopicState_5(b, p):
         for _ in range(v34):
             v35, p = _dec_LeaderAndIsrPartitionState_4(b, p)
             v33.append(v35)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrTopicState)
     o.topic_name = v31
     o.topic_id = v32
@@ -349,7 +372,10 @@ def _enc_LeaderAndIsrTopicState_5(w, o):
     v36 = o.partition_states
     if v36 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 5')
-    _p.write_compact_array_length(w, v36)
+    if len(v36) < 0x7F:
+        buf.append(len(v36) + 1)
+    else:
+        _p.write_compact_array_length(w, v36)
     if v36:
         for v37 in v36:
             _enc_LeaderAndIsrPartitionState_4(w, v37)
@@ -364,7 +390,11 @@ def _dec_LeaderAndIsrTopicState_6(b, p):
     v40, = _S1.unpack_from(b, p)
     p += 16
     v40 = _UUID(bytes=bytes(v40))
-    v42, p = _p.read_compact_array_length(b, p)
+    v42 = b[p] - 1
+    if v42 < 0x7F and v42 <= len(b) - p - 1:
+        p += 1
+    else:
+        v42, p = _p.read_compact_array_length(b, p)
     if v42 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -372,7 +402,11 @@ def _dec_LeaderAndIsrTopicState_6(b, p):
         for _ in range(v42):
             v43, p = _dec_LeaderAndIsrPartitionState_6(b, p)
             v41.append(v43)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrTopicState)
     o.topic_name = v39
     o.topic_id = v40
@@ -390,7 +424,10 @@ def _enc_LeaderAndIsrTopicState_6(w, o):
     v44 = o.partition_states
     if v44 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 6')
-    _p.write_compact_array_length(w, v44)
+    if len(v44) < 0x7F:
+        buf.append(len(v44) + 1)
+    else:
+        _p.write_compact_array_length(w, v44)
     if v44:
         for v45 in v44:
             _enc_LeaderAndIsrPartitionState_6(w, v45)
@@ -444,14 +481,14 @@ def _enc_LeaderAndIsrPartitionState_0(w, o):
     v57 = o.isr
     if v57 is None:
         raise _EncodeError('field Isr is not nullable in version 0')
-    _p.write_array_length(w, v57)
+    buf += _p.INT32.pack(-1 if v57 is None else len(v57))
     if v57:
         buf += _pack(f'>{len(v57)}i', *v57)
     buf += _S0.pack(o.partition_epoch)
     v58 = o.replicas
     if v58 is None:
         raise _EncodeError('field Replicas is not nullable in version 0')
-    _p.write_array_length(w, v58)
+    buf += _p.INT32.pack(-1 if v58 is None else len(v58))
     if v58:
         buf += _pack(f'>{len(v58)}i', *v58)
 
@@ -502,14 +539,14 @@ def _enc_LeaderAndIsrPartitionState_1(w, o):
     v71 = o.isr
     if v71 is None:
         raise _EncodeError('field Isr is not nullable in version 1')
-    _p.write_array_length(w, v71)
+    buf += _p.INT32.pack(-1 if v71 is None else len(v71))
     if v71:
         buf += _pack(f'>{len(v71)}i', *v71)
     buf += _S0.pack(o.partition_epoch)
     v72 = o.replicas
     if v72 is None:
         raise _EncodeError('field Replicas is not nullable in version 1')
-    _p.write_array_length(w, v72)
+    buf += _p.INT32.pack(-1 if v72 is None else len(v72))
     if v72:
         buf += _pack(f'>{len(v72)}i', *v72)
     buf += _S3.pack(o.is_new)
@@ -557,14 +594,14 @@ def _enc_LeaderAndIsrPartitionState_2(w, o):
     v83 = o.isr
     if v83 is None:
         raise _EncodeError('field Isr is not nullable in version 2')
-    _p.write_array_length(w, v83)
+    buf += _p.INT32.pack(-1 if v83 is None else len(v83))
     if v83:
         buf += _pack(f'>{len(v83)}i', *v83)
     buf += _S0.pack(o.partition_epoch)
     v84 = o.replicas
     if v84 is None:
         raise _EncodeError('field Replicas is not nullable in version 2')
-    _p.write_array_length(w, v84)
+    buf += _p.INT32.pack(-1 if v84 is None else len(v84))
     if v84:
         buf += _pack(f'>{len(v84)}i', *v84)
     buf += _S3.pack(o.is_new)
@@ -622,26 +659,26 @@ def _enc_LeaderAndIsrPartitionState_3(w, o):
     v99 = o.isr
     if v99 is None:
         raise _EncodeError('field Isr is not nullable in version 3')
-    _p.write_array_length(w, v99)
+    buf += _p.INT32.pack(-1 if v99 is None else len(v99))
     if v99:
         buf += _pack(f'>{len(v99)}i', *v99)
     buf += _S0.pack(o.partition_epoch)
     v100 = o.replicas
     if v100 is None:
         raise _EncodeError('field Replicas is not nullable in version 3')
-    _p.write_array_length(w, v100)
+    buf += _p.INT32.pack(-1 if v100 is None else len(v100))
     if v100:
         buf += _pack(f'>{len(v100)}i', *v100)
     v101 = o.adding_replicas
     if v101 is None:
         raise _EncodeError('field AddingReplicas is not nullable in version 3')
-    _p.write_array_length(w, v101)
+    buf += _p.INT32.pack(-1 if v101 is None else len(v101))
     if v101:
         buf += _pack(f'>{len(v101)}i', *v101)
     v102 = o.removing_replicas
     if v102 is None:
         raise _EncodeError('field RemovingReplicas is not nullable in version 3')
-    _p.write_array_length(w, v102)
+    buf += _p.INT32.pack(-1 if v102 is None else len(v102))
     if v102:
         buf += _pack(f'>{len(v102)}i', *v102)
     buf += _S3.pack(o.is_new)
@@ -650,31 +687,51 @@ def _enc_LeaderAndIsrPartitionState_3(w, o):
 def _dec_LeaderAndIsrPartitionState_4(b, p):
     v103, v104, v105, v106 = _S2.unpack_from(b, p)
     p += 16
-    v108, p = _p.read_compact_array_length(b, p)
+    v108 = b[p] - 1
+    if v108 < 0x7F and v108 <= len(b) - p - 1:
+        p += 1
+    else:
+        v108, p = _p.read_compact_array_length(b, p)
     if v108 < 0:
         raise _DecodeError('non-nullable field Isr was serialized as null')
     else:
         v107, p = _p.read_int_array(b, p, v108, 'i', 4)
     v109, = _S0.unpack_from(b, p)
     p += 4
-    v111, p = _p.read_compact_array_length(b, p)
+    v111 = b[p] - 1
+    if v111 < 0x7F and v111 <= len(b) - p - 1:
+        p += 1
+    else:
+        v111, p = _p.read_compact_array_length(b, p)
     if v111 < 0:
         raise _DecodeError('non-nullable field Replicas was serialized as null')
     else:
         v110, p = _p.read_int_array(b, p, v111, 'i', 4)
-    v113, p = _p.read_compact_array_length(b, p)
+    v113 = b[p] - 1
+    if v113 < 0x7F and v113 <= len(b) - p - 1:
+        p += 1
+    else:
+        v113, p = _p.read_compact_array_length(b, p)
     if v113 < 0:
         raise _DecodeError('non-nullable field AddingReplicas was serialized as null')
     else:
         v112, p = _p.read_int_array(b, p, v113, 'i', 4)
-    v115, p = _p.read_compact_array_length(b, p)
+    v115 = b[p] - 1
+    if v115 < 0x7F and v115 <= len(b) - p - 1:
+        p += 1
+    else:
+        v115, p = _p.read_compact_array_length(b, p)
     if v115 < 0:
         raise _DecodeError('non-nullable field RemovingReplicas was serialized as null')
     else:
         v114, p = _p.read_int_array(b, p, v115, 'i', 4)
     v116, = _S3.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrPartitionState)
     o.topic_name = ''
     o.partition_index = v103
@@ -700,26 +757,38 @@ def _enc_LeaderAndIsrPartitionState_4(w, o):
     v117 = o.isr
     if v117 is None:
         raise _EncodeError('field Isr is not nullable in version 4')
-    _p.write_compact_array_length(w, v117)
+    if len(v117) < 0x7F:
+        buf.append(len(v117) + 1)
+    else:
+        _p.write_compact_array_length(w, v117)
     if v117:
         buf += _pack(f'>{len(v117)}i', *v117)
     buf += _S0.pack(o.partition_epoch)
     v118 = o.replicas
     if v118 is None:
         raise _EncodeError('field Replicas is not nullable in version 4')
-    _p.write_compact_array_length(w, v118)
+    if len(v118) < 0x7F:
+        buf.append(len(v118) + 1)
+    else:
+        _p.write_compact_array_length(w, v118)
     if v118:
         buf += _pack(f'>{len(v118)}i', *v118)
     v119 = o.adding_replicas
     if v119 is None:
         raise _EncodeError('field AddingReplicas is not nullable in version 4')
-    _p.write_compact_array_length(w, v119)
+    if len(v119) < 0x7F:
+        buf.append(len(v119) + 1)
+    else:
+        _p.write_compact_array_length(w, v119)
     if v119:
         buf += _pack(f'>{len(v119)}i', *v119)
     v120 = o.removing_replicas
     if v120 is None:
         raise _EncodeError('field RemovingReplicas is not nullable in version 4')
-    _p.write_compact_array_length(w, v120)
+    if len(v120) < 0x7F:
+        buf.append(len(v120) + 1)
+    else:
+        _p.write_compact_array_length(w, v120)
     if v120:
         buf += _pack(f'>{len(v120)}i', *v120)
     buf += _S3.pack(o.is_new)
@@ -732,31 +801,51 @@ def _enc_LeaderAndIsrPartitionState_4(w, o):
 def _dec_LeaderAndIsrPartitionState_6(b, p):
     v121, v122, v123, v124 = _S2.unpack_from(b, p)
     p += 16
-    v126, p = _p.read_compact_array_length(b, p)
+    v126 = b[p] - 1
+    if v126 < 0x7F and v126 <= len(b) - p - 1:
+        p += 1
+    else:
+        v126, p = _p.read_compact_array_length(b, p)
     if v126 < 0:
         raise _DecodeError('non-nullable field Isr was serialized as null')
     else:
         v125, p = _p.read_int_array(b, p, v126, 'i', 4)
     v127, = _S0.unpack_from(b, p)
     p += 4
-    v129, p = _p.read_compact_array_length(b, p)
+    v129 = b[p] - 1
+    if v129 < 0x7F and v129 <= len(b) - p - 1:
+        p += 1
+    else:
+        v129, p = _p.read_compact_array_length(b, p)
     if v129 < 0:
         raise _DecodeError('non-nullable field Replicas was serialized as null')
     else:
         v128, p = _p.read_int_array(b, p, v129, 'i', 4)
-    v131, p = _p.read_compact_array_length(b, p)
+    v131 = b[p] - 1
+    if v131 < 0x7F and v131 <= len(b) - p - 1:
+        p += 1
+    else:
+        v131, p = _p.read_compact_array_length(b, p)
     if v131 < 0:
         raise _DecodeError('non-nullable field AddingReplicas was serialized as null')
     else:
         v130, p = _p.read_int_array(b, p, v131, 'i', 4)
-    v133, p = _p.read_compact_array_length(b, p)
+    v133 = b[p] - 1
+    if v133 < 0x7F and v133 <= len(b) - p - 1:
+        p += 1
+    else:
+        v133, p = _p.read_compact_array_length(b, p)
     if v133 < 0:
         raise _DecodeError('non-nullable field RemovingReplicas was serialized as null')
     else:
         v132, p = _p.read_int_array(b, p, v133, 'i', 4)
     v134, v135 = _S4.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrPartitionState)
     o.topic_name = ''
     o.partition_index = v121
@@ -780,26 +869,38 @@ def _enc_LeaderAndIsrPartitionState_6(w, o):
     v136 = o.isr
     if v136 is None:
         raise _EncodeError('field Isr is not nullable in version 6')
-    _p.write_compact_array_length(w, v136)
+    if len(v136) < 0x7F:
+        buf.append(len(v136) + 1)
+    else:
+        _p.write_compact_array_length(w, v136)
     if v136:
         buf += _pack(f'>{len(v136)}i', *v136)
     buf += _S0.pack(o.partition_epoch)
     v137 = o.replicas
     if v137 is None:
         raise _EncodeError('field Replicas is not nullable in version 6')
-    _p.write_compact_array_length(w, v137)
+    if len(v137) < 0x7F:
+        buf.append(len(v137) + 1)
+    else:
+        _p.write_compact_array_length(w, v137)
     if v137:
         buf += _pack(f'>{len(v137)}i', *v137)
     v138 = o.adding_replicas
     if v138 is None:
         raise _EncodeError('field AddingReplicas is not nullable in version 6')
-    _p.write_compact_array_length(w, v138)
+    if len(v138) < 0x7F:
+        buf.append(len(v138) + 1)
+    else:
+        _p.write_compact_array_length(w, v138)
     if v138:
         buf += _pack(f'>{len(v138)}i', *v138)
     v139 = o.removing_replicas
     if v139 is None:
         raise _EncodeError('field RemovingReplicas is not nullable in version 6')
-    _p.write_compact_array_length(w, v139)
+    if len(v139) < 0x7F:
+        buf.append(len(v139) + 1)
+    else:
+        _p.write_compact_array_length(w, v139)
     if v139:
         buf += _pack(f'>{len(v139)}i', *v139)
     buf += _S4.pack(o.is_new, o.leader_recovery_state)
@@ -856,14 +957,14 @@ def _enc_LeaderAndIsrRequest_0(w, o):
     v148 = o.ungrouped_partition_states
     if v148 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 0')
-    _p.write_array_length(w, v148)
+    buf += _p.INT32.pack(-1 if v148 is None else len(v148))
     if v148:
         for v149 in v148:
             _enc_LeaderAndIsrPartitionState_0(w, v149)
     v150 = o.live_leaders
     if v150 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 0')
-    _p.write_array_length(w, v150)
+    buf += _p.INT32.pack(-1 if v150 is None else len(v150))
     if v150:
         for v151 in v150:
             _enc_LeaderAndIsrLiveLeader_0(w, v151)
@@ -916,14 +1017,14 @@ def _enc_LeaderAndIsrRequest_1(w, o):
     v160 = o.ungrouped_partition_states
     if v160 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 1')
-    _p.write_array_length(w, v160)
+    buf += _p.INT32.pack(-1 if v160 is None else len(v160))
     if v160:
         for v161 in v160:
             _enc_LeaderAndIsrPartitionState_1(w, v161)
     v162 = o.live_leaders
     if v162 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 1')
-    _p.write_array_length(w, v162)
+    buf += _p.INT32.pack(-1 if v162 is None else len(v162))
     if v162:
         for v163 in v162:
             _enc_LeaderAndIsrLiveLeader_0(w, v163)
@@ -976,14 +1077,14 @@ def _enc_LeaderAndIsrRequest_2(w, o):
     v173 = o.topic_states
     if v173 is None:
         raise _EncodeError('field TopicStates is not nullable in version 2')
-    _p.write_array_length(w, v173)
+    buf += _p.INT32.pack(-1 if v173 is None else len(v173))
     if v173:
         for v174 in v173:
             _enc_LeaderAndIsrTopicState_2(w, v174)
     v175 = o.live_leaders
     if v175 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 2')
-    _p.write_array_length(w, v175)
+    buf += _p.INT32.pack(-1 if v175 is None else len(v175))
     if v175:
         for v176 in v175:
             _enc_LeaderAndIsrLiveLeader_0(w, v176)
@@ -1036,14 +1137,14 @@ def _enc_LeaderAndIsrRequest_3(w, o):
     v186 = o.topic_states
     if v186 is None:
         raise _EncodeError('field TopicStates is not nullable in version 3')
-    _p.write_array_length(w, v186)
+    buf += _p.INT32.pack(-1 if v186 is None else len(v186))
     if v186:
         for v187 in v186:
             _enc_LeaderAndIsrTopicState_3(w, v187)
     v188 = o.live_leaders
     if v188 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 3')
-    _p.write_array_length(w, v188)
+    buf += _p.INT32.pack(-1 if v188 is None else len(v188))
     if v188:
         for v189 in v188:
             _enc_LeaderAndIsrLiveLeader_0(w, v189)
@@ -1054,7 +1155,11 @@ def _dec_LeaderAndIsrRequest_4(b, p):
     p += 4
     v191, v192 = _S5.unpack_from(b, p)
     p += 12
-    v194, p = _p.read_compact_array_length(b, p)
+    v194 = b[p] - 1
+    if v194 < 0x7F and v194 <= len(b) - p - 1:
+        p += 1
+    else:
+        v194, p = _p.read_compact_array_length(b, p)
     if v194 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1062,7 +1167,11 @@ def _dec_LeaderAndIsrRequest_4(b, p):
         for _ in range(v194):
             v195, p = _dec_LeaderAndIsrTopicState_4(b, p)
             v193.append(v195)
-    v197, p = _p.read_compact_array_length(b, p)
+    v197 = b[p] - 1
+    if v197 < 0x7F and v197 <= len(b) - p - 1:
+        p += 1
+    else:
+        v197, p = _p.read_compact_array_length(b, p)
     if v197 < 0:
         raise _DecodeError('non-nullable field LiveLeaders was serialized as null')
     else:
@@ -1070,7 +1179,11 @@ def _dec_LeaderAndIsrRequest_4(b, p):
         for _ in range(v197):
             v198, p = _dec_LeaderAndIsrLiveLeader_4(b, p)
             v196.append(v198)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrRequest)
     o.controller_id = v190
     o.is_k_raft_controller = False
@@ -1097,14 +1210,20 @@ def _enc_LeaderAndIsrRequest_4(w, o):
     v199 = o.topic_states
     if v199 is None:
         raise _EncodeError('field TopicStates is not nullable in version 4')
-    _p.write_compact_array_length(w, v199)
+    if len(v199) < 0x7F:
+        buf.append(len(v199) + 1)
+    else:
+        _p.write_compact_array_length(w, v199)
     if v199:
         for v200 in v199:
             _enc_LeaderAndIsrTopicState_4(w, v200)
     v201 = o.live_leaders
     if v201 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 4')
-    _p.write_compact_array_length(w, v201)
+    if len(v201) < 0x7F:
+        buf.append(len(v201) + 1)
+    else:
+        _p.write_compact_array_length(w, v201)
     if v201:
         for v202 in v201:
             _enc_LeaderAndIsrLiveLeader_4(w, v202)
@@ -1119,7 +1238,11 @@ def _dec_LeaderAndIsrRequest_5(b, p):
     p += 4
     v204, v205, v206 = _S6.unpack_from(b, p)
     p += 13
-    v208, p = _p.read_compact_array_length(b, p)
+    v208 = b[p] - 1
+    if v208 < 0x7F and v208 <= len(b) - p - 1:
+        p += 1
+    else:
+        v208, p = _p.read_compact_array_length(b, p)
     if v208 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1127,7 +1250,11 @@ def _dec_LeaderAndIsrRequest_5(b, p):
         for _ in range(v208):
             v209, p = _dec_LeaderAndIsrTopicState_5(b, p)
             v207.append(v209)
-    v211, p = _p.read_compact_array_length(b, p)
+    v211 = b[p] - 1
+    if v211 < 0x7F and v211 <= len(b) - p - 1:
+        p += 1
+    else:
+        v211, p = _p.read_compact_array_length(b, p)
     if v211 < 0:
         raise _DecodeError('non-nullable field LiveLeaders was serialized as null')
     else:
@@ -1135,7 +1262,11 @@ def _dec_LeaderAndIsrRequest_5(b, p):
         for _ in range(v211):
             v212, p = _dec_LeaderAndIsrLiveLeader_4(b, p)
             v210.append(v212)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrRequest)
     o.controller_id = v203
     o.is_k_raft_controller = False
@@ -1160,14 +1291,20 @@ def _enc_LeaderAndIsrRequest_5(w, o):
     v213 = o.topic_states
     if v213 is None:
         raise _EncodeError('field TopicStates is not nullable in version 5')
-    _p.write_compact_array_length(w, v213)
+    if len(v213) < 0x7F:
+        buf.append(len(v213) + 1)
+    else:
+        _p.write_compact_array_length(w, v213)
     if v213:
         for v214 in v213:
             _enc_LeaderAndIsrTopicState_5(w, v214)
     v215 = o.live_leaders
     if v215 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 5')
-    _p.write_compact_array_length(w, v215)
+    if len(v215) < 0x7F:
+        buf.append(len(v215) + 1)
+    else:
+        _p.write_compact_array_length(w, v215)
     if v215:
         for v216 in v215:
             _enc_LeaderAndIsrLiveLeader_4(w, v216)
@@ -1182,7 +1319,11 @@ def _dec_LeaderAndIsrRequest_6(b, p):
     p += 4
     v218, v219, v220 = _S6.unpack_from(b, p)
     p += 13
-    v222, p = _p.read_compact_array_length(b, p)
+    v222 = b[p] - 1
+    if v222 < 0x7F and v222 <= len(b) - p - 1:
+        p += 1
+    else:
+        v222, p = _p.read_compact_array_length(b, p)
     if v222 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1190,7 +1331,11 @@ def _dec_LeaderAndIsrRequest_6(b, p):
         for _ in range(v222):
             v223, p = _dec_LeaderAndIsrTopicState_6(b, p)
             v221.append(v223)
-    v225, p = _p.read_compact_array_length(b, p)
+    v225 = b[p] - 1
+    if v225 < 0x7F and v225 <= len(b) - p - 1:
+        p += 1
+    else:
+        v225, p = _p.read_compact_array_length(b, p)
     if v225 < 0:
         raise _DecodeError('non-nullable field LiveLeaders was serialized as null')
     else:
@@ -1198,7 +1343,11 @@ def _dec_LeaderAndIsrRequest_6(b, p):
         for _ in range(v225):
             v226, p = _dec_LeaderAndIsrLiveLeader_4(b, p)
             v224.append(v226)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrRequest)
     o.controller_id = v217
     o.is_k_raft_controller = False
@@ -1223,14 +1372,20 @@ def _enc_LeaderAndIsrRequest_6(w, o):
     v227 = o.topic_states
     if v227 is None:
         raise _EncodeError('field TopicStates is not nullable in version 6')
-    _p.write_compact_array_length(w, v227)
+    if len(v227) < 0x7F:
+        buf.append(len(v227) + 1)
+    else:
+        _p.write_compact_array_length(w, v227)
     if v227:
         for v228 in v227:
             _enc_LeaderAndIsrTopicState_6(w, v228)
     v229 = o.live_leaders
     if v229 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 6')
-    _p.write_compact_array_length(w, v229)
+    if len(v229) < 0x7F:
+        buf.append(len(v229) + 1)
+    else:
+        _p.write_compact_array_length(w, v229)
     if v229:
         for v230 in v229:
             _enc_LeaderAndIsrLiveLeader_4(w, v230)
@@ -1243,7 +1398,11 @@ def _enc_LeaderAndIsrRequest_6(w, o):
 def _dec_LeaderAndIsrRequest_7(b, p):
     v231, v232, v233, v234, v235 = _S7.unpack_from(b, p)
     p += 18
-    v237, p = _p.read_compact_array_length(b, p)
+    v237 = b[p] - 1
+    if v237 < 0x7F and v237 <= len(b) - p - 1:
+        p += 1
+    else:
+        v237, p = _p.read_compact_array_length(b, p)
     if v237 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1251,7 +1410,11 @@ def _dec_LeaderAndIsrRequest_7(b, p):
         for _ in range(v237):
             v238, p = _dec_LeaderAndIsrTopicState_6(b, p)
             v236.append(v238)
-    v240, p = _p.read_compact_array_length(b, p)
+    v240 = b[p] - 1
+    if v240 < 0x7F and v240 <= len(b) - p - 1:
+        p += 1
+    else:
+        v240, p = _p.read_compact_array_length(b, p)
     if v240 < 0:
         raise _DecodeError('non-nullable field LiveLeaders was serialized as null')
     else:
@@ -1259,7 +1422,11 @@ def _dec_LeaderAndIsrRequest_7(b, p):
         for _ in range(v240):
             v241, p = _dec_LeaderAndIsrLiveLeader_4(b, p)
             v239.append(v241)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrRequest)
     o.controller_id = v231
     o.is_k_raft_controller = v232
@@ -1281,14 +1448,20 @@ def _enc_LeaderAndIsrRequest_7(w, o):
     v242 = o.topic_states
     if v242 is None:
         raise _EncodeError('field TopicStates is not nullable in version 7')
-    _p.write_compact_array_length(w, v242)
+    if len(v242) < 0x7F:
+        buf.append(len(v242) + 1)
+    else:
+        _p.write_compact_array_length(w, v242)
     if v242:
         for v243 in v242:
             _enc_LeaderAndIsrTopicState_6(w, v243)
     v244 = o.live_leaders
     if v244 is None:
         raise _EncodeError('field LiveLeaders is not nullable in version 7')
-    _p.write_compact_array_length(w, v244)
+    if len(v244) < 0x7F:
+        buf.append(len(v244) + 1)
+    else:
+        _p.write_compact_array_length(w, v244)
     if v244:
         for v245 in v244:
             _enc_LeaderAndIsrLiveLeader_4(w, v245)

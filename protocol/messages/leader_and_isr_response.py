@@ -95,7 +95,11 @@ def _enc_LeaderAndIsrTopicError_0(w, o):
 
 
 def _dec_LeaderAndIsrTopicError_4(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrTopicError)
     o.topic_id = _ZERO_UUID
     o.partition_errors = []
@@ -119,7 +123,11 @@ def _dec_LeaderAndIsrTopicError_5(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 16
     v1 = _UUID(bytes=bytes(v1))
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         raise _DecodeError('non-nullable field PartitionErrors was serialized as null')
     else:
@@ -127,7 +135,11 @@ def _dec_LeaderAndIsrTopicError_5(b, p):
         for _ in range(v3):
             v4, p = _dec_LeaderAndIsrPartitionError_5(b, p)
             v2.append(v4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrTopicError)
     o.topic_id = v1
     o.partition_errors = v2
@@ -141,7 +153,10 @@ def _enc_LeaderAndIsrTopicError_5(w, o):
     v5 = o.partition_errors
     if v5 is None:
         raise _EncodeError('field PartitionErrors is not nullable in version 5')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         for v6 in v5:
             _enc_LeaderAndIsrPartitionError_5(w, v6)
@@ -175,7 +190,11 @@ def _dec_LeaderAndIsrPartitionError_4(b, p):
     v12, p = _p.read_compact_string(b, p)
     v13, v14 = _S1.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrPartitionError)
     o.topic_name = v12
     o.partition_index = v13
@@ -199,7 +218,11 @@ def _enc_LeaderAndIsrPartitionError_4(w, o):
 def _dec_LeaderAndIsrPartitionError_5(b, p):
     v15, v16 = _S1.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrPartitionError)
     o.topic_name = ''
     o.partition_index = v15
@@ -244,7 +267,7 @@ def _enc_LeaderAndIsrResponse_0(w, o):
     v21 = o.partition_errors
     if v21 is None:
         raise _EncodeError('field PartitionErrors is not nullable in version 0')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         for v22 in v21:
             _enc_LeaderAndIsrPartitionError_0(w, v22)
@@ -253,7 +276,11 @@ def _enc_LeaderAndIsrResponse_0(w, o):
 def _dec_LeaderAndIsrResponse_4(b, p):
     v23, = _S2.unpack_from(b, p)
     p += 2
-    v25, p = _p.read_compact_array_length(b, p)
+    v25 = b[p] - 1
+    if v25 < 0x7F and v25 <= len(b) - p - 1:
+        p += 1
+    else:
+        v25, p = _p.read_compact_array_length(b, p)
     if v25 < 0:
         raise _DecodeError('non-nullable field PartitionErrors was serialized as null')
     else:
@@ -261,7 +288,11 @@ def _dec_LeaderAndIsrResponse_4(b, p):
         for _ in range(v25):
             v26, p = _dec_LeaderAndIsrPartitionError_4(b, p)
             v24.append(v26)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrResponse)
     o.error_code = v23
     o.partition_errors = v24
@@ -278,7 +309,10 @@ def _enc_LeaderAndIsrResponse_4(w, o):
     v27 = o.partition_errors
     if v27 is None:
         raise _EncodeError('field PartitionErrors is not nullable in version 4')
-    _p.write_compact_array_length(w, v27)
+    if len(v27) < 0x7F:
+        buf.append(len(v27) + 1)
+    else:
+        _p.write_compact_array_length(w, v27)
     if v27:
         for v28 in v27:
             _enc_LeaderAndIsrPartitionError_4(w, v28)
@@ -291,7 +325,11 @@ def _enc_LeaderAndIsrResponse_4(w, o):
 def _dec_LeaderAndIsrResponse_5(b, p):
     v29, = _S2.unpack_from(b, p)
     p += 2
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -299,7 +337,11 @@ def _dec_LeaderAndIsrResponse_5(b, p):
         for _ in range(v31):
             v32, p = _dec_LeaderAndIsrTopicError_5(b, p)
             v30.append(v32)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderAndIsrResponse)
     o.error_code = v29
     o.partition_errors = []
@@ -316,7 +358,10 @@ def _enc_LeaderAndIsrResponse_5(w, o):
     v33 = o.topics
     if v33 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_LeaderAndIsrTopicError_5(w, v34)

@@ -96,7 +96,11 @@ def _enc_MemberIdentity_3(w, o):
 def _dec_MemberIdentity_4(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MemberIdentity)
     o.member_id = v6
     o.group_instance_id = v8
@@ -121,7 +125,11 @@ def _dec_MemberIdentity_5(b, p):
     v10, p = _p.read_compact_string(b, p)
     v12, p = _p.read_compact_nullable_string(b, p)
     v14, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MemberIdentity)
     o.member_id = v10
     o.group_instance_id = v12
@@ -194,7 +202,7 @@ def _enc_LeaveGroupRequest_3(w, o):
     v24 = o.members
     if v24 is None:
         raise _EncodeError('field Members is not nullable in version 3')
-    _p.write_array_length(w, v24)
+    buf += _p.INT32.pack(-1 if v24 is None else len(v24))
     if v24:
         for v25 in v24:
             _enc_MemberIdentity_3(w, v25)
@@ -202,7 +210,11 @@ def _enc_LeaveGroupRequest_3(w, o):
 
 def _dec_LeaveGroupRequest_4(b, p):
     v27, p = _p.read_compact_string(b, p)
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -210,7 +222,11 @@ def _dec_LeaveGroupRequest_4(b, p):
         for _ in range(v29):
             v30, p = _dec_MemberIdentity_4(b, p)
             v28.append(v30)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaveGroupRequest)
     o.group_id = v27
     o.member_id = ''
@@ -229,7 +245,10 @@ def _enc_LeaveGroupRequest_4(w, o):
     v31 = o.members
     if v31 is None:
         raise _EncodeError('field Members is not nullable in version 4')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_MemberIdentity_4(w, v32)
@@ -241,7 +260,11 @@ def _enc_LeaveGroupRequest_4(w, o):
 
 def _dec_LeaveGroupRequest_5(b, p):
     v34, p = _p.read_compact_string(b, p)
-    v36, p = _p.read_compact_array_length(b, p)
+    v36 = b[p] - 1
+    if v36 < 0x7F and v36 <= len(b) - p - 1:
+        p += 1
+    else:
+        v36, p = _p.read_compact_array_length(b, p)
     if v36 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -249,7 +272,11 @@ def _dec_LeaveGroupRequest_5(b, p):
         for _ in range(v36):
             v37, p = _dec_MemberIdentity_5(b, p)
             v35.append(v37)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaveGroupRequest)
     o.group_id = v34
     o.member_id = ''
@@ -268,7 +295,10 @@ def _enc_LeaveGroupRequest_5(w, o):
     v38 = o.members
     if v38 is None:
         raise _EncodeError('field Members is not nullable in version 5')
-    _p.write_compact_array_length(w, v38)
+    if len(v38) < 0x7F:
+        buf.append(len(v38) + 1)
+    else:
+        _p.write_compact_array_length(w, v38)
     if v38:
         for v39 in v38:
             _enc_MemberIdentity_5(w, v39)

@@ -105,7 +105,11 @@ def _dec_MemberResponse_4(b, p):
     v9, p = _p.read_compact_nullable_string(b, p)
     v10, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MemberResponse)
     o.member_id = v7
     o.group_instance_id = v9
@@ -188,7 +192,7 @@ def _enc_LeaveGroupResponse_3(w, o):
     v19 = o.members
     if v19 is None:
         raise _EncodeError('field Members is not nullable in version 3')
-    _p.write_array_length(w, v19)
+    buf += _p.INT32.pack(-1 if v19 is None else len(v19))
     if v19:
         for v20 in v19:
             _enc_MemberResponse_3(w, v20)
@@ -197,7 +201,11 @@ def _enc_LeaveGroupResponse_3(w, o):
 def _dec_LeaveGroupResponse_4(b, p):
     v21, v22 = _S1.unpack_from(b, p)
     p += 6
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -205,7 +213,11 @@ def _dec_LeaveGroupResponse_4(b, p):
         for _ in range(v24):
             v25, p = _dec_MemberResponse_4(b, p)
             v23.append(v25)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaveGroupResponse)
     o.throttle_time_ms = v21
     o.error_code = v22
@@ -220,7 +232,10 @@ def _enc_LeaveGroupResponse_4(w, o):
     v26 = o.members
     if v26 is None:
         raise _EncodeError('field Members is not nullable in version 4')
-    _p.write_compact_array_length(w, v26)
+    if len(v26) < 0x7F:
+        buf.append(len(v26) + 1)
+    else:
+        _p.write_compact_array_length(w, v26)
     if v26:
         for v27 in v26:
             _enc_MemberResponse_4(w, v27)

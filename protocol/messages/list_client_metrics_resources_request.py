@@ -28,7 +28,11 @@ class ListClientMetricsResourcesRequest(Message):
 
 
 def _dec_ListClientMetricsResourcesRequest_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListClientMetricsResourcesRequest)
     o.unknown_tags = tags
     return o, p

@@ -54,7 +54,11 @@ class ClientMetricsResource(Message):
 
 def _dec_ClientMetricsResource_0(b, p):
     v2, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ClientMetricsResource)
     o.name = v2
     o.unknown_tags = tags
@@ -75,7 +79,11 @@ def _enc_ClientMetricsResource_0(w, o):
 def _dec_ListClientMetricsResourcesResponse_0(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field ClientMetricsResources was serialized as null')
     else:
@@ -83,7 +91,11 @@ def _dec_ListClientMetricsResourcesResponse_0(b, p):
         for _ in range(v6):
             v7, p = _dec_ClientMetricsResource_0(b, p)
             v5.append(v7)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListClientMetricsResourcesResponse)
     o.throttle_time_ms = v3
     o.error_code = v4
@@ -98,7 +110,10 @@ def _enc_ListClientMetricsResourcesResponse_0(w, o):
     v8 = o.client_metrics_resources
     if v8 is None:
         raise _EncodeError('field ClientMetricsResources is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         for v9 in v8:
             _enc_ClientMetricsResource_0(w, v9)

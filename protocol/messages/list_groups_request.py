@@ -50,7 +50,11 @@ def _enc_ListGroupsRequest_0(w, o):
 
 
 def _dec_ListGroupsRequest_3(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsRequest)
     o.states_filter = []
     o.types_filter = []
@@ -71,7 +75,11 @@ def _enc_ListGroupsRequest_3(w, o):
 
 
 def _dec_ListGroupsRequest_4(b, p):
-    v2, p = _p.read_compact_array_length(b, p)
+    v2 = b[p] - 1
+    if v2 < 0x7F and v2 <= len(b) - p - 1:
+        p += 1
+    else:
+        v2, p = _p.read_compact_array_length(b, p)
     if v2 < 0:
         raise _DecodeError('non-nullable field StatesFilter was serialized as null')
     else:
@@ -79,7 +87,11 @@ def _dec_ListGroupsRequest_4(b, p):
         for _ in range(v2):
             v3, p = _p.read_compact_string(b, p)
             v1.append(v3)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsRequest)
     o.states_filter = v1
     o.types_filter = []
@@ -94,7 +106,10 @@ def _enc_ListGroupsRequest_4(w, o):
     v4 = o.states_filter
     if v4 is None:
         raise _EncodeError('field StatesFilter is not nullable in version 4')
-    _p.write_compact_array_length(w, v4)
+    if len(v4) < 0x7F:
+        buf.append(len(v4) + 1)
+    else:
+        _p.write_compact_array_length(w, v4)
     if v4:
         for v5 in v4:
             if v5 is None:
@@ -107,7 +122,11 @@ def _enc_ListGroupsRequest_4(w, o):
 
 
 def _dec_ListGroupsRequest_5(b, p):
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field StatesFilter was serialized as null')
     else:
@@ -115,7 +134,11 @@ def _dec_ListGroupsRequest_5(b, p):
         for _ in range(v7):
             v8, p = _p.read_compact_string(b, p)
             v6.append(v8)
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field TypesFilter was serialized as null')
     else:
@@ -123,7 +146,11 @@ def _dec_ListGroupsRequest_5(b, p):
         for _ in range(v10):
             v11, p = _p.read_compact_string(b, p)
             v9.append(v11)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsRequest)
     o.states_filter = v6
     o.types_filter = v9
@@ -136,7 +163,10 @@ def _enc_ListGroupsRequest_5(w, o):
     v12 = o.states_filter
     if v12 is None:
         raise _EncodeError('field StatesFilter is not nullable in version 5')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             if v13 is None:
@@ -145,7 +175,10 @@ def _enc_ListGroupsRequest_5(w, o):
     v14 = o.types_filter
     if v14 is None:
         raise _EncodeError('field TypesFilter is not nullable in version 5')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             if v15 is None:

@@ -87,7 +87,11 @@ def _enc_ListedGroup_0(w, o):
 def _dec_ListedGroup_3(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListedGroup)
     o.group_id = v6
     o.protocol_type = v8
@@ -115,7 +119,11 @@ def _dec_ListedGroup_4(b, p):
     v10, p = _p.read_compact_string(b, p)
     v12, p = _p.read_compact_string(b, p)
     v14, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListedGroup)
     o.group_id = v10
     o.protocol_type = v12
@@ -147,7 +155,11 @@ def _dec_ListedGroup_5(b, p):
     v18, p = _p.read_compact_string(b, p)
     v20, p = _p.read_compact_string(b, p)
     v22, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListedGroup)
     o.group_id = v16
     o.protocol_type = v18
@@ -202,7 +214,7 @@ def _enc_ListGroupsResponse_0(w, o):
     v27 = o.groups
     if v27 is None:
         raise _EncodeError('field Groups is not nullable in version 0')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_ListedGroup_0(w, v28)
@@ -233,7 +245,7 @@ def _enc_ListGroupsResponse_1(w, o):
     v34 = o.groups
     if v34 is None:
         raise _EncodeError('field Groups is not nullable in version 1')
-    _p.write_array_length(w, v34)
+    buf += _p.INT32.pack(-1 if v34 is None else len(v34))
     if v34:
         for v35 in v34:
             _enc_ListedGroup_0(w, v35)
@@ -242,7 +254,11 @@ def _enc_ListGroupsResponse_1(w, o):
 def _dec_ListGroupsResponse_3(b, p):
     v36, v37 = _S1.unpack_from(b, p)
     p += 6
-    v39, p = _p.read_compact_array_length(b, p)
+    v39 = b[p] - 1
+    if v39 < 0x7F and v39 <= len(b) - p - 1:
+        p += 1
+    else:
+        v39, p = _p.read_compact_array_length(b, p)
     if v39 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -250,7 +266,11 @@ def _dec_ListGroupsResponse_3(b, p):
         for _ in range(v39):
             v40, p = _dec_ListedGroup_3(b, p)
             v38.append(v40)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsResponse)
     o.throttle_time_ms = v36
     o.error_code = v37
@@ -265,7 +285,10 @@ def _enc_ListGroupsResponse_3(w, o):
     v41 = o.groups
     if v41 is None:
         raise _EncodeError('field Groups is not nullable in version 3')
-    _p.write_compact_array_length(w, v41)
+    if len(v41) < 0x7F:
+        buf.append(len(v41) + 1)
+    else:
+        _p.write_compact_array_length(w, v41)
     if v41:
         for v42 in v41:
             _enc_ListedGroup_3(w, v42)
@@ -278,7 +301,11 @@ def _enc_ListGroupsResponse_3(w, o):
 def _dec_ListGroupsResponse_4(b, p):
     v43, v44 = _S1.unpack_from(b, p)
     p += 6
-    v46, p = _p.read_compact_array_length(b, p)
+    v46 = b[p] - 1
+    if v46 < 0x7F and v46 <= len(b) - p - 1:
+        p += 1
+    else:
+        v46, p = _p.read_compact_array_length(b, p)
     if v46 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -286,7 +313,11 @@ def _dec_ListGroupsResponse_4(b, p):
         for _ in range(v46):
             v47, p = _dec_ListedGroup_4(b, p)
             v45.append(v47)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsResponse)
     o.throttle_time_ms = v43
     o.error_code = v44
@@ -301,7 +332,10 @@ def _enc_ListGroupsResponse_4(w, o):
     v48 = o.groups
     if v48 is None:
         raise _EncodeError('field Groups is not nullable in version 4')
-    _p.write_compact_array_length(w, v48)
+    if len(v48) < 0x7F:
+        buf.append(len(v48) + 1)
+    else:
+        _p.write_compact_array_length(w, v48)
     if v48:
         for v49 in v48:
             _enc_ListedGroup_4(w, v49)
@@ -314,7 +348,11 @@ def _enc_ListGroupsResponse_4(w, o):
 def _dec_ListGroupsResponse_5(b, p):
     v50, v51 = _S1.unpack_from(b, p)
     p += 6
-    v53, p = _p.read_compact_array_length(b, p)
+    v53 = b[p] - 1
+    if v53 < 0x7F and v53 <= len(b) - p - 1:
+        p += 1
+    else:
+        v53, p = _p.read_compact_array_length(b, p)
     if v53 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -322,7 +360,11 @@ def _dec_ListGroupsResponse_5(b, p):
         for _ in range(v53):
             v54, p = _dec_ListedGroup_5(b, p)
             v52.append(v54)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListGroupsResponse)
     o.throttle_time_ms = v50
     o.error_code = v51
@@ -337,7 +379,10 @@ def _enc_ListGroupsResponse_5(w, o):
     v55 = o.groups
     if v55 is None:
         raise _EncodeError('field Groups is not nullable in version 5')
-    _p.write_compact_array_length(w, v55)
+    if len(v55) < 0x7F:
+        buf.append(len(v55) + 1)
+    else:
+        _p.write_compact_array_length(w, v55)
     if v55:
         for v56 in v55:
             _enc_ListedGroup_5(w, v56)

@@ -150,7 +150,11 @@ def _enc_ListOffsetsPartition_4(w, o):
 def _dec_ListOffsetsPartition_6(b, p):
     v9, v10, v11 = _S3.unpack_from(b, p)
     p += 16
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsPartition)
     o.partition_index = v9
     o.current_leader_epoch = v10
@@ -196,7 +200,7 @@ def _enc_ListOffsetsTopic_0(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v17)
+    buf += _p.INT32.pack(-1 if v17 is None else len(v17))
     if v17:
         for v18 in v17:
             _enc_ListOffsetsPartition_0(w, v18)
@@ -227,7 +231,7 @@ def _enc_ListOffsetsTopic_1(w, o):
     v24 = o.partitions
     if v24 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_array_length(w, v24)
+    buf += _p.INT32.pack(-1 if v24 is None else len(v24))
     if v24:
         for v25 in v24:
             _enc_ListOffsetsPartition_1(w, v25)
@@ -258,7 +262,7 @@ def _enc_ListOffsetsTopic_4(w, o):
     v31 = o.partitions
     if v31 is None:
         raise _EncodeError('field Partitions is not nullable in version 4')
-    _p.write_array_length(w, v31)
+    buf += _p.INT32.pack(-1 if v31 is None else len(v31))
     if v31:
         for v32 in v31:
             _enc_ListOffsetsPartition_4(w, v32)
@@ -266,7 +270,11 @@ def _enc_ListOffsetsTopic_4(w, o):
 
 def _dec_ListOffsetsTopic_6(b, p):
     v34, p = _p.read_compact_string(b, p)
-    v36, p = _p.read_compact_array_length(b, p)
+    v36 = b[p] - 1
+    if v36 < 0x7F and v36 <= len(b) - p - 1:
+        p += 1
+    else:
+        v36, p = _p.read_compact_array_length(b, p)
     if v36 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -274,7 +282,11 @@ def _dec_ListOffsetsTopic_6(b, p):
         for _ in range(v36):
             v37, p = _dec_ListOffsetsPartition_6(b, p)
             v35.append(v37)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsTopic)
     o.name = v34
     o.partitions = v35
@@ -290,7 +302,10 @@ def _enc_ListOffsetsTopic_6(w, o):
     v38 = o.partitions
     if v38 is None:
         raise _EncodeError('field Partitions is not nullable in version 6')
-    _p.write_compact_array_length(w, v38)
+    if len(v38) < 0x7F:
+        buf.append(len(v38) + 1)
+    else:
+        _p.write_compact_array_length(w, v38)
     if v38:
         for v39 in v38:
             _enc_ListOffsetsPartition_6(w, v39)
@@ -328,7 +343,7 @@ def _enc_ListOffsetsRequest_0(w, o):
     v44 = o.topics
     if v44 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v44)
+    buf += _p.INT32.pack(-1 if v44 is None else len(v44))
     if v44:
         for v45 in v44:
             _enc_ListOffsetsTopic_0(w, v45)
@@ -362,7 +377,7 @@ def _enc_ListOffsetsRequest_1(w, o):
     v50 = o.topics
     if v50 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v50)
+    buf += _p.INT32.pack(-1 if v50 is None else len(v50))
     if v50:
         for v51 in v50:
             _enc_ListOffsetsTopic_1(w, v51)
@@ -394,7 +409,7 @@ def _enc_ListOffsetsRequest_2(w, o):
     v57 = o.topics
     if v57 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v57)
+    buf += _p.INT32.pack(-1 if v57 is None else len(v57))
     if v57:
         for v58 in v57:
             _enc_ListOffsetsTopic_1(w, v58)
@@ -426,7 +441,7 @@ def _enc_ListOffsetsRequest_4(w, o):
     v64 = o.topics
     if v64 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_array_length(w, v64)
+    buf += _p.INT32.pack(-1 if v64 is None else len(v64))
     if v64:
         for v65 in v64:
             _enc_ListOffsetsTopic_4(w, v65)
@@ -435,7 +450,11 @@ def _enc_ListOffsetsRequest_4(w, o):
 def _dec_ListOffsetsRequest_6(b, p):
     v66, v67 = _S4.unpack_from(b, p)
     p += 5
-    v69, p = _p.read_compact_array_length(b, p)
+    v69 = b[p] - 1
+    if v69 < 0x7F and v69 <= len(b) - p - 1:
+        p += 1
+    else:
+        v69, p = _p.read_compact_array_length(b, p)
     if v69 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -443,7 +462,11 @@ def _dec_ListOffsetsRequest_6(b, p):
         for _ in range(v69):
             v70, p = _dec_ListOffsetsTopic_6(b, p)
             v68.append(v70)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsRequest)
     o.replica_id = v66
     o.isolation_level = v67
@@ -459,7 +482,10 @@ def _enc_ListOffsetsRequest_6(w, o):
     v71 = o.topics
     if v71 is None:
         raise _EncodeError('field Topics is not nullable in version 6')
-    _p.write_compact_array_length(w, v71)
+    if len(v71) < 0x7F:
+        buf.append(len(v71) + 1)
+    else:
+        _p.write_compact_array_length(w, v71)
     if v71:
         for v72 in v71:
             _enc_ListOffsetsTopic_6(w, v72)
@@ -472,7 +498,11 @@ def _enc_ListOffsetsRequest_6(w, o):
 def _dec_ListOffsetsRequest_10(b, p):
     v73, v74 = _S4.unpack_from(b, p)
     p += 5
-    v76, p = _p.read_compact_array_length(b, p)
+    v76 = b[p] - 1
+    if v76 < 0x7F and v76 <= len(b) - p - 1:
+        p += 1
+    else:
+        v76, p = _p.read_compact_array_length(b, p)
     if v76 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -482,7 +512,11 @@ def _dec_ListOffsetsRequest_10(b, p):
             v75.append(v77)
     v78, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsRequest)
     o.replica_id = v73
     o.isolation_level = v74
@@ -498,7 +532,10 @@ def _enc_ListOffsetsRequest_10(w, o):
     v79 = o.topics
     if v79 is None:
         raise _EncodeError('field Topics is not nullable in version 10')
-    _p.write_compact_array_length(w, v79)
+    if len(v79) < 0x7F:
+        buf.append(len(v79) + 1)
+    else:
+        _p.write_compact_array_length(w, v79)
     if v79:
         for v80 in v79:
             _enc_ListOffsetsTopic_6(w, v80)

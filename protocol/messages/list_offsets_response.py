@@ -115,7 +115,7 @@ def _enc_ListOffsetsPartitionResponse_0(w, o):
     v5 = o.old_style_offsets
     if v5 is None:
         raise _EncodeError('field OldStyleOffsets is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}q', *v5)
 
@@ -175,7 +175,11 @@ def _dec_ListOffsetsPartitionResponse_6(b, p):
     p += 6
     v17, v18, v19 = _S2.unpack_from(b, p)
     p += 20
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsPartitionResponse)
     o.partition_index = v15
     o.error_code = v16
@@ -224,7 +228,7 @@ def _enc_ListOffsetsTopicResponse_0(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v25)
+    buf += _p.INT32.pack(-1 if v25 is None else len(v25))
     if v25:
         for v26 in v25:
             _enc_ListOffsetsPartitionResponse_0(w, v26)
@@ -255,7 +259,7 @@ def _enc_ListOffsetsTopicResponse_1(w, o):
     v32 = o.partitions
     if v32 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         for v33 in v32:
             _enc_ListOffsetsPartitionResponse_1(w, v33)
@@ -286,7 +290,7 @@ def _enc_ListOffsetsTopicResponse_4(w, o):
     v39 = o.partitions
     if v39 is None:
         raise _EncodeError('field Partitions is not nullable in version 4')
-    _p.write_array_length(w, v39)
+    buf += _p.INT32.pack(-1 if v39 is None else len(v39))
     if v39:
         for v40 in v39:
             _enc_ListOffsetsPartitionResponse_4(w, v40)
@@ -294,7 +298,11 @@ def _enc_ListOffsetsTopicResponse_4(w, o):
 
 def _dec_ListOffsetsTopicResponse_6(b, p):
     v42, p = _p.read_compact_string(b, p)
-    v44, p = _p.read_compact_array_length(b, p)
+    v44 = b[p] - 1
+    if v44 < 0x7F and v44 <= len(b) - p - 1:
+        p += 1
+    else:
+        v44, p = _p.read_compact_array_length(b, p)
     if v44 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -302,7 +310,11 @@ def _dec_ListOffsetsTopicResponse_6(b, p):
         for _ in range(v44):
             v45, p = _dec_ListOffsetsPartitionResponse_6(b, p)
             v43.append(v45)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsTopicResponse)
     o.name = v42
     o.partitions = v43
@@ -318,7 +330,10 @@ def _enc_ListOffsetsTopicResponse_6(w, o):
     v46 = o.partitions
     if v46 is None:
         raise _EncodeError('field Partitions is not nullable in version 6')
-    _p.write_compact_array_length(w, v46)
+    if len(v46) < 0x7F:
+        buf.append(len(v46) + 1)
+    else:
+        _p.write_compact_array_length(w, v46)
     if v46:
         for v47 in v46:
             _enc_ListOffsetsPartitionResponse_6(w, v47)
@@ -349,7 +364,7 @@ def _enc_ListOffsetsResponse_0(w, o):
     v51 = o.topics
     if v51 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v51)
+    buf += _p.INT32.pack(-1 if v51 is None else len(v51))
     if v51:
         for v52 in v51:
             _enc_ListOffsetsTopicResponse_0(w, v52)
@@ -376,7 +391,7 @@ def _enc_ListOffsetsResponse_1(w, o):
     v56 = o.topics
     if v56 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v56)
+    buf += _p.INT32.pack(-1 if v56 is None else len(v56))
     if v56:
         for v57 in v56:
             _enc_ListOffsetsTopicResponse_1(w, v57)
@@ -406,7 +421,7 @@ def _enc_ListOffsetsResponse_2(w, o):
     v62 = o.topics
     if v62 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v62)
+    buf += _p.INT32.pack(-1 if v62 is None else len(v62))
     if v62:
         for v63 in v62:
             _enc_ListOffsetsTopicResponse_1(w, v63)
@@ -436,7 +451,7 @@ def _enc_ListOffsetsResponse_4(w, o):
     v68 = o.topics
     if v68 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_array_length(w, v68)
+    buf += _p.INT32.pack(-1 if v68 is None else len(v68))
     if v68:
         for v69 in v68:
             _enc_ListOffsetsTopicResponse_4(w, v69)
@@ -445,7 +460,11 @@ def _enc_ListOffsetsResponse_4(w, o):
 def _dec_ListOffsetsResponse_6(b, p):
     v70, = _S3.unpack_from(b, p)
     p += 4
-    v72, p = _p.read_compact_array_length(b, p)
+    v72 = b[p] - 1
+    if v72 < 0x7F and v72 <= len(b) - p - 1:
+        p += 1
+    else:
+        v72, p = _p.read_compact_array_length(b, p)
     if v72 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -453,7 +472,11 @@ def _dec_ListOffsetsResponse_6(b, p):
         for _ in range(v72):
             v73, p = _dec_ListOffsetsTopicResponse_6(b, p)
             v71.append(v73)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListOffsetsResponse)
     o.throttle_time_ms = v70
     o.topics = v71
@@ -467,7 +490,10 @@ def _enc_ListOffsetsResponse_6(w, o):
     v74 = o.topics
     if v74 is None:
         raise _EncodeError('field Topics is not nullable in version 6')
-    _p.write_compact_array_length(w, v74)
+    if len(v74) < 0x7F:
+        buf.append(len(v74) + 1)
+    else:
+        _p.write_compact_array_length(w, v74)
     if v74:
         for v75 in v74:
             _enc_ListOffsetsTopicResponse_6(w, v75)

@@ -54,12 +54,20 @@ class ListPartitionReassignmentsTopics(Message):
 
 def _dec_ListPartitionReassignmentsTopics_0(b, p):
     v2, p = _p.read_compact_string(b, p)
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v3, p = _p.read_int_array(b, p, v4, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListPartitionReassignmentsTopics)
     o.name = v2
     o.partition_indexes = v3
@@ -75,7 +83,10 @@ def _enc_ListPartitionReassignmentsTopics_0(w, o):
     v5 = o.partition_indexes
     if v5 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 0')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
     if o.unknown_tags:
@@ -87,7 +98,11 @@ def _enc_ListPartitionReassignmentsTopics_0(w, o):
 def _dec_ListPartitionReassignmentsRequest_0(b, p):
     v6, = _S0.unpack_from(b, p)
     p += 4
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         v7 = None
     else:
@@ -95,7 +110,11 @@ def _dec_ListPartitionReassignmentsRequest_0(b, p):
         for _ in range(v8):
             v9, p = _dec_ListPartitionReassignmentsTopics_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListPartitionReassignmentsRequest)
     o.timeout_ms = v6
     o.topics = v7

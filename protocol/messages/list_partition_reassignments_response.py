@@ -86,22 +86,38 @@ class OngoingPartitionReassignment(Message):
 def _dec_OngoingPartitionReassignment_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         raise _DecodeError('non-nullable field Replicas was serialized as null')
     else:
         v2, p = _p.read_int_array(b, p, v3, 'i', 4)
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field AddingReplicas was serialized as null')
     else:
         v4, p = _p.read_int_array(b, p, v5, 'i', 4)
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field RemovingReplicas was serialized as null')
     else:
         v6, p = _p.read_int_array(b, p, v7, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OngoingPartitionReassignment)
     o.partition_index = v1
     o.replicas = v2
@@ -117,19 +133,28 @@ def _enc_OngoingPartitionReassignment_0(w, o):
     v8 = o.replicas
     if v8 is None:
         raise _EncodeError('field Replicas is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         buf += _pack(f'>{len(v8)}i', *v8)
     v9 = o.adding_replicas
     if v9 is None:
         raise _EncodeError('field AddingReplicas is not nullable in version 0')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         buf += _pack(f'>{len(v9)}i', *v9)
     v10 = o.removing_replicas
     if v10 is None:
         raise _EncodeError('field RemovingReplicas is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -140,7 +165,11 @@ def _enc_OngoingPartitionReassignment_0(w, o):
 
 def _dec_OngoingTopicReassignment_0(b, p):
     v12, p = _p.read_compact_string(b, p)
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -148,7 +177,11 @@ def _dec_OngoingTopicReassignment_0(b, p):
         for _ in range(v14):
             v15, p = _dec_OngoingPartitionReassignment_0(b, p)
             v13.append(v15)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OngoingTopicReassignment)
     o.name = v12
     o.partitions = v13
@@ -164,7 +197,10 @@ def _enc_OngoingTopicReassignment_0(w, o):
     v16 = o.partitions
     if v16 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             _enc_OngoingPartitionReassignment_0(w, v17)
@@ -178,7 +214,11 @@ def _dec_ListPartitionReassignmentsResponse_0(b, p):
     v18, v19 = _S1.unpack_from(b, p)
     p += 6
     v21, p = _p.read_compact_nullable_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -186,7 +226,11 @@ def _dec_ListPartitionReassignmentsResponse_0(b, p):
         for _ in range(v23):
             v24, p = _dec_OngoingTopicReassignment_0(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListPartitionReassignmentsResponse)
     o.throttle_time_ms = v18
     o.error_code = v19
@@ -203,7 +247,10 @@ def _enc_ListPartitionReassignmentsResponse_0(w, o):
     v25 = o.topics
     if v25 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_OngoingTopicReassignment_0(w, v26)

@@ -38,7 +38,11 @@ class ListTransactionsRequest(Message):
 
 
 def _dec_ListTransactionsRequest_0(b, p):
-    v2, p = _p.read_compact_array_length(b, p)
+    v2 = b[p] - 1
+    if v2 < 0x7F and v2 <= len(b) - p - 1:
+        p += 1
+    else:
+        v2, p = _p.read_compact_array_length(b, p)
     if v2 < 0:
         raise _DecodeError('non-nullable field StateFilters was serialized as null')
     else:
@@ -46,12 +50,20 @@ def _dec_ListTransactionsRequest_0(b, p):
         for _ in range(v2):
             v3, p = _p.read_compact_string(b, p)
             v1.append(v3)
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field ProducerIdFilters was serialized as null')
     else:
         v4, p = _p.read_int_array(b, p, v5, 'q', 8)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListTransactionsRequest)
     o.state_filters = v1
     o.producer_id_filters = v4
@@ -67,7 +79,10 @@ def _enc_ListTransactionsRequest_0(w, o):
     v6 = o.state_filters
     if v6 is None:
         raise _EncodeError('field StateFilters is not nullable in version 0')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         for v7 in v6:
             if v7 is None:
@@ -76,7 +91,10 @@ def _enc_ListTransactionsRequest_0(w, o):
     v8 = o.producer_id_filters
     if v8 is None:
         raise _EncodeError('field ProducerIdFilters is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         buf += _pack(f'>{len(v8)}q', *v8)
     if o.unknown_tags:
@@ -86,7 +104,11 @@ def _enc_ListTransactionsRequest_0(w, o):
 
 
 def _dec_ListTransactionsRequest_1(b, p):
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field StateFilters was serialized as null')
     else:
@@ -94,14 +116,22 @@ def _dec_ListTransactionsRequest_1(b, p):
         for _ in range(v10):
             v11, p = _p.read_compact_string(b, p)
             v9.append(v11)
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field ProducerIdFilters was serialized as null')
     else:
         v12, p = _p.read_int_array(b, p, v13, 'q', 8)
     v14, = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListTransactionsRequest)
     o.state_filters = v9
     o.producer_id_filters = v12
@@ -115,7 +145,10 @@ def _enc_ListTransactionsRequest_1(w, o):
     v15 = o.state_filters
     if v15 is None:
         raise _EncodeError('field StateFilters is not nullable in version 1')
-    _p.write_compact_array_length(w, v15)
+    if len(v15) < 0x7F:
+        buf.append(len(v15) + 1)
+    else:
+        _p.write_compact_array_length(w, v15)
     if v15:
         for v16 in v15:
             if v16 is None:
@@ -124,7 +157,10 @@ def _enc_ListTransactionsRequest_1(w, o):
     v17 = o.producer_id_filters
     if v17 is None:
         raise _EncodeError('field ProducerIdFilters is not nullable in version 1')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         buf += _pack(f'>{len(v17)}q', *v17)
     buf += _S0.pack(o.duration_filter)

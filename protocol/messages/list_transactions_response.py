@@ -63,7 +63,11 @@ def _dec_TransactionState_0(b, p):
     v3, = _S0.unpack_from(b, p)
     p += 8
     v5, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TransactionState)
     o.transactional_id = v2
     o.producer_id = v3
@@ -90,7 +94,11 @@ def _enc_TransactionState_0(w, o):
 def _dec_ListTransactionsResponse_0(b, p):
     v6, v7 = _S1.unpack_from(b, p)
     p += 6
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field UnknownStateFilters was serialized as null')
     else:
@@ -98,7 +106,11 @@ def _dec_ListTransactionsResponse_0(b, p):
         for _ in range(v9):
             v10, p = _p.read_compact_string(b, p)
             v8.append(v10)
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field TransactionStates was serialized as null')
     else:
@@ -106,7 +118,11 @@ def _dec_ListTransactionsResponse_0(b, p):
         for _ in range(v12):
             v13, p = _dec_TransactionState_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ListTransactionsResponse)
     o.throttle_time_ms = v6
     o.error_code = v7
@@ -122,7 +138,10 @@ def _enc_ListTransactionsResponse_0(w, o):
     v14 = o.unknown_state_filters
     if v14 is None:
         raise _EncodeError('field UnknownStateFilters is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             if v15 is None:
@@ -131,7 +150,10 @@ def _enc_ListTransactionsResponse_0(w, o):
     v16 = o.transaction_states
     if v16 is None:
         raise _EncodeError('field TransactionStates is not nullable in version 0')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             _enc_TransactionState_0(w, v17)

@@ -78,7 +78,11 @@ def _enc_MetadataRequestTopic_0(w, o):
 
 def _dec_MetadataRequestTopic_9(b, p):
     v4, p = _p.read_compact_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataRequestTopic)
     o.topic_id = _ZERO_UUID
     o.name = v4
@@ -102,7 +106,11 @@ def _dec_MetadataRequestTopic_10(b, p):
     p += 16
     v5 = _UUID(bytes=bytes(v5))
     v7, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataRequestTopic)
     o.topic_id = v5
     o.name = v7
@@ -149,7 +157,7 @@ def _enc_MetadataRequest_0(w, o):
     v11 = o.topics
     if v11 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v11)
+    buf += _p.INT32.pack(-1 if v11 is None else len(v11))
     if v11:
         for v12 in v11:
             _enc_MetadataRequestTopic_0(w, v12)
@@ -182,7 +190,7 @@ def _enc_MetadataRequest_1(w, o):
     if not (o.include_topic_authorized_operations is False):
         raise _absent('MetadataRequest', 'include_topic_authorized_operations', 1)
     v16 = o.topics
-    _p.write_array_length(w, v16)
+    buf += _p.INT32.pack(-1 if v16 is None else len(v16))
     if v16:
         for v17 in v16:
             _enc_MetadataRequestTopic_0(w, v17)
@@ -215,7 +223,7 @@ def _enc_MetadataRequest_4(w, o):
     if not (o.include_topic_authorized_operations is False):
         raise _absent('MetadataRequest', 'include_topic_authorized_operations', 4)
     v22 = o.topics
-    _p.write_array_length(w, v22)
+    buf += _p.INT32.pack(-1 if v22 is None else len(v22))
     if v22:
         for v23 in v22:
             _enc_MetadataRequestTopic_0(w, v23)
@@ -245,7 +253,7 @@ def _dec_MetadataRequest_8(b, p):
 def _enc_MetadataRequest_8(w, o):
     buf = w.buf
     v30 = o.topics
-    _p.write_array_length(w, v30)
+    buf += _p.INT32.pack(-1 if v30 is None else len(v30))
     if v30:
         for v31 in v30:
             _enc_MetadataRequestTopic_0(w, v31)
@@ -253,7 +261,11 @@ def _enc_MetadataRequest_8(w, o):
 
 
 def _dec_MetadataRequest_9(b, p):
-    v33, p = _p.read_compact_array_length(b, p)
+    v33 = b[p] - 1
+    if v33 < 0x7F and v33 <= len(b) - p - 1:
+        p += 1
+    else:
+        v33, p = _p.read_compact_array_length(b, p)
     if v33 < 0:
         v32 = None
     else:
@@ -263,7 +275,11 @@ def _dec_MetadataRequest_9(b, p):
             v32.append(v34)
     v35, v36, v37 = _S2.unpack_from(b, p)
     p += 3
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataRequest)
     o.topics = v32
     o.allow_auto_topic_creation = v35
@@ -288,7 +304,11 @@ def _enc_MetadataRequest_9(w, o):
 
 
 def _dec_MetadataRequest_10(b, p):
-    v41, p = _p.read_compact_array_length(b, p)
+    v41 = b[p] - 1
+    if v41 < 0x7F and v41 <= len(b) - p - 1:
+        p += 1
+    else:
+        v41, p = _p.read_compact_array_length(b, p)
     if v41 < 0:
         v40 = None
     else:
@@ -298,7 +318,11 @@ def _dec_MetadataRequest_10(b, p):
             v40.append(v42)
     v43, v44, v45 = _S2.unpack_from(b, p)
     p += 3
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataRequest)
     o.topics = v40
     o.allow_auto_topic_creation = v43
@@ -323,7 +347,11 @@ def _enc_MetadataRequest_10(w, o):
 
 
 def _dec_MetadataRequest_11(b, p):
-    v49, p = _p.read_compact_array_length(b, p)
+    v49 = b[p] - 1
+    if v49 < 0x7F and v49 <= len(b) - p - 1:
+        p += 1
+    else:
+        v49, p = _p.read_compact_array_length(b, p)
     if v49 < 0:
         v48 = None
     else:
@@ -335,7 +363,11 @@ def _dec_MetadataRequest_11(b, p):
     p += 1
     v52, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataRequest)
     o.topics = v48
     o.allow_auto_topic_creation = v51

@@ -169,13 +169,13 @@ def _enc_MetadataResponsePartition_0(w, o):
     v8 = o.replica_nodes
     if v8 is None:
         raise _EncodeError('field ReplicaNodes is not nullable in version 0')
-    _p.write_array_length(w, v8)
+    buf += _p.INT32.pack(-1 if v8 is None else len(v8))
     if v8:
         buf += _pack(f'>{len(v8)}i', *v8)
     v9 = o.isr_nodes
     if v9 is None:
         raise _EncodeError('field IsrNodes is not nullable in version 0')
-    _p.write_array_length(w, v9)
+    buf += _p.INT32.pack(-1 if v9 is None else len(v9))
     if v9:
         buf += _pack(f'>{len(v9)}i', *v9)
 
@@ -216,19 +216,19 @@ def _enc_MetadataResponsePartition_5(w, o):
     v19 = o.replica_nodes
     if v19 is None:
         raise _EncodeError('field ReplicaNodes is not nullable in version 5')
-    _p.write_array_length(w, v19)
+    buf += _p.INT32.pack(-1 if v19 is None else len(v19))
     if v19:
         buf += _pack(f'>{len(v19)}i', *v19)
     v20 = o.isr_nodes
     if v20 is None:
         raise _EncodeError('field IsrNodes is not nullable in version 5')
-    _p.write_array_length(w, v20)
+    buf += _p.INT32.pack(-1 if v20 is None else len(v20))
     if v20:
         buf += _pack(f'>{len(v20)}i', *v20)
     v21 = o.offline_replicas
     if v21 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 5')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         buf += _pack(f'>{len(v21)}i', *v21)
 
@@ -269,19 +269,19 @@ def _enc_MetadataResponsePartition_7(w, o):
     v32 = o.replica_nodes
     if v32 is None:
         raise _EncodeError('field ReplicaNodes is not nullable in version 7')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         buf += _pack(f'>{len(v32)}i', *v32)
     v33 = o.isr_nodes
     if v33 is None:
         raise _EncodeError('field IsrNodes is not nullable in version 7')
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         buf += _pack(f'>{len(v33)}i', *v33)
     v34 = o.offline_replicas
     if v34 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 7')
-    _p.write_array_length(w, v34)
+    buf += _p.INT32.pack(-1 if v34 is None else len(v34))
     if v34:
         buf += _pack(f'>{len(v34)}i', *v34)
 
@@ -289,22 +289,38 @@ def _enc_MetadataResponsePartition_7(w, o):
 def _dec_MetadataResponsePartition_9(b, p):
     v35, v36, v37, v38 = _S1.unpack_from(b, p)
     p += 14
-    v40, p = _p.read_compact_array_length(b, p)
+    v40 = b[p] - 1
+    if v40 < 0x7F and v40 <= len(b) - p - 1:
+        p += 1
+    else:
+        v40, p = _p.read_compact_array_length(b, p)
     if v40 < 0:
         raise _DecodeError('non-nullable field ReplicaNodes was serialized as null')
     else:
         v39, p = _p.read_int_array(b, p, v40, 'i', 4)
-    v42, p = _p.read_compact_array_length(b, p)
+    v42 = b[p] - 1
+    if v42 < 0x7F and v42 <= len(b) - p - 1:
+        p += 1
+    else:
+        v42, p = _p.read_compact_array_length(b, p)
     if v42 < 0:
         raise _DecodeError('non-nullable field IsrNodes was serialized as null')
     else:
         v41, p = _p.read_int_array(b, p, v42, 'i', 4)
-    v44, p = _p.read_compact_array_length(b, p)
+    v44 = b[p] - 1
+    if v44 < 0x7F and v44 <= len(b) - p - 1:
+        p += 1
+    else:
+        v44, p = _p.read_compact_array_length(b, p)
     if v44 < 0:
         raise _DecodeError('non-nullable field OfflineReplicas was serialized as null')
     else:
         v43, p = _p.read_int_array(b, p, v44, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponsePartition)
     o.error_code = v35
     o.partition_index = v36
@@ -323,19 +339,28 @@ def _enc_MetadataResponsePartition_9(w, o):
     v45 = o.replica_nodes
     if v45 is None:
         raise _EncodeError('field ReplicaNodes is not nullable in version 9')
-    _p.write_compact_array_length(w, v45)
+    if len(v45) < 0x7F:
+        buf.append(len(v45) + 1)
+    else:
+        _p.write_compact_array_length(w, v45)
     if v45:
         buf += _pack(f'>{len(v45)}i', *v45)
     v46 = o.isr_nodes
     if v46 is None:
         raise _EncodeError('field IsrNodes is not nullable in version 9')
-    _p.write_compact_array_length(w, v46)
+    if len(v46) < 0x7F:
+        buf.append(len(v46) + 1)
+    else:
+        _p.write_compact_array_length(w, v46)
     if v46:
         buf += _pack(f'>{len(v46)}i', *v46)
     v47 = o.offline_replicas
     if v47 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 9')
-    _p.write_compact_array_length(w, v47)
+    if len(v47) < 0x7F:
+        buf.append(len(v47) + 1)
+    else:
+        _p.write_compact_array_length(w, v47)
     if v47:
         buf += _pack(f'>{len(v47)}i', *v47)
     if o.unknown_tags:
@@ -378,7 +403,7 @@ def _enc_MetadataResponseTopic_0(w, o):
     v54 = o.partitions
     if v54 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v54)
+    buf += _p.INT32.pack(-1 if v54 is None else len(v54))
     if v54:
         for v55 in v54:
             _enc_MetadataResponsePartition_0(w, v55)
@@ -421,7 +446,7 @@ def _enc_MetadataResponseTopic_1(w, o):
     v63 = o.partitions
     if v63 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_array_length(w, v63)
+    buf += _p.INT32.pack(-1 if v63 is None else len(v63))
     if v63:
         for v64 in v63:
             _enc_MetadataResponsePartition_0(w, v64)
@@ -464,7 +489,7 @@ def _enc_MetadataResponseTopic_5(w, o):
     v72 = o.partitions
     if v72 is None:
         raise _EncodeError('field Partitions is not nullable in version 5')
-    _p.write_array_length(w, v72)
+    buf += _p.INT32.pack(-1 if v72 is None else len(v72))
     if v72:
         for v73 in v72:
             _enc_MetadataResponsePartition_5(w, v73)
@@ -507,7 +532,7 @@ def _enc_MetadataResponseTopic_7(w, o):
     v81 = o.partitions
     if v81 is None:
         raise _EncodeError('field Partitions is not nullable in version 7')
-    _p.write_array_length(w, v81)
+    buf += _p.INT32.pack(-1 if v81 is None else len(v81))
     if v81:
         for v82 in v81:
             _enc_MetadataResponsePartition_7(w, v82)
@@ -550,7 +575,7 @@ def _enc_MetadataResponseTopic_8(w, o):
     v91 = o.partitions
     if v91 is None:
         raise _EncodeError('field Partitions is not nullable in version 8')
-    _p.write_array_length(w, v91)
+    buf += _p.INT32.pack(-1 if v91 is None else len(v91))
     if v91:
         for v92 in v91:
             _enc_MetadataResponsePartition_7(w, v92)
@@ -563,7 +588,11 @@ def _dec_MetadataResponseTopic_9(b, p):
     v95, p = _p.read_compact_string(b, p)
     v96, = _S3.unpack_from(b, p)
     p += 1
-    v98, p = _p.read_compact_array_length(b, p)
+    v98 = b[p] - 1
+    if v98 < 0x7F and v98 <= len(b) - p - 1:
+        p += 1
+    else:
+        v98, p = _p.read_compact_array_length(b, p)
     if v98 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -573,7 +602,11 @@ def _dec_MetadataResponseTopic_9(b, p):
             v97.append(v99)
     v100, = _S4.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponseTopic)
     o.error_code = v93
     o.name = v95
@@ -595,7 +628,10 @@ def _enc_MetadataResponseTopic_9(w, o):
     v101 = o.partitions
     if v101 is None:
         raise _EncodeError('field Partitions is not nullable in version 9')
-    _p.write_compact_array_length(w, v101)
+    if len(v101) < 0x7F:
+        buf.append(len(v101) + 1)
+    else:
+        _p.write_compact_array_length(w, v101)
     if v101:
         for v102 in v101:
             _enc_MetadataResponsePartition_9(w, v102)
@@ -613,7 +649,11 @@ def _dec_MetadataResponseTopic_10(b, p):
     v106, v107 = _S5.unpack_from(b, p)
     p += 17
     v106 = _UUID(bytes=bytes(v106))
-    v109, p = _p.read_compact_array_length(b, p)
+    v109 = b[p] - 1
+    if v109 < 0x7F and v109 <= len(b) - p - 1:
+        p += 1
+    else:
+        v109, p = _p.read_compact_array_length(b, p)
     if v109 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -623,7 +663,11 @@ def _dec_MetadataResponseTopic_10(b, p):
             v108.append(v110)
     v111, = _S4.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponseTopic)
     o.error_code = v103
     o.name = v105
@@ -645,7 +689,10 @@ def _enc_MetadataResponseTopic_10(w, o):
     v112 = o.partitions
     if v112 is None:
         raise _EncodeError('field Partitions is not nullable in version 10')
-    _p.write_compact_array_length(w, v112)
+    if len(v112) < 0x7F:
+        buf.append(len(v112) + 1)
+    else:
+        _p.write_compact_array_length(w, v112)
     if v112:
         for v113 in v112:
             _enc_MetadataResponsePartition_9(w, v113)
@@ -663,7 +710,11 @@ def _dec_MetadataResponseTopic_12(b, p):
     v117, v118 = _S5.unpack_from(b, p)
     p += 17
     v117 = _UUID(bytes=bytes(v117))
-    v120, p = _p.read_compact_array_length(b, p)
+    v120 = b[p] - 1
+    if v120 < 0x7F and v120 <= len(b) - p - 1:
+        p += 1
+    else:
+        v120, p = _p.read_compact_array_length(b, p)
     if v120 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -673,7 +724,11 @@ def _dec_MetadataResponseTopic_12(b, p):
             v119.append(v121)
     v122, = _S4.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponseTopic)
     o.error_code = v114
     o.name = v116
@@ -693,7 +748,10 @@ def _enc_MetadataResponseTopic_12(w, o):
     v123 = o.partitions
     if v123 is None:
         raise _EncodeError('field Partitions is not nullable in version 12')
-    _p.write_compact_array_length(w, v123)
+    if len(v123) < 0x7F:
+        buf.append(len(v123) + 1)
+    else:
+        _p.write_compact_array_length(w, v123)
     if v123:
         for v124 in v123:
             _enc_MetadataResponsePartition_9(w, v124)
@@ -761,7 +819,11 @@ def _dec_MetadataResponseBroker_9(b, p):
     v138, = _S4.unpack_from(b, p)
     p += 4
     v140, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponseBroker)
     o.node_id = v135
     o.host = v137
@@ -820,14 +882,14 @@ def _enc_MetadataResponse_0(w, o):
     v147 = o.brokers
     if v147 is None:
         raise _EncodeError('field Brokers is not nullable in version 0')
-    _p.write_array_length(w, v147)
+    buf += _p.INT32.pack(-1 if v147 is None else len(v147))
     if v147:
         for v148 in v147:
             _enc_MetadataResponseBroker_0(w, v148)
     v149 = o.topics
     if v149 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v149)
+    buf += _p.INT32.pack(-1 if v149 is None else len(v149))
     if v149:
         for v150 in v149:
             _enc_MetadataResponseTopic_0(w, v150)
@@ -870,7 +932,7 @@ def _enc_MetadataResponse_1(w, o):
     v158 = o.brokers
     if v158 is None:
         raise _EncodeError('field Brokers is not nullable in version 1')
-    _p.write_array_length(w, v158)
+    buf += _p.INT32.pack(-1 if v158 is None else len(v158))
     if v158:
         for v159 in v158:
             _enc_MetadataResponseBroker_1(w, v159)
@@ -878,7 +940,7 @@ def _enc_MetadataResponse_1(w, o):
     v160 = o.topics
     if v160 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v160)
+    buf += _p.INT32.pack(-1 if v160 is None else len(v160))
     if v160:
         for v161 in v160:
             _enc_MetadataResponseTopic_1(w, v161)
@@ -922,7 +984,7 @@ def _enc_MetadataResponse_2(w, o):
     v171 = o.brokers
     if v171 is None:
         raise _EncodeError('field Brokers is not nullable in version 2')
-    _p.write_array_length(w, v171)
+    buf += _p.INT32.pack(-1 if v171 is None else len(v171))
     if v171:
         for v172 in v171:
             _enc_MetadataResponseBroker_1(w, v172)
@@ -931,7 +993,7 @@ def _enc_MetadataResponse_2(w, o):
     v173 = o.topics
     if v173 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v173)
+    buf += _p.INT32.pack(-1 if v173 is None else len(v173))
     if v173:
         for v174 in v173:
             _enc_MetadataResponseTopic_1(w, v174)
@@ -978,7 +1040,7 @@ def _enc_MetadataResponse_3(w, o):
     v185 = o.brokers
     if v185 is None:
         raise _EncodeError('field Brokers is not nullable in version 3')
-    _p.write_array_length(w, v185)
+    buf += _p.INT32.pack(-1 if v185 is None else len(v185))
     if v185:
         for v186 in v185:
             _enc_MetadataResponseBroker_1(w, v186)
@@ -987,7 +1049,7 @@ def _enc_MetadataResponse_3(w, o):
     v187 = o.topics
     if v187 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_array_length(w, v187)
+    buf += _p.INT32.pack(-1 if v187 is None else len(v187))
     if v187:
         for v188 in v187:
             _enc_MetadataResponseTopic_1(w, v188)
@@ -1034,7 +1096,7 @@ def _enc_MetadataResponse_5(w, o):
     v199 = o.brokers
     if v199 is None:
         raise _EncodeError('field Brokers is not nullable in version 5')
-    _p.write_array_length(w, v199)
+    buf += _p.INT32.pack(-1 if v199 is None else len(v199))
     if v199:
         for v200 in v199:
             _enc_MetadataResponseBroker_1(w, v200)
@@ -1043,7 +1105,7 @@ def _enc_MetadataResponse_5(w, o):
     v201 = o.topics
     if v201 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_array_length(w, v201)
+    buf += _p.INT32.pack(-1 if v201 is None else len(v201))
     if v201:
         for v202 in v201:
             _enc_MetadataResponseTopic_5(w, v202)
@@ -1090,7 +1152,7 @@ def _enc_MetadataResponse_7(w, o):
     v213 = o.brokers
     if v213 is None:
         raise _EncodeError('field Brokers is not nullable in version 7')
-    _p.write_array_length(w, v213)
+    buf += _p.INT32.pack(-1 if v213 is None else len(v213))
     if v213:
         for v214 in v213:
             _enc_MetadataResponseBroker_1(w, v214)
@@ -1099,7 +1161,7 @@ def _enc_MetadataResponse_7(w, o):
     v215 = o.topics
     if v215 is None:
         raise _EncodeError('field Topics is not nullable in version 7')
-    _p.write_array_length(w, v215)
+    buf += _p.INT32.pack(-1 if v215 is None else len(v215))
     if v215:
         for v216 in v215:
             _enc_MetadataResponseTopic_7(w, v216)
@@ -1146,7 +1208,7 @@ def _enc_MetadataResponse_8(w, o):
     v228 = o.brokers
     if v228 is None:
         raise _EncodeError('field Brokers is not nullable in version 8')
-    _p.write_array_length(w, v228)
+    buf += _p.INT32.pack(-1 if v228 is None else len(v228))
     if v228:
         for v229 in v228:
             _enc_MetadataResponseBroker_1(w, v229)
@@ -1155,7 +1217,7 @@ def _enc_MetadataResponse_8(w, o):
     v230 = o.topics
     if v230 is None:
         raise _EncodeError('field Topics is not nullable in version 8')
-    _p.write_array_length(w, v230)
+    buf += _p.INT32.pack(-1 if v230 is None else len(v230))
     if v230:
         for v231 in v230:
             _enc_MetadataResponseTopic_8(w, v231)
@@ -1165,7 +1227,11 @@ def _enc_MetadataResponse_8(w, o):
 def _dec_MetadataResponse_9(b, p):
     v232, = _S4.unpack_from(b, p)
     p += 4
-    v234, p = _p.read_compact_array_length(b, p)
+    v234 = b[p] - 1
+    if v234 < 0x7F and v234 <= len(b) - p - 1:
+        p += 1
+    else:
+        v234, p = _p.read_compact_array_length(b, p)
     if v234 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -1176,7 +1242,11 @@ def _dec_MetadataResponse_9(b, p):
     v237, p = _p.read_compact_nullable_string(b, p)
     v238, = _S4.unpack_from(b, p)
     p += 4
-    v240, p = _p.read_compact_array_length(b, p)
+    v240 = b[p] - 1
+    if v240 < 0x7F and v240 <= len(b) - p - 1:
+        p += 1
+    else:
+        v240, p = _p.read_compact_array_length(b, p)
     if v240 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1186,7 +1256,11 @@ def _dec_MetadataResponse_9(b, p):
             v239.append(v241)
     v242, = _S4.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponse)
     o.throttle_time_ms = v232
     o.brokers = v233
@@ -1204,7 +1278,10 @@ def _enc_MetadataResponse_9(w, o):
     v243 = o.brokers
     if v243 is None:
         raise _EncodeError('field Brokers is not nullable in version 9')
-    _p.write_compact_array_length(w, v243)
+    if len(v243) < 0x7F:
+        buf.append(len(v243) + 1)
+    else:
+        _p.write_compact_array_length(w, v243)
     if v243:
         for v244 in v243:
             _enc_MetadataResponseBroker_9(w, v244)
@@ -1213,7 +1290,10 @@ def _enc_MetadataResponse_9(w, o):
     v245 = o.topics
     if v245 is None:
         raise _EncodeError('field Topics is not nullable in version 9')
-    _p.write_compact_array_length(w, v245)
+    if len(v245) < 0x7F:
+        buf.append(len(v245) + 1)
+    else:
+        _p.write_compact_array_length(w, v245)
     if v245:
         for v246 in v245:
             _enc_MetadataResponseTopic_9(w, v246)
@@ -1227,7 +1307,11 @@ def _enc_MetadataResponse_9(w, o):
 def _dec_MetadataResponse_10(b, p):
     v247, = _S4.unpack_from(b, p)
     p += 4
-    v249, p = _p.read_compact_array_length(b, p)
+    v249 = b[p] - 1
+    if v249 < 0x7F and v249 <= len(b) - p - 1:
+        p += 1
+    else:
+        v249, p = _p.read_compact_array_length(b, p)
     if v249 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -1238,7 +1322,11 @@ def _dec_MetadataResponse_10(b, p):
     v252, p = _p.read_compact_nullable_string(b, p)
     v253, = _S4.unpack_from(b, p)
     p += 4
-    v255, p = _p.read_compact_array_length(b, p)
+    v255 = b[p] - 1
+    if v255 < 0x7F and v255 <= len(b) - p - 1:
+        p += 1
+    else:
+        v255, p = _p.read_compact_array_length(b, p)
     if v255 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1248,7 +1336,11 @@ def _dec_MetadataResponse_10(b, p):
             v254.append(v256)
     v257, = _S4.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponse)
     o.throttle_time_ms = v247
     o.brokers = v248
@@ -1266,7 +1358,10 @@ def _enc_MetadataResponse_10(w, o):
     v258 = o.brokers
     if v258 is None:
         raise _EncodeError('field Brokers is not nullable in version 10')
-    _p.write_compact_array_length(w, v258)
+    if len(v258) < 0x7F:
+        buf.append(len(v258) + 1)
+    else:
+        _p.write_compact_array_length(w, v258)
     if v258:
         for v259 in v258:
             _enc_MetadataResponseBroker_9(w, v259)
@@ -1275,7 +1370,10 @@ def _enc_MetadataResponse_10(w, o):
     v260 = o.topics
     if v260 is None:
         raise _EncodeError('field Topics is not nullable in version 10')
-    _p.write_compact_array_length(w, v260)
+    if len(v260) < 0x7F:
+        buf.append(len(v260) + 1)
+    else:
+        _p.write_compact_array_length(w, v260)
     if v260:
         for v261 in v260:
             _enc_MetadataResponseTopic_10(w, v261)
@@ -1289,7 +1387,11 @@ def _enc_MetadataResponse_10(w, o):
 def _dec_MetadataResponse_11(b, p):
     v262, = _S4.unpack_from(b, p)
     p += 4
-    v264, p = _p.read_compact_array_length(b, p)
+    v264 = b[p] - 1
+    if v264 < 0x7F and v264 <= len(b) - p - 1:
+        p += 1
+    else:
+        v264, p = _p.read_compact_array_length(b, p)
     if v264 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -1300,7 +1402,11 @@ def _dec_MetadataResponse_11(b, p):
     v267, p = _p.read_compact_nullable_string(b, p)
     v268, = _S4.unpack_from(b, p)
     p += 4
-    v270, p = _p.read_compact_array_length(b, p)
+    v270 = b[p] - 1
+    if v270 < 0x7F and v270 <= len(b) - p - 1:
+        p += 1
+    else:
+        v270, p = _p.read_compact_array_length(b, p)
     if v270 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1308,7 +1414,11 @@ def _dec_MetadataResponse_11(b, p):
         for _ in range(v270):
             v271, p = _dec_MetadataResponseTopic_10(b, p)
             v269.append(v271)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponse)
     o.throttle_time_ms = v262
     o.brokers = v263
@@ -1328,7 +1438,10 @@ def _enc_MetadataResponse_11(w, o):
     v272 = o.brokers
     if v272 is None:
         raise _EncodeError('field Brokers is not nullable in version 11')
-    _p.write_compact_array_length(w, v272)
+    if len(v272) < 0x7F:
+        buf.append(len(v272) + 1)
+    else:
+        _p.write_compact_array_length(w, v272)
     if v272:
         for v273 in v272:
             _enc_MetadataResponseBroker_9(w, v273)
@@ -1337,7 +1450,10 @@ def _enc_MetadataResponse_11(w, o):
     v274 = o.topics
     if v274 is None:
         raise _EncodeError('field Topics is not nullable in version 11')
-    _p.write_compact_array_length(w, v274)
+    if len(v274) < 0x7F:
+        buf.append(len(v274) + 1)
+    else:
+        _p.write_compact_array_length(w, v274)
     if v274:
         for v275 in v274:
             _enc_MetadataResponseTopic_10(w, v275)
@@ -1350,7 +1466,11 @@ def _enc_MetadataResponse_11(w, o):
 def _dec_MetadataResponse_12(b, p):
     v276, = _S4.unpack_from(b, p)
     p += 4
-    v278, p = _p.read_compact_array_length(b, p)
+    v278 = b[p] - 1
+    if v278 < 0x7F and v278 <= len(b) - p - 1:
+        p += 1
+    else:
+        v278, p = _p.read_compact_array_length(b, p)
     if v278 < 0:
         raise _DecodeError('non-nullable field Brokers was serialized as null')
     else:
@@ -1361,7 +1481,11 @@ def _dec_MetadataResponse_12(b, p):
     v281, p = _p.read_compact_nullable_string(b, p)
     v282, = _S4.unpack_from(b, p)
     p += 4
-    v284, p = _p.read_compact_array_length(b, p)
+    v284 = b[p] - 1
+    if v284 < 0x7F and v284 <= len(b) - p - 1:
+        p += 1
+    else:
+        v284, p = _p.read_compact_array_length(b, p)
     if v284 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -1369,7 +1493,11 @@ def _dec_MetadataResponse_12(b, p):
         for _ in range(v284):
             v285, p = _dec_MetadataResponseTopic_12(b, p)
             v283.append(v285)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(MetadataResponse)
     o.throttle_time_ms = v276
     o.brokers = v277
@@ -1389,7 +1517,10 @@ def _enc_MetadataResponse_12(w, o):
     v286 = o.brokers
     if v286 is None:
         raise _EncodeError('field Brokers is not nullable in version 12')
-    _p.write_compact_array_length(w, v286)
+    if len(v286) < 0x7F:
+        buf.append(len(v286) + 1)
+    else:
+        _p.write_compact_array_length(w, v286)
     if v286:
         for v287 in v286:
             _enc_MetadataResponseBroker_9(w, v287)
@@ -1398,7 +1529,10 @@ def _enc_MetadataResponse_12(w, o):
     v288 = o.topics
     if v288 is None:
         raise _EncodeError('field Topics is not nullable in version 12')
-    _p.write_compact_array_length(w, v288)
+    if len(v288) < 0x7F:
+        buf.append(len(v288) + 1)
+    else:
+        _p.write_compact_array_length(w, v288)
     if v288:
         for v289 in v288:
             _enc_MetadataResponseTopic_12(w, v289)

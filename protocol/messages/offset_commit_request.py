@@ -165,7 +165,11 @@ def _dec_OffsetCommitRequestPartition_8(b, p):
     v15, v16, v17 = _S2.unpack_from(b, p)
     p += 16
     v19, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitRequestPartition)
     o.partition_index = v15
     o.committed_offset = v16
@@ -213,7 +217,7 @@ def _enc_OffsetCommitRequestTopic_0(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v25)
+    buf += _p.INT32.pack(-1 if v25 is None else len(v25))
     if v25:
         for v26 in v25:
             _enc_OffsetCommitRequestPartition_0(w, v26)
@@ -244,7 +248,7 @@ def _enc_OffsetCommitRequestTopic_1(w, o):
     v32 = o.partitions
     if v32 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         for v33 in v32:
             _enc_OffsetCommitRequestPartition_1(w, v33)
@@ -275,7 +279,7 @@ def _enc_OffsetCommitRequestTopic_6(w, o):
     v39 = o.partitions
     if v39 is None:
         raise _EncodeError('field Partitions is not nullable in version 6')
-    _p.write_array_length(w, v39)
+    buf += _p.INT32.pack(-1 if v39 is None else len(v39))
     if v39:
         for v40 in v39:
             _enc_OffsetCommitRequestPartition_6(w, v40)
@@ -283,7 +287,11 @@ def _enc_OffsetCommitRequestTopic_6(w, o):
 
 def _dec_OffsetCommitRequestTopic_8(b, p):
     v42, p = _p.read_compact_string(b, p)
-    v44, p = _p.read_compact_array_length(b, p)
+    v44 = b[p] - 1
+    if v44 < 0x7F and v44 <= len(b) - p - 1:
+        p += 1
+    else:
+        v44, p = _p.read_compact_array_length(b, p)
     if v44 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -291,7 +299,11 @@ def _dec_OffsetCommitRequestTopic_8(b, p):
         for _ in range(v44):
             v45, p = _dec_OffsetCommitRequestPartition_8(b, p)
             v43.append(v45)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitRequestTopic)
     o.name = v42
     o.partitions = v43
@@ -307,7 +319,10 @@ def _enc_OffsetCommitRequestTopic_8(w, o):
     v46 = o.partitions
     if v46 is None:
         raise _EncodeError('field Partitions is not nullable in version 8')
-    _p.write_compact_array_length(w, v46)
+    if len(v46) < 0x7F:
+        buf.append(len(v46) + 1)
+    else:
+        _p.write_compact_array_length(w, v46)
     if v46:
         for v47 in v46:
             _enc_OffsetCommitRequestPartition_8(w, v47)
@@ -348,7 +363,7 @@ def _enc_OffsetCommitRequest_0(w, o):
     v53 = o.topics
     if v53 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v53)
+    buf += _p.INT32.pack(-1 if v53 is None else len(v53))
     if v53:
         for v54 in v53:
             _enc_OffsetCommitRequestTopic_0(w, v54)
@@ -392,7 +407,7 @@ def _enc_OffsetCommitRequest_1(w, o):
     v63 = o.topics
     if v63 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v63)
+    buf += _p.INT32.pack(-1 if v63 is None else len(v63))
     if v63:
         for v64 in v63:
             _enc_OffsetCommitRequestTopic_1(w, v64)
@@ -439,7 +454,7 @@ def _enc_OffsetCommitRequest_2(w, o):
     v74 = o.topics
     if v74 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v74)
+    buf += _p.INT32.pack(-1 if v74 is None else len(v74))
     if v74:
         for v75 in v74:
             _enc_OffsetCommitRequestTopic_0(w, v75)
@@ -483,7 +498,7 @@ def _enc_OffsetCommitRequest_5(w, o):
     v84 = o.topics
     if v84 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_array_length(w, v84)
+    buf += _p.INT32.pack(-1 if v84 is None else len(v84))
     if v84:
         for v85 in v84:
             _enc_OffsetCommitRequestTopic_0(w, v85)
@@ -527,7 +542,7 @@ def _enc_OffsetCommitRequest_6(w, o):
     v94 = o.topics
     if v94 is None:
         raise _EncodeError('field Topics is not nullable in version 6')
-    _p.write_array_length(w, v94)
+    buf += _p.INT32.pack(-1 if v94 is None else len(v94))
     if v94:
         for v95 in v94:
             _enc_OffsetCommitRequestTopic_6(w, v95)
@@ -571,7 +586,7 @@ def _enc_OffsetCommitRequest_7(w, o):
     v106 = o.topics
     if v106 is None:
         raise _EncodeError('field Topics is not nullable in version 7')
-    _p.write_array_length(w, v106)
+    buf += _p.INT32.pack(-1 if v106 is None else len(v106))
     if v106:
         for v107 in v106:
             _enc_OffsetCommitRequestTopic_6(w, v107)
@@ -583,7 +598,11 @@ def _dec_OffsetCommitRequest_8(b, p):
     p += 4
     v112, p = _p.read_compact_string(b, p)
     v114, p = _p.read_compact_nullable_string(b, p)
-    v116, p = _p.read_compact_array_length(b, p)
+    v116 = b[p] - 1
+    if v116 < 0x7F and v116 <= len(b) - p - 1:
+        p += 1
+    else:
+        v116, p = _p.read_compact_array_length(b, p)
     if v116 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -591,7 +610,11 @@ def _dec_OffsetCommitRequest_8(b, p):
         for _ in range(v116):
             v117, p = _dec_OffsetCommitRequestTopic_8(b, p)
             v115.append(v117)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitRequest)
     o.group_id = v109
     o.generation_id_or_member_epoch = v110
@@ -616,7 +639,10 @@ def _enc_OffsetCommitRequest_8(w, o):
     v118 = o.topics
     if v118 is None:
         raise _EncodeError('field Topics is not nullable in version 8')
-    _p.write_compact_array_length(w, v118)
+    if len(v118) < 0x7F:
+        buf.append(len(v118) + 1)
+    else:
+        _p.write_compact_array_length(w, v118)
     if v118:
         for v119 in v118:
             _enc_OffsetCommitRequestTopic_8(w, v119)

@@ -89,7 +89,11 @@ def _enc_OffsetCommitResponsePartition_0(w, o):
 def _dec_OffsetCommitResponsePartition_8(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitResponsePartition)
     o.partition_index = v3
     o.error_code = v4
@@ -131,7 +135,7 @@ def _enc_OffsetCommitResponseTopic_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             _enc_OffsetCommitResponsePartition_0(w, v11)
@@ -139,7 +143,11 @@ def _enc_OffsetCommitResponseTopic_0(w, o):
 
 def _dec_OffsetCommitResponseTopic_8(b, p):
     v13, p = _p.read_compact_string(b, p)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -147,7 +155,11 @@ def _dec_OffsetCommitResponseTopic_8(b, p):
         for _ in range(v15):
             v16, p = _dec_OffsetCommitResponsePartition_8(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitResponseTopic)
     o.name = v13
     o.partitions = v14
@@ -163,7 +175,10 @@ def _enc_OffsetCommitResponseTopic_8(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 8')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_OffsetCommitResponsePartition_8(w, v18)
@@ -194,7 +209,7 @@ def _enc_OffsetCommitResponse_0(w, o):
     v22 = o.topics
     if v22 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v22)
+    buf += _p.INT32.pack(-1 if v22 is None else len(v22))
     if v22:
         for v23 in v22:
             _enc_OffsetCommitResponseTopic_0(w, v23)
@@ -224,7 +239,7 @@ def _enc_OffsetCommitResponse_3(w, o):
     v28 = o.topics
     if v28 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_array_length(w, v28)
+    buf += _p.INT32.pack(-1 if v28 is None else len(v28))
     if v28:
         for v29 in v28:
             _enc_OffsetCommitResponseTopic_0(w, v29)
@@ -233,7 +248,11 @@ def _enc_OffsetCommitResponse_3(w, o):
 def _dec_OffsetCommitResponse_8(b, p):
     v30, = _S1.unpack_from(b, p)
     p += 4
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -241,7 +260,11 @@ def _dec_OffsetCommitResponse_8(b, p):
         for _ in range(v32):
             v33, p = _dec_OffsetCommitResponseTopic_8(b, p)
             v31.append(v33)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetCommitResponse)
     o.throttle_time_ms = v30
     o.topics = v31
@@ -255,7 +278,10 @@ def _enc_OffsetCommitResponse_8(w, o):
     v34 = o.topics
     if v34 is None:
         raise _EncodeError('field Topics is not nullable in version 8')
-    _p.write_compact_array_length(w, v34)
+    if len(v34) < 0x7F:
+        buf.append(len(v34) + 1)
+    else:
+        _p.write_compact_array_length(w, v34)
     if v34:
         for v35 in v34:
             _enc_OffsetCommitResponseTopic_8(w, v35)

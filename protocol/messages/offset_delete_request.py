@@ -106,7 +106,7 @@ def _enc_OffsetDeleteRequestTopic_0(w, o):
     v7 = o.partitions
     if v7 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v7)
+    buf += _p.INT32.pack(-1 if v7 is None else len(v7))
     if v7:
         for v8 in v7:
             _enc_OffsetDeleteRequestPartition_0(w, v8)
@@ -137,7 +137,7 @@ def _enc_OffsetDeleteRequest_0(w, o):
     v14 = o.topics
     if v14 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_OffsetDeleteRequestTopic_0(w, v15)

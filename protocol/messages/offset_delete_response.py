@@ -114,7 +114,7 @@ def _enc_OffsetDeleteResponseTopic_0(w, o):
     v8 = o.partitions
     if v8 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v8)
+    buf += _p.INT32.pack(-1 if v8 is None else len(v8))
     if v8:
         for v9 in v8:
             _enc_OffsetDeleteResponsePartition_0(w, v9)
@@ -145,7 +145,7 @@ def _enc_OffsetDeleteResponse_0(w, o):
     v15 = o.topics
     if v15 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         for v16 in v15:
             _enc_OffsetDeleteResponseTopic_0(w, v16)

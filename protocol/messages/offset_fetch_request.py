@@ -118,7 +118,11 @@ def _enc_OffsetFetchRequestTopics_0(w, o):
 
 
 def _dec_OffsetFetchRequestTopics_6(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestTopics)
     o.name = ''
     o.partition_indexes = []
@@ -140,12 +144,20 @@ def _enc_OffsetFetchRequestTopics_6(w, o):
 
 def _dec_OffsetFetchRequestTopics_8(b, p):
     v2, p = _p.read_compact_string(b, p)
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v3, p = _p.read_int_array(b, p, v4, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestTopics)
     o.name = v2
     o.partition_indexes = v3
@@ -161,7 +173,10 @@ def _enc_OffsetFetchRequestTopics_8(w, o):
     v5 = o.partition_indexes
     if v5 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 8')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
     if o.unknown_tags:
@@ -189,7 +204,11 @@ def _enc_OffsetFetchRequestGroup_0(w, o):
 
 
 def _dec_OffsetFetchRequestGroup_6(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestGroup)
     o.group_id = ''
     o.member_id = None
@@ -213,7 +232,11 @@ def _enc_OffsetFetchRequestGroup_6(w, o):
 
 def _dec_OffsetFetchRequestGroup_8(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         v8 = None
     else:
@@ -221,7 +244,11 @@ def _dec_OffsetFetchRequestGroup_8(b, p):
         for _ in range(v9):
             v10, p = _dec_OffsetFetchRequestTopics_8(b, p)
             v8.append(v10)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestGroup)
     o.group_id = v7
     o.member_id = None
@@ -252,7 +279,11 @@ def _dec_OffsetFetchRequestGroup_9(b, p):
     v16, p = _p.read_compact_nullable_string(b, p)
     v17, = _S0.unpack_from(b, p)
     p += 4
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         v18 = None
     else:
@@ -260,7 +291,11 @@ def _dec_OffsetFetchRequestGroup_9(b, p):
         for _ in range(v19):
             v20, p = _dec_OffsetFetchRequestTopics_8(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestGroup)
     o.group_id = v14
     o.member_id = v16
@@ -310,19 +345,27 @@ def _enc_OffsetFetchRequestTopic_0(w, o):
     v27 = o.partition_indexes
     if v27 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 0')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         buf += _pack(f'>{len(v27)}i', *v27)
 
 
 def _dec_OffsetFetchRequestTopic_6(b, p):
     v29, p = _p.read_compact_string(b, p)
-    v31, p = _p.read_compact_array_length(b, p)
+    v31 = b[p] - 1
+    if v31 < 0x7F and v31 <= len(b) - p - 1:
+        p += 1
+    else:
+        v31, p = _p.read_compact_array_length(b, p)
     if v31 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v30, p = _p.read_int_array(b, p, v31, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestTopic)
     o.name = v29
     o.partition_indexes = v30
@@ -338,7 +381,10 @@ def _enc_OffsetFetchRequestTopic_6(w, o):
     v32 = o.partition_indexes
     if v32 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 6')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         buf += _pack(f'>{len(v32)}i', *v32)
     if o.unknown_tags:
@@ -348,7 +394,11 @@ def _enc_OffsetFetchRequestTopic_6(w, o):
 
 
 def _dec_OffsetFetchRequestTopic_8(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequestTopic)
     o.name = ''
     o.partition_indexes = []
@@ -399,7 +449,7 @@ def _enc_OffsetFetchRequest_0(w, o):
     v38 = o.topics
     if v38 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v38)
+    buf += _p.INT32.pack(-1 if v38 is None else len(v38))
     if v38:
         for v39 in v38:
             _enc_OffsetFetchRequestTopic_0(w, v39)
@@ -434,7 +484,7 @@ def _enc_OffsetFetchRequest_2(w, o):
         raise _EncodeError('field GroupId is not nullable in version 2')
     _p.write_string(w, o.group_id)
     v45 = o.topics
-    _p.write_array_length(w, v45)
+    buf += _p.INT32.pack(-1 if v45 is None else len(v45))
     if v45:
         for v46 in v45:
             _enc_OffsetFetchRequestTopic_0(w, v46)
@@ -442,7 +492,11 @@ def _enc_OffsetFetchRequest_2(w, o):
 
 def _dec_OffsetFetchRequest_6(b, p):
     v48, p = _p.read_compact_string(b, p)
-    v50, p = _p.read_compact_array_length(b, p)
+    v50 = b[p] - 1
+    if v50 < 0x7F and v50 <= len(b) - p - 1:
+        p += 1
+    else:
+        v50, p = _p.read_compact_array_length(b, p)
     if v50 < 0:
         v49 = None
     else:
@@ -450,7 +504,11 @@ def _dec_OffsetFetchRequest_6(b, p):
         for _ in range(v50):
             v51, p = _dec_OffsetFetchRequestTopic_6(b, p)
             v49.append(v51)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequest)
     o.group_id = v48
     o.topics = v49
@@ -482,7 +540,11 @@ def _enc_OffsetFetchRequest_6(w, o):
 
 def _dec_OffsetFetchRequest_7(b, p):
     v55, p = _p.read_compact_string(b, p)
-    v57, p = _p.read_compact_array_length(b, p)
+    v57 = b[p] - 1
+    if v57 < 0x7F and v57 <= len(b) - p - 1:
+        p += 1
+    else:
+        v57, p = _p.read_compact_array_length(b, p)
     if v57 < 0:
         v56 = None
     else:
@@ -492,7 +554,11 @@ def _dec_OffsetFetchRequest_7(b, p):
             v56.append(v58)
     v59, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequest)
     o.group_id = v55
     o.topics = v56
@@ -522,7 +588,11 @@ def _enc_OffsetFetchRequest_7(w, o):
 
 
 def _dec_OffsetFetchRequest_8(b, p):
-    v63, p = _p.read_compact_array_length(b, p)
+    v63 = b[p] - 1
+    if v63 < 0x7F and v63 <= len(b) - p - 1:
+        p += 1
+    else:
+        v63, p = _p.read_compact_array_length(b, p)
     if v63 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -532,7 +602,11 @@ def _dec_OffsetFetchRequest_8(b, p):
             v62.append(v64)
     v65, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequest)
     o.group_id = ''
     o.topics = []
@@ -551,7 +625,10 @@ def _enc_OffsetFetchRequest_8(w, o):
     v66 = o.groups
     if v66 is None:
         raise _EncodeError('field Groups is not nullable in version 8')
-    _p.write_compact_array_length(w, v66)
+    if len(v66) < 0x7F:
+        buf.append(len(v66) + 1)
+    else:
+        _p.write_compact_array_length(w, v66)
     if v66:
         for v67 in v66:
             _enc_OffsetFetchRequestGroup_8(w, v67)
@@ -563,7 +640,11 @@ def _enc_OffsetFetchRequest_8(w, o):
 
 
 def _dec_OffsetFetchRequest_9(b, p):
-    v69, p = _p.read_compact_array_length(b, p)
+    v69 = b[p] - 1
+    if v69 < 0x7F and v69 <= len(b) - p - 1:
+        p += 1
+    else:
+        v69, p = _p.read_compact_array_length(b, p)
     if v69 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -573,7 +654,11 @@ def _dec_OffsetFetchRequest_9(b, p):
             v68.append(v70)
     v71, = _S1.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchRequest)
     o.group_id = ''
     o.topics = []
@@ -592,7 +677,10 @@ def _enc_OffsetFetchRequest_9(w, o):
     v72 = o.groups
     if v72 is None:
         raise _EncodeError('field Groups is not nullable in version 9')
-    _p.write_compact_array_length(w, v72)
+    if len(v72) < 0x7F:
+        buf.append(len(v72) + 1)
+    else:
+        _p.write_compact_array_length(w, v72)
     if v72:
         for v73 in v72:
             _enc_OffsetFetchRequestGroup_9(w, v73)

@@ -178,7 +178,11 @@ def _enc_OffsetFetchResponsePartitions_0(w, o):
 
 
 def _dec_OffsetFetchResponsePartitions_6(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponsePartitions)
     o.partition_index = 0
     o.committed_offset = 0
@@ -211,7 +215,11 @@ def _dec_OffsetFetchResponsePartitions_8(b, p):
     v5, p = _p.read_compact_nullable_string(b, p)
     v6, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponsePartitions)
     o.partition_index = v1
     o.committed_offset = v2
@@ -250,7 +258,11 @@ def _enc_OffsetFetchResponseTopics_0(w, o):
 
 
 def _dec_OffsetFetchResponseTopics_6(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseTopics)
     o.name = ''
     o.partitions = []
@@ -272,7 +284,11 @@ def _enc_OffsetFetchResponseTopics_6(w, o):
 
 def _dec_OffsetFetchResponseTopics_8(b, p):
     v8, p = _p.read_compact_string(b, p)
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -280,7 +296,11 @@ def _dec_OffsetFetchResponseTopics_8(b, p):
         for _ in range(v10):
             v11, p = _dec_OffsetFetchResponsePartitions_8(b, p)
             v9.append(v11)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseTopics)
     o.name = v8
     o.partitions = v9
@@ -296,7 +316,10 @@ def _enc_OffsetFetchResponseTopics_8(w, o):
     v12 = o.partitions
     if v12 is None:
         raise _EncodeError('field Partitions is not nullable in version 8')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             _enc_OffsetFetchResponsePartitions_8(w, v13)
@@ -326,7 +349,11 @@ def _enc_OffsetFetchResponseGroup_0(w, o):
 
 
 def _dec_OffsetFetchResponseGroup_6(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseGroup)
     o.group_id = ''
     o.topics = []
@@ -351,7 +378,11 @@ def _enc_OffsetFetchResponseGroup_6(w, o):
 
 def _dec_OffsetFetchResponseGroup_8(b, p):
     v15, p = _p.read_compact_string(b, p)
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -361,7 +392,11 @@ def _dec_OffsetFetchResponseGroup_8(b, p):
             v16.append(v18)
     v19, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseGroup)
     o.group_id = v15
     o.topics = v16
@@ -378,7 +413,10 @@ def _enc_OffsetFetchResponseGroup_8(w, o):
     v20 = o.topics
     if v20 is None:
         raise _EncodeError('field Topics is not nullable in version 8')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_OffsetFetchResponseTopics_8(w, v21)
@@ -441,7 +479,11 @@ def _dec_OffsetFetchResponsePartition_6(b, p):
     v37, p = _p.read_compact_nullable_string(b, p)
     v38, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponsePartition)
     o.partition_index = v33
     o.committed_offset = v34
@@ -464,7 +506,11 @@ def _enc_OffsetFetchResponsePartition_6(w, o):
 
 
 def _dec_OffsetFetchResponsePartition_8(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponsePartition)
     o.partition_index = 0
     o.committed_offset = 0
@@ -516,7 +562,7 @@ def _enc_OffsetFetchResponseTopic_0(w, o):
     v44 = o.partitions
     if v44 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v44)
+    buf += _p.INT32.pack(-1 if v44 is None else len(v44))
     if v44:
         for v45 in v44:
             _enc_OffsetFetchResponsePartition_0(w, v45)
@@ -547,7 +593,7 @@ def _enc_OffsetFetchResponseTopic_5(w, o):
     v51 = o.partitions
     if v51 is None:
         raise _EncodeError('field Partitions is not nullable in version 5')
-    _p.write_array_length(w, v51)
+    buf += _p.INT32.pack(-1 if v51 is None else len(v51))
     if v51:
         for v52 in v51:
             _enc_OffsetFetchResponsePartition_5(w, v52)
@@ -555,7 +601,11 @@ def _enc_OffsetFetchResponseTopic_5(w, o):
 
 def _dec_OffsetFetchResponseTopic_6(b, p):
     v54, p = _p.read_compact_string(b, p)
-    v56, p = _p.read_compact_array_length(b, p)
+    v56 = b[p] - 1
+    if v56 < 0x7F and v56 <= len(b) - p - 1:
+        p += 1
+    else:
+        v56, p = _p.read_compact_array_length(b, p)
     if v56 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -563,7 +613,11 @@ def _dec_OffsetFetchResponseTopic_6(b, p):
         for _ in range(v56):
             v57, p = _dec_OffsetFetchResponsePartition_6(b, p)
             v55.append(v57)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseTopic)
     o.name = v54
     o.partitions = v55
@@ -579,7 +633,10 @@ def _enc_OffsetFetchResponseTopic_6(w, o):
     v58 = o.partitions
     if v58 is None:
         raise _EncodeError('field Partitions is not nullable in version 6')
-    _p.write_compact_array_length(w, v58)
+    if len(v58) < 0x7F:
+        buf.append(len(v58) + 1)
+    else:
+        _p.write_compact_array_length(w, v58)
     if v58:
         for v59 in v58:
             _enc_OffsetFetchResponsePartition_6(w, v59)
@@ -590,7 +647,11 @@ def _enc_OffsetFetchResponseTopic_6(w, o):
 
 
 def _dec_OffsetFetchResponseTopic_8(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponseTopic)
     o.name = ''
     o.partitions = []
@@ -635,7 +696,7 @@ def _enc_OffsetFetchResponse_0(w, o):
     v63 = o.topics
     if v63 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v63)
+    buf += _p.INT32.pack(-1 if v63 is None else len(v63))
     if v63:
         for v64 in v63:
             _enc_OffsetFetchResponseTopic_0(w, v64)
@@ -668,7 +729,7 @@ def _enc_OffsetFetchResponse_2(w, o):
     v69 = o.topics
     if v69 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v69)
+    buf += _p.INT32.pack(-1 if v69 is None else len(v69))
     if v69:
         for v70 in v69:
             _enc_OffsetFetchResponseTopic_0(w, v70)
@@ -705,7 +766,7 @@ def _enc_OffsetFetchResponse_3(w, o):
     v76 = o.topics
     if v76 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_array_length(w, v76)
+    buf += _p.INT32.pack(-1 if v76 is None else len(v76))
     if v76:
         for v77 in v76:
             _enc_OffsetFetchResponseTopic_0(w, v77)
@@ -742,7 +803,7 @@ def _enc_OffsetFetchResponse_5(w, o):
     v83 = o.topics
     if v83 is None:
         raise _EncodeError('field Topics is not nullable in version 5')
-    _p.write_array_length(w, v83)
+    buf += _p.INT32.pack(-1 if v83 is None else len(v83))
     if v83:
         for v84 in v83:
             _enc_OffsetFetchResponseTopic_5(w, v84)
@@ -752,7 +813,11 @@ def _enc_OffsetFetchResponse_5(w, o):
 def _dec_OffsetFetchResponse_6(b, p):
     v85, = _S3.unpack_from(b, p)
     p += 4
-    v87, p = _p.read_compact_array_length(b, p)
+    v87 = b[p] - 1
+    if v87 < 0x7F and v87 <= len(b) - p - 1:
+        p += 1
+    else:
+        v87, p = _p.read_compact_array_length(b, p)
     if v87 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -762,7 +827,11 @@ def _dec_OffsetFetchResponse_6(b, p):
             v86.append(v88)
     v89, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms = v85
     o.topics = v86
@@ -780,7 +849,10 @@ def _enc_OffsetFetchResponse_6(w, o):
     v90 = o.topics
     if v90 is None:
         raise _EncodeError('field Topics is not nullable in version 6')
-    _p.write_compact_array_length(w, v90)
+    if len(v90) < 0x7F:
+        buf.append(len(v90) + 1)
+    else:
+        _p.write_compact_array_length(w, v90)
     if v90:
         for v91 in v90:
             _enc_OffsetFetchResponseTopic_6(w, v91)
@@ -794,7 +866,11 @@ def _enc_OffsetFetchResponse_6(w, o):
 def _dec_OffsetFetchResponse_8(b, p):
     v92, = _S3.unpack_from(b, p)
     p += 4
-    v94, p = _p.read_compact_array_length(b, p)
+    v94 = b[p] - 1
+    if v94 < 0x7F and v94 <= len(b) - p - 1:
+        p += 1
+    else:
+        v94, p = _p.read_compact_array_length(b, p)
     if v94 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -802,7 +878,11 @@ def _dec_OffsetFetchResponse_8(b, p):
         for _ in range(v94):
             v95, p = _dec_OffsetFetchResponseGroup_8(b, p)
             v93.append(v95)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms = v92
     o.topics = []
@@ -820,7 +900,10 @@ def _enc_OffsetFetchResponse_8(w, o):
     v96 = o.groups
     if v96 is None:
         raise _EncodeError('field Groups is not nullable in version 8')
-    _p.write_compact_array_length(w, v96)
+    if len(v96) < 0x7F:
+        buf.append(len(v96) + 1)
+    else:
+        _p.write_compact_array_length(w, v96)
     if v96:
         for v97 in v96:
             _enc_OffsetFetchResponseGroup_8(w, v97)

@@ -112,7 +112,11 @@ def _enc_OffsetForLeaderPartition_2(w, o):
 def _dec_OffsetForLeaderPartition_4(b, p):
     v6, v7, v8 = _S1.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetForLeaderPartition)
     o.partition = v6
     o.current_leader_epoch = v7
@@ -155,7 +159,7 @@ def _enc_OffsetForLeaderTopic_0(w, o):
     v14 = o.partitions
     if v14 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v14)
+    buf += _p.INT32.pack(-1 if v14 is None else len(v14))
     if v14:
         for v15 in v14:
             _enc_OffsetForLeaderPartition_0(w, v15)
@@ -186,7 +190,7 @@ def _enc_OffsetForLeaderTopic_2(w, o):
     v21 = o.partitions
     if v21 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_array_length(w, v21)
+    buf += _p.INT32.pack(-1 if v21 is None else len(v21))
     if v21:
         for v22 in v21:
             _enc_OffsetForLeaderPartition_2(w, v22)
@@ -194,7 +198,11 @@ def _enc_OffsetForLeaderTopic_2(w, o):
 
 def _dec_OffsetForLeaderTopic_4(b, p):
     v24, p = _p.read_compact_string(b, p)
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -202,7 +210,11 @@ def _dec_OffsetForLeaderTopic_4(b, p):
         for _ in range(v26):
             v27, p = _dec_OffsetForLeaderPartition_4(b, p)
             v25.append(v27)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetForLeaderTopic)
     o.topic = v24
     o.partitions = v25
@@ -218,7 +230,10 @@ def _enc_OffsetForLeaderTopic_4(w, o):
     v28 = o.partitions
     if v28 is None:
         raise _EncodeError('field Partitions is not nullable in version 4')
-    _p.write_compact_array_length(w, v28)
+    if len(v28) < 0x7F:
+        buf.append(len(v28) + 1)
+    else:
+        _p.write_compact_array_length(w, v28)
     if v28:
         for v29 in v28:
             _enc_OffsetForLeaderPartition_4(w, v29)
@@ -249,7 +264,7 @@ def _enc_OffsetForLeaderEpochRequest_0(w, o):
     v33 = o.topics
     if v33 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         for v34 in v33:
             _enc_OffsetForLeaderTopic_0(w, v34)
@@ -276,7 +291,7 @@ def _enc_OffsetForLeaderEpochRequest_2(w, o):
     v38 = o.topics
     if v38 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v38)
+    buf += _p.INT32.pack(-1 if v38 is None else len(v38))
     if v38:
         for v39 in v38:
             _enc_OffsetForLeaderTopic_2(w, v39)
@@ -306,7 +321,7 @@ def _enc_OffsetForLeaderEpochRequest_3(w, o):
     v44 = o.topics
     if v44 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_array_length(w, v44)
+    buf += _p.INT32.pack(-1 if v44 is None else len(v44))
     if v44:
         for v45 in v44:
             _enc_OffsetForLeaderTopic_2(w, v45)
@@ -315,7 +330,11 @@ def _enc_OffsetForLeaderEpochRequest_3(w, o):
 def _dec_OffsetForLeaderEpochRequest_4(b, p):
     v46, = _S0.unpack_from(b, p)
     p += 4
-    v48, p = _p.read_compact_array_length(b, p)
+    v48 = b[p] - 1
+    if v48 < 0x7F and v48 <= len(b) - p - 1:
+        p += 1
+    else:
+        v48, p = _p.read_compact_array_length(b, p)
     if v48 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -323,7 +342,11 @@ def _dec_OffsetForLeaderEpochRequest_4(b, p):
         for _ in range(v48):
             v49, p = _dec_OffsetForLeaderTopic_4(b, p)
             v47.append(v49)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetForLeaderEpochRequest)
     o.replica_id = v46
     o.topics = v47
@@ -337,7 +360,10 @@ def _enc_OffsetForLeaderEpochRequest_4(w, o):
     v50 = o.topics
     if v50 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_compact_array_length(w, v50)
+    if len(v50) < 0x7F:
+        buf.append(len(v50) + 1)
+    else:
+        _p.write_compact_array_length(w, v50)
     if v50:
         for v51 in v50:
             _enc_OffsetForLeaderTopic_4(w, v51)

@@ -119,7 +119,11 @@ def _enc_EpochEndOffset_1(w, o):
 def _dec_EpochEndOffset_4(b, p):
     v8, v9, v10, v11 = _S2.unpack_from(b, p)
     p += 18
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(EpochEndOffset)
     o.error_code = v8
     o.partition = v9
@@ -163,7 +167,7 @@ def _enc_OffsetForLeaderTopicResult_0(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v17)
+    buf += _p.INT32.pack(-1 if v17 is None else len(v17))
     if v17:
         for v18 in v17:
             _enc_EpochEndOffset_0(w, v18)
@@ -194,7 +198,7 @@ def _enc_OffsetForLeaderTopicResult_1(w, o):
     v24 = o.partitions
     if v24 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_array_length(w, v24)
+    buf += _p.INT32.pack(-1 if v24 is None else len(v24))
     if v24:
         for v25 in v24:
             _enc_EpochEndOffset_1(w, v25)
@@ -202,7 +206,11 @@ def _enc_OffsetForLeaderTopicResult_1(w, o):
 
 def _dec_OffsetForLeaderTopicResult_4(b, p):
     v27, p = _p.read_compact_string(b, p)
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -210,7 +218,11 @@ def _dec_OffsetForLeaderTopicResult_4(b, p):
         for _ in range(v29):
             v30, p = _dec_EpochEndOffset_4(b, p)
             v28.append(v30)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetForLeaderTopicResult)
     o.topic = v27
     o.partitions = v28
@@ -226,7 +238,10 @@ def _enc_OffsetForLeaderTopicResult_4(w, o):
     v31 = o.partitions
     if v31 is None:
         raise _EncodeError('field Partitions is not nullable in version 4')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_EpochEndOffset_4(w, v32)
@@ -257,7 +272,7 @@ def _enc_OffsetForLeaderEpochResponse_0(w, o):
     v36 = o.topics
     if v36 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v36)
+    buf += _p.INT32.pack(-1 if v36 is None else len(v36))
     if v36:
         for v37 in v36:
             _enc_OffsetForLeaderTopicResult_0(w, v37)
@@ -284,7 +299,7 @@ def _enc_OffsetForLeaderEpochResponse_1(w, o):
     v41 = o.topics
     if v41 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v41)
+    buf += _p.INT32.pack(-1 if v41 is None else len(v41))
     if v41:
         for v42 in v41:
             _enc_OffsetForLeaderTopicResult_1(w, v42)
@@ -314,7 +329,7 @@ def _enc_OffsetForLeaderEpochResponse_2(w, o):
     v47 = o.topics
     if v47 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v47)
+    buf += _p.INT32.pack(-1 if v47 is None else len(v47))
     if v47:
         for v48 in v47:
             _enc_OffsetForLeaderTopicResult_1(w, v48)
@@ -323,7 +338,11 @@ def _enc_OffsetForLeaderEpochResponse_2(w, o):
 def _dec_OffsetForLeaderEpochResponse_4(b, p):
     v49, = _S3.unpack_from(b, p)
     p += 4
-    v51, p = _p.read_compact_array_length(b, p)
+    v51 = b[p] - 1
+    if v51 < 0x7F and v51 <= len(b) - p - 1:
+        p += 1
+    else:
+        v51, p = _p.read_compact_array_length(b, p)
     if v51 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -331,7 +350,11 @@ def _dec_OffsetForLeaderEpochResponse_4(b, p):
         for _ in range(v51):
             v52, p = _dec_OffsetForLeaderTopicResult_4(b, p)
             v50.append(v52)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(OffsetForLeaderEpochResponse)
     o.throttle_time_ms = v49
     o.topics = v50
@@ -345,7 +368,10 @@ def _enc_OffsetForLeaderEpochResponse_4(w, o):
     v53 = o.topics
     if v53 is None:
         raise _EncodeError('field Topics is not nullable in version 4')
-    _p.write_compact_array_length(w, v53)
+    if len(v53) < 0x7F:
+        buf.append(len(v53) + 1)
+    else:
+        _p.write_compact_array_length(w, v53)
     if v53:
         for v54 in v53:
             _enc_OffsetForLeaderTopicResult_4(w, v54)

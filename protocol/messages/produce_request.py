@@ -98,7 +98,11 @@ def _dec_PartitionProduceData_9(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_view(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionProduceData)
     o.index = v4
     o.records = v6
@@ -141,7 +145,7 @@ def _enc_TopicProduceData_0(w, o):
     v12 = o.partition_data
     if v12 is None:
         raise _EncodeError('field PartitionData is not nullable in version 0')
-    _p.write_array_length(w, v12)
+    buf += _p.INT32.pack(-1 if v12 is None else len(v12))
     if v12:
         for v13 in v12:
             _enc_PartitionProduceData_0(w, v13)
@@ -149,7 +153,11 @@ def _enc_TopicProduceData_0(w, o):
 
 def _dec_TopicProduceData_9(b, p):
     v15, p = _p.read_compact_string(b, p)
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field PartitionData was serialized as null')
     else:
@@ -157,7 +165,11 @@ def _dec_TopicProduceData_9(b, p):
         for _ in range(v17):
             v18, p = _dec_PartitionProduceData_9(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicProduceData)
     o.name = v15
     o.partition_data = v16
@@ -173,7 +185,10 @@ def _enc_TopicProduceData_9(w, o):
     v19 = o.partition_data
     if v19 is None:
         raise _EncodeError('field PartitionData is not nullable in version 9')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_PartitionProduceData_9(w, v20)
@@ -211,7 +226,7 @@ def _enc_ProduceRequest_0(w, o):
     v26 = o.topic_data
     if v26 is None:
         raise _EncodeError('field TopicData is not nullable in version 0')
-    _p.write_array_length(w, v26)
+    buf += _p.INT32.pack(-1 if v26 is None else len(v26))
     if v26:
         for v27 in v26:
             _enc_TopicProduceData_0(w, v27)
@@ -245,7 +260,7 @@ def _enc_ProduceRequest_3(w, o):
     v35 = o.topic_data
     if v35 is None:
         raise _EncodeError('field TopicData is not nullable in version 3')
-    _p.write_array_length(w, v35)
+    buf += _p.INT32.pack(-1 if v35 is None else len(v35))
     if v35:
         for v36 in v35:
             _enc_TopicProduceData_0(w, v36)
@@ -255,7 +270,11 @@ def _dec_ProduceRequest_9(b, p):
     v38, p = _p.read_compact_nullable_string(b, p)
     v39, v40 = _S1.unpack_from(b, p)
     p += 6
-    v42, p = _p.read_compact_array_length(b, p)
+    v42 = b[p] - 1
+    if v42 < 0x7F and v42 <= len(b) - p - 1:
+        p += 1
+    else:
+        v42, p = _p.read_compact_array_length(b, p)
     if v42 < 0:
         raise _DecodeError('non-nullable field TopicData was serialized as null')
     else:
@@ -263,7 +282,11 @@ def _dec_ProduceRequest_9(b, p):
         for _ in range(v42):
             v43, p = _dec_TopicProduceData_9(b, p)
             v41.append(v43)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ProduceRequest)
     o.transactional_id = v38
     o.acks = v39
@@ -280,7 +303,10 @@ def _enc_ProduceRequest_9(w, o):
     v44 = o.topic_data
     if v44 is None:
         raise _EncodeError('field TopicData is not nullable in version 9')
-    _p.write_compact_array_length(w, v44)
+    if len(v44) < 0x7F:
+        buf.append(len(v44) + 1)
+    else:
+        _p.write_compact_array_length(w, v44)
     if v44:
         for v45 in v44:
             _enc_TopicProduceData_9(w, v45)

@@ -177,7 +177,11 @@ def _enc_NodeEndpoint_0(w, o):
 
 
 def _dec_NodeEndpoint_9(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = 0
     o.host = ''
@@ -210,7 +214,11 @@ def _dec_NodeEndpoint_10(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -251,7 +259,11 @@ def _enc_LeaderIdAndEpoch_0(w, o):
 
 
 def _dec_LeaderIdAndEpoch_9(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = -1
     o.leader_epoch = -1
@@ -274,7 +286,11 @@ def _enc_LeaderIdAndEpoch_9(w, o):
 def _dec_LeaderIdAndEpoch_10(b, p):
     v7, v8 = _S1.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = v7
     o.leader_epoch = v8
@@ -328,7 +344,11 @@ def _dec_BatchIndexAndErrorMessage_9(b, p):
     v12, = _S0.unpack_from(b, p)
     p += 4
     v14, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(BatchIndexAndErrorMessage)
     o.batch_index = v12
     o.batch_index_error_message = v14
@@ -448,7 +468,7 @@ def _enc_PartitionProduceResponse_8(w, o):
     v37 = o.record_errors
     if v37 is None:
         raise _EncodeError('field RecordErrors is not nullable in version 8')
-    _p.write_array_length(w, v37)
+    buf += _p.INT32.pack(-1 if v37 is None else len(v37))
     if v37:
         for v38 in v37:
             _enc_BatchIndexAndErrorMessage_8(w, v38)
@@ -458,7 +478,11 @@ def _enc_PartitionProduceResponse_8(w, o):
 def _dec_PartitionProduceResponse_9(b, p):
     v39, v40, v41, v42, v43 = _S4.unpack_from(b, p)
     p += 30
-    v45, p = _p.read_compact_array_length(b, p)
+    v45 = b[p] - 1
+    if v45 < 0x7F and v45 <= len(b) - p - 1:
+        p += 1
+    else:
+        v45, p = _p.read_compact_array_length(b, p)
     if v45 < 0:
         raise _DecodeError('non-nullable field RecordErrors was serialized as null')
     else:
@@ -467,7 +491,11 @@ def _dec_PartitionProduceResponse_9(b, p):
             v46, p = _dec_BatchIndexAndErrorMessage_9(b, p)
             v44.append(v46)
     v48, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionProduceResponse)
     o.index = v39
     o.error_code = v40
@@ -489,7 +517,10 @@ def _enc_PartitionProduceResponse_9(w, o):
     v49 = o.record_errors
     if v49 is None:
         raise _EncodeError('field RecordErrors is not nullable in version 9')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_BatchIndexAndErrorMessage_9(w, v50)
@@ -503,7 +534,11 @@ def _enc_PartitionProduceResponse_9(w, o):
 def _dec_PartitionProduceResponse_10(b, p):
     v51, v52, v53, v54, v55 = _S4.unpack_from(b, p)
     p += 30
-    v57, p = _p.read_compact_array_length(b, p)
+    v57 = b[p] - 1
+    if v57 < 0x7F and v57 <= len(b) - p - 1:
+        p += 1
+    else:
+        v57, p = _p.read_compact_array_length(b, p)
     if v57 < 0:
         raise _DecodeError('non-nullable field RecordErrors was serialized as null')
     else:
@@ -512,7 +547,11 @@ def _dec_PartitionProduceResponse_10(b, p):
             v58, p = _dec_BatchIndexAndErrorMessage_9(b, p)
             v56.append(v58)
     v60, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v61 = LeaderIdAndEpoch()
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -542,7 +581,10 @@ def _enc_PartitionProduceResponse_10(w, o):
     v64 = o.record_errors
     if v64 is None:
         raise _EncodeError('field RecordErrors is not nullable in version 10')
-    _p.write_compact_array_length(w, v64)
+    if len(v64) < 0x7F:
+        buf.append(len(v64) + 1)
+    else:
+        _p.write_compact_array_length(w, v64)
     if v64:
         for v65 in v64:
             _enc_BatchIndexAndErrorMessage_9(w, v65)
@@ -581,7 +623,7 @@ def _enc_TopicProduceResponse_0(w, o):
     v71 = o.partition_responses
     if v71 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 0')
-    _p.write_array_length(w, v71)
+    buf += _p.INT32.pack(-1 if v71 is None else len(v71))
     if v71:
         for v72 in v71:
             _enc_PartitionProduceResponse_0(w, v72)
@@ -612,7 +654,7 @@ def _enc_TopicProduceResponse_2(w, o):
     v78 = o.partition_responses
     if v78 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 2')
-    _p.write_array_length(w, v78)
+    buf += _p.INT32.pack(-1 if v78 is None else len(v78))
     if v78:
         for v79 in v78:
             _enc_PartitionProduceResponse_2(w, v79)
@@ -643,7 +685,7 @@ def _enc_TopicProduceResponse_5(w, o):
     v85 = o.partition_responses
     if v85 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 5')
-    _p.write_array_length(w, v85)
+    buf += _p.INT32.pack(-1 if v85 is None else len(v85))
     if v85:
         for v86 in v85:
             _enc_PartitionProduceResponse_5(w, v86)
@@ -674,7 +716,7 @@ def _enc_TopicProduceResponse_8(w, o):
     v92 = o.partition_responses
     if v92 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 8')
-    _p.write_array_length(w, v92)
+    buf += _p.INT32.pack(-1 if v92 is None else len(v92))
     if v92:
         for v93 in v92:
             _enc_PartitionProduceResponse_8(w, v93)
@@ -682,7 +724,11 @@ def _enc_TopicProduceResponse_8(w, o):
 
 def _dec_TopicProduceResponse_9(b, p):
     v95, p = _p.read_compact_string(b, p)
-    v97, p = _p.read_compact_array_length(b, p)
+    v97 = b[p] - 1
+    if v97 < 0x7F and v97 <= len(b) - p - 1:
+        p += 1
+    else:
+        v97, p = _p.read_compact_array_length(b, p)
     if v97 < 0:
         raise _DecodeError('non-nullable field PartitionResponses was serialized as null')
     else:
@@ -690,7 +736,11 @@ def _dec_TopicProduceResponse_9(b, p):
         for _ in range(v97):
             v98, p = _dec_PartitionProduceResponse_9(b, p)
             v96.append(v98)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicProduceResponse)
     o.name = v95
     o.partition_responses = v96
@@ -706,7 +756,10 @@ def _enc_TopicProduceResponse_9(w, o):
     v99 = o.partition_responses
     if v99 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 9')
-    _p.write_compact_array_length(w, v99)
+    if len(v99) < 0x7F:
+        buf.append(len(v99) + 1)
+    else:
+        _p.write_compact_array_length(w, v99)
     if v99:
         for v100 in v99:
             _enc_PartitionProduceResponse_9(w, v100)
@@ -718,7 +771,11 @@ def _enc_TopicProduceResponse_9(w, o):
 
 def _dec_TopicProduceResponse_10(b, p):
     v102, p = _p.read_compact_string(b, p)
-    v104, p = _p.read_compact_array_length(b, p)
+    v104 = b[p] - 1
+    if v104 < 0x7F and v104 <= len(b) - p - 1:
+        p += 1
+    else:
+        v104, p = _p.read_compact_array_length(b, p)
     if v104 < 0:
         raise _DecodeError('non-nullable field PartitionResponses was serialized as null')
     else:
@@ -726,7 +783,11 @@ def _dec_TopicProduceResponse_10(b, p):
         for _ in range(v104):
             v105, p = _dec_PartitionProduceResponse_10(b, p)
             v103.append(v105)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicProduceResponse)
     o.name = v102
     o.partition_responses = v103
@@ -742,7 +803,10 @@ def _enc_TopicProduceResponse_10(w, o):
     v106 = o.partition_responses
     if v106 is None:
         raise _EncodeError('field PartitionResponses is not nullable in version 10')
-    _p.write_compact_array_length(w, v106)
+    if len(v106) < 0x7F:
+        buf.append(len(v106) + 1)
+    else:
+        _p.write_compact_array_length(w, v106)
     if v106:
         for v107 in v106:
             _enc_PartitionProduceResponse_10(w, v107)
@@ -776,7 +840,7 @@ def _enc_ProduceResponse_0(w, o):
     v111 = o.responses
     if v111 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_array_length(w, v111)
+    buf += _p.INT32.pack(-1 if v111 is None else len(v111))
     if v111:
         for v112 in v111:
             _enc_TopicProduceResponse_0(w, v112)
@@ -808,7 +872,7 @@ def _enc_ProduceResponse_1(w, o):
     v117 = o.responses
     if v117 is None:
         raise _EncodeError('field Responses is not nullable in version 1')
-    _p.write_array_length(w, v117)
+    buf += _p.INT32.pack(-1 if v117 is None else len(v117))
     if v117:
         for v118 in v117:
             _enc_TopicProduceResponse_0(w, v118)
@@ -841,7 +905,7 @@ def _enc_ProduceResponse_2(w, o):
     v123 = o.responses
     if v123 is None:
         raise _EncodeError('field Responses is not nullable in version 2')
-    _p.write_array_length(w, v123)
+    buf += _p.INT32.pack(-1 if v123 is None else len(v123))
     if v123:
         for v124 in v123:
             _enc_TopicProduceResponse_2(w, v124)
@@ -874,7 +938,7 @@ def _enc_ProduceResponse_5(w, o):
     v129 = o.responses
     if v129 is None:
         raise _EncodeError('field Responses is not nullable in version 5')
-    _p.write_array_length(w, v129)
+    buf += _p.INT32.pack(-1 if v129 is None else len(v129))
     if v129:
         for v130 in v129:
             _enc_TopicProduceResponse_5(w, v130)
@@ -907,7 +971,7 @@ def _enc_ProduceResponse_8(w, o):
     v135 = o.responses
     if v135 is None:
         raise _EncodeError('field Responses is not nullable in version 8')
-    _p.write_array_length(w, v135)
+    buf += _p.INT32.pack(-1 if v135 is None else len(v135))
     if v135:
         for v136 in v135:
             _enc_TopicProduceResponse_8(w, v136)
@@ -915,7 +979,11 @@ def _enc_ProduceResponse_8(w, o):
 
 
 def _dec_ProduceResponse_9(b, p):
-    v138, p = _p.read_compact_array_length(b, p)
+    v138 = b[p] - 1
+    if v138 < 0x7F and v138 <= len(b) - p - 1:
+        p += 1
+    else:
+        v138, p = _p.read_compact_array_length(b, p)
     if v138 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -925,7 +993,11 @@ def _dec_ProduceResponse_9(b, p):
             v137.append(v139)
     v140, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ProduceResponse)
     o.responses = v137
     o.throttle_time_ms = v140
@@ -941,7 +1013,10 @@ def _enc_ProduceResponse_9(w, o):
     v141 = o.responses
     if v141 is None:
         raise _EncodeError('field Responses is not nullable in version 9')
-    _p.write_compact_array_length(w, v141)
+    if len(v141) < 0x7F:
+        buf.append(len(v141) + 1)
+    else:
+        _p.write_compact_array_length(w, v141)
     if v141:
         for v142 in v141:
             _enc_TopicProduceResponse_9(w, v142)
@@ -953,7 +1028,11 @@ def _enc_ProduceResponse_9(w, o):
 
 
 def _dec_ProduceResponse_10(b, p):
-    v144, p = _p.read_compact_array_length(b, p)
+    v144 = b[p] - 1
+    if v144 < 0x7F and v144 <= len(b) - p - 1:
+        p += 1
+    else:
+        v144, p = _p.read_compact_array_length(b, p)
     if v144 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -963,12 +1042,20 @@ def _dec_ProduceResponse_10(b, p):
             v143.append(v145)
     v146, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v147 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v149, tp = _p.read_compact_array_length(tb, tp)
+        v149 = tb[tp] - 1
+        if v149 < 0x7F and v149 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v149, tp = _p.read_compact_array_length(tb, tp)
         if v149 < 0:
             raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
         else:
@@ -994,7 +1081,10 @@ def _enc_ProduceResponse_10(w, o):
     v151 = o.responses
     if v151 is None:
         raise _EncodeError('field Responses is not nullable in version 10')
-    _p.write_compact_array_length(w, v151)
+    if len(v151) < 0x7F:
+        buf.append(len(v151) + 1)
+    else:
+        _p.write_compact_array_length(w, v151)
     if v151:
         for v152 in v151:
             _enc_TopicProduceResponse_10(w, v152)
@@ -1006,7 +1096,10 @@ def _enc_ProduceResponse_10(w, o):
         v153 = o.node_endpoints
         if v153 is None:
             raise _EncodeError('field NodeEndpoints is not nullable in version 10')
-        _p.write_compact_array_length(tw, v153)
+        if len(v153) < 0x7F:
+            tbuf.append(len(v153) + 1)
+        else:
+            _p.write_compact_array_length(tw, v153)
         if v153:
             for v154 in v153:
                 _enc_NodeEndpoint_10(tw, v154)

@@ -48,7 +48,11 @@ def _dec_PushTelemetryRequest_0(b, p):
     p += 22
     v1 = _UUID(bytes=bytes(v1))
     v6, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PushTelemetryRequest)
     o.client_instance_id = v1
     o.subscription_id = v2

@@ -37,7 +37,11 @@ class PushTelemetryResponse(Message):
 def _dec_PushTelemetryResponse_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PushTelemetryResponse)
     o.throttle_time_ms = v1
     o.error_code = v2

@@ -108,7 +108,11 @@ class StateBatch(Message):
 def _dec_StateBatch_0(b, p):
     v1, v2, v3, v4 = _S0.unpack_from(b, p)
     p += 19
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StateBatch)
     o.first_offset = v1
     o.last_offset = v2
@@ -133,7 +137,11 @@ def _dec_PartitionResult_0(b, p):
     v8, p = _p.read_compact_nullable_string(b, p)
     v9, v10 = _S2.unpack_from(b, p)
     p += 12
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field StateBatches was serialized as null')
     else:
@@ -141,7 +149,11 @@ def _dec_PartitionResult_0(b, p):
         for _ in range(v12):
             v13, p = _dec_StateBatch_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionResult)
     o.partition = v5
     o.error_code = v6
@@ -161,7 +173,10 @@ def _enc_PartitionResult_0(w, o):
     v14 = o.state_batches
     if v14 is None:
         raise _EncodeError('field StateBatches is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             _enc_StateBatch_0(w, v15)
@@ -175,7 +190,11 @@ def _dec_ReadStateResult_0(b, p):
     v16, = _S3.unpack_from(b, p)
     p += 16
     v16 = _UUID(bytes=bytes(v16))
-    v18, p = _p.read_compact_array_length(b, p)
+    v18 = b[p] - 1
+    if v18 < 0x7F and v18 <= len(b) - p - 1:
+        p += 1
+    else:
+        v18, p = _p.read_compact_array_length(b, p)
     if v18 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -183,7 +202,11 @@ def _dec_ReadStateResult_0(b, p):
         for _ in range(v18):
             v19, p = _dec_PartitionResult_0(b, p)
             v17.append(v19)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadStateResult)
     o.topic_id = v16
     o.partitions = v17
@@ -197,7 +220,10 @@ def _enc_ReadStateResult_0(w, o):
     v20 = o.partitions
     if v20 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_PartitionResult_0(w, v21)
@@ -208,7 +234,11 @@ def _enc_ReadStateResult_0(w, o):
 
 
 def _dec_ReadShareGroupStateResponse_0(b, p):
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -216,7 +246,11 @@ def _dec_ReadShareGroupStateResponse_0(b, p):
         for _ in range(v23):
             v24, p = _dec_ReadStateResult_0(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadShareGroupStateResponse)
     o.results = v22
     o.unknown_tags = tags
@@ -228,7 +262,10 @@ def _enc_ReadShareGroupStateResponse_0(w, o):
     v25 = o.results
     if v25 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_ReadStateResult_0(w, v26)

@@ -74,7 +74,11 @@ class PartitionData(Message):
 def _dec_PartitionData_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition = v1
     o.leader_epoch = v2
@@ -95,7 +99,11 @@ def _dec_ReadStateSummaryData_0(b, p):
     v3, = _S1.unpack_from(b, p)
     p += 16
     v3 = _UUID(bytes=bytes(v3))
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -103,7 +111,11 @@ def _dec_ReadStateSummaryData_0(b, p):
         for _ in range(v5):
             v6, p = _dec_PartitionData_0(b, p)
             v4.append(v6)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadStateSummaryData)
     o.topic_id = v3
     o.partitions = v4
@@ -117,7 +129,10 @@ def _enc_ReadStateSummaryData_0(w, o):
     v7 = o.partitions
     if v7 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v7)
+    if len(v7) < 0x7F:
+        buf.append(len(v7) + 1)
+    else:
+        _p.write_compact_array_length(w, v7)
     if v7:
         for v8 in v7:
             _enc_PartitionData_0(w, v8)
@@ -129,7 +144,11 @@ def _enc_ReadStateSummaryData_0(w, o):
 
 def _dec_ReadShareGroupStateSummaryRequest_0(b, p):
     v10, p = _p.read_compact_string(b, p)
-    v12, p = _p.read_compact_array_length(b, p)
+    v12 = b[p] - 1
+    if v12 < 0x7F and v12 <= len(b) - p - 1:
+        p += 1
+    else:
+        v12, p = _p.read_compact_array_length(b, p)
     if v12 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -137,7 +156,11 @@ def _dec_ReadShareGroupStateSummaryRequest_0(b, p):
         for _ in range(v12):
             v13, p = _dec_ReadStateSummaryData_0(b, p)
             v11.append(v13)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadShareGroupStateSummaryRequest)
     o.group_id = v10
     o.topics = v11
@@ -153,7 +176,10 @@ def _enc_ReadShareGroupStateSummaryRequest_0(w, o):
     v14 = o.topics
     if v14 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v14)
+    if len(v14) < 0x7F:
+        buf.append(len(v14) + 1)
+    else:
+        _p.write_compact_array_length(w, v14)
     if v14:
         for v15 in v14:
             _enc_ReadStateSummaryData_0(w, v15)

@@ -84,7 +84,11 @@ def _dec_PartitionResult_0(b, p):
     v4, p = _p.read_compact_nullable_string(b, p)
     v5, v6 = _S1.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionResult)
     o.partition = v1
     o.error_code = v2
@@ -110,7 +114,11 @@ def _dec_ReadStateSummaryResult_0(b, p):
     v7, = _S2.unpack_from(b, p)
     p += 16
     v7 = _UUID(bytes=bytes(v7))
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -118,7 +126,11 @@ def _dec_ReadStateSummaryResult_0(b, p):
         for _ in range(v9):
             v10, p = _dec_PartitionResult_0(b, p)
             v8.append(v10)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadStateSummaryResult)
     o.topic_id = v7
     o.partitions = v8
@@ -132,7 +144,10 @@ def _enc_ReadStateSummaryResult_0(w, o):
     v11 = o.partitions
     if v11 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v11)
+    if len(v11) < 0x7F:
+        buf.append(len(v11) + 1)
+    else:
+        _p.write_compact_array_length(w, v11)
     if v11:
         for v12 in v11:
             _enc_PartitionResult_0(w, v12)
@@ -143,7 +158,11 @@ def _enc_ReadStateSummaryResult_0(w, o):
 
 
 def _dec_ReadShareGroupStateSummaryResponse_0(b, p):
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -151,7 +170,11 @@ def _dec_ReadShareGroupStateSummaryResponse_0(b, p):
         for _ in range(v14):
             v15, p = _dec_ReadStateSummaryResult_0(b, p)
             v13.append(v15)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ReadShareGroupStateSummaryResponse)
     o.results = v13
     o.unknown_tags = tags
@@ -163,7 +186,10 @@ def _enc_ReadShareGroupStateSummaryResponse_0(w, o):
     v16 = o.results
     if v16 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             _enc_ReadStateSummaryResult_0(w, v17)

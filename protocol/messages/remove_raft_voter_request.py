@@ -41,7 +41,11 @@ def _dec_RemoveRaftVoterRequest_0(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 20
     v4 = _UUID(bytes=bytes(v4))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RemoveRaftVoterRequest)
     o.cluster_id = v2
     o.voter_id = v3

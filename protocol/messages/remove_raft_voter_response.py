@@ -41,7 +41,11 @@ def _dec_RemoveRaftVoterResponse_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 6
     v4, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RemoveRaftVoterResponse)
     o.throttle_time_ms = v1
     o.error_code = v2

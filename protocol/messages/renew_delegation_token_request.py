@@ -57,7 +57,11 @@ def _dec_RenewDelegationTokenRequest_2(b, p):
     v5, p = _p.read_compact_bytes(b, p)
     v6, = _S0.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RenewDelegationTokenRequest)
     o.hmac = v5
     o.renew_period_ms = v6

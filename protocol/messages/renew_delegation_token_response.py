@@ -56,7 +56,11 @@ def _enc_RenewDelegationTokenResponse_0(w, o):
 def _dec_RenewDelegationTokenResponse_2(b, p):
     v4, v5, v6 = _S0.unpack_from(b, p)
     p += 14
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RenewDelegationTokenResponse)
     o.error_code = v4
     o.expiry_timestamp_ms = v5

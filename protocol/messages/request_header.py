@@ -80,7 +80,11 @@ def _dec_RequestHeader_2(b, p):
     v9, v10, v11 = _S0.unpack_from(b, p)
     p += 8
     v13, p = _p.read_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(RequestHeader)
     o.request_api_key = v9
     o.request_api_version = v10

@@ -48,7 +48,11 @@ def _enc_ResponseHeader_0(w, o):
 def _dec_ResponseHeader_1(b, p):
     v2, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ResponseHeader)
     o.correlation_id = v2
     o.unknown_tags = tags

@@ -47,7 +47,11 @@ def _enc_SaslAuthenticateRequest_0(w, o):
 
 def _dec_SaslAuthenticateRequest_2(b, p):
     v4, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SaslAuthenticateRequest)
     o.auth_bytes = v4
     o.unknown_tags = tags

@@ -97,7 +97,11 @@ def _dec_SaslAuthenticateResponse_2(b, p):
     v16, p = _p.read_compact_bytes(b, p)
     v17, = _S1.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SaslAuthenticateResponse)
     o.error_code = v12
     o.error_message = v14

@@ -58,7 +58,7 @@ def _enc_SaslHandshakeResponse_0(w, o):
     v5 = o.mechanisms
     if v5 is None:
         raise _EncodeError('field Mechanisms is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         for v6 in v5:
             if v6 is None:

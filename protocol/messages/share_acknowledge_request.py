@@ -102,12 +102,20 @@ class AcknowledgementBatch(Message):
 def _dec_AcknowledgementBatch_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 16
-    v4, p = _p.read_compact_array_length(b, p)
+    v4 = b[p] - 1
+    if v4 < 0x7F and v4 <= len(b) - p - 1:
+        p += 1
+    else:
+        v4, p = _p.read_compact_array_length(b, p)
     if v4 < 0:
         raise _DecodeError('non-nullable field AcknowledgeTypes was serialized as null')
     else:
         v3, p = _p.read_int_array(b, p, v4, 'b', 1)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AcknowledgementBatch)
     o.first_offset = v1
     o.last_offset = v2
@@ -122,7 +130,10 @@ def _enc_AcknowledgementBatch_0(w, o):
     v5 = o.acknowledge_types
     if v5 is None:
         raise _EncodeError('field AcknowledgeTypes is not nullable in version 0')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         buf += _pack(f'>{len(v5)}b', *v5)
     if o.unknown_tags:
@@ -134,7 +145,11 @@ def _enc_AcknowledgementBatch_0(w, o):
 def _dec_AcknowledgePartition_0(b, p):
     v6, = _S1.unpack_from(b, p)
     p += 4
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field AcknowledgementBatches was serialized as null')
     else:
@@ -142,7 +157,11 @@ def _dec_AcknowledgePartition_0(b, p):
         for _ in range(v8):
             v9, p = _dec_AcknowledgementBatch_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AcknowledgePartition)
     o.partition_index = v6
     o.acknowledgement_batches = v7
@@ -156,7 +175,10 @@ def _enc_AcknowledgePartition_0(w, o):
     v10 = o.acknowledgement_batches
     if v10 is None:
         raise _EncodeError('field AcknowledgementBatches is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_AcknowledgementBatch_0(w, v11)
@@ -170,7 +192,11 @@ def _dec_AcknowledgeTopic_0(b, p):
     v12, = _S2.unpack_from(b, p)
     p += 16
     v12 = _UUID(bytes=bytes(v12))
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -178,7 +204,11 @@ def _dec_AcknowledgeTopic_0(b, p):
         for _ in range(v14):
             v15, p = _dec_AcknowledgePartition_0(b, p)
             v13.append(v15)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AcknowledgeTopic)
     o.topic_id = v12
     o.partitions = v13
@@ -192,7 +222,10 @@ def _enc_AcknowledgeTopic_0(w, o):
     v16 = o.partitions
     if v16 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v16)
+    if len(v16) < 0x7F:
+        buf.append(len(v16) + 1)
+    else:
+        _p.write_compact_array_length(w, v16)
     if v16:
         for v17 in v16:
             _enc_AcknowledgePartition_0(w, v17)
@@ -207,7 +240,11 @@ def _dec_ShareAcknowledgeRequest_0(b, p):
     v21, p = _p.read_compact_nullable_string(b, p)
     v22, = _S1.unpack_from(b, p)
     p += 4
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -215,7 +252,11 @@ def _dec_ShareAcknowledgeRequest_0(b, p):
         for _ in range(v24):
             v25, p = _dec_AcknowledgeTopic_0(b, p)
             v23.append(v25)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareAcknowledgeRequest)
     o.group_id = v19
     o.member_id = v21
@@ -233,7 +274,10 @@ def _enc_ShareAcknowledgeRequest_0(w, o):
     v26 = o.topics
     if v26 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v26)
+    if len(v26) < 0x7F:
+        buf.append(len(v26) + 1)
+    else:
+        _p.write_compact_array_length(w, v26)
     if v26:
         for v27 in v26:
             _enc_AcknowledgeTopic_0(w, v27)

@@ -136,7 +136,11 @@ def _dec_NodeEndpoint_0(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -163,7 +167,11 @@ def _enc_NodeEndpoint_0(w, o):
 def _dec_LeaderIdAndEpoch_0(b, p):
     v7, v8 = _S1.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = v7
     o.leader_epoch = v8
@@ -185,7 +193,11 @@ def _dec_PartitionData_0(b, p):
     p += 6
     v12, p = _p.read_compact_nullable_string(b, p)
     v14, p = _dec_LeaderIdAndEpoch_0(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v9
     o.error_code = v10
@@ -210,7 +222,11 @@ def _dec_ShareAcknowledgeTopicResponse_0(b, p):
     v15, = _S3.unpack_from(b, p)
     p += 16
     v15 = _UUID(bytes=bytes(v15))
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -218,7 +234,11 @@ def _dec_ShareAcknowledgeTopicResponse_0(b, p):
         for _ in range(v17):
             v18, p = _dec_PartitionData_0(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareAcknowledgeTopicResponse)
     o.topic_id = v15
     o.partitions = v16
@@ -232,7 +252,10 @@ def _enc_ShareAcknowledgeTopicResponse_0(w, o):
     v19 = o.partitions
     if v19 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_PartitionData_0(w, v20)
@@ -246,7 +269,11 @@ def _dec_ShareAcknowledgeResponse_0(b, p):
     v21, v22 = _S2.unpack_from(b, p)
     p += 6
     v24, p = _p.read_compact_nullable_string(b, p)
-    v26, p = _p.read_compact_array_length(b, p)
+    v26 = b[p] - 1
+    if v26 < 0x7F and v26 <= len(b) - p - 1:
+        p += 1
+    else:
+        v26, p = _p.read_compact_array_length(b, p)
     if v26 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -254,7 +281,11 @@ def _dec_ShareAcknowledgeResponse_0(b, p):
         for _ in range(v26):
             v27, p = _dec_ShareAcknowledgeTopicResponse_0(b, p)
             v25.append(v27)
-    v29, p = _p.read_compact_array_length(b, p)
+    v29 = b[p] - 1
+    if v29 < 0x7F and v29 <= len(b) - p - 1:
+        p += 1
+    else:
+        v29, p = _p.read_compact_array_length(b, p)
     if v29 < 0:
         raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
     else:
@@ -262,7 +293,11 @@ def _dec_ShareAcknowledgeResponse_0(b, p):
         for _ in range(v29):
             v30, p = _dec_NodeEndpoint_0(b, p)
             v28.append(v30)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareAcknowledgeResponse)
     o.throttle_time_ms = v21
     o.error_code = v22
@@ -280,14 +315,20 @@ def _enc_ShareAcknowledgeResponse_0(w, o):
     v31 = o.responses
     if v31 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_ShareAcknowledgeTopicResponse_0(w, v32)
     v33 = o.node_endpoints
     if v33 is None:
         raise _EncodeError('field NodeEndpoints is not nullable in version 0')
-    _p.write_compact_array_length(w, v33)
+    if len(v33) < 0x7F:
+        buf.append(len(v33) + 1)
+    else:
+        _p.write_compact_array_length(w, v33)
     if v33:
         for v34 in v33:
             _enc_NodeEndpoint_0(w, v34)

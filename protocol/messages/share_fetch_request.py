@@ -137,12 +137,20 @@ def _dec_ForgottenTopic_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 16
     v1 = _UUID(bytes=bytes(v1))
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v2, p = _p.read_int_array(b, p, v3, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ForgottenTopic)
     o.topic_id = v1
     o.partitions = v2
@@ -156,7 +164,10 @@ def _enc_ForgottenTopic_0(w, o):
     v4 = o.partitions
     if v4 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v4)
+    if len(v4) < 0x7F:
+        buf.append(len(v4) + 1)
+    else:
+        _p.write_compact_array_length(w, v4)
     if v4:
         buf += _pack(f'>{len(v4)}i', *v4)
     if o.unknown_tags:
@@ -168,12 +179,20 @@ def _enc_ForgottenTopic_0(w, o):
 def _dec_AcknowledgementBatch_0(b, p):
     v5, v6 = _S1.unpack_from(b, p)
     p += 16
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field AcknowledgeTypes was serialized as null')
     else:
         v7, p = _p.read_int_array(b, p, v8, 'b', 1)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AcknowledgementBatch)
     o.first_offset = v5
     o.last_offset = v6
@@ -188,7 +207,10 @@ def _enc_AcknowledgementBatch_0(w, o):
     v9 = o.acknowledge_types
     if v9 is None:
         raise _EncodeError('field AcknowledgeTypes is not nullable in version 0')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         buf += _pack(f'>{len(v9)}b', *v9)
     if o.unknown_tags:
@@ -200,7 +222,11 @@ def _enc_AcknowledgementBatch_0(w, o):
 def _dec_FetchPartition_0(b, p):
     v10, v11 = _S2.unpack_from(b, p)
     p += 8
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field AcknowledgementBatches was serialized as null')
     else:
@@ -208,7 +234,11 @@ def _dec_FetchPartition_0(b, p):
         for _ in range(v13):
             v14, p = _dec_AcknowledgementBatch_0(b, p)
             v12.append(v14)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchPartition)
     o.partition_index = v10
     o.partition_max_bytes = v11
@@ -223,7 +253,10 @@ def _enc_FetchPartition_0(w, o):
     v15 = o.acknowledgement_batches
     if v15 is None:
         raise _EncodeError('field AcknowledgementBatches is not nullable in version 0')
-    _p.write_compact_array_length(w, v15)
+    if len(v15) < 0x7F:
+        buf.append(len(v15) + 1)
+    else:
+        _p.write_compact_array_length(w, v15)
     if v15:
         for v16 in v15:
             _enc_AcknowledgementBatch_0(w, v16)
@@ -237,7 +270,11 @@ def _dec_FetchTopic_0(b, p):
     v17, = _S0.unpack_from(b, p)
     p += 16
     v17 = _UUID(bytes=bytes(v17))
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -245,7 +282,11 @@ def _dec_FetchTopic_0(b, p):
         for _ in range(v19):
             v20, p = _dec_FetchPartition_0(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FetchTopic)
     o.topic_id = v17
     o.partitions = v18
@@ -259,7 +300,10 @@ def _enc_FetchTopic_0(w, o):
     v21 = o.partitions
     if v21 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_FetchPartition_0(w, v22)
@@ -274,7 +318,11 @@ def _dec_ShareFetchRequest_0(b, p):
     v26, p = _p.read_compact_nullable_string(b, p)
     v27, v28, v29, v30 = _S3.unpack_from(b, p)
     p += 16
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -282,7 +330,11 @@ def _dec_ShareFetchRequest_0(b, p):
         for _ in range(v32):
             v33, p = _dec_FetchTopic_0(b, p)
             v31.append(v33)
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field ForgottenTopicsData was serialized as null')
     else:
@@ -290,7 +342,11 @@ def _dec_ShareFetchRequest_0(b, p):
         for _ in range(v35):
             v36, p = _dec_ForgottenTopic_0(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareFetchRequest)
     o.group_id = v24
     o.member_id = v26
@@ -312,14 +368,20 @@ def _enc_ShareFetchRequest_0(w, o):
     v37 = o.topics
     if v37 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_FetchTopic_0(w, v38)
     v39 = o.forgotten_topics_data
     if v39 is None:
         raise _EncodeError('field ForgottenTopicsData is not nullable in version 0')
-    _p.write_compact_array_length(w, v39)
+    if len(v39) < 0x7F:
+        buf.append(len(v39) + 1)
+    else:
+        _p.write_compact_array_length(w, v39)
     if v39:
         for v40 in v39:
             _enc_ForgottenTopic_0(w, v40)

@@ -171,7 +171,11 @@ def _dec_NodeEndpoint_0(b, p):
     v4, = _S0.unpack_from(b, p)
     p += 4
     v6, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -198,7 +202,11 @@ def _enc_NodeEndpoint_0(w, o):
 def _dec_AcquiredRecords_0(b, p):
     v7, v8, v9 = _S1.unpack_from(b, p)
     p += 18
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(AcquiredRecords)
     o.first_offset = v7
     o.last_offset = v8
@@ -219,7 +227,11 @@ def _enc_AcquiredRecords_0(w, o):
 def _dec_LeaderIdAndEpoch_0(b, p):
     v10, v11 = _S2.unpack_from(b, p)
     p += 8
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(LeaderIdAndEpoch)
     o.leader_id = v10
     o.leader_epoch = v11
@@ -245,7 +257,11 @@ def _dec_PartitionData_0(b, p):
     v18, p = _p.read_compact_nullable_string(b, p)
     v20, p = _dec_LeaderIdAndEpoch_0(b, p)
     v22, p = _p.read_compact_nullable_view(b, p)
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         raise _DecodeError('non-nullable field AcquiredRecords was serialized as null')
     else:
@@ -253,7 +269,11 @@ def _dec_PartitionData_0(b, p):
         for _ in range(v24):
             v25, p = _dec_AcquiredRecords_0(b, p)
             v23.append(v25)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v12
     o.error_code = v13
@@ -278,7 +298,10 @@ def _enc_PartitionData_0(w, o):
     v26 = o.acquired_records
     if v26 is None:
         raise _EncodeError('field AcquiredRecords is not nullable in version 0')
-    _p.write_compact_array_length(w, v26)
+    if len(v26) < 0x7F:
+        buf.append(len(v26) + 1)
+    else:
+        _p.write_compact_array_length(w, v26)
     if v26:
         for v27 in v26:
             _enc_AcquiredRecords_0(w, v27)
@@ -292,7 +315,11 @@ def _dec_ShareFetchableTopicResponse_0(b, p):
     v28, = _S5.unpack_from(b, p)
     p += 16
     v28 = _UUID(bytes=bytes(v28))
-    v30, p = _p.read_compact_array_length(b, p)
+    v30 = b[p] - 1
+    if v30 < 0x7F and v30 <= len(b) - p - 1:
+        p += 1
+    else:
+        v30, p = _p.read_compact_array_length(b, p)
     if v30 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -300,7 +327,11 @@ def _dec_ShareFetchableTopicResponse_0(b, p):
         for _ in range(v30):
             v31, p = _dec_PartitionData_0(b, p)
             v29.append(v31)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareFetchableTopicResponse)
     o.topic_id = v28
     o.partitions = v29
@@ -314,7 +345,10 @@ def _enc_ShareFetchableTopicResponse_0(w, o):
     v32 = o.partitions
     if v32 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             _enc_PartitionData_0(w, v33)
@@ -328,7 +362,11 @@ def _dec_ShareFetchResponse_0(b, p):
     v34, v35 = _S3.unpack_from(b, p)
     p += 6
     v37, p = _p.read_compact_nullable_string(b, p)
-    v39, p = _p.read_compact_array_length(b, p)
+    v39 = b[p] - 1
+    if v39 < 0x7F and v39 <= len(b) - p - 1:
+        p += 1
+    else:
+        v39, p = _p.read_compact_array_length(b, p)
     if v39 < 0:
         raise _DecodeError('non-nullable field Responses was serialized as null')
     else:
@@ -336,7 +374,11 @@ def _dec_ShareFetchResponse_0(b, p):
         for _ in range(v39):
             v40, p = _dec_ShareFetchableTopicResponse_0(b, p)
             v38.append(v40)
-    v42, p = _p.read_compact_array_length(b, p)
+    v42 = b[p] - 1
+    if v42 < 0x7F and v42 <= len(b) - p - 1:
+        p += 1
+    else:
+        v42, p = _p.read_compact_array_length(b, p)
     if v42 < 0:
         raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
     else:
@@ -344,7 +386,11 @@ def _dec_ShareFetchResponse_0(b, p):
         for _ in range(v42):
             v43, p = _dec_NodeEndpoint_0(b, p)
             v41.append(v43)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareFetchResponse)
     o.throttle_time_ms = v34
     o.error_code = v35
@@ -362,14 +408,20 @@ def _enc_ShareFetchResponse_0(w, o):
     v44 = o.responses
     if v44 is None:
         raise _EncodeError('field Responses is not nullable in version 0')
-    _p.write_compact_array_length(w, v44)
+    if len(v44) < 0x7F:
+        buf.append(len(v44) + 1)
+    else:
+        _p.write_compact_array_length(w, v44)
     if v44:
         for v45 in v44:
             _enc_ShareFetchableTopicResponse_0(w, v45)
     v46 = o.node_endpoints
     if v46 is None:
         raise _EncodeError('field NodeEndpoints is not nullable in version 0')
-    _p.write_compact_array_length(w, v46)
+    if len(v46) < 0x7F:
+        buf.append(len(v46) + 1)
+    else:
+        _p.write_compact_array_length(w, v46)
     if v46:
         for v47 in v46:
             _enc_NodeEndpoint_0(w, v47)

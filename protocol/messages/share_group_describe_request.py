@@ -35,7 +35,11 @@ class ShareGroupDescribeRequest(Message):
 
 
 def _dec_ShareGroupDescribeRequest_0(b, p):
-    v2, p = _p.read_compact_array_length(b, p)
+    v2 = b[p] - 1
+    if v2 < 0x7F and v2 <= len(b) - p - 1:
+        p += 1
+    else:
+        v2, p = _p.read_compact_array_length(b, p)
     if v2 < 0:
         raise _DecodeError('non-nullable field GroupIds was serialized as null')
     else:
@@ -45,7 +49,11 @@ def _dec_ShareGroupDescribeRequest_0(b, p):
             v1.append(v3)
     v4, = _S0.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareGroupDescribeRequest)
     o.group_ids = v1
     o.include_authorized_operations = v4
@@ -58,7 +66,10 @@ def _enc_ShareGroupDescribeRequest_0(w, o):
     v5 = o.group_ids
     if v5 is None:
         raise _EncodeError('field GroupIds is not nullable in version 0')
-    _p.write_compact_array_length(w, v5)
+    if len(v5) < 0x7F:
+        buf.append(len(v5) + 1)
+    else:
+        _p.write_compact_array_length(w, v5)
     if v5:
         for v6 in v5:
             if v6 is None:

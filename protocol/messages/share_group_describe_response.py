@@ -150,12 +150,20 @@ def _dec_TopicPartitions_0(b, p):
     p += 16
     v1 = _UUID(bytes=bytes(v1))
     v3, p = _p.read_compact_string(b, p)
-    v5, p = _p.read_compact_array_length(b, p)
+    v5 = b[p] - 1
+    if v5 < 0x7F and v5 <= len(b) - p - 1:
+        p += 1
+    else:
+        v5, p = _p.read_compact_array_length(b, p)
     if v5 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v4, p = _p.read_int_array(b, p, v5, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicPartitions)
     o.topic_id = v1
     o.topic_name = v3
@@ -173,7 +181,10 @@ def _enc_TopicPartitions_0(w, o):
     v6 = o.partitions
     if v6 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v6)
+    if len(v6) < 0x7F:
+        buf.append(len(v6) + 1)
+    else:
+        _p.write_compact_array_length(w, v6)
     if v6:
         buf += _pack(f'>{len(v6)}i', *v6)
     if o.unknown_tags:
@@ -183,7 +194,11 @@ def _enc_TopicPartitions_0(w, o):
 
 
 def _dec_Assignment_0(b, p):
-    v8, p = _p.read_compact_array_length(b, p)
+    v8 = b[p] - 1
+    if v8 < 0x7F and v8 <= len(b) - p - 1:
+        p += 1
+    else:
+        v8, p = _p.read_compact_array_length(b, p)
     if v8 < 0:
         raise _DecodeError('non-nullable field TopicPartitions was serialized as null')
     else:
@@ -191,7 +206,11 @@ def _dec_Assignment_0(b, p):
         for _ in range(v8):
             v9, p = _dec_TopicPartitions_0(b, p)
             v7.append(v9)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Assignment)
     o.topic_partitions = v7
     o.unknown_tags = tags
@@ -203,7 +222,10 @@ def _enc_Assignment_0(w, o):
     v10 = o.topic_partitions
     if v10 is None:
         raise _EncodeError('field TopicPartitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         for v11 in v10:
             _enc_TopicPartitions_0(w, v11)
@@ -220,7 +242,11 @@ def _dec_Member_0(b, p):
     p += 4
     v18, p = _p.read_compact_string(b, p)
     v20, p = _p.read_compact_string(b, p)
-    v22, p = _p.read_compact_array_length(b, p)
+    v22 = b[p] - 1
+    if v22 < 0x7F and v22 <= len(b) - p - 1:
+        p += 1
+    else:
+        v22, p = _p.read_compact_array_length(b, p)
     if v22 < 0:
         raise _DecodeError('non-nullable field SubscribedTopicNames was serialized as null')
     else:
@@ -229,7 +255,11 @@ def _dec_Member_0(b, p):
             v23, p = _p.read_compact_string(b, p)
             v21.append(v23)
     v25, p = _dec_Assignment_0(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Member)
     o.member_id = v13
     o.rack_id = v15
@@ -258,7 +288,10 @@ def _enc_Member_0(w, o):
     v26 = o.subscribed_topic_names
     if v26 is None:
         raise _EncodeError('field SubscribedTopicNames is not nullable in version 0')
-    _p.write_compact_array_length(w, v26)
+    if len(v26) < 0x7F:
+        buf.append(len(v26) + 1)
+    else:
+        _p.write_compact_array_length(w, v26)
     if v26:
         for v27 in v26:
             if v27 is None:
@@ -280,7 +313,11 @@ def _dec_DescribedGroup_0(b, p):
     v35, v36 = _S3.unpack_from(b, p)
     p += 8
     v38, p = _p.read_compact_string(b, p)
-    v40, p = _p.read_compact_array_length(b, p)
+    v40 = b[p] - 1
+    if v40 < 0x7F and v40 <= len(b) - p - 1:
+        p += 1
+    else:
+        v40, p = _p.read_compact_array_length(b, p)
     if v40 < 0:
         raise _DecodeError('non-nullable field Members was serialized as null')
     else:
@@ -290,7 +327,11 @@ def _dec_DescribedGroup_0(b, p):
             v39.append(v41)
     v42, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(DescribedGroup)
     o.error_code = v28
     o.error_message = v30
@@ -322,7 +363,10 @@ def _enc_DescribedGroup_0(w, o):
     v43 = o.members
     if v43 is None:
         raise _EncodeError('field Members is not nullable in version 0')
-    _p.write_compact_array_length(w, v43)
+    if len(v43) < 0x7F:
+        buf.append(len(v43) + 1)
+    else:
+        _p.write_compact_array_length(w, v43)
     if v43:
         for v44 in v43:
             _enc_Member_0(w, v44)
@@ -336,7 +380,11 @@ def _enc_DescribedGroup_0(w, o):
 def _dec_ShareGroupDescribeResponse_0(b, p):
     v45, = _S1.unpack_from(b, p)
     p += 4
-    v47, p = _p.read_compact_array_length(b, p)
+    v47 = b[p] - 1
+    if v47 < 0x7F and v47 <= len(b) - p - 1:
+        p += 1
+    else:
+        v47, p = _p.read_compact_array_length(b, p)
     if v47 < 0:
         raise _DecodeError('non-nullable field Groups was serialized as null')
     else:
@@ -344,7 +392,11 @@ def _dec_ShareGroupDescribeResponse_0(b, p):
         for _ in range(v47):
             v48, p = _dec_DescribedGroup_0(b, p)
             v46.append(v48)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareGroupDescribeResponse)
     o.throttle_time_ms = v45
     o.groups = v46
@@ -358,7 +410,10 @@ def _enc_ShareGroupDescribeResponse_0(w, o):
     v49 = o.groups
     if v49 is None:
         raise _EncodeError('field Groups is not nullable in version 0')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_DescribedGroup_0(w, v50)

@@ -49,7 +49,11 @@ def _dec_ShareGroupHeartbeatRequest_0(b, p):
     v5, = _S0.unpack_from(b, p)
     p += 4
     v7, p = _p.read_compact_nullable_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         v8 = None
     else:
@@ -57,7 +61,11 @@ def _dec_ShareGroupHeartbeatRequest_0(b, p):
         for _ in range(v9):
             v10, p = _p.read_compact_string(b, p)
             v8.append(v10)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareGroupHeartbeatRequest)
     o.group_id = v2
     o.member_id = v4

@@ -88,12 +88,20 @@ def _dec_TopicPartitions_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 16
     v1 = _UUID(bytes=bytes(v1))
-    v3, p = _p.read_compact_array_length(b, p)
+    v3 = b[p] - 1
+    if v3 < 0x7F and v3 <= len(b) - p - 1:
+        p += 1
+    else:
+        v3, p = _p.read_compact_array_length(b, p)
     if v3 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
         v2, p = _p.read_int_array(b, p, v3, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicPartitions)
     o.topic_id = v1
     o.partitions = v2
@@ -107,7 +115,10 @@ def _enc_TopicPartitions_0(w, o):
     v4 = o.partitions
     if v4 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v4)
+    if len(v4) < 0x7F:
+        buf.append(len(v4) + 1)
+    else:
+        _p.write_compact_array_length(w, v4)
     if v4:
         buf += _pack(f'>{len(v4)}i', *v4)
     if o.unknown_tags:
@@ -117,7 +128,11 @@ def _enc_TopicPartitions_0(w, o):
 
 
 def _dec_Assignment_0(b, p):
-    v6, p = _p.read_compact_array_length(b, p)
+    v6 = b[p] - 1
+    if v6 < 0x7F and v6 <= len(b) - p - 1:
+        p += 1
+    else:
+        v6, p = _p.read_compact_array_length(b, p)
     if v6 < 0:
         raise _DecodeError('non-nullable field TopicPartitions was serialized as null')
     else:
@@ -125,7 +140,11 @@ def _dec_Assignment_0(b, p):
         for _ in range(v6):
             v7, p = _dec_TopicPartitions_0(b, p)
             v5.append(v7)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Assignment)
     o.topic_partitions = v5
     o.unknown_tags = tags
@@ -137,7 +156,10 @@ def _enc_Assignment_0(w, o):
     v8 = o.topic_partitions
     if v8 is None:
         raise _EncodeError('field TopicPartitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v8)
+    if len(v8) < 0x7F:
+        buf.append(len(v8) + 1)
+    else:
+        _p.write_compact_array_length(w, v8)
     if v8:
         for v9 in v8:
             _enc_TopicPartitions_0(w, v9)
@@ -159,7 +181,11 @@ def _dec_ShareGroupHeartbeatResponse_0(b, p):
         v19 = None
     else:
         v19, p = _dec_Assignment_0(b, p + 1)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(ShareGroupHeartbeatResponse)
     o.throttle_time_ms = v10
     o.error_code = v11

@@ -152,7 +152,11 @@ def _enc_StopReplicaPartitionState_0(w, o):
 
 
 def _dec_StopReplicaPartitionState_2(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaPartitionState)
     o.partition_index = 0
     o.leader_epoch = -1
@@ -178,7 +182,11 @@ def _enc_StopReplicaPartitionState_2(w, o):
 def _dec_StopReplicaPartitionState_3(b, p):
     v1, v2, v3 = _S0.unpack_from(b, p)
     p += 9
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaPartitionState)
     o.partition_index = v1
     o.leader_epoch = v2
@@ -213,7 +221,11 @@ def _enc_StopReplicaTopicState_0(w, o):
 
 
 def _dec_StopReplicaTopicState_2(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaTopicState)
     o.topic_name = ''
     o.partition_states = []
@@ -235,7 +247,11 @@ def _enc_StopReplicaTopicState_2(w, o):
 
 def _dec_StopReplicaTopicState_3(b, p):
     v5, p = _p.read_compact_string(b, p)
-    v7, p = _p.read_compact_array_length(b, p)
+    v7 = b[p] - 1
+    if v7 < 0x7F and v7 <= len(b) - p - 1:
+        p += 1
+    else:
+        v7, p = _p.read_compact_array_length(b, p)
     if v7 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -243,7 +259,11 @@ def _dec_StopReplicaTopicState_3(b, p):
         for _ in range(v7):
             v8, p = _dec_StopReplicaPartitionState_3(b, p)
             v6.append(v8)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaTopicState)
     o.topic_name = v5
     o.partition_states = v6
@@ -259,7 +279,10 @@ def _enc_StopReplicaTopicState_3(w, o):
     v9 = o.partition_states
     if v9 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 3')
-    _p.write_compact_array_length(w, v9)
+    if len(v9) < 0x7F:
+        buf.append(len(v9) + 1)
+    else:
+        _p.write_compact_array_length(w, v9)
     if v9:
         for v10 in v9:
             _enc_StopReplicaPartitionState_3(w, v10)
@@ -307,19 +330,27 @@ def _enc_StopReplicaTopicV1_1(w, o):
     v15 = o.partition_indexes
     if v15 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 1')
-    _p.write_array_length(w, v15)
+    buf += _p.INT32.pack(-1 if v15 is None else len(v15))
     if v15:
         buf += _pack(f'>{len(v15)}i', *v15)
 
 
 def _dec_StopReplicaTopicV1_2(b, p):
     v17, p = _p.read_compact_string(b, p)
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v18, p = _p.read_int_array(b, p, v19, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaTopicV1)
     o.name = v17
     o.partition_indexes = v18
@@ -335,7 +366,10 @@ def _enc_StopReplicaTopicV1_2(w, o):
     v20 = o.partition_indexes
     if v20 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 2')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         buf += _pack(f'>{len(v20)}i', *v20)
     if o.unknown_tags:
@@ -345,7 +379,11 @@ def _enc_StopReplicaTopicV1_2(w, o):
 
 
 def _dec_StopReplicaTopicV1_3(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaTopicV1)
     o.name = ''
     o.partition_indexes = []
@@ -401,7 +439,11 @@ def _enc_StopReplicaPartitionV0_1(w, o):
 
 
 def _dec_StopReplicaPartitionV0_2(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaPartitionV0)
     o.topic_name = ''
     o.partition_index = 0
@@ -463,7 +505,7 @@ def _enc_StopReplicaRequest_0(w, o):
     v30 = o.ungrouped_partitions
     if v30 is None:
         raise _EncodeError('field UngroupedPartitions is not nullable in version 0')
-    _p.write_array_length(w, v30)
+    buf += _p.INT32.pack(-1 if v30 is None else len(v30))
     if v30:
         for v31 in v30:
             _enc_StopReplicaPartitionV0_0(w, v31)
@@ -508,7 +550,7 @@ def _enc_StopReplicaRequest_1(w, o):
     v39 = o.topics
     if v39 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_array_length(w, v39)
+    buf += _p.INT32.pack(-1 if v39 is None else len(v39))
     if v39:
         for v40 in v39:
             _enc_StopReplicaTopicV1_1(w, v40)
@@ -519,7 +561,11 @@ def _dec_StopReplicaRequest_2(b, p):
     p += 4
     v42, v43, v44 = _S3.unpack_from(b, p)
     p += 13
-    v46, p = _p.read_compact_array_length(b, p)
+    v46 = b[p] - 1
+    if v46 < 0x7F and v46 <= len(b) - p - 1:
+        p += 1
+    else:
+        v46, p = _p.read_compact_array_length(b, p)
     if v46 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -527,7 +573,11 @@ def _dec_StopReplicaRequest_2(b, p):
         for _ in range(v46):
             v47, p = _dec_StopReplicaTopicV1_2(b, p)
             v45.append(v47)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaRequest)
     o.controller_id = v41
     o.is_k_raft_controller = False
@@ -554,7 +604,10 @@ def _enc_StopReplicaRequest_2(w, o):
     v48 = o.topics
     if v48 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_compact_array_length(w, v48)
+    if len(v48) < 0x7F:
+        buf.append(len(v48) + 1)
+    else:
+        _p.write_compact_array_length(w, v48)
     if v48:
         for v49 in v48:
             _enc_StopReplicaTopicV1_2(w, v49)
@@ -569,7 +622,11 @@ def _dec_StopReplicaRequest_3(b, p):
     p += 4
     v51, v52 = _S4.unpack_from(b, p)
     p += 12
-    v54, p = _p.read_compact_array_length(b, p)
+    v54 = b[p] - 1
+    if v54 < 0x7F and v54 <= len(b) - p - 1:
+        p += 1
+    else:
+        v54, p = _p.read_compact_array_length(b, p)
     if v54 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -577,7 +634,11 @@ def _dec_StopReplicaRequest_3(b, p):
         for _ in range(v54):
             v55, p = _dec_StopReplicaTopicState_3(b, p)
             v53.append(v55)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaRequest)
     o.controller_id = v50
     o.is_k_raft_controller = False
@@ -606,7 +667,10 @@ def _enc_StopReplicaRequest_3(w, o):
     v56 = o.topic_states
     if v56 is None:
         raise _EncodeError('field TopicStates is not nullable in version 3')
-    _p.write_compact_array_length(w, v56)
+    if len(v56) < 0x7F:
+        buf.append(len(v56) + 1)
+    else:
+        _p.write_compact_array_length(w, v56)
     if v56:
         for v57 in v56:
             _enc_StopReplicaTopicState_3(w, v57)
@@ -619,7 +683,11 @@ def _enc_StopReplicaRequest_3(w, o):
 def _dec_StopReplicaRequest_4(b, p):
     v58, v59, v60, v61 = _S5.unpack_from(b, p)
     p += 17
-    v63, p = _p.read_compact_array_length(b, p)
+    v63 = b[p] - 1
+    if v63 < 0x7F and v63 <= len(b) - p - 1:
+        p += 1
+    else:
+        v63, p = _p.read_compact_array_length(b, p)
     if v63 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -627,7 +695,11 @@ def _dec_StopReplicaRequest_4(b, p):
         for _ in range(v63):
             v64, p = _dec_StopReplicaTopicState_3(b, p)
             v62.append(v64)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaRequest)
     o.controller_id = v58
     o.is_k_raft_controller = v59
@@ -653,7 +725,10 @@ def _enc_StopReplicaRequest_4(w, o):
     v65 = o.topic_states
     if v65 is None:
         raise _EncodeError('field TopicStates is not nullable in version 4')
-    _p.write_compact_array_length(w, v65)
+    if len(v65) < 0x7F:
+        buf.append(len(v65) + 1)
+    else:
+        _p.write_compact_array_length(w, v65)
     if v65:
         for v66 in v65:
             _enc_StopReplicaTopicState_3(w, v66)

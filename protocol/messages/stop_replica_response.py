@@ -80,7 +80,11 @@ def _dec_StopReplicaPartitionError_2(b, p):
     v6, p = _p.read_compact_string(b, p)
     v7, v8 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaPartitionError)
     o.topic_name = v6
     o.partition_index = v7
@@ -125,7 +129,7 @@ def _enc_StopReplicaResponse_0(w, o):
     v13 = o.partition_errors
     if v13 is None:
         raise _EncodeError('field PartitionErrors is not nullable in version 0')
-    _p.write_array_length(w, v13)
+    buf += _p.INT32.pack(-1 if v13 is None else len(v13))
     if v13:
         for v14 in v13:
             _enc_StopReplicaPartitionError_0(w, v14)
@@ -134,7 +138,11 @@ def _enc_StopReplicaResponse_0(w, o):
 def _dec_StopReplicaResponse_2(b, p):
     v15, = _S1.unpack_from(b, p)
     p += 2
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field PartitionErrors was serialized as null')
     else:
@@ -142,7 +150,11 @@ def _dec_StopReplicaResponse_2(b, p):
         for _ in range(v17):
             v18, p = _dec_StopReplicaPartitionError_2(b, p)
             v16.append(v18)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StopReplicaResponse)
     o.error_code = v15
     o.partition_errors = v16
@@ -156,7 +168,10 @@ def _enc_StopReplicaResponse_2(w, o):
     v19 = o.partition_errors
     if v19 is None:
         raise _EncodeError('field PartitionErrors is not nullable in version 2')
-    _p.write_compact_array_length(w, v19)
+    if len(v19) < 0x7F:
+        buf.append(len(v19) + 1)
+    else:
+        _p.write_compact_array_length(w, v19)
     if v19:
         for v20 in v19:
             _enc_StopReplicaPartitionError_2(w, v20)

@@ -90,7 +90,11 @@ def _enc_SyncGroupRequestAssignment_0(w, o):
 def _dec_SyncGroupRequestAssignment_4(b, p):
     v6, p = _p.read_compact_string(b, p)
     v8, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SyncGroupRequestAssignment)
     o.member_id = v6
     o.assignment = v8
@@ -151,7 +155,7 @@ def _enc_SyncGroupRequest_0(w, o):
     v17 = o.assignments
     if v17 is None:
         raise _EncodeError('field Assignments is not nullable in version 0')
-    _p.write_array_length(w, v17)
+    buf += _p.INT32.pack(-1 if v17 is None else len(v17))
     if v17:
         for v18 in v17:
             _enc_SyncGroupRequestAssignment_0(w, v18)
@@ -196,7 +200,7 @@ def _enc_SyncGroupRequest_3(w, o):
     v29 = o.assignments
     if v29 is None:
         raise _EncodeError('field Assignments is not nullable in version 3')
-    _p.write_array_length(w, v29)
+    buf += _p.INT32.pack(-1 if v29 is None else len(v29))
     if v29:
         for v30 in v29:
             _enc_SyncGroupRequestAssignment_0(w, v30)
@@ -208,7 +212,11 @@ def _dec_SyncGroupRequest_4(b, p):
     p += 4
     v35, p = _p.read_compact_string(b, p)
     v37, p = _p.read_compact_nullable_string(b, p)
-    v39, p = _p.read_compact_array_length(b, p)
+    v39 = b[p] - 1
+    if v39 < 0x7F and v39 <= len(b) - p - 1:
+        p += 1
+    else:
+        v39, p = _p.read_compact_array_length(b, p)
     if v39 < 0:
         raise _DecodeError('non-nullable field Assignments was serialized as null')
     else:
@@ -216,7 +224,11 @@ def _dec_SyncGroupRequest_4(b, p):
         for _ in range(v39):
             v40, p = _dec_SyncGroupRequestAssignment_4(b, p)
             v38.append(v40)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SyncGroupRequest)
     o.group_id = v32
     o.generation_id = v33
@@ -242,7 +254,10 @@ def _enc_SyncGroupRequest_4(w, o):
     v41 = o.assignments
     if v41 is None:
         raise _EncodeError('field Assignments is not nullable in version 4')
-    _p.write_compact_array_length(w, v41)
+    if len(v41) < 0x7F:
+        buf.append(len(v41) + 1)
+    else:
+        _p.write_compact_array_length(w, v41)
     if v41:
         for v42 in v41:
             _enc_SyncGroupRequestAssignment_4(w, v42)
@@ -260,7 +275,11 @@ def _dec_SyncGroupRequest_5(b, p):
     v49, p = _p.read_compact_nullable_string(b, p)
     v51, p = _p.read_compact_nullable_string(b, p)
     v53, p = _p.read_compact_nullable_string(b, p)
-    v55, p = _p.read_compact_array_length(b, p)
+    v55 = b[p] - 1
+    if v55 < 0x7F and v55 <= len(b) - p - 1:
+        p += 1
+    else:
+        v55, p = _p.read_compact_array_length(b, p)
     if v55 < 0:
         raise _DecodeError('non-nullable field Assignments was serialized as null')
     else:
@@ -268,7 +287,11 @@ def _dec_SyncGroupRequest_5(b, p):
         for _ in range(v55):
             v56, p = _dec_SyncGroupRequestAssignment_4(b, p)
             v54.append(v56)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SyncGroupRequest)
     o.group_id = v44
     o.generation_id = v45
@@ -296,7 +319,10 @@ def _enc_SyncGroupRequest_5(w, o):
     v57 = o.assignments
     if v57 is None:
         raise _EncodeError('field Assignments is not nullable in version 5')
-    _p.write_compact_array_length(w, v57)
+    if len(v57) < 0x7F:
+        buf.append(len(v57) + 1)
+    else:
+        _p.write_compact_array_length(w, v57)
     if v57:
         for v58 in v57:
             _enc_SyncGroupRequestAssignment_4(w, v58)

@@ -92,7 +92,11 @@ def _dec_SyncGroupResponse_4(b, p):
     v8, v9 = _S1.unpack_from(b, p)
     p += 6
     v11, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SyncGroupResponse)
     o.throttle_time_ms = v8
     o.error_code = v9
@@ -121,7 +125,11 @@ def _dec_SyncGroupResponse_5(b, p):
     v15, p = _p.read_compact_nullable_string(b, p)
     v17, p = _p.read_compact_nullable_string(b, p)
     v19, p = _p.read_compact_bytes(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(SyncGroupResponse)
     o.throttle_time_ms = v12
     o.error_code = v13

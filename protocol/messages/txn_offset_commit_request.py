@@ -139,7 +139,11 @@ def _dec_TxnOffsetCommitRequestPartition_3(b, p):
     v10, v11, v12 = _S1.unpack_from(b, p)
     p += 16
     v14, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TxnOffsetCommitRequestPartition)
     o.partition_index = v10
     o.committed_offset = v11
@@ -184,7 +188,7 @@ def _enc_TxnOffsetCommitRequestTopic_0(w, o):
     v20 = o.partitions
     if v20 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v20)
+    buf += _p.INT32.pack(-1 if v20 is None else len(v20))
     if v20:
         for v21 in v20:
             _enc_TxnOffsetCommitRequestPartition_0(w, v21)
@@ -215,7 +219,7 @@ def _enc_TxnOffsetCommitRequestTopic_2(w, o):
     v27 = o.partitions
     if v27 is None:
         raise _EncodeError('field Partitions is not nullable in version 2')
-    _p.write_array_length(w, v27)
+    buf += _p.INT32.pack(-1 if v27 is None else len(v27))
     if v27:
         for v28 in v27:
             _enc_TxnOffsetCommitRequestPartition_2(w, v28)
@@ -223,7 +227,11 @@ def _enc_TxnOffsetCommitRequestTopic_2(w, o):
 
 def _dec_TxnOffsetCommitRequestTopic_3(b, p):
     v30, p = _p.read_compact_string(b, p)
-    v32, p = _p.read_compact_array_length(b, p)
+    v32 = b[p] - 1
+    if v32 < 0x7F and v32 <= len(b) - p - 1:
+        p += 1
+    else:
+        v32, p = _p.read_compact_array_length(b, p)
     if v32 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -231,7 +239,11 @@ def _dec_TxnOffsetCommitRequestTopic_3(b, p):
         for _ in range(v32):
             v33, p = _dec_TxnOffsetCommitRequestPartition_3(b, p)
             v31.append(v33)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TxnOffsetCommitRequestTopic)
     o.name = v30
     o.partitions = v31
@@ -247,7 +259,10 @@ def _enc_TxnOffsetCommitRequestTopic_3(w, o):
     v34 = o.partitions
     if v34 is None:
         raise _EncodeError('field Partitions is not nullable in version 3')
-    _p.write_compact_array_length(w, v34)
+    if len(v34) < 0x7F:
+        buf.append(len(v34) + 1)
+    else:
+        _p.write_compact_array_length(w, v34)
     if v34:
         for v35 in v34:
             _enc_TxnOffsetCommitRequestPartition_3(w, v35)
@@ -301,7 +316,7 @@ def _enc_TxnOffsetCommitRequest_0(w, o):
     v45 = o.topics
     if v45 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v45)
+    buf += _p.INT32.pack(-1 if v45 is None else len(v45))
     if v45:
         for v46 in v45:
             _enc_TxnOffsetCommitRequestTopic_0(w, v46)
@@ -351,7 +366,7 @@ def _enc_TxnOffsetCommitRequest_2(w, o):
     v56 = o.topics
     if v56 is None:
         raise _EncodeError('field Topics is not nullable in version 2')
-    _p.write_array_length(w, v56)
+    buf += _p.INT32.pack(-1 if v56 is None else len(v56))
     if v56:
         for v57 in v56:
             _enc_TxnOffsetCommitRequestTopic_2(w, v57)
@@ -364,7 +379,11 @@ def _dec_TxnOffsetCommitRequest_3(b, p):
     p += 14
     v66, p = _p.read_compact_string(b, p)
     v68, p = _p.read_compact_nullable_string(b, p)
-    v70, p = _p.read_compact_array_length(b, p)
+    v70 = b[p] - 1
+    if v70 < 0x7F and v70 <= len(b) - p - 1:
+        p += 1
+    else:
+        v70, p = _p.read_compact_array_length(b, p)
     if v70 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -372,7 +391,11 @@ def _dec_TxnOffsetCommitRequest_3(b, p):
         for _ in range(v70):
             v71, p = _dec_TxnOffsetCommitRequestTopic_3(b, p)
             v69.append(v71)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TxnOffsetCommitRequest)
     o.transactional_id = v59
     o.group_id = v61
@@ -402,7 +425,10 @@ def _enc_TxnOffsetCommitRequest_3(w, o):
     v72 = o.topics
     if v72 is None:
         raise _EncodeError('field Topics is not nullable in version 3')
-    _p.write_compact_array_length(w, v72)
+    if len(v72) < 0x7F:
+        buf.append(len(v72) + 1)
+    else:
+        _p.write_compact_array_length(w, v72)
     if v72:
         for v73 in v72:
             _enc_TxnOffsetCommitRequestTopic_3(w, v73)

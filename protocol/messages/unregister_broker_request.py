@@ -34,7 +34,11 @@ class UnregisterBrokerRequest(Message):
 def _dec_UnregisterBrokerRequest_0(b, p):
     v1, = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UnregisterBrokerRequest)
     o.broker_id = v1
     o.unknown_tags = tags

@@ -69,7 +69,11 @@ def _dec_FeatureUpdateKey_0(b, p):
     v2, p = _p.read_compact_string(b, p)
     v3, v4 = _S0.unpack_from(b, p)
     p += 3
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FeatureUpdateKey)
     o.feature = v2
     o.max_version_level = v3
@@ -99,7 +103,11 @@ def _dec_FeatureUpdateKey_1(b, p):
     p += 2
     v8, = _S2.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(FeatureUpdateKey)
     o.feature = v6
     o.max_version_level = v7
@@ -127,7 +135,11 @@ def _enc_FeatureUpdateKey_1(w, o):
 def _dec_UpdateFeaturesRequest_0(b, p):
     v9, = _S3.unpack_from(b, p)
     p += 4
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field FeatureUpdates was serialized as null')
     else:
@@ -135,7 +147,11 @@ def _dec_UpdateFeaturesRequest_0(b, p):
         for _ in range(v11):
             v12, p = _dec_FeatureUpdateKey_0(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateFeaturesRequest)
     o.timeout_ms = v9
     o.feature_updates = v10
@@ -152,7 +168,10 @@ def _enc_UpdateFeaturesRequest_0(w, o):
     v13 = o.feature_updates
     if v13 is None:
         raise _EncodeError('field FeatureUpdates is not nullable in version 0')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         for v14 in v13:
             _enc_FeatureUpdateKey_0(w, v14)
@@ -165,7 +184,11 @@ def _enc_UpdateFeaturesRequest_0(w, o):
 def _dec_UpdateFeaturesRequest_1(b, p):
     v15, = _S3.unpack_from(b, p)
     p += 4
-    v17, p = _p.read_compact_array_length(b, p)
+    v17 = b[p] - 1
+    if v17 < 0x7F and v17 <= len(b) - p - 1:
+        p += 1
+    else:
+        v17, p = _p.read_compact_array_length(b, p)
     if v17 < 0:
         raise _DecodeError('non-nullable field FeatureUpdates was serialized as null')
     else:
@@ -175,7 +198,11 @@ def _dec_UpdateFeaturesRequest_1(b, p):
             v16.append(v18)
     v19, = _S4.unpack_from(b, p)
     p += 1
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateFeaturesRequest)
     o.timeout_ms = v15
     o.feature_updates = v16
@@ -190,7 +217,10 @@ def _enc_UpdateFeaturesRequest_1(w, o):
     v20 = o.feature_updates
     if v20 is None:
         raise _EncodeError('field FeatureUpdates is not nullable in version 1')
-    _p.write_compact_array_length(w, v20)
+    if len(v20) < 0x7F:
+        buf.append(len(v20) + 1)
+    else:
+        _p.write_compact_array_length(w, v20)
     if v20:
         for v21 in v20:
             _enc_FeatureUpdateKey_1(w, v21)

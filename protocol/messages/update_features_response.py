@@ -67,7 +67,11 @@ def _dec_UpdatableFeatureResult_0(b, p):
     v3, = _S0.unpack_from(b, p)
     p += 2
     v5, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdatableFeatureResult)
     o.feature = v2
     o.error_code = v3
@@ -93,7 +97,11 @@ def _dec_UpdateFeaturesResponse_0(b, p):
     v6, v7 = _S1.unpack_from(b, p)
     p += 6
     v9, p = _p.read_compact_nullable_string(b, p)
-    v11, p = _p.read_compact_array_length(b, p)
+    v11 = b[p] - 1
+    if v11 < 0x7F and v11 <= len(b) - p - 1:
+        p += 1
+    else:
+        v11, p = _p.read_compact_array_length(b, p)
     if v11 < 0:
         raise _DecodeError('non-nullable field Results was serialized as null')
     else:
@@ -101,7 +109,11 @@ def _dec_UpdateFeaturesResponse_0(b, p):
         for _ in range(v11):
             v12, p = _dec_UpdatableFeatureResult_0(b, p)
             v10.append(v12)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateFeaturesResponse)
     o.throttle_time_ms = v6
     o.error_code = v7
@@ -118,7 +130,10 @@ def _enc_UpdateFeaturesResponse_0(w, o):
     v13 = o.results
     if v13 is None:
         raise _EncodeError('field Results is not nullable in version 0')
-    _p.write_compact_array_length(w, v13)
+    if len(v13) < 0x7F:
+        buf.append(len(v13) + 1)
+    else:
+        _p.write_compact_array_length(w, v13)
     if v13:
         for v14 in v13:
             _enc_UpdatableFeatureResult_0(w, v14)
@@ -132,7 +147,11 @@ def _dec_UpdateFeaturesResponse_2(b, p):
     v15, v16 = _S1.unpack_from(b, p)
     p += 6
     v18, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateFeaturesResponse)
     o.throttle_time_ms = v15
     o.error_code = v16

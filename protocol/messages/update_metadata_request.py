@@ -247,7 +247,11 @@ def _dec_UpdateMetadataEndpoint_6(b, p):
     v15, p = _p.read_compact_string(b, p)
     v16, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataEndpoint)
     o.port = v11
     o.host = v13
@@ -325,7 +329,7 @@ def _enc_UpdateMetadataBroker_1(w, o):
     v25 = o.endpoints
     if v25 is None:
         raise _EncodeError('field Endpoints is not nullable in version 1')
-    _p.write_array_length(w, v25)
+    buf += _p.INT32.pack(-1 if v25 is None else len(v25))
     if v25:
         for v26 in v25:
             _enc_UpdateMetadataEndpoint_1(w, v26)
@@ -359,7 +363,7 @@ def _enc_UpdateMetadataBroker_2(w, o):
     v33 = o.endpoints
     if v33 is None:
         raise _EncodeError('field Endpoints is not nullable in version 2')
-    _p.write_array_length(w, v33)
+    buf += _p.INT32.pack(-1 if v33 is None else len(v33))
     if v33:
         for v34 in v33:
             _enc_UpdateMetadataEndpoint_1(w, v34)
@@ -394,7 +398,7 @@ def _enc_UpdateMetadataBroker_3(w, o):
     v41 = o.endpoints
     if v41 is None:
         raise _EncodeError('field Endpoints is not nullable in version 3')
-    _p.write_array_length(w, v41)
+    buf += _p.INT32.pack(-1 if v41 is None else len(v41))
     if v41:
         for v42 in v41:
             _enc_UpdateMetadataEndpoint_3(w, v42)
@@ -404,7 +408,11 @@ def _enc_UpdateMetadataBroker_3(w, o):
 def _dec_UpdateMetadataBroker_6(b, p):
     v43, = _S0.unpack_from(b, p)
     p += 4
-    v45, p = _p.read_compact_array_length(b, p)
+    v45 = b[p] - 1
+    if v45 < 0x7F and v45 <= len(b) - p - 1:
+        p += 1
+    else:
+        v45, p = _p.read_compact_array_length(b, p)
     if v45 < 0:
         raise _DecodeError('non-nullable field Endpoints was serialized as null')
     else:
@@ -413,7 +421,11 @@ def _dec_UpdateMetadataBroker_6(b, p):
             v46, p = _dec_UpdateMetadataEndpoint_6(b, p)
             v44.append(v46)
     v48, p = _p.read_compact_nullable_string(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataBroker)
     o.id = v43
     o.v0_host = ''
@@ -430,7 +442,10 @@ def _enc_UpdateMetadataBroker_6(w, o):
     v49 = o.endpoints
     if v49 is None:
         raise _EncodeError('field Endpoints is not nullable in version 6')
-    _p.write_compact_array_length(w, v49)
+    if len(v49) < 0x7F:
+        buf.append(len(v49) + 1)
+    else:
+        _p.write_compact_array_length(w, v49)
     if v49:
         for v50 in v49:
             _enc_UpdateMetadataEndpoint_6(w, v50)
@@ -484,7 +499,7 @@ def _enc_UpdateMetadataTopicState_5(w, o):
     v56 = o.partition_states
     if v56 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 5')
-    _p.write_array_length(w, v56)
+    buf += _p.INT32.pack(-1 if v56 is None else len(v56))
     if v56:
         for v57 in v56:
             _enc_UpdateMetadataPartitionState_5(w, v57)
@@ -492,7 +507,11 @@ def _enc_UpdateMetadataTopicState_5(w, o):
 
 def _dec_UpdateMetadataTopicState_6(b, p):
     v59, p = _p.read_compact_string(b, p)
-    v61, p = _p.read_compact_array_length(b, p)
+    v61 = b[p] - 1
+    if v61 < 0x7F and v61 <= len(b) - p - 1:
+        p += 1
+    else:
+        v61, p = _p.read_compact_array_length(b, p)
     if v61 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -500,7 +519,11 @@ def _dec_UpdateMetadataTopicState_6(b, p):
         for _ in range(v61):
             v62, p = _dec_UpdateMetadataPartitionState_6(b, p)
             v60.append(v62)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataTopicState)
     o.topic_name = v59
     o.topic_id = _ZERO_UUID
@@ -517,7 +540,10 @@ def _enc_UpdateMetadataTopicState_6(w, o):
     v63 = o.partition_states
     if v63 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 6')
-    _p.write_compact_array_length(w, v63)
+    if len(v63) < 0x7F:
+        buf.append(len(v63) + 1)
+    else:
+        _p.write_compact_array_length(w, v63)
     if v63:
         for v64 in v63:
             _enc_UpdateMetadataPartitionState_6(w, v64)
@@ -532,7 +558,11 @@ def _dec_UpdateMetadataTopicState_7(b, p):
     v67, = _S2.unpack_from(b, p)
     p += 16
     v67 = _UUID(bytes=bytes(v67))
-    v69, p = _p.read_compact_array_length(b, p)
+    v69 = b[p] - 1
+    if v69 < 0x7F and v69 <= len(b) - p - 1:
+        p += 1
+    else:
+        v69, p = _p.read_compact_array_length(b, p)
     if v69 < 0:
         raise _DecodeError('non-nullable field PartitionStates was serialized as null')
     else:
@@ -540,7 +570,11 @@ def _dec_UpdateMetadataTopicState_7(b, p):
         for _ in range(v69):
             v70, p = _dec_UpdateMetadataPartitionState_6(b, p)
             v68.append(v70)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataTopicState)
     o.topic_name = v66
     o.topic_id = v67
@@ -558,7 +592,10 @@ def _enc_UpdateMetadataTopicState_7(w, o):
     v71 = o.partition_states
     if v71 is None:
         raise _EncodeError('field PartitionStates is not nullable in version 7')
-    _p.write_compact_array_length(w, v71)
+    if len(v71) < 0x7F:
+        buf.append(len(v71) + 1)
+    else:
+        _p.write_compact_array_length(w, v71)
     if v71:
         for v72 in v71:
             _enc_UpdateMetadataPartitionState_6(w, v72)
@@ -607,14 +644,14 @@ def _enc_UpdateMetadataPartitionState_0(w, o):
     v84 = o.isr
     if v84 is None:
         raise _EncodeError('field Isr is not nullable in version 0')
-    _p.write_array_length(w, v84)
+    buf += _p.INT32.pack(-1 if v84 is None else len(v84))
     if v84:
         buf += _pack(f'>{len(v84)}i', *v84)
     buf += _S0.pack(o.zk_version)
     v85 = o.replicas
     if v85 is None:
         raise _EncodeError('field Replicas is not nullable in version 0')
-    _p.write_array_length(w, v85)
+    buf += _p.INT32.pack(-1 if v85 is None else len(v85))
     if v85:
         buf += _pack(f'>{len(v85)}i', *v85)
 
@@ -663,20 +700,20 @@ def _enc_UpdateMetadataPartitionState_4(w, o):
     v99 = o.isr
     if v99 is None:
         raise _EncodeError('field Isr is not nullable in version 4')
-    _p.write_array_length(w, v99)
+    buf += _p.INT32.pack(-1 if v99 is None else len(v99))
     if v99:
         buf += _pack(f'>{len(v99)}i', *v99)
     buf += _S0.pack(o.zk_version)
     v100 = o.replicas
     if v100 is None:
         raise _EncodeError('field Replicas is not nullable in version 4')
-    _p.write_array_length(w, v100)
+    buf += _p.INT32.pack(-1 if v100 is None else len(v100))
     if v100:
         buf += _pack(f'>{len(v100)}i', *v100)
     v101 = o.offline_replicas
     if v101 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 4')
-    _p.write_array_length(w, v101)
+    buf += _p.INT32.pack(-1 if v101 is None else len(v101))
     if v101:
         buf += _pack(f'>{len(v101)}i', *v101)
 
@@ -721,20 +758,20 @@ def _enc_UpdateMetadataPartitionState_5(w, o):
     v113 = o.isr
     if v113 is None:
         raise _EncodeError('field Isr is not nullable in version 5')
-    _p.write_array_length(w, v113)
+    buf += _p.INT32.pack(-1 if v113 is None else len(v113))
     if v113:
         buf += _pack(f'>{len(v113)}i', *v113)
     buf += _S0.pack(o.zk_version)
     v114 = o.replicas
     if v114 is None:
         raise _EncodeError('field Replicas is not nullable in version 5')
-    _p.write_array_length(w, v114)
+    buf += _p.INT32.pack(-1 if v114 is None else len(v114))
     if v114:
         buf += _pack(f'>{len(v114)}i', *v114)
     v115 = o.offline_replicas
     if v115 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 5')
-    _p.write_array_length(w, v115)
+    buf += _p.INT32.pack(-1 if v115 is None else len(v115))
     if v115:
         buf += _pack(f'>{len(v115)}i', *v115)
 
@@ -742,24 +779,40 @@ def _enc_UpdateMetadataPartitionState_5(w, o):
 def _dec_UpdateMetadataPartitionState_6(b, p):
     v116, v117, v118, v119 = _S3.unpack_from(b, p)
     p += 16
-    v121, p = _p.read_compact_array_length(b, p)
+    v121 = b[p] - 1
+    if v121 < 0x7F and v121 <= len(b) - p - 1:
+        p += 1
+    else:
+        v121, p = _p.read_compact_array_length(b, p)
     if v121 < 0:
         raise _DecodeError('non-nullable field Isr was serialized as null')
     else:
         v120, p = _p.read_int_array(b, p, v121, 'i', 4)
     v122, = _S0.unpack_from(b, p)
     p += 4
-    v124, p = _p.read_compact_array_length(b, p)
+    v124 = b[p] - 1
+    if v124 < 0x7F and v124 <= len(b) - p - 1:
+        p += 1
+    else:
+        v124, p = _p.read_compact_array_length(b, p)
     if v124 < 0:
         raise _DecodeError('non-nullable field Replicas was serialized as null')
     else:
         v123, p = _p.read_int_array(b, p, v124, 'i', 4)
-    v126, p = _p.read_compact_array_length(b, p)
+    v126 = b[p] - 1
+    if v126 < 0x7F and v126 <= len(b) - p - 1:
+        p += 1
+    else:
+        v126, p = _p.read_compact_array_length(b, p)
     if v126 < 0:
         raise _DecodeError('non-nullable field OfflineReplicas was serialized as null')
     else:
         v125, p = _p.read_int_array(b, p, v126, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataPartitionState)
     o.topic_name = ''
     o.partition_index = v116
@@ -780,20 +833,29 @@ def _enc_UpdateMetadataPartitionState_6(w, o):
     v127 = o.isr
     if v127 is None:
         raise _EncodeError('field Isr is not nullable in version 6')
-    _p.write_compact_array_length(w, v127)
+    if len(v127) < 0x7F:
+        buf.append(len(v127) + 1)
+    else:
+        _p.write_compact_array_length(w, v127)
     if v127:
         buf += _pack(f'>{len(v127)}i', *v127)
     buf += _S0.pack(o.zk_version)
     v128 = o.replicas
     if v128 is None:
         raise _EncodeError('field Replicas is not nullable in version 6')
-    _p.write_compact_array_length(w, v128)
+    if len(v128) < 0x7F:
+        buf.append(len(v128) + 1)
+    else:
+        _p.write_compact_array_length(w, v128)
     if v128:
         buf += _pack(f'>{len(v128)}i', *v128)
     v129 = o.offline_replicas
     if v129 is None:
         raise _EncodeError('field OfflineReplicas is not nullable in version 6')
-    _p.write_compact_array_length(w, v129)
+    if len(v129) < 0x7F:
+        buf.append(len(v129) + 1)
+    else:
+        _p.write_compact_array_length(w, v129)
     if v129:
         buf += _pack(f'>{len(v129)}i', *v129)
     if o.unknown_tags:
@@ -849,14 +911,14 @@ def _enc_UpdateMetadataRequest_0(w, o):
     v138 = o.ungrouped_partition_states
     if v138 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 0')
-    _p.write_array_length(w, v138)
+    buf += _p.INT32.pack(-1 if v138 is None else len(v138))
     if v138:
         for v139 in v138:
             _enc_UpdateMetadataPartitionState_0(w, v139)
     v140 = o.live_brokers
     if v140 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 0')
-    _p.write_array_length(w, v140)
+    buf += _p.INT32.pack(-1 if v140 is None else len(v140))
     if v140:
         for v141 in v140:
             _enc_UpdateMetadataBroker_0(w, v141)
@@ -909,14 +971,14 @@ def _enc_UpdateMetadataRequest_1(w, o):
     v150 = o.ungrouped_partition_states
     if v150 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 1')
-    _p.write_array_length(w, v150)
+    buf += _p.INT32.pack(-1 if v150 is None else len(v150))
     if v150:
         for v151 in v150:
             _enc_UpdateMetadataPartitionState_0(w, v151)
     v152 = o.live_brokers
     if v152 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 1')
-    _p.write_array_length(w, v152)
+    buf += _p.INT32.pack(-1 if v152 is None else len(v152))
     if v152:
         for v153 in v152:
             _enc_UpdateMetadataBroker_1(w, v153)
@@ -969,14 +1031,14 @@ def _enc_UpdateMetadataRequest_2(w, o):
     v162 = o.ungrouped_partition_states
     if v162 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 2')
-    _p.write_array_length(w, v162)
+    buf += _p.INT32.pack(-1 if v162 is None else len(v162))
     if v162:
         for v163 in v162:
             _enc_UpdateMetadataPartitionState_0(w, v163)
     v164 = o.live_brokers
     if v164 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 2')
-    _p.write_array_length(w, v164)
+    buf += _p.INT32.pack(-1 if v164 is None else len(v164))
     if v164:
         for v165 in v164:
             _enc_UpdateMetadataBroker_2(w, v165)
@@ -1029,14 +1091,14 @@ def _enc_UpdateMetadataRequest_3(w, o):
     v174 = o.ungrouped_partition_states
     if v174 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 3')
-    _p.write_array_length(w, v174)
+    buf += _p.INT32.pack(-1 if v174 is None else len(v174))
     if v174:
         for v175 in v174:
             _enc_UpdateMetadataPartitionState_0(w, v175)
     v176 = o.live_brokers
     if v176 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 3')
-    _p.write_array_length(w, v176)
+    buf += _p.INT32.pack(-1 if v176 is None else len(v176))
     if v176:
         for v177 in v176:
             _enc_UpdateMetadataBroker_3(w, v177)
@@ -1089,14 +1151,14 @@ def _enc_UpdateMetadataRequest_4(w, o):
     v186 = o.ungrouped_partition_states
     if v186 is None:
         raise _EncodeError('field UngroupedPartitionStates is not nullable in version 4')
-    _p.write_array_length(w, v186)
+    buf += _p.INT32.pack(-1 if v186 is None else len(v186))
     if v186:
         for v187 in v186:
             _enc_UpdateMetadataPartitionState_4(w, v187)
     v188 = o.live_brokers
     if v188 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 4')
-    _p.write_array_length(w, v188)
+    buf += _p.INT32.pack(-1 if v188 is None else len(v188))
     if v188:
         for v189 in v188:
             _enc_UpdateMetadataBroker_3(w, v189)
@@ -1149,14 +1211,14 @@ def _enc_UpdateMetadataRequest_5(w, o):
     v199 = o.topic_states
     if v199 is None:
         raise _EncodeError('field TopicStates is not nullable in version 5')
-    _p.write_array_length(w, v199)
+    buf += _p.INT32.pack(-1 if v199 is None else len(v199))
     if v199:
         for v200 in v199:
             _enc_UpdateMetadataTopicState_5(w, v200)
     v201 = o.live_brokers
     if v201 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 5')
-    _p.write_array_length(w, v201)
+    buf += _p.INT32.pack(-1 if v201 is None else len(v201))
     if v201:
         for v202 in v201:
             _enc_UpdateMetadataBroker_3(w, v202)
@@ -1167,7 +1229,11 @@ def _dec_UpdateMetadataRequest_6(b, p):
     p += 4
     v204, v205 = _S4.unpack_from(b, p)
     p += 12
-    v207, p = _p.read_compact_array_length(b, p)
+    v207 = b[p] - 1
+    if v207 < 0x7F and v207 <= len(b) - p - 1:
+        p += 1
+    else:
+        v207, p = _p.read_compact_array_length(b, p)
     if v207 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1175,7 +1241,11 @@ def _dec_UpdateMetadataRequest_6(b, p):
         for _ in range(v207):
             v208, p = _dec_UpdateMetadataTopicState_6(b, p)
             v206.append(v208)
-    v210, p = _p.read_compact_array_length(b, p)
+    v210 = b[p] - 1
+    if v210 < 0x7F and v210 <= len(b) - p - 1:
+        p += 1
+    else:
+        v210, p = _p.read_compact_array_length(b, p)
     if v210 < 0:
         raise _DecodeError('non-nullable field LiveBrokers was serialized as null')
     else:
@@ -1183,7 +1253,11 @@ def _dec_UpdateMetadataRequest_6(b, p):
         for _ in range(v210):
             v211, p = _dec_UpdateMetadataBroker_6(b, p)
             v209.append(v211)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataRequest)
     o.controller_id = v203
     o.is_k_raft_controller = False
@@ -1210,14 +1284,20 @@ def _enc_UpdateMetadataRequest_6(w, o):
     v212 = o.topic_states
     if v212 is None:
         raise _EncodeError('field TopicStates is not nullable in version 6')
-    _p.write_compact_array_length(w, v212)
+    if len(v212) < 0x7F:
+        buf.append(len(v212) + 1)
+    else:
+        _p.write_compact_array_length(w, v212)
     if v212:
         for v213 in v212:
             _enc_UpdateMetadataTopicState_6(w, v213)
     v214 = o.live_brokers
     if v214 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 6')
-    _p.write_compact_array_length(w, v214)
+    if len(v214) < 0x7F:
+        buf.append(len(v214) + 1)
+    else:
+        _p.write_compact_array_length(w, v214)
     if v214:
         for v215 in v214:
             _enc_UpdateMetadataBroker_6(w, v215)
@@ -1232,7 +1312,11 @@ def _dec_UpdateMetadataRequest_7(b, p):
     p += 4
     v217, v218 = _S4.unpack_from(b, p)
     p += 12
-    v220, p = _p.read_compact_array_length(b, p)
+    v220 = b[p] - 1
+    if v220 < 0x7F and v220 <= len(b) - p - 1:
+        p += 1
+    else:
+        v220, p = _p.read_compact_array_length(b, p)
     if v220 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1240,7 +1324,11 @@ def _dec_UpdateMetadataRequest_7(b, p):
         for _ in range(v220):
             v221, p = _dec_UpdateMetadataTopicState_7(b, p)
             v219.append(v221)
-    v223, p = _p.read_compact_array_length(b, p)
+    v223 = b[p] - 1
+    if v223 < 0x7F and v223 <= len(b) - p - 1:
+        p += 1
+    else:
+        v223, p = _p.read_compact_array_length(b, p)
     if v223 < 0:
         raise _DecodeError('non-nullable field LiveBrokers was serialized as null')
     else:
@@ -1248,7 +1336,11 @@ def _dec_UpdateMetadataRequest_7(b, p):
         for _ in range(v223):
             v224, p = _dec_UpdateMetadataBroker_6(b, p)
             v222.append(v224)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataRequest)
     o.controller_id = v216
     o.is_k_raft_controller = False
@@ -1275,14 +1367,20 @@ def _enc_UpdateMetadataRequest_7(w, o):
     v225 = o.topic_states
     if v225 is None:
         raise _EncodeError('field TopicStates is not nullable in version 7')
-    _p.write_compact_array_length(w, v225)
+    if len(v225) < 0x7F:
+        buf.append(len(v225) + 1)
+    else:
+        _p.write_compact_array_length(w, v225)
     if v225:
         for v226 in v225:
             _enc_UpdateMetadataTopicState_7(w, v226)
     v227 = o.live_brokers
     if v227 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 7')
-    _p.write_compact_array_length(w, v227)
+    if len(v227) < 0x7F:
+        buf.append(len(v227) + 1)
+    else:
+        _p.write_compact_array_length(w, v227)
     if v227:
         for v228 in v227:
             _enc_UpdateMetadataBroker_6(w, v228)
@@ -1297,7 +1395,11 @@ def _dec_UpdateMetadataRequest_8(b, p):
     p += 5
     v231, v232 = _S4.unpack_from(b, p)
     p += 12
-    v234, p = _p.read_compact_array_length(b, p)
+    v234 = b[p] - 1
+    if v234 < 0x7F and v234 <= len(b) - p - 1:
+        p += 1
+    else:
+        v234, p = _p.read_compact_array_length(b, p)
     if v234 < 0:
         raise _DecodeError('non-nullable field TopicStates was serialized as null')
     else:
@@ -1305,7 +1407,11 @@ def _dec_UpdateMetadataRequest_8(b, p):
         for _ in range(v234):
             v235, p = _dec_UpdateMetadataTopicState_7(b, p)
             v233.append(v235)
-    v237, p = _p.read_compact_array_length(b, p)
+    v237 = b[p] - 1
+    if v237 < 0x7F and v237 <= len(b) - p - 1:
+        p += 1
+    else:
+        v237, p = _p.read_compact_array_length(b, p)
     if v237 < 0:
         raise _DecodeError('non-nullable field LiveBrokers was serialized as null')
     else:
@@ -1313,7 +1419,11 @@ def _dec_UpdateMetadataRequest_8(b, p):
         for _ in range(v237):
             v238, p = _dec_UpdateMetadataBroker_6(b, p)
             v236.append(v238)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v239 = 0
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
@@ -1347,14 +1457,20 @@ def _enc_UpdateMetadataRequest_8(w, o):
     v242 = o.topic_states
     if v242 is None:
         raise _EncodeError('field TopicStates is not nullable in version 8')
-    _p.write_compact_array_length(w, v242)
+    if len(v242) < 0x7F:
+        buf.append(len(v242) + 1)
+    else:
+        _p.write_compact_array_length(w, v242)
     if v242:
         for v243 in v242:
             _enc_UpdateMetadataTopicState_7(w, v243)
     v244 = o.live_brokers
     if v244 is None:
         raise _EncodeError('field LiveBrokers is not nullable in version 8')
-    _p.write_compact_array_length(w, v244)
+    if len(v244) < 0x7F:
+        buf.append(len(v244) + 1)
+    else:
+        _p.write_compact_array_length(w, v244)
     if v244:
         for v245 in v244:
             _enc_UpdateMetadataBroker_6(w, v245)

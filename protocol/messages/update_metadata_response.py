@@ -48,7 +48,11 @@ def _enc_UpdateMetadataResponse_0(w, o):
 def _dec_UpdateMetadataResponse_6(b, p):
     v2, = _S0.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateMetadataResponse)
     o.error_code = v2
     o.unknown_tags = tags

@@ -89,7 +89,11 @@ class KRaftVersionFeature(Message):
 def _dec_KRaftVersionFeature_0(b, p):
     v1, v2 = _S0.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(KRaftVersionFeature)
     o.min_supported_version = v1
     o.max_supported_version = v2
@@ -111,7 +115,11 @@ def _dec_Listener_0(b, p):
     v6, p = _p.read_compact_string(b, p)
     v7, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(Listener)
     o.name = v4
     o.host = v6
@@ -140,7 +148,11 @@ def _dec_UpdateRaftVoterRequest_0(b, p):
     v10, v11, v12 = _S2.unpack_from(b, p)
     p += 24
     v12 = _UUID(bytes=bytes(v12))
-    v14, p = _p.read_compact_array_length(b, p)
+    v14 = b[p] - 1
+    if v14 < 0x7F and v14 <= len(b) - p - 1:
+        p += 1
+    else:
+        v14, p = _p.read_compact_array_length(b, p)
     if v14 < 0:
         raise _DecodeError('non-nullable field Listeners was serialized as null')
     else:
@@ -149,7 +161,11 @@ def _dec_UpdateRaftVoterRequest_0(b, p):
             v15, p = _dec_Listener_0(b, p)
             v13.append(v15)
     v17, p = _dec_KRaftVersionFeature_0(b, p)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(UpdateRaftVoterRequest)
     o.cluster_id = v9
     o.current_leader_epoch = v10
@@ -168,7 +184,10 @@ def _enc_UpdateRaftVoterRequest_0(w, o):
     v18 = o.listeners
     if v18 is None:
         raise _EncodeError('field Listeners is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_Listener_0(w, v19)

@@ -68,7 +68,11 @@ def _dec_CurrentLeader_0(b, p):
     v4, p = _p.read_compact_string(b, p)
     v5, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(CurrentLeader)
     o.leader_id = v1
     o.leader_epoch = v2
@@ -94,7 +98,11 @@ def _enc_CurrentLeader_0(w, o):
 def _dec_UpdateRaftVoterResponse_0(b, p):
     v6, v7 = _S2.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v8 = CurrentLeader()
     if tags is not None and 0 in tags:
         tb = tags.pop(0)

@@ -93,7 +93,11 @@ def _dec_PartitionData_0(b, p):
     p += 12
     v4, v5 = _S1.unpack_from(b, p)
     p += 12
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v1
     o.candidate_epoch = v2
@@ -121,7 +125,11 @@ def _dec_PartitionData_1(b, p):
     p += 56
     v9 = _UUID(bytes=bytes(v9))
     v10 = _UUID(bytes=bytes(v10))
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v6
     o.candidate_epoch = v7
@@ -145,7 +153,11 @@ def _enc_PartitionData_1(w, o):
 
 def _dec_TopicData_0(b, p):
     v14, p = _p.read_compact_string(b, p)
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -153,7 +165,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v16):
             v17, p = _dec_PartitionData_0(b, p)
             v15.append(v17)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v14
     o.partitions = v15
@@ -169,7 +185,10 @@ def _enc_TopicData_0(w, o):
     v18 = o.partitions
     if v18 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_PartitionData_0(w, v19)
@@ -181,7 +200,11 @@ def _enc_TopicData_0(w, o):
 
 def _dec_TopicData_1(b, p):
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -189,7 +212,11 @@ def _dec_TopicData_1(b, p):
         for _ in range(v23):
             v24, p = _dec_PartitionData_1(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v21
     o.partitions = v22
@@ -205,7 +232,10 @@ def _enc_TopicData_1(w, o):
     v25 = o.partitions
     if v25 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_PartitionData_1(w, v26)
@@ -217,7 +247,11 @@ def _enc_TopicData_1(w, o):
 
 def _dec_VoteRequest_0(b, p):
     v28, p = _p.read_compact_nullable_string(b, p)
-    v30, p = _p.read_compact_array_length(b, p)
+    v30 = b[p] - 1
+    if v30 < 0x7F and v30 <= len(b) - p - 1:
+        p += 1
+    else:
+        v30, p = _p.read_compact_array_length(b, p)
     if v30 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -225,7 +259,11 @@ def _dec_VoteRequest_0(b, p):
         for _ in range(v30):
             v31, p = _dec_TopicData_0(b, p)
             v29.append(v31)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(VoteRequest)
     o.cluster_id = v28
     o.voter_id = -1
@@ -240,7 +278,10 @@ def _enc_VoteRequest_0(w, o):
     v32 = o.topics
     if v32 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v32)
+    if len(v32) < 0x7F:
+        buf.append(len(v32) + 1)
+    else:
+        _p.write_compact_array_length(w, v32)
     if v32:
         for v33 in v32:
             _enc_TopicData_0(w, v33)
@@ -254,7 +295,11 @@ def _dec_VoteRequest_1(b, p):
     v35, p = _p.read_compact_nullable_string(b, p)
     v36, = _S3.unpack_from(b, p)
     p += 4
-    v38, p = _p.read_compact_array_length(b, p)
+    v38 = b[p] - 1
+    if v38 < 0x7F and v38 <= len(b) - p - 1:
+        p += 1
+    else:
+        v38, p = _p.read_compact_array_length(b, p)
     if v38 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -262,7 +307,11 @@ def _dec_VoteRequest_1(b, p):
         for _ in range(v38):
             v39, p = _dec_TopicData_1(b, p)
             v37.append(v39)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(VoteRequest)
     o.cluster_id = v35
     o.voter_id = v36
@@ -278,7 +327,10 @@ def _enc_VoteRequest_1(w, o):
     v40 = o.topics
     if v40 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v40)
+    if len(v40) < 0x7F:
+        buf.append(len(v40) + 1)
+    else:
+        _p.write_compact_array_length(w, v40)
     if v40:
         for v41 in v40:
             _enc_TopicData_1(w, v41)

@@ -104,7 +104,11 @@ class NodeEndpoint(Message):
 
 
 def _dec_NodeEndpoint_0(b, p):
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = 0
     o.host = ''
@@ -133,7 +137,11 @@ def _dec_NodeEndpoint_1(b, p):
     v3, p = _p.read_compact_string(b, p)
     v4, = _S1.unpack_from(b, p)
     p += 2
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(NodeEndpoint)
     o.node_id = v1
     o.host = v3
@@ -158,7 +166,11 @@ def _enc_NodeEndpoint_1(w, o):
 def _dec_PartitionData_0(b, p):
     v5, v6, v7, v8, v9 = _S2.unpack_from(b, p)
     p += 15
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition_index = v5
     o.error_code = v6
@@ -180,7 +192,11 @@ def _enc_PartitionData_0(w, o):
 
 def _dec_TopicData_0(b, p):
     v11, p = _p.read_compact_string(b, p)
-    v13, p = _p.read_compact_array_length(b, p)
+    v13 = b[p] - 1
+    if v13 < 0x7F and v13 <= len(b) - p - 1:
+        p += 1
+    else:
+        v13, p = _p.read_compact_array_length(b, p)
     if v13 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -188,7 +204,11 @@ def _dec_TopicData_0(b, p):
         for _ in range(v13):
             v14, p = _dec_PartitionData_0(b, p)
             v12.append(v14)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(TopicData)
     o.topic_name = v11
     o.partitions = v12
@@ -204,7 +224,10 @@ def _enc_TopicData_0(w, o):
     v15 = o.partitions
     if v15 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v15)
+    if len(v15) < 0x7F:
+        buf.append(len(v15) + 1)
+    else:
+        _p.write_compact_array_length(w, v15)
     if v15:
         for v16 in v15:
             _enc_PartitionData_0(w, v16)
@@ -217,7 +240,11 @@ def _enc_TopicData_0(w, o):
 def _dec_VoteResponse_0(b, p):
     v17, = _S3.unpack_from(b, p)
     p += 2
-    v19, p = _p.read_compact_array_length(b, p)
+    v19 = b[p] - 1
+    if v19 < 0x7F and v19 <= len(b) - p - 1:
+        p += 1
+    else:
+        v19, p = _p.read_compact_array_length(b, p)
     if v19 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -225,7 +252,11 @@ def _dec_VoteResponse_0(b, p):
         for _ in range(v19):
             v20, p = _dec_TopicData_0(b, p)
             v18.append(v20)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(VoteResponse)
     o.error_code = v17
     o.topics = v18
@@ -242,7 +273,10 @@ def _enc_VoteResponse_0(w, o):
     v21 = o.topics
     if v21 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v21)
+    if len(v21) < 0x7F:
+        buf.append(len(v21) + 1)
+    else:
+        _p.write_compact_array_length(w, v21)
     if v21:
         for v22 in v21:
             _enc_TopicData_0(w, v22)
@@ -255,7 +289,11 @@ def _enc_VoteResponse_0(w, o):
 def _dec_VoteResponse_1(b, p):
     v23, = _S3.unpack_from(b, p)
     p += 2
-    v25, p = _p.read_compact_array_length(b, p)
+    v25 = b[p] - 1
+    if v25 < 0x7F and v25 <= len(b) - p - 1:
+        p += 1
+    else:
+        v25, p = _p.read_compact_array_length(b, p)
     if v25 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -263,12 +301,20 @@ def _dec_VoteResponse_1(b, p):
         for _ in range(v25):
             v26, p = _dec_TopicData_0(b, p)
             v24.append(v26)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     v27 = []
     if tags is not None and 0 in tags:
         tb = tags.pop(0)
         tp = 0
-        v29, tp = _p.read_compact_array_length(tb, tp)
+        v29 = tb[tp] - 1
+        if v29 < 0x7F and v29 <= len(tb) - tp - 1:
+            tp += 1
+        else:
+            v29, tp = _p.read_compact_array_length(tb, tp)
         if v29 < 0:
             raise _DecodeError('non-nullable field NodeEndpoints was serialized as null')
         else:
@@ -295,7 +341,10 @@ def _enc_VoteResponse_1(w, o):
     v31 = o.topics
     if v31 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v31)
+    if len(v31) < 0x7F:
+        buf.append(len(v31) + 1)
+    else:
+        _p.write_compact_array_length(w, v31)
     if v31:
         for v32 in v31:
             _enc_TopicData_0(w, v32)
@@ -306,7 +355,10 @@ def _enc_VoteResponse_1(w, o):
         v33 = o.node_endpoints
         if v33 is None:
             raise _EncodeError('field NodeEndpoints is not nullable in version 1')
-        _p.write_compact_array_length(tw, v33)
+        if len(v33) < 0x7F:
+            tbuf.append(len(v33) + 1)
+        else:
+            _p.write_compact_array_length(tw, v33)
         if v33:
             for v34 in v33:
                 _enc_NodeEndpoint_1(tw, v34)

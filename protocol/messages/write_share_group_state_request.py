@@ -107,7 +107,11 @@ class StateBatch(Message):
 def _dec_StateBatch_0(b, p):
     v1, v2, v3, v4 = _S0.unpack_from(b, p)
     p += 19
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(StateBatch)
     o.first_offset = v1
     o.last_offset = v2
@@ -129,7 +133,11 @@ def _enc_StateBatch_0(w, o):
 def _dec_PartitionData_0(b, p):
     v5, v6, v7, v8 = _S1.unpack_from(b, p)
     p += 20
-    v10, p = _p.read_compact_array_length(b, p)
+    v10 = b[p] - 1
+    if v10 < 0x7F and v10 <= len(b) - p - 1:
+        p += 1
+    else:
+        v10, p = _p.read_compact_array_length(b, p)
     if v10 < 0:
         raise _DecodeError('non-nullable field StateBatches was serialized as null')
     else:
@@ -137,7 +145,11 @@ def _dec_PartitionData_0(b, p):
         for _ in range(v10):
             v11, p = _dec_StateBatch_0(b, p)
             v9.append(v11)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(PartitionData)
     o.partition = v5
     o.state_epoch = v6
@@ -154,7 +166,10 @@ def _enc_PartitionData_0(w, o):
     v12 = o.state_batches
     if v12 is None:
         raise _EncodeError('field StateBatches is not nullable in version 0')
-    _p.write_compact_array_length(w, v12)
+    if len(v12) < 0x7F:
+        buf.append(len(v12) + 1)
+    else:
+        _p.write_compact_array_length(w, v12)
     if v12:
         for v13 in v12:
             _enc_StateBatch_0(w, v13)
@@ -168,7 +183,11 @@ def _dec_WriteStateData_0(b, p):
     v14, = _S2.unpack_from(b, p)
     p += 16
     v14 = _UUID(bytes=bytes(v14))
-    v16, p = _p.read_compact_array_length(b, p)
+    v16 = b[p] - 1
+    if v16 < 0x7F and v16 <= len(b) - p - 1:
+        p += 1
+    else:
+        v16, p = _p.read_compact_array_length(b, p)
     if v16 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -176,7 +195,11 @@ def _dec_WriteStateData_0(b, p):
         for _ in range(v16):
             v17, p = _dec_PartitionData_0(b, p)
             v15.append(v17)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WriteStateData)
     o.topic_id = v14
     o.partitions = v15
@@ -190,7 +213,10 @@ def _enc_WriteStateData_0(w, o):
     v18 = o.partitions
     if v18 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_compact_array_length(w, v18)
+    if len(v18) < 0x7F:
+        buf.append(len(v18) + 1)
+    else:
+        _p.write_compact_array_length(w, v18)
     if v18:
         for v19 in v18:
             _enc_PartitionData_0(w, v19)
@@ -202,7 +228,11 @@ def _enc_WriteStateData_0(w, o):
 
 def _dec_WriteShareGroupStateRequest_0(b, p):
     v21, p = _p.read_compact_string(b, p)
-    v23, p = _p.read_compact_array_length(b, p)
+    v23 = b[p] - 1
+    if v23 < 0x7F and v23 <= len(b) - p - 1:
+        p += 1
+    else:
+        v23, p = _p.read_compact_array_length(b, p)
     if v23 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -210,7 +240,11 @@ def _dec_WriteShareGroupStateRequest_0(b, p):
         for _ in range(v23):
             v24, p = _dec_WriteStateData_0(b, p)
             v22.append(v24)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WriteShareGroupStateRequest)
     o.group_id = v21
     o.topics = v22
@@ -226,7 +260,10 @@ def _enc_WriteShareGroupStateRequest_0(w, o):
     v25 = o.topics
     if v25 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_compact_array_length(w, v25)
+    if len(v25) < 0x7F:
+        buf.append(len(v25) + 1)
+    else:
+        _p.write_compact_array_length(w, v25)
     if v25:
         for v26 in v25:
             _enc_WriteStateData_0(w, v26)

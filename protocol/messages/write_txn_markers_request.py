@@ -99,19 +99,27 @@ def _enc_WritableTxnMarkerTopic_0(w, o):
     v5 = o.partition_indexes
     if v5 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 0')
-    _p.write_array_length(w, v5)
+    buf += _p.INT32.pack(-1 if v5 is None else len(v5))
     if v5:
         buf += _pack(f'>{len(v5)}i', *v5)
 
 
 def _dec_WritableTxnMarkerTopic_1(b, p):
     v7, p = _p.read_compact_string(b, p)
-    v9, p = _p.read_compact_array_length(b, p)
+    v9 = b[p] - 1
+    if v9 < 0x7F and v9 <= len(b) - p - 1:
+        p += 1
+    else:
+        v9, p = _p.read_compact_array_length(b, p)
     if v9 < 0:
         raise _DecodeError('non-nullable field PartitionIndexes was serialized as null')
     else:
         v8, p = _p.read_int_array(b, p, v9, 'i', 4)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WritableTxnMarkerTopic)
     o.name = v7
     o.partition_indexes = v8
@@ -127,7 +135,10 @@ def _enc_WritableTxnMarkerTopic_1(w, o):
     v10 = o.partition_indexes
     if v10 is None:
         raise _EncodeError('field PartitionIndexes is not nullable in version 1')
-    _p.write_compact_array_length(w, v10)
+    if len(v10) < 0x7F:
+        buf.append(len(v10) + 1)
+    else:
+        _p.write_compact_array_length(w, v10)
     if v10:
         buf += _pack(f'>{len(v10)}i', *v10)
     if o.unknown_tags:
@@ -165,7 +176,7 @@ def _enc_WritableTxnMarker_0(w, o):
     v18 = o.topics
     if v18 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v18)
+    buf += _p.INT32.pack(-1 if v18 is None else len(v18))
     if v18:
         for v19 in v18:
             _enc_WritableTxnMarkerTopic_0(w, v19)
@@ -175,7 +186,11 @@ def _enc_WritableTxnMarker_0(w, o):
 def _dec_WritableTxnMarker_1(b, p):
     v20, v21, v22 = _S0.unpack_from(b, p)
     p += 11
-    v24, p = _p.read_compact_array_length(b, p)
+    v24 = b[p] - 1
+    if v24 < 0x7F and v24 <= len(b) - p - 1:
+        p += 1
+    else:
+        v24, p = _p.read_compact_array_length(b, p)
     if v24 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -185,7 +200,11 @@ def _dec_WritableTxnMarker_1(b, p):
             v23.append(v25)
     v26, = _S1.unpack_from(b, p)
     p += 4
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WritableTxnMarker)
     o.producer_id = v20
     o.producer_epoch = v21
@@ -202,7 +221,10 @@ def _enc_WritableTxnMarker_1(w, o):
     v27 = o.topics
     if v27 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v27)
+    if len(v27) < 0x7F:
+        buf.append(len(v27) + 1)
+    else:
+        _p.write_compact_array_length(w, v27)
     if v27:
         for v28 in v27:
             _enc_WritableTxnMarkerTopic_1(w, v28)
@@ -233,14 +255,18 @@ def _enc_WriteTxnMarkersRequest_0(w, o):
     v32 = o.markers
     if v32 is None:
         raise _EncodeError('field Markers is not nullable in version 0')
-    _p.write_array_length(w, v32)
+    buf += _p.INT32.pack(-1 if v32 is None else len(v32))
     if v32:
         for v33 in v32:
             _enc_WritableTxnMarker_0(w, v33)
 
 
 def _dec_WriteTxnMarkersRequest_1(b, p):
-    v35, p = _p.read_compact_array_length(b, p)
+    v35 = b[p] - 1
+    if v35 < 0x7F and v35 <= len(b) - p - 1:
+        p += 1
+    else:
+        v35, p = _p.read_compact_array_length(b, p)
     if v35 < 0:
         raise _DecodeError('non-nullable field Markers was serialized as null')
     else:
@@ -248,7 +274,11 @@ def _dec_WriteTxnMarkersRequest_1(b, p):
         for _ in range(v35):
             v36, p = _dec_WritableTxnMarker_1(b, p)
             v34.append(v36)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WriteTxnMarkersRequest)
     o.markers = v34
     o.unknown_tags = tags
@@ -260,7 +290,10 @@ def _enc_WriteTxnMarkersRequest_1(w, o):
     v37 = o.markers
     if v37 is None:
         raise _EncodeError('field Markers is not nullable in version 1')
-    _p.write_compact_array_length(w, v37)
+    if len(v37) < 0x7F:
+        buf.append(len(v37) + 1)
+    else:
+        _p.write_compact_array_length(w, v37)
     if v37:
         for v38 in v37:
             _enc_WritableTxnMarker_1(w, v38)

@@ -104,7 +104,11 @@ def _enc_WritableTxnMarkerPartitionResult_0(w, o):
 def _dec_WritableTxnMarkerPartitionResult_1(b, p):
     v3, v4 = _S0.unpack_from(b, p)
     p += 6
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WritableTxnMarkerPartitionResult)
     o.partition_index = v3
     o.error_code = v4
@@ -146,7 +150,7 @@ def _enc_WritableTxnMarkerTopicResult_0(w, o):
     v10 = o.partitions
     if v10 is None:
         raise _EncodeError('field Partitions is not nullable in version 0')
-    _p.write_array_length(w, v10)
+    buf += _p.INT32.pack(-1 if v10 is None else len(v10))
     if v10:
         for v11 in v10:
             _enc_WritableTxnMarkerPartitionResult_0(w, v11)
@@ -154,7 +158,11 @@ def _enc_WritableTxnMarkerTopicResult_0(w, o):
 
 def _dec_WritableTxnMarkerTopicResult_1(b, p):
     v13, p = _p.read_compact_string(b, p)
-    v15, p = _p.read_compact_array_length(b, p)
+    v15 = b[p] - 1
+    if v15 < 0x7F and v15 <= len(b) - p - 1:
+        p += 1
+    else:
+        v15, p = _p.read_compact_array_length(b, p)
     if v15 < 0:
         raise _DecodeError('non-nullable field Partitions was serialized as null')
     else:
@@ -162,7 +170,11 @@ def _dec_WritableTxnMarkerTopicResult_1(b, p):
         for _ in range(v15):
             v16, p = _dec_WritableTxnMarkerPartitionResult_1(b, p)
             v14.append(v16)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WritableTxnMarkerTopicResult)
     o.name = v13
     o.partitions = v14
@@ -178,7 +190,10 @@ def _enc_WritableTxnMarkerTopicResult_1(w, o):
     v17 = o.partitions
     if v17 is None:
         raise _EncodeError('field Partitions is not nullable in version 1')
-    _p.write_compact_array_length(w, v17)
+    if len(v17) < 0x7F:
+        buf.append(len(v17) + 1)
+    else:
+        _p.write_compact_array_length(w, v17)
     if v17:
         for v18 in v17:
             _enc_WritableTxnMarkerPartitionResult_1(w, v18)
@@ -212,7 +227,7 @@ def _enc_WritableTxnMarkerResult_0(w, o):
     v23 = o.topics
     if v23 is None:
         raise _EncodeError('field Topics is not nullable in version 0')
-    _p.write_array_length(w, v23)
+    buf += _p.INT32.pack(-1 if v23 is None else len(v23))
     if v23:
         for v24 in v23:
             _enc_WritableTxnMarkerTopicResult_0(w, v24)
@@ -221,7 +236,11 @@ def _enc_WritableTxnMarkerResult_0(w, o):
 def _dec_WritableTxnMarkerResult_1(b, p):
     v25, = _S1.unpack_from(b, p)
     p += 8
-    v27, p = _p.read_compact_array_length(b, p)
+    v27 = b[p] - 1
+    if v27 < 0x7F and v27 <= len(b) - p - 1:
+        p += 1
+    else:
+        v27, p = _p.read_compact_array_length(b, p)
     if v27 < 0:
         raise _DecodeError('non-nullable field Topics was serialized as null')
     else:
@@ -229,7 +248,11 @@ def _dec_WritableTxnMarkerResult_1(b, p):
         for _ in range(v27):
             v28, p = _dec_WritableTxnMarkerTopicResult_1(b, p)
             v26.append(v28)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WritableTxnMarkerResult)
     o.producer_id = v25
     o.topics = v26
@@ -243,7 +266,10 @@ def _enc_WritableTxnMarkerResult_1(w, o):
     v29 = o.topics
     if v29 is None:
         raise _EncodeError('field Topics is not nullable in version 1')
-    _p.write_compact_array_length(w, v29)
+    if len(v29) < 0x7F:
+        buf.append(len(v29) + 1)
+    else:
+        _p.write_compact_array_length(w, v29)
     if v29:
         for v30 in v29:
             _enc_WritableTxnMarkerTopicResult_1(w, v30)
@@ -273,14 +299,18 @@ def _enc_WriteTxnMarkersResponse_0(w, o):
     v34 = o.markers
     if v34 is None:
         raise _EncodeError('field Markers is not nullable in version 0')
-    _p.write_array_length(w, v34)
+    buf += _p.INT32.pack(-1 if v34 is None else len(v34))
     if v34:
         for v35 in v34:
             _enc_WritableTxnMarkerResult_0(w, v35)
 
 
 def _dec_WriteTxnMarkersResponse_1(b, p):
-    v37, p = _p.read_compact_array_length(b, p)
+    v37 = b[p] - 1
+    if v37 < 0x7F and v37 <= len(b) - p - 1:
+        p += 1
+    else:
+        v37, p = _p.read_compact_array_length(b, p)
     if v37 < 0:
         raise _DecodeError('non-nullable field Markers was serialized as null')
     else:
@@ -288,7 +318,11 @@ def _dec_WriteTxnMarkersResponse_1(b, p):
         for _ in range(v37):
             v38, p = _dec_WritableTxnMarkerResult_1(b, p)
             v36.append(v38)
-    tags, p = _p.read_tagged_fields(b, p)
+    if b[p] == 0:
+        p += 1
+        tags = None
+    else:
+        tags, p = _p.read_tagged_fields(b, p)
     o = _new(WriteTxnMarkersResponse)
     o.markers = v36
     o.unknown_tags = tags
@@ -300,7 +334,10 @@ def _enc_WriteTxnMarkersResponse_1(w, o):
     v39 = o.markers
     if v39 is None:
         raise _EncodeError('field Markers is not nullable in version 1')
-    _p.write_compact_array_length(w, v39)
+    if len(v39) < 0x7F:
+        buf.append(len(v39) + 1)
+    else:
+        _p.write_compact_array_length(w, v39)
     if v39:
         for v40 in v39:
             _enc_WritableTxnMarkerResult_1(w, v40)
