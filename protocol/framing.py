@@ -41,7 +41,7 @@ class FrameDecoder:
     def next_frame(self) -> memoryview | None:
         """The next whole frame, or None until more bytes arrive.
 
-        The frame is a view of a private copy, valid after further feeds.
+        The frame is a writable view of a private copy, valid after further feeds.
         """
         avail = len(self._buf) - self._start
         if avail < 4:
@@ -54,7 +54,7 @@ class FrameDecoder:
         if avail < 4 + size:
             return None
         begin = self._start + 4
-        frame = bytes(self._buf[begin : begin + size])
+        frame = self._buf[begin : begin + size]  # a bytearray: the log patches offsets in place
         self._start = begin + size
         if self._start > 65536 and self._start * 2 > len(self._buf):
             del self._buf[: self._start]
