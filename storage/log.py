@@ -1,0 +1,485 @@
+"""The log of one partition: an ordered list of segments, the last active.
+
+Invariants (asserted after every change that moves them):
+``log_start_offset <= high_watermark <= log_end_offset``, segments sorted by
+base offset and contiguous in offsets, only the active (last) segment grows.
+
+Offsets are assigned here: an appended buffer of batches gets the next
+offsets by patching each batch's base offset in place (and its partition
+leader epoch, and for LogAppendTime topics its max timestamp), so the bytes
+go to disk as they came, validated once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.errors import CorruptRecordError
+from protocol.record_batch import RecordBatch, iter_batches
+
+from .config import LogConfig
+from .leader_epoch import LeaderEpochCache
+from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, LogSegment
+
+LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
+# Suffixes of files a crash may leave behind (Kafka's names).
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+DELETED_SUFFIX = ".deleted"
+
+
+class OffsetOutOfRangeError(Exception):
+    def __init__(self, offset: int, start: int, end: int):
+        super().__init__(f"offset {offset} is outside the log [{start}, {end}]")
+        self.offset, self.start, self.end = offset, start, end
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic uses LogAppendTime
+    max_timestamp: int
+    offset_of_max_timestamp: int
+    record_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    data: bytes | memoryview  # whole batches
+    first_offset: int  # base offset of the first batch returned
+    segment_base: int
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_partition_dir(name: str) -> tuple[str, int]:
+    topic, _, partition = name.rpartition("-")
+    if not topic or not partition.isdigit():
+        raise ValueError(f"not a partition directory name: {name!r}")
+    return topic, int(partition)
+
+
+class PartitionLog:
+    def __init__(
+        self,
+        directory: os.PathLike,
+        config: LogConfig,
+        *,
+        recovery_point: int = 0,
+        log_start_offset: int = 0,
+        high_watermark: int | None = None,
+        cleaner_offset: int = 0,
+        clean: bool = True,
+    ):
+        self.directory = Path(directory)
+        self.topic, self.partition = parse_partition_dir(self.directory.name)
+        self.config = config
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self.recovered_bytes = 0  # bytes cut off by recovery on open
+        self._load(recovery_point, clean)
+        self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
+        self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+        self.recovery_point = min(max(recovery_point, 0), self.log_end_offset) if clean else self.log_end_offset
+        hw = self.log_end_offset if high_watermark is None else high_watermark
+        self.high_watermark = min(max(hw, self.log_start_offset), self.log_end_offset)
+        self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
+        self.epochs.truncate_from_end(self.log_end_offset)
+        self.epochs.truncate_from_start(self.log_start_offset)
+        self.unflushed_messages = 0
+        self.last_flush_ms = now_ms()
+        # First offset not yet compacted (Kafka's cleaner-offset-checkpoint).
+        self.cleaner_offset = max(cleaner_offset, self.log_start_offset)
+        self._check()
+
+    # -- opening -------------------------------------------------------------
+
+    def _load(self, recovery_point: int, clean: bool) -> None:
+        self._finish_interrupted_swaps()
+        bases = sorted(int(p.name[: -len(LOG_SUFFIX)]) for p in self.directory.glob(f"*{LOG_SUFFIX}"))
+        # Index files without a log are leftovers of a deleted segment.
+        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            for p in self.directory.glob(f"*{suffix}"):
+                if int(p.name[: -len(suffix)]) not in bases:
+                    p.unlink()
+        cfg = self.config
+        for i, base in enumerate(bases):
+            seg = LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
+            self.segments.append(seg)
+            next_base = bases[i + 1] if i + 1 < len(bases) else None
+            if clean or (next_base is not None and next_base <= recovery_point):
+                seg.load()
+                continue
+            cut = seg.recover()
+            self.recovered_bytes += cut
+            if cut:
+                # Everything after a torn batch is unreachable: Kafka drops it.
+                for later in bases[i + 1 :]:
+                    LogSegment(self.directory, later, index_bytes=8, index_interval=cfg.index_interval_bytes).delete()
+                break
+        if not self.segments:
+            self.segments.append(self._new_segment(0))
+        self._bases = [s.base_offset for s in self.segments]
+        for prev, seg in zip(self.segments, self.segments[1:]):
+            if prev.next_offset > seg.base_offset:
+                raise CorruptRecordError(f"{self.directory.name}: segment {prev.base_offset} overlaps {seg.base_offset}")
+
+    def _finish_interrupted_swaps(self) -> None:
+        """A compaction swap is: write ``.cleaned`` files, rename them to
+        ``.swap``, delete the replaced segments, rename ``.swap`` to the final
+        names. After a crash, ``.cleaned`` files are incomplete (discard) and
+        ``.swap`` files are complete (finish the swap)."""
+        for p in self.directory.iterdir():
+            name = p.name
+            if name.endswith(CLEANED_SUFFIX) or name.endswith(DELETED_SUFFIX):
+                p.unlink()
+        swaps = sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}"))
+        for swap in swaps:
+            base = int(swap.name.split(".")[0])
+            seg = LogSegment(self.directory, base, index_bytes=8, index_interval=1, suffix=SWAP_SUFFIX)
+            seg.recover()
+            last = seg.next_offset
+            seg.close()
+            # The swap replaces every old segment whose offsets it covers.
+            for p in self.directory.glob(f"*{LOG_SUFFIX}"):
+                old = int(p.name[: -len(LOG_SUFFIX)])
+                if base <= old < last:
+                    LogSegment(self.directory, old, index_bytes=8, index_interval=1).delete()
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                src = self.directory / f"{base:020d}{suffix}{SWAP_SUFFIX}"
+                if src.exists():
+                    os.replace(src, self.directory / f"{base:020d}{suffix}")
+
+    def _new_segment(self, base: int) -> LogSegment:
+        cfg = self.config
+        return LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def active(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def _check(self) -> None:
+        assert self.log_start_offset <= self.high_watermark <= self.log_end_offset, (
+            self.log_start_offset,
+            self.high_watermark,
+            self.log_end_offset,
+        )
+
+    # -- appending -----------------------------------------------------------
+
+    def append(
+        self,
+        records,
+        *,
+        leader_epoch: int = -1,
+        now: int | None = None,
+        assign_offsets: bool = True,
+        validate: bool = True,
+    ) -> AppendResult:
+        """Append one or more batches. With ``assign_offsets`` the batches get
+        the next offsets; without (replication, compaction) their offsets must
+        continue the log. Raises CorruptRecordError before writing anything if
+        any batch is malformed."""
+        now = now_ms() if now is None else now
+        view = memoryview(records)
+        if view.readonly:
+            view = memoryview(bytearray(view))
+        batches = list(iter_batches(view))
+        if not batches:
+            raise CorruptRecordError("no record batch in the appended data")
+        if validate:
+            for batch in batches:
+                batch.validate()
+        next_offset = self.log_end_offset
+        append_time = now if self.config.log_append_time else -1
+        infos = []
+        max_ts, max_ts_offset, count = -1, next_offset, 0
+        position = 0
+        for batch in batches:
+            if assign_offsets:
+                batch.set_base_offset(next_offset)
+                if leader_epoch >= 0:
+                    batch.set_partition_leader_epoch(leader_epoch)
+                if append_time >= 0:
+                    batch.set_log_append_time(append_time)
+            elif batch.base_offset < next_offset:
+                raise CorruptRecordError(f"batch at offset {batch.base_offset} is below the log end {next_offset}")
+            last = batch.last_offset
+            ts = batch.max_timestamp
+            infos.append(BatchInfo(position, batch.base_offset, last, batch.size_in_bytes, ts))
+            if ts > max_ts:
+                max_ts, max_ts_offset = ts, last
+            count += batch.record_count
+            position += batch.size_in_bytes
+            next_offset = last + 1
+        first_base = infos[0].base_offset
+        data = view[:position]
+        self._maybe_roll(position, infos[-1].last_offset, now, first_base)
+        self.active.append(data, infos)
+        if assign_offsets:
+            if leader_epoch >= 0:
+                self.epochs.assign(leader_epoch, first_base)
+        else:
+            for batch in batches:
+                if batch.partition_leader_epoch >= 0:
+                    self.epochs.assign(batch.partition_leader_epoch, batch.base_offset)
+        self.unflushed_messages += count
+        if self.unflushed_messages >= self.config.flush_messages:
+            self.flush()
+        return AppendResult(first_base, infos[-1].last_offset, append_time, max_ts, max_ts_offset, count)
+
+    def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int) -> None:
+        seg = self.active
+        if seg.can_hold(size, last_offset, self.config.segment_bytes) and not seg.is_due_to_roll(now, self.config.segment_ms):
+            return
+        self.roll(next_base)
+
+    def roll(self, base: int | None = None) -> LogSegment:
+        """Start a new active segment at ``base`` (default: the log end)."""
+        base = self.log_end_offset if base is None else base
+        old = self.active
+        if old.size == 0 and old.base_offset == base:
+            return old
+        old.on_roll()
+        seg = self._new_segment(base)
+        self.segments.append(seg)
+        self._bases.append(base)
+        return seg
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+        """Whole batches from the one holding ``offset``; never past
+        ``max_offset`` (default: the high watermark). An offset outside
+        [log start, log end] raises OffsetOutOfRangeError."""
+        end = self.log_end_offset
+        if offset < self.log_start_offset or offset > end:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
+        limit = self.high_watermark if max_offset is None else max_offset
+        i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+        for seg in self.segments[i:]:
+            if seg.base_offset >= limit:
+                break
+            found = seg.read(offset, max_bytes, limit)
+            if found is not None:
+                info, data = found
+                return ReadResult(data, info.base_offset, seg.base_offset)
+        return ReadResult(b"", offset, self.active.base_offset)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(timestamp, offset) of the first record whose timestamp is >=
+        ``timestamp``, as ListOffsets answers; None if there is none."""
+        for seg in self.segments:
+            if seg.max_timestamp < timestamp:
+                continue
+            info = seg.find_timestamp(timestamp)
+            if info is None:
+                continue
+            batch = RecordBatch(memoryview(seg.read_at(info.position, info.size)))
+            for rec in batch.records():
+                if rec.timestamp >= timestamp and rec.offset >= self.log_start_offset:
+                    return rec.timestamp, rec.offset
+        return None
+
+    def max_timestamp(self) -> tuple[int, int]:
+        """(max timestamp, offset of the record that has it) over the log
+        (ListOffsets -3, KIP-734); (-1, -1) for an empty log."""
+        best = None
+        for seg in self.segments:
+            if seg.size and (best is None or seg.max_timestamp > best.max_timestamp):
+                best = seg
+        if best is None or best.max_timestamp < 0:
+            return -1, -1
+        info = best.find(best.offset_of_max_timestamp)
+        batch = RecordBatch(memoryview(best.read_at(info.position, info.size)))
+        for rec in batch.records():
+            if rec.timestamp == best.max_timestamp:
+                return rec.timestamp, rec.offset
+        return best.max_timestamp, best.offset_of_max_timestamp
+
+    # -- moving the ends -----------------------------------------------------
+
+    def set_high_watermark(self, offset: int) -> None:
+        self.high_watermark = min(max(offset, self.log_start_offset), self.log_end_offset)
+        self._check()
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove everything at or after ``offset`` (replica divergence)."""
+        if offset >= self.log_end_offset:
+            return
+        offset = max(offset, self.log_start_offset)
+        while len(self.segments) > 1 and self.active.base_offset >= offset:
+            self.segments.pop().delete()
+            self._bases.pop()
+        self.active.truncate_to(offset)
+        self.epochs.truncate_from_end(self.log_end_offset)
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+        self._check()
+
+    def truncate_fully(self, new_start: int) -> None:
+        """Drop every segment and restart empty at ``new_start``."""
+        for seg in self.segments:
+            seg.delete()
+        self.segments = [self._new_segment(new_start)]
+        self._bases = [new_start]
+        self.log_start_offset = self.high_watermark = self.recovery_point = new_start
+        self.epochs.clear()
+        self._check()
+
+    def delete_records(self, offset: int) -> int:
+        """Advance the log start offset to ``offset`` (DeleteRecords); it may
+        not pass the high watermark. Returns the new log start offset."""
+        if offset > self.high_watermark:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, self.high_watermark)
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            self.epochs.truncate_from_start(offset)
+            self.delete_segments_below_start()
+        self._check()
+        return self.log_start_offset
+
+    def delete_segments_below_start(self) -> list[int]:
+        """Delete the segments that hold only offsets below the log start."""
+        gone = []
+        while len(self.segments) > 1 and self.segments[1].base_offset <= self.log_start_offset:
+            gone.append(self._delete_oldest())
+        return gone
+
+    def _delete_oldest(self) -> int:
+        seg = self.segments.pop(0)
+        self._bases.pop(0)
+        seg.delete()
+        self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        return seg.base_offset
+
+    def delete_expired_segments(self, now: int | None = None) -> list[int]:
+        """Retention (``cleanup.policy`` containing ``delete``): delete whole
+        old segments by ``retention.ms`` and ``retention.bytes``, oldest first,
+        never the active one and never one holding offsets at or past the high
+        watermark. Returns the base offsets deleted."""
+        now = now_ms() if now is None else now
+        gone = self.delete_segments_below_start()
+        if not self.config.delete:
+            return gone
+        cfg = self.config
+        total = self.size_in_bytes
+        while len(self.segments) > 1:
+            seg = self.segments[0]
+            if seg.next_offset > self.high_watermark:
+                break
+            too_old = cfg.retention_ms >= 0 and seg.size and now - self._segment_time(seg) > cfg.retention_ms
+            too_big = cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
+            if not (too_old or too_big):
+                break
+            total -= seg.size
+            gone.append(self._delete_oldest())
+        self._check()
+        return gone
+
+    @staticmethod
+    def _segment_time(seg: LogSegment) -> int:
+        # Kafka falls back to the file's mtime when batches carry no timestamps.
+        if seg.max_timestamp >= 0:
+            return seg.max_timestamp
+        return int(os.stat(seg.path).st_mtime * 1000)
+
+    # -- compaction swap -------------------------------------------------------
+
+    def new_cleaned_segment(self, base: int) -> LogSegment:
+        """A segment under construction, named ``*.cleaned`` until swapped in."""
+        cfg = self.config
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            stale = self.directory / f"{base:020d}{suffix}{CLEANED_SUFFIX}"
+            if stale.exists():
+                stale.unlink()
+        return LogSegment(
+            self.directory,
+            base,
+            index_bytes=cfg.segment_index_bytes,
+            index_interval=cfg.index_interval_bytes,
+            suffix=CLEANED_SUFFIX,
+        )
+
+    def replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
+        """Swap a cleaned segment in for the closed segments it was built
+        from, crash-safely: fsync it, rename it ``.swap`` (the commit point:
+        from here recovery finishes the swap), delete the old ones, drop the
+        suffix. Must run on the thread that owns the log."""
+        assert old and all(seg in self.segments[:-1] for seg in old), "only closed segments are replaced"
+        assert new.base_offset == old[0].base_offset
+        new.on_roll()
+        new.dirty = True
+        new.flush()
+        new.rename_suffix(CLEANED_SUFFIX, SWAP_SUFFIX)
+        _fsync_dir(self.directory)
+        first = self.segments.index(old[0])
+        for seg in old:
+            seg.delete()
+        new.rename_suffix(SWAP_SUFFIX, "")
+        _fsync_dir(self.directory)
+        new.next_offset = max(new.next_offset, old[-1].next_offset)
+        self.segments[first : first + len(old)] = [new]
+        self._bases = [s.base_offset for s in self.segments]
+
+    # -- durability ----------------------------------------------------------
+
+    def flush(self) -> bool:
+        """fsync everything appended so far; False if nothing was dirty."""
+        dirty = [s for s in self.segments if s.dirty]
+        for seg in dirty:
+            seg.flush()
+        self.recovery_point = self.log_end_offset
+        self.unflushed_messages = 0
+        self.last_flush_ms = now_ms()
+        return bool(dirty)
+
+    def needs_flush(self, now: int | None = None) -> bool:
+        """Kafka's ``flush.messages`` / ``flush.ms`` policy."""
+        if not any(s.dirty for s in self.segments[-2:]):
+            return False
+        now = now_ms() if now is None else now
+        return self.unflushed_messages >= self.config.flush_messages or now - self.last_flush_ms >= self.config.flush_ms
+
+    def close(self) -> None:
+        for seg in self.segments:
+            seg.close()
+
+    def delete(self) -> None:
+        """Remove the partition's files and directory."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.topic}-{self.partition}, start={self.log_start_offset}, "
+            f"hw={self.high_watermark}, end={self.log_end_offset}, segments={len(self.segments)})"
+        )

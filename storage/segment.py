@@ -1,0 +1,282 @@
+"""One log segment: a ``.log`` file of record batches with its two indexes.
+
+The segment stores batches exactly as they were appended (offsets already
+assigned by the log) and never looks inside them beyond the 61-byte batch
+header. Positions are byte offsets in the ``.log`` file.
+
+Index entries follow Kafka: after more than ``index.interval.bytes`` have
+been appended since the last entry, the next batch gets an offset-index
+entry (its last offset -> its position) and the time index gets the largest
+timestamp seen so far with the offset where it occurred.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.errors import ProtocolError
+from protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
+
+from .index import CorruptIndexError, OffsetIndex, TimeIndex
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
+# Batches larger than this are corruption, not data (Kafka caps batches at
+# max.message.bytes, whose largest sane value is far below this).
+MAX_BATCH_SIZE = 1 << 30
+
+
+def file_stem(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """Header facts of one stored batch."""
+
+    position: int
+    base_offset: int
+    last_offset: int
+    size: int
+    max_timestamp: int
+
+
+class LogSegment:
+    def __init__(self, directory: Path, base_offset: int, *, index_bytes: int, index_interval: int, suffix: str = ""):
+        self.directory = Path(directory)
+        self.base_offset = base_offset
+        self.index_interval = index_interval
+        stem = directory / file_stem(base_offset)
+        self.path = Path(f"{stem}{LOG_SUFFIX}{suffix}")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.size = os.fstat(self._fd).st_size
+        self.offset_index = OffsetIndex(Path(f"{stem}{INDEX_SUFFIX}{suffix}"), base_offset, index_bytes)
+        self.time_index = TimeIndex(Path(f"{stem}{TIMEINDEX_SUFFIX}{suffix}"), base_offset, index_bytes)
+        self.created_ms = int(time.time() * 1000)
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp: int | None = None
+        self._since_index = 0
+        self.dirty = False
+
+    # -- loading -------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open an existing segment after a clean shutdown: trust the indexes
+        if they pass the sanity check (else rebuild by recovering), and scan
+        only the batches after the last index entry."""
+        try:
+            self.offset_index.sanity_check(self.size)
+            self.time_index.sanity_check()
+        except CorruptIndexError:
+            self.recover()
+            return
+        first = next(self.scan_headers(0), None)
+        self.first_batch_timestamp = first.max_timestamp if first else None
+        _, position = self.offset_index.lookup(2**63 - 1)
+        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry
+        self.next_offset = self.base_offset
+        self._since_index = 0
+        for info in self.scan_headers(position):
+            self._account(info, index=False)
+
+    def recover(self) -> int:
+        """Rebuild both indexes from the data, validating every batch's
+        lengths and CRC; cut the file at the first bad byte. Returns the
+        number of bytes cut off."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.first_batch_timestamp = None
+        self._since_index = 0
+        position = 0
+        while position < self.size:
+            info = self._read_valid_batch(position)
+            if info is None or info.base_offset < self.next_offset:
+                break
+            self._account(info, index=True)
+            position += info.size
+        cut = self.size - position
+        if cut:
+            os.ftruncate(self._fd, position)
+            self.size = position
+        return cut
+
+    def _read_valid_batch(self, position: int) -> BatchInfo | None:
+        head = os.pread(self._fd, LOG_OVERHEAD, position)
+        if len(head) < LOG_OVERHEAD:
+            return None
+        length = int.from_bytes(head[8:12], "big", signed=True)
+        if not MIN_BATCH_LENGTH <= length <= MAX_BATCH_SIZE or position + LOG_OVERHEAD + length > self.size:
+            return None
+        data = os.pread(self._fd, LOG_OVERHEAD + length, position)
+        try:
+            batch = RecordBatch(memoryview(data))
+            batch.validate()
+        except ProtocolError:
+            return None
+        return BatchInfo(position, batch.base_offset, batch.last_offset, len(data), batch.max_timestamp)
+
+    # -- writing -------------------------------------------------------------
+
+    def append(self, data, batches: list[BatchInfo]) -> None:
+        """Append the bytes of ``batches`` (already validated, offsets
+        assigned); their positions are relative to the start of ``data``."""
+        position = self.size
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self._fd, view[written:], position + written)
+        for info in batches:
+            self._account(
+                BatchInfo(position + info.position, info.base_offset, info.last_offset, info.size, info.max_timestamp),
+                index=True,
+            )
+        self.size = position + len(view)
+        self.dirty = True
+
+    def _account(self, info: BatchInfo, index: bool) -> None:
+        if info.max_timestamp > self.max_timestamp:
+            self.max_timestamp = info.max_timestamp
+            self.offset_of_max_timestamp = info.last_offset
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = info.max_timestamp
+        if index and self._since_index > self.index_interval:
+            self.offset_index.append(info.last_offset, info.position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._since_index = 0
+        self._since_index += info.size
+        self.next_offset = info.last_offset + 1
+
+    def can_hold(self, size: int, last_offset: int, segment_bytes: int) -> bool:
+        """False when appending would break a roll condition of Kafka's:
+        segment size, a full index, or a relative offset past int32."""
+        if self.size and self.size + size > segment_bytes:
+            return False
+        if self.offset_index.is_full() or self.time_index.is_full():
+            return False
+        return last_offset - self.base_offset <= 0x7FFFFFFF
+
+    def is_due_to_roll(self, now_ms: int, segment_ms: int) -> bool:
+        if self.size == 0:
+            return False
+        start = self.first_batch_timestamp if self.first_batch_timestamp and self.first_batch_timestamp > 0 else self.created_ms
+        return now_ms - start > segment_ms
+
+    def on_roll(self) -> None:
+        """The segment stops being active: record its max timestamp in the
+        time index and give back the preallocated index space."""
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.offset_index.trim()
+        self.time_index.trim()
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch that holds an offset >= ``offset`` (a batch
+        straddling it goes whole). Returns the bytes removed."""
+        found = self.find(offset)
+        if found is None:
+            return 0
+        cut = self.size - found.position
+        os.ftruncate(self._fd, found.position)
+        self.size = found.position
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
+        if found.position == 0:
+            self.recover()
+        else:
+            self.load()
+        self.dirty = True
+        return cut
+
+    def flush(self) -> None:
+        if self.dirty:
+            os.fsync(self._fd)
+            self.offset_index.flush()
+            self.time_index.flush()
+            self.dirty = False
+
+    # -- reading -------------------------------------------------------------
+
+    def scan_headers(self, position: int = 0):
+        """Header facts of each whole batch from ``position`` to the end."""
+        while position + HEADER_SIZE <= self.size:
+            head = os.pread(self._fd, HEADER_SIZE, position)
+            h = HEADER.unpack(head)
+            size = h[1] + LOG_OVERHEAD
+            if h[1] < MIN_BATCH_LENGTH or position + size > self.size:
+                return
+            yield BatchInfo(position, h[0], h[0] + h[6], size, h[8])
+            position += size
+
+    def find(self, offset: int) -> BatchInfo | None:
+        """The first batch whose last offset is >= ``offset``."""
+        _, position = self.offset_index.lookup(offset)
+        for info in self.scan_headers(position):
+            if info.last_offset >= offset:
+                return info
+        return None
+
+    def read(self, offset: int, max_bytes: int, max_offset: int) -> tuple[BatchInfo, bytes | memoryview] | None:
+        """Whole batches from the one holding ``offset``, at most ``max_bytes``
+        but always the first batch whole, none at or past ``max_offset``."""
+        first = self.find(offset)
+        if first is None or first.base_offset >= max_offset:
+            return None
+        want = min(max(max_bytes, first.size), self.size - first.position)
+        data = os.pread(self._fd, want, first.position)
+        end = first.size
+        while end + LOG_OVERHEAD <= len(data):
+            base = int.from_bytes(data[end : end + 8], "big", signed=True)
+            size = int.from_bytes(data[end + 8 : end + 12], "big", signed=True) + LOG_OVERHEAD
+            if base >= max_offset or end + size > len(data):
+                break
+            end += size
+        return first, memoryview(data)[:end] if end < len(data) else data
+
+    def read_at(self, position: int, size: int) -> bytes:
+        return os.pread(self._fd, size, position)
+
+    def find_timestamp(self, timestamp: int) -> BatchInfo | None:
+        """The first batch whose max timestamp is >= ``timestamp``."""
+        _, offset = self.time_index.lookup(timestamp)
+        _, position = self.offset_index.lookup(offset)
+        for info in self.scan_headers(position):
+            if info.max_timestamp >= timestamp:
+                return info
+        return None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.offset_index.close()
+            self.time_index.close()
+            os.close(self._fd)
+            self._fd = -1
+
+    def delete(self) -> None:
+        self.close()
+        for path in (self.path, self.offset_index.path, self.time_index.path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def rename_suffix(self, old: str, new: str) -> None:
+        """Change the suffix of all three files (used by the compaction swap)."""
+        for obj in (self.offset_index, self.time_index):
+            obj.rename(Path(str(obj.path).removesuffix(old) + new))
+        target = Path(str(self.path).removesuffix(old) + new)
+        os.rename(self.path, target)
+        self.path = target
+
+    def __repr__(self) -> str:
+        return f"LogSegment(base={self.base_offset}, next={self.next_offset}, size={self.size})"
