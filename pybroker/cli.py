@@ -1,19 +1,82 @@
-"""Command line entry point."""
+"""``pybroker``: run a broker from the command line."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 
+import trio
+
 from . import __version__
+from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError
+
+MAIN_PROPERTIES = (
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "node.id",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "log.retention.hours",
+    "log.segment.bytes",
+    "message.max.bytes",
+    "zookeeper.connect",
+)
+
+
+def _epilog() -> str:
+    lines = ["main properties (Kafka names; any broker property works with --override):"]
+    for key in MAIN_PROPERTIES:
+        _, default, about = BROKER_PROPERTIES[key]
+        lines.append(f"  {key:<28} {about} (default: {default or 'none'})")
+    lines.append("environment: PYBROKER_LOG_DIRS=... sets log.dirs, and so on for every property")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pybroker", description="A Kafka broker in Python.")
+    parser = argparse.ArgumentParser(
+        prog="pybroker",
+        description="A Kafka broker in Python. Serves PLAINTEXT on 127.0.0.1:9092 with data in ./pybroker-data by default.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"pybroker {__version__}")
-    parser.parse_args(argv)
-    print(f"pybroker {__version__}: the broker itself is not built yet (see README, 'Status').")
+    parser.add_argument("-c", "--config", metavar="FILE", help="server.properties-style file")
+    parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = BrokerConfig.load(args.config, args.override)
+    except ConfigError as exc:
+        print(f"pybroker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve, config)
+    except OSError as exc:
+        print(f"pybroker: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+async def _serve(config: BrokerConfig) -> None:
+    from .broker import Broker
+
+    broker = Broker(config)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_signals, broker)
+        await broker.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _signals(broker) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            broker.stop()
 
 
 if __name__ == "__main__":

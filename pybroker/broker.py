@@ -1,0 +1,211 @@
+"""The broker: state shared by all handlers, and its life cycle.
+
+``Broker.run`` binds the listeners, serves connections and the periodic
+tasks (retention, flush policy, checkpoints) until ``stop()`` or a
+signal; then it stops accepting, gives in-flight requests
+``shutdown.grace.ms`` to finish, cancels the rest, flushes every log and
+leaves the clean-shutdown marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import trio
+
+from storage.config import LogConfig
+from storage.manager import LogManager
+
+from . import handlers
+from .cluster.local import LocalMetadata
+from .cluster.model import BrokerInfo, TopicInfo
+from .config import BrokerConfig
+from .fetch_sessions import FetchSessionCache
+from .flusher import Flusher
+from .partition import Partition
+from .producers import ProducerStates
+from .server import Connection
+
+log = logging.getLogger("pybroker")
+
+LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
+MAX_TOPIC_LENGTH = 249
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Kafka's rules for topic names; None when the name is legal."""
+    if not name:
+        return "Topic name is illegal, it can't be empty"
+    if name in (".", ".."):
+        return "Topic name cannot be \".\" or \"..\""
+    if len(name) > MAX_TOPIC_LENGTH:
+        return f"Topic name is illegal, it can't be longer than {MAX_TOPIC_LENGTH} characters"
+    if not LEGAL_TOPIC.match(name):
+        return f"Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+    return None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig):
+        self.config = config
+        self.node_id = config.node_id
+        self.stopping = False
+        self.handlers = handlers.load_all()
+        self.logs = LogManager(config.log_dirs, self.log_config_for)
+        first = config.advertised[0]
+        self.metadata = LocalMetadata(
+            config.log_dirs[0], self.node_id, BrokerInfo(self.node_id, first.host, first.port), config["cluster.id"]
+        )
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        for topic in self.metadata.topics.values():
+            self._open_topic(topic)
+        for tp in list(self.logs.logs):
+            if tp not in self.partitions:
+                log.warning("deleting log of unknown partition %s-%d", *tp)
+                self.logs.delete(*tp)
+        self.producers = ProducerStates(self)
+        self.flusher = Flusher(self)
+        self.fetch_sessions = FetchSessionCache()
+        self.bound: list[tuple[str, int]] = []
+        self.connections: set[Connection] = set()
+        self._stop = None
+
+    # -- topics ----------------------------------------------------------------
+
+    def log_config_for(self, topic: str) -> LogConfig:
+        info = self.metadata.topics.get(topic) if hasattr(self, "metadata") else None
+        return LogConfig.from_props(info.configs if info else {}, base=self.config.log_config)
+
+    def _open_topic(self, topic: TopicInfo) -> None:
+        cfg = self.log_config_for(topic.name)
+        for p in topic.partitions:
+            plog = self.logs.get(topic.name, p.index) or self.logs.create(topic.name, p.index, cfg)
+            self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
+        """Create a topic; the caller has validated name, count and configs."""
+        info = self.metadata.create_topic(name, partitions, configs)
+        self._open_topic(info)
+        log.info("created topic %s with %d partitions", name, partitions)
+        return info
+
+    def auto_create_topic(self, name: str) -> TopicInfo | None:
+        if not self.config["auto.create.topics.enable"] or topic_name_problem(name):
+            return None
+        return self.create_topic(name, self.config["num.partitions"])
+
+    def delete_topic(self, name: str) -> None:
+        info = self.metadata.delete_topic(name)
+        for p in info.partitions:
+            part = self.partitions.pop((name, p.index), None)
+            if part is not None:
+                part.wake()
+            self.logs.delete(name, p.index)
+        log.info("deleted topic %s", name)
+
+    def add_partitions(self, name: str, total: int) -> None:
+        self.metadata.add_partitions(name, total)
+        self._open_topic(self.metadata.topics[name])
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        self.metadata.set_topic_configs(name, configs)
+        self.logs.update_config(name, self.log_config_for(name))
+
+    def partition(self, topic: str, index: int) -> Partition | None:
+        return self.partitions.get((topic, index))
+
+    # -- life cycle ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run`` to shut down gracefully (thread-unsafe: call from the Trio thread)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._stop = trio.Event()
+        grace = self.config["shutdown.grace.ms"] / 1000
+        try:
+            async with trio.open_nursery() as root:
+                listeners = []
+                for lst in self.config.listeners:
+                    listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
+                self._advertise()
+                conns = trio.open_nursery()
+                async with conns as conn_nursery:
+                    accept_scope = trio.CancelScope()
+                    root.start_soon(self._accept, listeners, conn_nursery, accept_scope)
+                    root.start_soon(self._periodic)
+                    root.start_soon(self.flusher.run)
+                    log.info(
+                        "pybroker %d serving on %s, data in %s",
+                        self.node_id,
+                        ", ".join(f"{h}:{p}" for h, p in self.bound),
+                        ", ".join(str(d) for d in self.config.log_dirs),
+                    )
+                    task_status.started(self.bound)
+                    await self._stop.wait()
+                    log.info("shutting down")
+                    self.stopping = True
+                    accept_scope.cancel()
+                    for conn in list(self.connections):
+                        conn.stop_reading()
+                    conn_nursery.cancel_scope.deadline = trio.current_time() + grace
+                root.cancel_scope.cancel()
+        finally:
+            self.stopping = True
+            self.logs.close()
+            log.info("stopped; logs flushed")
+
+    def _advertise(self) -> None:
+        adv = self.config.advertised[0]
+        port = adv.port
+        if port == 0 and self.bound:
+            port = self.bound[0][1]
+        self.metadata.broker = BrokerInfo(self.node_id, adv.host, port)
+
+    async def _accept(self, listeners, nursery, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as inner:
+                for listener in listeners:
+                    inner.start_soon(self._accept_one, listener, nursery)
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+
+    async def _accept_one(self, listener, nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)  # back off on e.g. EMFILE rather than spin
+                continue
+            nursery.start_soon(Connection(self, stream).serve)
+
+    async def _periodic(self) -> None:
+        """Retention, the flush.ms / flush.messages policy and checkpoints."""
+        cfg = self.config
+        retention_every = cfg["log.retention.check.interval.ms"] / 1000
+        flush_every = cfg["log.flush.scheduler.interval.ms"] / 1000
+        checkpoint_every = cfg["log.flush.offset.checkpoint.interval.ms"] / 1000
+        next_retention = trio.current_time() + retention_every
+        next_checkpoint = trio.current_time() + checkpoint_every
+        while True:
+            await trio.sleep(flush_every)
+            self.logs.flush_dirty()
+            now = trio.current_time()
+            if now >= next_retention:
+                next_retention = now + retention_every
+                deleted = self.logs.delete_expired(now_ms())
+                if deleted:
+                    log.info("retention deleted %d segments", deleted)
+            if now >= next_checkpoint:
+                next_checkpoint = now + checkpoint_every
+                self.logs.checkpoint()
+                self.producers.checkpoint()

@@ -1,0 +1,66 @@
+"""Request handlers, one module per API.
+
+A module registers its handler with ``@handles(ApiKey.X, min, max)``; the
+range is exactly what ApiVersions advertises. A handler runs on the broker's
+Trio thread in request order for its connection and returns either the
+response, ``None`` (no response: Produce with acks=0), or ``Later`` wrapping
+an async function for a response that must wait (a Fetch long-poll, an
+fsync for acks=all): the connection goes on with the next request while it
+waits, and responses still leave in request order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.registry import ApiKey
+
+MODULES = (
+    "api_versions",
+    "metadata",
+    "produce",
+    "fetch",
+    "list_offsets",
+    "init_producer_id",
+)
+
+
+class CloseConnection(Exception):
+    """Raised by a handler when Kafka would close the connection instead of answering."""
+
+
+@dataclass(frozen=True)
+class Later:
+    """A response still being worked out."""
+
+    run: Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    api_key: ApiKey
+    min_version: int
+    max_version: int
+    fn: Callable
+
+
+HANDLERS: dict[int, Handler] = {}
+
+
+def handles(api_key: ApiKey, min_version: int, max_version: int):
+    def register(fn):
+        if api_key in HANDLERS:
+            raise RuntimeError(f"two handlers for {api_key.name}")
+        HANDLERS[api_key] = Handler(api_key, min_version, max_version, fn)
+        return fn
+
+    return register
+
+
+def load_all() -> dict[int, Handler]:
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+    return HANDLERS

@@ -1,0 +1,206 @@
+"""Fetch v4-13 (api key 1).
+
+v4 isolation level, last stable offset and aborted transactions; v5 log
+start offset; v7 incremental fetch sessions (KIP-227, see fetch_sessions);
+v9 current leader epoch (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); v11
+rack id and preferred read replica (always -1: no follower fetching);
+v12 flexible, last fetched epoch; v13 topics by id (UNKNOWN_TOPIC_ID).
+
+Whole batches are returned, read from the log up to the high watermark
+(read_committed reads to the last stable offset, which equals it while
+there are no transactions). The first partition with data gets its first
+batch even when it exceeds the limits (KIP-74); after that every partition
+is bounded by its own max bytes and what is left of the response's. When
+less than min_bytes is available the request waits, up to max_wait_ms, for
+an append to any partition it asked for.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from protocol.primitives import ZERO_UUID
+from protocol.registry import ApiKey
+from storage.log import OffsetOutOfRangeError
+
+from ..fetch_sessions import SessionError, SessionPartition
+from . import Later, handles
+
+READ_COMMITTED = 1
+
+
+@handles(ApiKey.FETCH, 4, 13)
+def fetch(ctx, req):
+    broker = ctx.broker
+    version = ctx.api_version
+    try:
+        session, full = _session(broker, req, version)
+    except SessionError as exc:
+        return FetchResponse(error_code=exc.code, session_id=0)
+    wanted = _wanted(broker, req, version, session, full)
+    response, size, parts = _build(broker, req, version, wanted, session, full)
+    if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
+        return _finish(response, wanted, session)
+
+    async def long_poll():
+        nonlocal response
+        with trio.move_on_after(req.max_wait_ms / 1000):
+            while True:
+                event = trio.Event()
+                for part in parts:
+                    part.park(event)
+                try:
+                    await event.wait()
+                finally:
+                    for part in parts:
+                        part.unpark(event)
+                response, size, _ = _build(broker, req, version, wanted, session, full)
+                if size >= req.min_bytes:
+                    break
+        response, _, _ = _build(broker, req, version, wanted, session, full)
+        return _finish(response, wanted, session)
+
+    return Later(long_poll)
+
+
+def _session(broker, req, version):
+    if version < 7:
+        return None, True
+    return broker.fetch_sessions.resolve(req.session_id, req.session_epoch)
+
+
+def _wanted(broker, req, version, session, full) -> list[SessionPartition | tuple]:
+    """The partitions to answer for, in order: SessionPartition for known
+    topics, (topic name or None, topic id, index, error) for unknown ones."""
+    md = broker.metadata
+    out: list = []
+    fresh: list[SessionPartition] = []
+    for t in req.topics:
+        if version >= 13:
+            info = md.topic_by_id(t.topic_id)
+            missing = ErrorCode.UNKNOWN_TOPIC_ID
+        else:
+            info = md.topics.get(t.topic)
+            missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        for p in t.partitions:
+            if info is None or p.partition >= len(info.partitions):
+                out.append((t.topic if version < 13 else None, t.topic_id, p.partition, missing))
+                continue
+            sp = SessionPartition(
+                info.name, info.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch
+            )
+            fresh.append(sp)
+    if session is None:
+        return out + fresh
+    if full:
+        session.partitions.clear()
+    for sp in fresh:
+        key = (sp.topic, sp.index)
+        old = session.partitions.get(key)
+        if old is not None:
+            sp.high_watermark, sp.last_stable_offset, sp.log_start_offset = (
+                old.high_watermark,
+                old.last_stable_offset,
+                old.log_start_offset,
+            )
+        session.partitions[key] = sp
+    for t in req.forgotten_topics_data or []:
+        info = md.topic_by_id(t.topic_id) if version >= 13 else md.topics.get(t.topic)
+        if info is not None:
+            for idx in t.partitions:
+                session.partitions.pop((info.name, idx), None)
+    # Unknown topics are answered once, not kept in the session.
+    return out + list(session.partitions.values())
+
+
+def _build(broker, req, version, wanted, session, full):
+    isolation = req.isolation_level if version >= 4 else 0
+    remaining = req.max_bytes if version >= 3 else 2**31 - 1
+    first = True
+    size = 0
+    parked = []
+    by_topic: dict = {}
+    order: list = []
+    for w in wanted:
+        if isinstance(w, tuple):
+            name, topic_id, index, code = w
+            data = PartitionData(partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=None)
+            key = (name, topic_id)
+        else:
+            part = broker.partition(w.topic, w.index)
+            data = _read_partition(part, w, isolation, remaining, first)
+            key = (w.topic, w.topic_id)
+            if part is not None:
+                parked.append(part)
+            n = len(data.records) if data.records is not None else 0
+            if n:
+                first = False
+                remaining -= n
+                size += n
+            if session is not None and not full:
+                if not (n or data.error_code or w.has_news(data.high_watermark, data.last_stable_offset, data.log_start_offset)):
+                    continue
+        if key not in by_topic:
+            by_topic[key] = []
+            order.append(key)
+        by_topic[key].append(data)
+    topics = [
+        FetchableTopicResponse(
+            topic=name if version < 13 else "", topic_id=topic_id if version >= 13 else ZERO_UUID, partitions=by_topic[(name, topic_id)]
+        )
+        for name, topic_id in order
+    ]
+    response = FetchResponse(session_id=session.id if session is not None else 0, responses=topics)
+    return response, size, parked
+
+
+def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, first: bool) -> PartitionData:
+    aborted = [] if isolation == READ_COMMITTED else None
+    if part is None:
+        return PartitionData(partition_index=w.index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=None)
+    log = part.log
+    hw = log.high_watermark
+    lso = hw
+    data = PartitionData(
+        partition_index=w.index,
+        high_watermark=hw,
+        last_stable_offset=lso,
+        log_start_offset=log.log_start_offset,
+        aborted_transactions=aborted,
+        preferred_read_replica=-1,
+        records=b"",
+    )
+    if w.leader_epoch >= 0 and w.leader_epoch != part.leader_epoch:
+        data.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        data.records = None
+        return data
+    limit = min(w.max_bytes, remaining)
+    if limit <= 0 and not first:
+        return data
+    try:
+        result = log.read(w.fetch_offset, max(limit, 1), lso if isolation == READ_COMMITTED else hw)
+    except OffsetOutOfRangeError:
+        data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+        data.records = None
+        return data
+    if len(result.data) > limit and not first:
+        return data  # only the first batch of the response may exceed the limits
+    data.records = result.data
+    return data
+
+
+def _finish(response, wanted, session):
+    if session is not None:
+        session.epoch += 1
+        sent = {}
+        for topic in response.responses:
+            for p in topic.partitions:
+                sent[(topic.topic, topic.topic_id, p.partition_index)] = p
+        for w in wanted:
+            if isinstance(w, SessionPartition):
+                p = sent.get((w.topic, w.topic_id, w.index)) or sent.get(("", w.topic_id, w.index))
+                if p is not None and not p.error_code:
+                    w.remember(p.high_watermark, p.last_stable_offset, p.log_start_offset)
+    return response

@@ -1,0 +1,23 @@
+"""InitProducerId v0-4 (api key 22).
+
+Without a transactional id the caller is an idempotent producer: it gets a
+producer id never handed out before (ids come from blocks persisted in the
+cluster metadata, so a restart cannot repeat one) and epoch 0. v2 is
+flexible; v3 lets a producer send its current id and epoch (KIP-360) —
+for an idempotent producer a fresh id is the answer, as in Kafka.
+Transactional ids need the transaction coordinator, which pybroker does
+not have yet: they get COORDINATOR_NOT_AVAILABLE.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.init_producer_id_response import InitProducerIdResponse
+from protocol.registry import ApiKey
+
+from . import handles
+
+
+@handles(ApiKey.INIT_PRODUCER_ID, 0, 4)
+def init_producer_id(ctx, req):
+    if req.transactional_id is not None:
+        return InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, producer_id=-1, producer_epoch=-1)
+    return InitProducerIdResponse(producer_id=ctx.broker.producers.new_producer_id(), producer_epoch=0)

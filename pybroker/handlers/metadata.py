@@ -1,0 +1,94 @@
+"""Metadata v0-12 (api key 3).
+
+v0: an empty topic list means all topics; v1+: null means all, empty means
+none, and adds controller id, rack and is_internal; v2 cluster id; v4 the
+client's allow_auto_topic_creation (before v4 auto-creation is implied);
+v5 offline replicas; v7 leader epochs; v8 authorized operations (we have no
+authorizer, so everything a topic or cluster supports is allowed, as Kafka
+without one reports it); v9 flexible; v10 topic ids, also as lookup keys
+(unknown ids get UNKNOWN_TOPIC_ID); v11 drops the cluster operations.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.metadata_response import (
+    MetadataResponse,
+    MetadataResponseBroker,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
+from protocol.primitives import ZERO_UUID
+from protocol.registry import ApiKey
+
+from ..broker import topic_name_problem
+from . import handles
+
+# AclOperation codes (Kafka's org.apache.kafka.common.acl.AclOperation).
+READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE = (
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+)
+TOPIC_OPERATIONS = sum(1 << op for op in (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
+CLUSTER_OPERATIONS = sum(
+    1 << op for op in (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE)
+)
+NOT_REQUESTED = -(2**31)
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+@handles(ApiKey.METADATA, 0, 12)
+def metadata(ctx, req):
+    broker = ctx.broker
+    version = ctx.api_version
+    md = broker.metadata
+    want_ops = version >= 8 and req.include_topic_authorized_operations
+    auto_create = version < 4 or req.allow_auto_topic_creation
+    if req.topics is None or (version == 0 and not req.topics):
+        topics = [_topic(broker, info, want_ops) for info in md.topics.values()]
+    else:
+        topics = []
+        for wanted in req.topics:
+            if version >= 10 and wanted.name is None:
+                info = md.topic_by_id(wanted.topic_id)
+                if info is None:
+                    topics.append(MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id))
+                    continue
+            else:
+                info = md.topics.get(wanted.name)
+                if info is None and auto_create:
+                    info = broker.auto_create_topic(wanted.name)
+                if info is None:
+                    code = ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_problem(wanted.name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    topics.append(MetadataResponseTopic(error_code=code, name=wanted.name, topic_id=ZERO_UUID))
+                    continue
+            topics.append(_topic(broker, info, want_ops))
+    cluster_ops = NOT_REQUESTED
+    if 8 <= version <= 10 and req.include_cluster_authorized_operations:
+        cluster_ops = CLUSTER_OPERATIONS
+    return MetadataResponse(
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in md.brokers()],
+        cluster_id=md.cluster_id,
+        controller_id=md.controller_id,
+        topics=topics,
+        cluster_authorized_operations=cluster_ops,
+    )
+
+
+def _topic(broker, info, want_ops: bool) -> MetadataResponseTopic:
+    return MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.name in INTERNAL_TOPICS,
+        partitions=[
+            MetadataResponsePartition(
+                error_code=ErrorCode.NONE,
+                partition_index=p.index,
+                leader_id=p.leader,
+                leader_epoch=p.leader_epoch,
+                replica_nodes=list(p.replicas),
+                isr_nodes=list(p.isr),
+                offline_replicas=list(p.offline),
+            )
+            for p in info.partitions
+        ],
+        topic_authorized_operations=TOPIC_OPERATIONS if want_ops else NOT_REQUESTED,
+    )

@@ -1,0 +1,51 @@
+"""Run-time state of one partition this broker hosts.
+
+Single-node: the high watermark follows the log end as soon as an append
+is done (the in-sync replica set is this broker alone). Fetch long-polls
+park an event here and are woken by the next append.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from storage.log import AppendResult, PartitionLog
+
+from .cluster.model import PartitionInfo
+
+
+class Partition:
+    __slots__ = ("topic", "index", "log", "info", "_waiters")
+
+    def __init__(self, topic: str, index: int, log: PartitionLog, info: PartitionInfo):
+        self.topic = topic
+        self.index = index
+        self.log = log
+        self.info = info
+        self._waiters: set[trio.Event] = set()
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.info.leader_epoch
+
+    @property
+    def high_watermark(self) -> int:
+        return self.log.high_watermark
+
+    def append(self, records, now: int) -> AppendResult:
+        result = self.log.append(records, leader_epoch=self.info.leader_epoch, now=now)
+        self.log.set_high_watermark(self.log.log_end_offset)
+        self.wake()
+        return result
+
+    def park(self, event: trio.Event) -> None:
+        self._waiters.add(event)
+
+    def unpark(self, event: trio.Event) -> None:
+        self._waiters.discard(event)
+
+    def wake(self) -> None:
+        if self._waiters:
+            for event in self._waiters:
+                event.set()
+            self._waiters.clear()

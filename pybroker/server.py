@@ -1,0 +1,207 @@
+"""Connections: frames in, handlers run in order, responses out in order.
+
+Each connection has one reader task and one writer task. The reader decodes
+a frame and runs its handler before reading the next, so a connection's
+requests change broker state in the order they were sent. A handler that
+must wait returns ``Later``; its wait runs in its own task while the reader
+carries on, and the writer sends responses strictly in request order. At
+most ``queued.max.requests`` responses may be outstanding per connection;
+past that the reader stops reading, which pushes back on the client.
+
+Bad input follows Kafka: an unknown API key, a version without a schema,
+bytes that do not decode, or a frame above ``socket.request.max.bytes`` close
+the connection with one log line; an ApiVersions request of a version we do
+not know is answered with UNSUPPORTED_VERSION so the client can retry lower.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import trio
+
+from protocol.error_codes import ErrorCode
+from protocol.errors import ProtocolError, UnsupportedVersionError
+from protocol.framing import FrameDecoder, decode_request_header, encode_response, peek_request
+from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
+from protocol.registry import ApiKey, api_info
+
+from .handlers import HANDLERS, CloseConnection, Later
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("pybroker.server")
+RECEIVE_SIZE = 256 * 1024
+
+
+class RequestContext:
+    """What a handler knows about the request besides its body."""
+
+    __slots__ = ("broker", "api_version", "correlation_id", "client_id", "peer", "header")
+
+    def __init__(self, broker: Broker, header, peer: str):
+        self.broker = broker
+        self.header = header
+        self.api_version = header.request_api_version
+        self.correlation_id = header.correlation_id
+        self.client_id = header.client_id
+        self.peer = peer
+
+
+class _Slot:
+    __slots__ = ("done", "chunks")
+
+    def __init__(self):
+        self.done = trio.Event()
+        self.chunks: list | None = None
+
+
+class Connection:
+    def __init__(self, broker: Broker, stream: trio.SocketStream):
+        self.broker = broker
+        self.stream = stream
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            self.peer = f"{host}:{port}"
+        except OSError:
+            self.peer = "?"
+        cfg = broker.config
+        self.frames = FrameDecoder(cfg["socket.request.max.bytes"])
+        self.idle_seconds = cfg["connections.max.idle.ms"] / 1000
+        self.max_queued = cfg["queued.max.requests"]
+        self._read_scope = trio.CancelScope()
+
+    def stop_reading(self) -> None:
+        """Shutdown: take no new requests; the queued ones still get answers."""
+        self._read_scope.cancel()
+
+    async def serve(self) -> None:
+        log.debug("connection from %s", self.peer)
+        send, recv = trio.open_memory_channel(self.max_queued)
+        self.broker.connections.add(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write, recv)
+                async with send:
+                    await self._read(send, nursery)
+        finally:
+            self.broker.connections.discard(self)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+            log.debug("connection from %s closed", self.peer)
+
+    async def _read(self, send, nursery) -> None:
+        try:
+            with self._read_scope:
+                await self._read_frames(send, nursery)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async def _read_frames(self, send, nursery) -> None:
+        broker = self.broker
+        while not broker.stopping:
+            data = b""
+            with trio.move_on_after(self.idle_seconds if self.idle_seconds > 0 else math.inf):
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    return
+            if not data:
+                log.debug("closing idle connection from %s", self.peer)
+                return
+            self.frames.feed(data)
+            try:
+                while (frame := self.frames.next_frame()) is not None:
+                    slot = self._dispatch(frame, nursery)
+                    if slot is not None:
+                        await send.send(slot)
+            except _CloseConnection as exc:
+                log.info("closing connection from %s: %s", self.peer, exc)
+                return
+            except ProtocolError as exc:
+                log.info("closing connection from %s: %s", self.peer, exc)
+                return
+
+    def _dispatch(self, frame, nursery) -> _Slot | None:
+        api_key, api_version, correlation_id = peek_request(frame)
+        handler = HANDLERS.get(api_key)
+        if handler is None:
+            raise _CloseConnection(f"unsupported api key {api_key}")
+        if not handler.min_version <= api_version <= handler.max_version:
+            if api_key == ApiKey.API_VERSIONS:
+                return self._ready(self._api_versions_fallback(), 0, correlation_id, api_key)
+            raise _CloseConnection(f"unsupported version {api_version} of {ApiKey(api_key).name}")
+        try:
+            header, pos = decode_request_header(frame)
+            body = api_info(api_key).request.decode(frame[pos:], api_version)
+        except UnsupportedVersionError as exc:
+            raise _CloseConnection(str(exc)) from None
+        ctx = RequestContext(self.broker, header, self.peer)
+        try:
+            result = handler.fn(ctx, body)
+        except CloseConnection as exc:
+            raise _CloseConnection(str(exc)) from None
+        except Exception:
+            log.exception("%s v%d from %s failed", ApiKey(api_key).name, api_version, self.peer)
+            raise _CloseConnection("handler failed") from None
+        if result is None:
+            return None
+        if isinstance(result, Later):
+            slot = _Slot()
+            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key)
+            return slot
+        return self._ready(result, api_version, correlation_id, api_key)
+
+    def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
+        slot = _Slot()
+        slot.chunks = encode_response(response, version, correlation_id, api_key)
+        slot.done.set()
+        return slot
+
+    async def _finish_later(self, slot: _Slot, later: Later, version, correlation_id, api_key) -> None:
+        try:
+            response = await later.run()
+            if response is not None:
+                slot.chunks = encode_response(response, version, correlation_id, api_key)
+        except Exception:
+            # The client cannot be answered out of order: drop the connection.
+            log.exception("%s v%d from %s failed", ApiKey(api_key).name, version, self.peer)
+            await trio.aclose_forcefully(self.stream)
+        finally:
+            slot.done.set()
+
+    def _api_versions_fallback(self) -> ApiVersionsResponse:
+        """KIP-511: a client that sent an ApiVersions version we do not know
+        gets error 35 and our ApiVersions range, in the v0 layout it can
+        always read, and retries at a version we have."""
+        h = HANDLERS[ApiKey.API_VERSIONS]
+        return ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION,
+            api_keys=[ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=h.min_version, max_version=h.max_version)],
+        )
+
+    async def _write(self, recv) -> None:
+        try:
+            async with recv:
+                async for slot in recv:
+                    await slot.done.wait()
+                    if slot.chunks is None:
+                        continue
+                    for chunk in _coalesce(slot.chunks):
+                        await self.stream.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # The peer went away; stop reading too.
+            await trio.aclose_forcefully(self.stream)
+
+
+def _coalesce(chunks: list) -> list:
+    """Join small pieces into one send; pass large ones through untouched."""
+    if len(chunks) <= 1 or sum(len(c) for c in chunks) <= 64 * 1024:
+        return [b"".join(chunks)] if len(chunks) > 1 else chunks
+    return chunks
+
+
+class _CloseConnection(Exception):
+    pass
