@@ -149,6 +149,9 @@ def _decompress_bounded(module, data, max_size: int) -> bytes:
         return bytes(memoryview(out)[:n])
 
 
+SNAPPY_MAX_EXPANSION = 22
+
+
 def _snappy_decompress(data: memoryview, max_size: int | None) -> bytes:
     if len(data) >= XERIAL_HEADER_SIZE and data[:8] == XERIAL_MAGIC:
         blocks = _xerial_blocks(data)
@@ -157,6 +160,11 @@ def _snappy_decompress(data: memoryview, max_size: int | None) -> bytes:
     # Raw snappy starts with its uncompressed length, so the limit is checked
     # and the output allocated exactly, before anything is inflated.
     sizes = [cramjam.snappy.decompress_raw_len(block) for block in blocks]
+    for block, size in zip(blocks, sizes):
+        # No snappy element expands by more than 64/3 (a 3-byte copy of 64
+        # bytes), so a larger claim is a lie; refuse it before allocating.
+        if size > len(block) * SNAPPY_MAX_EXPANSION + 64:
+            raise CompressionError(f"snappy block of {len(block)} bytes claims {size} uncompressed bytes")
     total = sum(sizes)
     if max_size is not None and total > max_size:
         raise _too_big(max_size)
