@@ -160,14 +160,14 @@ def _snappy_decompress(data: memoryview, max_size: int | None) -> bytes:
     # Raw snappy starts with its uncompressed length, so the limit is checked
     # and the output allocated exactly, before anything is inflated.
     sizes = [cramjam.snappy.decompress_raw_len(block) for block in blocks]
+    total = sum(sizes)
+    if max_size is not None and total > max_size:
+        raise _too_big(max_size)
     for block, size in zip(blocks, sizes):
         # No snappy element expands by more than 64/3 (a 3-byte copy of 64
         # bytes), so a larger claim is a lie; refuse it before allocating.
         if size > len(block) * SNAPPY_MAX_EXPANSION + 64:
             raise CompressionError(f"snappy block of {len(block)} bytes claims {size} uncompressed bytes")
-    total = sum(sizes)
-    if max_size is not None and total > max_size:
-        raise _too_big(max_size)
     out = bytearray(total)
     view = memoryview(out)
     pos = 0
