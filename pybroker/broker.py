@@ -70,6 +70,8 @@ class Broker:
                 log.warning("deleting log of unknown partition %s-%d", *tp)
                 self.logs.delete(*tp)
         self.producers = ProducerStates(self)
+        for (topic, index), part in self.partitions.items():
+            self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
@@ -160,6 +162,7 @@ class Broker:
                 root.cancel_scope.cancel()
         finally:
             self.stopping = True
+            self.producers.snapshot_all()
             self.logs.close()
             log.info("stopped; logs flushed")
 

@@ -13,18 +13,38 @@ base offset). A batch is checked before it is appended:
 * a new epoch must start at sequence 0; a producer id we hold no state for
   is accepted at any sequence (its state may have expired), as Kafka does.
 
-State is rebuilt on start from the batch headers in the logs (every batch
-of an idempotent producer carries its id, epoch and sequences), and idle
-producers are forgotten after ``producer.id.expiration.ms``.
+State survives restarts the way Kafka's does: a snapshot file
+(storage.producer_snapshot) is written beside the segments periodically
+and on a clean stop, and on start the newest snapshot not beyond the log
+end is loaded and the batch headers after it are replayed (every batch of
+an idempotent producer carries its id, epoch and sequences). A snapshot
+keeps only each producer's last batch, as Kafka's does, so right after a
+restart a retry of that batch is recognised; older retries were answered
+before the stop. Idle producers are forgotten after
+``producer.id.expiration.ms`` (measured from their last batch's timestamp).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from protocol.error_codes import ErrorCode
+from protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE
+from storage.producer_snapshot import (
+    CorruptSnapshotError,
+    SnapshotEntry,
+    delete_snapshots,
+    list_snapshots,
+    read_snapshot,
+    snapshot_path,
+    write_snapshot,
+)
+
+log = logging.getLogger("pybroker.producers")
+SNAPSHOTS_KEPT = 2
 
 NO_PRODUCER_ID = -1
 MAX_CACHED_BATCHES = 5
@@ -105,6 +125,40 @@ class PartitionProducers:
         entry.batches.append(meta)
         entry.last_seen_ms = now
 
+    def to_snapshot(self) -> list[SnapshotEntry]:
+        out = []
+        for pid, entry in self.entries.items():
+            if entry.batches:
+                last = entry.batches[-1]
+                delta = last.last_offset - last.base_offset
+                out.append(SnapshotEntry(pid, entry.epoch, last.last_seq, last.last_offset, delta, entry.last_seen_ms))
+        return out
+
+    def load_snapshot(self, entries: list[SnapshotEntry]) -> None:
+        for e in entries:
+            first_seq = (e.last_sequence - e.offset_delta) % (INT32_MAX + 1) if e.last_sequence >= 0 else -1
+            meta = BatchMeta(first_seq, e.last_sequence, e.last_offset - e.offset_delta, e.last_offset, e.timestamp)
+            self.update(e.producer_id, e.epoch, meta, e.timestamp)
+
+    def replay(self, log, start: int) -> int:
+        """Rebuild from the batch headers of ``log`` at offsets >= ``start``."""
+        n = 0
+        for seg in log.segments:
+            if seg.next_offset <= start:
+                continue
+            _, position = seg.offset_index.lookup(start)
+            for info in seg.scan_headers(position):
+                if info.base_offset < start:
+                    continue
+                h = HEADER.unpack(seg.read_at(info.position, HEADER_SIZE))
+                producer_id, epoch, base_seq, attributes = h[9], h[10], h[11], h[5]
+                if producer_id < 0 or attributes & CONTROL_BIT:
+                    continue
+                last_seq = (base_seq + h[6]) % (INT32_MAX + 1)
+                self.update(producer_id, epoch, BatchMeta(base_seq, last_seq, info.base_offset, info.last_offset, h[8]), h[8])
+                n += 1
+        return n
+
     def expire(self, older_than_ms: int) -> int:
         gone = [pid for pid, e in self.entries.items() if e.last_seen_ms < older_than_ms]
         for pid in gone:
@@ -136,6 +190,38 @@ class ProducerStates:
     def forget_partition(self, topic: str, index: int) -> None:
         self.partitions.pop((topic, index), None)
 
+    def load(self, topic: str, index: int, plog) -> PartitionProducers:
+        """Rebuild a partition's state on start: newest usable snapshot, then replay."""
+        state = self.partitions[(topic, index)] = PartitionProducers()
+        end = plog.log_end_offset
+        delete_snapshots(plog.directory, lambda offset: offset <= end)
+        start = plog.log_start_offset
+        for offset in reversed(list_snapshots(plog.directory)):
+            try:
+                state.load_snapshot(read_snapshot(snapshot_path(plog.directory, offset)))
+            except (CorruptSnapshotError, OSError) as exc:
+                log.warning("ignoring producer snapshot of %s-%d: %s", topic, index, exc)
+                snapshot_path(plog.directory, offset).unlink(missing_ok=True)
+                continue
+            start = max(offset, start)
+            break
+        state.replay(plog, start)
+        return state
+
+    def snapshot(self, topic: str, index: int, plog) -> None:
+        state = self.partitions.get((topic, index))
+        end = plog.log_end_offset
+        existing = list_snapshots(plog.directory)
+        if existing and existing[-1] == end:
+            return
+        write_snapshot(plog.directory, end, state.to_snapshot() if state else [])
+        kept = list_snapshots(plog.directory)[-SNAPSHOTS_KEPT:]
+        delete_snapshots(plog.directory, lambda offset: offset in kept)
+
+    def snapshot_all(self) -> None:
+        for (topic, index), part in self.broker.partitions.items():
+            self.snapshot(topic, index, part.log)
+
     def expire(self, now_ms: int | None = None) -> int:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         limit = now_ms - self.broker.config["producer.id.expiration.ms"]
@@ -143,3 +229,4 @@ class ProducerStates:
 
     def checkpoint(self) -> None:
         self.expire()
+        self.snapshot_all()

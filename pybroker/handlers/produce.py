@@ -30,7 +30,8 @@ from protocol.messages.produce_response import (
 from protocol.record_batch import LOG_APPEND_TIME, RecordBatch, iter_batches
 from protocol.registry import ApiKey
 
-from ..producers import DuplicateBatch, SequenceError
+from ..flusher import FlushFailed
+from ..producers import BatchMeta, DuplicateBatch, SequenceError
 from . import CloseConnection, Later, handles
 
 MIN_SERVED_VERSION = 3
@@ -86,7 +87,15 @@ def produce(ctx, req):
     if req.acks == -1 and written:
 
         async def durable():
-            await broker.flusher.flush(written)
+            try:
+                await broker.flusher.flush(written)
+            except FlushFailed as exc:
+                for t in response.responses:
+                    for p in t.partition_responses:
+                        if p.error_code == ErrorCode.NONE:
+                            p.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+                            if version >= 8:
+                                p.error_message = str(exc)
             return response
 
         return Later(durable)
@@ -125,8 +134,6 @@ def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
             raise _Reject(exc.code, str(exc)) from None
     result = part.append(batch.view, now)
     if producers is not None:
-        from ..producers import BatchMeta
-
         producers.update(
             batch.producer_id,
             batch.producer_epoch,
