@@ -55,12 +55,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trio.run(_serve, config)
-    except OSError as exc:
-        print(f"pybroker: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         pass
+    except BaseException as exc:
+        # A port in use or an unwritable data dir is the user's to fix: say
+        # so in one line. Anything else is our bug: keep the traceback.
+        cause = _find(exc, OSError)
+        if cause is None:
+            raise
+        print(f"pybroker: {cause}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _find(exc: BaseException, kind: type) -> BaseException | None:
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 async def _serve(config: BrokerConfig) -> None:

@@ -90,6 +90,12 @@ class PartitionLog:
         self.directory = Path(directory)
         self.topic, self.partition = parse_partition_dir(self.directory.name)
         self.config = config
+        # Directories whose entries changed since the last flush (new segment
+        # files, a new partition directory): fsynced by flush(), or a power
+        # loss could drop a file the recovery point already covers.
+        self._dirs_to_sync = {self.directory}
+        if not self.directory.exists():
+            self._dirs_to_sync.add(self.directory.parent)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
@@ -97,7 +103,11 @@ class PartitionLog:
         self._load(recovery_point, clean)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
-        self.recovery_point = min(max(recovery_point, 0), self.log_end_offset) if clean else self.log_end_offset
+        # Never past the checkpoint, clean or not (Kafka's LogLoader): after an
+        # unclean stop the recovered tail may sit only in the page cache, and a
+        # recovery point past it would let the next unclean start trust it
+        # unchecked. The recovered segments are dirty, so a flush moves it.
+        self.recovery_point = min(max(recovery_point, 0), self.log_end_offset)
         hw = self.log_end_offset if high_watermark is None else high_watermark
         self.high_watermark = min(max(hw, self.log_start_offset), self.log_end_offset)
         self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
@@ -106,7 +116,7 @@ class PartitionLog:
         self.unflushed_messages = 0
         self.last_flush_ms = now_ms()
         # First offset not yet compacted (Kafka's cleaner-offset-checkpoint).
-        self.cleaner_offset = max(cleaner_offset, self.log_start_offset)
+        self.cleaner_offset = min(max(cleaner_offset, self.log_start_offset), self.log_end_offset)
         self._check()
 
     # -- opening -------------------------------------------------------------
@@ -132,7 +142,7 @@ class PartitionLog:
             if cut:
                 # Everything after a torn batch is unreachable: Kafka drops it.
                 for later in bases[i + 1 :]:
-                    LogSegment(self.directory, later, index_bytes=8, index_interval=cfg.index_interval_bytes).delete()
+                    self._delete_segment_files(later)
                 break
         if not self.segments:
             self.segments.append(self._new_segment(0))
@@ -151,9 +161,18 @@ class PartitionLog:
             if name.endswith(CLEANED_SUFFIX) or name.endswith(DELETED_SUFFIX):
                 p.unlink()
         swaps = sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}"))
+        cfg = self.config
         for swap in swaps:
             base = int(swap.name.split(".")[0])
-            seg = LogSegment(self.directory, base, index_bytes=8, index_interval=1, suffix=SWAP_SUFFIX)
+            # The real index settings: with a token size the rebuilt time index
+            # had no room and recovering the swap raised, so the log never opened.
+            seg = LogSegment(
+                self.directory,
+                base,
+                index_bytes=cfg.segment_index_bytes,
+                index_interval=cfg.index_interval_bytes,
+                suffix=SWAP_SUFFIX,
+            )
             seg.recover()
             last = seg.next_offset
             seg.close()
@@ -161,14 +180,28 @@ class PartitionLog:
             for p in self.directory.glob(f"*{LOG_SUFFIX}"):
                 old = int(p.name[: -len(LOG_SUFFIX)])
                 if base <= old < last:
-                    LogSegment(self.directory, old, index_bytes=8, index_interval=1).delete()
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                    self._delete_segment_files(old)
+            # The .log goes last, so that while any file of the set still
+            # carries the suffix, .log.swap does too and a crash here lands
+            # back in this branch.
+            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
                 src = self.directory / f"{base:020d}{suffix}{SWAP_SUFFIX}"
                 if src.exists():
                     os.replace(src, self.directory / f"{base:020d}{suffix}")
+        # Index .swap files without their .log.swap are from a crash while the
+        # .cleaned set was being renamed (indexes first): not committed.
+        for p in self.directory.glob(f"*{SWAP_SUFFIX}"):
+            p.unlink()
+
+    def _delete_segment_files(self, base: int) -> None:
+        # Unlinked by name: opening a LogSegment just to delete it would build
+        # indexes (with a token size the time index could not be opened).
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            (self.directory / f"{base:020d}{suffix}").unlink(missing_ok=True)
 
     def _new_segment(self, base: int) -> LogSegment:
         cfg = self.config
+        self._dirs_to_sync.add(self.directory)
         return LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
 
     # -- state ---------------------------------------------------------------
@@ -214,9 +247,13 @@ class PartitionLog:
         batches = list(iter_batches(view))
         if not batches:
             raise CorruptRecordError("no record batch in the appended data")
-        if validate:
-            for batch in batches:
+        for batch in batches:
+            if validate:
                 batch.validate()
+            # Not covered by the CRC check: a last offset below the base would
+            # move the log end backwards and hand out offsets again.
+            if batch.last_offset_delta < 0:
+                raise CorruptRecordError(f"batch has a negative last offset delta {batch.last_offset_delta}")
         next_offset = self.log_end_offset
         append_time = now if self.config.log_append_time else -1
         infos = []
@@ -241,7 +278,7 @@ class PartitionLog:
             next_offset = last + 1
         first_base = infos[0].base_offset
         data = view[:position]
-        self._maybe_roll(position, infos[-1].last_offset, now, first_base)
+        self._maybe_roll(position, infos[-1].last_offset, now, first_base, max_ts)
         self.active.append(data, infos)
         if assign_offsets:
             if leader_epoch >= 0:
@@ -255,9 +292,10 @@ class PartitionLog:
             self.flush()
         return AppendResult(first_base, infos[-1].last_offset, append_time, max_ts, max_ts_offset, count)
 
-    def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int) -> None:
+    def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int, max_timestamp: int) -> None:
         seg = self.active
-        if seg.can_hold(size, last_offset, self.config.segment_bytes) and not seg.is_due_to_roll(now, self.config.segment_ms):
+        cfg = self.config
+        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(now, cfg.segment_ms, max_timestamp):
             return
         self.roll(next_base)
 
@@ -299,13 +337,19 @@ class PartitionLog:
         for seg in self.segments:
             if seg.max_timestamp < timestamp:
                 continue
-            info = seg.find_timestamp(timestamp)
-            if info is None:
+            first = seg.find_timestamp(timestamp)
+            if first is None:
                 continue
-            batch = RecordBatch(memoryview(seg.read_at(info.position, info.size)))
-            for rec in batch.records():
-                if rec.timestamp >= timestamp and rec.offset >= self.log_start_offset:
-                    return rec.timestamp, rec.offset
+            # Go on past the first candidate batch: its matching records may
+            # all lie below the log start (DeleteRecords inside a segment),
+            # and a later batch of the same segment may still match.
+            for info in seg.scan_headers(first.position):
+                if info.max_timestamp < timestamp or info.last_offset < self.log_start_offset:
+                    continue
+                batch = RecordBatch(memoryview(seg.read_at(info.position, info.size)))
+                for rec in batch.records():
+                    if rec.timestamp >= timestamp and rec.offset >= self.log_start_offset:
+                        return rec.timestamp, rec.offset
         return None
 
     def max_timestamp(self) -> tuple[int, int]:
@@ -343,6 +387,9 @@ class PartitionLog:
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+        # Offsets written again after the truncation are not clean yet
+        # (Kafka's LogCleanerManager.maybeTruncateCheckpoint).
+        self.cleaner_offset = min(self.cleaner_offset, self.log_end_offset)
         self._check()
 
     def truncate_fully(self, new_start: int) -> None:
@@ -352,6 +399,7 @@ class PartitionLog:
         self.segments = [self._new_segment(new_start)]
         self._bases = [new_start]
         self.log_start_offset = self.high_watermark = self.recovery_point = new_start
+        self.cleaner_offset = new_start
         self.epochs.clear()
         self._check()
 
@@ -378,7 +426,12 @@ class PartitionLog:
         seg = self.segments.pop(0)
         self._bases.pop(0)
         seg.delete()
-        self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        if self.segments[0].base_offset > self.log_start_offset:
+            # Retention moved the start: keep the epoch cache and the cleaner
+            # offset within the log, as delete_records and reopening do.
+            self.log_start_offset = self.segments[0].base_offset
+            self.epochs.truncate_from_start(self.log_start_offset)
+            self.cleaner_offset = max(self.cleaner_offset, self.log_start_offset)
         return seg.base_offset
 
     def delete_expired_segments(self, now: int | None = None) -> list[int]:
@@ -457,6 +510,8 @@ class PartitionLog:
         dirty = [s for s in self.segments if s.dirty]
         for seg in dirty:
             seg.flush()
+        while self._dirs_to_sync:
+            _fsync_dir(self._dirs_to_sync.pop())
         self.recovery_point = self.log_end_offset
         self.unflushed_messages = 0
         self.last_flush_ms = now_ms()

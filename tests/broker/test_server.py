@@ -1,0 +1,127 @@
+"""The connection layer, driven over real sockets with exact bytes."""
+
+import os
+import time
+
+import pytest
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.api_versions_request import ApiVersionsRequest
+from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from protocol.records import NewRecord, build_batch
+from pybroker.testing import running_broker
+from storage.manager import CLEAN_SHUTDOWN_FILE
+from tests.broker.wire import Wire
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with running_broker({"connections.max.idle.ms": "400"}) as b:
+        yield b
+
+
+def produce(topic, value, acks=1):
+    batch = build_batch([NewRecord(value=value)])
+    return ProduceRequest(acks=acks, timeout_ms=5000, topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])])
+
+
+def test_pipelined_requests_are_answered_in_order(broker):
+    w = Wire(broker.bootstrap_servers)
+    for i in range(50):
+        if i % 2:
+            w.send(ApiVersionsRequest(), 2, i)
+        else:
+            w.send(MetadataRequest(topics=[MetadataRequestTopic(name="pipe")]), 9, i)
+    assert [w.correlation_of_next() for _ in range(50)] == list(range(50))
+    w.close()
+
+
+def test_acks_zero_gets_no_response(broker):
+    w = Wire(broker.bootstrap_servers)
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="zero")]), 9, 1)
+    assert w.correlation_of_next() == 1
+    w.send(produce("zero", b"a", acks=0), 9, 2)
+    w.send(ApiVersionsRequest(), 2, 3)
+    assert w.correlation_of_next() == 3
+    assert broker.broker.partition("zero", 0).log.log_end_offset == 1
+    w.close()
+
+
+def test_a_long_poll_keeps_its_place_in_line(broker):
+    w = Wire(broker.bootstrap_servers)
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="poll")]), 9, 1)
+    w.receive(3, 9)
+    fetch = FetchRequest(
+        max_wait_ms=3000,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[FetchTopic(topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])],
+    )
+    w.send(fetch, 11, 2)
+    w.send(ApiVersionsRequest(), 2, 3)
+    other = Wire(broker.bootstrap_servers)
+    other.send(produce("poll", b"wake up"), 9, 1)
+    _, resp = other.receive(0, 9)
+    assert resp.responses[0].partition_responses[0].error_code == 0
+    _, fetched = w.receive(1, 11)
+    assert w.correlation_of_next() == 3
+    assert bytes(fetched.responses[0].partitions[0].records).endswith(b"wake up\x00")
+    w.close()
+    other.close()
+
+
+def test_idle_connections_are_closed(broker):
+    w = Wire(broker.bootstrap_servers)
+    w.send(ApiVersionsRequest(), 2, 1)
+    assert w.correlation_of_next() == 1
+    start = time.monotonic()
+    assert w.closed_by_peer()
+    assert time.monotonic() - start < 5
+    w.close()
+
+
+def test_api_versions_for_a_version_we_do_not_have(broker):
+    w = Wire(broker.bootstrap_servers)
+    # v5 (Kafka 4.4) has no schema here: hand-write the v3-style frame.
+    body = ApiVersionsRequest(client_software_name="x", client_software_version="1").encode(3)
+    header = (18).to_bytes(2, "big") + (5).to_bytes(2, "big") + (9).to_bytes(4, "big") + b"\x00\x01c\x00"
+    frame = header + body
+    w.send_raw(len(frame).to_bytes(4, "big") + frame)
+    _, resp = w.receive(18, 0)
+    assert resp.error_code == ErrorCode.UNSUPPORTED_VERSION
+    assert [(k.api_key, k.min_version, k.max_version) for k in resp.api_keys] == [(18, 0, 4)]
+    w.close()
+
+
+def test_api_versions_advertises_exactly_the_registered_handlers(broker):
+    from pybroker.handlers import HANDLERS
+
+    w = Wire(broker.bootstrap_servers)
+    w.send(ApiVersionsRequest(client_software_name="pytest", client_software_version="1.0"), 3, 1)
+    _, resp = w.receive(18, 3)
+    advertised = {(k.api_key, k.min_version, k.max_version) for k in resp.api_keys}
+    assert advertised == {(h.api_key, h.min_version, h.max_version) for h in HANDLERS.values()}
+    w.send(ApiVersionsRequest(client_software_name="bad name!", client_software_version="1"), 3, 2)
+    assert w.receive(18, 3)[1].error_code == ErrorCode.INVALID_REQUEST
+    w.close()
+
+
+def test_graceful_stop_leaves_the_clean_shutdown_marker(broker_process):
+    proc = broker_process()
+    w = Wire(proc.bootstrap)
+    w.send(produce("durable", b"x", acks=-1), 9, 1)
+    _, resp = w.receive(0, 9)
+    assert resp.responses[0].partition_responses[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="durable")]), 9, 2)
+    w.receive(3, 9)
+    w.send(produce("durable", b"x", acks=-1), 9, 3)
+    assert w.receive(0, 9)[1].responses[0].partition_responses[0].base_offset == 0
+    w.close()
+    assert proc.stop() == 0
+    assert (proc.data_dir / CLEAN_SHUTDOWN_FILE).exists()
+    proc.start()
+    assert not (proc.data_dir / CLEAN_SHUTDOWN_FILE).exists()
+    assert "stopped; logs flushed" in proc.log_text()
+    os.kill(proc.proc.pid, 9)
