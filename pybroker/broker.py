@@ -9,12 +9,14 @@ leaves the clean-shutdown marker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 
 import trio
 
+from storage import cleaner
 from storage.config import LogConfig
 from storage.manager import LogManager
 
@@ -76,6 +78,7 @@ class Broker:
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
         self.connections: set[Connection] = set()
+        self.cleaning: set[tuple[str, int]] = set()
         self._stop = None
 
     # -- topics ----------------------------------------------------------------
@@ -144,6 +147,8 @@ class Broker:
                     accept_scope = trio.CancelScope()
                     root.start_soon(self._accept, listeners, conn_nursery, accept_scope)
                     root.start_soon(self._periodic)
+                    if self.config["log.cleaner.enable"]:
+                        root.start_soon(self._compact)
                     root.start_soon(self.flusher.run)
                     log.info(
                         "pybroker %d serving on %s, data in %s",
@@ -205,10 +210,51 @@ class Broker:
             now = trio.current_time()
             if now >= next_retention:
                 next_retention = now + retention_every
-                deleted = self.logs.delete_expired(now_ms())
+                deleted = self.logs.delete_expired(now_ms(), frozenset(self.cleaning))
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
             if now >= next_checkpoint:
                 next_checkpoint = now + checkpoint_every
                 self.logs.checkpoint()
                 self.producers.checkpoint()
+
+    async def _compact(self) -> None:
+        """The log cleaner: every ``log.cleaner.backoff.ms``, compact each
+        compacted partition that is due. The rewrite runs in a worker thread
+        on closed segments; the swap happens here, on the owner thread.
+        Retention skips a partition while it is being compacted."""
+        backoff = self.config["log.cleaner.backoff.ms"] / 1000
+        while True:
+            await trio.sleep(backoff)
+            for tp, part in list(self.partitions.items()):
+                if part.log.config.compact:
+                    await self._compact_one(tp, part)
+
+    async def _compact_one(self, tp, part) -> None:
+        state = self.producers.for_partition(*tp)
+        tails = {pid: e.batches[-1].last_offset for pid, e in state.entries.items() if e.batches}
+        prepare = functools.partial(cleaner.prepare, part.log, now_ms(), producer_last_offsets=tails)
+        self.cleaning.add(tp)
+        try:
+            try:
+                plan = await trio.to_thread.run_sync(prepare)
+            except Exception:
+                if self.partitions.get(tp) is part:
+                    log.exception("compaction of %s-%d failed", *tp)
+                return
+            if plan is None:
+                return
+            if self.partitions.get(tp) is not part:  # deleted meanwhile
+                cleaner.discard(plan)
+                return
+            result = cleaner.commit(part.log, plan)
+            if result is not None:
+                log.info(
+                    "compacted %s-%d: %d -> %d bytes, %d records removed",
+                    *tp,
+                    result.bytes_before,
+                    result.bytes_after,
+                    result.records_removed,
+                )
+        finally:
+            self.cleaning.discard(tp)

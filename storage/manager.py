@@ -123,9 +123,10 @@ class LogManager:
                 n += 1
         return n
 
-    def delete_expired(self, now: int | None = None) -> int:
-        """One retention pass (log.retention.check.interval.ms apart)."""
-        return sum(len(log.delete_expired_segments(now)) for log in self.logs.values())
+    def delete_expired(self, now: int | None = None, skip: frozenset = frozenset()) -> int:
+        """One retention pass (log.retention.check.interval.ms apart), except
+        for the partitions in ``skip`` (those being compacted right now)."""
+        return sum(len(log.delete_expired_segments(now)) for tp, log in self.logs.items() if tp not in skip)
 
     def checkpoint(self) -> None:
         for d in self.log_dirs:
