@@ -1,0 +1,50 @@
+"""FindCoordinator v0-6 (api key 10).
+
+v0 takes a group id; v1 adds the key type (0 group, 1 transaction) and an
+error message; v3 is flexible; v4 batches several keys per request (a v4+
+response answers each key in ``coordinators``). The coordinator of a group
+is the leader of partition abs(hash(group)) % offsets.topic.num.partitions
+of __consumer_offsets, which is created on first use, as Kafka does; on a
+single node that is this broker. Transaction coordinators need the
+transaction state topic, which pybroker does not have yet: key type 1 gets
+COORDINATOR_NOT_AVAILABLE.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
+from protocol.registry import ApiKey
+
+from . import handles
+
+GROUP, TRANSACTION = 0, 1
+
+
+@handles(ApiKey.FIND_COORDINATOR, 0, 6)
+def find_coordinator(ctx, req):
+    version = ctx.api_version
+    keys = req.coordinator_keys if version >= 4 else [req.key]
+    answers = [_find(ctx.broker, key, req.key_type) for key in keys]
+    if version >= 4:
+        return FindCoordinatorResponse(
+            coordinators=[
+                Coordinator(key=key, node_id=node, host=host, port=port, error_code=code, error_message=msg)
+                for key, (code, msg, node, host, port) in zip(keys, answers)
+            ]
+        )
+    code, msg, node, host, port = answers[0]
+    return FindCoordinatorResponse(
+        error_code=code, error_message=msg if version >= 1 else None, node_id=node, host=host, port=port
+    )
+
+
+def _find(broker, key: str, key_type: int):
+    if key_type == TRANSACTION:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet", -1, "", -1
+    if key_type != GROUP:
+        return ErrorCode.INVALID_REQUEST, f"unknown key type {key_type}", -1, "", -1
+    if not key:
+        return ErrorCode.INVALID_REQUEST, "the group id must not be empty", -1, "", -1
+    node = broker.groups.coordinator_for(key)
+    if node is None:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, None, -1, "", -1
+    return ErrorCode.NONE, None, node.node_id, node.host, node.port

@@ -1,0 +1,27 @@
+"""Heartbeat v0-4 (api key 12).
+
+v1 throttle time; v3 group.instance.id; v4 flexible. Keeps a member's
+session alive; REBALANCE_IN_PROGRESS tells it to rejoin. Rules in
+groups/classic.py.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.heartbeat_response import HeartbeatResponse
+from protocol.registry import ApiKey
+
+from ..groups.coordinator import now_ms
+from . import handles
+
+
+@handles(ApiKey.HEARTBEAT, 0, 4)
+def heartbeat(ctx, req):
+    coordinator = ctx.broker.groups
+    if not req.group_id:
+        return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    group = coordinator.get(req.group_id)
+    if group is None:
+        return HeartbeatResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)
+    instance = req.group_instance_id if ctx.api_version >= 3 else None
+    error = group.heartbeat(now_ms(), req.member_id, instance, req.generation_id)
+    coordinator.poke()
+    return HeartbeatResponse(error_code=error)

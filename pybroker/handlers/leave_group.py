@@ -1,0 +1,35 @@
+"""LeaveGroup v0-5 (api key 13).
+
+v0-2 name one member; v3 a batch of members with instance ids (KIP-345,
+also how an admin removes static members: empty member id, known instance
+id) and a per-member error; v4 flexible; v5 a reason per member. For v0-2
+the single member's error is the top-level error.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.leave_group_response import LeaveGroupResponse, MemberResponse
+from protocol.registry import ApiKey
+
+from ..groups.coordinator import now_ms
+from . import handles
+
+
+@handles(ApiKey.LEAVE_GROUP, 0, 5)
+def leave_group(ctx, req):
+    version = ctx.api_version
+    coordinator = ctx.broker.groups
+    leaving = [(m.member_id, m.group_instance_id) for m in req.members] if version >= 3 else [(req.member_id, None)]
+    if not req.group_id:
+        return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    group = coordinator.get(req.group_id)
+    now = now_ms()
+    results = []
+    for member_id, instance_id in leaving:
+        error = ErrorCode.UNKNOWN_MEMBER_ID if group is None else group.leave(now, member_id, instance_id)
+        results.append((member_id, instance_id, error))
+    coordinator.poke()
+    if version >= 3:
+        return LeaveGroupResponse(
+            members=[MemberResponse(member_id=m, group_instance_id=i, error_code=e) for m, i, e in results]
+        )
+    return LeaveGroupResponse(error_code=results[0][2])
