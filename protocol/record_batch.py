@@ -41,6 +41,8 @@ from .compression import Compression, codec_of, decompress
 from .errors import CompressionError, CorruptRecordError, DecodeError, EncodeError
 from .primitives import INT16, INT32, INT64, UINT32, read_varint, read_varlong
 
+MAX_CODEC = max(Compression)
+
 HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61
 LOG_OVERHEAD = 12  # base_offset + batch_length, the part batch_length leaves out
@@ -195,7 +197,7 @@ class RecordBatch:
             )
         if self.record_count < 0:
             raise CorruptRecordError(f"negative record count {self.record_count}")
-        if self._header[5] & CODEC_MASK > max(Compression):
+        if self._header[5] & CODEC_MASK > MAX_CODEC:
             raise CorruptRecordError(f"unknown compression codec {self._header[5] & CODEC_MASK}")
         computed = self.compute_crc()
         if computed != self.crc:

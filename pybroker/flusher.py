@@ -15,7 +15,7 @@ import logging
 
 import trio
 
-from storage.flush import begin_flush, complete_flush
+from storage.flush import abort_flush, begin_flush, complete_flush
 
 log = logging.getLogger("pybroker.flusher")
 
@@ -63,6 +63,8 @@ class Flusher:
                     complete_flush(ticket)
             except OSError as exc:
                 log.error("fsync failed: %s", exc)
+                for ticket in tickets:
+                    abort_flush(ticket)
                 rnd.error = exc
             finally:
                 self.rounds += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .log import PartitionLog, now_ms
 from .segment import LogSegment
@@ -24,11 +25,18 @@ class FlushTicket:
     end_offset: int
     fds: list[int] = field(default_factory=list)
     marks: list[tuple[LogSegment, int]] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)  # holding new segment files
 
     def sync(self) -> None:
         try:
             for fd in self.fds:
                 os.fsync(fd)
+            for d in self.dirs:
+                dfd = os.open(d, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
         finally:
             for fd in self.fds:
                 os.close(fd)
@@ -37,6 +45,10 @@ class FlushTicket:
 
 def begin_flush(log: PartitionLog) -> FlushTicket:
     ticket = FlushTicket(log, log.log_end_offset)
+    # A segment file whose directory entry is not synced can vanish in a
+    # power loss even though its data was fsynced.
+    ticket.dirs = list(log._dirs_to_sync)
+    log._dirs_to_sync.clear()
     for seg in log.segments:
         if seg.dirty:
             ticket.fds.append(os.dup(seg.fileno()))
@@ -52,3 +64,8 @@ def complete_flush(ticket: FlushTicket) -> None:
     log.recovery_point = max(log.recovery_point, min(ticket.end_offset, log.log_end_offset))
     log.unflushed_messages = 0
     log.last_flush_ms = now_ms()
+
+
+def abort_flush(ticket: FlushTicket) -> None:
+    """After a failed sync (owner thread): the directories are synced again next time."""
+    ticket.log._dirs_to_sync.update(ticket.dirs)

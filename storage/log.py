@@ -100,6 +100,8 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovered_bytes = 0  # bytes cut off by recovery on open
+        # Loaded first: recovery adds the epochs of batches the checkpoint missed.
+        self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
         self._load(recovery_point, clean)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
@@ -110,7 +112,6 @@ class PartitionLog:
         self.recovery_point = min(max(recovery_point, 0), self.log_end_offset)
         hw = self.log_end_offset if high_watermark is None else high_watermark
         self.high_watermark = min(max(hw, self.log_start_offset), self.log_end_offset)
-        self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
         self.epochs.truncate_from_end(self.log_end_offset)
         self.epochs.truncate_from_start(self.log_start_offset)
         self.unflushed_messages = 0
@@ -137,7 +138,7 @@ class PartitionLog:
             if clean or (next_base is not None and next_base <= recovery_point):
                 seg.load()
                 continue
-            cut = seg.recover()
+            cut = seg.recover(self.epochs)
             self.recovered_bytes += cut
             if cut:
                 # Everything after a torn batch is unreachable: Kafka drops it.
@@ -295,7 +296,9 @@ class PartitionLog:
     def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int, max_timestamp: int) -> None:
         seg = self.active
         cfg = self.config
-        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(now, cfg.segment_ms, max_timestamp):
+        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(
+            now, cfg.segment_ms, max_timestamp
+        ):
             return
         self.roll(next_base)
 
@@ -447,7 +450,11 @@ class PartitionLog:
         total = self.size_in_bytes
         while len(self.segments) > 1:
             seg = self.segments[0]
-            if seg.next_offset > self.high_watermark:
+            # The next segment's base becomes the log start, so it is what may
+            # not pass the high watermark (Kafka's upper bound); the segment's
+            # own end can be lower when offsets have a gap (compaction,
+            # replicated appends).
+            if self.segments[1].base_offset > self.high_watermark:
                 break
             too_old = cfg.retention_ms >= 0 and seg.size and now - self._segment_time(seg) > cfg.retention_ms
             too_big = cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes

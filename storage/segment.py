@@ -13,6 +13,7 @@ timestamp seen so far with the offset where it occurred.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ TIMEINDEX_SUFFIX = ".timeindex"
 # Batches larger than this are corruption, not data (Kafka caps batches at
 # max.message.bytes, whose largest sane value is far below this).
 MAX_BATCH_SIZE = 1 << 30
+_BASE_AND_LENGTH = struct.Struct(">qi")  # the first two fields of a batch
 
 
 def file_stem(base_offset: int) -> str:
@@ -94,10 +96,15 @@ class LogSegment:
         for info in self.scan_headers(position):
             self._account(info, index=False)
 
-    def recover(self) -> int:
+    def recover(self, epochs=None) -> int:
         """Rebuild both indexes from the data, validating every batch's
         lengths and CRC; cut the file at the first bad byte. Returns the
-        number of bytes cut off."""
+        number of bytes cut off.
+
+        With ``epochs`` (the partition's LeaderEpochCache) every batch of a
+        newer leader epoch is assigned to it, as Kafka's recovery does: the
+        epoch checkpoint is written after the data, so a crash in between
+        leaves batches of an epoch the checkpoint does not know."""
         self.offset_index.reset()
         self.time_index.reset()
         self._indexes_missing = False
@@ -111,6 +118,10 @@ class LogSegment:
             info = self._read_valid_batch(position)
             if info is None or info.base_offset < self.next_offset:
                 break
+            if epochs is not None:
+                epoch = int.from_bytes(os.pread(self._fd, 4, position + 12), "big", signed=True)
+                if epoch >= 0 and (epochs.latest_epoch is None or epoch > epochs.latest_epoch):
+                    epochs.assign(epoch, info.base_offset)
             self._account(info, index=True)
             position += info.size
         cut = self.size - position
@@ -212,13 +223,17 @@ class LogSegment:
         """Remove every batch that holds an offset >= ``offset`` (a batch
         straddling it goes whole). Returns the bytes removed."""
         found = self.find(offset)
+        # Before the early return too: a segment that rolled has trimmed,
+        # full indexes, and when a truncation at its very end makes it the
+        # active one again it needs their room back (Kafka resizes them
+        # whatever was cut), or the next append rolls at once.
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
         if found is None:
             return 0
         cut = self.size - found.position
         os.ftruncate(self._fd, found.position)
         self.size = found.position
-        self.offset_index.truncate_to(offset)
-        self.time_index.truncate_to(offset)
         if found.position == 0:
             self.recover()
         else:
@@ -266,11 +281,12 @@ class LogSegment:
             return None
         want = min(max(max_bytes, first.size), self.size - first.position)
         data = os.pread(self._fd, want, first.position)
-        end = first.size
-        while end + LOG_OVERHEAD <= len(data):
-            base = int.from_bytes(data[end : end + 8], "big", signed=True)
-            size = int.from_bytes(data[end + 8 : end + 12], "big", signed=True) + LOG_OVERHEAD
-            if base >= max_offset or end + size > len(data):
+        end, limit = first.size, len(data)
+        unpack = _BASE_AND_LENGTH.unpack_from  # one call per batch: this loop is the read path's cost
+        while end + LOG_OVERHEAD <= limit:
+            base, length = unpack(data, end)
+            size = length + LOG_OVERHEAD
+            if base >= max_offset or end + size > limit or length < MIN_BATCH_LENGTH:
                 break
             end += size
         return first, memoryview(data)[:end] if end < len(data) else data
