@@ -25,6 +25,16 @@ MODULES = (
     "fetch",
     "list_offsets",
     "init_producer_id",
+    "create_topics",
+    "delete_topics",
+    "create_partitions",
+    "delete_records",
+    "describe_configs",
+    "alter_configs",
+    "incremental_alter_configs",
+    "describe_cluster",
+    "describe_log_dirs",
+    "offset_for_leader_epoch",
 )
 
 

@@ -42,7 +42,7 @@ def fetch(ctx, req):
     wanted = _wanted(broker, req, version, session, full)
     response, size, parts = _build(broker, req, version, wanted, session, full)
     if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
-        return _finish(response, wanted, session)
+        return _finish(response, wanted, session, full)
 
     async def long_poll():
         nonlocal response
@@ -60,7 +60,7 @@ def fetch(ctx, req):
                 if size >= req.min_bytes:
                     break
         response, _, _ = _build(broker, req, version, wanted, session, full)
-        return _finish(response, wanted, session)
+        return _finish(response, wanted, session, full)
 
     return Later(long_poll)
 
@@ -191,9 +191,14 @@ def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, f
     return data
 
 
-def _finish(response, wanted, session):
+def _finish(response, wanted, session, full):
     if session is not None:
-        session.epoch += 1
+        # A new session already expects epoch 1 (FetchSession starts there);
+        # only an incremental fetch moves it on. Bumping it here too made
+        # kafka-python's second fetch (epoch 1) fail with
+        # INVALID_FETCH_SESSION_EPOCH.
+        if not full:
+            session.epoch += 1
         sent = {}
         for topic in response.responses:
             for p in topic.partitions:

@@ -1,0 +1,110 @@
+"""AlterConfigs v0-2 (api key 33).
+
+v1 is v0 (throttling); v2 is flexible. The legacy, non-incremental API: a
+topic's overrides become exactly the configs given (those left out return
+to the broker defaults); validate_only checks without changing anything.
+
+Checks, as Kafka's broker then controller (apache/kafka ConfigAdminManager
+``preprocess``, ControllerConfigurationValidator, ConfigurationControlManager
+``legacyAlterConfigs``): a resource given twice, a key given twice, or a null
+value gets INVALID_REQUEST; an empty topic name INVALID_REQUEST; an illegal
+topic name INVALID_TOPIC_EXCEPTION; an unknown or invalid config
+INVALID_CONFIG; then a missing topic UNKNOWN_TOPIC_OR_PARTITION.
+
+Broker resources (empty name, or this node's id; another id gets
+INVALID_REQUEST): every broker property here is static, so setting any
+gets INVALID_REQUEST "Cannot update these configs dynamically", which is
+what Kafka answers for its static properties. BROKER_LOGGER is not part of
+this API (INVALID_REQUEST, as with Kafka); GROUP and CLIENT_METRICS are not
+supported (INVALID_REQUEST).
+"""
+
+from collections import Counter
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.alter_configs_response import AlterConfigsResourceResponse, AlterConfigsResponse
+from protocol.registry import ApiKey
+
+from .. import topic_configs as tc
+from ..broker import topic_name_problem
+from . import handles
+
+
+class ConfigError(Exception):
+    def __init__(self, code: ErrorCode, message: str | None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@handles(ApiKey.ALTER_CONFIGS, 0, 2)
+def alter_configs(ctx, req):
+    repeated = Counter((r.resource_type, r.resource_name) for r in req.resources)
+    responses = []
+    for r in req.resources:
+        code, message = ErrorCode.NONE, None
+        try:
+            if repeated[(r.resource_type, r.resource_name)] > 1:
+                raise ConfigError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+            check_keys([c.name for c in r.configs])
+            nulls = [c.name for c in r.configs if c.value is None]
+            if nulls:
+                raise ConfigError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
+            if r.resource_type == tc.TOPIC_RESOURCE:
+                alter_topic(ctx.broker, r.resource_name, {c.name: c.value for c in r.configs}, req.validate_only)
+            elif r.resource_type == tc.BROKER_RESOURCE:
+                check_broker_change(ctx.broker, r.resource_name, [c.name for c in r.configs])
+            else:
+                raise ConfigError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
+        except ConfigError as exc:
+            code, message = exc.code, exc.message
+        responses.append(
+            AlterConfigsResourceResponse(
+                error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name
+            )
+        )
+    return AlterConfigsResponse(responses=responses)
+
+
+def unsupported(resource_type: int) -> str:
+    if resource_type in (tc.GROUP_RESOURCE, tc.CLIENT_METRICS_RESOURCE):
+        return f"Unsupported resource type {resource_type}"
+    return f"Unknown resource type {resource_type}"
+
+
+def check_keys(names: list[str]) -> None:
+    if len(set(names)) != len(names):
+        raise ConfigError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+
+
+def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: bool) -> None:
+    """Make ``overrides`` the topic's configs, after Kafka's checks."""
+    if not name:
+        raise ConfigError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
+    problem = topic_name_problem(name)
+    if problem:
+        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    problem = tc.topic_config_problem(overrides, broker.config.log_config)
+    if problem:
+        raise ConfigError(ErrorCode.INVALID_CONFIG, problem)
+    if name not in broker.metadata.topics:
+        raise ConfigError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+    if not validate_only and overrides != broker.metadata.topics[name].configs:
+        broker.set_topic_configs(name, overrides)
+
+
+def check_broker_change(broker, name: str, changed: list[str]) -> None:
+    """A broker resource is this node (or the cluster default, empty name);
+    nothing in it can change at run time."""
+    if name:
+        try:
+            node = int(name)
+        except ValueError:
+            raise ConfigError(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}") from None
+        if node != broker.node_id:
+            raise ConfigError(
+                ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id}, but received {name}"
+            )
+    problem = tc.broker_change_problem(changed)
+    if problem:
+        raise ConfigError(ErrorCode.INVALID_REQUEST, problem)

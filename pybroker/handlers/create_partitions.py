@@ -1,0 +1,69 @@
+"""CreatePartitions v0-3 (api key 37).
+
+v1 is v0 (KIP-223 throttling); v2 is flexible; v3 changes only quota
+behaviour. Partitions can only be added: as Kafka's KRaft controller
+(apache/kafka ControllerApis ``createPartitions``,
+ReplicationControlManager ``createPartitions``) a topic named twice gets
+INVALID_REQUEST, an unknown topic UNKNOWN_TOPIC_OR_PARTITION, a count equal
+to or below the current one INVALID_PARTITIONS, assignments whose number is
+not the number of new partitions, or that name an unknown or repeated broker
+or a replica count other than the topic's, INVALID_REPLICA_ASSIGNMENT. With
+validate_only nothing changes. The new partitions exist when the response
+is sent.
+"""
+
+from collections import Counter
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
+from protocol.registry import ApiKey
+
+from . import handles
+from .create_topics import TopicError, check_assignment
+
+
+@handles(ApiKey.CREATE_PARTITIONS, 0, 3)
+def create_partitions(ctx, req):
+    counts = Counter(t.name for t in req.topics)
+    results, answered = [], set()
+    for topic in req.topics:
+        if topic.name in answered:
+            continue
+        answered.add(topic.name)
+        result = CreatePartitionsTopicResult(name=topic.name, error_code=ErrorCode.NONE)
+        try:
+            if counts[topic.name] > 1:
+                raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            _add(ctx.broker, topic, req.validate_only)
+        except TopicError as exc:
+            result.error_code, result.error_message = exc.code, exc.message
+        results.append(result)
+    return CreatePartitionsResponse(results=results)
+
+
+def _add(broker, topic, validate_only: bool) -> None:
+    info = broker.metadata.topics.get(topic.name)
+    if info is None:
+        raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+    current = len(info.partitions)
+    if topic.count == current:
+        raise TopicError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s).")
+    if topic.count < current:
+        raise TopicError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"The topic {topic.name} currently has {current} partition(s); {topic.count} would not be an increase.",
+        )
+    additional = topic.count - current
+    if topic.assignments is not None:
+        if len(topic.assignments) != additional:
+            raise TopicError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Attempted to add {additional} additional partition(s), but only {len(topic.assignments)} "
+                "assignment(s) were specified.",
+            )
+        brokers = {b.node_id for b in broker.metadata.brokers()}
+        factor = len(info.partitions[0].replicas)
+        for a in topic.assignments:
+            check_assignment(a.broker_ids, brokers, factor)
+    if not validate_only:
+        broker.add_partitions(topic.name, topic.count)

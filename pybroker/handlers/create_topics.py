@@ -1,0 +1,189 @@
+"""CreateTopics v2-7 (api key 19).
+
+v1 added validate_only and error messages; v2 throttle time (our minimum,
+as Kafka 4's); v3 is v2; v4 lets num_partitions and replication_factor be
+-1 for the broker's ``num.partitions`` / ``default.replication.factor``
+(KIP-464; we accept -1 at every version, as Kafka's broker does); v5 is
+flexible and returns the new topic's partition count, replication factor
+and every config with its source; v6 changes only quota behaviour; v7
+returns the topic id.
+
+Checks, in the KRaft controller's order (apache/kafka ControllerApis
+``createTopics``, ReplicationControlManager ``createTopics`` /
+``createTopic`` / ``validateNewTopicNames``): a name given twice gets
+INVALID_REQUEST, ``__cluster_metadata`` INVALID_REQUEST; an existing topic
+TOPIC_ALREADY_EXISTS; an illegal name, or one that collides with an existing
+topic once '.' and '_' are equated, INVALID_TOPIC_EXCEPTION; a null, unknown
+or unparsable config INVALID_CONFIG; then the layout: a manual assignment
+with num_partitions or replication_factor other than -1 INVALID_REQUEST,
+a bad assignment (empty, unknown or repeated broker, uneven replica counts,
+indexes not 0..n-1) INVALID_REPLICA_ASSIGNMENT, a replication factor of 0 or
+below -1 or above the broker count INVALID_REPLICATION_FACTOR, a partition
+count of 0 or below -1 INVALID_PARTITIONS. The request's timeout is not
+waited on: creation is complete when the response is sent.
+"""
+
+from collections import Counter
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.create_topics_response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from protocol.registry import ApiKey
+from storage.config import LogConfig
+
+from .. import topic_configs as tc
+from ..broker import topic_name_problem
+from . import handles
+
+
+class TopicError(Exception):
+    def __init__(self, code: ErrorCode, message: str | None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@handles(ApiKey.CREATE_TOPICS, 2, 7)
+def create_topics(ctx, req):
+    counts = Counter(t.name for t in req.topics)
+    results, answered = [], set()
+    for topic in req.topics:
+        if topic.name in answered:
+            continue
+        answered.add(topic.name)
+        try:
+            if counts[topic.name] > 1:
+                raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            results.append(_create(ctx, topic, req.validate_only))
+        except TopicError as exc:
+            results.append(CreatableTopicResult(name=topic.name, error_code=exc.code, error_message=exc.message))
+    return CreateTopicsResponse(topics=results)
+
+
+def _create(ctx, topic, validate_only: bool) -> CreatableTopicResult:
+    broker = ctx.broker
+    name = topic.name
+    if name == tc.INTERNAL_METADATA_TOPIC:
+        raise TopicError(ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited.")
+    if name in broker.metadata.topics:
+        raise TopicError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+    problem = topic_name_problem(name)
+    if problem:
+        raise TopicError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    _check_collision(broker, name)
+    configs = _configs(broker, topic)
+    partitions, replicas = _layout(broker, topic)
+    result = CreatableTopicResult(name=name, error_code=ErrorCode.NONE, error_message=None)
+    if not validate_only:
+        info = broker.create_topic(name, partitions, configs)
+        if ctx.api_version >= 7:
+            result.topic_id = info.topic_id
+    if ctx.api_version >= 5:
+        effective = LogConfig.from_props(configs, base=broker.config.log_config)
+        result.num_partitions = partitions
+        result.replication_factor = replicas
+        result.configs = [
+            CreatableTopicConfigs(
+                name=e.name, value=e.value, read_only=e.read_only, config_source=e.source, is_sensitive=e.is_sensitive
+            )
+            for e in tc.created_topic_configs(broker.config, effective, configs)
+        ]
+    return result
+
+
+def _check_collision(broker, name: str) -> None:
+    if "." not in name and "_" not in name:
+        return
+    unified = name.replace(".", "_")
+    for other in broker.metadata.topics:
+        if other.replace(".", "_") == unified:
+            raise TopicError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}")
+
+
+def _configs(broker, topic) -> dict[str, str]:
+    nulls = [c.name for c in topic.configs if c.value is None]
+    if nulls:
+        raise TopicError(ErrorCode.INVALID_CONFIG, "Null value not supported for topic configs: " + ",".join(nulls))
+    configs = {c.name: c.value for c in topic.configs}
+    problem = tc.topic_config_problem(configs, broker.config.log_config)
+    if problem:
+        raise TopicError(ErrorCode.INVALID_CONFIG, problem)
+    return configs
+
+
+def _layout(broker, topic) -> tuple[int, int]:
+    """(partitions, replication factor) after Kafka's checks."""
+    brokers = {b.node_id for b in broker.metadata.brokers()}
+    if topic.assignments:
+        if topic.replication_factor != -1:
+            raise TopicError(
+                ErrorCode.INVALID_REQUEST,
+                "A manual partition assignment was specified, but replication factor was not set to -1.",
+            )
+        if topic.num_partitions != -1:
+            raise TopicError(
+                ErrorCode.INVALID_REQUEST,
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            )
+        seen: set[int] = set()
+        factor = None
+        for a in topic.assignments:
+            if a.partition_index in seen:
+                raise TopicError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Found multiple manual partition assignments for partition {a.partition_index}",
+                )
+            seen.add(a.partition_index)
+            check_assignment(a.broker_ids, brokers, factor)
+            factor = len(a.broker_ids)
+        if seen != set(range(len(seen))):
+            raise TopicError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"
+            )
+        return len(seen), factor
+    if topic.replication_factor < -1 or topic.replication_factor == 0:
+        raise TopicError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            "Replication factor must be larger than 0, or -1 to use the default value.",
+        )
+    if topic.num_partitions < -1 or topic.num_partitions == 0:
+        raise TopicError(ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.")
+    partitions = broker.config["num.partitions"] if topic.num_partitions == -1 else topic.num_partitions
+    factor = broker.config["default.replication.factor"] if topic.replication_factor == -1 else topic.replication_factor
+    if factor > len(brokers):
+        raise TopicError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
+            f"cannot be reached because only {len(brokers)} broker(s) are registered.",
+        )
+    return partitions, factor
+
+
+def check_assignment(broker_ids: list[int], brokers: set[int], factor: int | None) -> None:
+    """Kafka's validateManualPartitionAssignment (shared with CreatePartitions)."""
+    if not broker_ids:
+        raise TopicError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
+        )
+    previous = None
+    for node in sorted(broker_ids):
+        if node not in brokers:
+            raise TopicError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes broker {node}, but no such broker is registered.",
+            )
+        if node == previous:
+            raise TopicError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes the broker {node} more than once.",
+            )
+        previous = node
+    if factor is not None and len(broker_ids) != factor:
+        raise TopicError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"The manual partition assignment includes a partition with {len(broker_ids)} replica(s), but this is "
+            f"not consistent with previous partitions, which have {factor} replica(s).",
+        )

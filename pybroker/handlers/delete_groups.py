@@ -1,0 +1,35 @@
+"""DeleteGroups v0-2 (api key 42).
+
+Each named group (duplicates answered once): missing or Dead ->
+GROUP_ID_NOT_FOUND; with members (Stable, PreparingRebalance,
+CompletingRebalance) -> NON_EMPTY_GROUP; Empty -> the group dies and a
+batch of tombstones goes to its partition of __consumer_offsets: one per
+committed offset, then one for the group's metadata if it ever had a
+generation. As in Kafka the group is gone even if that write fails.
+v1 throttle time; v2 flexible.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.delete_groups_response import DeletableGroupResult, DeleteGroupsResponse
+from protocol.registry import ApiKey
+
+from ..groups.classic import EMPTY
+from . import handles
+
+
+@handles(ApiKey.DELETE_GROUPS, 0, 2)
+def delete_groups(ctx, req):
+    coordinator = ctx.broker.groups
+    results = []
+    for group_id in dict.fromkeys(req.groups_names):
+        group = coordinator.get(group_id)
+        if group is None:
+            code = ErrorCode.GROUP_ID_NOT_FOUND
+        elif group.state != EMPTY:
+            code = ErrorCode.NON_EMPTY_GROUP
+        else:
+            coordinator.remove(group_id)
+            coordinator.offsets.delete_group(group_id, group.generation)
+            code = ErrorCode.NONE
+        results.append(DeletableGroupResult(group_id=group_id, error_code=code))
+    return DeleteGroupsResponse(results=results)

@@ -1,0 +1,61 @@
+"""DescribeGroups v0-5 (api key 15).
+
+Each named group: its state, protocol type ("" for a simple group; kept
+after the group empties), and members with client id and host. Only a
+Stable group shows its chosen protocol and each member's metadata for it
+and assignment; in other states those are empty. A group that does not
+exist is described as Dead with no members and no error, as Kafka does.
+v1 throttle time; v3 authorized operations when asked (no authorizer: all
+a group supports, READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS;
+INT32_MIN when not asked); v4 group.instance.id of static members; v5
+flexible.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.describe_groups_response import (
+    DescribedGroup,
+    DescribedGroupMember,
+    DescribeGroupsResponse,
+)
+from protocol.registry import ApiKey
+
+from ..groups.classic import DEAD, STABLE
+from . import handles
+from .metadata import DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ, ALTER_CONFIGS
+
+GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
+
+
+@handles(ApiKey.DESCRIBE_GROUPS, 0, 5)
+def describe_groups(ctx, req):
+    version = ctx.api_version
+    ops = GROUP_OPERATIONS if version >= 3 and req.include_authorized_operations else NOT_REQUESTED
+    coordinator = ctx.broker.groups
+    return DescribeGroupsResponse(groups=[_describe(coordinator.get(gid), gid, version, ops) for gid in req.groups])
+
+
+def _describe(group, group_id: str, version: int, ops: int) -> DescribedGroup:
+    if group is None:
+        return DescribedGroup(
+            error_code=ErrorCode.NONE, group_id=group_id, group_state=DEAD, authorized_operations=ops
+        )
+    stable = group.state == STABLE
+    return DescribedGroup(
+        error_code=ErrorCode.NONE,
+        group_id=group_id,
+        group_state=group.state,
+        protocol_type=group.protocol_type or "",
+        protocol_data=(group.protocol_name or "") if stable else "",
+        members=[
+            DescribedGroupMember(
+                member_id=m.member_id,
+                group_instance_id=m.instance_id if version >= 4 else None,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_metadata=m.metadata(group.protocol_name) if stable else b"",
+                member_assignment=m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        ],
+        authorized_operations=ops,
+    )

@@ -1,0 +1,97 @@
+"""OffsetCommit v2-9 (api key 8).
+
+v2-4 carry a retention time: when it is not -1 the offsets get an explicit
+expire timestamp (now + retention) that overrides offsets.retention.minutes;
+from v5 the field is gone and the broker's retention alone decides. v3
+throttle time; v6 the committed leader epoch; v7 group.instance.id (static
+members); v8 flexible; v9 renames the generation "generation or member
+epoch" (KIP-848) — for the classic groups served here it is the generation.
+
+Checks, in Kafka's order: partitions of unknown topics, or beyond a topic's
+partition count, get UNKNOWN_TOPIC_OR_PARTITION (and nothing else happens
+if no partition is left); then the group's rules (groups/classic.py via the
+coordinator: a missing group accepts generation -1 and becomes a simple
+group, otherwise ILLEGAL_GENERATION; members, generations, fencing,
+REBALANCE_IN_PROGRESS); then each partition's metadata size
+(OFFSET_METADATA_TOO_LARGE). The rest are written as one batch to the
+group's partition of __consumer_offsets and, as Kafka's acks=all append,
+answered once that batch is on disk. The empty group id is allowed here,
+as in Kafka.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.offset_commit_response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from protocol.registry import ApiKey
+
+from ..flusher import FlushFailed
+from ..groups.coordinator import now_ms
+from ..groups.offsets import OffsetAndMetadata
+from . import Later, handles
+
+
+@handles(ApiKey.OFFSET_COMMIT, 2, 9)
+def offset_commit(ctx, req):
+    version = ctx.api_version
+    broker = ctx.broker
+    coordinator = broker.groups
+    now = now_ms()
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    entries: dict[tuple[str, int], OffsetAndMetadata] = {}
+    expire = now + req.retention_time_ms if version <= 4 and req.retention_time_ms != -1 else -1
+    for topic in req.topics:
+        known = topic.name in broker.metadata.topics
+        for p in topic.partitions:
+            tp = (topic.name, p.partition_index)
+            if not known or broker.partition(*tp) is None:
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            entries[tp] = OffsetAndMetadata(
+                offset=p.committed_offset,
+                leader_epoch=p.committed_leader_epoch if version >= 6 else -1,
+                metadata=p.committed_metadata or "",
+                commit_timestamp=now,
+                expire_timestamp=expire,
+            )
+    if not entries:
+        return _response(req, errors)
+    instance_id = req.group_instance_id if version >= 7 else None
+    error = coordinator.validate_offset_commit(req.group_id, req.generation_id_or_member_epoch, req.member_id, instance_id)
+    if error != ErrorCode.NONE:
+        errors.update((tp, error) for tp in entries)
+        return _response(req, errors)
+    results = coordinator.offsets.commit(req.group_id, entries, now)
+    errors.update(results)
+    written = any(code == ErrorCode.NONE for code in results.values())
+    part = coordinator.partition_of(req.group_id) if written else None
+    if part is None:
+        return _response(req, errors)
+
+    async def durable():
+        try:
+            await broker.flusher.flush([part.log])
+        except FlushFailed:
+            # KAFKA_STORAGE_ERROR from the append, as the coordinator reports it.
+            errors.update((tp, ErrorCode.NOT_COORDINATOR) for tp, code in results.items() if code == ErrorCode.NONE)
+        return _response(req, errors)
+
+    return Later(durable)
+
+
+def _response(req, errors: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:
+    """Topics and partitions in the order asked, each once."""
+    topics: dict[str, list] = {}
+    seen = set()
+    for topic in req.topics:
+        parts = topics.setdefault(topic.name, [])
+        for p in topic.partitions:
+            tp = (topic.name, p.partition_index)
+            if tp not in seen:
+                seen.add(tp)
+                parts.append(OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[tp]))
+    return OffsetCommitResponse(
+        topics=[OffsetCommitResponseTopic(name=name, partitions=parts) for name, parts in topics.items()]
+    )

@@ -1,0 +1,67 @@
+"""OffsetDelete v0 (api key 47, KIP-496).
+
+Deletes a group's committed offsets for some partitions. The group id must
+not be empty (INVALID_GROUP_ID); partitions of unknown topics get
+UNKNOWN_TOPIC_OR_PARTITION. Then, by the group's state: missing or Dead ->
+GROUP_ID_NOT_FOUND; Empty -> every partition is deleted; a "consumer" group
+with members -> GROUP_SUBSCRIBED_TO_TOPIC for the topics its members
+subscribe to (all of them when a subscription cannot be read), the others
+deleted; any other group with members -> NON_EMPTY_GROUP. Group errors are
+answered alone, without topics, as Kafka does. Tombstones are written only
+for offsets that exist; an Empty group left without offsets dies.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.offset_delete_response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from protocol.registry import ApiKey
+
+from ..groups.classic import EMPTY
+from ..groups.offsets import CONSUMER, group_subscriptions
+from . import handles
+
+
+@handles(ApiKey.OFFSET_DELETE, 0, 0)
+def offset_delete(ctx, req):
+    broker = ctx.broker
+    coordinator = broker.groups
+    if not req.group_id:
+        return OffsetDeleteResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    wanted: list[tuple[str, int]] = []
+    for topic in req.topics:
+        for p in topic.partitions:
+            tp = (topic.name, p.partition_index)
+            if broker.partition(*tp) is None:
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                wanted.append(tp)
+    group = coordinator.get(req.group_id)
+    if group is None:
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND)
+    if group.state != EMPTY:
+        if group.protocol_type != CONSUMER:
+            return OffsetDeleteResponse(error_code=ErrorCode.NON_EMPTY_GROUP)
+        subscribed = group_subscriptions(group)
+        kept = [tp for tp in wanted if subscribed is None or tp[0] in subscribed]
+        errors.update((tp, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC) for tp in kept)
+        wanted = [tp for tp in wanted if tp not in errors]
+    if wanted:
+        coordinator.offsets.delete_offsets(req.group_id, wanted)
+        errors.update((tp, ErrorCode.NONE) for tp in wanted)
+    topics: dict[str, list] = {}
+    seen = set()
+    for topic in req.topics:
+        parts = topics.setdefault(topic.name, [])
+        for p in topic.partitions:
+            tp = (topic.name, p.partition_index)
+            if tp not in seen:
+                seen.add(tp)
+                parts.append(OffsetDeleteResponsePartition(partition_index=p.partition_index, error_code=errors[tp]))
+    return OffsetDeleteResponse(
+        error_code=ErrorCode.NONE,
+        topics=[OffsetDeleteResponseTopic(name=name, partitions=parts) for name, parts in topics.items()],
+    )

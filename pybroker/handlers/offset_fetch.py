@@ -1,0 +1,106 @@
+"""OffsetFetch v1-9 (api key 9).
+
+v1 names its partitions (errors per partition only); v2 adds a top-level
+error code and null topics meaning "every committed offset of the group";
+v3 throttle time; v5 committed leader epochs; v6 flexible; v7
+require_stable (UNSTABLE_OFFSET_COMMIT for partitions with a pending
+transactional commit — none can be pending here, so it never appears);
+v8 asks for several groups at once (``groups``, each answered with its own
+error code); v9 adds a member id and epoch, which only KIP-848 groups check:
+for classic groups they are ignored.
+
+A partition without a committed offset, or any partition of a group that
+does not exist, reads as offset -1, metadata "", no error; "all topics" of
+a missing group is nothing. A group-level error (the group's partition of
+__consumer_offsets is not here) goes where the version puts it: into every
+partition (v1), the top-level error code (v2-7), the group's error code
+(v8+).
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.offset_fetch_response import (
+    OffsetFetchResponse,
+    OffsetFetchResponseGroup,
+    OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+)
+from protocol.registry import ApiKey
+
+from . import handles
+
+
+@handles(ApiKey.OFFSET_FETCH, 1, 9)
+def offset_fetch(ctx, req):
+    version = ctx.api_version
+    coordinator = ctx.broker.groups
+    if version >= 8:
+        groups = []
+        for g in req.groups:
+            error, found = _fetch(coordinator, g.group_id, g.topics)
+            if error != ErrorCode.NONE:
+                found = []
+            groups.append(
+                OffsetFetchResponseGroup(
+                    group_id=g.group_id,
+                    error_code=error,
+                    topics=[
+                        OffsetFetchResponseTopics(
+                            name=name,
+                            partitions=[
+                                OffsetFetchResponsePartitions(
+                                    partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=c
+                                )
+                                for p, o, e, m, c in parts
+                            ],
+                        )
+                        for name, parts in found
+                    ],
+                )
+            )
+        return OffsetFetchResponse(groups=groups)
+    error, found = _fetch(coordinator, req.group_id, req.topics)
+    if version >= 2 and error != ErrorCode.NONE:
+        found = []
+    return OffsetFetchResponse(
+        error_code=error if version >= 2 else ErrorCode.NONE,
+        topics=[
+            OffsetFetchResponseTopic(
+                name=name,
+                partitions=[
+                    OffsetFetchResponsePartition(
+                        partition_index=p,
+                        committed_offset=o,
+                        committed_leader_epoch=e if version >= 5 else -1,
+                        metadata=m,
+                        error_code=c,
+                    )
+                    for p, o, e, m, c in parts
+                ],
+            )
+            for name, parts in found
+        ],
+    )
+
+
+def _fetch(coordinator, group_id: str, topics):
+    """(group error, [(topic, [(partition, offset, epoch, metadata, error)])]);
+    on a group error every asked partition carries it (what v1 answers)."""
+    asked = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
+    error = ErrorCode.NONE
+    if coordinator.partition_of(group_id) is None:
+        error = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        rows = [(t, p, None) for t, p in asked or []]
+    elif coordinator.get(group_id) is None:
+        rows = [(t, p, None) for t, p in asked or []]
+    else:
+        rows = coordinator.offsets.fetch(group_id, asked)
+    found: dict[str, list] = {}
+    for topic, partition, om in rows:
+        if om is None:
+            row = (partition, -1, -1, "", error)
+        else:
+            row = (partition, om.offset, om.leader_epoch, om.metadata, ErrorCode.NONE)
+        found.setdefault(topic, []).append(row)
+    return error, list(found.items())
