@@ -7,8 +7,10 @@ For 16 KiB and 1 MiB record batches (uncompressed, random bytes):
 
 * append: ``PartitionLog.append`` of one batch at a time, as the produce path
   does it (a writable buffer, patched in place: offsets assigned, leader
-  epoch stamped, CRC checked, indexes kept), against ``os.write`` of the
-  same batch bytes to a plain file;
+  epoch stamped, indexes kept; the CRC was checked once by the produce
+  handler before), against ``os.write`` of the same batch bytes to a plain
+  file; "append+crc" is the same with the log checking the CRC itself, as
+  it does for callers that have not;
 * read: ``PartitionLog.read`` from offset 0 to the end in 1 MiB fetches up to
   the high watermark, as a consumer's fetches do, against ``os.pread`` of
   the plain file in 1 MiB chunks.
@@ -82,16 +84,16 @@ def raw_read(path: Path) -> tuple[float, int]:
         os.close(fd)
 
 
-def log_append(log: PartitionLog, batch: bytes, count: int) -> float:
+def log_append(log: PartitionLog, batch: bytes, count: int, validate: bool) -> float:
     buf = bytearray(batch)  # a request frame is a bytearray the log patches in place
     now = TIMESTAMP
     append = log.append
     # Untimed: a new leader epoch is checkpointed (fsynced) on its first
     # append, once per partition and epoch; the figure is the steady state.
-    append(buf, leader_epoch=0, now=now)
+    append(buf, leader_epoch=0, now=now, validate=validate)
     start = time.perf_counter()
     for _ in range(count):
-        append(buf, leader_epoch=0, now=now)
+        append(buf, leader_epoch=0, now=now, validate=validate)
     return time.perf_counter() - start
 
 
@@ -124,7 +126,7 @@ def run_case(directory: Path, batch_size: int, total: int, rounds: int) -> dict[
     records = RecordBatch(batch).record_count
     count = max(total // batch_size, 1)
     nbytes = count * batch_size
-    results: dict[str, list[float]] = {"raw write": [], "log append": [], "raw read": [], "log read": []}
+    results: dict[str, list[float]] = {"raw write": [], "log append": [], "log append+crc": [], "raw read": [], "log read": []}
     for r in range(rounds):
         raw_path = directory / "raw.bin"
         log_dir = directory / "bench-0"
@@ -135,7 +137,10 @@ def run_case(directory: Path, batch_size: int, total: int, rounds: int) -> dict[
                 results["raw write"].append(nbytes / raw_write(raw_path, batch, count) / 1e6)
             else:
                 log = PartitionLog(log_dir, LogConfig())
-                results["log append"].append(nbytes / log_append(log, batch, count) / 1e6)
+                results["log append+crc"].append(nbytes / log_append(log, batch, count, True) / 1e6)
+                log.delete()
+                log = PartitionLog(log_dir, LogConfig())
+                results["log append"].append(nbytes / log_append(log, batch, count, False) / 1e6)
                 assert log.size_in_bytes == nbytes + batch_size
         for side in order:
             if side == "raw":
@@ -166,7 +171,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'':24}{'raw file MB/s':>15}{'PartitionLog MB/s':>20}{'ratio':>8}")
         for batch_size, label in ((16 * KiB, "16 KiB"), (MiB, "1 MiB")):
             res = run_case(base, batch_size, total, rounds)
-            for what, raw_key, log_key in (("append", "raw write", "log append"), ("read", "raw read", "log read")):
+            cases = (
+                ("append", "raw write", "log append"),
+                ("append+crc", "raw write", "log append+crc"),
+                ("read", "raw read", "log read"),
+            )
+            for what, raw_key, log_key in cases:
                 raw = statistics.median(res[raw_key])
                 log = statistics.median(res[log_key])
                 ratio = statistics.median(x / y for x, y in zip(res[log_key], res[raw_key]))

@@ -32,8 +32,10 @@ class Partition:
     def high_watermark(self) -> int:
         return self.log.high_watermark
 
-    def append(self, records, now: int) -> AppendResult:
-        result = self.log.append(records, leader_epoch=self.info.leader_epoch, now=now)
+    def append(self, records, now: int, validated: bool = False) -> AppendResult:
+        """Append client batches; ``validated`` when the caller has already
+        checked their CRCs (the produce path does, once per batch)."""
+        result = self.log.append(records, leader_epoch=self.info.leader_epoch, now=now, validate=not validated)
         self.log.set_high_watermark(self.log.log_end_offset)
         self.wake()
         return result

@@ -52,6 +52,9 @@ class CorruptIndexError(Exception):
     """An index file does not hold a valid index; rebuild it from the log."""
 
 
+PENDING_BYTES = 4096  # index entries are written in pages, not one by one
+
+
 class _SparseIndex:
     """File handling shared by both indexes: open, preallocate, write a slot,
     trim, rename, delete. Subclasses keep the entries in arrays."""
@@ -83,6 +86,12 @@ class _SparseIndex:
             raise
         self._length = size
         self._max_entries = self._full_capacity() if writable else self.entries
+        # Entries not yet written to the file, from slot _pending_slot on. The
+        # arrays answer lookups; the file only has to be complete when it is
+        # flushed, trimmed or closed (a crash before that is repaired by
+        # recovery, which rebuilds indexes past the recovery point).
+        self._pending = bytearray()
+        self._pending_slot = 0
 
     # -- subclass hooks ---------------------------------------------------
 
@@ -138,6 +147,7 @@ class _SparseIndex:
         below the entries held) and the capacity to match, as Kafka's
         AbstractIndex.resize."""
         self._check_mutable()
+        self._write_pending()
         length = max(new_size - new_size % self.ENTRY_SIZE, self.size_in_bytes)
         if length != self._length:
             os.ftruncate(self._open_fd(), length)
@@ -152,6 +162,7 @@ class _SparseIndex:
 
     def flush(self) -> None:
         if self.writable:
+            self._write_pending()
             os.fsync(self._open_fd())
 
     def close(self, trim: bool = True) -> None:
@@ -160,6 +171,8 @@ class _SparseIndex:
         if self._fd is None:
             return
         try:
+            if self.writable:
+                self._write_pending() if trim else self._pending.clear()
             if trim and self.writable:
                 self.trim()
         finally:
@@ -190,6 +203,7 @@ class _SparseIndex:
         return max(self.max_index_size // self.ENTRY_SIZE, self.entries)
 
     def _truncate_entries(self, n: int) -> None:
+        self._write_pending()
         if n < self.entries:
             self._drop_from(n)
             # Cut the file at the last kept entry; the next append grows it
@@ -205,11 +219,22 @@ class _SparseIndex:
             # Preallocate on the first append that needs room, not on open:
             # the log opens every segment writable, and only the active one
             # should carry a tail of zeros that a crash would leave behind.
+            self._write_pending()
             self._length = self._max_entries * self.ENTRY_SIZE
             os.ftruncate(self._open_fd(), self._length)
-        written = os.pwrite(self._open_fd(), entry, n * self.ENTRY_SIZE)
-        if written != len(entry):
-            raise OSError(f"short write to index {self.path}: {written} of {len(entry)} bytes")
+        if not self._pending:
+            self._pending_slot = n
+        self._pending += entry
+        if len(self._pending) >= PENDING_BYTES:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data, self._pending = self._pending, bytearray()
+        written = os.pwrite(self._open_fd(), data, self._pending_slot * self.ENTRY_SIZE)
+        if written != len(data):
+            raise OSError(f"short write to index {self.path}: {written} of {len(data)} bytes")
 
     def _check_room(self) -> None:
         self._check_mutable()

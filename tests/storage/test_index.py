@@ -132,7 +132,9 @@ def test_offset_index_file_bytes_are_kafka_format(tmp_path):
     with OffsetIndex(path, 1000) as index:
         for offset, position in entries:
             index.append(offset, position)
-        # Before trimming the file is the preallocated size, entries first.
+        # Entries reach the file in pages or on flush; before trimming the
+        # file is the preallocated size, entries first.
+        index.flush()
         assert path.stat().st_size == 10 * 1024 * 1024
         assert offset_entries(path)[:5] == [(o - 1000, p) for o, p in entries] + [(0, 0)]
     assert path.read_bytes() == b"".join(struct.pack(">ii", o - 1000, p) for o, p in entries)
@@ -328,6 +330,7 @@ def test_crash_after_truncation_does_not_resurrect_dropped_entries(tmp_path):
         assert [reopened.entry(n) for n in range(reopened.entries)] == [(1, 10), (2, 20)]
         reopened.sanity_check(log_size=30)
         reopened.append(3, 25)
+        reopened.flush()  # entries reach the file in pages or on flush
         crash(reopened)
     with OffsetIndex(path, 0, max_index_size=10 * 8) as reopened:
         # Slots 3 and 4 held (4, 40) and (5, 50) before the truncation; now zeros.
