@@ -26,6 +26,8 @@ from .cluster.model import BrokerInfo, TopicInfo
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .flusher import Flusher
+from .groups.coordinator import GroupCoordinator
+from .groups.offsets import restore_group
 from .partition import Partition
 from .producers import ProducerStates
 from .server import Connection
@@ -71,6 +73,10 @@ class Broker:
             if tp not in self.partitions:
                 log.warning("deleting log of unknown partition %s-%d", *tp)
                 self.logs.delete(*tp)
+        self.groups = GroupCoordinator(self)
+        now = now_ms()
+        for group_id, value in self.groups.offsets.load().items():
+            self.groups.groups[group_id] = restore_group(self.groups, group_id, value, now)
         self.producers = ProducerStates(self)
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
@@ -150,6 +156,7 @@ class Broker:
                     if self.config["log.cleaner.enable"]:
                         root.start_soon(self._compact)
                     root.start_soon(self.flusher.run)
+                    root.start_soon(self.groups.run)
                     log.info(
                         "pybroker %d serving on %s, data in %s",
                         self.node_id,

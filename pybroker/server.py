@@ -107,6 +107,12 @@ class Connection:
             with trio.move_on_after(self.idle_seconds if self.idle_seconds > 0 else math.inf):
                 data = await self.stream.receive_some(RECEIVE_SIZE)
                 if not data:
+                    # The peer is gone. Answers still being worked out (a
+                    # long-poll Fetch may legally wait 2^31 ms, a JoinGroup
+                    # a whole rebalance) can never be read: drop them and
+                    # close now, as Kafka does, rather than hold the socket
+                    # until they finish.
+                    nursery.cancel_scope.cancel()
                     return
             if not data:
                 log.debug("closing idle connection from %s", self.peer)
@@ -135,7 +141,12 @@ class Connection:
             raise _CloseConnection(f"unsupported version {api_version} of {ApiKey(api_key).name}")
         try:
             header, pos = decode_request_header(frame)
-            body = api_info(api_key).request.decode(frame[pos:], api_version)
+            # decode_from, not decode: bytes after the body are ignored, as
+            # Kafka ignores them. librdkafka's Metadata v9+ for all topics
+            # (AdminClient.list_topics, kcat -L) leaves 3 such bytes: it
+            # reserves 4 bytes for the topic count and never shrinks them
+            # to the 1-byte null (rd_kafka_MetadataRequest0).
+            body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
         ctx = RequestContext(self.broker, header, self.peer)

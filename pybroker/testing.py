@@ -35,11 +35,13 @@ class RunningBroker:
         self.thread = thread
         self.token = token
         self.data_dir = data_dir
+        self.error: BaseException | None = None
         host, port = broker.bound[0]
         self.host, self.port = host, port
         self.bootstrap_servers = f"{host}:{port}"
 
     def stop(self, timeout: float = 30) -> None:
+        """Stop gracefully; raise if the broker had died of an error."""
         if self.thread.is_alive():
             try:
                 trio.from_thread.run_sync(self.broker.stop, trio_token=self.token)
@@ -48,6 +50,8 @@ class RunningBroker:
             self.thread.join(timeout)
             if self.thread.is_alive():
                 raise RuntimeError("broker did not stop in time")
+        if self.error is not None:
+            raise RuntimeError("the broker failed while running") from self.error
 
 
 @contextlib.contextmanager
@@ -75,8 +79,10 @@ def running_broker(props: Mapping[str, str] | None = None, data_dir: str | Path 
     def target():
         try:
             trio.run(main)
-        except BaseException as exc:  # reported to the caller below
+        except BaseException as exc:  # reported to the caller, at start or at stop
             box["error"] = exc
+            if "running" in box:
+                box["running"].error = exc
         finally:
             ready.set()
 
@@ -85,7 +91,7 @@ def running_broker(props: Mapping[str, str] | None = None, data_dir: str | Path 
     ready.wait()
     if "error" in box:
         raise RuntimeError("broker failed to start") from box["error"]
-    running = RunningBroker(box["broker"], thread, box["token"], Path(data_dir))
+    running = box["running"] = RunningBroker(box["broker"], thread, box["token"], Path(data_dir))
     try:
         yield running
     finally:

@@ -1,17 +1,30 @@
 """The group coordinator: Trio glue around the pure group state machines.
 
-Groups live in memory and are written to their partition of
+One group id names one group, of one type: a classic group
+(``classic.py``: JoinGroup/SyncGroup/Heartbeat/LeaveGroup) or a consumer
+group (``consumer.py``: KIP-848's ConsumerGroupHeartbeat). As in Kafka, a
+request of the other protocol takes over an id only while its group is
+empty; otherwise it is refused (we do not convert groups between the two
+protocols). ``get`` returns the group whatever its type; both types answer
+the classic requests, and the offset rules are dispatched by type.
+
+Classic groups live in memory and are written to their partition of
 ``__consumer_offsets`` (group metadata and committed offsets, in Kafka's
 record formats) so they survive restarts; on start the coordinator reads
-those partitions back. A timer task sleeps until the earliest deadline of
-any group (session expiry, join or sync timeout) and then ticks the groups;
-every operation that may move a deadline wakes it.
+those partitions back. Consumer groups are kept in memory only: after a
+restart their members are told they are unknown and join again (their
+committed offsets are kept). A timer task sleeps until the earliest
+deadline of any group (session expiry, join, sync or rebalance timeout)
+and then ticks the groups; every operation that may move a deadline wakes
+it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -20,11 +33,14 @@ from protocol.error_codes import ErrorCode
 
 from . import OFFSETS_TOPIC, partition_for
 from .classic import DEAD, EMPTY, NO_DEADLINE, ClassicGroup, GroupConfig
+from .consumer import ConsumerGroup, ConsumerGroupConfig, HeartbeatResult
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
 log = logging.getLogger("pybroker.groups")
+
+Group = ClassicGroup | ConsumerGroup
 
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024), "compression.type": "producer"}
 
@@ -61,7 +77,12 @@ class GroupCoordinator:
             max_session_timeout_ms=cfg["group.max.session.timeout.ms"],
             initial_rebalance_delay_ms=cfg["group.initial.rebalance.delay.ms"],
         )
-        self.groups: dict[str, ClassicGroup] = {}
+        self.consumer_config = ConsumerGroupConfig(
+            session_timeout_ms=cfg["group.consumer.session.timeout.ms"],
+            heartbeat_interval_ms=cfg["group.consumer.heartbeat.interval.ms"],
+            max_size=cfg["group.consumer.max.size"],
+        )
+        self.groups: dict[str, Group] = {}
         self._wake = trio.Event()
         self.num_partitions = self._partition_count()
         from .offsets import OffsetStore
@@ -87,12 +108,20 @@ class GroupCoordinator:
         self.ensure_offsets_topic()
         return self.broker.partition(OFFSETS_TOPIC, partition_for(group_id, self.num_partitions))
 
-    def get(self, group_id: str) -> ClassicGroup | None:
+    def get(self, group_id: str) -> Group | None:
+        """The live group of that id, classic or consumer."""
         group = self.groups.get(group_id)
         return None if group is None or group.state == DEAD else group
 
-    def get_or_create(self, group_id: str, now: int | None = None) -> ClassicGroup:
+    def get_or_create(self, group_id: str, now: int | None = None) -> Group:
+        """The group for a classic JoinGroup or a first offset commit: the
+        existing one, or a new classic group. An empty consumer group gives
+        way to it (Kafka deletes it); a consumer group with members is
+        returned, and refuses classic members."""
         group = self.get(group_id)
+        if isinstance(group, ConsumerGroup) and group.is_empty():
+            self.remove(group_id)
+            group = None
         if group is None:
             group = ClassicGroup(group_id, now_ms() if now is None else now, self.config, self.persist)
             self.groups[group_id] = group
@@ -100,8 +129,48 @@ class GroupCoordinator:
 
     def remove(self, group_id: str) -> None:
         group = self.groups.pop(group_id, None)
-        if group is not None:
+        if isinstance(group, ConsumerGroup):
+            group.dead = True
+        elif group is not None:
             group.state = DEAD
+
+    # -- consumer groups (KIP-848) -------------------------------------------------------
+
+    def consumer_group_heartbeat(self, now: int, group_id: str, **request) -> HeartbeatResult:
+        """A ConsumerGroupHeartbeat that passed ``consumer.validate_heartbeat``.
+
+        Which group it goes to, as in Kafka: a join (epoch 0) creates the
+        group, or replaces an empty classic group; a classic group with
+        members is not ours (GROUP_ID_NOT_FOUND). Leaving a group that does
+        not exist is GROUP_ID_NOT_FOUND too. A heartbeat (epoch > 0) for a
+        group we do not have, or only as an empty classic group, gets
+        UNKNOWN_MEMBER_ID so that the member joins again: Kafka answers
+        GROUP_ID_NOT_FOUND, which it can afford because it never loses a
+        consumer group, while we lose them on restart, and librdkafka treats
+        that error as fatal."""
+        epoch = request["member_epoch"]
+        group = self.get(group_id)
+        replaces = None
+        if isinstance(group, ClassicGroup):
+            if group.state != EMPTY or epoch < 0:
+                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+            replaces, group = group, None
+        if group is None:
+            if epoch < 0:
+                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
+            if epoch > 0:
+                member = request["member_id"]
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member} is not a member of group {group_id}.")
+        fresh = group is None
+        if fresh:
+            group = ConsumerGroup(group_id, self.consumer_config)
+        result = group.consumer_group_heartbeat(now, topics=TopicsView(self.broker.metadata), **request)
+        if fresh and result.error == ErrorCode.NONE:
+            if replaces is not None:
+                self.remove(group_id)
+            self.groups[group_id] = group
+        self.poke()
+        return result
 
     def persist(self, group: ClassicGroup) -> int:
         """Write the group's metadata; returns an error code (0 on success)."""
@@ -136,20 +205,36 @@ class GroupCoordinator:
 
     # -- offsets -----------------------------------------------------------------------
 
-    def validate_offset_commit(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> ErrorCode:
+    def validate_offset_commit(
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None, api_version: int | None = None
+    ) -> ErrorCode:
         """Kafka's rules for who may commit to a group (KAFKA-14201 included):
         a missing group accepts generation -1 commits (and is created as a
-        simple group), otherwise ILLEGAL_GENERATION."""
+        simple group), otherwise ILLEGAL_GENERATION, or from OffsetCommit v9
+        GROUP_ID_NOT_FOUND. A consumer group checks member epochs instead of
+        generations (``generation`` is OffsetCommit v9's member epoch):
+        STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID, and UNSUPPORTED_VERSION for a
+        member committing below v9. ``api_version`` None skips the
+        version-dependent rules."""
         now = now_ms()
         group = self.get(group_id)
         if group is None:
             if generation >= 0:
-                return ErrorCode.ILLEGAL_GENERATION
+                return ErrorCode.GROUP_ID_NOT_FOUND if (api_version or 0) >= 9 else ErrorCode.ILLEGAL_GENERATION
             self.get_or_create(group_id, now)
             return ErrorCode.NONE
+        if isinstance(group, ConsumerGroup):
+            return group.validate_offset_commit(now, member_id, instance_id, generation, api_version)
         error = group.validate_offset_commit(now, member_id, instance_id, generation)
         self.poke()
         return error
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
+        """OffsetFetch v9+ member checks: only consumer groups have them."""
+        group = self.get(group_id)
+        if isinstance(group, ConsumerGroup):
+            return group.validate_offset_fetch(member_id, member_epoch)
+        return ErrorCode.NONE
 
     def group_state(self, group_id: str) -> str:
         group = self.get(group_id)
@@ -158,3 +243,24 @@ class GroupCoordinator:
     def is_empty(self, group_id: str) -> bool:
         group = self.get(group_id)
         return group is None or group.state == EMPTY
+
+
+class TopicsView(Mapping):
+    """The cluster's topics as the consumer groups see them: name ->
+    (topic id, partition count), read live from the broker's metadata."""
+
+    __slots__ = ("_topics",)
+
+    def __init__(self, metadata):
+        self._topics = metadata.topics
+
+    def __getitem__(self, name: str) -> tuple[uuid.UUID, int]:
+        info = self._topics[name]
+        return info.topic_id, len(info.partitions)
+
+    def __iter__(self):
+        return iter(self._topics)
+
+    def __len__(self) -> int:
+        return len(self._topics)
+

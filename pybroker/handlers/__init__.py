@@ -35,6 +35,19 @@ MODULES = (
     "describe_cluster",
     "describe_log_dirs",
     "offset_for_leader_epoch",
+    "find_coordinator",
+    "join_group",
+    "sync_group",
+    "heartbeat",
+    "leave_group",
+    "consumer_group_heartbeat",
+    "consumer_group_describe",
+    "offset_commit",
+    "offset_fetch",
+    "offset_delete",
+    "list_groups",
+    "describe_groups",
+    "delete_groups",
 )
 
 

@@ -1,11 +1,11 @@
 """DeleteGroups v0-2 (api key 42).
 
 Each named group (duplicates answered once): missing or Dead ->
-GROUP_ID_NOT_FOUND; with members (Stable, PreparingRebalance,
-CompletingRebalance) -> NON_EMPTY_GROUP; Empty -> the group dies and a
+GROUP_ID_NOT_FOUND; with members (any state but Empty, classic or KIP-848
+consumer group) -> NON_EMPTY_GROUP; Empty -> the group dies and a
 batch of tombstones goes to its partition of __consumer_offsets: one per
-committed offset, then one for the group's metadata if it ever had a
-generation. As in Kafka the group is gone even if that write fails.
+committed offset, then one for the group's metadata if it is a classic
+group that ever had a generation. As in Kafka the group is gone even if that write fails.
 v1 throttle time; v2 flexible.
 """
 
@@ -14,6 +14,7 @@ from protocol.messages.delete_groups_response import DeletableGroupResult, Delet
 from protocol.registry import ApiKey
 
 from ..groups.classic import EMPTY
+from ..groups.offsets import has_metadata
 from . import handles
 
 
@@ -29,7 +30,7 @@ def delete_groups(ctx, req):
             code = ErrorCode.NON_EMPTY_GROUP
         else:
             coordinator.remove(group_id)
-            coordinator.offsets.delete_group(group_id, group.generation)
+            coordinator.offsets.delete_group(group_id, group.generation if has_metadata(group) else 0)
             code = ErrorCode.NONE
         results.append(DeletableGroupResult(group_id=group_id, error_code=code))
     return DeleteGroupsResponse(results=results)

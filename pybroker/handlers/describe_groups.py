@@ -4,7 +4,8 @@ Each named group: its state, protocol type ("" for a simple group; kept
 after the group empties), and members with client id and host. Only a
 Stable group shows its chosen protocol and each member's metadata for it
 and assignment; in other states those are empty. A group that does not
-exist is described as Dead with no members and no error, as Kafka does.
+exist is described as Dead with no members and no error, as Kafka does;
+so is a KIP-848 consumer group, which ConsumerGroupDescribe describes.
 v1 throttle time; v3 authorized operations when asked (no authorizer: all
 a group supports, READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS;
 INT32_MIN when not asked); v4 group.instance.id of static members; v5
@@ -19,9 +20,9 @@ from protocol.messages.describe_groups_response import (
 )
 from protocol.registry import ApiKey
 
-from ..groups.classic import DEAD, STABLE
+from ..groups.classic import DEAD, STABLE, ClassicGroup
 from . import handles
-from .metadata import DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ, ALTER_CONFIGS
+from .metadata import ALTER_CONFIGS, DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ
 
 GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
 
@@ -35,7 +36,9 @@ def describe_groups(ctx, req):
 
 
 def _describe(group, group_id: str, version: int, ops: int) -> DescribedGroup:
-    if group is None:
+    if not isinstance(group, ClassicGroup):
+        # Missing, or a KIP-848 consumer group (ConsumerGroupDescribe's):
+        # below v6 Kafka answers both as a Dead group without an error.
         return DescribedGroup(
             error_code=ErrorCode.NONE, group_id=group_id, group_state=DEAD, authorized_operations=ops
         )

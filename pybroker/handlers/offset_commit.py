@@ -5,14 +5,16 @@ expire timestamp (now + retention) that overrides offsets.retention.minutes;
 from v5 the field is gone and the broker's retention alone decides. v3
 throttle time; v6 the committed leader epoch; v7 group.instance.id (static
 members); v8 flexible; v9 renames the generation "generation or member
-epoch" (KIP-848) — for the classic groups served here it is the generation.
+epoch" (KIP-848): a classic group reads it as its generation, a consumer
+group as the member's epoch (and refuses commits of its members below v9).
 
 Checks, in Kafka's order: partitions of unknown topics, or beyond a topic's
 partition count, get UNKNOWN_TOPIC_OR_PARTITION (and nothing else happens
 if no partition is left); then the group's rules (groups/classic.py via the
 coordinator: a missing group accepts generation -1 and becomes a simple
 group, otherwise ILLEGAL_GENERATION; members, generations, fencing,
-REBALANCE_IN_PROGRESS); then each partition's metadata size
+REBALANCE_IN_PROGRESS; a KIP-848 consumer group checks member epochs, and
+from v9 a missing group with a generation is GROUP_ID_NOT_FOUND); then each partition's metadata size
 (OFFSET_METADATA_TOO_LARGE). The rest are written as one batch to the
 group's partition of __consumer_offsets and, as Kafka's acks=all append,
 answered once that batch is on disk. The empty group id is allowed here,
@@ -59,7 +61,9 @@ def offset_commit(ctx, req):
     if not entries:
         return _response(req, errors)
     instance_id = req.group_instance_id if version >= 7 else None
-    error = coordinator.validate_offset_commit(req.group_id, req.generation_id_or_member_epoch, req.member_id, instance_id)
+    error = coordinator.validate_offset_commit(
+        req.group_id, req.generation_id_or_member_epoch, req.member_id, instance_id, api_version=version
+    )
     if error != ErrorCode.NONE:
         errors.update((tp, error) for tp in entries)
         return _response(req, errors)

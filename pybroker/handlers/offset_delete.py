@@ -6,7 +6,8 @@ UNKNOWN_TOPIC_OR_PARTITION. Then, by the group's state: missing or Dead ->
 GROUP_ID_NOT_FOUND; Empty -> every partition is deleted; a "consumer" group
 with members -> GROUP_SUBSCRIBED_TO_TOPIC for the topics its members
 subscribe to (all of them when a subscription cannot be read), the others
-deleted; any other group with members -> NON_EMPTY_GROUP. Group errors are
+deleted; any other classic group with members -> NON_EMPTY_GROUP. A KIP-848
+consumer group is treated like a "consumer" group in any state. Group errors are
 answered alone, without topics, as Kafka does. Tombstones are written only
 for offsets that exist; an Empty group left without offsets dies.
 """
@@ -19,7 +20,7 @@ from protocol.messages.offset_delete_response import (
 )
 from protocol.registry import ApiKey
 
-from ..groups.classic import EMPTY
+from ..groups.classic import EMPTY, ClassicGroup
 from ..groups.offsets import CONSUMER, group_subscriptions
 from . import handles
 
@@ -43,7 +44,7 @@ def offset_delete(ctx, req):
     if group is None:
         return OffsetDeleteResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND)
     if group.state != EMPTY:
-        if group.protocol_type != CONSUMER:
+        if isinstance(group, ClassicGroup) and group.protocol_type != CONSUMER:
             return OffsetDeleteResponse(error_code=ErrorCode.NON_EMPTY_GROUP)
         subscribed = group_subscriptions(group)
         kept = [tp for tp in wanted if subscribed is None or tp[0] in subscribed]

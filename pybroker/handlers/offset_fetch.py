@@ -6,8 +6,9 @@ v3 throttle time; v5 committed leader epochs; v6 flexible; v7
 require_stable (UNSTABLE_OFFSET_COMMIT for partitions with a pending
 transactional commit — none can be pending here, so it never appears);
 v8 asks for several groups at once (``groups``, each answered with its own
-error code); v9 adds a member id and epoch, which only KIP-848 groups check:
-for classic groups they are ignored.
+error code); v9 adds a member id and epoch, which only KIP-848 consumer
+groups check (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH; an anonymous fetch,
+null member and negative epoch, is fine): classic groups ignore them.
 
 A partition without a committed offset, or any partition of a group that
 does not exist, reads as offset -1, metadata "", no error; "all topics" of
@@ -39,6 +40,8 @@ def offset_fetch(ctx, req):
         groups = []
         for g in req.groups:
             error, found = _fetch(coordinator, g.group_id, g.topics)
+            if error == ErrorCode.NONE and version >= 9:
+                error = coordinator.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
             if error != ErrorCode.NONE:
                 found = []
             groups.append(

@@ -1,0 +1,458 @@
+"""Committed offsets: an in-memory cache backed by ``__consumer_offsets``.
+
+The cache maps group -> (topic, partition) -> OffsetAndMetadata; it is
+changed only after the records saying the same thing are in the group's
+partition of ``__consumer_offsets`` (for commits), or together with
+writing them (for deletions, which like Kafka's never roll back). Every
+write is one record batch (magic 2, CreateTime, uncompressed), so a commit
+of many partitions, or a group's deletion, is all-or-nothing on disk.
+
+On start ``load`` reads every partition of the topic from its log start to
+its high watermark: later records win, tombstones delete, transactional
+commits count once their COMMIT marker is read. It returns the group
+metadata found so the coordinator can rebuild its groups (``restore_group``);
+a group that has offsets but no metadata comes back as an empty simple
+group, as Kafka loads it.
+
+Retention (``expire``, Kafka's rules) runs on the coordinator's timer:
+
+* a group with a protocol type that is Empty: every offset, once the group
+  has been empty for offsets.retention.minutes (measured from the commit
+  when the state's time is unknown, i.e. metadata older than value v2);
+* a Stable "consumer" group whose subscriptions can be read: the offsets
+  of topics no member subscribes to, by commit time;
+* a simple group (no protocol type): every offset, by commit time;
+* anything else: nothing;
+* a KIP-848 consumer group (any state): the offsets of topics no member
+  subscribes to, by commit time.
+
+An offset committed with an explicit retention (OffsetCommit v2-4) expires
+at its expire timestamp instead. An Empty group left without offsets is
+removed (and a group tombstone written if it ever had a generation).
+
+Storage failures never raise out of here; they become the error codes
+Kafka's coordinator answers with (see COMMIT_ERRORS and GROUP_ERRORS).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from protocol.error_codes import ErrorCode
+from protocol.errors import EncodeError, ProtocolError
+from protocol.records import NewRecord, build_batch, read_end_txn_marker, split_batches
+
+from . import OFFSETS_TOPIC
+from .classic import EMPTY, STABLE, ClassicGroup, Member
+from .coordinator import now_ms
+from .records import (
+    GroupMetadataKey,
+    GroupMetadataValue,
+    MemberMetadata,
+    OffsetCommitKey,
+    OffsetCommitValue,
+    decode_group_value,
+    decode_key,
+    decode_offset_value,
+    encode_group_key,
+    encode_group_value,
+    encode_offset_key,
+    encode_offset_value,
+    subscribed_topics,
+)
+
+if TYPE_CHECKING:
+    from .coordinator import GroupCoordinator
+
+log = logging.getLogger("pybroker.groups.offsets")
+
+TopicPartition = tuple[str, int]
+
+DEFAULT_METADATA_MAX = 4096  # offset.metadata.max.bytes
+CONSUMER = "consumer"
+LOAD_CHUNK = 1 << 20
+
+E = ErrorCode
+# How Kafka's coordinator reports a failed append of offsets / of group metadata.
+COMMIT_ERRORS = {
+    E.UNKNOWN_TOPIC_OR_PARTITION: E.COORDINATOR_NOT_AVAILABLE,
+    E.NOT_ENOUGH_REPLICAS: E.COORDINATOR_NOT_AVAILABLE,
+    E.NOT_ENOUGH_REPLICAS_AFTER_APPEND: E.COORDINATOR_NOT_AVAILABLE,
+    E.NOT_LEADER_OR_FOLLOWER: E.NOT_COORDINATOR,
+    E.KAFKA_STORAGE_ERROR: E.NOT_COORDINATOR,
+    E.MESSAGE_TOO_LARGE: E.INVALID_COMMIT_OFFSET_SIZE,
+    E.RECORD_LIST_TOO_LARGE: E.INVALID_COMMIT_OFFSET_SIZE,
+    E.INVALID_FETCH_SIZE: E.INVALID_COMMIT_OFFSET_SIZE,
+}
+GROUP_ERRORS = {
+    **COMMIT_ERRORS,
+    E.MESSAGE_TOO_LARGE: E.UNKNOWN_SERVER_ERROR,
+    E.RECORD_LIST_TOO_LARGE: E.UNKNOWN_SERVER_ERROR,
+    E.INVALID_FETCH_SIZE: E.UNKNOWN_SERVER_ERROR,
+}
+
+
+@dataclass(slots=True)
+class OffsetAndMetadata:
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+    commit_timestamp: int = -1
+    expire_timestamp: int = -1  # -1: none; retention decides
+
+
+def metadata_length(metadata: str) -> int:
+    """Java's String.length(): UTF-16 code units."""
+    return len(metadata.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def group_subscriptions(group) -> set[str] | None:
+    """The topics a group's members subscribe to, or None when that is not
+    known. A KIP-848 consumer group always knows; a classic group only with
+    protocol type "consumer", a protocol chosen and every member's
+    subscription readable."""
+    if not isinstance(group, ClassicGroup):
+        return group.subscribed_topic_names()
+    if group.protocol_type != CONSUMER or group.protocol_name is None:
+        return None
+    topics: set[str] = set()
+    for member in group.members.values():
+        found = subscribed_topics(member.metadata(group.protocol_name))
+        if found is None:
+            return None
+        topics |= found
+    return topics
+
+
+class OffsetStore:
+    def __init__(self, coordinator: GroupCoordinator):
+        self.coordinator = coordinator
+        self.offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+
+    @property
+    def metadata_max(self) -> int:
+        value = self.coordinator.broker.config.values.get("offset.metadata.max.bytes")
+        return DEFAULT_METADATA_MAX if value is None else value
+
+    # -- reading -------------------------------------------------------------------
+
+    def fetch(self, group_id: str, partitions: Iterable[TopicPartition] | None = None):
+        """[(topic, partition, OffsetAndMetadata or None)]: the asked
+        partitions in order, or (None) every committed one, sorted."""
+        table = self.offsets.get(group_id, {})
+        if partitions is None:
+            return [(t, p, table[(t, p)]) for t, p in sorted(table)]
+        return [(t, p, table.get((t, p))) for t, p in partitions]
+
+    def has_offsets(self, group_id: str) -> bool:
+        return bool(self.offsets.get(group_id))
+
+    # -- writing -------------------------------------------------------------------
+
+    def commit(
+        self, group_id: str, entries: Mapping[TopicPartition, OffsetAndMetadata], now: int
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Store ``entries`` in one batch; an error code per partition.
+        Metadata over offset.metadata.max.bytes fails just its partition."""
+        results: dict[TopicPartition, ErrorCode] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        limit = self.metadata_max
+        for tp, om in entries.items():
+            if metadata_length(om.metadata) > limit:
+                results[tp] = E.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = om
+        if not accepted:
+            return results
+        try:
+            records = [_offset_record(group_id, tp, om) for tp, om in accepted.items()]
+        except EncodeError as exc:
+            log.warning("cannot encode offsets of group %r: %s", group_id, exc)
+            error = E.MESSAGE_TOO_LARGE
+        else:
+            error = self._append(group_id, records, now)
+        error = COMMIT_ERRORS.get(error, error)
+        if error == E.NONE:
+            self.offsets.setdefault(group_id, {}).update(accepted)
+        for tp in accepted:
+            results[tp] = error
+        return results
+
+    def write_group(self, group: ClassicGroup, now: int | None = None) -> int:
+        """Write the group's metadata (value v3); an error code, 0 on success."""
+        value = group_value(group)
+        try:
+            record = NewRecord(encode_group_key(group.group_id), encode_group_value(value))
+        except EncodeError as exc:
+            log.warning("cannot encode metadata of group %r: %s", group.group_id, exc)
+            return int(E.UNKNOWN_SERVER_ERROR)
+        error = self._append(group.group_id, [record], _now(now))
+        return int(GROUP_ERRORS.get(error, error))
+
+    def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition], now: int | None = None) -> list[TopicPartition]:
+        """Forget these offsets (tombstones for those that exist). An Empty
+        group left without offsets dies, as in Kafka. Returns the removed."""
+        return self._remove(group_id, list(partitions), _now(now))
+
+    def delete_group(self, group_id: str, generation: int, now: int | None = None) -> ErrorCode:
+        """Tombstones for every offset of a deleted group, and for its
+        metadata when it ever had a generation; one batch. The cache forgets
+        the offsets whatever happens to the write (as Kafka's does)."""
+        table = self.offsets.pop(group_id, {})
+        return self._tombstones(group_id, list(table), generation > 0, _now(now))
+
+    def _remove(self, group_id: str, partitions: list[TopicPartition], now: int) -> list[TopicPartition]:
+        table = self.offsets.get(group_id, {})
+        removed = [tp for tp in partitions if table.pop(tp, None) is not None]
+        if not table:
+            self.offsets.pop(group_id, None)
+        group = self.coordinator.get(group_id)
+        group_dies = _unused(group) and not table
+        if group_dies:
+            self.coordinator.remove(group_id)
+            log.info("group %r is empty and has no offsets left: removed", group_id)
+        self._tombstones(group_id, removed, group_dies and has_metadata(group), now)
+        return removed
+
+    def forget_group_metadata(self, group_id: str, now: int | None = None) -> ErrorCode:
+        """Only the group metadata tombstone: for a classic group replaced by
+        another kind of group, so that a restart does not bring it back."""
+        return self._tombstones(group_id, [], True, _now(now))
+
+    def _tombstones(self, group_id: str, partitions: list[TopicPartition], group_too: bool, now: int) -> ErrorCode:
+        try:
+            records = [NewRecord(encode_offset_key(group_id, t, p), None) for t, p in partitions]
+            if group_too:
+                records.append(NewRecord(encode_group_key(group_id), None))
+        except EncodeError as exc:
+            log.warning("cannot encode tombstones of group %r: %s", group_id, exc)
+            return E.UNKNOWN_SERVER_ERROR
+        if not records:
+            return E.NONE
+        error = self._append(group_id, records, now)
+        if error != E.NONE:
+            log.warning("tombstones of group %r not written: %s", group_id, error.name)
+        return error
+
+    def _append(self, group_id: str, records: list[NewRecord], now: int) -> ErrorCode:
+        """Append one batch to the group's partition: the storage-level
+        error code (not yet mapped to what the coordinator answers)."""
+        try:
+            part = self.coordinator.partition_of(group_id)
+        except Exception:
+            log.exception("no partition of %s for group %r", OFFSETS_TOPIC, group_id)
+            return E.UNKNOWN_TOPIC_OR_PARTITION
+        if part is None:
+            return E.UNKNOWN_TOPIC_OR_PARTITION
+        stamped = [r._replace(timestamp=now) for r in records]
+        try:
+            batch = build_batch(stamped, base_timestamp=now)
+        except EncodeError as exc:
+            log.warning("cannot build a batch for group %r: %s", group_id, exc)
+            return E.MESSAGE_TOO_LARGE
+        if len(batch) > part.log.config.max_message_bytes:
+            return E.MESSAGE_TOO_LARGE
+        try:
+            part.append(batch, now, validated=True)  # built here, CRC and all
+        except OSError as exc:
+            log.error("writing to %s-%d failed: %s", part.topic, part.index, exc)
+            return E.KAFKA_STORAGE_ERROR
+        except ProtocolError as exc:  # our own batch: a bug, but not the caller's
+            log.error("writing to %s-%d refused: %s", part.topic, part.index, exc)
+            return E.CORRUPT_MESSAGE
+        return E.NONE
+
+    # -- retention -----------------------------------------------------------------
+
+    def expire(self, now: int) -> int:
+        """Drop expired offsets and dead empty groups; how many offsets went."""
+        retention = self.coordinator.broker.config["offsets.retention.minutes"] * 60000
+        total = 0
+        for group_id in list(dict.fromkeys([*self.offsets, *self.coordinator.groups])):
+            group = self.coordinator.get(group_id)
+            table = self.offsets.get(group_id, {})
+            expired = _expired(group, table, now, retention)
+            if expired or (_unused(group) and not table):
+                total += len(self._remove(group_id, expired, now))
+        if total:
+            log.info("expired %d committed offsets", total)
+        return total
+
+    # -- loading -------------------------------------------------------------------
+
+    def load(self) -> dict[str, GroupMetadataValue]:
+        """Rebuild the cache from __consumer_offsets; the groups' metadata."""
+        self.offsets = {}
+        groups: dict[str, GroupMetadataValue] = {}
+        broker = self.coordinator.broker
+        info = broker.metadata.topics.get(OFFSETS_TOPIC)
+        if info is None:
+            return groups
+        for p in info.partitions:
+            part = broker.partition(OFFSETS_TOPIC, p.index)
+            if part is not None:
+                self._load_partition(part, groups)
+        for group_id in self.offsets:
+            groups.setdefault(group_id, GroupMetadataValue("", 0, None, None))
+        return groups
+
+    def _load_partition(self, part, groups: dict[str, GroupMetadataValue]) -> None:
+        plog = part.log
+        offset, end = plog.log_start_offset, plog.high_watermark
+        pending: dict[int, list] = {}  # producer id -> records of its open transaction
+        while offset < end:
+            data = plog.read(offset, LOAD_CHUNK).data
+            batches, _ = split_batches(data)
+            progressed = False
+            for batch in batches:
+                if batch.next_offset <= offset:
+                    continue
+                offset, progressed = batch.next_offset, True
+                try:
+                    records = list(batch.records())
+                except ProtocolError as exc:
+                    log.error("%s-%d: skipping unreadable batch at %d: %s", part.topic, part.index, batch.base_offset, exc)
+                    continue
+                if batch.is_control:
+                    txn = pending.pop(batch.producer_id, [])
+                    for record in records:
+                        try:
+                            commit = read_end_txn_marker(record).commit
+                        except ProtocolError:
+                            continue
+                        if commit:
+                            for key, value in txn:
+                                self._apply(key, value, groups)
+                elif batch.is_transactional:
+                    pending.setdefault(batch.producer_id, []).extend((r.key, r.value) for r in records)
+                else:
+                    for record in records:
+                        self._apply(record.key, record.value, groups)
+            if not progressed:
+                break
+
+    def _apply(self, key, value, groups: dict[str, GroupMetadataValue]) -> None:
+        if key is None:
+            return
+        try:
+            decoded = decode_key(key)
+            if isinstance(decoded, OffsetCommitKey):
+                tp = (decoded.topic, decoded.partition)
+                if value is None:
+                    table = self.offsets.get(decoded.group, {})
+                    table.pop(tp, None)
+                    if not table:
+                        self.offsets.pop(decoded.group, None)
+                else:
+                    v = decode_offset_value(value)
+                    self.offsets.setdefault(decoded.group, {})[tp] = OffsetAndMetadata(
+                        v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
+                    )
+            elif isinstance(decoded, GroupMetadataKey):
+                if value is None:
+                    groups.pop(decoded.group, None)
+                else:
+                    groups[decoded.group] = decode_group_value(value)
+        except ProtocolError as exc:
+            log.error("skipping unreadable %s record: %s", OFFSETS_TOPIC, exc)
+
+
+# -- groups <-> records ---------------------------------------------------------------
+
+
+def has_metadata(group) -> bool:
+    """Whether the group may have a GroupMetadata record to delete: a
+    classic group that ever had a generation (KIP-848 consumer groups are
+    not written to __consumer_offsets here)."""
+    return isinstance(group, ClassicGroup) and group.generation > 0
+
+
+def group_value(group: ClassicGroup) -> GroupMetadataValue:
+    protocol = group.protocol_name
+    return GroupMetadataValue(
+        protocol_type=group.protocol_type or "",
+        generation=group.generation,
+        protocol=protocol,
+        leader=group.leader_id,
+        current_state_timestamp=group.state_timestamp,
+        members=[
+            MemberMetadata(
+                m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout, m.session_timeout,
+                m.metadata(protocol) if protocol is not None else b"", m.assignment,
+            )
+            for m in group.members.values()
+        ],
+    )
+
+
+def restore_group(coordinator: GroupCoordinator, group_id: str, value: GroupMetadataValue, now: int) -> ClassicGroup:
+    """A group as ``load`` found it: Stable with its members (each given a
+    full session from ``now``) or Empty. The state time is kept as stored
+    (-1 when the record predates it), which retention reads."""
+    group = ClassicGroup(group_id, now, coordinator.config, coordinator.persist)
+    group.generation = value.generation
+    group.protocol_type = value.protocol_type or None
+    group.protocol_name = value.protocol
+    group.leader_id = value.leader
+    for m in value.members:
+        member = Member(
+            m.member_id, m.group_instance_id, m.client_id, m.client_host, m.session_timeout, m.rebalance_timeout,
+            value.protocol_type, [(value.protocol, m.subscription)] if value.protocol is not None else [],
+            assignment=m.assignment,
+        )
+        member.deadline = now + m.session_timeout
+        group.members[m.member_id] = member
+        if m.group_instance_id is not None:
+            group.statics[m.group_instance_id] = m.member_id
+    if group.leader_id not in group.members:
+        group.leader_id = next(iter(group.members), None)
+    group.state = STABLE if group.members else EMPTY
+    group.state_timestamp = value.current_state_timestamp
+    return group
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _offset_record(group_id: str, tp: TopicPartition, om: OffsetAndMetadata) -> NewRecord:
+    value = OffsetCommitValue(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp, om.expire_timestamp)
+    return NewRecord(encode_offset_key(group_id, *tp), encode_offset_value(value))
+
+
+def _unused(group) -> bool:
+    """An Empty group, not even a member waiting to join again after
+    MEMBER_ID_REQUIRED (removing it would make that join fail)."""
+    return group is not None and group.state == EMPTY and not getattr(group, "pending", None)
+
+
+def _expired(group, table: Mapping[TopicPartition, OffsetAndMetadata], now: int, retention: int) -> list[TopicPartition]:
+    protocol_type = group.protocol_type if group is not None else None
+    state = group.state if group is not None else EMPTY
+    subscribed: set[str] = set()
+    if group is not None and not isinstance(group, ClassicGroup):
+        # A KIP-848 consumer group, in any state: unsubscribed topics by commit time.
+        subscribed = group.subscribed_topic_names()
+        base = lambda om: om.commit_timestamp
+    elif protocol_type and state == EMPTY:
+        since = group.state_timestamp
+        base = (lambda om: since) if since >= 0 else (lambda om: om.commit_timestamp)
+    elif protocol_type == CONSUMER and state == STABLE and (topics := group_subscriptions(group)) is not None:
+        subscribed = topics
+        base = lambda om: om.commit_timestamp
+    elif not protocol_type:
+        base = lambda om: om.commit_timestamp
+    else:
+        return []
+    return [
+        tp
+        for tp, om in table.items()
+        if tp[0] not in subscribed
+        and (now >= om.expire_timestamp if om.expire_timestamp >= 0 else now - base(om) >= retention)
+    ]
+
+
+def _now(now: int | None) -> int:
+    return now_ms() if now is None else now

@@ -1,0 +1,84 @@
+"""ConsumerGroupDescribe v0 (api key 69, KIP-848).
+
+Each named consumer group: state (Empty, Assigning, Reconciling, Stable),
+group epoch, assignment epoch, the assignor in use (the one most members
+ask for, else the default) and every member with its epoch, client, rack,
+subscription, current assignment and target assignment (topic ids with
+their names; topics that no longer exist are left out, as Kafka does).
+An empty group id gets INVALID_GROUP_ID; a group that does not exist, or
+is a classic group, GROUP_ID_NOT_FOUND with a message (what admin clients,
+librdkafka's among them, take as "try DescribeGroups"). Authorized
+operations, when asked for, are everything a group supports (there is no
+authorizer): READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+Kafka 4.1's v1 (the member type) is not in our schemas.
+"""
+
+from protocol.error_codes import ErrorCode
+from protocol.messages.consumer_group_describe_response import (
+    Assignment,
+    ConsumerGroupDescribeResponse,
+    DescribedGroup,
+    Member,
+    TopicPartitions,
+)
+from protocol.registry import ApiKey
+
+from ..groups.consumer import ConsumerGroup
+from . import handles
+from .metadata import ALTER_CONFIGS, DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ
+
+GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
+
+
+@handles(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 0)
+def consumer_group_describe(ctx, req):
+    ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
+    coordinator = ctx.broker.groups
+    metadata = ctx.broker.metadata
+    groups = []
+    for group_id in req.group_ids:
+        if not group_id:
+            groups.append(DescribedGroup(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id))
+            continue
+        group = coordinator.get(group_id)
+        if not isinstance(group, ConsumerGroup):
+            message = f"Group {group_id} not found." if group is None else f"Group {group_id} is not a consumer group."
+            groups.append(
+                DescribedGroup(error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=message, group_id=group_id)
+            )
+            continue
+        groups.append(
+            DescribedGroup(
+                group_id=group_id,
+                group_state=group.state,
+                group_epoch=group.group_epoch,
+                assignment_epoch=group.assignment_epoch,
+                assignor_name=group.preferred_assignor(),
+                members=[
+                    Member(
+                        member_id=m.member_id,
+                        instance_id=m.instance_id,
+                        rack_id=m.rack_id,
+                        member_epoch=m.epoch,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        subscribed_topic_names=sorted(m.topic_names),
+                        subscribed_topic_regex=m.topic_regex,
+                        assignment=_assignment(metadata, m.assigned),
+                        target_assignment=_assignment(metadata, group.target.get(m.member_id, {})),
+                    )
+                    for m in group.members.values()
+                ],
+                authorized_operations=ops,
+            )
+        )
+    return ConsumerGroupDescribeResponse(groups=groups)
+
+
+def _assignment(metadata, partitions) -> Assignment:
+    out = []
+    for tid, parts in sorted(partitions.items()):
+        info = metadata.topic_by_id(tid)
+        if info is not None:
+            out.append(TopicPartitions(topic_id=tid, topic_name=info.name, partitions=sorted(parts)))
+    return Assignment(topic_partitions=out)
