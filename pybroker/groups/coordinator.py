@@ -168,6 +168,9 @@ class GroupCoordinator:
         if fresh and result.error == ErrorCode.NONE:
             if replaces is not None:
                 self.remove(group_id)
+                # Its metadata record would bring the classic group back
+                # on the next start.
+                self.offsets.forget_group_metadata(group_id, now)
             self.groups[group_id] = group
         self.poke()
         return result

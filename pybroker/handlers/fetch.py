@@ -126,7 +126,7 @@ def _build(broker, req, version, wanted, session, full):
     for w in wanted:
         if isinstance(w, tuple):
             name, topic_id, index, code = w
-            data = PartitionData(partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=None)
+            data = PartitionData(partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=b"")
             key = (name, topic_id)
         else:
             part = broker.partition(w.topic, w.index)
@@ -157,9 +157,11 @@ def _build(broker, req, version, wanted, session, full):
 
 
 def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, first: bool) -> PartitionData:
+    # Partitions with an error still carry empty (not null) records: Kafka
+    # sends them so, and librdkafka fails to parse a null record set.
     aborted = [] if isolation == READ_COMMITTED else None
     if part is None:
-        return PartitionData(partition_index=w.index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=None)
+        return PartitionData(partition_index=w.index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=b"")
     log = part.log
     hw = log.high_watermark
     lso = hw
@@ -174,7 +176,6 @@ def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, f
     )
     if w.leader_epoch >= 0 and w.leader_epoch != part.leader_epoch:
         data.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-        data.records = None
         return data
     limit = min(w.max_bytes, remaining)
     if limit <= 0 and not first:
@@ -183,7 +184,6 @@ def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, f
         result = log.read(w.fetch_offset, max(limit, 1), lso if isolation == READ_COMMITTED else hw)
     except OffsetOutOfRangeError:
         data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
-        data.records = None
         return data
     if len(result.data) > limit and not first:
         return data  # only the first batch of the response may exceed the limits

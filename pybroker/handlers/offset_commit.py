@@ -16,9 +16,14 @@ group, otherwise ILLEGAL_GENERATION; members, generations, fencing,
 REBALANCE_IN_PROGRESS; a KIP-848 consumer group checks member epochs, and
 from v9 a missing group with a generation is GROUP_ID_NOT_FOUND); then each partition's metadata size
 (OFFSET_METADATA_TOO_LARGE). The rest are written as one batch to the
-group's partition of __consumer_offsets and, as Kafka's acks=all append,
-answered once that batch is on disk. The empty group id is allowed here,
-as in Kafka.
+group's partition of __consumer_offsets and answered as soon as that
+append is done, when the offsets also become visible to OffsetFetch: this
+is Kafka's acks=-1 append on a single replica. Waiting for an fsync as
+well would open a window in which another member already reads an offset
+whose committer has not yet been told it is committed (and may never be,
+if it dies meanwhile); the page cache keeps the batch across a crash of
+the broker process, and the log's flush policy decides the rest. The
+empty group id is allowed here, as in Kafka.
 """
 
 from protocol.error_codes import ErrorCode
@@ -29,10 +34,9 @@ from protocol.messages.offset_commit_response import (
 )
 from protocol.registry import ApiKey
 
-from ..flusher import FlushFailed
 from ..groups.coordinator import now_ms
 from ..groups.offsets import OffsetAndMetadata
-from . import Later, handles
+from . import handles
 
 
 @handles(ApiKey.OFFSET_COMMIT, 2, 9)
@@ -67,22 +71,8 @@ def offset_commit(ctx, req):
     if error != ErrorCode.NONE:
         errors.update((tp, error) for tp in entries)
         return _response(req, errors)
-    results = coordinator.offsets.commit(req.group_id, entries, now)
-    errors.update(results)
-    written = any(code == ErrorCode.NONE for code in results.values())
-    part = coordinator.partition_of(req.group_id) if written else None
-    if part is None:
-        return _response(req, errors)
-
-    async def durable():
-        try:
-            await broker.flusher.flush([part.log])
-        except FlushFailed:
-            # KAFKA_STORAGE_ERROR from the append, as the coordinator reports it.
-            errors.update((tp, ErrorCode.NOT_COORDINATOR) for tp, code in results.items() if code == ErrorCode.NONE)
-        return _response(req, errors)
-
-    return Later(durable)
+    errors.update(coordinator.offsets.commit(req.group_id, entries, now))
+    return _response(req, errors)
 
 
 def _response(req, errors: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:

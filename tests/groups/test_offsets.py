@@ -743,7 +743,6 @@ def on_broker(rb, fn):
 def test_offset_commit_versions_retention_and_group_rules(kafka):
     topic, group = unique("t"), unique("g")
     create_topic(kafka.bootstrap_servers, topic)
-    rounds = on_broker(kafka, lambda: kafka.broker.flusher.rounds)
     with closing(Wire(kafka.bootstrap_servers)) as wire:
         # v2 with a retention time: an explicit expire timestamp (value v1).
         before = int(time.time() * 1000)
@@ -774,8 +773,6 @@ def test_offset_commit_versions_retention_and_group_rules(kafka):
         ))
         assert errors_of(resp) == {(topic, 0): 0}
 
-    # Answered once on disk: every commit above waited for an fsync round.
-    assert on_broker(kafka, lambda: kafka.broker.flusher.rounds) >= rounds + 3
     stored = on_broker(kafka, lambda: dict(kafka.broker.groups.offsets.offsets[group]))
     assert stored[(topic, 0)].expire_timestamp - stored[(topic, 0)].commit_timestamp == 3_600_000
     assert stored[(topic, 0)].commit_timestamp >= before
