@@ -122,6 +122,14 @@ def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
         batch.validate()
     except ProtocolError as exc:
         raise _Reject(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    if batch.max_timestamp < batch.base_timestamp and not config.log_append_time:
+        # Some clients (sarama 1.22) leave the header's max timestamp at -1.
+        # Kafka derives it from the records and rewrites the header; only
+        # such batches pay for the per-record pass.
+        try:
+            batch.set_max_timestamp(max(r.timestamp for r in batch.records()))
+        except ProtocolError as exc:
+            raise _Reject(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
     _check_batch(batch, config, version, now)
     producers = None
     if batch.producer_id >= 0:

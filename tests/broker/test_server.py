@@ -125,3 +125,22 @@ def test_graceful_stop_leaves_the_clean_shutdown_marker(broker_process):
     assert not (proc.data_dir / CLEAN_SHUTDOWN_FILE).exists()
     assert "stopped; logs flushed" in proc.log_text()
     os.kill(proc.proc.pid, 9)
+
+
+def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
+    # sarama 1.22 sends max timestamp -1; Kafka rewrites it from the records.
+    batch = bytearray(build_batch([NewRecord(value=b"a", timestamp=5000), NewRecord(value=b"b", timestamp=7000)]))
+    from protocol.records import RecordBatch
+
+    view = RecordBatch(memoryview(batch))
+    view.set_max_timestamp(-1)
+    req = ProduceRequest(acks=1, timeout_ms=5000, topic_data=[TopicProduceData(name="maxts", partition_data=[PartitionProduceData(index=0, records=bytes(batch))])])
+    w = Wire(broker.bootstrap_servers)
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="maxts")]), 9, 1)
+    w.receive(3, 9)
+    w.send(req, 9, 2)
+    assert w.receive(0, 9)[1].responses[0].partition_responses[0].error_code == 0
+    plog = broker.broker.partition("maxts", 0).log
+    assert plog.max_timestamp() == (7000, 1)
+    assert plog.offset_for_timestamp(6000) == (7000, 1)
+    w.close()
