@@ -1,6 +1,7 @@
-"""DescribeConfigs v1-4 (api key 32).
+"""DescribeConfigs v0-4 (api key 32).
 
-v1 adds include_synonyms and each entry's config_source (replacing v0's
+v0 marks entries with is_default instead of a source (Kafka 4 dropped v0;
+we keep it for older clients such as sarama 1.22, still in Debian); v1 adds include_synonyms and each entry's config_source (replacing v0's
 is_default); v2 is v1; v3 adds include_documentation and each entry's
 config_type and documentation; v4 is flexible.
 
@@ -51,7 +52,7 @@ class ResourceError(Exception):
         self.message = message
 
 
-@handles(ApiKey.DESCRIBE_CONFIGS, 1, 4)
+@handles(ApiKey.DESCRIBE_CONFIGS, 0, 4)
 def describe_configs(ctx, req):
     for r in req.resources:
         if r.resource_type not in KNOWN_TYPES:
@@ -136,6 +137,8 @@ def _result(entry: tc.ConfigEntry, synonyms: bool, version: int) -> DescribeConf
         is_sensitive=entry.is_sensitive,
         synonyms=[DescribeConfigsSynonym(name=n, value=v, source=s) for n, v, s in entry.synonyms] if synonyms else [],
     )
+    if version == 0:
+        result.is_default = entry.source == tc.DEFAULT_CONFIG
     if version >= 3:
         result.config_type = entry.config_type
         result.documentation = entry.documentation

@@ -1,4 +1,9 @@
-"""OffsetCommit v2-9 (api key 8).
+"""OffsetCommit v0-9 (api key 8).
+
+v0 has neither generation nor member id: it is a standalone commit
+(generation -1), which Kafka once kept in ZooKeeper and Kafka 4 no longer
+serves; v1 adds them and a per-partition commit timestamp. We keep both
+(sarama 1.22, still in Debian, commits with v1).
 
 v2-4 carry a retention time: when it is not -1 the offsets get an explicit
 expire timestamp (now + retention) that overrides offsets.retention.minutes;
@@ -39,7 +44,7 @@ from ..groups.offsets import OffsetAndMetadata
 from . import handles
 
 
-@handles(ApiKey.OFFSET_COMMIT, 2, 9)
+@handles(ApiKey.OFFSET_COMMIT, 0, 9)
 def offset_commit(ctx, req):
     version = ctx.api_version
     broker = ctx.broker
@@ -47,7 +52,7 @@ def offset_commit(ctx, req):
     now = now_ms()
     errors: dict[tuple[str, int], ErrorCode] = {}
     entries: dict[tuple[str, int], OffsetAndMetadata] = {}
-    expire = now + req.retention_time_ms if version <= 4 and req.retention_time_ms != -1 else -1
+    expire = now + req.retention_time_ms if 2 <= version <= 4 and req.retention_time_ms != -1 else -1
     for topic in req.topics:
         known = topic.name in broker.metadata.topics
         for p in topic.partitions:
@@ -59,7 +64,7 @@ def offset_commit(ctx, req):
                 offset=p.committed_offset,
                 leader_epoch=p.committed_leader_epoch if version >= 6 else -1,
                 metadata=p.committed_metadata or "",
-                commit_timestamp=now,
+                commit_timestamp=p.commit_timestamp if version == 1 and p.commit_timestamp != -1 else now,
                 expire_timestamp=expire,
             )
     if not entries:

@@ -144,3 +144,32 @@ def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
     assert plog.max_timestamp() == (7000, 1)
     assert plog.offset_for_timestamp(6000) == (7000, 1)
     w.close()
+
+
+def test_old_versions_kept_for_older_clients(broker):
+    """OffsetCommit v0-1 and DescribeConfigs v0 (gone from Kafka 4) still
+    work: sarama 1.22, packaged by Debian, sends them."""
+    from protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
+    from protocol.messages.offset_commit_request import (
+        OffsetCommitRequest,
+        OffsetCommitRequestPartition,
+        OffsetCommitRequestTopic,
+    )
+    from protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
+
+    w = Wire(broker.bootstrap_servers)
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="old")]), 9, 1)
+    w.receive(3, 9)
+    for version, group in ((0, "old-g0"), (1, "old-g1")):
+        commit = OffsetCommitRequest(
+            group_id=group,
+            topics=[OffsetCommitRequestTopic(name="old", partitions=[OffsetCommitRequestPartition(partition_index=0, committed_offset=7, committed_metadata="m")])],
+        )
+        w.send(commit, version, 2)
+        assert w.receive(8, version)[1].topics[0].partitions[0].error_code == 0
+        w.send(OffsetFetchRequest(group_id=group, topics=[OffsetFetchRequestTopic(name="old", partition_indexes=[0])]), 1, 3)
+        assert w.receive(9, 1)[1].topics[0].partitions[0].committed_offset == 7
+    w.send(DescribeConfigsRequest(resources=[DescribeConfigsResource(resource_type=2, resource_name="old", configuration_keys=["cleanup.policy"])]), 0, 4)
+    entry = w.receive(32, 0)[1].results[0].configs[0]
+    assert (entry.name, entry.value, entry.is_default) == ("cleanup.policy", "delete", True)
+    w.close()
