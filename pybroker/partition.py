@@ -23,6 +23,10 @@ class Partition:
         self.log = log
         self.info = info
         self._waiters: set[trio.Event] = set()
+        # This node is the only in-sync replica, so everything in the log is
+        # committed: the checkpointed high watermark may be stale after a
+        # crash (it is written periodically), the log end is not.
+        log.set_high_watermark(log.log_end_offset)
 
     @property
     def leader_epoch(self) -> int:

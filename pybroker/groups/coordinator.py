@@ -76,6 +76,7 @@ class GroupCoordinator:
             min_session_timeout_ms=cfg["group.min.session.timeout.ms"],
             max_session_timeout_ms=cfg["group.max.session.timeout.ms"],
             initial_rebalance_delay_ms=cfg["group.initial.rebalance.delay.ms"],
+            max_size=cfg["group.max.size"],
         )
         self.consumer_config = ConsumerGroupConfig(
             session_timeout_ms=cfg["group.consumer.session.timeout.ms"],

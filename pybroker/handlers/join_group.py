@@ -24,6 +24,12 @@ def join_group(ctx, req):
     coordinator = ctx.broker.groups
     if not req.group_id:
         return _response(version, _error(ErrorCode.INVALID_GROUP_ID, req.member_id))
+    # Checked before the group is looked up, as Kafka does: otherwise the
+    # refused join would leave behind an empty group, listed by ListGroups
+    # until offset retention removes it. (group.join checks it again.)
+    limits = coordinator.config
+    if not limits.min_session_timeout_ms <= req.session_timeout_ms <= limits.max_session_timeout_ms:
+        return _response(version, _error(ErrorCode.INVALID_SESSION_TIMEOUT, req.member_id))
     if req.member_id and coordinator.get(req.group_id) is None:
         return _response(version, _error(ErrorCode.UNKNOWN_MEMBER_ID, req.member_id))
     group = coordinator.get_or_create(req.group_id)
