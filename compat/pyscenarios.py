@@ -1,0 +1,72 @@
+"""What the Python scenario programs share: the command line and the verdict line.
+
+Each program maps scenario names to functions ``fn(args) -> detail``. A
+function signals n/a by raising ``NotApplicable(reason)`` and failure by
+raising anything else; the program prints one JSON line and exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+
+VALUE_1MIB = bytes(range(256)) * 4096  # exactly 1 MiB
+
+
+class NotApplicable(Exception):
+    pass
+
+
+def check(condition, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def roundtrip_messages():
+    """(key, value, headers) triples: keys, a null key, a null value, headers."""
+    return [
+        (b"k1", b"v1", [("h1", b"a"), ("h2", b"b")]),
+        (b"k2", None, []),
+        (None, b"v3", [("only", b"c")]),
+    ]
+
+
+def numbered(n: int, prefix: str = "m") -> list[bytes]:
+    return [f"{prefix}{i}".encode() * 20 for i in range(n)]
+
+
+def wait_until(fn, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def main(scenarios: dict, version: str) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--scenario", required=True, help="a scenario name, or 'version' or 'list'")
+    parser.add_argument("--topic", default="compat")
+    args = parser.parse_args()
+    if args.scenario == "version":
+        verdict = {"result": "pass", "detail": version}
+    elif args.scenario == "list":
+        verdict = {"result": "pass", "detail": " ".join(scenarios)}
+    elif args.scenario not in scenarios:
+        verdict = {"result": "n/a", "detail": "scenario not implemented for this client"}
+    else:
+        try:
+            verdict = {"result": "pass", "detail": scenarios[args.scenario](args) or ""}
+        except NotApplicable as e:
+            verdict = {"result": "n/a", "detail": str(e)}
+        except BaseException as e:  # noqa: BLE001 - the verdict carries every failure
+            traceback.print_exc(file=sys.stderr)
+            verdict = {"result": "fail", "detail": f"{type(e).__name__}: {e}".strip()}
+    sys.stderr.flush()
+    print(json.dumps(verdict), flush=True)
