@@ -1,8 +1,9 @@
 """python -m compat [--client NAME ...] [--scenario NAME ...] [--timeout S]
 
 Starts a fresh broker, runs every client × scenario (each bounded by a time
-limit), and writes MATRIX.md and matrix.json beside this file. Logs (the
-broker's, and each failing cell's stderr) go to compat/out/.
+limit), and writes MATRIX.md and matrix.json beside this file (or into
+--output DIR). Logs (the broker's, and each failing cell's stderr) go to
+compat/out/.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main() -> int:
     parser.add_argument("--client", action="append", help="only these clients (repeatable)")
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per cell (default 60)")
+    parser.add_argument(
+        "--output", type=Path, default=HERE, help="write MATRIX.md and matrix.json here (default: compat/, committed)"
+    )
     args = parser.parse_args()
     clients = [c for c in CLIENTS if not args.client or c.name in args.client or c.folder in args.client]
     scenarios = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
@@ -121,9 +125,10 @@ def main() -> int:
     finally:
         broker.stop()
         shutil.rmtree(data, ignore_errors=True)
-    write_matrix(results, scenarios, HERE / "MATRIX.md", HERE / "matrix.json")
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_matrix(results, scenarios, args.output / "MATRIX.md", args.output / "matrix.json")
     failed = sum(c["result"] == "fail" for r in results for c in r["cells"])
-    print(f"wrote {HERE / 'MATRIX.md'}: {failed} failing cell(s)")
+    print(f"wrote {args.output / 'MATRIX.md'}: {failed} failing cell(s)")
     return 1 if failed else 0
 
 

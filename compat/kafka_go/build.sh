@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds ./scenarios offline against Debian's Go packages (GOPATH mode, no module downloads).
+set -e
+cd "$(dirname "$0")"
+command -v go >/dev/null || apt-get install -y -q golang-go golang-github-segmentio-kafka-go-dev
+[ -d /usr/share/gocode/src/github.com/segmentio/kafka-go ] || apt-get install -y -q golang-github-segmentio-kafka-go-dev
+[ scenarios -nt scenarios.go ] && exit 0
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${TMPDIR:-/tmp}/pybroker-compat-gocache" GOFLAGS= go build -o scenarios scenarios.go

@@ -1,0 +1,51 @@
+"""The client compatibility matrix (compat/) as a test: every cell must pass or be n/a.
+
+Runs `python -m compat` (all clients, all scenarios) in a child process, the
+way a person would, but writes MATRIX.md and matrix.json into a temporary
+directory so the committed compat/MATRIX.md is left alone. The runner
+installs what a client needs when it is missing; .ci/run installs the
+Debian packages and npm trees ahead of time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT = 60  # seconds, the runner's own limit for each cell
+MATRIX_TIMEOUT = 30 * 60  # the whole matrix takes a few minutes; this bounds a hang
+
+
+def test_compat_matrix(tmp_path):
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "compat", "--output", str(tmp_path), "--timeout", str(CELL_TIMEOUT)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=MATRIX_TIMEOUT,
+            check=False,  # the verdicts are read from matrix.json below
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the matrix did not finish in {MATRIX_TIMEOUT} s:\n{e.output or ''}") from None
+    matrix = tmp_path / "matrix.json"
+    assert matrix.exists(), f"python -m compat wrote no matrix (exit {proc.returncode}):\n{proc.stdout}"
+    clients = json.loads(matrix.read_text())["clients"]
+    failing = [
+        f"{r['client']} {r['version']} / {c['scenario']}: {c['detail']}"
+        for r in clients
+        for c in r["cells"]
+        if c["result"] == "fail"
+    ]
+    # A client whose setup failed shows as n/a on every row; that hides the
+    # whole column, so it counts as a failure too.
+    unavailable = sorted(
+        {f"{r['client']}: {c['detail']}" for r in clients for c in r["cells"] if "client not available" in c["detail"]}
+    )
+    problems = failing + unavailable
+    assert not problems, f"{len(problems)} failing cell(s) or client(s) (logs in compat/out/):\n" + "\n".join(problems)
+    assert proc.returncode == 0, proc.stdout
