@@ -61,11 +61,12 @@ class Broker:
         self.node_id = config.node_id
         self.stopping = False
         self.handlers = handlers.load_all()
-        self.logs = LogManager(config.log_dirs, self.log_config_for)
         first = config.advertised[0]
+        # Metadata first: the logs are opened with their topics' configs.
         self.metadata = LocalMetadata(
             config.log_dirs[0], self.node_id, BrokerInfo(self.node_id, first.host, first.port), config["cluster.id"]
         )
+        self.logs = LogManager(config.log_dirs, self.log_config_for)
         self.partitions: dict[tuple[str, int], Partition] = {}
         for topic in self.metadata.topics.values():
             self._open_topic(topic)
@@ -90,7 +91,7 @@ class Broker:
     # -- topics ----------------------------------------------------------------
 
     def log_config_for(self, topic: str) -> LogConfig:
-        info = self.metadata.topics.get(topic) if hasattr(self, "metadata") else None
+        info = self.metadata.topics.get(topic)
         return LogConfig.from_props(info.configs if info else {}, base=self.config.log_config)
 
     def _open_topic(self, topic: TopicInfo) -> None:

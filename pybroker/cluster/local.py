@@ -21,6 +21,7 @@ META_PROPERTIES = "meta.properties"
 
 class LocalMetadata:
     def __init__(self, data_dir: Path, node_id: int, broker: BrokerInfo, cluster_id: str | None = None):
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(data_dir) / METADATA_FILE
         self.node_id = node_id
         self.broker = broker
