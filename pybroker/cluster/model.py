@@ -6,6 +6,10 @@ import uuid
 from dataclasses import dataclass, field
 
 
+# Kafka's internal topics: reported is_internal, closed to DeleteRecords.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
 @dataclass(frozen=True)
 class BrokerInfo:
     node_id: int
@@ -33,7 +37,7 @@ class TopicInfo:
 
     @property
     def is_internal(self) -> bool:
-        return self.name.startswith("__")
+        return self.name in INTERNAL_TOPICS
 
     def to_json(self) -> dict:
         return {

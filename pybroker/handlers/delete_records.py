@@ -23,7 +23,7 @@ from protocol.messages.delete_records_response import (
 from protocol.registry import ApiKey
 
 from . import handles
-from .metadata import INTERNAL_TOPICS
+from ..cluster.model import INTERNAL_TOPICS
 
 HIGH_WATERMARK = -1
 INVALID_LOW_WATERMARK = -1

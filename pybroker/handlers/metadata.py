@@ -31,7 +31,6 @@ CLUSTER_OPERATIONS = sum(
     1 << op for op in (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE)
 )
 NOT_REQUESTED = -(2**31)
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
 @handles(ApiKey.METADATA, 0, 12)
@@ -77,7 +76,7 @@ def _topic(broker, info, want_ops: bool) -> MetadataResponseTopic:
         error_code=ErrorCode.NONE,
         name=info.name,
         topic_id=info.topic_id,
-        is_internal=info.name in INTERNAL_TOPICS,
+        is_internal=info.is_internal,
         partitions=[
             MetadataResponsePartition(
                 error_code=ErrorCode.NONE,
