@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import TYPE_CHECKING
 
 import trio
 
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError, UnsupportedVersionError
-from protocol.framing import FrameDecoder, decode_request_header, encode_response, peek_request
+from protocol.framing import RECEIVE_SIZE, FrameBuffers, FrameDecoder, decode_request_header, encode_response, peek_request
 from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
 from protocol.registry import ApiKey, api_info
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from .broker import Broker
 
 log = logging.getLogger("pybroker.server")
-RECEIVE_SIZE = 256 * 1024
+# One pool of frame buffers per broker: its connections share what it keeps.
+_frame_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class RequestContext:
@@ -69,7 +71,10 @@ class Connection:
         except OSError:
             self.peer = "?"
         cfg = broker.config
-        self.frames = FrameDecoder(cfg["socket.request.max.bytes"])
+        buffers = _frame_buffers.get(broker)
+        if buffers is None:
+            buffers = _frame_buffers[broker] = FrameBuffers()
+        self.frames = FrameDecoder(cfg["socket.request.max.bytes"], buffers=buffers)
         self.idle_seconds = cfg["connections.max.idle.ms"] / 1000
         self.max_queued = cfg["queued.max.requests"]
         self._read_scope = trio.CancelScope()
@@ -102,24 +107,35 @@ class Connection:
 
     async def _read_frames(self, send, nursery) -> None:
         broker = self.broker
+        frames = self.frames
+        # Plain TCP receives straight into the decoder's buffers (no copy on
+        # the way to the log); other streams (TLS, tests' memory streams)
+        # hand over fresh bytes.
+        sock = getattr(self.stream, "socket", None)
+        idle = self.idle_seconds if self.idle_seconds > 0 else math.inf
         while not broker.stopping:
-            data = b""
-            with trio.move_on_after(self.idle_seconds if self.idle_seconds > 0 else math.inf):
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-                if not data:
-                    # The peer is gone. Answers still being worked out (a
-                    # long-poll Fetch may legally wait 2^31 ms, a JoinGroup
-                    # a whole rebalance) can never be read: drop them and
-                    # close now, as Kafka does, rather than hold the socket
-                    # until they finish.
-                    nursery.cancel_scope.cancel()
-                    return
-            if not data:
+            with trio.move_on_after(idle) as waiting:
+                if sock is not None:
+                    with frames.get_buffer() as buf:
+                        n = await sock.recv_into(buf)
+                    frames.buffer_updated(n)
+                else:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    n = len(data)
+                    frames.feed(data)
+            if waiting.cancelled_caught:
                 log.debug("closing idle connection from %s", self.peer)
                 return
-            self.frames.feed(data)
+            if not n:
+                # The peer is gone. Answers still being worked out (a
+                # long-poll Fetch may legally wait 2^31 ms, a JoinGroup
+                # a whole rebalance) can never be read: drop them and
+                # close now, as Kafka does, rather than hold the socket
+                # until they finish.
+                nursery.cancel_scope.cancel()
+                return
             try:
-                while (frame := self.frames.next_frame()) is not None:
+                while (frame := frames.next_frame()) is not None:
                     slot = self._dispatch(frame, nursery)
                     if slot is not None:
                         await send.send(slot)

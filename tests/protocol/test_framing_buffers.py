@@ -1,0 +1,128 @@
+"""FrameDecoder's receive-into path (get_buffer / buffer_updated) and the
+pool of frame buffers: frames must come out exactly as ``feed`` gives them,
+a large frame's bytes must land in the frame's own buffer, and a frame still
+held anywhere must never be reused."""
+
+from __future__ import annotations
+
+import random
+import struct
+import tracemalloc
+
+import pytest
+
+from protocol.errors import DecodeError, FrameTooLargeError
+from protocol.framing import FRAME_RESERVE, FrameBuffers, FrameDecoder
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def receive(dec: FrameDecoder, data: bytes, most: int) -> list[bytes]:
+    return [bytes(f) for f in receive_views(dec, data, most)]
+
+
+def receive_views(dec: FrameDecoder, data: bytes, most: int) -> list[memoryview]:
+    """Deliver ``data`` as a socket would with recv_into: at most ``most``
+    bytes a time, never more than the decoder's buffer offers, taking
+    frames out after every receive."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        with dec.get_buffer() as buf:
+            assert len(buf) > 0
+            n = min(len(buf), most, len(data) - pos)
+            buf[:n] = data[pos : pos + n]
+        dec.buffer_updated(n)
+        pos += n
+        while (f := dec.next_frame()) is not None:
+            out.append(f)
+    return out
+
+
+RNG = random.Random(7)
+PAYLOADS = [b"", b"a", bytes(200), RNG.randbytes(40_000), RNG.randbytes(300_000), b"tail", RNG.randbytes(70_000)]
+STREAM = b"".join(frame(p) for p in PAYLOADS)
+
+
+@pytest.mark.parametrize("most", [1, 3, 4, 5, 1000, 65536, 1 << 20])
+@pytest.mark.parametrize("pooled", [False, True])
+def test_received_in_any_pieces_the_frames_come_out_whole(most, pooled):
+    dec = FrameDecoder(receive_size=4096, buffers=FrameBuffers() if pooled else None)
+    assert receive(dec, STREAM, most) == PAYLOADS
+    assert dec.buffered == 0
+
+
+def test_the_rest_of_a_large_frame_is_received_into_the_frame_itself():
+    dec = FrameDecoder(receive_size=4096)
+    payload = RNG.randbytes(100_000)
+    data = frame(payload)
+    with dec.get_buffer() as buf:
+        buf[:4096] = data[:4096]
+    dec.buffer_updated(4096)
+    assert dec.next_frame() is None
+    with dec.get_buffer() as buf:
+        target = buf.obj
+        assert len(buf) == len(data) - 4096  # exactly the frame's remainder, no more
+        buf[:] = data[4096:]
+    dec.buffer_updated(len(data) - 4096)
+    got = dec.next_frame()
+    assert got.obj is target and bytes(got) == payload
+    assert dec.buffered == 0
+
+
+def test_held_frames_are_never_reused_and_released_ones_are():
+    dec = FrameDecoder(receive_size=4096, buffers=FrameBuffers())
+    held = [receive_views(dec, frame(bytes([i]) * 100_000), 4096)[0] for i in range(5)]
+    assert len({id(h.obj) for h in held}) == 5
+    kept = held[2][10:20]  # a slice keeps its frame as busy as the frame itself
+    released = {id(h.obj) for h in held} - {id(held[2].obj)}
+    del held
+    again = [receive_views(dec, frame(b"z" * 100_000), 4096)[0] for _ in range(4)]
+    assert {id(f.obj) for f in again} == released
+    assert bytes(kept) == bytes([2]) * 10
+    assert all(bytes(f) == b"z" * 100_000 for f in again)
+
+
+def test_a_free_buffer_is_taken_again():
+    pool = FrameBuffers()
+    a = pool.take(100_000)
+    ident = id(a)
+    assert len(a) >= 100_000
+    del a
+    assert id(pool.take(90_000)) == ident
+
+
+def test_the_pool_keeps_no_more_than_its_limit():
+    pool = FrameBuffers(limit=256 * 1024)
+    held = [pool.take(100_000) for _ in range(4)]  # 128 KiB each: two fit
+    assert sum(len(b) for b in pool._held) <= 256 * 1024
+    assert all(len(b) >= 100_000 for b in held)
+    assert len({id(b) for b in held}) == 4
+
+
+def test_a_declared_size_reserves_no_more_than_the_reserve():
+    dec = FrameDecoder(max_frame_size=2**31 - 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        dec.feed(struct.pack(">i", 2**31 - 1) + b"x" * 1000)
+        assert dec.next_frame() is None
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < FRAME_RESERVE + 64 * 1024
+
+
+def test_a_frame_above_the_reserve_grows_as_it_arrives():
+    payload = RNG.randbytes(3 * FRAME_RESERVE + 17)
+    dec = FrameDecoder(buffers=FrameBuffers())
+    assert receive(dec, frame(payload) + frame(b"after"), 200_000) == [payload, b"after"]
+
+
+@pytest.mark.parametrize("prefix,error", [(b"\xff\xff\xff\xff", DecodeError), (struct.pack(">i", 11), FrameTooLargeError)])
+def test_bad_prefixes_through_the_receive_path(prefix, error):
+    dec = FrameDecoder(max_frame_size=10)
+    with pytest.raises(error):
+        receive(dec, prefix + b"abc", 2)
