@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import trio
 
+from protocol.record_batch import RecordBatch
 from storage.log import AppendResult, PartitionLog
 
 from .cluster.model import PartitionInfo
@@ -40,9 +41,18 @@ class Partition:
         """Append client batches; ``validated`` when the caller has already
         checked their CRCs (the produce path does, once per batch)."""
         result = self.log.append(records, leader_epoch=self.info.leader_epoch, now=now, validate=not validated)
+        self._appended()
+        return result
+
+    def append_batches(self, batches: list[RecordBatch], now: int) -> AppendResult:
+        """Append batches the produce path has already split and checked."""
+        result = self.log.append_batches(batches, leader_epoch=self.info.leader_epoch, now=now)
+        self._appended()
+        return result
+
+    def _appended(self) -> None:
         self.log.set_high_watermark(self.log.log_end_offset)
         self.wake()
-        return result
 
     def park(self, event: trio.Event) -> None:
         self._waiters.add(event)

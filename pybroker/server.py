@@ -25,7 +25,14 @@ import trio
 
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError, UnsupportedVersionError
-from protocol.framing import RECEIVE_SIZE, FrameBuffers, FrameDecoder, decode_request_header, encode_response, peek_request
+from protocol.framing import (
+    RECEIVE_SIZE,
+    FrameBuffers,
+    FrameDecoder,
+    decode_request_header,
+    encode_response,
+    peek_request,
+)
 from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
 from protocol.registry import ApiKey, api_info
 

@@ -241,16 +241,29 @@ class PartitionLog:
         the next offsets; without (replication, compaction) their offsets must
         continue the log. Raises CorruptRecordError before writing anything if
         any batch is malformed."""
-        now = now_ms() if now is None else now
         view = memoryview(records)
         if view.readonly:
             view = memoryview(bytearray(view))
         batches = list(iter_batches(view))
         if not batches:
             raise CorruptRecordError("no record batch in the appended data")
-        for batch in batches:
-            if validate:
+        if validate:
+            for batch in batches:
                 batch.validate()
+        return self._append(batches, view, leader_epoch, now, assign_offsets)
+
+    def append_batches(self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None) -> AppendResult:
+        """Append batches the caller has already split and validated (the
+        produce path checks each header once), giving them the next offsets.
+        They must view writable bytes: offsets are patched in place."""
+        if not batches:
+            raise CorruptRecordError("no record batch in the appended data")
+        return self._append(batches, None, leader_epoch, now, True)
+
+    def _append(self, batches: list[RecordBatch], data, leader_epoch: int, now: int | None, assign_offsets: bool) -> AppendResult:
+        """``data`` holds exactly the batches, in order (None: join them)."""
+        now = now_ms() if now is None else now
+        for batch in batches:
             # Not covered by the CRC check: a last offset below the base would
             # move the log end backwards and hand out offsets again.
             if batch.last_offset_delta < 0:
@@ -271,14 +284,17 @@ class PartitionLog:
                 raise CorruptRecordError(f"batch at offset {batch.base_offset} is below the log end {next_offset}")
             last = batch.last_offset
             ts = batch.max_timestamp
-            infos.append(BatchInfo(position, batch.base_offset, last, batch.size_in_bytes, ts))
+            size = batch.size_in_bytes
+            infos.append(BatchInfo(position, batch.base_offset, last, size, ts))
             if ts > max_ts:
                 max_ts, max_ts_offset = ts, last
             count += batch.record_count
-            position += batch.size_in_bytes
+            position += size
             next_offset = last + 1
+        if data is None:
+            # One batch (a Produce partition) goes out as the view it came in.
+            data = batches[0].view if len(batches) == 1 else b"".join(b.view for b in batches)
         first_base = infos[0].base_offset
-        data = view[:position]
         self._maybe_roll(position, infos[-1].last_offset, now, first_base, max_ts)
         self.active.append(data, infos)
         if assign_offsets:

@@ -159,14 +159,12 @@ class LogSegment:
         while written < len(view):
             written += os.pwrite(self._fd, view[written:], position + written)
         for info in batches:
-            self._account(
-                BatchInfo(position + info.position, info.base_offset, info.last_offset, info.size, info.max_timestamp),
-                index=True,
-            )
+            self._account(info, index=True, shift=position)
         self.size = position + len(view)
         self.dirty = True
 
-    def _account(self, info: BatchInfo, index: bool) -> None:
+    def _account(self, info: BatchInfo, index: bool, shift: int = 0) -> None:
+        """``info.position + shift`` is where the batch is in the file."""
         if info.max_timestamp > self.max_timestamp:
             self.max_timestamp = info.max_timestamp
             self.offset_of_max_timestamp = info.last_offset
@@ -183,7 +181,7 @@ class LogSegment:
             and not self.offset_index.is_full()
             and not self.time_index.is_full()
         ):
-            self.offset_index.append(info.last_offset, info.position)
+            self.offset_index.append(info.last_offset, info.position + shift)
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._since_index = 0
         self._since_index += info.size

@@ -140,7 +140,7 @@ def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
             return dup.meta.base_offset, -1
         except SequenceError as exc:
             raise _Reject(exc.code, str(exc)) from None
-    result = part.append(batch.view, now, validated=True)
+    result = part.append_batches(batches, now)
     if producers is not None:
         producers.update(
             batch.producer_id,

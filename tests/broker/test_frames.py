@@ -22,8 +22,8 @@ from protocol.records import NewRecord, build_batch
 from pybroker.testing import running_broker
 
 from .clients import Confluent, KafkaPython
-from .workload import unique_topic
 from .wire import Wire
+from .workload import unique_topic
 
 BIG = 4 << 20
 
