@@ -1,0 +1,96 @@
+"""The physical baseline, measured in the same run as the brokers: what
+this machine's loopback TCP and filesystem do with no broker in the way.
+
+* loopback: one process writes fixed-size chunks to a socket, another
+  reads them into a reused buffer, for the write sizes the clients use
+  (1 KiB messages, 64 KiB produce requests, 1 MiB fetch responses);
+* file: sequential 1 MiB writes to a new file (page cache, then with the
+  fsync at the end counted) and sequential 1 MiB reads of it back (from
+  the page cache: dropping the cache would disturb the rest of a shared
+  machine).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+
+def _sink(port_q, total: int) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port_q.put(srv.getsockname()[1])
+    conn, _ = srv.accept()
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    got = 0
+    while got < total:
+        n = conn.recv_into(view)
+        if not n:
+            break
+        got += n
+    conn.sendall(b"k")
+    conn.close()
+    srv.close()
+
+
+def loopback(write_size: int, total: int) -> float:
+    """MB/s through loopback TCP writing ``write_size`` chunks."""
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_sink, args=(q, total))
+    proc.start()
+    try:
+        port = q.get(timeout=30)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        chunk = os.urandom(write_size)
+        n = total // write_size
+        start = time.perf_counter()
+        for _ in range(n):
+            s.sendall(chunk)
+        s.recv(1)  # the reader has everything
+        elapsed = time.perf_counter() - start
+        s.close()
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+    return n * write_size / elapsed / 1e6
+
+
+def file_io(directory: Path, total: int) -> dict:
+    """MB/s of sequential 1 MiB writes (to cache, and including the final
+    fsync) and reads of a new file."""
+    chunk = os.urandom(1 << 20)
+    n = max(1, total >> 20)
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        path = Path(d) / "baseline.bin"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        start = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, chunk)
+        cached = time.perf_counter() - start
+        os.fsync(fd)
+        synced = time.perf_counter() - start
+        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        start = time.perf_counter()
+        while os.read(fd, 1 << 20):
+            pass
+        read = time.perf_counter() - start
+        os.close(fd)
+    mb = n * len(chunk) / 1e6
+    return {"write_cached": mb / cached, "write_fsync": mb / synced, "read_cached": mb / read}
+
+
+def measure(directory: Path, quick: bool) -> dict:
+    total = (64 if quick else 512) << 20
+    out = {f"loopback_{size}": loopback(size, total if size >= 65536 else total // 8) for size in (1024, 65536, 1 << 20)}
+    out.update(file_io(directory, total))
+    return out

@@ -1,0 +1,199 @@
+"""pybroker beside Tansu and noida-db: the same workloads, the same load
+generator, the same machine, the same run.
+
+    python -m bench [--quick] [--brokers pybroker,tansu,noida-db]
+                    [--pybroker-src DIR] [--output FILE] [--dir DIR]
+
+Each broker starts fresh on a free loopback port with an empty data
+directory, goes through every workload (bench.workloads), and is stopped
+by its PID; then the physical baseline is measured. One table per workload
+is printed and written to ``bench/RESULTS.md`` (``--quick``: a smoke run
+with small counts, written beside its data unless ``--output`` says
+otherwise). ``--pybroker-src`` adds another pybroker source tree as one
+more broker, for before/after comparisons of a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import baseline, report
+from .brokers import REPO, BrokerProcess, noida_kind, pybroker_kind, tansu_kind
+from .peers import PeersUnavailable, ensure_peers
+from .workloads import FULL, PRODUCE_CASES, QUICK, Run, startup
+
+ALL_BROKERS = ("pybroker", "tansu", "noida-db")
+
+
+def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
+    name = kind.name
+    data = workdir / f"{name}-data"
+    broker = BrokerProcess(kind, data)
+
+    def record(workload: str, fn) -> None:
+        progress(f"{name}: {workload}")
+        t = time.monotonic()
+        try:
+            figures = fn()
+        except Exception as exc:  # one failed workload must not hide the others
+            traceback.print_exc()
+            figures = {"flags": [f"failed: {type(exc).__name__}: {exc}"]}
+        figures["wall_s"] = time.monotonic() - t
+        results.setdefault(workload, {})[name] = figures
+
+    try:
+        start_s = broker.start()
+        idle = broker.rss_bytes()
+        results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": []}
+        run = Run(broker, plan, workdir)
+        for label, size, acks in PRODUCE_CASES:
+            record(f"produce-{label}-acks{acks}", lambda: run.produce(label, size, acks))
+        for label in ("1k", "100b"):
+            record(f"consume-{label}", lambda: run.consume(label))
+        for rate, acks in plan.latency_cases:
+            record(f"latency-{rate // 1000}k-acks{acks}", lambda: run.latency(rate, acks))
+        record(f"partitions-{plan.wide_partitions}", run.wide)
+        record(f"connections-{plan.storm_connections}", run.storm)
+        peaks = [w[name]["peak_rss"] for w in results.values() if name in w and w[name].get("peak_rss")]
+        results["memory"][name]["load_rss"] = max(peaks) if peaks else None
+        results["memory"][name]["rss_after"] = broker.rss_bytes()
+    except Exception as exc:
+        traceback.print_exc()
+        results.setdefault("memory", {}).setdefault(name, {"flags": []})["flags"].append(f"failed: {exc}")
+    finally:
+        broker.stop()
+    if kind.persistent:
+        # Its own fresh broker: the start-up time is about the partitions on
+        # disk, not what the workloads above left behind.
+        shutil.rmtree(data, ignore_errors=True)
+        fresh = BrokerProcess(kind, workdir / f"{name}-startup")
+        try:
+            fresh.start()
+            record(f"startup-{plan.startup_topics * plan.startup_partitions_each}", lambda: startup(fresh, plan, workdir))
+        except Exception as exc:
+            results.setdefault("startup", {})[name] = {"flags": [f"failed: {exc}"]}
+        finally:
+            fresh.stop()
+            shutil.rmtree(fresh.data_dir, ignore_errors=True)
+    else:
+        key = f"startup-{plan.startup_topics * plan.startup_partitions_each}"
+        results.setdefault(key, {})[name] = {"flags": ["n/a: memory-only storage keeps nothing across a restart"]}
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def machine() -> dict:
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
+    ap.add_argument("--brokers", default=",".join(ALL_BROKERS), help="comma-separated, from: " + ", ".join(ALL_BROKERS))
+    ap.add_argument("--pybroker-src", action="append", default=[], help="another pybroker source tree to measure")
+    ap.add_argument("--output", help="where to write the Markdown tables")
+    ap.add_argument("--dir", help="working directory for data and logs (default: a new temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    wanted = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = set(wanted) - set(ALL_BROKERS)
+    if unknown:
+        ap.error(f"unknown brokers {sorted(unknown)}")
+
+    kinds = []
+    versions = {}
+    if "pybroker" in wanted:
+        kinds.append(pybroker_kind())
+    kinds += [pybroker_kind(Path(src)) for src in args.pybroker_src]
+    if {"tansu", "noida-db"} & set(wanted):
+        try:
+            peers = ensure_peers()
+        except PeersUnavailable as exc:
+            print(f"peers unavailable: {exc}", file=sys.stderr)
+            return 2
+        if "tansu" in wanted:
+            kinds.append(tansu_kind(peers))
+        if "noida-db" in wanted:
+            kinds.append(noida_kind(peers))
+    import confluent_kafka
+
+    for kind in kinds:
+        versions[kind.name] = kind.version
+    versions["load generator"] = f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pybroker-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    def progress(msg: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    results: dict = {}
+    try:
+        for kind in kinds:
+            run_broker(kind, plan, base, results, progress)
+        progress("baseline")
+        physical = baseline.measure(base, plan.quick)
+    finally:
+        if not args.keep:
+            for child in base.glob("*-data"):
+                shutil.rmtree(child, ignore_errors=True)
+
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "versions": versions,
+        "plan": plan,
+        "seconds": time.monotonic() - started,
+    }
+    text = report.render(results, physical, meta, [k.name for k in kinds])
+    print(text)
+    if args.output:
+        out = Path(args.output)
+    elif plan.quick:
+        out = base / "RESULTS-quick.md"
+    else:
+        out = REPO / "bench" / "RESULTS.md"
+    out.write_text(text)
+    print(f"written to {out}", file=sys.stderr)
+    for problem in report.failures(results):
+        print(f"did not run: {problem}", file=sys.stderr)
+    # Peers' flags are their results; any flag on pybroker (a lost message,
+    # a workload that did not run) fails the run.
+    ours = report.flagged(results, [k.name for k in kinds if k.name.startswith("pybroker")])
+    for problem in ours:
+        print(f"pybroker problem: {problem}", file=sys.stderr)
+    return 1 if ours else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""A small blocking Kafka client on pybroker's own codec, for what the
+benchmark must see byte for byte: readiness, the size of a Fetch response
+against the limits it asked for, and the high watermarks a broker reports.
+The load itself comes from real clients (bench.loadgen).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from protocol.framing import decode_response, encode_request
+from protocol.messages.api_versions_request import ApiVersionsRequest
+from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from protocol.registry import ApiKey
+
+_SIZE = struct.Struct(">i")
+LATEST = -1
+
+
+class RawClient:
+    def __init__(self, bootstrap: str, timeout: float = 30):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._correlation = 0
+        self.versions: dict[int, tuple[int, int]] = {}
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def call(self, body, version: int):
+        """Send one request and return (response, frame size in bytes)."""
+        self._correlation += 1
+        self.sock.sendall(encode_request(body, version, self._correlation, "pybroker-bench"))
+        frame = self._frame()
+        _, response = decode_response(body.API_KEY, version, frame)
+        return response, len(frame)
+
+    def _frame(self) -> bytearray:
+        (size,) = _SIZE.unpack(self._exactly(4))
+        return self._exactly(size)
+
+    def _exactly(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if not k:
+                raise ConnectionError("broker closed the connection")
+            got += k
+        return buf
+
+    def negotiate(self) -> None:
+        response, _ = self.call(ApiVersionsRequest(), 0)
+        self.versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+
+    def version(self, api_key: int, lo: int, hi: int) -> int:
+        """The highest version both sides speak in [lo, hi]."""
+        if not self.versions:
+            self.negotiate()
+        theirs = self.versions.get(api_key)
+        if theirs is None or theirs[1] < lo or theirs[0] > hi:
+            raise RuntimeError(f"no common version of {ApiKey(api_key).name} in {lo}..{hi}: broker has {theirs}")
+        return min(hi, theirs[1])
+
+    def partitions(self, topic: str) -> list[int]:
+        v = self.version(ApiKey.METADATA, 1, 12)
+        response, _ = self.call(MetadataRequest(topics=[MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False), v)
+        for t in response.topics:
+            if t.name == topic:
+                return sorted(p.partition_index for p in t.partitions)
+        return []
+
+    def latest_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        v = self.version(ApiKey.LIST_OFFSETS, 1, 7)
+        req = ListOffsetsRequest(
+            replica_id=-1,
+            topics=[ListOffsetsTopic(name=topic, partitions=[ListOffsetsPartition(partition_index=p, timestamp=LATEST) for p in partitions])],
+        )
+        response, _ = self.call(req, v)
+        return {p.partition_index: p.offset for t in response.topics for p in t.partitions}
+
+    def fetch_once(self, topic: str, partition: int, offset: int, max_bytes: int, partition_max_bytes: int):
+        """One Fetch by topic name (v4-12); returns (partition data, frame size)."""
+        v = self.version(ApiKey.FETCH, 4, 12)
+        req = FetchRequest(
+            replica_id=-1,
+            max_wait_ms=500,
+            min_bytes=1,
+            max_bytes=max_bytes,
+            isolation_level=0,
+            topics=[
+                FetchTopic(
+                    topic=topic,
+                    partitions=[FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes)],
+                )
+            ],
+        )
+        response, size = self.call(req, v)
+        for t in response.responses:
+            for p in t.partitions:
+                return p, size
+        raise RuntimeError(f"Fetch v{v} answered without partition {topic}-{partition} (error {response.error_code})")
+
+
+def api_versions_ok(bootstrap: str, timeout: float = 1.0) -> bool:
+    """True once the broker accepts a connection and answers ApiVersions."""
+    try:
+        with RawClient(bootstrap, timeout=timeout) as c:
+            c.negotiate()
+            return True
+    except (OSError, ConnectionError, ValueError):
+        return False

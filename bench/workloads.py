@@ -1,0 +1,360 @@
+"""The workloads, each a named scenario run the same way against every
+broker. A workload returns a dict of figures plus ``flags``: what went
+wrong or what the broker got away with (lost or duplicated messages, a
+high watermark that disagrees with what was acknowledged, a Fetch that
+ignored its size limits), and ``notes`` on the measurement itself. Neither
+stops the run; both go in the tables.
+
+Sizes come from a Plan (full or --quick).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.errors import ProtocolError
+from protocol.record_batch import iter_batches
+
+from .brokers import BrokerProcess
+from .clients import loadgen_argv, run_together
+from .rawclient import RawClient
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    producers: int  # concurrent producer processes
+    count_1k: int  # messages per producer, 1 KiB values
+    count_100b: int  # messages per producer, 100 B values
+    repeats: int  # produce runs per case (median reported)
+    latency_seconds: float
+    latency_cases: tuple  # (rate, acks)
+    wide_partitions: int
+    wide_count: int  # messages per producer on the wide topic
+    storm_connections: int
+    storm_seconds: float
+    startup_topics: int
+    startup_partitions_each: int
+
+
+FULL = Plan(
+    quick=False,
+    producers=3,
+    count_1k=150_000,
+    count_100b=600_000,
+    repeats=3,
+    latency_seconds=10,
+    latency_cases=((1000, "1"), (10000, "1"), (1000, "all"), (10000, "all")),
+    wide_partitions=1000,
+    wide_count=50_000,
+    storm_connections=200,
+    storm_seconds=10,
+    startup_topics=10,
+    startup_partitions_each=1000,
+)
+
+QUICK = Plan(
+    quick=True,
+    producers=3,
+    count_1k=5_000,
+    count_100b=20_000,
+    repeats=1,
+    latency_seconds=2,
+    latency_cases=((1000, "1"), (10000, "1")),
+    wide_partitions=1000,
+    wide_count=2_000,
+    storm_connections=200,
+    storm_seconds=2,
+    startup_topics=2,
+    startup_partitions_each=500,
+)
+
+PRODUCE_CASES = (("1k", 1024, "1"), ("1k", 1024, "all"), ("100b", 100, "1"), ("100b", 100, "all"))
+
+
+class Run:
+    """One broker's pass through the workloads."""
+
+    def __init__(self, broker: BrokerProcess, plan: Plan, workdir: Path):
+        self.broker = broker
+        self.plan = plan
+        self.workdir = workdir
+        self.client_log = workdir / f"{broker.kind.name}-clients.log"
+        self.topics_made = 0
+        # The topic each size's last acks=1 run wrote, for the consume workload.
+        self.produced: dict[str, tuple[str, int, int]] = {}
+
+    # -- helpers ------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap})
+        futures = admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=120, operation_timeout=120)
+        futures[name].result(180)
+        deadline = time.monotonic() + 120
+        with RawClient(self.broker.bootstrap) as c:
+            while len(c.partitions(name)) < partitions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} never showed {partitions} partitions")
+                time.sleep(0.05)
+
+    def measured(self, fn):
+        """Run ``fn`` and return (its result, broker CPU seconds, peak RSS)."""
+        self.broker.reset_peak_rss()
+        cpu = self.broker.cpu_seconds()
+        result = fn()
+        return result, self.broker.cpu_seconds() - cpu, self.broker.peak_rss_bytes()
+
+    def check_high_watermarks(self, topic: str, acked: int, flags: list) -> None:
+        with RawClient(self.broker.bootstrap) as c:
+            parts = c.partitions(topic)
+            latest = c.latest_offsets(topic, parts)
+        total = sum(latest.values())
+        if total != acked:
+            # Whether the data is really gone, the consume workload tells.
+            flags.append(f"wrong high watermark: ListOffsets(latest) sums to {total:,} for {acked:,} acknowledged messages")
+
+    # -- produce ------------------------------------------------------------------
+
+    def produce(self, label: str, size: int, acks: str) -> dict:
+        plan = self.plan
+        count = plan.count_1k if size == 1024 else plan.count_100b
+        runs = []
+        flags: list[str] = []
+        for rep in range(plan.repeats):
+            topic = f"bench-{label}-acks{acks}-{rep}"
+            self.create_topic(topic, 6)
+            argvs = [
+                loadgen_argv(
+                    "produce", bootstrap=self.broker.bootstrap, topic=topic, count=count, size=size, acks=acks, producer=n
+                )
+                for n in range(plan.producers)
+            ]
+            results, cpu, rss = self.measured(lambda: run_together(argvs, self.client_log, timeout=600))
+            acked = sum(r["acked"] for r in results)
+            for r in results:
+                if r["error_count"] or r["unflushed"]:
+                    flags.append(f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}")
+            self.check_high_watermarks(topic, acked, flags)
+            seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+            runs.append({"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss})
+            if acks == "1":
+                self.produced[label] = (topic, count, size)
+        return {
+            "msg_s": statistics.median(r["msgs"] for r in runs),
+            "mb_s": statistics.median(r["mbs"] for r in runs),
+            "cpu_s": statistics.median(r["cpu"] for r in runs),
+            "peak_rss": max(r["rss"] for r in runs),
+            "runs": len(runs),
+            "flags": sorted(set(flags)),
+        }
+
+    # -- consume ------------------------------------------------------------------
+
+    def fetch_limit_flags(self, topic: str) -> tuple[list[str], bool]:
+        """Ask for 64 KiB from a partition holding much more and check the
+        answer keeps to it (KIP-74 lets only a single oversized first batch
+        through). Returns (flags, ignores limits)."""
+        limit = 64 * 1024
+        try:
+            with RawClient(self.broker.bootstrap, timeout=60) as c:
+                parts = c.partitions(topic)
+                latest = c.latest_offsets(topic, parts)
+                partition = max(latest, key=latest.get)
+                data, frame_size = c.fetch_once(topic, partition, 0, limit, limit)
+        except Exception as exc:
+            return [f"Fetch limit check not possible: {exc}"], False
+        flags = []
+        records = data.records or b""
+        if len(records) > limit:
+            try:
+                batches = sum(1 for _ in iter_batches(memoryview(bytes(records))))
+            except ProtocolError:
+                batches = -1
+            if batches != 1:
+                flags.append(
+                    f"ignores fetch limits: {frame_size:,} bytes answered a Fetch limited to {limit:,} ({batches} batches)"
+                )
+        if data.high_watermark != latest[partition]:
+            flags.append(f"Fetch high watermark {data.high_watermark} differs from ListOffsets {latest[partition]}")
+        return flags, bool(flags and "ignores fetch limits" in flags[0])
+
+    def consume(self, label: str) -> dict:
+        if label not in self.produced:
+            return {"flags": ["nothing was produced to read"]}
+        topic, count, size = self.produced[label]
+        flags, cheats = self.fetch_limit_flags(topic)
+        argv = loadgen_argv(
+            "consume",
+            bootstrap=self.broker.bootstrap,
+            topic=topic,
+            group=f"bench-consume-{label}",
+            producers=self.plan.producers,
+            per_producer=count,
+            size=size,
+            # librdkafka refuses a response above receive.message.max.bytes;
+            # a broker that ignores the fetch limits gets the largest one so
+            # that its consume can be measured at all (and is flagged).
+            receive_max_bytes=2147483647 if cheats else 0,
+            timeout=300,
+        )
+        (result,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
+        if result["missing"] or result["duplicates"] or result["strays"] or result["wrong_size"]:
+            flags.append(
+                f"consumed {result['unique']}/{result['expected']}: {result['missing']} missing, "
+                f"{result['duplicates']} duplicated, {result['strays']} unknown, {result['wrong_size']} wrong size"
+            )
+        if result["errors"]:
+            flags.append(f"consumer errors: {result['errors'][:2]}")
+        out = {"msg_s": None, "mb_s": None, "join_s": result["join_seconds"], "cpu_s": cpu, "peak_rss": rss, "flags": flags}
+        if result["start"] and result["end"] and result["end"] > result["start"]:
+            seconds = result["end"] - result["start"]
+            out["msg_s"] = result["unique"] / seconds
+            out["mb_s"] = result["bytes"] / seconds / 1e6
+        return out
+
+    # -- latency ------------------------------------------------------------------
+
+    def latency(self, rate: int, acks: str) -> dict:
+        topic = f"bench-latency-{rate}-acks{acks}"
+        self.create_topic(topic, 6)
+        count = int(rate * self.plan.latency_seconds)
+        consumer = loadgen_argv("latency-consume", bootstrap=self.broker.bootstrap, topic=topic, expect=count, timeout=120)
+        producer = loadgen_argv(
+            "latency-produce", bootstrap=self.broker.bootstrap, topic=topic, rate=rate, count=count, acks=acks
+        )
+        (c, p), cpu, rss = self.measured(lambda: run_together([consumer, producer], self.client_log, timeout=300))
+        flags = []
+        if c["missing"] or c["duplicates"]:
+            flags.append(f"received {c['unique']}/{c['expected']}, {c['duplicates']} duplicated")
+        if p["error_count"] or p["unflushed"]:
+            flags.append(f"producer errors: {p['errors'][:2]}")
+        # A rate the producer could not keep is a measurement note, not a
+        # broker fault: the machine is shared with the load generator.
+        notes = [f"the producer reached only {p['rate']:,.0f} msg/s"] if p["rate"] < rate * 0.95 else []
+        return {"p50": c["p50"], "p99": c["p99"], "p999": c["p999"], "cpu_s": cpu, "peak_rss": rss, "flags": flags, "notes": notes}
+
+    # -- scale --------------------------------------------------------------------
+
+    def wide(self) -> dict:
+        """Produce across 1,000 partitions (every message to a random one),
+        then read it all back with one group consumer."""
+        plan = self.plan
+        topic = f"bench-wide-{plan.wide_partitions}"
+        flags: list[str] = []
+        t = time.monotonic()
+        self.create_topic(topic, plan.wide_partitions)
+        create_s = time.monotonic() - t
+        argvs = [
+            loadgen_argv(
+                "produce",
+                bootstrap=self.broker.bootstrap,
+                topic=topic,
+                count=plan.wide_count,
+                size=1024,
+                acks="1",
+                producer=n,
+                spread=True,
+            )
+            for n in range(plan.producers)
+        ]
+        results, cpu, rss = self.measured(lambda: run_together(argvs, self.client_log, timeout=600))
+        acked = sum(r["acked"] for r in results)
+        self.check_high_watermarks(topic, acked, flags)
+        seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+        argv = loadgen_argv(
+            "consume",
+            bootstrap=self.broker.bootstrap,
+            topic=topic,
+            group="bench-wide",
+            producers=plan.producers,
+            per_producer=plan.wide_count,
+            size=1024,
+            receive_max_bytes=2147483647,
+            timeout=300,
+        )
+        (c,), ccpu, crss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
+        if c["missing"] or c["duplicates"]:
+            flags.append(f"consumed {c['unique']}/{c['expected']}, {c['duplicates']} duplicated")
+        consume_s = (c["end"] - c["start"]) if c["start"] and c["end"] else None
+        return {
+            "create_s": create_s,
+            "produce_msg_s": acked / seconds,
+            "consume_msg_s": c["unique"] / consume_s if consume_s else None,
+            "join_s": c["join_seconds"],
+            "cpu_s": cpu + ccpu,
+            "peak_rss": max(rss, crss),
+            "flags": flags,
+        }
+
+    def storm(self) -> dict:
+        """Many connections at once, each producing small batches (acks=1)
+        back to back to its own partition of the wide topic."""
+        plan = self.plan
+        topic = f"bench-wide-{plan.wide_partitions}"
+        argv = loadgen_argv(
+            "connections",
+            bootstrap=self.broker.bootstrap,
+            topic=topic,
+            partitions=plan.wide_partitions,
+            connections=plan.storm_connections,
+            seconds=plan.storm_seconds,
+        )
+        (r,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=300))
+        flags = []
+        if r["failed_connections"]:
+            flags.append(f"{r['failed_connections']} of {r['connections']} connections failed: {r['failures'][:2]}")
+        if r["errors"]:
+            flags.append(f"{r['errors']} produce errors")
+        return {
+            "req_s": r["requests"] / r["seconds"],
+            "msg_s": r["records"] / r["seconds"],
+            "p50": r["p50"],
+            "p99": r["p99"],
+            "cpu_s": cpu,
+            "peak_rss": rss,
+            "flags": flags,
+        }
+
+
+def startup(broker: BrokerProcess, plan: Plan, workdir: Path) -> dict:
+    """Create many partitions, put one record in each, stop the broker
+    gracefully and time its restart until it answers for all of them."""
+    from confluent_kafka import Producer
+
+    run = Run(broker, plan, workdir)
+    total = plan.startup_topics * plan.startup_partitions_each
+    names = [f"bench-startup-{n}" for n in range(plan.startup_topics)]
+    for name in names:
+        run.create_topic(name, plan.startup_partitions_each)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50, "acks": "1"})
+    failures = []
+    for name in names:
+        for part in range(plan.startup_partitions_each):
+            p.produce(name, b"x" * 100, partition=part, on_delivery=lambda err, msg: err and failures.append(str(err)))
+            p.poll(0)
+    left = p.flush(120)
+    flags = []
+    if failures or left:
+        flags.append(f"{len(failures)} of {total} records failed, {left} unflushed: {failures[:2]}")
+    broker.stop()
+    answer_s = broker.start(timeout=600)
+    deadline = time.monotonic() + 600
+    with RawClient(broker.bootstrap, timeout=60) as c:
+        while True:
+            ready = sum(len(c.partitions(name)) for name in names)
+            if ready == total or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        offsets = {name: c.latest_offsets(name, list(range(plan.startup_partitions_each))) for name in names}
+    full_s = time.monotonic() - broker.started_at
+    if ready != total:
+        flags.append(f"only {ready} of {total} partitions after restart")
+    kept = sum(1 for name in names for o in offsets[name].values() if o == 1)
+    if kept != total:
+        flags.append(f"{total - kept} of {total} partitions lost their record across the restart")
+    return {"partitions": total, "answer_s": answer_s, "ready_s": full_s, "idle_rss": broker.rss_bytes(), "flags": flags}

@@ -1,0 +1,52 @@
+"""The benchmark harness, in --quick mode, as a smoke test: it installs the
+peers, runs every workload against all three brokers and writes its
+tables. Speed is never asserted here; what must hold is that every workload
+ran, and that pybroker was flagged for nothing (no lost, duplicated or
+unaccounted message, no workload that failed) — the harness's exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORKLOADS = [
+    "memory",
+    "produce-1k-acks1",
+    "produce-1k-acksall",
+    "produce-100b-acks1",
+    "produce-100b-acksall",
+    "consume-1k",
+    "consume-100b",
+    "latency-1k-acks1",
+    "latency-10k-acks1",
+    "partitions-1000",
+    "connections-200",
+    "startup-1000",
+]
+
+
+def test_quick_benchmark_runs_every_workload_on_every_broker(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--dir", str(tmp_path / "work"), "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    sections = {}
+    for block in text.split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        sections[title.strip()] = body
+    for workload in WORKLOADS:
+        assert workload in sections, f"no table for {workload}"
+        rows = [line for line in sections[workload].splitlines() if line.startswith("| ")]
+        names = {row.split("|")[1].strip().rstrip(" ⚠") for row in rows[1:]}
+        assert {"pybroker", "tansu", "noida-db"} <= names, (workload, names)
+        py = next(row for row in rows if row.split("|")[1].strip().startswith("pybroker"))
+        assert "⚠" not in py, sections[workload]
+    assert "loopback TCP, 1 MiB writes" in sections["baseline"]
