@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pybroker: configuration error: {exc}", file=sys.stderr)
         return 2
+    _raise_open_files_limit()
     try:
         trio.run(_serve, config)
     except KeyboardInterrupt:
@@ -66,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pybroker: {cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Every partition holds its active segment open, every client a socket:
+    the usual soft limit of 1024 descriptors is far below what a broker with
+    thousands of partitions needs (Kafka's docs ask for 100,000). Take what
+    the hard limit allows, as a broker's service unit would."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger("pybroker").warning("could not raise the open files limit: %s", exc)
 
 
 def _find(exc: BaseException, kind: type) -> BaseException | None:

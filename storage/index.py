@@ -72,18 +72,19 @@ class _SparseIndex:
         self.base_offset = base_offset
         self.max_index_size = max_index_size
         self.writable = writable
-        if writable:
-            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        else:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        # No descriptor is held between operations: the entries live in
+        # memory, and the file is only written a page of entries at a time,
+        # trimmed or synced. A broker with 10,000 partitions would otherwise
+        # hold two index descriptors per segment beside the log's own.
+        flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
+        fd = os.open(self.path, flags | os.O_CLOEXEC, 0o644)
         try:
-            size = os.fstat(self._fd).st_size
+            size = os.fstat(fd).st_size
             self._torn_size = size if size % self.ENTRY_SIZE else None
-            self._load(_pread_all(self._fd, size - size % self.ENTRY_SIZE))
-        except BaseException:
-            os.close(self._fd)
-            self._fd = None
-            raise
+            self._load(_pread_all(fd, size - size % self.ENTRY_SIZE))
+        finally:
+            os.close(fd)
+        self._closed = False
         self._length = size
         self._max_entries = self._full_capacity() if writable else self.entries
         # Entries not yet written to the file, from slot _pending_slot on. The
@@ -150,7 +151,7 @@ class _SparseIndex:
         self._write_pending()
         length = max(new_size - new_size % self.ENTRY_SIZE, self.size_in_bytes)
         if length != self._length:
-            os.ftruncate(self._open_fd(), length)
+            os.truncate(self.path, length)
             self._length = length
         self._max_entries = length // self.ENTRY_SIZE
 
@@ -163,12 +164,16 @@ class _SparseIndex:
     def flush(self) -> None:
         if self.writable:
             self._write_pending()
-            os.fsync(self._open_fd())
+            fd = self._open_file()
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self, trim: bool = True) -> None:
         """Trim (unless told not to: a failing disk, a test's simulated crash)
         and release the file. Closing twice is harmless."""
-        if self._fd is None:
+        if self._closed:
             return
         try:
             if self.writable:
@@ -176,8 +181,7 @@ class _SparseIndex:
             if trim and self.writable:
                 self.trim()
         finally:
-            os.close(self._fd)
-            self._fd = None
+            self._closed = True
 
     def delete(self) -> None:
         self.close(trim=False)
@@ -209,7 +213,7 @@ class _SparseIndex:
             # Cut the file at the last kept entry; the next append grows it
             # again, so the dropped entries come back as zeros: after a crash
             # they read as corrupt, not as live entries past the log's end.
-            os.ftruncate(self._open_fd(), n * self.ENTRY_SIZE)
+            os.truncate(self.path, n * self.ENTRY_SIZE)
             self._length = n * self.ENTRY_SIZE
             self._torn_size = None
         self._max_entries = self._full_capacity()
@@ -221,7 +225,7 @@ class _SparseIndex:
             # should carry a tail of zeros that a crash would leave behind.
             self._write_pending()
             self._length = self._max_entries * self.ENTRY_SIZE
-            os.ftruncate(self._open_fd(), self._length)
+            os.truncate(self.path, self._length)
         if not self._pending:
             self._pending_slot = n
         self._pending += entry
@@ -232,7 +236,11 @@ class _SparseIndex:
         if not self._pending:
             return
         data, self._pending = self._pending, bytearray()
-        written = os.pwrite(self._open_fd(), data, self._pending_slot * self.ENTRY_SIZE)
+        fd = self._open_file()
+        try:
+            written = os.pwrite(fd, data, self._pending_slot * self.ENTRY_SIZE)
+        finally:
+            os.close(fd)
         if written != len(data):
             raise OSError(f"short write to index {self.path}: {written} of {len(data)} bytes")
 
@@ -242,14 +250,17 @@ class _SparseIndex:
             raise ValueError(f"attempt to append to a full index {self.path} ({self.entries} entries)")
 
     def _check_mutable(self) -> None:
-        self._open_fd()
+        self._check_open()
         if not self.writable:
             raise io.UnsupportedOperation(f"index {self.path} was opened read-only")
 
-    def _open_fd(self) -> int:
-        if self._fd is None:
+    def _check_open(self) -> None:
+        if self._closed:
             raise ValueError(f"index {self.path} is closed")
-        return self._fd
+
+    def _open_file(self) -> int:
+        self._check_open()
+        return os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
 
     def _check_file_size(self) -> None:
         if self._torn_size is not None:

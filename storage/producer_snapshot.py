@@ -52,11 +52,16 @@ def snapshot_path(directory: Path, offset: int) -> Path:
 
 def list_snapshots(directory: Path) -> list[int]:
     """Offsets of the snapshot files in ``directory``, ascending."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
     out = []
-    for p in Path(directory).glob(f"*{SUFFIX}"):
-        stem = p.name[: -len(SUFFIX)]
-        if stem.isdigit():
-            out.append(int(stem))
+    for name in names:
+        if name.endswith(SUFFIX):
+            stem = name[: -len(SUFFIX)]
+            if stem.isdigit():
+                out.append(int(stem))
     return sorted(out)
 
 
