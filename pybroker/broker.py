@@ -55,6 +55,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StorageFailure(Exception):
+    """A log could not be created; Kafka answers KAFKA_STORAGE_ERROR."""
+
+
 class Broker:
     def __init__(self, config: BrokerConfig):
         self.config = config
@@ -101,16 +105,40 @@ class Broker:
             self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
-        """Create a topic; the caller has validated name, count and configs."""
+        """Create a topic; the caller has validated name, count and configs.
+        Raises StorageFailure, with nothing left behind, when its partition
+        logs cannot be made (out of descriptors, a full or broken disk)."""
         info = self.metadata.create_topic(name, partitions, configs)
-        self._open_topic(info)
+        try:
+            self._open_new_partitions(info, 0)
+        except StorageFailure:
+            self.metadata.delete_topic(name)
+            raise
         log.info("created topic %s with %d partitions", name, partitions)
         return info
+
+    def _open_new_partitions(self, topic: TopicInfo, first: int) -> None:
+        cfg = self.log_config_for(topic.name)
+        opened = []
+        try:
+            for p in topic.partitions[first:]:
+                plog = self.logs.create(topic.name, p.index, cfg)
+                opened.append(p.index)
+                self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
+        except OSError as exc:
+            for index in opened:
+                self.partitions.pop((topic.name, index), None)
+                self.logs.delete(topic.name, index)
+            log.error("cannot create the logs of %s: %s", topic.name, exc)
+            raise StorageFailure(f"cannot create the logs of {topic.name}: {exc}") from exc
 
     def auto_create_topic(self, name: str) -> TopicInfo | None:
         if not self.config["auto.create.topics.enable"] or topic_name_problem(name):
             return None
-        return self.create_topic(name, self.config["num.partitions"])
+        try:
+            return self.create_topic(name, self.config["num.partitions"])
+        except StorageFailure:
+            return None  # logged; the client sees an unknown topic and retries
 
     def delete_topic(self, name: str) -> None:
         info = self.metadata.delete_topic(name)
@@ -122,8 +150,13 @@ class Broker:
         log.info("deleted topic %s", name)
 
     def add_partitions(self, name: str, total: int) -> None:
+        first = len(self.metadata.topics[name].partitions)
         self.metadata.add_partitions(name, total)
-        self._open_topic(self.metadata.topics[name])
+        try:
+            self._open_new_partitions(self.metadata.topics[name], first)
+        except StorageFailure:
+            self.metadata.remove_partitions_from(name, first)
+            raise
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         self.metadata.set_topic_configs(name, configs)

@@ -24,6 +24,7 @@ segments past the recovery point are then scanned and their torn tails cut.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,7 +97,16 @@ class LogManager:
         for owner in self._dir_of.values():
             counts[owner] += 1
         d = min(self.log_dirs, key=lambda x: counts[x])
-        log = PartitionLog(d / f"{topic}-{partition}", config or self.config_for(topic))
+        path = d / f"{topic}-{partition}"
+        existed = path.exists()
+        try:
+            log = PartitionLog(path, config or self.config_for(topic))
+        except OSError:
+            # Out of descriptors or disk: leave no half-made partition behind
+            # for the next start to pick up as data.
+            if not existed:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         self.logs[tp] = log
         self._dir_of[tp] = d
         return log

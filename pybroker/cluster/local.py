@@ -75,6 +75,11 @@ class LocalMetadata:
         self._save()
         return new
 
+    def remove_partitions_from(self, name: str, first: int) -> None:
+        """Undo add_partitions whose logs could not be created."""
+        del self.topics[name].partitions[first:]
+        self._save()
+
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         self.topics[name].configs = dict(configs)
         self._save()

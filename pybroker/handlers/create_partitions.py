@@ -18,6 +18,7 @@ from protocol.error_codes import ErrorCode
 from protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
 from protocol.registry import ApiKey
 
+from ..broker import StorageFailure
 from . import handles
 from .create_topics import TopicError, check_assignment
 
@@ -66,4 +67,7 @@ def _add(broker, topic, validate_only: bool) -> None:
         for a in topic.assignments:
             check_assignment(a.broker_ids, brokers, factor)
     if not validate_only:
-        broker.add_partitions(topic.name, topic.count)
+        try:
+            broker.add_partitions(topic.name, topic.count)
+        except StorageFailure as exc:
+            raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None

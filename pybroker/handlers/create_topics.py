@@ -35,7 +35,7 @@ from protocol.registry import ApiKey
 from storage.config import LogConfig
 
 from .. import topic_configs as tc
-from ..broker import topic_name_problem
+from ..broker import StorageFailure, topic_name_problem
 from . import handles
 
 
@@ -78,7 +78,10 @@ def _create(ctx, topic, validate_only: bool) -> CreatableTopicResult:
     partitions, replicas = _layout(broker, topic)
     result = CreatableTopicResult(name=name, error_code=ErrorCode.NONE, error_message=None)
     if not validate_only:
-        info = broker.create_topic(name, partitions, configs)
+        try:
+            info = broker.create_topic(name, partitions, configs)
+        except StorageFailure as exc:
+            raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
         if ctx.api_version >= 7:
             result.topic_id = info.topic_id
     if ctx.api_version >= 5:

@@ -55,3 +55,22 @@ def test_descriptors_per_partition_and_restart(broker_process):
     broker.stop()
     broker.start(timeout=120)
     assert _latest(broker.bootstrap, "wide", PARTITIONS) == {part: 2 for part in range(PARTITIONS)}
+
+
+def test_create_topics_reports_a_storage_failure_and_leaves_nothing(broker_process):
+    broker = broker_process()
+    # A plain file where partition 3's directory must go: its log cannot be made.
+    (broker.data_dir / "blocked-3").write_bytes(b"")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    future = admin.create_topics([NewTopic("blocked", 5, 1)], operation_timeout=30)["blocked"]
+    try:
+        future.result(60)
+        raise AssertionError("creating over a broken log directory succeeded")
+    except Exception as exc:  # confluent_kafka.KafkaException
+        assert exc.args[0].code() == 56, exc  # KAFKA_STORAGE_ERROR
+    assert "blocked" not in admin.list_topics(timeout=30).topics
+    assert not [p for p in broker.data_dir.iterdir() if p.is_dir() and p.name.startswith("blocked-")]
+    # The same connection and broker carry on; with the obstacle gone the topic can be made.
+    (broker.data_dir / "blocked-3").unlink()
+    admin.create_topics([NewTopic("blocked", 5, 1)], operation_timeout=30)["blocked"].result(60)
+    assert len(admin.list_topics(timeout=30).topics["blocked"].partitions) == 5
