@@ -8,6 +8,11 @@ carries on, and the writer sends responses strictly in request order. At
 most ``queued.max.requests`` responses may be outstanding per connection;
 past that the reader stops reading, which pushes back on the client.
 
+On plain TCP the reader receives straight into the frame decoder's buffers
+and the writer sends a Fetch response's record data from the segment files
+with sendfile (the response carries them as file regions); other streams
+get bytes both ways.
+
 Bad input follows Kafka: an unknown API key, a version without a schema,
 bytes that do not decode, or a frame above ``socket.request.max.bytes`` close
 the connection with one log line; an ApiVersions request of a version we do
@@ -16,8 +21,11 @@ not know is answered with UNSUPPORTED_VERSION so the client can retry lower.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import socket
 import weakref
 from typing import TYPE_CHECKING
 
@@ -35,6 +43,7 @@ from protocol.framing import (
 )
 from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
 from protocol.registry import ApiKey, api_info
+from storage.segment import FileRegion, RegionGoneError
 
 from .handlers import HANDLERS, CloseConnection, Later
 
@@ -44,20 +53,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("pybroker.server")
 # One pool of frame buffers per broker: its connections share what it keeps.
 _frame_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Fetch responses on plain TCP send record data from the segment files.
+SENDFILE = hasattr(os, "sendfile")
+# sendfile refusing this pair of file and socket: send the bytes instead.
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    __slots__ = ("broker", "api_version", "correlation_id", "client_id", "peer", "header")
+    __slots__ = ("broker", "api_version", "correlation_id", "client_id", "peer", "header", "zero_copy")
 
-    def __init__(self, broker: Broker, header, peer: str):
+    def __init__(self, broker: Broker, header, peer: str, zero_copy: bool = False):
         self.broker = broker
         self.header = header
         self.api_version = header.request_api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.peer = peer
+        # Record data may be answered with file regions (see Connection._send).
+        self.zero_copy = zero_copy
 
 
 class _Slot:
@@ -85,6 +100,10 @@ class Connection:
         self.idle_seconds = cfg["connections.max.idle.ms"] / 1000
         self.max_queued = cfg["queued.max.requests"]
         self._read_scope = trio.CancelScope()
+        # Plain TCP only: TLS or a test's memory stream has no socket to
+        # send a file to.
+        self.sock = getattr(stream, "socket", None)
+        self.zero_copy = SENDFILE and self.sock is not None
 
     def stop_reading(self) -> None:
         """Shutdown: take no new requests; the queued ones still get answers."""
@@ -116,9 +135,8 @@ class Connection:
         broker = self.broker
         frames = self.frames
         # Plain TCP receives straight into the decoder's buffers (no copy on
-        # the way to the log); other streams (TLS, tests' memory streams)
-        # hand over fresh bytes.
-        sock = getattr(self.stream, "socket", None)
+        # the way to the log); other streams hand over fresh bytes.
+        sock = self.sock
         idle = self.idle_seconds if self.idle_seconds > 0 else math.inf
         while not broker.stopping:
             with trio.move_on_after(idle) as waiting:
@@ -172,7 +190,7 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(self.broker, header, self.peer)
+        ctx = RequestContext(self.broker, header, self.peer, self.zero_copy)
         try:
             result = handler.fn(ctx, body)
         except CloseConnection as exc:
@@ -223,11 +241,72 @@ class Connection:
                     await slot.done.wait()
                     if slot.chunks is None:
                         continue
-                    for chunk in _coalesce(slot.chunks):
-                        await self.stream.send_all(chunk)
+                    await self._send(slot.chunks)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer went away; stop reading too.
             await trio.aclose_forcefully(self.stream)
+        except RegionGoneError as exc:
+            # The frame's length is promised already: nothing else to send.
+            log.info("closing connection from %s: %s", self.peer, exc)
+            await trio.aclose_forcefully(self.stream)
+
+    async def _send(self, chunks: list) -> None:
+        """One response: buffers through the stream, file regions with
+        sendfile from the segment file straight into the socket."""
+        if not any(type(c) is FileRegion for c in chunks):
+            for chunk in _coalesce(chunks):
+                await self.stream.send_all(chunk)
+            return
+        pending: list = []
+        for chunk in chunks:
+            if type(chunk) is not FileRegion:
+                pending.append(chunk)
+                continue
+            if pending:
+                # MSG_MORE: the bytes before a region leave with it, not as
+                # a packet of their own.
+                await self._send_bytes(b"".join(pending), socket.MSG_MORE)
+                pending = []
+            await self._send_region(chunk)
+        if pending:
+            await self._send_bytes(b"".join(pending), 0)
+
+    async def _send_bytes(self, data, flags: int) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[await self.sock.send(view, flags) :]
+            if view and flags:
+                self._push()
+
+    def _push(self) -> None:
+        """Send what a send with MSG_MORE (ours, or sendfile's own for all
+        but its last piece) left corked. Before waiting for room: with
+        nothing else in flight the tail would wait for TCP's 200 ms timer.
+        Setting TCP_NODELAY pushes it out."""
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def _send_region(self, region: FileRegion) -> None:
+        out = self.sock.fileno()
+        sent = 0
+        while sent < region.length:
+            if not self.zero_copy:
+                await self._send_bytes(region.read(sent), 0)
+                return
+            try:
+                n = os.sendfile(out, region.fileno(), region.position + sent, region.length - sent)
+            except BlockingIOError:
+                self._push()
+                await trio.lowlevel.wait_writable(out)
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_SENDFILE:
+                    raise
+                log.info("sendfile refused for %s (%s): sending bytes instead", self.peer, exc)
+                self.zero_copy = False
+                continue
+            if not n:
+                raise RegionGoneError(f"segment file ends inside a region read from it at {region.position}")
+            sent += n
 
 
 def _coalesce(chunks: list) -> list:

@@ -24,7 +24,7 @@ from protocol.record_batch import RecordBatch, iter_batches
 
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache
-from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, LogSegment
+from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, FileRegion, LogSegment
 
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
 # Suffixes of files a crash may leave behind (Kafka's names).
@@ -51,7 +51,7 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    data: bytes | memoryview  # whole batches
+    data: bytes | memoryview | FileRegion  # whole batches
     first_offset: int  # base offset of the first batch returned
     segment_base: int
 
@@ -332,10 +332,11 @@ class PartitionLog:
 
     # -- reading -------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None, as_region: bool = False) -> ReadResult:
         """Whole batches from the one holding ``offset``; never past
         ``max_offset`` (default: the high watermark). An offset outside
-        [log start, log end] raises OffsetOutOfRangeError."""
+        [log start, log end] raises OffsetOutOfRangeError. With ``as_region``
+        the batches come as a FileRegion, to be sent from the file."""
         end = self.log_end_offset
         if offset < self.log_start_offset or offset > end:
             raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
@@ -344,7 +345,7 @@ class PartitionLog:
         for seg in self.segments[i:]:
             if seg.base_offset >= limit:
                 break
-            found = seg.read(offset, max_bytes, limit)
+            found = seg.read(offset, max_bytes, limit, as_region)
             if found is not None:
                 info, data = found
                 return ReadResult(data, info.base_offset, seg.base_offset)

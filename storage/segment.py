@@ -47,6 +47,65 @@ class BatchInfo:
     max_timestamp: int
 
 
+class SegmentFile:
+    """A segment's open ``.log`` file, shared by the segment and by the file
+    regions read from it that still wait to be sent. The descriptor closes
+    when the last of them lets go, so retention, DeleteRecords or a
+    compaction swap may delete the segment while a response still sends
+    from it. ``truncations`` counts cuts of the file: after one, a region
+    read before it no longer holds the batches it was read as."""
+
+    __slots__ = ("fd", "truncations")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.truncations = 0
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class RegionGoneError(Exception):
+    """The segment file was cut after a region of it was read."""
+
+
+class FileRegion:
+    """``length`` bytes of a segment file from ``position``, to be sent from
+    the file (``os.sendfile``) rather than read into memory. ``len()`` is
+    the size, so a response carries a region as it carries any large blob."""
+
+    __slots__ = ("_truncations", "file", "length", "position")
+
+    def __init__(self, file: SegmentFile, position: int, length: int):
+        self.file = file
+        self.position = position
+        self.length = length
+        self._truncations = file.truncations
+
+    def __len__(self) -> int:
+        return self.length
+
+    def fileno(self) -> int:
+        """The descriptor to send from; RegionGoneError if the file was cut."""
+        if self.file.truncations != self._truncations:
+            raise RegionGoneError(f"segment file cut after {self.length} bytes at {self.position} were read")
+        return self.file.fd
+
+    def read(self, skip: int = 0) -> bytes:
+        """The region's bytes after the first ``skip`` (where sendfile cannot be used)."""
+        want = self.length - skip
+        data = os.pread(self.fileno(), want, self.position + skip)
+        if len(data) != want:
+            raise RegionGoneError(f"segment file ends inside a region read from it at {self.position}")
+        return data
+
+    def __repr__(self) -> str:
+        return f"FileRegion(fd={self.file.fd}, position={self.position}, length={self.length})"
+
+
 class LogSegment:
     def __init__(self, directory: Path, base_offset: int, *, index_bytes: int, index_interval: int, suffix: str = ""):
         self.directory = Path(directory)
@@ -55,7 +114,11 @@ class LogSegment:
         stem = directory / file_stem(base_offset)
         self.path = Path(f"{stem}{LOG_SUFFIX}{suffix}")
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._file: SegmentFile | None = SegmentFile(self._fd)
         self.size = os.fstat(self._fd).st_size
+        # End of the last whole batch: what reads may return up to. Only a
+        # torn tail that recovery has not cut yet lies between it and size.
+        self._tail = 0
         index_path = Path(f"{stem}{INDEX_SUFFIX}{suffix}")
         time_index_path = Path(f"{stem}{TIMEINDEX_SUFFIX}{suffix}")
         # A data file whose index went missing must have it rebuilt on load:
@@ -93,6 +156,7 @@ class LogSegment:
         self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry
         self.next_offset = self.base_offset
         self._since_index = 0
+        self._tail = position
         for info in self.scan_headers(position):
             self._account(info, index=False)
 
@@ -113,6 +177,7 @@ class LogSegment:
         self.offset_of_max_timestamp = self.base_offset
         self.first_batch_timestamp = None
         self._since_index = 0
+        self._tail = 0
         position = 0
         while position < self.size:
             info = self._read_valid_batch(position)
@@ -126,8 +191,7 @@ class LogSegment:
             position += info.size
         cut = self.size - position
         if cut:
-            os.ftruncate(self._fd, position)
-            self.size = position
+            self._cut(position)
         # The rebuilt indexes and the cut are not on disk yet: the next flush
         # must fsync them before the recovery point may pass this segment.
         self.dirty = True
@@ -186,6 +250,7 @@ class LogSegment:
             self._since_index = 0
         self._since_index += info.size
         self.next_offset = info.last_offset + 1
+        self._tail = info.position + shift + info.size
 
     def can_hold(self, size: int, last_offset: int, segment_bytes: int) -> bool:
         """False when appending would break a roll condition of Kafka's:
@@ -230,14 +295,18 @@ class LogSegment:
         if found is None:
             return 0
         cut = self.size - found.position
-        os.ftruncate(self._fd, found.position)
-        self.size = found.position
+        self._cut(found.position)
         if found.position == 0:
             self.recover()
         else:
             self.load()
         self.dirty = True
         return cut
+
+    def _cut(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+        self.size = size
+        self._file.truncations += 1
 
     def fileno(self) -> int:
         """The .log file descriptor (for a flusher that dups it to fsync off-thread)."""
@@ -271,23 +340,43 @@ class LogSegment:
                 return info
         return None
 
-    def read(self, offset: int, max_bytes: int, max_offset: int) -> tuple[BatchInfo, bytes | memoryview] | None:
+    def read(
+        self, offset: int, max_bytes: int, max_offset: int, as_region: bool = False
+    ) -> tuple[BatchInfo, bytes | FileRegion] | None:
         """Whole batches from the one holding ``offset``, at most ``max_bytes``
-        but always the first batch whole, none at or past ``max_offset``."""
+        but always the first batch whole, none at or past ``max_offset``: as
+        bytes, or with ``as_region`` as a FileRegion to send from the file."""
         first = self.find(offset)
         if first is None or first.base_offset >= max_offset:
             return None
-        want = min(max(max_bytes, first.size), self.size - first.position)
-        data = os.pread(self._fd, want, first.position)
-        end, limit = first.size, len(data)
-        unpack = _BASE_AND_LENGTH.unpack_from  # one call per batch: this loop is the read path's cost
-        while end + LOG_OVERHEAD <= limit:
-            base, length = unpack(data, end)
-            size = length + LOG_OVERHEAD
-            if base >= max_offset or end + size > limit or length < MIN_BATCH_LENGTH:
+        end = self._end_of_batches(first, max_bytes, max_offset)
+        if as_region:
+            return first, FileRegion(self._file, first.position, end - first.position)
+        return first, os.pread(self._fd, end - first.position, first.position)
+
+    def _end_of_batches(self, first: BatchInfo, max_bytes: int, max_offset: int) -> int:
+        """Where the last batch a read may return ends. Only headers are
+        read, never the records: the offset index jumps to the last indexed
+        batch within both bounds (its start is the end of the batch before
+        it), then 12-byte reads walk the rest, at most about
+        index.interval.bytes of batches."""
+        cap = first.position + max(max_bytes, first.size)
+        if cap >= self._tail and max_offset >= self.next_offset:
+            return self._tail  # the whole rest of the segment: a consumer near the end
+        position = first.position + first.size
+        index = self.offset_index
+        beyond = index.fetch_upper_bound_offset(0, cap + 1)  # the first entry past cap
+        bound = max_offset - 1 if beyond is None else min(max_offset - 1, beyond[0] - 1)
+        _, jump = index.lookup(bound)
+        position = max(position, jump)
+        limit = min(cap, self._tail)
+        while position + LOG_OVERHEAD <= limit:
+            base, length = _BASE_AND_LENGTH.unpack(os.pread(self._fd, LOG_OVERHEAD, position))
+            end = position + LOG_OVERHEAD + length
+            if base >= max_offset or end > limit or length < MIN_BATCH_LENGTH:
                 break
-            end += size
-        return first, memoryview(data)[:end] if end < len(data) else data
+            position = end
+        return position
 
     def read_at(self, position: int, size: int) -> bytes:
         return os.pread(self._fd, size, position)
@@ -307,7 +396,8 @@ class LogSegment:
         if self._fd >= 0:
             self.offset_index.close()
             self.time_index.close()
-            os.close(self._fd)
+            # Regions of this file still waiting to be sent keep it open.
+            self._file = None
             self._fd = -1
 
     def delete(self) -> None:

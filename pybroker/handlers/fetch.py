@@ -8,7 +8,8 @@ v12 flexible, last fetched epoch; v13 topics by id (UNKNOWN_TOPIC_ID).
 
 Whole batches are returned, read from the log up to the high watermark
 (read_committed reads to the last stable offset, which equals it while
-there are no transactions). The first partition with data gets its first
+there are no transactions). On a plain TCP connection they go as file
+regions, sent from the segment files with sendfile; otherwise as bytes. The first partition with data gets its first
 batch even when it exceeds the limits (KIP-74); after that every partition
 is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
@@ -40,7 +41,8 @@ def fetch(ctx, req):
     except SessionError as exc:
         return FetchResponse(error_code=exc.code, session_id=0)
     wanted = _wanted(broker, req, version, session, full)
-    response, size, parts = _build(broker, req, version, wanted, session, full)
+    zero_copy = ctx.zero_copy
+    response, size, parts = _build(broker, req, version, wanted, session, full, zero_copy)
     if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
         return _finish(response, wanted, session, full)
 
@@ -56,10 +58,10 @@ def fetch(ctx, req):
                 finally:
                     for part in parts:
                         part.unpark(event)
-                response, size, _ = _build(broker, req, version, wanted, session, full)
+                response, size, _ = _build(broker, req, version, wanted, session, full, zero_copy)
                 if size >= req.min_bytes:
                     break
-        response, _, _ = _build(broker, req, version, wanted, session, full)
+        response, _, _ = _build(broker, req, version, wanted, session, full, zero_copy)
         return _finish(response, wanted, session, full)
 
     return Later(long_poll)
@@ -115,7 +117,7 @@ def _wanted(broker, req, version, session, full) -> list[SessionPartition | tupl
     return out + list(session.partitions.values())
 
 
-def _build(broker, req, version, wanted, session, full):
+def _build(broker, req, version, wanted, session, full, zero_copy: bool):
     isolation = req.isolation_level if version >= 4 else 0
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
     first = True
@@ -130,7 +132,7 @@ def _build(broker, req, version, wanted, session, full):
             key = (name, topic_id)
         else:
             part = broker.partition(w.topic, w.index)
-            data = _read_partition(part, w, isolation, remaining, first)
+            data = _read_partition(part, w, isolation, remaining, first, zero_copy)
             key = (w.topic, w.topic_id)
             if part is not None:
                 parked.append(part)
@@ -156,7 +158,7 @@ def _build(broker, req, version, wanted, session, full):
     return response, size, parked
 
 
-def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, first: bool) -> PartitionData:
+def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool) -> PartitionData:
     # Partitions with an error still carry empty (not null) records: Kafka
     # sends them so, and librdkafka fails to parse a null record set.
     aborted = [] if isolation == READ_COMMITTED else None
@@ -181,7 +183,7 @@ def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, f
     if limit <= 0 and not first:
         return data
     try:
-        result = log.read(w.fetch_offset, max(limit, 1), lso if isolation == READ_COMMITTED else hw)
+        result = log.read(w.fetch_offset, max(limit, 1), lso if isolation == READ_COMMITTED else hw, as_region=zero_copy)
     except OffsetOutOfRangeError:
         data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return data
