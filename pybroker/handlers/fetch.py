@@ -158,7 +158,9 @@ def _build(broker, req, version, wanted, session, full, zero_copy: bool):
     return response, size, parked
 
 
-def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool) -> PartitionData:
+def _read_partition(
+    part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool
+) -> PartitionData:
     # Partitions with an error still carry empty (not null) records: Kafka
     # sends them so, and librdkafka fails to parse a null record set.
     aborted = [] if isolation == READ_COMMITTED else None
@@ -183,7 +185,8 @@ def _read_partition(part, w: SessionPartition, isolation: int, remaining: int, f
     if limit <= 0 and not first:
         return data
     try:
-        result = log.read(w.fetch_offset, max(limit, 1), lso if isolation == READ_COMMITTED else hw, as_region=zero_copy)
+        max_offset = lso if isolation == READ_COMMITTED else hw
+        result = log.read(w.fetch_offset, max(limit, 1), max_offset, as_region=zero_copy)
     except OffsetOutOfRangeError:
         data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return data

@@ -116,7 +116,9 @@ def test_real_clients_with_large_batches(broker, writer, reader):
             producer.poll(0)
         assert producer.flush(60) == 0
     else:
-        producer = client.producer(linger_ms=50, batch_size=1_000_000, max_request_size=BIG, acks=1, enable_idempotence=False)
+        producer = client.producer(
+            linger_ms=50, batch_size=1_000_000, max_request_size=BIG, acks=1, enable_idempotence=False
+        )
         for v in values:
             producer.send(topic, v, partition=0)
         producer.flush(60)

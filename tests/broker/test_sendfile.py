@@ -68,7 +68,9 @@ def produce(w: Wire, topic: str, partition: int, values: list[bytes]) -> None:
     body = ProduceRequest(
         acks=1,
         timeout_ms=5000,
-        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])],
+        topic_data=[
+            TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])
+        ],
     )
     w.send(body, 9, 1)
     assert w.receive(0, 9)[1].responses[0].partition_responses[0].error_code == 0
@@ -116,7 +118,10 @@ def test_fetch_limits_alike_with_and_without_sendfile(broker, monkeypatch, sendf
         (([(0, 0, 100)], 1 << 20), {0: [0]}),  # KIP-74: the first batch whole, above the limit
         (([(0, 0, sum(sizes[:3]) - 1)], 1 << 20), {0: [0, 1]}),  # whole batches only
         (([(0, 2, 1 << 20)], 1 << 20), {0: [2, 3, 4, 5]}),  # from a batch in the middle
-        (([(0, 0, 1 << 20), (1, 0, 1 << 20), (2, 0, 1 << 20)], everything + sizes[0] + 5), {0: [0, 1, 2, 3, 4, 5], 1: [0], 2: []}),
+        (
+            ([(0, 0, 1 << 20), (1, 0, 1 << 20), (2, 0, 1 << 20)], everything + sizes[0] + 5),
+            {0: [0, 1, 2, 3, 4, 5], 1: [0], 2: []},
+        ),
         (([(0, 0, 1 << 20), (1, 0, 1 << 20)], 100), {0: [0], 1: []}),  # the response limit spares the first batch only
         (([(0, 6, 1 << 20), (1, 5, 1 << 20)], 1 << 20), {0: [], 1: [5]}),  # at and near the log end
     ]
@@ -192,7 +197,9 @@ def _stuck_fetch(broker, topic: str) -> tuple[Wire, int]:
         topics=[
             FetchTopic(
                 topic=topic,
-                partitions=[FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=50 << 20) for p in range(PARTS)],
+                partitions=[
+                    FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=50 << 20) for p in range(PARTS)
+                ],
             )
         ],
     )
