@@ -14,18 +14,15 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 import pytest
 
 from protocol.framing import decode_response, encode_request
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from protocol.messages.metadata_request import MetadataRequest
 from protocol.record_batch import split_batches
-from protocol.records import NewRecord, build_batch
 
+from .raw_requests import create, fetch_request, produce, produce_request, slow_reader
 from .wire import Wire
 from .workload import wait_for
 
@@ -69,17 +66,6 @@ class PeakRss:
         return self.peak - self.base
 
 
-def produce_body(topic: str, partition: int, value: bytes, acks: int) -> ProduceRequest:
-    batch = build_batch([NewRecord(b"k", value, (), int(time.time() * 1000))])
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=5000,
-        topic_data=[
-            TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])
-        ],
-    )
-
-
 def log_end(w: Wire, topic: str, partition: int = 0) -> int:
     req = ListOffsetsRequest(
         replica_id=-1,
@@ -93,43 +79,16 @@ def log_end(w: Wire, topic: str, partition: int = 0) -> int:
     return p.offset
 
 
-def create(w: Wire, *topics: str) -> None:
-    w.send(MetadataRequest(topics=[MetadataRequestTopic(name=t) for t in topics]), 9, 0)
-    w.receive(3, 9)
-
-
 def fill(w: Wire, topic: str) -> None:
     """About 1 MB in each partition, in two batches."""
     for p in range(PARTS):
         for i in range(2):
-            w.send(produce_body(topic, p, bytes([p + i]) * 500_000, 1), 9, 1)
-            assert w.receive(0, 9)[1].responses[0].partition_responses[0].error_code == 0
+            produce(w, topic, p, [bytes([p + i]) * 500_000])
 
 
 def fetch_frame(topic: str, correlation_id: int) -> bytes:
-    req = FetchRequest(
-        max_wait_ms=0,
-        min_bytes=0,
-        max_bytes=50 << 20,
-        topics=[
-            FetchTopic(
-                topic=topic,
-                partitions=[
-                    FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=1 << 20) for p in range(PARTS)
-                ],
-            )
-        ],
-    )
+    req = fetch_request(topic, [(p, 0, 1 << 20) for p in range(PARTS)], 50 << 20)
     return encode_request(req, 12, correlation_id, "flood")
-
-
-def slow_reader(bootstrap: str) -> socket.socket:
-    host, port = bootstrap.rsplit(":", 1)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connect: no window scaling up
-    sock.settimeout(60)
-    sock.connect((host, int(port)))
-    return sock
 
 
 def read_frame(sock: socket.socket) -> bytes:
@@ -168,7 +127,7 @@ def test_unread_fetch_responses_hold_no_record_data(broker_process):
         sock.sendall(b"".join(fetch_frame("data", i) for i in range(n)))
         # Requests on a connection run in order: once this acks=0 produce
         # is in the log, every Fetch before it has its response queued.
-        sock.sendall(encode_request(produce_body("probe", 0, b"probe", 0), 9, n, "flood"))
+        sock.sendall(encode_request(produce_request("probe", 0, [b"probe"], acks=0), 9, n, "flood"))
         wait_for(lambda: log_end(w, "probe") == 1, 60, "the probe behind the fetches")
         queued = rss(proc.proc.pid)
     assert mem.growth < 100 * MB, (mem.base, mem.peak)
@@ -193,7 +152,7 @@ def test_reading_stops_after_queued_max_requests(broker_process):
     n = 40
     sock = slow_reader(proc.bootstrap)
     sock.sendall(b"".join(fetch_frame("data", i) for i in range(n)))
-    sock.sendall(encode_request(produce_body("probe", 0, b"probe", 0), 9, n, "flood"))
+    sock.sendall(encode_request(produce_request("probe", 0, [b"probe"], acks=0), 9, n, "flood"))
     # Each response (8 MB) is far larger than the socket buffers between the
     # broker and this client, so after j responses read the broker has at
     # most j + 1 being written, queued_max waiting and one more in hand.
@@ -215,7 +174,7 @@ def test_acks0_flood_is_held_back_by_the_socket(broker_process):
     proc = broker_process()
     w = Wire(proc.bootstrap)
     create(w, "flood")
-    frame = encode_request(produce_body("flood", 0, b"x" * MB, 0), 9, 1, "flood")
+    frame = encode_request(produce_request("flood", 0, [b"x" * MB], acks=0), 9, 1, "flood")
     n = 300
     host, port = proc.bootstrap.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=60)

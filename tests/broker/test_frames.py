@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 
 import pytest
 
 from protocol.framing import encode_request
 from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.records import NewRecord, build_batch
 from pybroker.testing import running_broker
 
 from .clients import Confluent, KafkaPython
+from .raw_requests import produce_request
 from .wire import Wire
 from .workload import unique_topic
 
@@ -35,13 +33,7 @@ def broker():
 
 
 def produce_frame(topic: str, value: bytes, correlation_id: int) -> bytes:
-    batch = build_batch([NewRecord(b"k", value, [], int(time.time() * 1000))])
-    body = ProduceRequest(
-        acks=1,
-        timeout_ms=5000,
-        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])],
-    )
-    return encode_request(body, 9, correlation_id, "frames")
+    return encode_request(produce_request(topic, 0, [value]), 9, correlation_id, "frames")
 
 
 @pytest.mark.parametrize("seed", [1, 2])

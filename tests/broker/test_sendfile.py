@@ -24,14 +24,12 @@ import trio
 
 import pybroker.server
 from protocol.framing import FrameDecoder
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from protocol.record_batch import split_batches
 from protocol.records import NewRecord, build_batch
 from pybroker.testing import running_broker
 
 from .clients import CLIENTS, Confluent
+from .raw_requests import create, fetch_request, produce, slow_reader
 from .wire import Wire
 from .workload import unique_topic, wait_for
 
@@ -58,38 +56,9 @@ def sendfile_calls(monkeypatch):
     return calls
 
 
-def create(w: Wire, topic: str) -> None:
-    w.send(MetadataRequest(topics=[MetadataRequestTopic(name=topic)]), 9, 0)
-    w.receive(3, 9)
-
-
-def produce(w: Wire, topic: str, partition: int, values: list[bytes]) -> None:
-    batch = build_batch([NewRecord(b"k", v, (), int(time.time() * 1000)) for v in values])
-    body = ProduceRequest(
-        acks=1,
-        timeout_ms=5000,
-        topic_data=[
-            TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])
-        ],
-    )
-    w.send(body, 9, 1)
-    assert w.receive(0, 9)[1].responses[0].partition_responses[0].error_code == 0
-
-
 def fetch(w: Wire, topic: str, wants: list[tuple[int, int, int]], max_bytes: int, version: int = 12):
     """[(partition, offset, partition max bytes)] -> {partition: records bytes}"""
-    req = FetchRequest(
-        max_wait_ms=0,
-        min_bytes=0,
-        max_bytes=max_bytes,
-        topics=[
-            FetchTopic(
-                topic=topic,
-                partitions=[FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=m) for p, o, m in wants],
-            )
-        ],
-    )
-    w.send(req, version, 2)
+    w.send(fetch_request(topic, wants, max_bytes), version, 2)
     _, resp = w.receive(1, version)
     return {p.partition_index: bytes(p.records) for t in resp.responses for p in t.partitions}
 
@@ -183,27 +152,10 @@ def _stuck_fetch(broker, topic: str) -> tuple[Wire, int]:
         for i in range(4):
             produce(w, topic, p, [bytes([p * 4 + i]) * 500_000])
     w.close()
-    host, port = broker.bootstrap_servers.rsplit(":", 1)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.settimeout(30)
-    sock.connect((host, int(port)))
+    sock = slow_reader(broker.bootstrap_servers)
     w = Wire.__new__(Wire)
     w.sock, w.frames, w.timeout = sock, FrameDecoder(), 30
-    req = FetchRequest(
-        max_wait_ms=0,
-        min_bytes=0,
-        max_bytes=50 << 20,
-        topics=[
-            FetchTopic(
-                topic=topic,
-                partitions=[
-                    FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=50 << 20) for p in range(PARTS)
-                ],
-            )
-        ],
-    )
-    w.send(req, 12, 9)
+    w.send(fetch_request(topic, [(p, 0, 50 << 20) for p in range(PARTS)], 50 << 20), 12, 9)
 
     def started():
         try:
