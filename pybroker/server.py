@@ -57,6 +57,7 @@ _frame_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 SENDFILE = hasattr(os, "sendfile")
 # sendfile refusing this pair of file and socket: send the bytes instead.
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+_IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
 
 
 class RequestContext:
@@ -163,7 +164,13 @@ class Connection:
                 while (frame := frames.next_frame()) is not None:
                     slot = self._dispatch(frame, nursery)
                     if slot is not None:
-                        await send.send(slot)
+                        # Without a checkpoint while there is room: the
+                        # answers to one receive's requests then reach the
+                        # writer together and leave in one send.
+                        try:
+                            send.send_nowait(slot)
+                        except trio.WouldBlock:
+                            await send.send(slot)
             except _CloseConnection as exc:
                 log.info("closing connection from %s: %s", self.peer, exc)
                 return
@@ -237,11 +244,17 @@ class Connection:
     async def _write(self, recv) -> None:
         try:
             async with recv:
-                async for slot in recv:
+                slot = None
+                while True:
+                    if slot is None:
+                        try:
+                            slot = await recv.receive()
+                        except trio.EndOfChannel:
+                            return
                     await slot.done.wait()
-                    if slot.chunks is None:
-                        continue
-                    await self._send(slot.chunks)
+                    chunks, slot = _answered(slot, recv)
+                    if chunks:
+                        await self._send(chunks)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer went away; stop reading too.
             await trio.aclose_forcefully(self.stream)
@@ -251,9 +264,9 @@ class Connection:
             await trio.aclose_forcefully(self.stream)
 
     async def _send(self, chunks: list) -> None:
-        """One response: buffers through the stream, file regions with
-        sendfile from the segment file straight into the socket."""
-        if not any(type(c) is FileRegion for c in chunks):
+        """Responses, in order: buffers with vectored sends, file regions
+        with sendfile from the segment file straight into the socket."""
+        if self.sock is None:
             for chunk in _coalesce(chunks):
                 await self.stream.send_all(chunk)
             return
@@ -265,17 +278,25 @@ class Connection:
             if pending:
                 # MSG_MORE: the bytes before a region leave with it, not as
                 # a packet of their own.
-                await self._send_bytes(b"".join(pending), socket.MSG_MORE)
+                await self._send_buffers(pending, socket.MSG_MORE)
                 pending = []
             await self._send_region(chunk)
         if pending:
-            await self._send_bytes(b"".join(pending), 0)
+            await self._send_buffers(pending, 0)
 
-    async def _send_bytes(self, data, flags: int) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[await self.sock.send(view, flags) :]
-            if view and flags:
+    async def _send_buffers(self, buffers: list, flags: int) -> None:
+        views = [memoryview(b) for b in buffers]
+        first = 0
+        while first < len(views):
+            n = await self.sock.sendmsg(views[first : first + _IOV_MAX], (), flags)
+            while n:
+                size = len(views[first])
+                if n < size:
+                    views[first] = views[first][n:]
+                    break
+                n -= size
+                first += 1
+            if first < len(views) and flags:
                 self._push()
 
     def _push(self) -> None:
@@ -290,7 +311,7 @@ class Connection:
         sent = 0
         while sent < region.length:
             if not self.zero_copy:
-                await self._send_bytes(region.read(sent), 0)
+                await self._send_buffers([region.read(sent)], 0)
                 return
             try:
                 n = os.sendfile(out, region.fileno(), region.position + sent, region.length - sent)
@@ -307,6 +328,21 @@ class Connection:
             if not n:
                 raise RegionGoneError(f"segment file ends inside a region read from it at {region.position}")
             sent += n
+
+
+def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None]:
+    """The response of ``slot`` and of the slots queued behind it that are
+    answered already, to leave together; and the first that is not."""
+    chunks = list(slot.chunks or ())
+    while True:
+        try:
+            slot = recv.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return chunks, None
+        if not slot.done.is_set():
+            return chunks, slot
+        if slot.chunks:
+            chunks += slot.chunks
 
 
 def _coalesce(chunks: list) -> list:

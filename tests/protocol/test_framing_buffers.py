@@ -121,7 +121,9 @@ def test_a_frame_above_the_reserve_grows_as_it_arrives():
     assert receive(dec, frame(payload) + frame(b"after"), 200_000) == [payload, b"after"]
 
 
-@pytest.mark.parametrize("prefix,error", [(b"\xff\xff\xff\xff", DecodeError), (struct.pack(">i", 11), FrameTooLargeError)])
+@pytest.mark.parametrize(
+    "prefix,error", [(b"\xff\xff\xff\xff", DecodeError), (struct.pack(">i", 11), FrameTooLargeError)]
+)
 def test_bad_prefixes_through_the_receive_path(prefix, error):
     dec = FrameDecoder(max_frame_size=10)
     with pytest.raises(error):
