@@ -123,13 +123,16 @@ class PartitionLog:
     # -- opening -------------------------------------------------------------
 
     def _load(self, recovery_point: int, clean: bool) -> None:
-        self._finish_interrupted_swaps()
-        bases = sorted(int(p.name[: -len(LOG_SUFFIX)]) for p in self.directory.glob(f"*{LOG_SUFFIX}"))
+        # One listing per partition: with thousands of partitions, a glob per
+        # suffix was most of the start-up time.
+        names = self._finish_interrupted_swaps(os.listdir(self.directory))
+        bases = sorted(int(n[: -len(LOG_SUFFIX)]) for n in names if n.endswith(LOG_SUFFIX))
+        known = set(bases)
         # Index files without a log are leftovers of a deleted segment.
         for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
-            for p in self.directory.glob(f"*{suffix}"):
-                if int(p.name[: -len(suffix)]) not in bases:
-                    p.unlink()
+            for n in names:
+                if n.endswith(suffix) and int(n[: -len(suffix)]) not in known:
+                    os.unlink(self.directory / n)
         cfg = self.config
         for i, base in enumerate(bases):
             seg = LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
@@ -152,15 +155,20 @@ class PartitionLog:
             if prev.next_offset > seg.base_offset:
                 raise CorruptRecordError(f"{self.directory.name}: segment {prev.base_offset} overlaps {seg.base_offset}")
 
-    def _finish_interrupted_swaps(self) -> None:
+    def _finish_interrupted_swaps(self, names: list[str]) -> list[str]:
         """A compaction swap is: write ``.cleaned`` files, rename them to
         ``.swap``, delete the replaced segments, rename ``.swap`` to the final
         names. After a crash, ``.cleaned`` files are incomplete (discard) and
-        ``.swap`` files are complete (finish the swap)."""
-        for p in self.directory.iterdir():
-            name = p.name
+        ``.swap`` files are complete (finish the swap). Takes the directory's
+        names and returns them as they are afterwards."""
+        kept = []
+        for name in names:
             if name.endswith(CLEANED_SUFFIX) or name.endswith(DELETED_SUFFIX):
-                p.unlink()
+                os.unlink(self.directory / name)
+            else:
+                kept.append(name)
+        if not any(name.endswith(SWAP_SUFFIX) for name in kept):
+            return kept
         swaps = sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}"))
         cfg = self.config
         for swap in swaps:
@@ -193,6 +201,7 @@ class PartitionLog:
         # .cleaned set was being renamed (indexes first): not committed.
         for p in self.directory.glob(f"*{SWAP_SUFFIX}"):
             p.unlink()
+        return os.listdir(self.directory)
 
     def _delete_segment_files(self, base: int) -> None:
         # Unlinked by name: opening a LogSegment just to delete it would build
