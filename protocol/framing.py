@@ -197,10 +197,19 @@ def peek_request(frame) -> tuple[int, int, int]:
     return api_key, api_version, correlation_id
 
 
+# Header versions by (api key, api version): looked up for every request
+# and response, and the answer never changes.
+_request_headers: dict[tuple[int, int], int] = {}
+_response_headers: dict[tuple[int, int], int] = {}
+
+
 def decode_request_header(frame) -> RequestFrame:
     """The request header of a frame for a known API key (any version)."""
     api_key, api_version, _ = peek_request(frame)
-    header, pos = RequestHeader.decode_from(frame, 0, request_header_version(api_key, api_version))
+    header_version = _request_headers.get((api_key, api_version))
+    if header_version is None:
+        header_version = _request_headers[api_key, api_version] = request_header_version(api_key, api_version)
+    header, pos = RequestHeader.decode_from(frame, 0, header_version)
     return RequestFrame(header, pos)
 
 
@@ -232,8 +241,14 @@ def encode_response(body: Message, version: int, correlation_id: int, api_key: i
     """A whole response frame as a list of buffers (size prefix first);
     record data inside the body is passed through by reference."""
     key = body.API_KEY if api_key is None else api_key
+    header_version = _response_headers.get((key, version))
+    if header_version is None:
+        header_version = _response_headers[key, version] = response_header_version(key, version)
     w = Writer()
-    ResponseHeader(correlation_id=correlation_id).write(w, response_header_version(key, version))
+    # ResponseHeader v0 is the correlation id; v1 adds an empty tagged-field section.
+    w.buf += INT32.pack(correlation_id)
+    if header_version:
+        w.buf.append(0)
     body.write(w, version)
     chunks = w.chunks()
     return [INT32.pack(sum(len(c) for c in chunks)), *chunks]

@@ -285,18 +285,18 @@ class Connection:
             await self._send_buffers(pending, 0)
 
     async def _send_buffers(self, buffers: list, flags: int) -> None:
-        views = [memoryview(b) for b in buffers]
+        """Send ``buffers`` in order (the list is consumed)."""
         first = 0
-        while first < len(views):
-            n = await self.sock.sendmsg(views[first : first + _IOV_MAX], (), flags)
+        while first < len(buffers):
+            n = await self.sock.sendmsg(buffers[first : first + _IOV_MAX], (), flags)
             while n:
-                size = len(views[first])
+                size = len(buffers[first])
                 if n < size:
-                    views[first] = views[first][n:]
+                    buffers[first] = memoryview(buffers[first])[n:]
                     break
                 n -= size
                 first += 1
-            if first < len(views) and flags:
+            if first < len(buffers) and flags:
                 self._push()
 
     def _push(self) -> None:
