@@ -5,7 +5,8 @@ a frame and runs its handler before reading the next, so a connection's
 requests change broker state in the order they were sent. A handler that
 must wait returns ``Later``; its wait runs in its own task while the reader
 carries on, and the writer sends responses strictly in request order. At
-most ``queued.max.requests`` responses may be outstanding per connection;
+most ``queued.max.requests`` responses may be outstanding per connection
+(and, sharing one send, up to 64 KiB of answered ones the writer has taken);
 past that the reader stops reading, which pushes back on the client.
 
 On plain TCP the reader receives straight into the frame decoder's buffers
@@ -58,6 +59,7 @@ SENDFILE = hasattr(os, "sendfile")
 # sendfile refusing this pair of file and socket: send the bytes instead.
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 _IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
+GATHER_BYTES = 64 * 1024
 
 
 class RequestContext:
@@ -332,9 +334,13 @@ class Connection:
 
 def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None]:
     """The response of ``slot`` and of the slots queued behind it that are
-    answered already, to leave together; and the first that is not."""
+    answered already, to leave together; and the first that is not. Only
+    small answers are gathered (up to GATHER_BYTES): large ones gain nothing
+    from sharing a send, and every slot taken out of the queue lets the
+    reader take one more request."""
     chunks = list(slot.chunks or ())
-    while True:
+    size = sum(map(len, chunks))
+    while size < GATHER_BYTES:
         try:
             slot = recv.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
@@ -343,6 +349,8 @@ def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None]:
             return chunks, slot
         if slot.chunks:
             chunks += slot.chunks
+            size += sum(map(len, slot.chunks))
+    return chunks, None
 
 
 def _coalesce(chunks: list) -> list:
