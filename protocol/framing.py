@@ -16,7 +16,6 @@ Produce is never copied between the socket and the disk.
 
 from __future__ import annotations
 
-import sys
 from typing import NamedTuple
 
 from .errors import DecodeError, FrameTooLargeError
@@ -40,39 +39,49 @@ class FrameBuffers:
 
     A fresh bytearray of some hundred KiB costs a zero fill and, since the
     allocator hands such blocks back to the kernel, a page fault per 4 KiB:
-    about a tenth of the broker's time under a produce load. A pooled buffer
-    is free again when the pool holds its only reference: every view of a
-    frame (a request's record batches, anything a handler kept) holds the
-    bytearray through the buffer protocol, so a frame still in use is never
-    handed out twice. Buffers are sized in powers of two so frames of
-    similar size share them; past ``limit`` bytes frames get plain buffers.
+    about a tenth of the broker's time under a produce load. A decoder
+    ``take``s a buffer to receive a frame into and ``give_back``s it when it
+    hands the frame out; from then on the buffer is reused only once no view
+    of it is left (the request's record batches, anything a handler kept):
+    a bytearray with live views refuses to change size, which is the test.
+    Buffers are sized in powers of two so frames of similar size share
+    them; the pool keeps at most ``limit`` bytes of them.
     """
 
     def __init__(self, limit: int = 32 * 1024 * 1024):
         self.limit = limit
-        self._held: list[bytearray] = []
-        self._held_bytes = 0
+        self._kept: list[bytearray] = []
+        self._kept_bytes = 0
 
     def take(self, size: int) -> bytearray:
         """A buffer of at least ``size`` bytes that nothing else refers to."""
         capacity = 1 << (size - 1).bit_length()
-        for buf in self._held:
-            # References: the list, this loop variable, getrefcount's argument.
-            if len(buf) == capacity and sys.getrefcount(buf) == 3:
+        for i, buf in enumerate(self._kept):
+            if len(buf) == capacity and _unviewed(buf):
+                del self._kept[i]
+                self._kept_bytes -= capacity
                 return buf
-        if self._held_bytes + capacity > self.limit:
-            self._drop_free()
-            if self._held_bytes + capacity > self.limit:
-                return bytearray(size)
-        buf = bytearray(capacity)
-        self._held.append(buf)
-        self._held_bytes += capacity
-        return buf
+        return bytearray(capacity)
 
-    def _drop_free(self) -> None:
-        keep = [buf for buf in self._held if sys.getrefcount(buf) > 3]  # the list, buf, the argument
-        self._held = keep
-        self._held_bytes = sum(len(buf) for buf in keep)
+    def give_back(self, buf: bytearray) -> None:
+        """``buf`` now backs a frame that was handed out."""
+        if self._kept_bytes + len(buf) > self.limit:
+            self._kept = [b for b in self._kept if not _unviewed(b)]
+            self._kept_bytes = sum(map(len, self._kept))
+            if self._kept_bytes + len(buf) > self.limit:
+                return
+        self._kept.append(buf)
+        self._kept_bytes += len(buf)
+
+
+def _unviewed(buf: bytearray) -> bool:
+    """True if no view of ``buf`` is alive (it can change size)."""
+    try:
+        buf.append(0)
+    except BufferError:
+        return False
+    del buf[-1]
+    return True
 
 
 class FrameDecoder:
@@ -94,11 +103,12 @@ class FrameDecoder:
         self._buf = bytearray(receive_size)
         self._start = 0  # the unconsumed bytes are _buf[_start:_end]
         self._end = 0
-        self._pool = buffers if buffers is not None and hasattr(sys, "getrefcount") else None
+        self._pool = buffers
         # The frame being received into its own buffer (which may be longer
         # than the frame): its declared size and how much of it has arrived.
         # All of _buf comes after it.
         self._frame: bytearray | None = None
+        self._pooled = False  # taken from the pool: may be longer than the frame
         self._size = 0
         self._filled = 0
 
@@ -153,7 +163,11 @@ class FrameDecoder:
             if self._filled < self._size:
                 return None
             self._frame = None
-            return memoryview(frame) if len(frame) == self._size else memoryview(frame)[: self._size]
+            view = memoryview(frame)
+            if self._pooled:
+                view = view[: self._size]
+                self._pool.give_back(frame)
+            return view
         start = self._start
         avail = self._end - start
         if avail < 4:
@@ -172,7 +186,8 @@ class FrameDecoder:
         # The frame's remaining bytes will go straight into its own buffer;
         # only what already arrived with the previous bytes is copied.
         have = avail - 4
-        if self._pool is not None and _SMALLEST_POOLED <= size <= FRAME_RESERVE:
+        self._pooled = self._pool is not None and _SMALLEST_POOLED <= size <= FRAME_RESERVE
+        if self._pooled:
             frame = self._pool.take(size)
         else:
             frame = bytearray(min(size, max(have, FRAME_RESERVE)))

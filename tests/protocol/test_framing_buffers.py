@@ -85,21 +85,30 @@ def test_held_frames_are_never_reused_and_released_ones_are():
     assert all(bytes(f) == b"z" * 100_000 for f in again)
 
 
-def test_a_free_buffer_is_taken_again():
+def test_a_buffer_given_back_is_taken_again_once_unviewed():
     pool = FrameBuffers()
     a = pool.take(100_000)
-    ident = id(a)
     assert len(a) >= 100_000
-    del a
-    assert id(pool.take(90_000)) == ident
+    assert pool.take(100_000) is not a  # taken: not the pool's to give
+    view = memoryview(a)[:10]
+    pool.give_back(a)
+    assert pool.take(90_000) is not a  # a view of it is alive
+    view.release()
+    assert pool.take(90_000) is a
+    assert pool.take(90_000) is not a
 
 
 def test_the_pool_keeps_no_more_than_its_limit():
     pool = FrameBuffers(limit=256 * 1024)
     held = [pool.take(100_000) for _ in range(4)]  # 128 KiB each: two fit
-    assert sum(len(b) for b in pool._held) <= 256 * 1024
-    assert all(len(b) >= 100_000 for b in held)
-    assert len({id(b) for b in held}) == 4
+    views = [memoryview(b) for b in held]
+    for b in held:
+        pool.give_back(b)
+    assert sum(len(b) for b in pool._kept) <= 256 * 1024
+    del views
+    taken = [pool.take(100_000) for _ in range(4)]
+    assert sum(any(t is h for h in held) for t in taken) == 2
+    assert len({id(t) for t in taken}) == 4
 
 
 def test_a_declared_size_reserves_no_more_than_the_reserve():
