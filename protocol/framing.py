@@ -31,7 +31,10 @@ RECEIVE_SIZE = 64 * 1024
 # that arrive: a declared size alone (up to 100 MiB, or 2 GiB where the limit
 # allows) reserves nothing the client has not sent.
 FRAME_RESERVE = 1024 * 1024
-_SMALLEST_POOLED = 32 * 1024  # smaller ones come cheaply from the allocator's heap
+# Smaller frames stay in the receive buffer until whole (many fit in one
+# receive, and a copy of a few KiB costs less than another receive); larger
+# ones get a buffer of their own.
+OWN_BUFFER_FROM = 32 * 1024
 
 
 class FrameBuffers:
@@ -127,7 +130,8 @@ class FrameDecoder:
             if self._filled == len(frame):
                 frame += bytes(min(self._size, 2 * len(frame)) - len(frame))
             return memoryview(frame)[self._filled : self._size]
-        if self._end == len(self._buf):
+        free = len(self._buf) - self._end
+        if not free or (self._start and free < OWN_BUFFER_FROM):
             self._make_room()
         return memoryview(self._buf)[self._end :]
 
@@ -153,7 +157,8 @@ class FrameDecoder:
             self._buf[: end - start] = self._buf[start:end]
             self._start, self._end = 0, end - start
         else:
-            # Only a caller that feeds without taking frames out gets here.
+            # Only a caller that feeds without taking frames out, or with a
+            # receive buffer under twice OWN_BUFFER_FROM, gets here.
             self._buf += bytes(len(self._buf))
 
     def next_frame(self) -> memoryview | None:
@@ -183,10 +188,12 @@ class FrameDecoder:
         if avail >= 4 + size:
             self._start = begin + size
             return memoryview(self._buf[begin : begin + size])
+        if size < OWN_BUFFER_FROM:
+            return None
         # The frame's remaining bytes will go straight into its own buffer;
         # only what already arrived with the previous bytes is copied.
         have = avail - 4
-        self._pooled = self._pool is not None and _SMALLEST_POOLED <= size <= FRAME_RESERVE
+        self._pooled = self._pool is not None and size <= FRAME_RESERVE
         if self._pooled:
             frame = self._pool.take(size)
         else:

@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 
 from protocol.errors import DecodeError, FrameTooLargeError
-from protocol.framing import FRAME_RESERVE, FrameBuffers, FrameDecoder
+from protocol.framing import FRAME_RESERVE, OWN_BUFFER_FROM, FrameBuffers, FrameDecoder
 
 
 def frame(payload: bytes) -> bytes:
@@ -137,3 +137,24 @@ def test_bad_prefixes_through_the_receive_path(prefix, error):
     dec = FrameDecoder(max_frame_size=10)
     with pytest.raises(error):
         receive(dec, prefix + b"abc", 2)
+
+
+def test_small_frames_cut_by_a_receive_wait_in_the_receive_buffer():
+    """A frame under OWN_BUFFER_FROM cut off at the end of a receive stays
+    in the receive buffer: the next receive still has room for many frames
+    instead of stopping at the end of that one."""
+    payloads = [RNG.randbytes(RNG.randint(100, OWN_BUFFER_FROM - 100)) for _ in range(300)]
+    data = b"".join(frame(p) for p in payloads)
+    dec = FrameDecoder()
+    out, pos, offered = [], 0, []
+    while pos < len(data):
+        with dec.get_buffer() as buf:
+            offered.append(len(buf))
+            n = min(len(buf), len(data) - pos)
+            buf[:n] = data[pos : pos + n]
+        dec.buffer_updated(n)
+        pos += n
+        while (f := dec.next_frame()) is not None:
+            out.append(bytes(f))
+    assert out == payloads
+    assert min(offered) >= OWN_BUFFER_FROM
