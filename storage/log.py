@@ -16,8 +16,8 @@ import bisect
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from protocol.errors import CorruptRecordError
 from protocol.record_batch import RecordBatch, iter_batches
@@ -39,8 +39,7 @@ class OffsetOutOfRangeError(Exception):
         self.offset, self.start, self.end = offset, start, end
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     base_offset: int
     last_offset: int
     log_append_time: int  # -1 unless the topic uses LogAppendTime
@@ -49,8 +48,7 @@ class AppendResult:
     record_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
+class ReadResult(NamedTuple):
     data: bytes | memoryview | FileRegion  # whole batches
     first_offset: int  # base offset of the first batch returned
     segment_base: int

@@ -156,7 +156,7 @@ def _check_batch(batch: RecordBatch, config, version: int, now: int) -> None:
         raise _Reject(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
     if batch.record_count != batch.last_offset_delta + 1 or batch.record_count == 0:
         raise _Reject(ErrorCode.INVALID_RECORD, "record count does not match the last offset delta")
-    if batch.compression == Compression.ZSTD and version < 7:
+    if version < 7 and batch.compression == Compression.ZSTD:
         raise _Reject(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs Produce v7 or later")
     if batch.is_transactional:
         raise _Reject(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
