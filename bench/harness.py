@@ -39,11 +39,11 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
     data = workdir / f"{name}-data"
     broker = BrokerProcess(kind, data)
 
-    def record(workload: str, fn) -> None:
+    def record(workload: str, fn, *args) -> None:
         progress(f"{name}: {workload}")
         t = time.monotonic()
         try:
-            figures = fn()
+            figures = fn(*args)
         except Exception as exc:  # one failed workload must not hide the others
             traceback.print_exc()
             figures = {"flags": [f"failed: {type(exc).__name__}: {exc}"]}
@@ -56,11 +56,11 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
         results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": []}
         run = Run(broker, plan, workdir)
         for label, size, acks in PRODUCE_CASES:
-            record(f"produce-{label}-acks{acks}", lambda: run.produce(label, size, acks))
+            record(f"produce-{label}-acks{acks}", run.produce, label, size, acks)
         for label in ("1k", "100b"):
-            record(f"consume-{label}", lambda: run.consume(label))
+            record(f"consume-{label}", run.consume, label)
         for rate, acks in plan.latency_cases:
-            record(f"latency-{rate // 1000}k-acks{acks}", lambda: run.latency(rate, acks))
+            record(f"latency-{rate // 1000}k-acks{acks}", run.latency, rate, acks)
         record(f"partitions-{plan.wide_partitions}", run.wide)
         record(f"connections-{plan.storm_connections}", run.storm)
         peaks = [w[name]["peak_rss"] for w in results.values() if name in w and w[name].get("peak_rss")]
@@ -78,7 +78,7 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
         fresh = BrokerProcess(kind, workdir / f"{name}-startup")
         try:
             fresh.start()
-            record(f"startup-{plan.startup_topics * plan.startup_partitions_each}", lambda: startup(fresh, plan, workdir))
+            record(f"startup-{plan.startup_topics * plan.startup_partitions_each}", startup, fresh, plan, workdir)
         except Exception as exc:
             results.setdefault("startup", {})[name] = {"flags": [f"failed: {exc}"]}
         finally:

@@ -120,6 +120,31 @@ class Run:
 
     # -- produce ------------------------------------------------------------------
 
+    def run_producers(self, topic: str, count: int, size: int, acks: str, flags: list, spread: bool = False) -> dict:
+        """The plan's producer processes, ``count`` messages each, at once;
+        checks every message was acknowledged and the high watermarks agree."""
+        argvs = [
+            loadgen_argv(
+                "produce",
+                bootstrap=self.broker.bootstrap,
+                topic=topic,
+                count=count,
+                size=size,
+                acks=acks,
+                producer=n,
+                spread=spread,
+            )
+            for n in range(self.plan.producers)
+        ]
+        results, cpu, rss = self.measured(lambda: run_together(argvs, self.client_log, timeout=600))
+        acked = sum(r["acked"] for r in results)
+        for r in results:
+            if r["error_count"] or r["unflushed"]:
+                flags.append(f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}")
+        self.check_high_watermarks(topic, acked, flags)
+        seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+        return {"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss}
+
     def produce(self, label: str, size: int, acks: str) -> dict:
         plan = self.plan
         count = plan.count_1k if size == 1024 else plan.count_100b
@@ -128,20 +153,7 @@ class Run:
         for rep in range(plan.repeats):
             topic = f"bench-{label}-acks{acks}-{rep}"
             self.create_topic(topic, 6)
-            argvs = [
-                loadgen_argv(
-                    "produce", bootstrap=self.broker.bootstrap, topic=topic, count=count, size=size, acks=acks, producer=n
-                )
-                for n in range(plan.producers)
-            ]
-            results, cpu, rss = self.measured(lambda: run_together(argvs, self.client_log, timeout=600))
-            acked = sum(r["acked"] for r in results)
-            for r in results:
-                if r["error_count"] or r["unflushed"]:
-                    flags.append(f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}")
-            self.check_high_watermarks(topic, acked, flags)
-            seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
-            runs.append({"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss})
+            runs.append(self.run_producers(topic, count, size, acks, flags))
             if acks == "1":
                 self.produced[label] = (topic, count, size)
         return {
@@ -183,23 +195,18 @@ class Run:
             flags.append(f"Fetch high watermark {data.high_watermark} differs from ListOffsets {latest[partition]}")
         return flags, bool(flags and "ignores fetch limits" in flags[0])
 
-    def consume(self, label: str) -> dict:
-        if label not in self.produced:
-            return {"flags": ["nothing was produced to read"]}
-        topic, count, size = self.produced[label]
-        flags, cheats = self.fetch_limit_flags(topic)
+    def run_consumer(self, topic: str, group: str, count: int, size: int, receive_max: bool, flags: list) -> dict:
+        """One group consumer reading everything the producers wrote, each
+        message checked once; figures timed from its first message."""
         argv = loadgen_argv(
             "consume",
             bootstrap=self.broker.bootstrap,
             topic=topic,
-            group=f"bench-consume-{label}",
+            group=group,
             producers=self.plan.producers,
             per_producer=count,
             size=size,
-            # librdkafka refuses a response above receive.message.max.bytes;
-            # a broker that ignores the fetch limits gets the largest one so
-            # that its consume can be measured at all (and is flagged).
-            receive_max_bytes=2147483647 if cheats else 0,
+            receive_max_bytes=2147483647 if receive_max else 0,
             timeout=300,
         )
         (result,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
@@ -210,12 +217,23 @@ class Run:
             )
         if result["errors"]:
             flags.append(f"consumer errors: {result['errors'][:2]}")
-        out = {"msg_s": None, "mb_s": None, "join_s": result["join_seconds"], "cpu_s": cpu, "peak_rss": rss, "flags": flags}
+        out = {"msg_s": None, "mb_s": None, "join_s": result["join_seconds"], "cpu_s": cpu, "peak_rss": rss}
         if result["start"] and result["end"] and result["end"] > result["start"]:
             seconds = result["end"] - result["start"]
             out["msg_s"] = result["unique"] / seconds
             out["mb_s"] = result["bytes"] / seconds / 1e6
         return out
+
+    def consume(self, label: str) -> dict:
+        if label not in self.produced:
+            return {"flags": ["nothing was produced to read"]}
+        topic, count, size = self.produced[label]
+        flags, cheats = self.fetch_limit_flags(topic)
+        # librdkafka refuses a response above receive.message.max.bytes; a
+        # broker that ignores the fetch limits gets the largest one so that
+        # its consume can be measured at all (and is flagged).
+        out = self.run_consumer(topic, f"bench-consume-{label}", count, size, cheats, flags)
+        return {**out, "flags": flags}
 
     # -- latency ------------------------------------------------------------------
 
@@ -249,45 +267,15 @@ class Run:
         t = time.monotonic()
         self.create_topic(topic, plan.wide_partitions)
         create_s = time.monotonic() - t
-        argvs = [
-            loadgen_argv(
-                "produce",
-                bootstrap=self.broker.bootstrap,
-                topic=topic,
-                count=plan.wide_count,
-                size=1024,
-                acks="1",
-                producer=n,
-                spread=True,
-            )
-            for n in range(plan.producers)
-        ]
-        results, cpu, rss = self.measured(lambda: run_together(argvs, self.client_log, timeout=600))
-        acked = sum(r["acked"] for r in results)
-        self.check_high_watermarks(topic, acked, flags)
-        seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
-        argv = loadgen_argv(
-            "consume",
-            bootstrap=self.broker.bootstrap,
-            topic=topic,
-            group="bench-wide",
-            producers=plan.producers,
-            per_producer=plan.wide_count,
-            size=1024,
-            receive_max_bytes=2147483647,
-            timeout=300,
-        )
-        (c,), ccpu, crss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
-        if c["missing"] or c["duplicates"]:
-            flags.append(f"consumed {c['unique']}/{c['expected']}, {c['duplicates']} duplicated")
-        consume_s = (c["end"] - c["start"]) if c["start"] and c["end"] else None
+        produced = self.run_producers(topic, plan.wide_count, 1024, "1", flags, spread=True)
+        consumed = self.run_consumer(topic, "bench-wide", plan.wide_count, 1024, True, flags)
         return {
             "create_s": create_s,
-            "produce_msg_s": acked / seconds,
-            "consume_msg_s": c["unique"] / consume_s if consume_s else None,
-            "join_s": c["join_seconds"],
-            "cpu_s": cpu + ccpu,
-            "peak_rss": max(rss, crss),
+            "produce_msg_s": produced["msgs"],
+            "consume_msg_s": consumed["msg_s"],
+            "join_s": consumed["join_s"],
+            "cpu_s": produced["cpu"] + consumed["cpu_s"],
+            "peak_rss": max(produced["rss"], consumed["peak_rss"]),
             "flags": flags,
         }
 
