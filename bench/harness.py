@@ -34,7 +34,10 @@ from .workloads import FULL, PRODUCE_CASES, QUICK, Run, startup
 ALL_BROKERS = ("pybroker", "tansu", "noida-db")
 
 
-def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
+WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "startup")
+
+
+def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLOADS) -> None:
     name = kind.name
     data = workdir / f"{name}-data"
     broker = BrokerProcess(kind, data)
@@ -55,14 +58,21 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
         idle = broker.rss_bytes()
         results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": []}
         run = Run(broker, plan, workdir)
-        for label, size, acks in PRODUCE_CASES:
-            record(f"produce-{label}-acks{acks}", run.produce, label, size, acks)
-        for label in ("1k", "100b"):
-            record(f"consume-{label}", run.consume, label)
-        for rate, acks in plan.latency_cases:
-            record(f"latency-{rate // 1000}k-acks{acks}", run.latency, rate, acks)
-        record(f"partitions-{plan.wide_partitions}", run.wide)
-        record(f"connections-{plan.storm_connections}", run.storm)
+        # The consume workload reads what the produce workload wrote.
+        if "produce" in groups or "consume" in groups:
+            for label, size, acks in PRODUCE_CASES:
+                record(f"produce-{label}-acks{acks}", run.produce, label, size, acks)
+        if "consume" in groups:
+            for label in ("1k", "100b"):
+                record(f"consume-{label}", run.consume, label)
+            record("fetch-1k", run.fetch, "1k")
+        if "latency" in groups:
+            for rate, acks in plan.latency_cases:
+                record(f"latency-{rate // 1000}k-acks{acks}", run.latency, rate, acks)
+        if "partitions" in groups:
+            record(f"partitions-{plan.wide_partitions}", run.wide)
+        if "connections" in groups:
+            record(f"connections-{plan.storm_connections}", run.storm)
         peaks = [w[name]["peak_rss"] for w in results.values() if name in w and w[name].get("peak_rss")]
         results["memory"][name]["load_rss"] = max(peaks) if peaks else None
         results["memory"][name]["rss_after"] = broker.rss_bytes()
@@ -71,7 +81,9 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress) -> None:
         results.setdefault("memory", {}).setdefault(name, {"flags": []})["flags"].append(f"failed: {exc}")
     finally:
         broker.stop()
-    if kind.persistent:
+    if "startup" not in groups:
+        pass
+    elif kind.persistent:
         # Its own fresh broker: the start-up time is about the partitions on
         # disk, not what the workloads above left behind.
         shutil.rmtree(data, ignore_errors=True)
@@ -122,12 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", help="where to write the Markdown tables")
     ap.add_argument("--dir", help="working directory for data and logs (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated, from: "
+        + ", ".join(WORKLOADS)
+        + " (consume also runs produce); only a full run writes bench/RESULTS.md",
+    )
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL
     wanted = [b.strip() for b in args.brokers.split(",") if b.strip()]
     unknown = set(wanted) - set(ALL_BROKERS)
     if unknown:
         ap.error(f"unknown brokers {sorted(unknown)}")
+    groups = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if set(groups) - set(WORKLOADS):
+        ap.error(f"unknown workloads {sorted(set(groups) - set(WORKLOADS))}")
 
     kinds = []
     versions = {}
@@ -148,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for kind in kinds:
         versions[kind.name] = kind.version
-    versions["load generator"] = f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+    versions["load generator"] = (
+        f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+    )
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pybroker-bench-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -160,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     try:
         for kind in kinds:
-            run_broker(kind, plan, base, results, progress)
+            run_broker(kind, plan, base, results, progress, groups)
         progress("baseline")
         physical = baseline.measure(base, plan.quick)
     finally:
@@ -181,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output)
     elif plan.quick:
         out = base / "RESULTS-quick.md"
+    elif set(groups) != set(WORKLOADS):
+        out = base / "RESULTS-partial.md"
     else:
         out = REPO / "bench" / "RESULTS.md"
     out.write_text(text)

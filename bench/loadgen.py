@@ -127,6 +127,11 @@ def consume(args) -> None:
         "enable.auto.commit": False,
         "fetch.max.bytes": args.fetch_max_bytes,
         "max.partition.fetch.bytes": args.partition_max_bytes,
+        # librdkafka stops fetching for fetch.queue.backoff.ms (1 s by
+        # default) whenever its local queue is full; that pause, not the
+        # broker, then decides the rate. Kafka's Java consumer has no such
+        # pause.
+        "fetch.queue.backoff.ms": 10,
     }
     if args.receive_max_bytes:
         conf["receive.message.max.bytes"] = args.receive_max_bytes
@@ -188,6 +193,54 @@ def consume(args) -> None:
     )
 
 
+# -- raw fetch ------------------------------------------------------------------
+
+
+def fetch(args) -> None:
+    """Read a topic from the start with back-to-back Fetch requests on one
+    connection, as a consumer's fetcher does, but hand the record batches
+    to nobody: the figure is what the broker serves, not what a client
+    library can decode. Each pass counts records from the batch headers
+    and checks every partition's batches follow on without a gap."""
+    from protocol.record_batch import split_batches
+    from protocol.registry import ApiKey
+
+    from .rawclient import RawClient
+
+    passes = []
+    problems: list[str] = []
+    with RawClient(args.bootstrap, timeout=60) as c:
+        parts = c.partitions(args.topic)
+        if not parts:
+            raise SystemExit(f"topic {args.topic} has no partitions")
+        c.version(ApiKey.FETCH, 4, 12)  # negotiated before the clock starts
+        _ready_then_wait()
+        for _ in range(args.passes):
+            offsets = dict.fromkeys(parts, 0)
+            records = nbytes = fetches = 0
+            start = time.time()
+            deadline = start + args.timeout
+            while records < args.expect and time.time() < deadline:
+                answer, size = c.fetch(args.topic, offsets, args.fetch_max_bytes, args.partition_max_bytes, reuse=True)
+                fetches += 1
+                nbytes += size
+                for p, data in answer.items():
+                    if data.error_code:
+                        problems.append(f"partition {p}: error {data.error_code}")
+                        continue
+                    batches, _ = split_batches(data.records or b"")
+                    for b in batches:
+                        if b.base_offset != offsets[p]:
+                            problems.append(f"partition {p}: batch at {b.base_offset}, expected {offsets[p]}")
+                        records += b.record_count
+                        offsets[p] = b.base_offset + b.last_offset_delta + 1
+            end = time.time()
+            passes.append({"records": records, "bytes": nbytes, "fetches": fetches, "seconds": end - start})
+            if records != args.expect:
+                problems.append(f"read {records:,} records of {args.expect:,}")
+    _emit({"passes": passes, "problems": problems[:5]})
+
+
 # -- latency --------------------------------------------------------------------
 
 
@@ -235,7 +288,15 @@ def latency_consume(args) -> None:
         got += 1
         latencies.append((now - sent) / 1e6)
     c.close()
-    _emit({"expected": args.expect, "unique": got, "missing": args.expect - got, "duplicates": dups, **_percentiles(latencies)})
+    _emit(
+        {
+            "expected": args.expect,
+            "unique": got,
+            "missing": args.expect - got,
+            "duplicates": dups,
+            **_percentiles(latencies),
+        }
+    )
 
 
 def latency_produce(args) -> None:
@@ -295,7 +356,11 @@ async def _storm_one(n: int, args, batch: bytes, versions: dict, stats: dict, st
             req = ProduceRequest(
                 acks=1,
                 timeout_ms=30000,
-                topic_data=[TopicProduceData(name=args.topic, partition_data=[PartitionProduceData(index=partition, records=batch)])],
+                topic_data=[
+                    TopicProduceData(
+                        name=args.topic, partition_data=[PartitionProduceData(index=partition, records=batch)]
+                    )
+                ],
             )
             t = time.perf_counter()
             writer.write(encode_request(req, version, correlation, f"storm-{n}"))
@@ -321,7 +386,9 @@ async def _storm(args) -> dict:
     with RawClient(args.bootstrap) as probe:
         versions = {"produce": probe.version(ApiKey.PRODUCE, 3, 9)}
     now = int(time.time() * 1000)
-    batch = build_batch([NewRecord(value=os.urandom(100), timestamp=now) for _ in range(args.records)], base_timestamp=now)
+    batch = build_batch(
+        [NewRecord(value=os.urandom(100), timestamp=now) for _ in range(args.records)], base_timestamp=now
+    )
     stats = {"latencies": [], "requests": 0, "errors": 0}
     _ready_then_wait()
     stop_at = time.monotonic() + args.seconds
@@ -375,6 +442,17 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--receive-max-bytes", type=int, default=0)
     c.add_argument("--timeout", type=float, default=120)
     c.set_defaults(fn=consume)
+
+    f = sub.add_parser("fetch")
+    f.add_argument("--bootstrap", required=True)
+    f.add_argument("--topic", required=True)
+    f.add_argument("--expect", type=int, required=True)
+    f.add_argument("--passes", type=int, default=3)
+    # The Java consumer's and librdkafka's defaults.
+    f.add_argument("--fetch-max-bytes", type=int, default=52428800)
+    f.add_argument("--partition-max-bytes", type=int, default=1 << 20)
+    f.add_argument("--timeout", type=float, default=120)
+    f.set_defaults(fn=fetch)
 
     lc = sub.add_parser("latency-consume")
     lc.add_argument("--bootstrap", required=True)

@@ -27,6 +27,7 @@ class RawClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._correlation = 0
         self.versions: dict[int, tuple[int, int]] = {}
+        self._buffer = bytearray()
 
     def close(self) -> None:
         self.sock.close()
@@ -37,28 +38,33 @@ class RawClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def call(self, body, version: int):
-        """Send one request and return (response, frame size in bytes)."""
+    def call(self, body, version: int, reuse: bool = False):
+        """Send one request and return (response, frame size in bytes).
+        ``reuse``: receive into the client's one buffer, as a consumer's
+        fetcher does; the response's byte fields are views into it, good
+        until the next call."""
         self._correlation += 1
         self.sock.sendall(encode_request(body, version, self._correlation, "pybroker-bench"))
-        frame = self._frame()
+        (size,) = _SIZE.unpack(self._exactly(4, False))
+        frame = self._exactly(size, reuse)
         _, response = decode_response(body.API_KEY, version, frame)
-        return response, len(frame)
+        return response, size
 
-    def _frame(self) -> bytearray:
-        (size,) = _SIZE.unpack(self._exactly(4))
-        return self._exactly(size)
-
-    def _exactly(self, n: int) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def _exactly(self, n: int, reuse: bool):
+        if not reuse:
+            buf = bytearray(n)
+        else:
+            if len(self._buffer) < n:
+                self._buffer = bytearray(n)
+            buf = self._buffer
+        view = memoryview(buf)[:n]
         got = 0
         while got < n:
             k = self.sock.recv_into(view[got:])
             if not k:
                 raise ConnectionError("broker closed the connection")
             got += k
-        return buf
+        return view if reuse else buf
 
     def negotiate(self) -> None:
         response, _ = self.call(ApiVersionsRequest(), 0)
@@ -75,7 +81,9 @@ class RawClient:
 
     def partitions(self, topic: str) -> list[int]:
         v = self.version(ApiKey.METADATA, 1, 12)
-        response, _ = self.call(MetadataRequest(topics=[MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False), v)
+        response, _ = self.call(
+            MetadataRequest(topics=[MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False), v
+        )
         for t in response.topics:
             if t.name == topic:
                 return sorted(p.partition_index for p in t.partitions)
@@ -85,13 +93,27 @@ class RawClient:
         v = self.version(ApiKey.LIST_OFFSETS, 1, 7)
         req = ListOffsetsRequest(
             replica_id=-1,
-            topics=[ListOffsetsTopic(name=topic, partitions=[ListOffsetsPartition(partition_index=p, timestamp=LATEST) for p in partitions])],
+            topics=[
+                ListOffsetsTopic(
+                    name=topic,
+                    partitions=[ListOffsetsPartition(partition_index=p, timestamp=LATEST) for p in partitions],
+                )
+            ],
         )
         response, _ = self.call(req, v)
         return {p.partition_index: p.offset for t in response.topics for p in t.partitions}
 
     def fetch_once(self, topic: str, partition: int, offset: int, max_bytes: int, partition_max_bytes: int):
         """One Fetch by topic name (v4-12); returns (partition data, frame size)."""
+        parts, size = self.fetch(topic, {partition: offset}, max_bytes, partition_max_bytes)
+        if partition not in parts:
+            raise RuntimeError(f"Fetch answered without partition {topic}-{partition}")
+        return parts[partition], size
+
+    def fetch(self, topic: str, offsets: dict[int, int], max_bytes: int, partition_max_bytes: int, reuse: bool = False):
+        """One Fetch by topic name (v4-12) for every partition in
+        ``offsets``; returns ({partition: partition data}, frame size).
+        ``reuse``: see call()."""
         v = self.version(ApiKey.FETCH, 4, 12)
         req = FetchRequest(
             replica_id=-1,
@@ -102,15 +124,17 @@ class RawClient:
             topics=[
                 FetchTopic(
                     topic=topic,
-                    partitions=[FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes)],
+                    partitions=[
+                        FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=partition_max_bytes)
+                        for p, o in offsets.items()
+                    ],
                 )
             ],
         )
-        response, size = self.call(req, v)
-        for t in response.responses:
-            for p in t.partitions:
-                return p, size
-        raise RuntimeError(f"Fetch v{v} answered without partition {topic}-{partition} (error {response.error_code})")
+        response, size = self.call(req, v, reuse)
+        if response.error_code:
+            raise RuntimeError(f"Fetch v{v} failed with error {response.error_code}")
+        return {p.partition_index: p for t in response.responses for p in t.partitions}, size
 
 
 def api_versions_ok(bootstrap: str, timeout: float = 1.0) -> bool:

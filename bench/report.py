@@ -29,12 +29,34 @@ def _s(v):
 
 
 # workload prefix -> (columns, headline key, higher is better, what the ratio means)
-THROUGHPUT = [("msg_s", "msg/s", _num), ("mb_s", "MB/s", lambda v: _num(v, 1)), ("cpu_s", "broker CPU s", _s), ("peak_rss", "peak RSS", _mib)]
+THROUGHPUT = [
+    ("msg_s", "msg/s", _num),
+    ("mb_s", "MB/s", lambda v: _num(v, 1)),
+    ("cpu_s", "broker CPU s", _s),
+    ("peak_rss", "peak RSS", _mib),
+]
 SPECS = {
     "produce": (THROUGHPUT, "mb_s", True),
     "consume": (THROUGHPUT + [("join_s", "group join s", _s)], "mb_s", True),
+    "fetch": (
+        [
+            ("msg_s", "records/s", _num),
+            ("mb_s", "MB/s", lambda v: _num(v, 1)),
+            ("fetch_mb", "MB per Fetch", lambda v: _num(v, 2)),
+            ("cpu_s", "broker CPU s per pass", _s),
+            ("peak_rss", "peak RSS", _mib),
+        ],
+        "mb_s",
+        True,
+    ),
     "latency": (
-        [("p50", "p50 ms", _ms), ("p99", "p99 ms", _ms), ("p999", "p99.9 ms", _ms), ("cpu_s", "broker CPU s", _s), ("peak_rss", "peak RSS", _mib)],
+        [
+            ("p50", "p50 ms", _ms),
+            ("p99", "p99 ms", _ms),
+            ("p999", "p99.9 ms", _ms),
+            ("cpu_s", "broker CPU s", _s),
+            ("peak_rss", "peak RSS", _mib),
+        ],
         "p99",
         False,
     ),
@@ -51,16 +73,37 @@ SPECS = {
         True,
     ),
     "connections": (
-        [("req_s", "requests/s", _num), ("msg_s", "msg/s", _num), ("p50", "p50 ms", _ms), ("p99", "p99 ms", _ms), ("cpu_s", "broker CPU s", _s), ("peak_rss", "peak RSS", _mib)],
+        [
+            ("req_s", "requests/s", _num),
+            ("msg_s", "msg/s", _num),
+            ("p50", "p50 ms", _ms),
+            ("p99", "p99 ms", _ms),
+            ("cpu_s", "broker CPU s", _s),
+            ("peak_rss", "peak RSS", _mib),
+        ],
         "req_s",
         True,
     ),
     "startup": (
-        [("partitions", "partitions", _num), ("answer_s", "answers after s", _s), ("ready_s", "all partitions after s", _s), ("idle_rss", "RSS after start", _mib)],
+        [
+            ("partitions", "partitions", _num),
+            ("answer_s", "answers after s", _s),
+            ("ready_s", "all partitions after s", _s),
+            ("idle_rss", "RSS after start", _mib),
+        ],
         "ready_s",
         False,
     ),
-    "memory": ([("start_s", "start s", _s), ("idle_rss", "idle RSS", _mib), ("load_rss", "peak RSS under load", _mib), ("rss_after", "RSS after the workloads", _mib)], "load_rss", False),
+    "memory": (
+        [
+            ("start_s", "start s", _s),
+            ("idle_rss", "idle RSS", _mib),
+            ("load_rss", "peak RSS under load", _mib),
+            ("rss_after", "RSS after the workloads", _mib),
+        ],
+        "load_rss",
+        False,
+    ),
 }
 
 ABOUT = {
@@ -68,6 +111,11 @@ ABOUT = {
     "median of {repeats} run(s); MB/s counts value bytes acknowledged.",
     "consume": "One group consumer (librdkafka defaults: up to 1 MiB per partition per fetch) reads the acks=1 "
     "topic above from the beginning; timed from the first message to the last, after the group join.",
+    "fetch": "The broker's side of consuming, without a client library's per-message work: one connection sends "
+    "Fetch requests back to back (up to 1 MiB per partition, 50 MiB per response: librdkafka's and the Java "
+    "consumer's defaults) for all 6 partitions of the 1 KiB acks=1 topic, from offset 0 to the end; the record "
+    "batches are counted from their headers and checked for gaps, not decoded. Median of {repeats} passes; MB/s "
+    "counts response bytes, as the loopback baseline counts bytes.",
     "latency": "One producer paced at the given rate (1 KiB, linger.ms=1 as in the OpenMessaging Benchmark's Kafka driver), one consumer assigned to every partition; "
     "producer send time (in the value) to consumer receipt, {latency_seconds:g} s per case. Lower is better: the "
     "ratio is the peer's p99 over pybroker's.",
@@ -166,7 +214,7 @@ def _baseline_ratio(workload: str, figures: dict, physical: dict) -> str:
             f"pybroker / baseline: {mb / net:.2f}× loopback TCP at 64 KiB writes, "
             f"{mb / disk:.2f}× sequential file writes."
         )
-    if workload.startswith("consume"):
+    if workload.startswith(("consume", "fetch")):
         net = physical.get("loopback_1048576")
         return f"pybroker / baseline: {mb / net:.2f}× loopback TCP at 1 MiB writes (the fetch size)."
     return ""

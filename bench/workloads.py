@@ -116,7 +116,9 @@ class Run:
         total = sum(latest.values())
         if total != acked:
             # Whether the data is really gone, the consume workload tells.
-            flags.append(f"wrong high watermark: ListOffsets(latest) sums to {total:,} for {acked:,} acknowledged messages")
+            flags.append(
+                f"wrong high watermark: ListOffsets(latest) sums to {total:,} for {acked:,} acknowledged messages"
+            )
 
     # -- produce ------------------------------------------------------------------
 
@@ -140,7 +142,9 @@ class Run:
         acked = sum(r["acked"] for r in results)
         for r in results:
             if r["error_count"] or r["unflushed"]:
-                flags.append(f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}")
+                flags.append(
+                    f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}"
+                )
         self.check_high_watermarks(topic, acked, flags)
         seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
         return {"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss}
@@ -235,13 +239,38 @@ class Run:
         out = self.run_consumer(topic, f"bench-consume-{label}", count, size, cheats, flags)
         return {**out, "flags": flags}
 
+    def fetch(self, label: str) -> dict:
+        """The broker's side of consuming: back-to-back 1 MiB-per-partition
+        Fetches of the acks=1 topic, batches counted but not decoded."""
+        if label not in self.produced:
+            return {"flags": ["nothing was produced to read"]}
+        topic, count, _ = self.produced[label]
+        flags, _ = self.fetch_limit_flags(topic)
+        expect = count * self.plan.producers
+        argv = loadgen_argv(
+            "fetch", bootstrap=self.broker.bootstrap, topic=topic, expect=expect, passes=self.plan.repeats
+        )
+        (result,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
+        flags += result["problems"]
+        passes = [p for p in result["passes"] if p["seconds"] > 0]
+        return {
+            "msg_s": statistics.median(p["records"] / p["seconds"] for p in passes) if passes else None,
+            "mb_s": statistics.median(p["bytes"] / p["seconds"] / 1e6 for p in passes) if passes else None,
+            "cpu_s": cpu / max(1, len(result["passes"])),
+            "peak_rss": rss,
+            "fetch_mb": statistics.median(p["bytes"] / p["fetches"] / 1e6 for p in passes) if passes else None,
+            "flags": sorted(set(flags)),
+        }
+
     # -- latency ------------------------------------------------------------------
 
     def latency(self, rate: int, acks: str) -> dict:
         topic = f"bench-latency-{rate}-acks{acks}"
         self.create_topic(topic, 6)
         count = int(rate * self.plan.latency_seconds)
-        consumer = loadgen_argv("latency-consume", bootstrap=self.broker.bootstrap, topic=topic, expect=count, timeout=120)
+        consumer = loadgen_argv(
+            "latency-consume", bootstrap=self.broker.bootstrap, topic=topic, expect=count, timeout=120
+        )
         producer = loadgen_argv(
             "latency-produce", bootstrap=self.broker.bootstrap, topic=topic, rate=rate, count=count, acks=acks
         )
@@ -254,7 +283,15 @@ class Run:
         # A rate the producer could not keep is a measurement note, not a
         # broker fault: the machine is shared with the load generator.
         notes = [f"the producer reached only {p['rate']:,.0f} msg/s"] if p["rate"] < rate * 0.95 else []
-        return {"p50": c["p50"], "p99": c["p99"], "p999": c["p999"], "cpu_s": cpu, "peak_rss": rss, "flags": flags, "notes": notes}
+        return {
+            "p50": c["p50"],
+            "p99": c["p99"],
+            "p999": c["p999"],
+            "cpu_s": cpu,
+            "peak_rss": rss,
+            "flags": flags,
+            "notes": notes,
+        }
 
     # -- scale --------------------------------------------------------------------
 
@@ -345,4 +382,10 @@ def startup(broker: BrokerProcess, plan: Plan, workdir: Path) -> dict:
     kept = sum(1 for name in names for o in offsets[name].values() if o == 1)
     if kept != total:
         flags.append(f"{total - kept} of {total} partitions lost their record across the restart")
-    return {"partitions": total, "answer_s": answer_s, "ready_s": full_s, "idle_rss": broker.rss_bytes(), "flags": flags}
+    return {
+        "partitions": total,
+        "answer_s": answer_s,
+        "ready_s": full_s,
+        "idle_rss": broker.rss_bytes(),
+        "flags": flags,
+    }
