@@ -30,7 +30,7 @@ from .groups.coordinator import GroupCoordinator
 from .groups.offsets import restore_group
 from .partition import Partition
 from .producers import ProducerStates
-from .server import Connection
+from .server import Connection, close_idle_connections
 
 log = logging.getLogger("pybroker")
 
@@ -43,7 +43,7 @@ def topic_name_problem(name: str) -> str | None:
     if not name:
         return "Topic name is illegal, it can't be empty"
     if name in (".", ".."):
-        return "Topic name cannot be \".\" or \"..\""
+        return 'Topic name cannot be "." or ".."'
     if len(name) > MAX_TOPIC_LENGTH:
         return f"Topic name is illegal, it can't be longer than {MAX_TOPIC_LENGTH} characters"
     if not LEGAL_TOPIC.match(name):
@@ -187,6 +187,9 @@ class Broker:
                     accept_scope = trio.CancelScope()
                     root.start_soon(self._accept, listeners, conn_nursery, accept_scope)
                     root.start_soon(self._periodic)
+                    idle_ms = self.config["connections.max.idle.ms"]
+                    if idle_ms > 0:
+                        root.start_soon(close_idle_connections, self, idle_ms / 1000)
                     if self.config["log.cleaner.enable"]:
                         root.start_soon(self._compact)
                     root.start_soon(self.flusher.run)

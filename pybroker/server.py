@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import socket
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -100,17 +100,35 @@ class Connection:
         if buffers is None:
             buffers = _frame_buffers[broker] = FrameBuffers()
         self.frames = FrameDecoder(cfg["socket.request.max.bytes"], buffers=buffers)
-        self.idle_seconds = cfg["connections.max.idle.ms"] / 1000
+        # Seen by close_idle_connections: the last byte in or out, and the
+        # responses the writer owes (a connection waiting for one is not idle).
+        self.last_active = time.monotonic()
+        self._pending = 0
+        self._nursery: trio.Nursery | None = None
         self.max_queued = cfg["queued.max.requests"]
         self._read_scope = trio.CancelScope()
         # Plain TCP only: TLS or a test's memory stream has no socket to
         # send a file to.
         self.sock = getattr(stream, "socket", None)
         self.zero_copy = SENDFILE and self.sock is not None
+        # The socket's descriptor, for plain reads and writes without Trio's
+        # socket wrappers (a cancellation point and a yield on every call).
+        # Only serve() closes the stream, once neither task can use it, so
+        # the number cannot be reused under them.
+        self.fd = self.sock.fileno() if self.sock is not None else -1
 
     def stop_reading(self) -> None:
         """Shutdown: take no new requests; the queued ones still get answers."""
         self._read_scope.cancel()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds without traffic while owing no response."""
+        return 0.0 if self._pending else now - self.last_active
+
+    def _abort(self) -> None:
+        """Stop both tasks; serve() then closes the socket."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def serve(self) -> None:
         log.debug("connection from %s", self.peer)
@@ -118,6 +136,7 @@ class Connection:
         self.broker.connections.add(self)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._write, recv)
                 async with send:
                     await self._read(send, nursery)
@@ -139,21 +158,25 @@ class Connection:
         frames = self.frames
         # Plain TCP receives straight into the decoder's buffers (no copy on
         # the way to the log); other streams hand over fresh bytes.
-        sock = self.sock
-        idle = self.idle_seconds if self.idle_seconds > 0 else math.inf
+        fd = self.fd
+        waited = False
         while not broker.stopping:
-            with trio.move_on_after(idle) as waiting:
-                if sock is not None:
-                    with frames.get_buffer() as buf:
-                        n = await sock.recv_into(buf)
-                    frames.buffer_updated(n)
-                else:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                    n = len(data)
-                    frames.feed(data)
-            if waiting.cancelled_caught:
-                log.debug("closing idle connection from %s", self.peer)
-                return
+            if fd >= 0:
+                with frames.get_buffer() as buf:
+                    try:
+                        n = os.readv(fd, (buf,))
+                    except BlockingIOError:
+                        n = -1
+                if n < 0:
+                    await trio.lowlevel.wait_readable(fd)
+                    waited = True
+                    continue
+                frames.buffer_updated(n)
+            else:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                n = len(data)
+                frames.feed(data)
+                waited = True
             if not n:
                 # The peer is gone. Answers still being worked out (a
                 # long-poll Fetch may legally wait 2^31 ms, a JoinGroup
@@ -162,23 +185,59 @@ class Connection:
                 # until they finish.
                 nursery.cancel_scope.cancel()
                 return
+            self.last_active = time.monotonic()
             try:
-                while (frame := frames.next_frame()) is not None:
-                    slot = self._dispatch(frame, nursery)
-                    if slot is not None:
-                        # Without a checkpoint while there is room: the
-                        # answers to one receive's requests then reach the
-                        # writer together and leave in one send.
-                        try:
-                            send.send_nowait(slot)
-                        except trio.WouldBlock:
-                            await send.send(slot)
+                await self._answer_frames(send, nursery)
             except _CloseConnection as exc:
                 log.info("closing connection from %s: %s", self.peer, exc)
                 return
             except ProtocolError as exc:
                 log.info("closing connection from %s: %s", self.peer, exc)
                 return
+            if not waited:
+                # A client that keeps the socket full must not starve the
+                # others: one yield per receive that did not wait.
+                await trio.lowlevel.checkpoint()
+            waited = False
+
+    async def _answer_frames(self, send, nursery) -> None:
+        """Handle every whole frame received so far. While the writer owes
+        nothing, answered responses leave from here, together in one write,
+        without waking the writer; everything else queues for it in order."""
+        direct: list = []
+        while (frame := self.frames.next_frame()) is not None:
+            slot = self._dispatch(frame, nursery)
+            if slot is None:
+                continue
+            if not self._pending and self.fd >= 0 and slot.done.is_set() and _plain(slot.chunks):
+                direct += slot.chunks
+                continue
+            if direct:
+                await self._queue(send, _answered_slot(direct))
+                direct = []
+            await self._queue(send, slot)
+        if direct:
+            rest = self._write_now(direct)
+            if rest:
+                await self._queue(send, _answered_slot(rest))
+
+    async def _queue(self, send, slot: _Slot) -> None:
+        self._pending += 1
+        # Without a checkpoint while there is room: the answers to one
+        # receive's requests then reach the writer together.
+        try:
+            send.send_nowait(slot)
+        except trio.WouldBlock:
+            await send.send(slot)
+
+    def _write_now(self, buffers: list) -> list:
+        """Write what the socket takes without waiting; return the rest."""
+        try:
+            n = os.writev(self.fd, buffers[:_IOV_MAX])
+        except BlockingIOError:
+            return buffers
+        self.last_active = time.monotonic()
+        return _drop_sent(buffers, n)
 
     def _dispatch(self, frame, nursery) -> _Slot | None:
         api_key, api_version, correlation_id = peek_request(frame)
@@ -229,7 +288,7 @@ class Connection:
         except Exception:
             # The client cannot be answered out of order: drop the connection.
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, version, self.peer)
-            await trio.aclose_forcefully(self.stream)
+            self._abort()
         finally:
             slot.done.set()
 
@@ -254,16 +313,18 @@ class Connection:
                         except trio.EndOfChannel:
                             return
                     await slot.done.wait()
-                    chunks, slot = _answered(slot, recv)
+                    chunks, slot, taken = _answered(slot, recv)
                     if chunks:
                         await self._send(chunks)
+                        self.last_active = time.monotonic()
+                    self._pending -= taken
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer went away; stop reading too.
-            await trio.aclose_forcefully(self.stream)
+            self._abort()
         except RegionGoneError as exc:
             # The frame's length is promised already: nothing else to send.
             log.info("closing connection from %s: %s", self.peer, exc)
-            await trio.aclose_forcefully(self.stream)
+            self._abort()
 
     async def _send(self, chunks: list) -> None:
         """Responses, in order: buffers with vectored sends, file regions
@@ -287,18 +348,18 @@ class Connection:
             await self._send_buffers(pending, 0)
 
     async def _send_buffers(self, buffers: list, flags: int) -> None:
-        """Send ``buffers`` in order (the list is consumed)."""
-        first = 0
-        while first < len(buffers):
-            n = await self.sock.sendmsg(buffers[first : first + _IOV_MAX], (), flags)
-            while n:
-                size = len(buffers[first])
-                if n < size:
-                    buffers[first] = memoryview(buffers[first])[n:]
-                    break
-                n -= size
-                first += 1
-            if first < len(buffers) and flags:
+        """Send ``buffers`` in order."""
+        while buffers:
+            if flags:
+                n = await self.sock.sendmsg(buffers[:_IOV_MAX], (), flags)
+            else:
+                try:
+                    n = os.writev(self.fd, buffers[:_IOV_MAX])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.fd)
+                    continue
+            buffers = _drop_sent(buffers, n)
+            if buffers and flags:
                 self._push()
 
     def _push(self) -> None:
@@ -332,25 +393,64 @@ class Connection:
             sent += n
 
 
-def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None]:
+def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None, int]:
     """The response of ``slot`` and of the slots queued behind it that are
-    answered already, to leave together; and the first that is not. Only
-    small answers are gathered (up to GATHER_BYTES): large ones gain nothing
-    from sharing a send, and every slot taken out of the queue lets the
-    reader take one more request."""
+    answered already, to leave together; the first that is not; and how
+    many slots the responses came from. Only small answers are gathered
+    (up to GATHER_BYTES): large ones gain nothing from sharing a send, and
+    every slot taken out of the queue lets the reader take one more request."""
     chunks = list(slot.chunks or ())
     size = sum(map(len, chunks))
+    taken = 1
     while size < GATHER_BYTES:
         try:
             slot = recv.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
-            return chunks, None
+            return chunks, None, taken
         if not slot.done.is_set():
-            return chunks, slot
+            return chunks, slot, taken
+        taken += 1
         if slot.chunks:
             chunks += slot.chunks
             size += sum(map(len, slot.chunks))
-    return chunks, None
+    return chunks, None, taken
+
+
+def _answered_slot(chunks: list) -> _Slot:
+    slot = _Slot()
+    slot.chunks = chunks
+    slot.done.set()
+    return slot
+
+
+def _plain(chunks) -> bool:
+    """Bytes only: no file region (those go by sendfile, from the writer)."""
+    return chunks is not None and not any(type(c) is FileRegion for c in chunks)
+
+
+def _drop_sent(buffers: list, n: int) -> list:
+    """What is left of ``buffers`` once ``n`` bytes of them were sent."""
+    first = 0
+    while n:
+        size = len(buffers[first])
+        if n < size:
+            return [memoryview(buffers[first])[n:], *buffers[first + 1 :]]
+        n -= size
+        first += 1
+    return buffers[first:] if first else buffers
+
+
+async def close_idle_connections(broker, idle_seconds: float) -> None:
+    """``connections.max.idle.ms``: close connections that neither sent
+    nor received anything for that long while owing no response. Checked
+    a few times per idle period, as Kafka's selector checks on its polls."""
+    while True:
+        await trio.sleep(min(max(idle_seconds / 4, 0.05), 30.0))
+        now = time.monotonic()
+        for conn in list(broker.connections):
+            if conn.idle_since(now) >= idle_seconds:
+                log.debug("closing idle connection from %s", conn.peer)
+                conn.stop_reading()
 
 
 def _coalesce(chunks: list) -> list:

@@ -1,16 +1,19 @@
 """The connection layer, driven over real sockets with exact bytes."""
 
 import os
+import threading
 import time
 
 import pytest
 
 from protocol.error_codes import ErrorCode
+from protocol.framing import encode_request
 from protocol.messages.api_versions_request import ApiVersionsRequest
 from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from protocol.records import NewRecord, build_batch
+from pybroker.handlers import HANDLERS
 from pybroker.testing import running_broker
 from storage.manager import CLEAN_SHUTDOWN_FILE
 from tests.broker.wire import Wire
@@ -24,7 +27,11 @@ def broker():
 
 def produce(topic, value, acks=1):
     batch = build_batch([NewRecord(value=value)])
-    return ProduceRequest(acks=acks, timeout_ms=5000, topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])])
+    return ProduceRequest(
+        acks=acks,
+        timeout_ms=5000,
+        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])],
+    )
 
 
 def test_pipelined_requests_are_answered_in_order(broker):
@@ -57,7 +64,11 @@ def test_a_long_poll_keeps_its_place_in_line(broker):
         max_wait_ms=3000,
         min_bytes=1,
         max_bytes=1 << 20,
-        topics=[FetchTopic(topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])],
+        topics=[
+            FetchTopic(
+                topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
+            )
+        ],
     )
     w.send(fetch, 11, 2)
     w.send(ApiVersionsRequest(), 2, 3)
@@ -80,6 +91,51 @@ def test_idle_connections_are_closed(broker):
     assert w.closed_by_peer()
     assert time.monotonic() - start < 5
     w.close()
+
+
+def test_a_connection_owing_a_response_is_not_idle(broker):
+    # connections.max.idle.ms is 400 here; the long poll waits 1.5 s.
+    w = Wire(broker.bootstrap_servers)
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name="owed")]), 9, 1)
+    w.receive(3, 9)
+    fetch = FetchRequest(
+        max_wait_ms=1500,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            FetchTopic(
+                topic="owed", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
+            )
+        ],
+    )
+    w.send(fetch, 11, 2)
+    _, fetched = w.receive(1, 11)
+    assert fetched.responses[0].partitions[0].error_code == 0
+    w.send(ApiVersionsRequest(), 2, 3)
+    assert w.correlation_of_next() == 3
+    w.close()
+
+
+def test_responses_the_socket_cannot_take_yet_keep_their_order(broker):
+    # Thousands of requests sent while nothing is read: answers fill the
+    # socket, are partly written from the reader, and the rest queue for
+    # the writer; the client must still get every one, whole and in order.
+    count = 20000
+    frames = b"".join(
+        encode_request(ApiVersionsRequest(client_software_name="w", client_software_version="1"), 3, i, "wire")
+        for i in range(count)
+    )
+    w = Wire(broker.bootstrap_servers, timeout=30)
+    sender = threading.Thread(target=w.send_raw, args=(frames,))
+    sender.start()
+    try:
+        for i in range(count):
+            correlation, resp = w.receive(18, 3)
+            assert correlation.correlation_id == i
+            assert resp.error_code == 0 and len(resp.api_keys) == len(HANDLERS)
+    finally:
+        sender.join(30)
+        w.close()
 
 
 def test_api_versions_for_a_version_we_do_not_have(broker):
@@ -134,7 +190,13 @@ def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
 
     view = RecordBatch(memoryview(batch))
     view.set_max_timestamp(-1)
-    req = ProduceRequest(acks=1, timeout_ms=5000, topic_data=[TopicProduceData(name="maxts", partition_data=[PartitionProduceData(index=0, records=bytes(batch))])])
+    req = ProduceRequest(
+        acks=1,
+        timeout_ms=5000,
+        topic_data=[
+            TopicProduceData(name="maxts", partition_data=[PartitionProduceData(index=0, records=bytes(batch))])
+        ],
+    )
     w = Wire(broker.bootstrap_servers)
     w.send(MetadataRequest(topics=[MetadataRequestTopic(name="maxts")]), 9, 1)
     w.receive(3, 9)
@@ -163,13 +225,32 @@ def test_old_versions_kept_for_older_clients(broker):
     for version, group in ((0, "old-g0"), (1, "old-g1")):
         commit = OffsetCommitRequest(
             group_id=group,
-            topics=[OffsetCommitRequestTopic(name="old", partitions=[OffsetCommitRequestPartition(partition_index=0, committed_offset=7, committed_metadata="m")])],
+            topics=[
+                OffsetCommitRequestTopic(
+                    name="old",
+                    partitions=[
+                        OffsetCommitRequestPartition(partition_index=0, committed_offset=7, committed_metadata="m")
+                    ],
+                )
+            ],
         )
         w.send(commit, version, 2)
         assert w.receive(8, version)[1].topics[0].partitions[0].error_code == 0
-        w.send(OffsetFetchRequest(group_id=group, topics=[OffsetFetchRequestTopic(name="old", partition_indexes=[0])]), 1, 3)
+        w.send(
+            OffsetFetchRequest(group_id=group, topics=[OffsetFetchRequestTopic(name="old", partition_indexes=[0])]),
+            1,
+            3,
+        )
         assert w.receive(9, 1)[1].topics[0].partitions[0].committed_offset == 7
-    w.send(DescribeConfigsRequest(resources=[DescribeConfigsResource(resource_type=2, resource_name="old", configuration_keys=["cleanup.policy"])]), 0, 4)
+    w.send(
+        DescribeConfigsRequest(
+            resources=[
+                DescribeConfigsResource(resource_type=2, resource_name="old", configuration_keys=["cleanup.policy"])
+            ]
+        ),
+        0,
+        4,
+    )
     entry = w.receive(32, 0)[1].results[0].configs[0]
     assert (entry.name, entry.value, entry.is_default) == ("cleanup.policy", "delete", True)
     w.close()
