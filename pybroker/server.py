@@ -81,9 +81,15 @@ class RequestContext:
 class _Slot:
     __slots__ = ("done", "chunks")
 
-    def __init__(self):
-        self.done = trio.Event()
-        self.chunks: list | None = None
+    def __init__(self, chunks: list | None = None):
+        # Answered now: one shared event that is always set (waiting on a
+        # set event touches nothing of it). Answered later: an event of its own.
+        self.done = _ANSWERED if chunks is not None else trio.Event()
+        self.chunks = chunks
+
+
+_ANSWERED = trio.Event()
+_ANSWERED.set()
 
 
 class Connection:
@@ -213,13 +219,13 @@ class Connection:
                 direct += slot.chunks
                 continue
             if direct:
-                await self._queue(send, _answered_slot(direct))
+                await self._queue(send, _Slot(direct))
                 direct = []
             await self._queue(send, slot)
         if direct:
             rest = self._write_now(direct)
             if rest:
-                await self._queue(send, _answered_slot(rest))
+                await self._queue(send, _Slot(rest))
 
     async def _queue(self, send, slot: _Slot) -> None:
         self._pending += 1
@@ -275,10 +281,7 @@ class Connection:
         return self._ready(result, api_version, correlation_id, api_key)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
-        slot = _Slot()
-        slot.chunks = encode_response(response, version, correlation_id, api_key)
-        slot.done.set()
-        return slot
+        return _Slot(encode_response(response, version, correlation_id, api_key))
 
     async def _finish_later(self, slot: _Slot, later: Later, version, correlation_id, api_key) -> None:
         try:
@@ -414,13 +417,6 @@ def _answered(slot: _Slot, recv) -> tuple[list, _Slot | None, int]:
             chunks += slot.chunks
             size += sum(map(len, slot.chunks))
     return chunks, None, taken
-
-
-def _answered_slot(chunks: list) -> _Slot:
-    slot = _Slot()
-    slot.chunks = chunks
-    slot.done.set()
-    return slot
 
 
 def _plain(chunks) -> bool:
