@@ -10,6 +10,7 @@ Sizes come from a Plan (full or --quick).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ class Run:
 
     def measured(self, fn):
         """Run ``fn`` and return (its result, broker CPU seconds, peak RSS)."""
+        # What earlier workloads left in the page cache goes to disk now,
+        # not in the middle of this one's fsyncs.
+        os.sync()
         self.broker.reset_peak_rss()
         cpu = self.broker.cpu_seconds()
         result = fn()
