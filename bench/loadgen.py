@@ -151,6 +151,8 @@ def consume(args) -> None:
         # its timeout, and the last call must not time the timeout.
         msgs = c.consume(min(10000, expected - got), 0.5)
         if not msgs:
+            if last is not None and time.time() - last > args.stall:
+                break  # what is missing is not coming: the result says so
             continue
         if first is None:
             first = time.time()
@@ -441,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--partition-max-bytes", type=int, default=1 << 20)
     c.add_argument("--receive-max-bytes", type=int, default=0)
     c.add_argument("--timeout", type=float, default=120)
+    c.add_argument("--stall", type=float, default=20, help="give up after this long without a message")
     c.set_defaults(fn=consume)
 
     f = sub.add_parser("fetch")

@@ -155,7 +155,9 @@ class PartitionProducers:
                 if producer_id < 0 or attributes & CONTROL_BIT:
                     continue
                 last_seq = (base_seq + h[6]) % (INT32_MAX + 1)
-                self.update(producer_id, epoch, BatchMeta(base_seq, last_seq, info.base_offset, info.last_offset, h[8]), h[8])
+                self.update(
+                    producer_id, epoch, BatchMeta(base_seq, last_seq, info.base_offset, info.last_offset, h[8]), h[8]
+                )
                 n += 1
         return n
 
@@ -194,9 +196,9 @@ class ProducerStates:
         """Rebuild a partition's state on start: newest usable snapshot, then replay."""
         state = self.partitions[(topic, index)] = PartitionProducers()
         end = plog.log_end_offset
-        delete_snapshots(plog.directory, lambda offset: offset <= end)
+        usable = delete_snapshots(plog.directory, lambda offset: offset <= end)
         start = plog.log_start_offset
-        for offset in reversed(list_snapshots(plog.directory)):
+        for offset in reversed(usable):
             try:
                 state.load_snapshot(read_snapshot(snapshot_path(plog.directory, offset)))
             except (CorruptSnapshotError, OSError) as exc:
@@ -215,8 +217,9 @@ class ProducerStates:
         if existing and existing[-1] == end:
             return
         write_snapshot(plog.directory, end, state.to_snapshot() if state else [])
-        kept = list_snapshots(plog.directory)[-SNAPSHOTS_KEPT:]
-        delete_snapshots(plog.directory, lambda offset: offset in kept)
+        offsets = sorted({*existing, end})
+        kept = set(offsets[-SNAPSHOTS_KEPT:])
+        delete_snapshots(plog.directory, kept.__contains__, offsets)
 
     def snapshot_all(self) -> None:
         for (topic, index), part in self.broker.partitions.items():

@@ -92,9 +92,15 @@ class PartitionLog:
         # files, a new partition directory): fsynced by flush(), or a power
         # loss could drop a file the recovery point already covers.
         self._dirs_to_sync = {self.directory}
-        if not self.directory.exists():
+        # One mkdir, not a stat and a mkdir: start-up opens every partition.
+        try:
+            os.mkdir(self.directory)
             self._dirs_to_sync.add(self.directory.parent)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._dirs_to_sync.add(self.directory.parent)
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovered_bytes = 0  # bytes cut off by recovery on open
@@ -132,8 +138,15 @@ class PartitionLog:
                 if n.endswith(suffix) and int(n[: -len(suffix)]) not in known:
                     os.unlink(self.directory / n)
         cfg = self.config
+        present = set(names)
         for i, base in enumerate(bases):
-            seg = LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
+            seg = LogSegment(
+                self.directory,
+                base,
+                index_bytes=cfg.segment_index_bytes,
+                index_interval=cfg.index_interval_bytes,
+                present=present,
+            )
             self.segments.append(seg)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
             if clean or (next_base is not None and next_base <= recovery_point):
@@ -151,7 +164,9 @@ class PartitionLog:
         self._bases = [s.base_offset for s in self.segments]
         for prev, seg in zip(self.segments, self.segments[1:]):
             if prev.next_offset > seg.base_offset:
-                raise CorruptRecordError(f"{self.directory.name}: segment {prev.base_offset} overlaps {seg.base_offset}")
+                raise CorruptRecordError(
+                    f"{self.directory.name}: segment {prev.base_offset} overlaps {seg.base_offset}"
+                )
 
     def _finish_interrupted_swaps(self, names: list[str]) -> list[str]:
         """A compaction swap is: write ``.cleaned`` files, rename them to
@@ -210,7 +225,9 @@ class PartitionLog:
     def _new_segment(self, base: int) -> LogSegment:
         cfg = self.config
         self._dirs_to_sync.add(self.directory)
-        return LogSegment(self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes)
+        return LogSegment(
+            self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes
+        )
 
     # -- state ---------------------------------------------------------------
 
@@ -259,7 +276,9 @@ class PartitionLog:
                 batch.validate()
         return self._append(batches, view, leader_epoch, now, assign_offsets)
 
-    def append_batches(self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None) -> AppendResult:
+    def append_batches(
+        self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None
+    ) -> AppendResult:
         """Append batches the caller has already split and validated (the
         produce path checks each header once), giving them the next offsets.
         They must view writable bytes: offsets are patched in place."""
@@ -267,7 +286,9 @@ class PartitionLog:
             raise CorruptRecordError("no record batch in the appended data")
         return self._append(batches, None, leader_epoch, now, True)
 
-    def _append(self, batches: list[RecordBatch], data, leader_epoch: int, now: int | None, assign_offsets: bool) -> AppendResult:
+    def _append(
+        self, batches: list[RecordBatch], data, leader_epoch: int, now: int | None, assign_offsets: bool
+    ) -> AppendResult:
         """``data`` holds exactly the batches, in order (None: join them)."""
         now = now_ms() if now is None else now
         for batch in batches:

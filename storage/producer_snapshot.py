@@ -100,11 +100,16 @@ def read_snapshot(path: Path) -> list[SnapshotEntry]:
     return [SnapshotEntry(*_ENTRY.unpack_from(body, _COUNT.size + i * _ENTRY.size)) for i in range(count)]
 
 
-def delete_snapshots(directory: Path, keep) -> None:
-    """Delete every snapshot whose offset ``keep(offset)`` rejects."""
-    for offset in list_snapshots(directory):
-        if not keep(offset):
-            try:
-                os.unlink(snapshot_path(directory, offset))
-            except FileNotFoundError:
-                pass
+def delete_snapshots(directory: Path, keep, offsets: list[int] | None = None) -> list[int]:
+    """Delete every snapshot whose offset ``keep(offset)`` rejects, among
+    ``offsets`` (default: those in the directory); return the others."""
+    kept = []
+    for offset in list_snapshots(directory) if offsets is None else offsets:
+        if keep(offset):
+            kept.append(offset)
+            continue
+        try:
+            os.unlink(snapshot_path(directory, offset))
+        except FileNotFoundError:
+            pass
+    return kept

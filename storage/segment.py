@@ -107,7 +107,18 @@ class FileRegion:
 
 
 class LogSegment:
-    def __init__(self, directory: Path, base_offset: int, *, index_bytes: int, index_interval: int, suffix: str = ""):
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        *,
+        index_bytes: int,
+        index_interval: int,
+        suffix: str = "",
+        present: set[str] | None = None,
+    ):
+        """``present``: the names in ``directory``, when the caller has
+        listed it already (no stat per index file then)."""
         self.directory = Path(directory)
         self.base_offset = base_offset
         self.index_interval = index_interval
@@ -124,7 +135,11 @@ class LogSegment:
         # A data file whose index went missing must have it rebuilt on load:
         # an empty index passes the sanity check, and every lookup would then
         # scan the segment from its first byte (Kafka recovers such a segment).
-        self._indexes_missing = bool(self.size) and not (index_path.exists() and time_index_path.exists())
+        if present is None:
+            indexed = index_path.exists() and time_index_path.exists()
+        else:
+            indexed = index_path.name in present and time_index_path.name in present
+        self._indexes_missing = bool(self.size) and not indexed
         self.offset_index = OffsetIndex(index_path, base_offset, index_bytes)
         self.time_index = TimeIndex(time_index_path, base_offset, index_bytes)
         self.created_ms = int(time.time() * 1000)

@@ -58,7 +58,9 @@ def _broker(tmp_path):
 
 def _append(broker, topic, pid, epoch, seq, n):
     part = broker.partition(topic, 0)
-    batch = bytearray(build_batch([NewRecord(value=b"v")] * n, producer_id=pid, producer_epoch=epoch, base_sequence=seq))
+    batch = bytearray(
+        build_batch([NewRecord(value=b"v")] * n, producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+    )
     result = part.append(batch, 0)
     state = broker.producers.for_partition(topic, 0)
     state.update(pid, epoch, BatchMeta(seq, seq + n - 1, result.base_offset, result.last_offset, 0), 0)
@@ -101,4 +103,21 @@ def test_snapshot_beyond_the_log_end_is_ignored(tmp_path):
     again = _broker(tmp_path)
     assert list_snapshots(again.partition("t", 0).log.directory) == []
     again.producers.for_partition("t", 0).check(1, 0, 7, 7)  # state forgotten with the data
+    again.logs.close()
+
+
+def test_only_the_newest_snapshots_are_kept(tmp_path):
+    broker = _broker(tmp_path)
+    broker.create_topic("t", 1)
+    directory = broker.partition("t", 0).log.directory
+    for n in range(4):
+        _append(broker, "t", 7, 0, n, 1)
+        broker.producers.snapshot_all()
+    assert list_snapshots(directory) == [3, 4]
+    broker.producers.snapshot_all()  # nothing new: no new file
+    assert list_snapshots(directory) == [3, 4]
+    broker.logs.close()
+    again = _broker(tmp_path)
+    with pytest.raises(DuplicateBatch):
+        again.producers.for_partition("t", 0).check(7, 0, 3, 3)
     again.logs.close()

@@ -15,13 +15,21 @@ from storage.config import LogConfig
 from storage.log import OffsetOutOfRangeError, PartitionLog
 from storage.segment import BatchInfo
 
-from .test_layout import log_batches, parse_log, segment_bases
+from .test_layout import log_batches, parse_log, parse_offset_index, segment_bases
 
 T0 = 1_700_000_000_000
 
 
-def batch(n: int = 1, *, ts: int = T0, size: int = 20, step: int = 1, codec=Compression.NONE, epoch: int = -1,
-          base_offset: int = 0) -> bytes:
+def batch(
+    n: int = 1,
+    *,
+    ts: int = T0,
+    size: int = 20,
+    step: int = 1,
+    codec=Compression.NONE,
+    epoch: int = -1,
+    base_offset: int = 0,
+) -> bytes:
     """n records with timestamps ts, ts + step, ..."""
     records = [NewRecord(b"k%d" % i, bytes([65 + i % 26]) * size, (), ts + i * step) for i in range(n)]
     return build_batch(records, compression=codec, partition_leader_epoch=epoch, base_offset=base_offset)
@@ -446,7 +454,7 @@ def test_retention_by_time(tmp_path):
     gone = log.delete_expired_segments(now=T0 + 1000 + 6)
     assert gone and all(log.segments[0].base_offset > g for g in gone)
     assert log.log_start_offset == log.segments[0].base_offset
-    assert log.delete_expired_segments(now=T0 + 10**9) == bases[len(gone):-1]
+    assert log.delete_expired_segments(now=T0 + 10**9) == bases[len(gone) : -1]
     assert len(log.segments) == 1 and log.log_start_offset == bases[-1]
     assert log.epochs.entries[0][1] == log.log_start_offset
 
@@ -510,8 +518,9 @@ def test_clean_reopen_keeps_everything(tmp_path):
     log = filled(tmp_path, index_interval_bytes=50)
     log.flush()
     log.close()
-    again = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=400), recovery_point=36, log_start_offset=4,
-                         high_watermark=30)
+    again = PartitionLog(
+        tmp_path / "t-0", LogConfig(segment_bytes=400), recovery_point=36, log_start_offset=4, high_watermark=30
+    )
     assert (again.log_start_offset, again.high_watermark, again.log_end_offset, again.recovery_point) == (4, 30, 36, 36)
     assert [b.base_offset for b in read_all(again)] == list(range(3, 36, 3))
     assert again.read(4, 10).first_offset == 3
@@ -537,8 +546,10 @@ def test_replace_segments_swaps_a_cleaned_segment_in(tmp_path):
     for seg in old:
         infos = list(seg.scan_headers())
         info = infos[-1]  # keep the last batch of each
-        new.append(seg.read_at(info.position, info.size),
-                   [BatchInfo(0, info.base_offset, info.last_offset, info.size, info.max_timestamp)])
+        new.append(
+            seg.read_at(info.position, info.size),
+            [BatchInfo(0, info.base_offset, info.last_offset, info.size, info.max_timestamp)],
+        )
         kept.append(info.base_offset)
     log.replace_segments(old, new)
     assert not list(log.directory.glob("*.cleaned")) and not list(log.directory.glob("*.swap"))
@@ -569,3 +580,25 @@ def test_an_empty_log_reads_nothing(tmp_path):
     assert log.read(0, 100).data == b""
     assert log.offset_for_timestamp(0) is None
     assert os.path.exists(tmp_path / "t-0" / "00000000000000000000.log")
+
+
+def test_reopening_rebuilds_index_files_that_went_missing(tmp_path):
+    # The log lists its directory once on open and tells each segment which
+    # index files are there: a missing one must still be rebuilt.
+    log = open_log(tmp_path, segment_bytes=400, index_interval_bytes=60)
+    for _ in range(12):
+        log.append(batch(2))
+    bases = segment_bases(log.directory)
+    assert len(bases) >= 3
+    first = log.directory / f"{bases[0]:020d}.index"
+    expected = parse_offset_index(first)
+    assert expected
+    before = [b.base_offset for b in read_all(log)]
+    log.close()
+    first.unlink()
+    (log.directory / f"{bases[0]:020d}.timeindex").unlink()
+    again = open_log(tmp_path, segment_bytes=400, index_interval_bytes=60)
+    assert [b.base_offset for b in read_all(again)] == before
+    again.close()
+    assert parse_offset_index(first) == expected
+    assert (log.directory / f"{bases[0]:020d}.timeindex").stat().st_size > 0
