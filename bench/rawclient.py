@@ -1,6 +1,6 @@
 """A small blocking Kafka client on pybroker's own codec, for what the
-benchmark must see byte for byte: readiness, the size of a Fetch response
-against the limits it asked for, and the high watermarks a broker reports.
+benchmark must see byte for byte: the size of a Fetch response against the
+limits it asked for, and the high watermarks a broker reports.
 The load itself comes from real clients (bench.loadgen).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Self
 
 from protocol.framing import decode_response, encode_request
 from protocol.messages.api_versions_request import ApiVersionsRequest
@@ -32,7 +33,7 @@ class RawClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> RawClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,13 +136,3 @@ class RawClient:
         if response.error_code:
             raise RuntimeError(f"Fetch v{v} failed with error {response.error_code}")
         return {p.partition_index: p for t in response.responses for p in t.partitions}, size
-
-
-def api_versions_ok(bootstrap: str, timeout: float = 1.0) -> bool:
-    """True once the broker accepts a connection and answers ApiVersions."""
-    try:
-        with RawClient(bootstrap, timeout=timeout) as c:
-            c.negotiate()
-            return True
-    except (OSError, ConnectionError, ValueError):
-        return False

@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .broker import ChildBroker, create_topic
+from pybroker.process import BrokerProcess
+
+from .broker import child_broker, create_topic
 from .clients import CLIENTS, HERE, Client, install
 from .matrix import write_matrix
 from .scenarios import SCENARIOS, Scenario
@@ -60,7 +62,7 @@ def topic_name(client: Client, scenario: Scenario) -> str:
 
 
 def run_client(
-    client: Client, broker: ChildBroker, scenarios: list[Scenario], timeout: float, created: set
+    client: Client, broker: BrokerProcess, scenarios: list[Scenario], timeout: float, created: set
 ) -> tuple[str, list]:
     why = install(client)
     version = "?"
@@ -112,7 +114,7 @@ def main() -> int:
     for old in OUT.glob("*.stderr.txt"):
         old.unlink()
     data = Path(tempfile.mkdtemp(prefix="pybroker-compat-"))
-    broker = ChildBroker(data / "data", OUT / "broker.log")
+    broker = child_broker(data / "data", OUT / "broker.log")
     broker.start()
     print(f"broker on {broker.bootstrap}, log in {broker.log_path}", flush=True)
     results = []

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.broker_process import BrokerProcess
+from pybroker.process import pybroker_process
 
 
 @pytest.fixture
@@ -9,9 +9,10 @@ def broker_process(tmp_path):
     procs = []
 
     def make(overrides=None, data_dir=None):
-        proc = BrokerProcess(data_dir or tmp_path / f"data{len(procs)}", overrides)
+        proc = pybroker_process(data_dir or tmp_path / f"data{len(procs)}", overrides)
         procs.append(proc)
-        return proc.start()
+        proc.start()
+        return proc
 
     yield make
     for proc in procs:
