@@ -137,16 +137,9 @@ class PartitionLog:
             for n in names:
                 if n.endswith(suffix) and int(n[: -len(suffix)]) not in known:
                     os.unlink(self.directory / n)
-        cfg = self.config
         present = set(names)
         for i, base in enumerate(bases):
-            seg = LogSegment(
-                self.directory,
-                base,
-                index_bytes=cfg.segment_index_bytes,
-                index_interval=cfg.index_interval_bytes,
-                present=present,
-            )
+            seg = self._segment(base, present=present)
             self.segments.append(seg)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
             if clean or (next_base is not None and next_base <= recovery_point):
@@ -183,18 +176,11 @@ class PartitionLog:
         if not any(name.endswith(SWAP_SUFFIX) for name in kept):
             return kept
         swaps = sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}"))
-        cfg = self.config
         for swap in swaps:
             base = int(swap.name.split(".")[0])
             # The real index settings: with a token size the rebuilt time index
             # had no room and recovering the swap raised, so the log never opened.
-            seg = LogSegment(
-                self.directory,
-                base,
-                index_bytes=cfg.segment_index_bytes,
-                index_interval=cfg.index_interval_bytes,
-                suffix=SWAP_SUFFIX,
-            )
+            seg = self._segment(base, suffix=SWAP_SUFFIX)
             seg.recover()
             last = seg.next_offset
             seg.close()
@@ -223,10 +209,18 @@ class PartitionLog:
             (self.directory / f"{base:020d}{suffix}").unlink(missing_ok=True)
 
     def _new_segment(self, base: int) -> LogSegment:
-        cfg = self.config
         self._dirs_to_sync.add(self.directory)
+        return self._segment(base)
+
+    def _segment(self, base: int, **options) -> LogSegment:
+        """Open a segment of this partition with the topic's index settings."""
+        cfg = self.config
         return LogSegment(
-            self.directory, base, index_bytes=cfg.segment_index_bytes, index_interval=cfg.index_interval_bytes
+            self.directory,
+            base,
+            index_bytes=cfg.segment_index_bytes,
+            index_interval=cfg.index_interval_bytes,
+            **options,
         )
 
     # -- state ---------------------------------------------------------------
@@ -521,18 +515,11 @@ class PartitionLog:
 
     def new_cleaned_segment(self, base: int) -> LogSegment:
         """A segment under construction, named ``*.cleaned`` until swapped in."""
-        cfg = self.config
         for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
             stale = self.directory / f"{base:020d}{suffix}{CLEANED_SUFFIX}"
             if stale.exists():
                 stale.unlink()
-        return LogSegment(
-            self.directory,
-            base,
-            index_bytes=cfg.segment_index_bytes,
-            index_interval=cfg.index_interval_bytes,
-            suffix=CLEANED_SUFFIX,
-        )
+        return self._segment(base, suffix=CLEANED_SUFFIX)
 
     def replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
         """Swap a cleaned segment in for the closed segments it was built

@@ -34,6 +34,20 @@ def produce(topic, value, acks=1):
     )
 
 
+def long_poll(topic, wait_ms):
+    """A Fetch of partition 0 from offset 0 that waits up to ``wait_ms`` for data."""
+    return FetchRequest(
+        max_wait_ms=wait_ms,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            FetchTopic(
+                topic=topic, partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
+            )
+        ],
+    )
+
+
 def test_pipelined_requests_are_answered_in_order(broker):
     w = Wire(broker.bootstrap_servers)
     for i in range(50):
@@ -60,16 +74,7 @@ def test_a_long_poll_keeps_its_place_in_line(broker):
     w = Wire(broker.bootstrap_servers)
     w.send(MetadataRequest(topics=[MetadataRequestTopic(name="poll")]), 9, 1)
     w.receive(3, 9)
-    fetch = FetchRequest(
-        max_wait_ms=3000,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        topics=[
-            FetchTopic(
-                topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
-            )
-        ],
-    )
+    fetch = long_poll("poll", 3000)
     w.send(fetch, 11, 2)
     w.send(ApiVersionsRequest(), 2, 3)
     other = Wire(broker.bootstrap_servers)
@@ -98,16 +103,7 @@ def test_a_connection_owing_a_response_is_not_idle(broker):
     w = Wire(broker.bootstrap_servers)
     w.send(MetadataRequest(topics=[MetadataRequestTopic(name="owed")]), 9, 1)
     w.receive(3, 9)
-    fetch = FetchRequest(
-        max_wait_ms=1500,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        topics=[
-            FetchTopic(
-                topic="owed", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
-            )
-        ],
-    )
+    fetch = long_poll("owed", 1500)
     w.send(fetch, 11, 2)
     _, fetched = w.receive(1, 11)
     assert fetched.responses[0].partitions[0].error_code == 0
