@@ -22,13 +22,35 @@ writes what both the Java clients and librdkafka read:
   with block_linked=False. The frame header checksum is the correct one
   (KIP-57): the broken pre-KIP-57 checksum only ever appeared with magic 0.
 * zstd: one zstd frame, at Kafka's default level 3.
+
+Reading a produced batch goes through ``open_stream``: the decompressed
+bytes come out in pieces no larger than the caller's buffer, so memory
+stays bounded whatever the batch claims, and the total is capped
+(``DecompressedTooLarge``). cramjam's decompressors cannot stop and
+resume, so the streams use the codec libraries that can: zlib's
+decompressobj (max_length), python-lz4's decompression context, python-
+zstandard's stream reader (which stops at a frame cut short without an
+error: a walk over the frame's blocks first checks that it is whole).
+Snappy has no such interface; its format bounds the expansion (under 22
+times) and the raw length stands at the front, so each raw block is
+checked against the cap before it is inflated, whole.
+
+The streams accept what every client reads, which is less than what
+each one accepts: exactly one gzip member, one zstd frame, one lz4 frame
+with independent blocks and no dictionary id, nothing after them. Java
+reads further gzip members and zstd frames and ignores data after an lz4
+frame; librdkafka stops after the first gzip member; a batch that means
+different records to different readers is refused.
 """
 
 from __future__ import annotations
 
+import zlib
 from enum import IntEnum
 
 import cramjam
+import lz4.frame
+import zstandard
 
 from .errors import CompressionError
 from .primitives import INT32
@@ -195,3 +217,225 @@ def _xerial_blocks(data: memoryview) -> list[memoryview]:
         blocks.append(data[pos : pos + size])
         pos += size
     return blocks
+
+
+# -- streaming decompression of produced batches --------------------------------
+
+
+class DecompressedTooLarge(CompressionError):
+    """The decompressed bytes would pass the cap given to open_stream."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"decompressed data exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+# zstd windows above this are refused, as zstd itself (ZSTD_WINDOWLOG_LIMIT_DEFAULT),
+# zstd-jni and librdkafka refuse them by default.
+ZSTD_MAX_WINDOW = 1 << 27
+# Input is handed to zlib and lz4 in slices of this size, so the unconsumed
+# rest they keep (and copy) between calls stays small.
+_INPUT_SLICE = 64 * 1024
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def open_stream(codec: int, data, limit: int) -> "DecompressStream":
+    """A stream of the decompressed bytes of a record-set body."""
+    codec = codec_of(codec)
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if codec is Compression.NONE:
+        raise CompressionError("an uncompressed body is read in place, not streamed")
+    if codec is Compression.GZIP:
+        return _Gzip(view, limit)
+    if codec is Compression.SNAPPY:
+        return _Snappy(view, limit)
+    if codec is Compression.LZ4:
+        return _Lz4(view, limit)
+    return _Zstd(view, limit)
+
+
+class DecompressStream:
+    """readinto(buffer) fills at most the buffer and returns how much it
+    wrote; 0 means the stream ended where it should. Every failure is a
+    CompressionError."""
+
+    name = "none"
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.total = 0
+
+    def readinto(self, out: memoryview) -> int:
+        room = self.limit + 1 - self.total
+        if len(out) > room:
+            out = out[:room]
+        try:
+            n = self._read(out)
+        except CompressionError:
+            raise
+        except Exception as e:  # the libraries' own errors
+            raise CompressionError(f"{self.name} decompression failed: {e}") from e
+        self.total += n
+        if self.total > self.limit:
+            raise DecompressedTooLarge(self.limit)
+        return n
+
+    def _read(self, out: memoryview) -> int:
+        raise NotImplementedError
+
+
+class _Gzip(DecompressStream):
+    name = "gzip"
+
+    def __init__(self, data: memoryview, limit: int):
+        super().__init__(limit)
+        self.data = data
+        self.pos = 0
+        self.tail = b""
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only, as Java reads
+
+    def _read(self, out):
+        inflate = self.inflate
+        while not inflate.eof:
+            if self.tail:
+                src = self.tail
+            else:
+                src = self.data[self.pos : self.pos + _INPUT_SLICE]
+                self.pos += len(src)
+            chunk = inflate.decompress(src, len(out))
+            self.tail = inflate.unconsumed_tail
+            if chunk:
+                out[: len(chunk)] = chunk
+                return len(chunk)
+            if not src and not self.tail:
+                raise CompressionError("gzip stream ends before its end")
+        if inflate.unused_data or self.tail or self.pos < len(self.data):
+            raise CompressionError("data after the end of the gzip stream")
+        return 0
+
+
+class _Lz4(DecompressStream):
+    name = "lz4"
+
+    def __init__(self, data: memoryview, limit: int):
+        super().__init__(limit)
+        if len(data) < 7 or data[:4] != LZ4_MAGIC:
+            raise CompressionError("not an lz4 frame")
+        flags = data[4]
+        # Kafka's reader takes version 01 with independent blocks, and
+        # reads the dictionary-id bit as a reserved one that must be 0.
+        if flags >> 6 != 1 or not flags & 0x20 or flags & 0x01:
+            raise CompressionError(f"lz4 frame flags {flags:#04x}: Kafka needs version 1, independent blocks, no dictionary")
+        self.data = data
+        self.pos = 0
+        self.context = lz4.frame.create_decompression_context()
+        self.eof = False
+
+    def _read(self, out):
+        while not self.eof:
+            src = self.data[self.pos : self.pos + _INPUT_SLICE]
+            chunk, used, self.eof = lz4.frame.decompress_chunk(self.context, src, max_length=len(out))
+            self.pos += used
+            if chunk:
+                out[: len(chunk)] = chunk
+                return len(chunk)
+            if not used:
+                raise CompressionError("lz4 frame ends before its end mark")
+        if self.pos < len(self.data):
+            raise CompressionError("data after the end of the lz4 frame")
+        return 0
+
+
+class _Zstd(DecompressStream):
+    name = "zstd"
+
+    def __init__(self, data: memoryview, limit: int):
+        super().__init__(limit)
+        size = zstd_frame_size(data)
+        if size < 0:
+            raise CompressionError("not a whole zstd frame")
+        if size != len(data):
+            raise CompressionError("data after the end of the zstd frame")
+        decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        self.reader = decompressor.stream_reader(data, read_across_frames=False)
+
+    def _read(self, out):
+        return self.reader.readinto(out)
+
+
+class _Snappy(DecompressStream):
+    name = "snappy"
+
+    def __init__(self, data: memoryview, limit: int):
+        super().__init__(limit)
+        if len(data) >= XERIAL_HEADER_SIZE and data[:8] == XERIAL_MAGIC:
+            self.blocks = iter(_xerial_blocks(data))
+        else:
+            self.blocks = iter([data])
+        self.block = memoryview(b"")
+        self.pos = 0
+
+    def _read(self, out):
+        while self.pos == len(self.block):
+            block = next(self.blocks, None)
+            if block is None:
+                return 0
+            self.block, self.pos = memoryview(_snappy_block(block, self.limit - self.total)), 0
+        n = min(len(out), len(self.block) - self.pos)
+        out[:n] = self.block[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def _snappy_block(block: memoryview, room: int) -> bytearray:
+    size = cramjam.snappy.decompress_raw_len(block)
+    # No snappy element expands by more than 64/3 (a 3-byte copy of 64
+    # bytes), so a larger claim is a lie; refuse it before allocating.
+    if size > len(block) * SNAPPY_MAX_EXPANSION + 64:
+        raise CompressionError(f"snappy block of {len(block)} bytes claims {size} uncompressed bytes")
+    if size > room:
+        raise DecompressedTooLarge(room)
+    out = bytearray(size)
+    written = cramjam.snappy.decompress_raw_into(block, out)
+    if written != size:
+        raise CompressionError(f"snappy block declared {size} bytes but held {written}")
+    return out
+
+
+def python_zstd_frame_size(data) -> int:
+    """The size of the zstd frame at the start of ``data`` (header, blocks,
+    checksum), or -1 if ``data`` holds no whole, well-formed frame there.
+    The C version in _speedups is the same loop."""
+    end = len(data)
+    if end < 5 or bytes(data[:4]) != b"\x28\xb5\x2f\xfd":
+        return -1
+    fhd = data[4]
+    if fhd & 0x08:  # reserved bit
+        return -1
+    single = fhd >> 5 & 1
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + (1 if single else 0, 2, 4, 8)[fhd >> 6]
+    while True:
+        if end - pos < 3:
+            return -1
+        h = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        pos += 3
+        kind = h >> 1 & 3
+        if kind == 3:
+            return -1
+        size = 1 if kind == 1 else h >> 3
+        if size > end - pos:
+            return -1
+        pos += size
+        if h & 1:
+            break
+    if fhd & 0x04:
+        pos += 4
+    return pos if pos <= end else -1
+
+
+try:
+    from ._speedups import zstd_frame_size
+except ImportError:  # built without a compiler
+    zstd_frame_size = python_zstd_frame_size

@@ -4,7 +4,10 @@ Each connection has one reader task and one writer task. The reader decodes
 a frame and runs its handler before reading the next, so a connection's
 requests change broker state in the order they were sent. A handler that
 must wait returns ``Later``; its wait runs in its own task while the reader
-carries on, and the writer sends responses strictly in request order. At
+carries on, and the writer sends responses strictly in request order. A
+handler whose work must finish before the next request is read, but does
+not fit on the event loop, returns ``Hold``: the reader awaits it (its
+answers so far go to the writer first). At
 most ``queued.max.requests`` responses may be outstanding per connection
 (and, sharing one send, up to 64 KiB of answered ones the writer has taken);
 past that the reader stops reading, which pushes back on the client.
@@ -46,7 +49,7 @@ from protocol.messages.api_versions_response import ApiVersion, ApiVersionsRespo
 from protocol.registry import ApiKey, api_info
 from storage.segment import FileRegion, RegionGoneError
 
-from .handlers import HANDLERS, CloseConnection, Later
+from .handlers import HANDLERS, CloseConnection, Hold, Later
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -90,6 +93,18 @@ class _Slot:
 
 _ANSWERED = trio.Event()
 _ANSWERED.set()
+
+
+class _Held:
+    """A handler's Hold, with what its answer needs."""
+
+    __slots__ = ("hold", "api_version", "correlation_id", "api_key")
+
+    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int):
+        self.hold = hold
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+        self.api_key = api_key
 
 
 class Connection:
@@ -213,6 +228,11 @@ class Connection:
         direct: list = []
         while (frame := self.frames.next_frame()) is not None:
             slot = self._dispatch(frame, nursery)
+            if type(slot) is _Held:
+                if direct:
+                    await self._queue(send, _Slot(direct))
+                    direct = []
+                slot = await self._hold(slot, nursery)
             if slot is None:
                 continue
             if not self._pending and self.fd >= 0 and slot.done.is_set() and _plain(slot.chunks):
@@ -245,7 +265,7 @@ class Connection:
         self.last_active = time.monotonic()
         return _drop_sent(buffers, n)
 
-    def _dispatch(self, frame, nursery) -> _Slot | None:
+    def _dispatch(self, frame, nursery) -> _Slot | _Held | None:
         api_key, api_version, correlation_id = peek_request(frame)
         handler = HANDLERS.get(api_key)
         if handler is None:
@@ -272,6 +292,12 @@ class Connection:
         except Exception:
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, api_version, self.peer)
             raise _CloseConnection("handler failed") from None
+        if isinstance(result, Hold):
+            return _Held(result, api_version, correlation_id, api_key)
+        return self._slot_for(result, api_version, correlation_id, api_key, nursery)
+
+    def _slot_for(self, result, api_version: int, correlation_id: int, api_key: int, nursery) -> _Slot | None:
+        """A handler's result as the writer takes it."""
         if result is None:
             return None
         if isinstance(result, Later):
@@ -279,6 +305,21 @@ class Connection:
             nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key)
             return slot
         return self._ready(result, api_version, correlation_id, api_key)
+
+    async def _hold(self, held: _Held, nursery) -> _Slot | None:
+        """Run a Hold to its end before the next request is read."""
+        # Owing a response: close_idle_connections leaves this one alone.
+        self._pending += 1
+        try:
+            result = await held.hold.run()
+        except CloseConnection as exc:
+            raise _CloseConnection(str(exc)) from None
+        except Exception:
+            log.exception("%s v%d from %s failed", ApiKey(held.api_key).name, held.api_version, self.peer)
+            raise _CloseConnection("handler failed") from None
+        finally:
+            self._pending -= 1
+        return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
         return _Slot(encode_response(response, version, correlation_id, api_key))

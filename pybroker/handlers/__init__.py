@@ -7,6 +7,13 @@ response, ``None`` (no response: Produce with acks=0), or ``Later`` wrapping
 an async function for a response that must wait (a Fetch long-poll, an
 fsync for acks=all): the connection goes on with the next request while it
 waits, and responses still leave in request order.
+
+``Hold`` is for work that must finish before the request changes broker
+state, but is too long for the event loop (checking a large compressed
+batch in a worker thread): the connection reads no further request until
+it is done, so its requests still take effect in the order sent, while
+every other connection carries on. Its function returns what the handler
+would have: a response, None, or a Later.
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ class CloseConnection(Exception):
 @dataclass(frozen=True)
 class Later:
     """A response still being worked out."""
+
+    run: Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Work the connection waits for before reading its next request."""
 
     run: Callable[[], Awaitable[Any]]
 

@@ -7,34 +7,46 @@ range includes v0 (KAFKA-18659). We do the same.
 Per version: v3 transactional id and magic-2 batches; v5 log start offset
 in the response; v7 zstd allowed; v8 record_errors and error_message; v9
 flexible. Each partition must carry exactly one batch (Kafka's rule for
-v3+). The batch is checked once — header, lengths, CRC32C, timestamps per
-batch — then its offsets are assigned in place and its bytes appended as
+v3+). The batch is checked once, as Kafka checks it (protocol/record_check.py:
+header, CRC32C, every record, compressed ones decompressed in a bounded
+window), then its offsets are assigned in place and its bytes appended as
 they came. acks=0 gets no response (the connection is closed if anything
 failed, as Kafka does, so the client notices); acks=-1 waits for the fsync
 of every log it wrote (group commit) unless the topic has write.caching.
+
+A compressed batch is checked on the event loop for at most INLINE_SECONDS;
+if that is not enough (a large batch, or a decompression bomb), the request
+is held: the rest of its checks run in a worker thread, OFF_LOOP_CHECKS at
+a time across the broker, while this connection reads no further request
+and every other one carries on; then the request is handled as usual.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 
-from protocol.compression import Compression
+import trio
+
 from protocol.error_codes import ErrorCode
-from protocol.errors import ProtocolError
 from protocol.messages.produce_response import (
     BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
 )
-from protocol.record_batch import LOG_APPEND_TIME, RecordBatch, iter_batches
+from protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
+from protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
 from protocol.registry import ApiKey
 
 from ..flusher import FlushFailed
 from ..producers import BatchMeta, DuplicateBatch, SequenceError
-from . import CloseConnection, Later, handles
+from . import CloseConnection, Hold, Later, handles
 
 MIN_SERVED_VERSION = 3
+INLINE_SECONDS = 0.002
+OFF_LOOP_CHECKS = 2
+_limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Reject(Exception):
@@ -46,10 +58,14 @@ class _Reject(Exception):
 
 
 @handles(ApiKey.PRODUCE, 0, 9)
-def produce(ctx, req):
+def produce(ctx, req, checks=None):
     broker = ctx.broker
     now = int(time.time() * 1000)
     version = ctx.api_version
+    if checks is None:
+        checks = _check_compressed(broker, req, version, now)
+        if any(isinstance(c, BatchCheck) and not c.done for c in checks.values()):
+            return Hold(lambda: _finish_checks(ctx, req, checks))
     failed = False
     written = []
     topics = []
@@ -65,7 +81,7 @@ def produce(ctx, req):
                 part = broker.partition(topic.name, pdata.index)
                 if part is None:
                     raise _Reject(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-                base, append_time = _append(broker, part, pdata.records, version, now)
+                base, append_time = _append(broker, part, pdata.records, version, now, checks.get(id(pdata)))
                 resp.base_offset = base
                 resp.log_append_time_ms = append_time
                 resp.log_start_offset = part.log.log_start_offset
@@ -102,35 +118,13 @@ def produce(ctx, req):
     return response
 
 
-def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
-    if records is None or len(records) == 0:
-        raise _Reject(ErrorCode.CORRUPT_MESSAGE, "no record batch")
-    config = part.log.config
-    try:
-        batches = list(iter_batches(records))
-    except ProtocolError as exc:
-        raise _Reject(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
-    if len(batches) != 1:
-        raise _Reject(ErrorCode.INVALID_RECORD, "Produce v3+ requests must carry exactly one record batch per partition")
-    batch: RecordBatch = batches[0]
-    if batch.size_in_bytes > config.max_message_bytes:
-        raise _Reject(
-            ErrorCode.MESSAGE_TOO_LARGE,
-            f"batch of {batch.size_in_bytes} bytes exceeds max.message.bytes {config.max_message_bytes}",
-        )
-    try:
-        batch.validate()
-    except ProtocolError as exc:
-        raise _Reject(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
-    if batch.max_timestamp < batch.base_timestamp and not config.log_append_time:
-        # Some clients (sarama 1.22) leave the header's max timestamp at -1.
-        # Kafka derives it from the records and rewrites the header; only
-        # such batches pay for the per-record pass.
-        try:
-            batch.set_max_timestamp(max(r.timestamp for r in batch.records()))
-        except ProtocolError as exc:
-            raise _Reject(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
-    _check_batch(batch, config, version, now)
+def _append(broker, part, records, version: int, now: int, check=None) -> tuple[int, int]:
+    if check is None:
+        check = _check(part, records, version, now, None)
+    elif isinstance(check, _Reject):
+        raise check
+    batch = check.batch
+    check.apply()
     producers = None
     if batch.producer_id >= 0:
         producers = broker.producers.for_partition(part.topic, part.index)
@@ -140,7 +134,7 @@ def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
             return dup.meta.base_offset, -1
         except SequenceError as exc:
             raise _Reject(exc.code, str(exc)) from None
-    result = part.append_batches(batches, now)
+    result = part.append_batches([batch], now)
     if producers is not None:
         producers.update(
             batch.producer_id,
@@ -151,29 +145,71 @@ def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
     return result.base_offset, result.log_append_time
 
 
-def _check_batch(batch: RecordBatch, config, version: int, now: int) -> None:
-    if batch.is_control:
-        raise _Reject(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
-    if batch.record_count != batch.last_offset_delta + 1 or batch.record_count == 0:
-        raise _Reject(ErrorCode.INVALID_RECORD, "record count does not match the last offset delta")
-    if version < 7 and batch.compression == Compression.ZSTD:
-        raise _Reject(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs Produce v7 or later")
-    if batch.is_transactional:
-        raise _Reject(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
-    if config.compact:
-        for n, record in enumerate(batch.records()):
-            if record.key is None:
-                raise _Reject(
-                    ErrorCode.INVALID_RECORD,
-                    "Compacted topic cannot accept message without key",
-                    [BatchIndexAndErrorMessage(batch_index=n, batch_index_error_message="Compacted topic cannot accept message without key")],
-                )
-    if config.log_append_time or batch.timestamp_type == LOG_APPEND_TIME:
-        return
-    # Per batch, not per record: the first record's timestamp (base) and the
-    # largest bound the batch's range.
-    if now - batch.base_timestamp > config.timestamp_before_max_ms or batch.max_timestamp - now > config.timestamp_after_max_ms:
-        raise _Reject(
-            ErrorCode.INVALID_TIMESTAMP,
-            f"batch timestamps {batch.base_timestamp}..{batch.max_timestamp} are outside the allowed range around {now}",
-        )
+def _check(part, records, version: int, now: int, deadline: float | None) -> BatchCheck:
+    """Kafka's checks of the partition's batch, run until done or past
+    ``deadline``; _Reject if it is refused."""
+    config = part.log.config
+    rules = Rules(
+        f"{part.topic}-{part.index}",
+        max_message_bytes=config.max_message_bytes,
+        compact=config.compact,
+        log_append_time=config.log_append_time,
+        before_max_ms=config.timestamp_before_max_ms,
+        after_max_ms=config.timestamp_after_max_ms,
+        now=now,
+    )
+    try:
+        check = BatchCheck(produced_batch(records, version), rules)
+        if check.batch.is_transactional:
+            raise _Reject(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
+        check.run(deadline)
+    except RecordsRejected as exc:
+        raise _rejected(exc) from None
+    return check
+
+
+def _rejected(exc: RecordsRejected) -> _Reject:
+    return _Reject(
+        exc.code,
+        exc.message,
+        [BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m) for i, m in exc.record_errors],
+    )
+
+
+def _check_compressed(broker, req, version: int, now: int) -> dict:
+    """Start the checks of the request's compressed batches, each for at most
+    INLINE_SECONDS: {id(partition data): BatchCheck or _Reject}. The other
+    batches are checked as they are appended."""
+    checks = {}
+    if version < MIN_SERVED_VERSION or req.acks not in (0, 1, -1):
+        return checks
+    for topic in req.topic_data:
+        for pdata in topic.partition_data:
+            records = pdata.records
+            if records is None or len(records) <= ATTRIBUTES_OFFSET + 1 or records[MAGIC_OFFSET] != 2:
+                continue
+            if not records[ATTRIBUTES_OFFSET + 1] & 0x07:
+                continue
+            part = broker.partition(topic.name, pdata.index)
+            if part is None:
+                continue
+            try:
+                checks[id(pdata)] = _check(part, records, version, now, time.perf_counter() + INLINE_SECONDS)
+            except _Reject as rej:
+                checks[id(pdata)] = rej
+    return checks
+
+
+async def _finish_checks(ctx, req, checks: dict):
+    """The rest of the checks in worker threads, then the request itself."""
+    broker = ctx.broker
+    limiter = _limiters.get(broker)
+    if limiter is None:
+        limiter = _limiters[broker] = trio.CapacityLimiter(OFF_LOOP_CHECKS)
+    for key, check in checks.items():
+        if isinstance(check, BatchCheck) and not check.done:
+            try:
+                await trio.to_thread.run_sync(check.run, limiter=limiter)
+            except RecordsRejected as exc:
+                checks[key] = _rejected(exc)
+    return produce(ctx, req, checks)
