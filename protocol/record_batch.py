@@ -288,12 +288,15 @@ def _read_records(body: memoryview, count: int, header: tuple) -> Iterator[Recor
                 key_size, p = read_varint(rec, p)
                 if key_size < 0 or key_size > stop - p:
                     raise CorruptRecordError(f"header key of {key_size} bytes with {stop - p} left")
-                header_key = str(rec[p : p + key_size], "utf-8")
+                # Kafka takes any bytes as a header key; those that are not
+                # UTF-8 come back as surrogates and are written back as
+                # the same bytes (records.build_batch).
+                header_key = str(rec[p : p + key_size], "utf-8", "surrogateescape")
                 header_value, p = _read_bytes(rec, p + key_size)
                 headers.append((header_key, header_value))
             if p != stop:
                 raise CorruptRecordError(f"declares {size} bytes but its fields end {stop - p} bytes early")
-        except (CorruptRecordError, DecodeError, IndexError, UnicodeDecodeError) as e:
+        except (CorruptRecordError, DecodeError, IndexError) as e:
             raise CorruptRecordError(f"record {index} of batch at offset {base_offset}: {e}") from None
         pos = stop
         yield Record(

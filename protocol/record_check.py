@@ -331,6 +331,7 @@ class BatchCheck:
         win = self._window
         index = self._index
         size, body = length_prefix(win.buf, win.lo, win.hi)
+        prefix = body - win.lo
         win.lo = body
         reader = _StreamReader(win, size)
         try:
@@ -338,7 +339,7 @@ class BatchCheck:
         except Unreadable as e:
             raise self._unreadable(index, *e.args) from None
         except _EndsEarly:
-            raise self._short(index, size, size - reader.remaining) from None
+            raise self._short(index, prefix + size, prefix + size - reader.remaining) from None
         ts = record_timestamp(self.batch.base_timestamp, delta)
         if ts > self.max_timestamp:
             self.max_timestamp = ts
@@ -445,19 +446,21 @@ class _Window:
             self.hi += n
         return self.hi - self.lo
 
-    def skip(self, n: int) -> bool:
-        """Drop ``n`` bytes; False if the stream ends first."""
-        while n:
+    def skip(self, n: int) -> int:
+        """Drop ``n`` bytes (fewer only at the end of the stream); returns
+        how many were dropped."""
+        left = n
+        while left:
             if self.lo == self.hi:
                 self.lo = self.hi = 0
                 if len(self.buf) < WINDOW:  # a long stream: fewer, larger reads
                     self.buf = bytearray(WINDOW)
                 if not self.fill(1):
-                    return False
-            take = min(n, self.hi - self.lo)
+                    break
+            take = min(left, self.hi - self.lo)
             self.lo += take
-            n -= take
-        return True
+            left -= take
+        return n - left
 
 
 class _EndsEarly(Exception):
@@ -487,9 +490,10 @@ class _StreamReader:
     def skip(self, field: int, n: int) -> None:
         if n > self.remaining:
             raise Unreadable(record_scan.ERR_PAST_END, record_scan.field_detail(field, n))
-        if not self.win.skip(n):
+        skipped = self.win.skip(n)
+        self.remaining -= skipped
+        if skipped < n:
             raise _EndsEarly
-        self.remaining -= n
 
     def left(self) -> int:
         return self.remaining

@@ -173,7 +173,7 @@ def _encode_records(records: list[NewRecord], base_timestamp: int):
         for key, value in record.headers:
             if key is None:
                 raise EncodeError("a header key cannot be null")
-            _write_bytes(one, key.encode() if isinstance(key, str) else key)
+            _write_bytes(one, key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key)
             _write_bytes(one, value)
         write_varint(body, len(one))
         body += one

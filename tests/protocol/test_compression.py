@@ -1,5 +1,6 @@
 import importlib
 import gzip
+import itertools
 import resource
 import struct
 
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 from protocol.compression import (
     XERIAL_MAGIC,
     Compression,
+    DecompressedTooLarge,
     codec_of,
     compress,
     decompress,
+    open_stream,
 )
 from protocol.errors import CompressionError
 
@@ -231,3 +234,65 @@ def test_bomb_is_stopped_without_inflating_it(codec):
         decompress(codec, bomb, max_size=8 << 20)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     assert grown_kib < 512 * 1024, f"peak memory grew by {grown_kib} KiB"
+
+
+# -- streams (the produce path) ---------------------------------------------------------
+
+
+def read_stream(codec, data, limit=1 << 40, sizes=(65536,)):
+    stream = open_stream(codec, data, limit)
+    out = bytearray()
+    for i in itertools.count():
+        buf = memoryview(bytearray(sizes[i % len(sizes)]))
+        n = stream.readinto(buf)
+        assert 0 <= n <= len(buf)
+        if not n:
+            return bytes(out)
+        out += buf[:n]
+
+
+@pytest.mark.parametrize("codec", COMPRESSED, ids=ids)
+@given(data=st.binary(max_size=20000), sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=5))
+@settings(max_examples=40, deadline=None)
+def test_streams_give_back_what_was_compressed(codec, data, sizes):
+    assert read_stream(codec, compress(codec, data), sizes=sizes) == data
+
+
+@pytest.mark.parametrize("codec", COMPRESSED, ids=ids)
+def test_stream_cap_is_inclusive(codec):
+    compressed = compress(codec, COMPRESSIBLE)
+    assert read_stream(codec, compressed, limit=len(COMPRESSIBLE)) == COMPRESSIBLE
+    with pytest.raises(DecompressedTooLarge):
+        read_stream(codec, compressed, limit=len(COMPRESSIBLE) - 1)
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.LZ4, Compression.ZSTD], ids=ids)
+def test_stream_of_a_bomb_stays_within_its_buffer(codec):
+    bomb = compress(codec, bytes(256 << 20))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stream = open_stream(codec, bomb, 64 << 20)
+    buf = memoryview(bytearray(1 << 16))
+    with pytest.raises(DecompressedTooLarge):
+        while stream.readinto(buf):
+            pass
+    assert stream.total <= (64 << 20) + 1
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert grown_kib < 16 * 1024, f"peak memory grew by {grown_kib} KiB"
+
+
+@pytest.mark.parametrize("codec", COMPRESSED, ids=ids)
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_streams_of_damaged_input_end_cleanly_or_raise_compression_errors(codec, data):
+    raw = bytearray(compress(codec, COMPRESSIBLE[:3000]))
+    for _ in range(data.draw(st.integers(1, 3))):
+        if data.draw(st.booleans()):
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        else:
+            del raw[data.draw(st.integers(0, len(raw) - 1)) :]
+            if not raw:
+                break
+    try:
+        read_stream(codec, bytes(raw), limit=1 << 20)
+    except CompressionError:
+        pass
