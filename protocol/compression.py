@@ -239,7 +239,7 @@ _INPUT_SLICE = 64 * 1024
 LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
 
-def open_stream(codec: int, data, limit: int) -> "DecompressStream":
+def open_stream(codec: int, data, limit: int) -> DecompressStream:
     """A stream of the decompressed bytes of a record-set body."""
     codec = codec_of(codec)
     view = memoryview(data)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from . import record_scan
 from .compression import Compression, DecompressedTooLarge, open_stream
 from .error_codes import ErrorCode
 from .errors import CompressionError, ProtocolError
@@ -63,7 +64,6 @@ from .record_batch import (
     TIMESTAMP_TYPE_BIT,
     RecordBatch,
 )
-from . import record_scan
 from .record_scan import (
     BAD_TIMESTAMP,
     CHECK_TIMESTAMPS,
@@ -163,7 +163,7 @@ def _whole_batch(view: memoryview, pos: int) -> memoryview | None:
 class Rules:
     """What a partition's config and the clock say a batch must meet."""
 
-    __slots__ = ("where", "max_message_bytes", "compact", "log_append_time", "ts_lo", "ts_hi", "now")
+    __slots__ = ("compact", "log_append_time", "max_message_bytes", "now", "ts_hi", "ts_lo", "where")
 
     def __init__(
         self,
@@ -341,8 +341,7 @@ class BatchCheck:
         except _EndsEarly:
             raise self._short(index, prefix + size, prefix + size - reader.remaining) from None
         ts = record_timestamp(self.batch.base_timestamp, delta)
-        if ts > self.max_timestamp:
-            self.max_timestamp = ts
+        self.max_timestamp = max(self.max_timestamp, ts)
         judge(index, ts, key_size, self.rules.ts_lo, self.rules.ts_hi, self._flags, self._errors)
         self._index = index + 1
 
@@ -414,7 +413,7 @@ def _window_size(compressed: int) -> int:
 class _Window:
     """Decompressed bytes seen through ``buf[lo:hi]``, filled from a stream."""
 
-    __slots__ = ("stream", "buf", "lo", "hi", "eof")
+    __slots__ = ("buf", "eof", "hi", "lo", "stream")
 
     def __init__(self, stream, size: int):
         self.stream = stream
@@ -470,7 +469,7 @@ class _EndsEarly(Exception):
 class _StreamReader:
     """record_scan's reader interface over a window, for one record."""
 
-    __slots__ = ("win", "remaining")
+    __slots__ = ("remaining", "win")
 
     def __init__(self, win: _Window, size: int):
         self.win = win

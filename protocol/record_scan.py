@@ -236,8 +236,7 @@ def python_scan(buf, pos, end, index, count, base_ts, ts_lo, ts_hi, flags, max_t
             kind, detail = e.args
             return ERROR, start, index, max_ts, kind, detail
         ts = record_timestamp(base_ts, delta)
-        if ts > max_ts:
-            max_ts = ts
+        max_ts = max(max_ts, ts)
         judge(index, ts, key_size, ts_lo, ts_hi, flags, errors)
         index += 1
         pos = stop

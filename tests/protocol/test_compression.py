@@ -1,5 +1,5 @@
-import importlib
 import gzip
+import importlib
 import itertools
 import resource
 import struct

@@ -19,12 +19,13 @@ from protocol import record_check
 from protocol.compression import Compression, compress
 from protocol.error_codes import ErrorCode
 from protocol.primitives import write_uvarint
-from protocol.record_batch import CRC_OFFSET, HEADER, RecordBatch
 from protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
 from protocol.record_scan import IMPLEMENTATIONS
 from protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
 
-from .test_record_scan import fields, mutate, record, varint
+from .. import forged
+from ..forged import fields, record, records_of, varint
+from .test_record_scan import mutate
 
 NOW = 1_800_000_000_000
 CODECS = list(Compression)
@@ -40,33 +41,21 @@ def scan(request):
 
 
 def rules(**overrides) -> Rules:
-    settings_ = dict(
-        max_message_bytes=1 << 20,
-        compact=False,
-        log_append_time=False,
-        before_max_ms=2**63 - 1,
-        after_max_ms=3_600_000,
-        now=NOW,
-    )
+    settings_ = {
+        "max_message_bytes": 1 << 20,
+        "compact": False,
+        "log_append_time": False,
+        "before_max_ms": 2**63 - 1,
+        "after_max_ms": 3_600_000,
+        "now": NOW,
+    }
     settings_.update(overrides)
     return Rules("t-0", **settings_)
 
 
-def forge(records: bytes, count: int, codec=Compression.NONE, *, last_delta=None, base_offset=0, attributes=0,
-          base_ts=NOW, max_ts=NOW, producer_id=-1, sequence=-1, magic=2) -> bytes:
-    """A batch with a true CRC around hand-made record bytes (compressed as a whole)."""
-    body = compress(codec, records) if codec else records
-    raw = bytearray(HEADER.size) + body
-    HEADER.pack_into(
-        raw, 0, base_offset, len(raw) - 12, -1, magic, 0, attributes | codec,
-        count - 1 if last_delta is None else last_delta, base_ts, max_ts, producer_id, -1, sequence, count,
-    )
-    struct.pack_into(">I", raw, CRC_OFFSET, crc32c.crc32c(bytes(raw[21:])))
-    return bytes(raw)
-
-
-def records_of(*bodies) -> bytes:
-    return b"".join(record(b) for b in bodies)
+def forge(records: bytes, count: int, codec=Compression.NONE, **header) -> bytes:
+    header.setdefault("base_ts", NOW)
+    return forged.forge(records, count, codec, **header)
 
 
 def check(raw: bytes, scan=None, version=9, resumable=False, **overrides) -> BatchCheck:
@@ -213,11 +202,7 @@ def test_valid_batches_pass_and_report_their_max_timestamp(scan, codec):
 
 def recompressed(codec, body: bytes, count: int = 1) -> bytes:
     """A batch of ``count`` records whose (compressed) body is ``body`` as given."""
-    raw = bytearray(forge(b"", count)[:61]) + body
-    raw[22] |= codec
-    struct.pack_into(">i", raw, 8, len(raw) - 12)
-    struct.pack_into(">I", raw, CRC_OFFSET, crc32c.crc32c(bytes(raw[21:])))
-    return bytes(raw)
+    return forge(body, count, codec, raw_body=True)
 
 
 @pytest.mark.parametrize("codec", [c for c in CODECS if c], ids=ids)
