@@ -22,12 +22,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from protocol.compression import Compression
 from protocol.framing import encode_request
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
 from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from pybroker.testing import running_broker
 
 from ..forged import fields, forge, record, records_of, varint
-from .wire import Wire
+from .test_bad_input import Conn, log_end, produce_request
 
 INVALID_RECORD, CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_TIMESTAMP = 87, 2, 10, 32
 UNSUPPORTED_COMPRESSION_TYPE = 76
@@ -70,39 +69,13 @@ def create_topics(broker, suffix: str) -> dict[str, str]:
     return names
 
 
-class Client(Wire):
-    correlation_id = 0
-
-    def request(self, body, version: int):
-        self.correlation_id += 1
-        self.send(body, version, self.correlation_id)
-        header, response = self.receive(body.API_KEY, version)
-        assert header.correlation_id == self.correlation_id
-        return response
-
+class Client(Conn):
     def produce(self, topic: str, batch: bytes, version: int = 9):
-        request = ProduceRequest(
-            acks=1,
-            timeout_ms=10_000,
-            topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])],
-        )
-        (partition,) = self.request(request, version).responses[0].partition_responses
+        (partition,) = self.request(produce_request(topic, batch, acks=1), version).responses[0].partition_responses
         return partition
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def log_end(self, topic: str) -> int:
-        request = ListOffsetsRequest(
-            replica_id=-1,
-            topics=[ListOffsetsTopic(name=topic, partitions=[ListOffsetsPartition(partition_index=0, timestamp=-1)])],
-        )
-        (partition,) = self.request(request, 7).topics[0].partitions
-        assert partition.error_code == 0
-        return partition.offset
+        return log_end(self, topic)
 
 
 def now_ms() -> int:
