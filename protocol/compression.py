@@ -45,6 +45,7 @@ different records to different readers is refused.
 
 from __future__ import annotations
 
+import mmap
 import zlib
 from enum import IntEnum
 
@@ -175,30 +176,25 @@ SNAPPY_MAX_EXPANSION = 22
 
 
 def _snappy_decompress(data: memoryview, max_size: int | None) -> bytes:
-    if len(data) >= XERIAL_HEADER_SIZE and data[:8] == XERIAL_MAGIC:
-        blocks = _xerial_blocks(data)
-    else:
-        blocks = [data]
-    # Raw snappy starts with its uncompressed length, so the limit is checked
-    # and the output allocated exactly, before anything is inflated.
-    sizes = [cramjam.snappy.decompress_raw_len(block) for block in blocks]
-    total = sum(sizes)
-    if max_size is not None and total > max_size:
-        raise _too_big(max_size)
-    for block, size in zip(blocks, sizes):
-        # No snappy element expands by more than 64/3 (a 3-byte copy of 64
-        # bytes), so a larger claim is a lie; refuse it before allocating.
-        if size > len(block) * SNAPPY_MAX_EXPANSION + 64:
-            raise CompressionError(f"snappy block of {len(block)} bytes claims {size} uncompressed bytes")
-    out = bytearray(total)
-    view = memoryview(out)
-    pos = 0
-    for block, size in zip(blocks, sizes):
-        written = cramjam.snappy.decompress_raw_into(block, view[pos : pos + size])
-        if written != size:
-            raise CompressionError(f"snappy block declared {size} bytes but held {written}")
-        pos += size
+    # Raw snappy starts with its uncompressed length, so each block's size
+    # is checked against the limit before it is inflated.
+    out = bytearray()
+    for block in _snappy_blocks(data):
+        room = None if max_size is None else max_size - len(out)
+        if room is not None and cramjam.snappy.decompress_raw_len(block) > room:
+            raise _too_big(max_size)
+        owner, view = _snappy_block(block, room)
+        out += view
+        view.release()
+        if owner is not None:
+            owner.close()
     return bytes(out)
+
+
+def _snappy_blocks(data: memoryview) -> list[memoryview]:
+    if len(data) >= XERIAL_HEADER_SIZE and data[:8] == XERIAL_MAGIC:
+        return _xerial_blocks(data)
+    return [data]
 
 
 def _xerial_blocks(data: memoryview) -> list[memoryview]:
@@ -259,9 +255,11 @@ def open_stream(codec: int, data, limit: int) -> DecompressStream:
 class DecompressStream:
     """readinto(buffer) fills at most the buffer and returns how much it
     wrote; 0 means the stream ended where it should. Every failure is a
-    CompressionError."""
+    CompressionError. ``heavy`` is true when the next read will do much
+    more work than the buffer's size (inflate a large snappy block whole)."""
 
     name = "none"
+    heavy = False
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -370,38 +368,65 @@ class _Snappy(DecompressStream):
 
     def __init__(self, data: memoryview, limit: int):
         super().__init__(limit)
-        if len(data) >= XERIAL_HEADER_SIZE and data[:8] == XERIAL_MAGIC:
-            self.blocks = iter(_xerial_blocks(data))
-        else:
-            self.blocks = iter([data])
+        self.blocks = _snappy_blocks(data)
+        self.next = 0
+        self.owner = None
         self.block = memoryview(b"")
         self.pos = 0
 
+    @property
+    def heavy(self) -> bool:
+        if self.pos < len(self.block) or self.next == len(self.blocks):
+            return False
+        try:
+            return cramjam.snappy.decompress_raw_len(self.blocks[self.next]) > HEAVY_SNAPPY_BLOCK
+        except Exception:  # a bad block fails where it is read
+            return False
+
     def _read(self, out):
         while self.pos == len(self.block):
-            block = next(self.blocks, None)
-            if block is None:
+            self._drop()
+            if self.next == len(self.blocks):
                 return 0
-            self.block, self.pos = memoryview(_snappy_block(block, self.limit - self.total)), 0
+            self.owner, self.block = _snappy_block(self.blocks[self.next], self.limit - self.total)
+            self.next += 1
+            self.pos = 0
         n = min(len(out), len(self.block) - self.pos)
         out[:n] = self.block[self.pos : self.pos + n]
         self.pos += n
         return n
 
+    def _drop(self) -> None:
+        self.block.release()
+        self.block = memoryview(b"")
+        if self.owner is not None:
+            self.owner.close()
+            self.owner = None
 
-def _snappy_block(block: memoryview, room: int) -> bytearray:
+
+# Snappy blocks inflating to more than this are inflated into a mapping of
+# their own, given back to the system when read, and not on the event loop
+# (``heavy``): a 1 MB block may claim 22 MB.
+HEAVY_SNAPPY_BLOCK = 1 << 20
+
+
+def _snappy_block(block: memoryview, room: int | None):
+    """(owner to close or None, view of the inflated block)."""
     size = cramjam.snappy.decompress_raw_len(block)
     # No snappy element expands by more than 64/3 (a 3-byte copy of 64
     # bytes), so a larger claim is a lie; refuse it before allocating.
     if size > len(block) * SNAPPY_MAX_EXPANSION + 64:
         raise CompressionError(f"snappy block of {len(block)} bytes claims {size} uncompressed bytes")
-    if size > room:
+    if room is not None and size > room:
         raise DecompressedTooLarge(room)
-    out = bytearray(size)
-    written = cramjam.snappy.decompress_raw_into(block, out)
+    # A large block gets an anonymous mapping: freed, it leaves the process
+    # at once, where the allocator would keep a heap block of that size.
+    owner = mmap.mmap(-1, size) if size > HEAVY_SNAPPY_BLOCK else None
+    view = memoryview(owner if owner is not None else bytearray(size))
+    written = cramjam.snappy.decompress_raw_into(block, view)
     if written != size:
         raise CompressionError(f"snappy block declared {size} bytes but held {written}")
-    return out
+    return owner, view
 
 
 def python_zstd_frame_size(data) -> int:

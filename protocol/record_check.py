@@ -238,6 +238,7 @@ class BatchCheck:
             flags |= CHECK_TIMESTAMPS
         self._flags = flags
         codec = attributes & 0x07
+        self._compressed = bool(codec)
         self._window = None
         if codec:
             limit = decompressed_limit(rules.max_message_bytes)
@@ -252,13 +253,19 @@ class BatchCheck:
     def run(self, deadline: float | None = None) -> bool:
         """Check records until done (True) or past ``deadline`` (a
         time.perf_counter() value; False: call again to go on)."""
-        if not self.done:
-            if self._window is None:
+        if self.done:
+            return True
+        try:
+            if not self._compressed:
                 self._scan_in_place()
             elif not self._scan_stream(deadline):
                 return False
-            self._judge_batch()
-            self.done = True
+        except BaseException:
+            self._window = None  # a refused batch lets its buffers go at once
+            raise
+        self._window = None
+        self._judge_batch()
+        self.done = True
         return True
 
     def apply(self) -> None:
@@ -292,7 +299,7 @@ class BatchCheck:
         base_ts, lo, hi, flags = self._scan_args()
         try:
             while self._index < self.count:
-                if deadline is not None and time.perf_counter() > deadline:
+                if _paused(win, deadline):
                     return False
                 status, pos, index, max_ts, a, b = self.scan(
                     win.buf, win.lo, win.hi, self._index, self.count, base_ts, lo, hi, flags,
@@ -313,6 +320,8 @@ class BatchCheck:
                 need = a or win.hi - win.lo + 1
                 if win.fill(need) < need:
                     raise self._short(index, a, win.hi - win.lo)
+            if _paused(win, deadline):
+                return False
             if win.fill(1):
                 raise self._leftover()
         except DecompressedTooLarge as e:
@@ -404,6 +413,11 @@ class BatchCheck:
 
     def _undecompressable(self, e: Exception) -> RecordsRejected:
         return _invalid(f"records cannot be decompressed: {e} ({self.rules.where})")
+
+
+def _paused(win: _Window, deadline: float | None) -> bool:
+    """Past the deadline, or about to do a large piece of work at once."""
+    return deadline is not None and (time.perf_counter() > deadline or win.stream.heavy)
 
 
 def _window_size(compressed: int) -> int:

@@ -196,7 +196,9 @@ def _check_compressed(broker, req, version: int, now: int) -> dict:
             try:
                 checks[id(pdata)] = _check(part, records, version, now, time.perf_counter() + INLINE_SECONDS)
             except _Reject as rej:
-                checks[id(pdata)] = rej
+                # Kept without its traceback, whose frames hold the
+                # decompression buffers until the cycle collector runs.
+                checks[id(pdata)] = _Reject(rej.code, rej.message, rej.record_errors)
     return checks
 
 
@@ -208,8 +210,18 @@ async def _finish_checks(ctx, req, checks: dict):
         limiter = _limiters[broker] = trio.CapacityLimiter(OFF_LOOP_CHECKS)
     for key, check in checks.items():
         if isinstance(check, BatchCheck) and not check.done:
-            try:
-                await trio.to_thread.run_sync(check.run, limiter=limiter)
-            except RecordsRejected as exc:
-                checks[key] = _rejected(exc)
+            refusal = await trio.to_thread.run_sync(_run_to_end, check, limiter=limiter)
+            if refusal is not None:
+                checks[key] = refusal
     return produce(ctx, req, checks)
+
+
+def _run_to_end(check: BatchCheck) -> _Reject | None:
+    """In a worker thread: the rest of a check. A refusal is returned, not
+    raised: an exception crossing to the loop stays referenced by the idle
+    worker, and with it the frames and buffers of the check."""
+    try:
+        check.run()
+    except RecordsRejected as exc:
+        return _rejected(exc)
+    return None
