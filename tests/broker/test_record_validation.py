@@ -267,3 +267,25 @@ def test_a_held_request_keeps_its_connections_order(broker, monkeypatch):
             assert partition.error_code == 0
             offsets.append(partition.base_offset)
     assert offsets == [0, 3000, 3001, 6001]
+
+
+def test_a_held_request_whose_client_goes_away_leaves_the_broker_serving(broker, monkeypatch):
+    from pybroker.handlers import produce
+
+    monkeypatch.setattr(produce, "INLINE_SECONDS", 0.0)
+    topic = "held-gone"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    big = valid([bytes(2000)] * 3000, Compression.ZSTD)
+    with Client(broker.bootstrap_servers) as gone:
+        gone.send_raw(encode_request(produce_request(topic, big, acks=1), 9, 1, "gone"))
+    # acks=0 gets no answer, so a refused batch closes the connection, held or not
+    bad = raw_compressed(Compression.ZSTD, zstandard.ZstdCompressor().compress(records_of(fields()))[:-1])
+    with Client(broker.bootstrap_servers) as quiet:
+        quiet.send_raw(encode_request(produce_request(topic, bad, acks=0), 9, 1, "quiet"))
+        assert quiet.closed_by_peer()
+    with Client(broker.bootstrap_servers) as client:
+        end = client.log_end(topic)
+        assert end in (0, 3000)  # the first batch may or may not have been appended before its client left
+        assert client.produce(topic, valid([b"still here"])).error_code == 0
+        assert client.log_end(topic) == end + 1
