@@ -11,7 +11,7 @@ import sys
 import trio
 
 from . import __version__
-from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError
+from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
 
 MAIN_PROPERTIES = (
     "listeners",
@@ -30,8 +30,8 @@ MAIN_PROPERTIES = (
 def _epilog() -> str:
     lines = ["main properties (Kafka names; any broker property works with --override):"]
     for key in MAIN_PROPERTIES:
-        _, default, about = BROKER_PROPERTIES[key]
-        lines.append(f"  {key:<28} {about} (default: {default or 'none'})")
+        prop = BROKER_PROPERTIES[key]
+        lines.append(f"  {key:<28} {prop.doc} (default: {default_text(prop) or 'none'})")
     lines.append("environment: PYBROKER_LOG_DIRS=... sets log.dirs, and so on for every property")
     return "\n".join(lines)
 

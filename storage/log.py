@@ -334,9 +334,8 @@ class PartitionLog:
     def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int, max_timestamp: int) -> None:
         seg = self.active
         cfg = self.config
-        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(
-            now, cfg.segment_ms, max_timestamp
-        ):
+        roll_ms = cfg.segment_ms - cfg.roll_jitter_ms(seg.base_offset)
+        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(now, roll_ms, max_timestamp):
             return
         self.roll(next_base)
 
