@@ -67,8 +67,12 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("cluster.id", "STRING", None, None, "cluster id (generated on first start when empty)"),
         _prop("zookeeper.connect", "STRING", None, None, "ZooKeeper for cluster mode (empty: single node)"),
         _prop("socket.request.max.bytes", "INT", 104857600, at_least(1), "largest request frame accepted"),
-        _prop("connections.max.idle.ms", "LONG", 600000, None, "idle connections are closed after this (0 or less: never)"),
-        _prop("queued.max.requests", "INT", 500, at_least(1), "requests in flight per connection before reading pauses"),
+        _prop(
+            "connections.max.idle.ms", "LONG", 600000, None, "idle connections are closed after this (0 or less: never)"
+        ),
+        _prop(
+            "queued.max.requests", "INT", 500, at_least(1), "requests in flight per connection before reading pauses"
+        ),
         _log("message.max.bytes", "INT", doc="largest record batch accepted (topic: max.message.bytes)"),
         # Kafka 4 asks 1 MiB of the broker default (KIP-1030), 14 bytes of a topic.
         _prop("log.segment.bytes", "INT", 1024**3, at_least(1024 * 1024), "size at which a segment is rolled"),
@@ -128,7 +132,12 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
 }
 
 # Broker synonyms in another unit than the topic config they stand for.
-_UNIT_MS = {"log.roll.hours": 3600000, "log.roll.jitter.hours": 3600000, "log.retention.minutes": 60000, "log.retention.hours": 3600000}
+_UNIT_MS = {
+    "log.roll.hours": 3600000,
+    "log.roll.jitter.hours": 3600000,
+    "log.retention.minutes": 60000,
+    "log.retention.hours": 3600000,
+}
 # Kafka falls back from log.flush.interval.ms to the flusher's period; ours
 # runs every second by default and must not make every topic fsync as often.
 _NOT_A_DEFAULT = {"log.flush.scheduler.interval.ms"}
@@ -187,7 +196,9 @@ class BrokerConfig:
         for key in BROKER_PROPERTIES:
             self.values[key] = self._parse(key)
         v = self.values
-        self.node_id: int = v["broker.id"] if "broker.id" in self.explicit and "node.id" not in self.explicit else v["node.id"]
+        self.node_id: int = (
+            v["broker.id"] if "broker.id" in self.explicit and "node.id" not in self.explicit else v["node.id"]
+        )
         try:
             self.listeners = [Listener.parse(u) for u in _items(v["listeners"])]
             self.advertised = [Listener.parse(u) for u in _items(v["advertised.listeners"] or v["listeners"])]

@@ -281,4 +281,3 @@ class LogConfig:
                 value = sorted(value, key=["delete", "compact"].index)
             out[key.name] = key.text(value)
         return out
-
