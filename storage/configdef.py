@@ -39,6 +39,10 @@ class ConfigValueError(ValueError):
         self.name = name
 
 
+class ConfigTypeError(ValueError):
+    """A parse failure with its own wording (not 'Not a number')."""
+
+
 def format_value(value: object) -> str:
     """A value as Kafka prints it in messages and DescribeConfigs."""
     if isinstance(value, bool):
@@ -68,10 +72,6 @@ def _double(text: str) -> float:
     if not _DOUBLE.fullmatch(text):
         raise ValueError(text)
     return float(text.rstrip("fFdD"))
-
-
-class ConfigTypeError(ValueError):
-    """A parse failure with its own wording (not 'Not a number')."""
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
