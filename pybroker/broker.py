@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
 
@@ -18,10 +19,12 @@ import trio
 
 from storage import cleaner
 from storage.config import LogConfig
+from storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
+from storage.log import parse_partition_dir
 from storage.manager import LogManager
 
 from . import handlers
-from .cluster.local import LocalMetadata
+from .cluster.local import LocalMetadata, StorageFailure, find_metadata_file
 from .cluster.model import BrokerInfo, TopicInfo
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
@@ -55,29 +58,69 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class StorageFailure(Exception):
-    """A log could not be created; Kafka answers KAFKA_STORAGE_ERROR."""
+def _has_partition_dirs(d) -> bool:
+    try:
+        with os.scandir(d) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    try:
+                        parse_partition_dir(entry.name)
+                        return True
+                    except ValueError:
+                        pass
+    except FileNotFoundError:
+        pass
+    return False
+
+
+class ListenerError(Exception):
+    """A listener could not be bound (a port in use, say): the operator's to fix."""
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig):
+    def __init__(self, config: BrokerConfig, *, load: bool = True):
+        """Lock the log dirs and check whose they are, writing nothing else;
+        with ``load``, open them too (``run`` opens them after binding its
+        listeners otherwise, so a start that fails leaves them untouched)."""
         self.config = config
         self.node_id = config.node_id
         self.stopping = False
         self.handlers = handlers.load_all()
-        first = config.advertised[0]
-        # Metadata first: the logs are opened with their topics' configs.
-        self.metadata = LocalMetadata(
-            config.log_dirs[0], self.node_id, BrokerInfo(self.node_id, first.host, first.port), config["cluster.id"]
-        )
-        self.logs = LogManager(config.log_dirs, self.log_config_for)
+        self.locks = lock_dirs(config.log_dirs)
+        try:
+            cluster_id = check_meta_properties(config.log_dirs, self.node_id, config["cluster.id"] or None)
+            first = config.advertised[0]
+            self.metadata = LocalMetadata(
+                find_metadata_file(config.log_dirs, _has_partition_dirs),
+                self.node_id,
+                BrokerInfo(self.node_id, first.host, first.port),
+                cluster_id,
+            )
+        except BaseException:
+            self._unlock()
+            raise
+        self.logs: LogManager | None = None
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.fetch_sessions = FetchSessionCache()
+        self.bound: list[tuple[str, int]] = []
+        self.connections: set[Connection] = set()
+        self.cleaning: set[tuple[str, int]] = set()
+        self._stop = None
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Open the logs: the first step that writes to the log dirs."""
+        config = self.config
+        write_meta_properties(config.log_dirs, self.node_id, self.metadata.cluster_id)
+        self.metadata.save()
+        known = {(t.name, p.index) for t in self.metadata.topics.values() for p in t.partitions}
+        # Metadata first: the logs are opened with their topics' configs.
+        self.logs = LogManager(config.log_dirs, self.log_config_for, known.__contains__, locks=self.locks)
+        for stray in self.logs.strays:
+            log.warning("moved %s aside to %s: no topic has that partition", stray.name.rsplit(".", 1)[0], stray)
         for topic in self.metadata.topics.values():
             self._open_topic(topic)
-        for tp in list(self.logs.logs):
-            if tp not in self.partitions:
-                log.warning("deleting log of unknown partition %s-%d", *tp)
-                self.logs.delete(*tp)
         self.groups = GroupCoordinator(self)
         now = now_ms()
         for group_id, value in self.groups.offsets.load().items():
@@ -86,11 +129,10 @@ class Broker:
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
-        self.fetch_sessions = FetchSessionCache()
-        self.bound: list[tuple[str, int]] = []
-        self.connections: set[Connection] = set()
-        self.cleaning: set[tuple[str, int]] = set()
-        self._stop = None
+
+    def _unlock(self) -> None:
+        for lock in self.locks:
+            lock.release()
 
     # -- topics ----------------------------------------------------------------
 
@@ -179,8 +221,13 @@ class Broker:
             async with trio.open_nursery() as root:
                 listeners = []
                 for lst in self.config.listeners:
-                    listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                    try:
+                        listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                    except OSError as exc:
+                        raise ListenerError(f"cannot listen on {lst.url()}: {exc.strerror or exc}") from exc
                 self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
+                if self.logs is None:
+                    self.load()
                 self._advertise()
                 conns = trio.open_nursery()
                 async with conns as conn_nursery:
@@ -211,9 +258,12 @@ class Broker:
                 root.cancel_scope.cancel()
         finally:
             self.stopping = True
-            self.producers.snapshot_all()
-            self.logs.close()
-            log.info("stopped; logs flushed")
+            if self.logs is None:
+                self._unlock()
+            else:
+                self.producers.snapshot_all()
+                self.logs.close()  # also gives up the log dirs' locks
+                log.info("stopped; logs flushed")
 
     def _advertise(self) -> None:
         adv = self.config.advertised[0]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .checkpoint import read_offsets, write_atomically, write_offsets
 from .config import LogConfig
+from .dirs import DirLock, LogDirError, move_aside
 from .log import PartitionLog, parse_partition_dir
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
@@ -42,16 +43,28 @@ TopicPartition = tuple[str, int]
 
 
 class LogManager:
-    def __init__(self, log_dirs: list[os.PathLike], config_for: Callable[[str], LogConfig] | None = None):
+    def __init__(
+        self,
+        log_dirs: list[os.PathLike],
+        config_for: Callable[[str], LogConfig] | None = None,
+        known: Callable[[TopicPartition], bool] | None = None,
+        locks: list[DirLock] | None = None,
+    ):
+        """Open every partition log in ``log_dirs``; with ``known``, only
+        those it accepts: the others are moved aside unopened (``strays``).
+        ``locks``, the dirs' locks taken by the caller, are held until
+        ``close``, as Kafka's LogManager holds them."""
+        self.locks = locks or []
         self.log_dirs = [Path(d) for d in log_dirs]
         self.config_for = config_for or (lambda topic: LogConfig())
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self._dir_of: dict[TopicPartition, Path] = {}
         self.unclean_dirs: list[Path] = []
+        self.strays: list[Path] = []
         for d in self.log_dirs:
-            self._open_dir(d)
+            self._open_dir(d, known)
 
-    def _open_dir(self, d: Path) -> None:
+    def _open_dir(self, d: Path, known: Callable[[TopicPartition], bool] | None) -> None:
         d.mkdir(parents=True, exist_ok=True)
         marker = d / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
@@ -69,9 +82,15 @@ class LogManager:
             try:
                 tp = parse_partition_dir(sub.name)
             except ValueError:
-                continue  # not ours (e.g. a deleted partition's leftovers)
+                continue  # not a partition (a stray moved aside earlier, say)
+            if known is not None and not known(tp):
+                self.strays.append(move_aside(sub))
+                continue
             if tp in self.logs:
-                raise RuntimeError(f"partition {tp[0]}-{tp[1]} exists in two log dirs")
+                raise LogDirError(
+                    f"Duplicate log directories for {tp[0]}-{tp[1]} are found in both {self._dir_of[tp]} "
+                    f"and {d}. Remove the one that is not current before starting the broker again."
+                )
             self.logs[tp] = PartitionLog(
                 sub,
                 self.config_for(tp[0]),
@@ -151,13 +170,17 @@ class LogManager:
 
     def close(self) -> None:
         """Clean stop: flush, checkpoint, close, then leave the marker."""
-        for log in self.logs.values():
-            log.flush()
-        self.checkpoint()
-        for log in self.logs.values():
-            log.close()
-        for d in self.log_dirs:
-            write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        try:
+            for log in self.logs.values():
+                log.flush()
+            self.checkpoint()
+            for log in self.logs.values():
+                log.close()
+            for d in self.log_dirs:
+                write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        finally:
+            for lock in self.locks:
+                lock.release()
 
 
 def _fsync_dir(d: Path) -> None:

@@ -1,45 +1,92 @@
-"""Single-node cluster metadata, kept in ``<first log dir>/cluster-metadata.json``.
+"""Single-node cluster metadata, kept in ``cluster-metadata.json`` in one of
+the log dirs (the first one when the broker is new; wherever it is found
+afterwards, so reordering ``log.dirs`` changes nothing).
 
 Every change is written atomically before it is acknowledged, so a topic a
-client saw created is there after any crash. This node is every partition's
-leader and the controller.
+client saw created is there after any crash; a change whose write fails is
+undone in memory too (StorageFailure), so memory never runs ahead of the
+disk. This node is every partition's leader and the controller.
+
+Loading only reads: the file is written for the first time by ``save``,
+once the broker holds its log dirs' locks and has bound its listeners.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from storage.checkpoint import write_atomically
+from storage.dirs import LogDirError, new_kafka_uuid
 
 from .model import BrokerInfo, PartitionInfo, TopicInfo
 
 METADATA_FILE = "cluster-metadata.json"
-META_PROPERTIES = "meta.properties"
+
+
+class StorageFailure(Exception):
+    """Metadata or logs could not be written; Kafka answers KAFKA_STORAGE_ERROR."""
+
+
+def find_metadata_file(log_dirs: list[Path], has_partitions: Callable[[Path], bool]) -> Path:
+    """Where the metadata is, or is to be written. Refuses (LogDirError) a
+    layout it cannot be sure of: the file in two dirs, or no file while a
+    dir holds partitions (the dir with it is missing from ``log.dirs``, or
+    these are another broker's logs), rather than treat the partitions as
+    unknown."""
+    found = [d / METADATA_FILE for d in log_dirs if (d / METADATA_FILE).exists()]
+    if len(found) > 1:
+        raise LogDirError(
+            f"cluster metadata found in more than one log dir ({', '.join(map(str, found))}); "
+            "keep only the current one"
+        )
+    if found:
+        return found[0]
+    for d in log_dirs:
+        if has_partitions(d):
+            raise LogDirError(
+                f"{d} holds partition directories but no log dir holds {METADATA_FILE}: if it is in a "
+                "directory missing from log.dirs, add that directory back; pybroker does not adopt "
+                "partitions it has no metadata for"
+            )
+    return log_dirs[0] / METADATA_FILE
 
 
 class LocalMetadata:
-    def __init__(self, data_dir: Path, node_id: int, broker: BrokerInfo, cluster_id: str | None = None):
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        self.path = Path(data_dir) / METADATA_FILE
+    def __init__(self, path: Path, node_id: int, broker: BrokerInfo, cluster_id: str | None = None):
+        """Read ``path`` if it exists; ``cluster_id`` (configured, or agreed
+        by the dirs' meta.properties) must match the stored one."""
+        self.path = Path(path)
         self.node_id = node_id
         self.broker = broker
         self.topics: dict[str, TopicInfo] = {}
         self.cluster_id = cluster_id or ""
         self.next_producer_id_block = 0
         if self.path.exists():
-            data = json.loads(self.path.read_text())
-            self.cluster_id = cluster_id or data["cluster_id"]
-            self.next_producer_id_block = data.get("next_producer_id_block", 0)
-            for t in data["topics"]:
-                info = TopicInfo.from_json(t)
-                self.topics[info.name] = info
+            self._read(cluster_id)
         if not self.cluster_id:
-            self.cluster_id = _new_cluster_id()
+            self.cluster_id = new_kafka_uuid()
         self._by_id = {t.topic_id: t for t in self.topics.values()}
-        self._save()
-        _write_meta_properties(Path(data_dir), node_id, self.cluster_id)
+
+    def _read(self, cluster_id: str | None) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+            stored = data["cluster_id"]
+            self.next_producer_id_block = int(data.get("next_producer_id_block", 0))
+            topics = [TopicInfo.from_json(t) for t in data["topics"]]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise LogDirError(f"cannot read the cluster metadata in {self.path}: {reason}") from None
+        if cluster_id and stored and cluster_id != stored:
+            raise LogDirError(
+                f"The Cluster ID {cluster_id} doesn't match stored clusterId {stored} in {self.path}. "
+                "The broker is trying to join the wrong cluster."
+            )
+        self.cluster_id = stored or self.cluster_id
+        for info in topics:
+            self.topics[info.name] = info
 
     @property
     def controller_id(self) -> int:
@@ -59,40 +106,58 @@ class LocalMetadata:
         info = TopicInfo(name, topic_id, parts, dict(configs or {}))
         self.topics[name] = info
         self._by_id[topic_id] = info
-        self._save()
+        self._save_or(lambda: self._forget(info))
         return info
 
     def delete_topic(self, name: str) -> TopicInfo:
         info = self.topics.pop(name)
         self._by_id.pop(info.topic_id, None)
-        self._save()
+        self._save_or(lambda: self._remember(info))
         return info
+
+    def _forget(self, info: TopicInfo) -> None:
+        self.topics.pop(info.name, None)
+        self._by_id.pop(info.topic_id, None)
+
+    def _remember(self, info: TopicInfo) -> None:
+        self.topics[info.name] = info
+        self._by_id[info.topic_id] = info
 
     def add_partitions(self, name: str, total: int) -> list[PartitionInfo]:
         info = self.topics[name]
-        new = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(len(info.partitions), total)]
+        first = len(info.partitions)
+        new = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(first, total)]
         info.partitions.extend(new)
-        self._save()
+        self._save_or(lambda: info.partitions.__delitem__(slice(first, None)))
         return new
 
     def remove_partitions_from(self, name: str, first: int) -> None:
         """Undo add_partitions whose logs could not be created."""
         del self.topics[name].partitions[first:]
-        self._save()
+        self._save_or(lambda: None)
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
-        self.topics[name].configs = dict(configs)
-        self._save()
+        info = self.topics[name]
+        old = info.configs
+        info.configs = dict(configs)
+        self._save_or(lambda: setattr(info, "configs", old))
 
     def allocate_producer_ids(self, size: int = 1000) -> range:
         """A block of producer ids never handed out before, even across
         restarts: the block is persisted before any id in it is used."""
         start = self.next_producer_id_block
         self.next_producer_id_block = start + size
-        self._save()
+        self._save_or(lambda: setattr(self, "next_producer_id_block", start))
         return range(start, start + size)
 
-    def _save(self) -> None:
+    def _save_or(self, undo: Callable[[], None]) -> None:
+        try:
+            self.save()
+        except OSError as exc:
+            undo()
+            raise StorageFailure(f"cannot write the cluster metadata in {self.path}: {exc.strerror or exc}") from exc
+
+    def save(self) -> None:
         data = {
             "version": 1,
             "cluster_id": self.cluster_id,
@@ -100,17 +165,3 @@ class LocalMetadata:
             "topics": [t.to_json() for t in self.topics.values()],
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
-
-
-def _new_cluster_id() -> str:
-    # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _write_meta_properties(data_dir: Path, node_id: int, cluster_id: str) -> None:
-    text = f"version=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
-    path = data_dir / META_PROPERTIES
-    if not path.exists() or path.read_text() != text:
-        write_atomically(path, text.encode())
