@@ -62,6 +62,10 @@ class LocalMetadata:
         self.node_id = node_id
         self.broker = broker
         self.topics: dict[str, TopicInfo] = {}
+        # Written to the file but not yet visible: topics (or a topic's added
+        # partitions) whose logs are still being made. Saved with the rest,
+        # so a crash meanwhile leaves them to be completed at the next start.
+        self.pending: dict[str, TopicInfo] = {}
         self.cluster_id = cluster_id or ""
         self.next_producer_id_block = 0
         if self.path.exists():
@@ -98,21 +102,47 @@ class LocalMetadata:
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return self._by_id.get(topic_id)
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
+    def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str] | None = None, *, publish: bool = True
+    ) -> TopicInfo:
+        """Persist a new topic; visible at once, or with ``publish=False``
+        only once ``publish`` is called (``abandon`` undoes it)."""
         topic_id = uuid.uuid4()
-        while topic_id in self._by_id or topic_id.int == 0:
+        pending_ids = {t.topic_id for t in self.pending.values()}
+        while topic_id in self._by_id or topic_id in pending_ids or topic_id.int == 0:
             topic_id = uuid.uuid4()
         parts = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(partitions)]
         info = TopicInfo(name, topic_id, parts, dict(configs or {}))
-        self.topics[name] = info
-        self._by_id[topic_id] = info
-        self._save_or(lambda: self._forget(info))
+        if publish:
+            self._remember(info)
+            self._save_or(lambda: self._forget(info))
+        else:
+            self.pending[name] = info
+            self._save_or(lambda: self.pending.pop(name))
         return info
+
+    def publish(self, name: str) -> TopicInfo:
+        """Make a pending topic (or its added partitions) visible; it is on disk already."""
+        info = self.pending.pop(name)
+        self._remember(info)
+        return info
+
+    def abandon(self, name: str) -> None:
+        """Forget a pending topic or partition addition whose logs could not be made."""
+        self.pending.pop(name, None)
+        self._save_or(lambda: None)
 
     def delete_topic(self, name: str) -> TopicInfo:
         info = self.topics.pop(name)
         self._by_id.pop(info.topic_id, None)
-        self._save_or(lambda: self._remember(info))
+        pending = self.pending.pop(name, None)
+
+        def undo():
+            self._remember(info)
+            if pending is not None:
+                self.pending[name] = pending
+
+        self._save_or(undo)
         return info
 
     def _forget(self, info: TopicInfo) -> None:
@@ -123,18 +153,16 @@ class LocalMetadata:
         self.topics[info.name] = info
         self._by_id[info.topic_id] = info
 
-    def add_partitions(self, name: str, total: int) -> list[PartitionInfo]:
+    def add_partitions(self, name: str, total: int) -> TopicInfo:
+        """Persist ``total`` partitions for a topic; the new ones become
+        visible with ``publish`` (the topic as it will be is returned)."""
         info = self.topics[name]
         first = len(info.partitions)
         new = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(first, total)]
-        info.partitions.extend(new)
-        self._save_or(lambda: info.partitions.__delitem__(slice(first, None)))
-        return new
-
-    def remove_partitions_from(self, name: str, first: int) -> None:
-        """Undo add_partitions whose logs could not be created."""
-        del self.topics[name].partitions[first:]
-        self._save_or(lambda: None)
+        grown = TopicInfo(info.name, info.topic_id, info.partitions + new, info.configs)
+        self.pending[name] = grown
+        self._save_or(lambda: self.pending.pop(name))
+        return grown
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         info = self.topics[name]
@@ -158,10 +186,11 @@ class LocalMetadata:
             raise StorageFailure(f"cannot write the cluster metadata in {self.path}: {exc.strerror or exc}") from exc
 
     def save(self) -> None:
+        topics = {**self.topics, **self.pending}
         data = {
             "version": 1,
             "cluster_id": self.cluster_id,
             "next_producer_id_block": self.next_producer_id_block,
-            "topics": [t.to_json() for t in self.topics.values()],
+            "topics": [t.to_json() for t in topics.values()],
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())

@@ -40,7 +40,7 @@ def tree(root: Path) -> dict[str, tuple[int, int, str]]:
 def start_refused(data_dir: Path, props: dict[str, str] | None = None, port: int | None = None) -> str:
     """Run a broker that must refuse to start; return what it printed."""
     argv = pybroker_command(props)(port or free_port(), data_dir)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=REFUSED_WITHIN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=REFUSED_WITHIN, check=False)
     output = done.stdout + done.stderr
     assert done.returncode != 0, f"the broker started (exit {done.returncode}):\n{output[-2000:]}"
     assert "Traceback" not in output, output[-3000:]
