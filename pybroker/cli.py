@@ -7,11 +7,18 @@ import logging
 import resource
 import signal
 import sys
+import traceback
 
 import trio
 
+from storage.dirs import LogDirError
+
 from . import __version__
+from .broker import ListenerError
 from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
+
+# Errors that name something the operator must fix; printed as one line.
+OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError)
 
 MAIN_PROPERTIES = (
     "listeners",
@@ -60,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except BaseException as exc:
-        # A port in use or an unwritable data dir is the user's to fix: say
-        # so in one line. Anything else is our bug: keep the traceback.
-        cause = _find(exc, OSError)
+        # A port in use or a log dir in use is the operator's to fix: say so
+        # in one line. Anything else is our bug: print the whole traceback.
+        cause = _find(exc, OPERATOR_PROBLEMS)
         if cause is None:
-            raise
-        print(f"pybroker: {cause}", file=sys.stderr)
+            traceback.print_exception(exc)
+            print(f"pybroker: stopped by an unexpected error: {exc!r}", file=sys.stderr)
+        else:
+            print(f"pybroker: {cause}", file=sys.stderr)
         return 1
     return 0
 
@@ -84,7 +93,7 @@ def _raise_open_files_limit() -> None:
         logging.getLogger("pybroker").warning("could not raise the open files limit: %s", exc)
 
 
-def _find(exc: BaseException, kind: type) -> BaseException | None:
+def _find(exc: BaseException, kind) -> BaseException | None:
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
@@ -98,7 +107,7 @@ def _find(exc: BaseException, kind: type) -> BaseException | None:
 async def _serve(config: BrokerConfig) -> None:
     from .broker import Broker
 
-    broker = Broker(config)
+    broker = Broker(config, load=False)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signals, broker)
         await broker.run()

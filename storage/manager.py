@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from .checkpoint import read_offsets, write_atomically, write_offsets
 from .config import LogConfig
+from .dirs import DirLock, LogDirError, move_aside
 from .log import PartitionLog, parse_partition_dir
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
@@ -37,21 +39,35 @@ RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_FILE = "log-start-offset-checkpoint"
 HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
 CLEANER_FILE = "cleaner-offset-checkpoint"
+DELETE_SUFFIX = "-delete"  # a deleted partition's directory while its files go
 
 TopicPartition = tuple[str, int]
 
 
 class LogManager:
-    def __init__(self, log_dirs: list[os.PathLike], config_for: Callable[[str], LogConfig] | None = None):
+    def __init__(
+        self,
+        log_dirs: list[os.PathLike],
+        config_for: Callable[[str], LogConfig] | None = None,
+        known: Callable[[TopicPartition], bool] | None = None,
+        locks: list[DirLock] | None = None,
+    ):
+        """Open every partition log in ``log_dirs``; with ``known``, only
+        those it accepts: the others are moved aside unopened (``strays``).
+        ``locks``, the dirs' locks taken by the caller, are held until
+        ``close``, as Kafka's LogManager holds them."""
+        self.locks = locks or []
         self.log_dirs = [Path(d) for d in log_dirs]
         self.config_for = config_for or (lambda topic: LogConfig())
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self._dir_of: dict[TopicPartition, Path] = {}
         self.unclean_dirs: list[Path] = []
+        self.strays: list[Path] = []
+        self._counts = {d: 0 for d in self.log_dirs}  # partitions per dir
         for d in self.log_dirs:
-            self._open_dir(d)
+            self._open_dir(d, known)
 
-    def _open_dir(self, d: Path) -> None:
+    def _open_dir(self, d: Path, known: Callable[[TopicPartition], bool] | None) -> None:
         d.mkdir(parents=True, exist_ok=True)
         marker = d / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
@@ -69,9 +85,15 @@ class LogManager:
             try:
                 tp = parse_partition_dir(sub.name)
             except ValueError:
-                continue  # not ours (e.g. a deleted partition's leftovers)
+                continue  # not a partition (a stray moved aside earlier, say)
+            if known is not None and not known(tp):
+                self.strays.append(move_aside(sub))
+                continue
             if tp in self.logs:
-                raise RuntimeError(f"partition {tp[0]}-{tp[1]} exists in two log dirs")
+                raise LogDirError(
+                    f"Duplicate log directories for {tp[0]}-{tp[1]} are found in both {self._dir_of[tp]} "
+                    f"and {d}. Remove the one that is not current before starting the broker again."
+                )
             self.logs[tp] = PartitionLog(
                 sub,
                 self.config_for(tp[0]),
@@ -82,6 +104,7 @@ class LogManager:
                 clean=clean,
             )
             self._dir_of[tp] = d
+            self._counts[d] += 1
         if clean:
             marker.unlink()
             _fsync_dir(d)
@@ -93,30 +116,52 @@ class LogManager:
         tp = (topic, partition)
         if tp in self.logs:
             return self.logs[tp]
-        counts = {d: 0 for d in self.log_dirs}
-        for owner in self._dir_of.values():
-            counts[owner] += 1
-        d = min(self.log_dirs, key=lambda x: counts[x])
-        path = d / f"{topic}-{partition}"
-        existed = path.exists()
-        try:
-            log = PartitionLog(path, config or self.config_for(topic))
-        except OSError:
-            # Out of descriptors or disk: leave no half-made partition behind
-            # for the next start to pick up as data.
-            if not existed:
-                shutil.rmtree(path, ignore_errors=True)
-            raise
-        self.logs[tp] = log
-        self._dir_of[tp] = d
+        (d,) = self.place(1)
+        log = open_new_log(d / f"{topic}-{partition}", config or self.config_for(topic))
+        self.adopt(tp, log)
         return log
 
+    def place(self, count: int) -> list[Path]:
+        """Log dirs for ``count`` new partitions, each to the dir holding the
+        fewest (Kafka's rule), counting the ones placed before it."""
+        counts = dict(self._counts)
+        out = []
+        for _ in range(count):
+            d = min(self.log_dirs, key=counts.__getitem__)
+            counts[d] += 1
+            out.append(d)
+        return out
+
+    def adopt(self, tp: TopicPartition, log: PartitionLog) -> None:
+        """Take over a log made by ``open_new_log(s)`` (in any thread)."""
+        d = log.directory.parent
+        self.logs[tp] = log
+        self._dir_of[tp] = d
+        self._counts[d] += 1
+
     def delete(self, topic: str, partition: int) -> None:
+        path = self.detach(topic, partition)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def detach(self, topic: str, partition: int) -> Path | None:
+        """Close a partition's log and rename its directory to Kafka's
+        ``<topic>-<partition>.<id>-delete``, so the name is free at once and
+        the files can be removed later, off the owner thread
+        (``remove_detached``). Returns the renamed directory."""
         tp = (topic, partition)
         log = self.logs.pop(tp, None)
-        self._dir_of.pop(tp, None)
-        if log is not None:
-            log.delete()
+        d = self._dir_of.pop(tp, None)
+        if log is None:
+            return None
+        self._counts[d] -= 1
+        log.close()
+        target = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+        try:
+            os.rename(log.directory, target)
+        except FileNotFoundError:
+            return None
+        return target
 
     def update_config(self, topic: str, config: LogConfig) -> None:
         for (t, _), log in self.logs.items():
@@ -151,13 +196,53 @@ class LogManager:
 
     def close(self) -> None:
         """Clean stop: flush, checkpoint, close, then leave the marker."""
-        for log in self.logs.values():
-            log.flush()
-        self.checkpoint()
-        for log in self.logs.values():
-            log.close()
-        for d in self.log_dirs:
-            write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        try:
+            for log in self.logs.values():
+                log.flush()
+            self.checkpoint()
+            for log in self.logs.values():
+                log.close()
+            for d in self.log_dirs:
+                write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+        finally:
+            for lock in self.locks:
+                lock.release()
+
+
+def open_new_log(path: Path, config: LogConfig) -> PartitionLog:
+    """A new partition's log (any thread). On failure (out of descriptors
+    or disk) no half-made partition is left for the next start to find."""
+    existed = path.exists()
+    try:
+        return PartitionLog(path, config)
+    except OSError:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def open_new_logs(paths: list[Path], config: LogConfig) -> list[PartitionLog]:
+    """New logs for ``paths``, all or none (any thread)."""
+    made: list[PartitionLog] = []
+    try:
+        for path in paths:
+            made.append(open_new_log(path, config))
+    except BaseException:
+        discard_new_logs(made)
+        raise
+    return made
+
+
+def discard_new_logs(logs: list[PartitionLog]) -> None:
+    """Undo ``open_new_logs`` for logs never adopted."""
+    for log in logs:
+        log.delete()
+
+
+def remove_detached(paths: list[Path]) -> None:
+    """Remove directories ``detach`` renamed (any thread)."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(d: Path) -> None:
