@@ -119,6 +119,8 @@ class Broker:
     def load(self) -> None:
         """Open the logs: the first step that writes to the log dirs."""
         config = self.config
+        for info in self.metadata.topics.values():
+            self._drop_refused_overrides(info)
         write_meta_properties(config.log_dirs, self.node_id, self.metadata.cluster_id)
         self.metadata.save()
         known = {(t.name, p.index) for t in self.metadata.topics.values() for p in t.partitions}
@@ -136,6 +138,23 @@ class Broker:
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
+
+    def _drop_refused_overrides(self, info: TopicInfo) -> None:
+        """A topic config stored by an older version that Kafka's rules now
+        refuse (``flush.ms=-1``, say) would keep the broker from starting:
+        drop it, with a warning, and let the broker's default apply."""
+        base = self.config.log_config
+        for key, value in list(info.configs.items()):
+            try:
+                LogConfig.from_props({key: value}, base=base)
+            except ValueError as exc:
+                log.warning("topic %s: dropping its stored config %s=%r: %s", info.name, key, value, exc)
+                del info.configs[key]
+        try:
+            LogConfig.from_props(info.configs, base=base)
+        except ValueError as exc:
+            log.warning("topic %s: dropping its stored configs %s: %s", info.name, info.configs, exc)
+            info.configs.clear()
 
     def _unlock(self) -> None:
         for lock in self.locks:

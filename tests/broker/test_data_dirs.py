@@ -13,6 +13,7 @@ contents, modification times) are compared before and after it.
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -177,3 +178,28 @@ def test_a_corrupt_metadata_file_is_named_in_one_line(broker_process, damage):
     output = start_refused(broker.data_dir)
     assert f"cannot read the cluster metadata in {path}" in output
     assert len(output.strip().splitlines()) <= 3, output
+
+
+
+def test_a_stored_config_now_refused_is_dropped_not_fatal(broker_process):
+    """An override an older version stored but Kafka's rules refuse
+    (flush.ms=-1) is dropped with a warning: the broker starts, the topic
+    keeps its data and its valid overrides, and the default applies."""
+    from .test_admin import describe_topic
+
+    broker = broker_process()
+    topic = unique_topic("old-configs")
+    produce_and_count(broker.bootstrap, topic, 10, seed=6)
+    broker.stop()
+    path = broker.data_dir / "cluster-metadata.json"
+    data = json.loads(path.read_text())
+    (stored,) = [t for t in data["topics"] if t["name"] == topic]
+    stored["configs"] = {"flush.ms": "-1", "retention.ms": "123456789"}
+    path.write_text(json.dumps(data))
+
+    broker.start()
+    assert f"topic {topic}: dropping its stored config flush.ms='-1'" in broker.log_text()
+    configs = describe_topic(broker.bootstrap, topic)
+    assert configs["retention.ms"].value == "123456789"
+    assert configs["flush.ms"].value == str(2**63 - 1)
+    read_all(broker.bootstrap, topic, 1, 10)
