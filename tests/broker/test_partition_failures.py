@@ -18,9 +18,16 @@ import logging
 import pytest
 
 from protocol.error_codes import ErrorCode
+from protocol.messages.delete_records_request import DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic
 from protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
 from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from protocol.messages.offset_for_leader_epoch_request import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderPartition,
+    OffsetForLeaderTopic,
+)
 from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from protocol.records import NewRecord, build_batch
 from protocol.registry import ApiKey
@@ -133,6 +140,50 @@ def test_an_io_error_takes_one_dir_offline_and_the_request_carries_on(two_dirs, 
     w.send(DescribeLogDirsRequest(topics=None), 4, 6)
     dirs = {r.log_dir: r for r in w.receive(ApiKey.DESCRIBE_LOG_DIRS, 4)[1].results}
     assert dirs[str(second)].error_code == ErrorCode.KAFKA_STORAGE_ERROR and dirs[str(second)].topics == []
+    assert [t.name for r in dirs.values() for t in r.topics] == ["good"]
+    w.send(
+        DeleteRecordsRequest(
+            topics=[
+                DeleteRecordsTopic(name=t, partitions=[DeleteRecordsPartition(partition_index=0, offset=1)])
+                for t in ("bad", "good")
+            ],
+            timeout_ms=5000,
+        ),
+        2,
+        7,
+    )
+    deleted = {t.name: t.partitions[0] for t in w.receive(ApiKey.DELETE_RECORDS, 2)[1].topics}
+    assert (deleted["bad"].error_code, deleted["bad"].low_watermark) == (ErrorCode.KAFKA_STORAGE_ERROR, -1)
+    assert (deleted["good"].error_code, deleted["good"].low_watermark) == (ErrorCode.NONE, 1)
+    w.send(
+        OffsetForLeaderEpochRequest(
+            topics=[
+                OffsetForLeaderTopic(topic=t, partitions=[OffsetForLeaderPartition(partition=0, leader_epoch=0)])
+                for t in ("bad", "good")
+            ]
+        ),
+        4,
+        8,
+    )
+    epochs = {t.topic: t.partitions[0] for t in w.receive(ApiKey.OFFSET_FOR_LEADER_EPOCH, 4)[1].topics}
+    assert (epochs["bad"].error_code, epochs["good"].error_code, epochs["good"].end_offset) == (
+        ErrorCode.KAFKA_STORAGE_ERROR,
+        0,
+        3,
+    )
+    w.send(MetadataRequest(topics=[MetadataRequestTopic(name=t) for t in ("bad", "good")]), 12, 9)
+    parts = {t.name: t.partitions[0] for t in w.receive(ApiKey.METADATA, 12)[1].topics}
+    node = b.broker.node_id
+    assert (parts["bad"].error_code, parts["bad"].leader_id, parts["bad"].offline_replicas) == (
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        -1,
+        [node],
+    )
+    assert (parts["good"].error_code, parts["good"].leader_id, parts["good"].offline_replicas) == (
+        ErrorCode.NONE,
+        node,
+        [],
+    )
     assert b.broker.logs.online_dirs == [b.data_dir]
 
 
