@@ -5,6 +5,13 @@ tasks (retention, flush policy, checkpoints) until ``stop()`` or a
 signal; then it stops accepting, gives in-flight requests
 ``shutdown.grace.ms`` to finish, cancels the rest, flushes every log and
 leaves the clean-shutdown marker.
+
+A log directory that fails (an I/O error anywhere: an append, an fsync,
+a checkpoint, retention, compaction, a producer snapshot) goes offline
+and the broker carries on with the others. When none is left it stops
+the same way, on purpose, and ``run`` raises LogDirsFailed (Kafka halts
+with "Shutdown broker because all log dirs in ... have failed"). An
+unexpected error in a background task is logged and the task goes on.
 """
 
 from __future__ import annotations
@@ -81,6 +88,10 @@ class ListenerError(Exception):
     """A listener could not be bound (a port in use, say): the operator's to fix."""
 
 
+class LogDirsFailed(Exception):
+    """Every log directory has failed: the broker stopped on purpose."""
+
+
 class Broker:
     def __init__(self, config: BrokerConfig, *, load: bool = True):
         """Lock the log dirs and check whose they are, writing nothing else;
@@ -126,6 +137,7 @@ class Broker:
         known = {(t.name, p.index) for t in self.metadata.topics.values() for p in t.partitions}
         # Metadata first: the logs are opened with their topics' configs.
         self.logs = LogManager(config.log_dirs, self.log_config_for, known.__contains__, locks=self.locks)
+        self.logs.on_dir_failure = self._log_dir_failed
         for stray in self.logs.strays:
             log.warning("moved %s aside to %s: no topic has that partition", stray.name.rsplit(".", 1)[0], stray)
         for topic in self.metadata.topics.values():
@@ -177,8 +189,8 @@ class Broker:
         caller has validated name, count and configs. Raises StorageFailure,
         with nothing left behind, when its metadata or logs cannot be made."""
         info = self.metadata.create_topic(name, partitions, configs, publish=False)
-        parts, paths, cfg = self._plan_logs(info, 0)
         try:
+            parts, paths, cfg = self._plan_logs(info, 0)
             logs = open_new_logs(paths, cfg)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
@@ -212,8 +224,8 @@ class Broker:
             self.creating.discard(name)
 
     async def _make_logs_off_loop(self, info: TopicInfo, first: int) -> TopicInfo | None:
-        parts, paths, cfg = self._plan_logs(info, first)
         try:
+            parts, paths, cfg = self._plan_logs(info, first)
             logs = await trio.to_thread.run_sync(open_new_logs, paths, cfg)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
@@ -311,6 +323,8 @@ class Broker:
             self._stop.set()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until stopped; raises LogDirsFailed if it stopped because
+        every log directory failed."""
         self._stop = trio.Event()
         grace = self.config["shutdown.grace.ms"] / 1000
         try:
@@ -325,6 +339,8 @@ class Broker:
                 self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
                 if self.logs is None:
                     self.load()
+                if not self.logs.online_dirs:
+                    raise LogDirsFailed(self._all_dirs_failed())
                 self._advertise()
                 conns = trio.open_nursery()
                 async with conns as conn_nursery:
@@ -359,9 +375,36 @@ class Broker:
             if self.logs is None:
                 self._unlock()
             else:
-                self.producers.snapshot_all()
-                self.logs.close()  # also gives up the log dirs' locks
+                self._background("producer snapshots", self.producers.snapshot_all)
+                self._background("closing the logs", self.logs.close)  # also gives up the dirs' locks
                 log.info("stopped; logs flushed")
+        if self.logs is not None and not self.logs.online_dirs:
+            raise LogDirsFailed(self._all_dirs_failed())
+
+    def _log_dir_failed(self, d, cause: str, partitions: list) -> None:
+        """The log manager took ``d`` offline (an I/O error there)."""
+        log.error(
+            "log directory %s failed (%s): it is offline until a restart, with the %d partitions in it",
+            d,
+            cause,
+            len(partitions),
+        )
+        if not self.logs.online_dirs:
+            log.critical("stopping the broker: %s", self._all_dirs_failed())
+            self.stop()
+
+    def _all_dirs_failed(self) -> str:
+        return "all log dirs in " + ", ".join(str(d) for d in self.logs.log_dirs) + " have failed"
+
+    def _background(self, what: str, fn, *args):
+        """Run one step of background work. I/O errors are dealt with where
+        they happen (their log dir goes offline); anything else here is a
+        bug, logged with its traceback, and the work goes on next time."""
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("%s failed", what)
+            return None
 
     def _advertise(self) -> None:
         adv = self.config.advertised[0]
@@ -398,31 +441,35 @@ class Broker:
         next_checkpoint = trio.current_time() + checkpoint_every
         while True:
             await trio.sleep(flush_every)
-            self.logs.flush_dirty()
+            self._background("flush", self.logs.flush_dirty)
             now = trio.current_time()
             if now >= next_retention:
                 next_retention = now + retention_every
-                deleted = self.logs.delete_expired(now_ms(), frozenset(self.cleaning))
+                deleted = self._background("retention", self.logs.delete_expired, now_ms(), frozenset(self.cleaning))
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
             if now >= next_checkpoint:
                 next_checkpoint = now + checkpoint_every
-                self.logs.checkpoint()
-                self.producers.checkpoint()
+                self._background("checkpoint", self.logs.checkpoint)
+                self._background("producer snapshots", self.producers.checkpoint)
 
     async def _compact(self) -> None:
         """The log cleaner: every ``log.cleaner.backoff.ms``, compact each
         compacted partition that is due. The rewrite runs in a worker thread
         on closed segments; the swap happens here, on the owner thread.
-        Retention skips a partition while it is being compacted."""
+        Retention skips a partition while it is being compacted. An I/O
+        error takes the partition's log dir offline; any other error makes
+        the partition uncleanable until a restart (as Kafka's cleaner marks
+        it), so it is logged once."""
         backoff = self.config["log.cleaner.backoff.ms"] / 1000
+        uncleanable: set = set()
         while True:
             await trio.sleep(backoff)
             for tp, part in list(self.partitions.items()):
-                if part.log.config.compact:
-                    await self._compact_one(tp, part)
+                if part.log.config.compact and not part.offline and tp not in uncleanable:
+                    await self._compact_one(tp, part, uncleanable)
 
-    async def _compact_one(self, tp, part) -> None:
+    async def _compact_one(self, tp, part, uncleanable: set) -> None:
         state = self.producers.for_partition(*tp)
         tails = {pid: e.batches[-1].last_offset for pid, e in state.entries.items() if e.batches}
         prepare = functools.partial(cleaner.prepare, part.log, now_ms(), producer_last_offsets=tails)
@@ -430,16 +477,21 @@ class Broker:
         try:
             try:
                 plan = await trio.to_thread.run_sync(prepare)
+                if plan is None:
+                    return
+                if self.partitions.get(tp) is not part:  # deleted meanwhile
+                    cleaner.discard(plan)
+                    return
+                result = cleaner.commit(part.log, plan)
+            except OSError as exc:
+                if self.partitions.get(tp) is part:
+                    part.log.io_failed(exc)
+                return
             except Exception:
                 if self.partitions.get(tp) is part:
-                    log.exception("compaction of %s-%d failed", *tp)
+                    log.exception("compaction of %s-%d failed; it is not compacted again until a restart", *tp)
+                    uncleanable.add(tp)
                 return
-            if plan is None:
-                return
-            if self.partitions.get(tp) is not part:  # deleted meanwhile
-                cleaner.discard(plan)
-                return
-            result = cleaner.commit(part.log, plan)
             if result is not None:
                 log.info(
                     "compacted %s-%d: %d -> %d bytes, %d records removed",

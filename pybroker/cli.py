@@ -14,11 +14,12 @@ import trio
 from storage.dirs import LogDirError
 
 from . import __version__
-from .broker import ListenerError
+from .broker import ListenerError, LogDirsFailed
 from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
 
-# Errors that name something the operator must fix; printed as one line.
-OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError)
+# Errors that name something the operator must fix (a full disk stops the
+# broker on purpose too); printed as one line.
+OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError, LogDirsFailed)
 
 MAIN_PROPERTIES = (
     "listeners",

@@ -19,6 +19,13 @@ Checkpoint files are replaced atomically (write, fsync, rename, fsync the
 directory). The clean-shutdown marker is removed as soon as the logs are
 open, so a crash at any later point is treated as unclean at the next start:
 segments past the recovery point are then scanned and their torn tails cut.
+
+A log directory that hits an I/O error (a full or failing disk) goes
+offline for the rest of the process, as Kafka's LogDirFailureChannel takes
+it: its logs refuse every operation (KafkaStorageError), get no flush,
+checkpoint or clean-shutdown marker (so the next start recovers them), new
+partitions go to the other directories, and ``on_dir_failure`` tells the
+broker, which stops once no directory is left.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pathlib import Path
 from .checkpoint import read_offsets, write_atomically, write_offsets
 from .config import LogConfig
 from .dirs import DirLock, LogDirError, move_aside
-from .log import PartitionLog, parse_partition_dir
+from .log import KafkaStorageError, PartitionLog, parse_partition_dir
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
@@ -61,9 +68,12 @@ class LogManager:
         self.config_for = config_for or (lambda topic: LogConfig())
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self._dir_of: dict[TopicPartition, Path] = {}
+        self._counts = {d: 0 for d in self.log_dirs}  # partitions per dir
         self.unclean_dirs: list[Path] = []
         self.strays: list[Path] = []
-        self._counts = {d: 0 for d in self.log_dirs}  # partitions per dir
+        self.failed_dirs: dict[Path, str] = {}  # offline log dirs -> why
+        # Called (dir, cause, partitions in it) when a log dir goes offline.
+        self.on_dir_failure: Callable[[Path, str, list[TopicPartition]], None] | None = None
         for d in self.log_dirs:
             self._open_dir(d, known)
 
@@ -94,7 +104,7 @@ class LogManager:
                     f"Duplicate log directories for {tp[0]}-{tp[1]} are found in both {self._dir_of[tp]} "
                     f"and {d}. Remove the one that is not current before starting the broker again."
                 )
-            self.logs[tp] = PartitionLog(
+            log = PartitionLog(
                 sub,
                 self.config_for(tp[0]),
                 recovery_point=recovery.get(tp, 0),
@@ -103,16 +113,22 @@ class LogManager:
                 cleaner_offset=cleaned.get(tp, 0),
                 clean=clean,
             )
-            self._dir_of[tp] = d
-            self._counts[d] += 1
+            self._add(tp, log, d)
         if clean:
             marker.unlink()
             _fsync_dir(d)
+
+    def _add(self, tp: TopicPartition, log: PartitionLog, d: Path) -> None:
+        self.logs[tp] = log
+        self._dir_of[tp] = d
+        self._counts[d] += 1
+        log.on_io_error = self._log_failed
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get((topic, partition))
 
     def create(self, topic: str, partition: int, config: LogConfig | None = None) -> PartitionLog:
+        """A new partition's log, in the online log dir holding the fewest."""
         tp = (topic, partition)
         if tp in self.logs:
             return self.logs[tp]
@@ -122,22 +138,22 @@ class LogManager:
         return log
 
     def place(self, count: int) -> list[Path]:
-        """Log dirs for ``count`` new partitions, each to the dir holding the
-        fewest (Kafka's rule), counting the ones placed before it."""
-        counts = dict(self._counts)
+        """Online log dirs for ``count`` new partitions, each to the dir
+        holding the fewest (Kafka's rule), counting the ones placed before it."""
+        online = self.online_dirs
+        if not online:
+            raise KafkaStorageError("no log directory is online to hold new partitions")
+        counts = {d: self._counts[d] for d in online}
         out = []
         for _ in range(count):
-            d = min(self.log_dirs, key=counts.__getitem__)
+            d = min(online, key=counts.__getitem__)
             counts[d] += 1
             out.append(d)
         return out
 
     def adopt(self, tp: TopicPartition, log: PartitionLog) -> None:
         """Take over a log made by ``open_new_log(s)`` (in any thread)."""
-        d = log.directory.parent
-        self.logs[tp] = log
-        self._dir_of[tp] = d
-        self._counts[d] += 1
+        self._add(tp, log, log.directory.parent)
 
     def delete(self, topic: str, partition: int) -> None:
         path = self.detach(topic, partition)
@@ -155,18 +171,54 @@ class LogManager:
         if log is None:
             return None
         self._counts[d] -= 1
-        log.close()
-        target = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
         try:
+            log.close(trim=log.offline is None)
+            target = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
             os.rename(log.directory, target)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            # A failed dir, or files gone already: what is left is removed by name.
+            return log.directory if log.directory.exists() else None
         return target
 
     def update_config(self, topic: str, config: LogConfig) -> None:
         for (t, _), log in self.logs.items():
             if t == topic:
                 log.config = config
+
+    # -- failed log dirs -------------------------------------------------------
+
+    @property
+    def online_dirs(self) -> list[Path]:
+        return [d for d in self.log_dirs if d not in self.failed_dirs]
+
+    def dir_failure(self, d: os.PathLike) -> str | None:
+        """Why log dir ``d`` is offline; None while it is online."""
+        return self.failed_dirs.get(Path(d))
+
+    def fail_dir(self, d: Path, cause: str) -> None:
+        """Take log dir ``d`` offline: its logs refuse all work from now on
+        and are closed without writing anything more to the directory."""
+        if d in self.failed_dirs:
+            return
+        self.failed_dirs[d] = cause
+        gone = [tp for tp, owner in self._dir_of.items() if owner == d]
+        for tp in gone:
+            log = self.logs[tp]
+            log.offline = cause
+            try:
+                log.close(trim=False)
+            except OSError:
+                pass  # the directory has failed already
+        if self.on_dir_failure is not None:
+            self.on_dir_failure(d, cause, gone)
+
+    def _log_failed(self, log: PartitionLog, cause: str) -> None:
+        d = self._dir_of.get((log.topic, log.partition))
+        if d is not None and self.logs.get((log.topic, log.partition)) is log:
+            self.fail_dir(d, cause)
+
+    def _logs_in(self, d: Path) -> dict[TopicPartition, PartitionLog]:
+        return {tp: log for tp, log in self.logs.items() if self._dir_of[tp] == d}
 
     # -- periodic work ---------------------------------------------------------
 
@@ -175,38 +227,73 @@ class LogManager:
         else those due under flush.messages / flush.ms). One call is one group
         commit for everything appended before it. Returns logs flushed."""
         n = 0
-        for log in self.logs.values():
-            if (force or log.needs_flush()) and log.flush():
-                n += 1
+        for log in list(self.logs.values()):
+            if log.offline is None and (force or log.needs_flush()):
+                try:
+                    n += log.flush()
+                except KafkaStorageError:
+                    pass  # its directory is offline now
         return n
 
     def delete_expired(self, now: int | None = None, skip: frozenset = frozenset()) -> int:
         """One retention pass (log.retention.check.interval.ms apart), except
         for the partitions in ``skip`` (those being compacted right now)."""
-        return sum(len(log.delete_expired_segments(now)) for tp, log in self.logs.items() if tp not in skip)
+        deleted = 0
+        for tp, log in list(self.logs.items()):
+            if tp not in skip and log.offline is None:
+                try:
+                    deleted += len(log.delete_expired_segments(now))
+                except KafkaStorageError:
+                    pass  # its directory is offline now
+        return deleted
 
     def checkpoint(self) -> None:
-        for d in self.log_dirs:
-            mine = {tp: log for tp, log in self.logs.items() if self._dir_of[tp] == d}
-            write_offsets(d / RECOVERY_POINT_FILE, {tp: log.recovery_point for tp, log in mine.items()})
-            write_offsets(d / LOG_START_FILE, {tp: log.log_start_offset for tp, log in mine.items()})
-            write_offsets(d / HIGH_WATERMARK_FILE, {tp: log.high_watermark for tp, log in mine.items()})
-            compacted = {tp: log.cleaner_offset for tp, log in mine.items() if log.config.compact}
-            write_offsets(d / CLEANER_FILE, compacted)
+        """Write the offset checkpoints of every online log dir; a dir whose
+        write fails goes offline."""
+        for d in self.online_dirs:
+            try:
+                self._checkpoint_dir(d)
+            except OSError as exc:
+                self.fail_dir(d, str(exc))
+
+    def _checkpoint_dir(self, d: Path) -> None:
+        mine = self._logs_in(d)
+        write_offsets(d / RECOVERY_POINT_FILE, {tp: log.recovery_point for tp, log in mine.items()})
+        write_offsets(d / LOG_START_FILE, {tp: log.log_start_offset for tp, log in mine.items()})
+        write_offsets(d / HIGH_WATERMARK_FILE, {tp: log.high_watermark for tp, log in mine.items()})
+        compacted = {tp: log.cleaner_offset for tp, log in mine.items() if log.config.compact}
+        write_offsets(d / CLEANER_FILE, compacted)
 
     def close(self) -> None:
-        """Clean stop: flush, checkpoint, close, then leave the marker."""
+        """Clean stop, dir by dir: flush, checkpoint, close, then leave the
+        marker. A failed dir (before or now) gets no marker, and nothing is
+        written to it: the next start recovers its logs. Then the dirs'
+        locks go."""
         try:
-            for log in self.logs.values():
-                log.flush()
-            self.checkpoint()
-            for log in self.logs.values():
-                log.close()
             for d in self.log_dirs:
-                write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
+                if d not in self.failed_dirs:
+                    try:
+                        self._close_dir(d)
+                        continue
+                    except OSError as exc:
+                        self.fail_dir(d, str(exc))
+                for log in self._logs_in(d).values():
+                    try:
+                        log.close(trim=False)
+                    except OSError:
+                        pass
         finally:
             for lock in self.locks:
                 lock.release()
+
+    def _close_dir(self, d: Path) -> None:
+        mine = self._logs_in(d).values()
+        for log in mine:
+            log.flush()
+        self._checkpoint_dir(d)
+        for log in mine:
+            log.close()
+        write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
 
 
 def open_new_log(path: Path, config: LogConfig) -> PartitionLog:

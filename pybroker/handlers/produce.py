@@ -12,10 +12,18 @@ batch — then its offsets are assigned in place and its bytes appended as
 they came. acks=0 gets no response (the connection is closed if anything
 failed, as Kafka does, so the client notices); acks=-1 waits for the fsync
 of every log it wrote (group commit) unless the topic has write.caching.
+
+Failures are per partition, as in Kafka's ReplicaManager.appendToLocalLog:
+a partition in an offline log directory, or whose append or fsync fails
+(which takes its directory offline), gets KAFKA_STORAGE_ERROR; one deleted
+while its fsync was pending gets UNKNOWN_TOPIC_OR_PARTITION; any other
+exception is logged with its traceback and answered UNKNOWN_SERVER_ERROR.
+The other partitions of the request are unaffected.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from protocol.compression import Compression
@@ -29,11 +37,12 @@ from protocol.messages.produce_response import (
 )
 from protocol.record_batch import LOG_APPEND_TIME, RecordBatch, iter_batches
 from protocol.registry import ApiKey
+from storage.log import KafkaStorageError
 
-from ..flusher import FlushFailed
 from ..producers import BatchMeta, DuplicateBatch, SequenceError
 from . import CloseConnection, Later, handles
 
+log = logging.getLogger("pybroker.produce")
 MIN_SERVED_VERSION = 3
 
 
@@ -70,13 +79,17 @@ def produce(ctx, req):
                 resp.log_append_time_ms = append_time
                 resp.log_start_offset = part.log.log_start_offset
                 if not part.log.config.write_caching:
-                    written.append(part.log)
+                    written.append((resp, part))
             except _Reject as rej:
                 failed = True
-                resp.error_code = rej.code
-                if version >= 8:
-                    resp.error_message = rej.message
-                    resp.record_errors = rej.record_errors
+                _fail(resp, version, rej.code, rej.message, rej.record_errors)
+            except KafkaStorageError as exc:
+                failed = True
+                _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+            except Exception:
+                log.exception("produce to %s-%d failed", topic.name, pdata.index)
+                failed = True
+                _fail(resp, version, ErrorCode.UNKNOWN_SERVER_ERROR, "unexpected error on the broker")
             parts.append(resp)
         topics.append(TopicProduceResponse(name=topic.name, partition_responses=parts))
     response = ProduceResponse(responses=topics)
@@ -87,19 +100,24 @@ def produce(ctx, req):
     if req.acks == -1 and written:
 
         async def durable():
-            try:
-                await broker.flusher.flush(written)
-            except FlushFailed as exc:
-                for t in response.responses:
-                    for p in t.partition_responses:
-                        if p.error_code == ErrorCode.NONE:
-                            p.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-                            if version >= 8:
-                                p.error_message = str(exc)
+            failures = await broker.flusher.flush([part.log for _, part in written])
+            for resp, part in written:
+                if broker.partition(part.topic, part.index) is not part:
+                    # Deleted before its fsync: Kafka's DelayedProduce finds no partition.
+                    _fail(resp, version, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "the partition was deleted")
+                elif part.log in failures:
+                    _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, failures[part.log])
             return response
 
         return Later(durable)
     return response
+
+
+def _fail(resp, version: int, code: ErrorCode, message: str | None, record_errors=None) -> None:
+    resp.error_code = code
+    if version >= 8:
+        resp.error_message = message
+        resp.record_errors = record_errors or []
 
 
 def _append(broker, part, records, version: int, now: int) -> tuple[int, int]:
