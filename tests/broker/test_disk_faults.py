@@ -422,3 +422,28 @@ def test_a_failed_checkpoint_takes_its_dir_offline_instead_of_the_broker_down(sm
     assert len(writer.acked) == 10, writer.errors
     assert broker.alive()
     assert broker.stop() == 0
+
+
+# -- CreateTopics on a full disk ----------------------------------------------------
+
+
+def test_create_topics_on_a_full_disk_answers_storage_error_and_leaves_nothing(small_disk, brokers):
+    """The metadata write of a new topic fails: the client gets
+    KAFKA_STORAGE_ERROR on an open connection, the topic is not half there
+    (not in Metadata, creatable again once there is room), and a restart
+    finds exactly what was acknowledged."""
+    proc = start(brokers, small_disk.path / "data")
+    create_topic(proc.bootstrap, "before", 2)
+    admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+    small_disk.fill()
+    future = admin.create_topics([NewTopic("during", 3, 1)], operation_timeout=30)["during"]
+    with pytest.raises(Exception) as refused:
+        future.result(60)
+    assert refused.value.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR, refused.value
+    topics = admin.list_topics(timeout=10).topics
+    assert "before" in topics and "during" not in topics
+    small_disk.free()
+    create_topic(proc.bootstrap, "during", 3)
+    proc.restart()
+    topics = AdminClient({"bootstrap.servers": proc.bootstrap}).list_topics(timeout=10).topics
+    assert len(topics["during"].partitions) == 3 and len(topics["before"].partitions) == 2
