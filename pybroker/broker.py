@@ -5,12 +5,20 @@ tasks (retention, flush policy, checkpoints) until ``stop()`` or a
 signal; then it stops accepting, gives in-flight requests
 ``shutdown.grace.ms`` to finish, cancels the rest, flushes every log and
 leaves the clean-shutdown marker.
+
+A log directory that fails (an I/O error anywhere: an append, an fsync,
+a checkpoint, retention, compaction, a producer snapshot) goes offline
+and the broker carries on with the others. When none is left it stops
+the same way, on purpose, and ``run`` raises LogDirsFailed (Kafka halts
+with "Shutdown broker because all log dirs in ... have failed"). An
+unexpected error in a background task is logged and the task goes on.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
 
@@ -18,10 +26,12 @@ import trio
 
 from storage import cleaner
 from storage.config import LogConfig
-from storage.manager import LogManager
+from storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
+from storage.log import parse_partition_dir
+from storage.manager import LogManager, discard_new_logs, open_new_logs, remove_detached
 
 from . import handlers
-from .cluster.local import LocalMetadata
+from .cluster.local import LocalMetadata, StorageFailure, find_metadata_file
 from .cluster.model import BrokerInfo, TopicInfo
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
@@ -31,8 +41,12 @@ from .groups.offsets import restore_group
 from .partition import Partition
 from .producers import ProducerStates
 from .server import Connection, close_idle_connections
+from .topic_configs import INTERNAL_METADATA_TOPIC
 
 log = logging.getLogger("pybroker")
+
+# Partition logs closed and renamed between two turns of the event loop.
+DETACH_CHUNK = 100
 
 LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
@@ -55,29 +69,79 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class StorageFailure(Exception):
-    """A log could not be created; Kafka answers KAFKA_STORAGE_ERROR."""
+def _has_partition_dirs(d) -> bool:
+    try:
+        with os.scandir(d) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    try:
+                        parse_partition_dir(entry.name)
+                        return True
+                    except ValueError:
+                        pass
+    except FileNotFoundError:
+        pass
+    return False
+
+
+class ListenerError(Exception):
+    """A listener could not be bound (a port in use, say): the operator's to fix."""
+
+
+class LogDirsFailed(Exception):
+    """Every log directory has failed: the broker stopped on purpose."""
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig):
+    def __init__(self, config: BrokerConfig, *, load: bool = True):
+        """Lock the log dirs and check whose they are, writing nothing else;
+        with ``load``, open them too (``run`` opens them after binding its
+        listeners otherwise, so a start that fails leaves them untouched)."""
         self.config = config
         self.node_id = config.node_id
         self.stopping = False
         self.handlers = handlers.load_all()
-        first = config.advertised[0]
-        # Metadata first: the logs are opened with their topics' configs.
-        self.metadata = LocalMetadata(
-            config.log_dirs[0], self.node_id, BrokerInfo(self.node_id, first.host, first.port), config["cluster.id"]
-        )
-        self.logs = LogManager(config.log_dirs, self.log_config_for)
+        self.locks = lock_dirs(config.log_dirs)
+        try:
+            cluster_id = check_meta_properties(config.log_dirs, self.node_id, config["cluster.id"] or None)
+            first = config.advertised[0]
+            self.metadata = LocalMetadata(
+                find_metadata_file(config.log_dirs, _has_partition_dirs),
+                self.node_id,
+                BrokerInfo(self.node_id, first.host, first.port),
+                cluster_id,
+            )
+        except BaseException:
+            self._unlock()
+            raise
+        self.logs: LogManager | None = None
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.fetch_sessions = FetchSessionCache()
+        self.bound: list[tuple[str, int]] = []
+        self.connections: set[Connection] = set()
+        self.cleaning: set[tuple[str, int]] = set()
+        self.creating: set[str] = set()  # topics whose logs are being made
+        self.admin_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self._stop = None
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Open the logs: the first step that writes to the log dirs."""
+        config = self.config
+        for info in self.metadata.topics.values():
+            self._drop_refused_overrides(info)
+        write_meta_properties(config.log_dirs, self.node_id, self.metadata.cluster_id)
+        self.metadata.save()
+        known = {(t.name, p.index) for t in self.metadata.topics.values() for p in t.partitions}
+        # Metadata first: the logs are opened with their topics' configs.
+        self.logs = LogManager(config.log_dirs, self.log_config_for, known.__contains__, locks=self.locks)
+        self.logs.on_dir_failure = self._log_dir_failed
+        for stray in self.logs.strays:
+            log.warning("moved %s aside to %s: no topic has that partition", stray.name.rsplit(".", 1)[0], stray)
         for topic in self.metadata.topics.values():
             self._open_topic(topic)
-        for tp in list(self.logs.logs):
-            if tp not in self.partitions:
-                log.warning("deleting log of unknown partition %s-%d", *tp)
-                self.logs.delete(*tp)
         self.groups = GroupCoordinator(self)
         now = now_ms()
         for group_id, value in self.groups.offsets.load().items():
@@ -86,11 +150,27 @@ class Broker:
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
-        self.fetch_sessions = FetchSessionCache()
-        self.bound: list[tuple[str, int]] = []
-        self.connections: set[Connection] = set()
-        self.cleaning: set[tuple[str, int]] = set()
-        self._stop = None
+
+    def _drop_refused_overrides(self, info: TopicInfo) -> None:
+        """A topic config stored by an older version that Kafka's rules now
+        refuse (``flush.ms=-1``, say) would keep the broker from starting:
+        drop it, with a warning, and let the broker's default apply."""
+        base = self.config.log_config
+        for key, value in list(info.configs.items()):
+            try:
+                LogConfig.from_props({key: value}, base=base)
+            except ValueError as exc:
+                log.warning("topic %s: dropping its stored config %s=%r: %s", info.name, key, value, exc)
+                del info.configs[key]
+        try:
+            LogConfig.from_props(info.configs, base=base)
+        except ValueError as exc:
+            log.warning("topic %s: dropping its stored configs %s: %s", info.name, info.configs, exc)
+            info.configs.clear()
+
+    def _unlock(self) -> None:
+        for lock in self.locks:
+            lock.release()
 
     # -- topics ----------------------------------------------------------------
 
@@ -105,58 +185,128 @@ class Broker:
             self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
-        """Create a topic; the caller has validated name, count and configs.
-        Raises StorageFailure, with nothing left behind, when its partition
-        logs cannot be made (out of descriptors, a full or broken disk)."""
-        info = self.metadata.create_topic(name, partitions, configs)
+        """Create a small topic at once (auto-creation, internal topics); the
+        caller has validated name, count and configs. Raises StorageFailure,
+        with nothing left behind, when its metadata or logs cannot be made."""
+        info = self.metadata.create_topic(name, partitions, configs, publish=False)
         try:
-            self._open_new_partitions(info, 0)
-        except StorageFailure:
-            self.metadata.delete_topic(name)
-            raise
-        log.info("created topic %s with %d partitions", name, partitions)
+            parts, paths, cfg = self._plan_logs(info, 0)
+            logs = open_new_logs(paths, cfg)
+        except OSError as exc:
+            raise self._give_up(info, exc) from exc
+        return self._publish(info, parts, logs)
+
+    async def create_topic_async(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
+        """Create a topic whose logs are made in a worker thread, so that
+        thousands of partitions do not stall the event loop; it becomes
+        visible, whole, when they are all made. The name stays reserved
+        (``creating``) meanwhile."""
+        self.creating.add(name)
+        try:
+            info = self.metadata.create_topic(name, partitions, configs, publish=False)
+            done = await self._make_logs_off_loop(info, 0)
+            assert done is not None  # nothing can delete a topic not yet visible
+            return done
+        finally:
+            self.creating.discard(name)
+
+    async def add_partitions(self, name: str, total: int) -> TopicInfo | None:
+        """Grow a topic to ``total`` partitions (logs made off the loop);
+        None if the topic was deleted meanwhile. Callers serialise with
+        ``admin_lock``; the name is reserved so that a deletion and a new
+        topic of the same name cannot meet the logs being made."""
+        first = len(self.metadata.topics[name].partitions)
+        self.creating.add(name)
+        try:
+            grown = self.metadata.add_partitions(name, total)
+            return await self._make_logs_off_loop(grown, first)
+        finally:
+            self.creating.discard(name)
+
+    async def _make_logs_off_loop(self, info: TopicInfo, first: int) -> TopicInfo | None:
+        try:
+            parts, paths, cfg = self._plan_logs(info, first)
+            logs = await trio.to_thread.run_sync(open_new_logs, paths, cfg)
+        except OSError as exc:
+            raise self._give_up(info, exc) from exc
+        if self.metadata.pending.get(info.name) is not info:  # deleted meanwhile
+            discard_new_logs(logs)
+            return None
+        return self._publish(info, parts, logs)
+
+    def _plan_logs(self, info: TopicInfo, first: int):
+        """The partitions from ``first``, their new log paths and their config."""
+        parts = info.partitions[first:]
+        dirs = self.logs.place(len(parts))
+        paths = [d / f"{info.name}-{p.index}" for d, p in zip(dirs, parts)]
+        return parts, paths, LogConfig.from_props(info.configs, base=self.config.log_config)
+
+    def _publish(self, info: TopicInfo, parts, logs) -> TopicInfo:
+        for p, plog in zip(parts, logs):
+            self.logs.adopt((info.name, p.index), plog)
+            self.partitions[(info.name, p.index)] = Partition(info.name, p.index, plog, p)
+        self.metadata.publish(info.name)
+        if parts and parts[0].index == 0:
+            log.info("created topic %s with %d partitions", info.name, len(parts))
+        else:
+            log.info("topic %s now has %d partitions", info.name, len(info.partitions))
         return info
 
-    def _open_new_partitions(self, topic: TopicInfo, first: int) -> None:
-        cfg = self.log_config_for(topic.name)
-        opened = []
-        try:
-            for p in topic.partitions[first:]:
-                plog = self.logs.create(topic.name, p.index, cfg)
-                opened.append(p.index)
-                self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
-        except OSError as exc:
-            for index in opened:
-                self.partitions.pop((topic.name, index), None)
-                self.logs.delete(topic.name, index)
-            log.error("cannot create the logs of %s: %s", topic.name, exc)
-            raise StorageFailure(f"cannot create the logs of {topic.name}: {exc}") from exc
+    def _give_up(self, info: TopicInfo, exc: OSError) -> StorageFailure:
+        log.error("cannot create the logs of %s: %s", info.name, exc)
+        self.metadata.abandon(info.name)
+        return StorageFailure(f"cannot create the logs of {info.name}: {exc}")
 
     def auto_create_topic(self, name: str) -> TopicInfo | None:
-        if not self.config["auto.create.topics.enable"] or topic_name_problem(name):
+        """Kafka's auto-creation: never of an illegal name, of a topic being
+        made, or of ``__cluster_metadata`` (KRaft's own log, not a topic)."""
+        if not self.config["auto.create.topics.enable"] or topic_name_problem(name) or name in self.creating:
+            return None
+        if name == INTERNAL_METADATA_TOPIC:
             return None
         try:
             return self.create_topic(name, self.config["num.partitions"])
         except StorageFailure:
             return None  # logged; the client sees an unknown topic and retries
 
-    def delete_topic(self, name: str) -> None:
+    def delete_topic(self, name: str) -> TopicInfo:
+        """Forget a topic: gone from the metadata, its partitions no longer
+        served, its producer state dropped. Its logs stay open, and its
+        name reserved, until ``detach_logs`` has closed them and renamed
+        their directories."""
         info = self.metadata.delete_topic(name)
+        self.creating.add(name)
         for p in info.partitions:
             part = self.partitions.pop((name, p.index), None)
             if part is not None:
                 part.wake()
-            self.logs.delete(name, p.index)
+            self.producers.forget_partition(name, p.index)
         log.info("deleted topic %s", name)
+        return info
 
-    def add_partitions(self, name: str, total: int) -> None:
-        first = len(self.metadata.topics[name].partitions)
-        self.metadata.add_partitions(name, total)
+    async def detach_logs(self, info: TopicInfo) -> None:
+        """Close a deleted topic's logs and rename their directories
+        ``*-delete`` a chunk at a time, then have their files removed in a
+        worker thread; the name is free again once all are renamed."""
+        detached = []
         try:
-            self._open_new_partitions(self.metadata.topics[name], first)
-        except StorageFailure:
-            self.metadata.remove_partitions_from(name, first)
-            raise
+            for n, p in enumerate(info.partitions, 1):
+                path = self.logs.detach(info.name, p.index)
+                if path is not None:
+                    detached.append(path)
+                if n % DETACH_CHUNK == 0:
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self.creating.discard(info.name)
+            self.remove_later(detached)
+
+    def remove_later(self, paths: list) -> None:
+        """Remove detached directories in a worker thread (at once when the
+        broker is not running)."""
+        if self._nursery is None:
+            remove_detached(paths)
+        elif paths:
+            self._nursery.start_soon(trio.to_thread.run_sync, remove_detached, paths)
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         self.metadata.set_topic_configs(name, configs)
@@ -173,14 +323,24 @@ class Broker:
             self._stop.set()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until stopped; raises LogDirsFailed if it stopped because
+        every log directory failed."""
         self._stop = trio.Event()
         grace = self.config["shutdown.grace.ms"] / 1000
         try:
             async with trio.open_nursery() as root:
+                self._nursery = root
                 listeners = []
                 for lst in self.config.listeners:
-                    listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                    try:
+                        listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                    except OSError as exc:
+                        raise ListenerError(f"cannot listen on {lst.url()}: {exc.strerror or exc}") from exc
                 self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
+                if self.logs is None:
+                    self.load()
+                if not self.logs.online_dirs:
+                    raise LogDirsFailed(self._all_dirs_failed())
                 self._advertise()
                 conns = trio.open_nursery()
                 async with conns as conn_nursery:
@@ -211,9 +371,40 @@ class Broker:
                 root.cancel_scope.cancel()
         finally:
             self.stopping = True
-            self.producers.snapshot_all()
-            self.logs.close()
-            log.info("stopped; logs flushed")
+            self._nursery = None
+            if self.logs is None:
+                self._unlock()
+            else:
+                self._background("producer snapshots", self.producers.snapshot_all)
+                self._background("closing the logs", self.logs.close)  # also gives up the dirs' locks
+                log.info("stopped; logs flushed")
+        if self.logs is not None and not self.logs.online_dirs:
+            raise LogDirsFailed(self._all_dirs_failed())
+
+    def _log_dir_failed(self, d, cause: str, partitions: list) -> None:
+        """The log manager took ``d`` offline (an I/O error there)."""
+        log.error(
+            "log directory %s failed (%s): it is offline until a restart, with the %d partitions in it",
+            d,
+            cause,
+            len(partitions),
+        )
+        if not self.logs.online_dirs:
+            log.critical("stopping the broker: %s", self._all_dirs_failed())
+            self.stop()
+
+    def _all_dirs_failed(self) -> str:
+        return "all log dirs in " + ", ".join(str(d) for d in self.logs.log_dirs) + " have failed"
+
+    def _background(self, what: str, fn, *args):
+        """Run one step of background work. I/O errors are dealt with where
+        they happen (their log dir goes offline); anything else here is a
+        bug, logged with its traceback, and the work goes on next time."""
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("%s failed", what)
+            return None
 
     def _advertise(self) -> None:
         adv = self.config.advertised[0]
@@ -250,31 +441,35 @@ class Broker:
         next_checkpoint = trio.current_time() + checkpoint_every
         while True:
             await trio.sleep(flush_every)
-            self.logs.flush_dirty()
+            self._background("flush", self.logs.flush_dirty)
             now = trio.current_time()
             if now >= next_retention:
                 next_retention = now + retention_every
-                deleted = self.logs.delete_expired(now_ms(), frozenset(self.cleaning))
+                deleted = self._background("retention", self.logs.delete_expired, now_ms(), frozenset(self.cleaning))
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
             if now >= next_checkpoint:
                 next_checkpoint = now + checkpoint_every
-                self.logs.checkpoint()
-                self.producers.checkpoint()
+                self._background("checkpoint", self.logs.checkpoint)
+                self._background("producer snapshots", self.producers.checkpoint)
 
     async def _compact(self) -> None:
         """The log cleaner: every ``log.cleaner.backoff.ms``, compact each
         compacted partition that is due. The rewrite runs in a worker thread
         on closed segments; the swap happens here, on the owner thread.
-        Retention skips a partition while it is being compacted."""
+        Retention skips a partition while it is being compacted. An I/O
+        error takes the partition's log dir offline; any other error makes
+        the partition uncleanable until a restart (as Kafka's cleaner marks
+        it), so it is logged once."""
         backoff = self.config["log.cleaner.backoff.ms"] / 1000
+        uncleanable: set = set()
         while True:
             await trio.sleep(backoff)
             for tp, part in list(self.partitions.items()):
-                if part.log.config.compact:
-                    await self._compact_one(tp, part)
+                if part.log.config.compact and not part.offline and tp not in uncleanable:
+                    await self._compact_one(tp, part, uncleanable)
 
-    async def _compact_one(self, tp, part) -> None:
+    async def _compact_one(self, tp, part, uncleanable: set) -> None:
         state = self.producers.for_partition(*tp)
         tails = {pid: e.batches[-1].last_offset for pid, e in state.entries.items() if e.batches}
         prepare = functools.partial(cleaner.prepare, part.log, now_ms(), producer_last_offsets=tails)
@@ -282,16 +477,21 @@ class Broker:
         try:
             try:
                 plan = await trio.to_thread.run_sync(prepare)
+                if plan is None:
+                    return
+                if self.partitions.get(tp) is not part:  # deleted meanwhile
+                    cleaner.discard(plan)
+                    return
+                result = cleaner.commit(part.log, plan)
+            except OSError as exc:
+                if self.partitions.get(tp) is part:
+                    part.log.io_failed(exc)
+                return
             except Exception:
                 if self.partitions.get(tp) is part:
-                    log.exception("compaction of %s-%d failed", *tp)
+                    log.exception("compaction of %s-%d failed; it is not compacted again until a restart", *tp)
+                    uncleanable.add(tp)
                 return
-            if plan is None:
-                return
-            if self.partitions.get(tp) is not part:  # deleted meanwhile
-                cleaner.discard(plan)
-                return
-            result = cleaner.commit(part.log, plan)
             if result is not None:
                 log.info(
                     "compacted %s-%d: %d -> %d bytes, %d records removed",

@@ -7,11 +7,19 @@ import logging
 import resource
 import signal
 import sys
+import traceback
 
 import trio
 
+from storage.dirs import LogDirError
+
 from . import __version__
-from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError
+from .broker import ListenerError, LogDirsFailed
+from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
+
+# Errors that name something the operator must fix (a full disk stops the
+# broker on purpose too); printed as one line.
+OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError, LogDirsFailed)
 
 MAIN_PROPERTIES = (
     "listeners",
@@ -30,8 +38,8 @@ MAIN_PROPERTIES = (
 def _epilog() -> str:
     lines = ["main properties (Kafka names; any broker property works with --override):"]
     for key in MAIN_PROPERTIES:
-        _, default, about = BROKER_PROPERTIES[key]
-        lines.append(f"  {key:<28} {about} (default: {default or 'none'})")
+        prop = BROKER_PROPERTIES[key]
+        lines.append(f"  {key:<28} {prop.doc} (default: {default_text(prop) or 'none'})")
     lines.append("environment: PYBROKER_LOG_DIRS=... sets log.dirs, and so on for every property")
     return "\n".join(lines)
 
@@ -60,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except BaseException as exc:
-        # A port in use or an unwritable data dir is the user's to fix: say
-        # so in one line. Anything else is our bug: keep the traceback.
-        cause = _find(exc, OSError)
+        # A port in use or a log dir in use is the operator's to fix: say so
+        # in one line. Anything else is our bug: print the whole traceback.
+        cause = _find(exc, OPERATOR_PROBLEMS)
         if cause is None:
-            raise
-        print(f"pybroker: {cause}", file=sys.stderr)
+            traceback.print_exception(exc)
+            print(f"pybroker: stopped by an unexpected error: {exc!r}", file=sys.stderr)
+        else:
+            print(f"pybroker: {cause}", file=sys.stderr)
         return 1
     return 0
 
@@ -84,7 +94,7 @@ def _raise_open_files_limit() -> None:
         logging.getLogger("pybroker").warning("could not raise the open files limit: %s", exc)
 
 
-def _find(exc: BaseException, kind: type) -> BaseException | None:
+def _find(exc: BaseException, kind) -> BaseException | None:
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
@@ -98,7 +108,7 @@ def _find(exc: BaseException, kind: type) -> BaseException | None:
 async def _serve(config: BrokerConfig) -> None:
     from .broker import Broker
 
-    broker = Broker(config)
+    broker = Broker(config, load=False)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signals, broker)
         await broker.run()

@@ -3,8 +3,9 @@
 Sources, later ones winning: built-in defaults, a ``server.properties``-style
 file (``-c``), environment variables (``PYBROKER_LOG_DIRS=...`` for
 ``log.dirs``: prefix, upper case, dots as underscores) and ``--override
-key=value``. Every key must be known and every value must parse; the error
-names the key.
+key=value``. Every key must be known and every value must parse and keep
+its rule (Kafka's types, ranges and enums); the error is Kafka's message
+and names the key, and the broker does not start.
 
 Broker-level log defaults (``log.segment.bytes``, ``log.retention.hours`` …)
 become the default topic config (``storage.config.LogConfig``); topics
@@ -14,104 +15,138 @@ override them with the topic-level names.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from storage.config import TOPIC_CONFIGS, LogConfig
+from storage.configdef import ConfigKey, ConfigValueError, at_least
 
 ENV_PREFIX = "PYBROKER_"
 
 
 class ConfigError(ValueError):
-    """A property that is unknown or whose value does not parse."""
+    """A property that is unknown, does not parse or breaks its rule."""
 
 
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low not in ("true", "false"):
-        raise ValueError("expected true or false")
-    return low == "true"
+def _prop(name: str, type_: str, default, validator=None, doc: str = "") -> ConfigKey:
+    return ConfigKey(name, type_, default, validator, doc)
 
 
-def _int(text: str) -> int:
-    return int(text.strip())
+_TOPIC_BY_SYNONYM = {syn: name for name, key in TOPIC_CONFIGS.items() for syn in key.synonyms}
+_AS_TOPIC = object()
 
 
-def _str(text: str) -> str:
-    return text.strip()
+def _log(name: str, type_: str, default=_AS_TOPIC, doc: str = "") -> ConfigKey:
+    """A broker default of a topic config, under the topic key's rule so
+    that the broker refuses at start what a topic would be refused; its
+    default is the topic's unless given (None: not set)."""
+    key = TOPIC_CONFIGS[_TOPIC_BY_SYNONYM[name]]
+    return ConfigKey(name, type_, key.default if default is _AS_TOPIC else default, key.validator, doc)
 
 
-def _list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-# name -> (parser, default as Kafka writes it, one-line description or "")
-BROKER_PROPERTIES: dict[str, tuple[Callable[[str], object], str, str]] = {
-    "node.id": (_int, "1", "id of this broker"),
-    "broker.id": (_int, "-1", "alias of node.id (ZooKeeper-era name)"),
-    "listeners": (_list, "PLAINTEXT://127.0.0.1:9092", "comma-separated listener URLs"),
-    "advertised.listeners": (_list, "", "addresses given to clients (default: listeners)"),
-    "log.dirs": (_list, "./pybroker-data", "directories holding the partition logs"),
-    "log.dir": (_list, "", "single log directory (used when log.dirs is not set)"),
-    "num.partitions": (_int, "1", "partitions of an auto-created topic"),
-    "default.replication.factor": (_int, "1", "replication factor of an auto-created topic"),
-    "auto.create.topics.enable": (_bool, "true", "create a topic when a client first asks for it"),
-    "delete.topic.enable": (_bool, "true", "allow DeleteTopics"),
-    "cluster.id": (_str, "", "cluster id (generated on first start when empty)"),
-    "zookeeper.connect": (_str, "", "ZooKeeper for cluster mode (empty: single node)"),
-    "socket.request.max.bytes": (_int, "104857600", "largest request frame accepted"),
-    "connections.max.idle.ms": (_int, "600000", "idle connections are closed after this"),
-    "queued.max.requests": (_int, "500", "requests in flight per connection before reading pauses"),
-    "message.max.bytes": (_int, "1048588", "largest record batch accepted (topic: max.message.bytes)"),
-    "log.segment.bytes": (_int, "1073741824", ""),
-    "log.roll.ms": (_int, "", ""),
-    "log.roll.hours": (_int, "168", ""),
-    "log.index.size.max.bytes": (_int, "10485760", ""),
-    "log.index.interval.bytes": (_int, "4096", ""),
-    "log.retention.ms": (_int, "", ""),
-    "log.retention.minutes": (_int, "", ""),
-    "log.retention.hours": (_int, "168", "how long to keep data"),
-    "log.retention.bytes": (_int, "-1", ""),
-    "log.retention.check.interval.ms": (_int, "300000", "how often retention runs"),
-    "log.cleanup.policy": (_str, "delete", ""),
-    "log.cleaner.enable": (_bool, "true", ""),
-    "log.cleaner.backoff.ms": (_int, "15000", ""),
-    "log.cleaner.delete.retention.ms": (_int, "86400000", ""),
-    "log.cleaner.min.cleanable.ratio": (_str, "0.5", ""),
-    "log.cleaner.min.compaction.lag.ms": (_int, "0", ""),
-    "log.cleaner.max.compaction.lag.ms": (_int, str(2**63 - 1), ""),
-    "log.flush.interval.messages": (_int, str(2**63 - 1), ""),
-    "log.flush.interval.ms": (_int, "", ""),
-    "log.flush.scheduler.interval.ms": (_int, "1000", ""),
-    "log.flush.offset.checkpoint.interval.ms": (_int, "60000", ""),
-    "log.message.timestamp.type": (_str, "CreateTime", ""),
-    "log.message.timestamp.before.max.ms": (_int, str(2**63 - 1), ""),
-    "log.message.timestamp.after.max.ms": (_int, str(2**63 - 1), ""),
-    "log.segment.delete.delay.ms": (_int, "60000", ""),
-    "log.preallocate": (_bool, "false", ""),
-    "log.write.caching": (_bool, "false", ""),
-    "compression.type": (_str, "producer", ""),
-    "min.insync.replicas": (_int, "1", ""),
-    "unclean.leader.election.enable": (_bool, "false", ""),
-    "offsets.topic.num.partitions": (_int, "50", "partitions of __consumer_offsets"),
-    "offsets.topic.replication.factor": (_int, "1", ""),
-    "offsets.retention.minutes": (_int, "10080", ""),
-    "offsets.retention.check.interval.ms": (_int, "600000", ""),
-    "offsets.topic.segment.bytes": (_int, "104857600", ""),
-    "offset.metadata.max.bytes": (_int, "4096", ""),
-    "group.max.size": (_int, str(2**31 - 1), ""),
-    "group.consumer.session.timeout.ms": (_int, "45000", ""),
-    "group.consumer.heartbeat.interval.ms": (_int, "5000", ""),
-    "group.consumer.max.size": (_int, str(2**31 - 1), ""),
-    "group.initial.rebalance.delay.ms": (_int, "3000", ""),
-    "group.min.session.timeout.ms": (_int, "6000", ""),
-    "group.max.session.timeout.ms": (_int, "1800000", ""),
-    "transactional.id.expiration.ms": (_int, "604800000", ""),
-    "producer.id.expiration.ms": (_int, "86400000", "idle producer ids are forgotten after this"),
-    "shutdown.grace.ms": (_int, "10000", "time in-flight requests get on shutdown (pybroker)"),
+# Kafka's broker properties that pybroker reads, with Kafka's types, defaults
+# and validators (ServerConfigs, ServerLogConfigs / LogConfig.SERVER_CONFIG_DEF,
+# SocketServerConfigs, CleanerConfig, GroupCoordinatorConfig,
+# TransactionLogConfig ...). A default of None means "not set" (Kafka's null).
+BROKER_PROPERTIES: dict[str, ConfigKey] = {
+    k.name: k
+    for k in (
+        _prop("node.id", "INT", 1, at_least(0), "id of this broker"),
+        _prop("broker.id", "INT", -1, at_least(-1), "alias of node.id (ZooKeeper-era name)"),
+        _prop("listeners", "STRING", "PLAINTEXT://127.0.0.1:9092", None, "comma-separated listener URLs"),
+        _prop("advertised.listeners", "STRING", None, None, "addresses given to clients (default: listeners)"),
+        _prop("log.dirs", "STRING", "./pybroker-data", None, "directories holding the partition logs"),
+        _prop("log.dir", "STRING", None, None, "single log directory (used when log.dirs is not set)"),
+        _prop("num.partitions", "INT", 1, at_least(1), "partitions of an auto-created topic"),
+        # Kafka has no rule here; one broker cannot hold fewer than one replica.
+        _prop("default.replication.factor", "INT", 1, at_least(1), "replication factor of an auto-created topic"),
+        _prop("auto.create.topics.enable", "BOOLEAN", True, None, "create a topic when a client first asks for it"),
+        _prop("delete.topic.enable", "BOOLEAN", True, None, "allow DeleteTopics"),
+        _prop("cluster.id", "STRING", None, None, "cluster id (generated on first start when empty)"),
+        _prop("zookeeper.connect", "STRING", None, None, "ZooKeeper for cluster mode (empty: single node)"),
+        _prop("socket.request.max.bytes", "INT", 104857600, at_least(1), "largest request frame accepted"),
+        _prop(
+            "connections.max.idle.ms", "LONG", 600000, None, "idle connections are closed after this (0 or less: never)"
+        ),
+        _prop(
+            "queued.max.requests", "INT", 500, at_least(1), "requests in flight per connection before reading pauses"
+        ),
+        _log("message.max.bytes", "INT", doc="largest record batch accepted (topic: max.message.bytes)"),
+        # Kafka 4 asks 1 MiB of the broker default (KIP-1030), 14 bytes of a topic.
+        _prop("log.segment.bytes", "INT", 1024**3, at_least(1024 * 1024), "size at which a segment is rolled"),
+        _log("log.roll.ms", "LONG", default=None),
+        _prop("log.roll.hours", "INT", 168, at_least(1)),
+        _log("log.roll.jitter.ms", "LONG", default=None),
+        _prop("log.roll.jitter.hours", "INT", 0, at_least(0)),
+        _log("log.index.size.max.bytes", "INT"),
+        _log("log.index.interval.bytes", "INT"),
+        _prop("log.retention.ms", "LONG", None),
+        _prop("log.retention.minutes", "INT", None),
+        _prop("log.retention.hours", "INT", 168, None, "how long to keep data"),
+        _log("log.retention.bytes", "LONG"),
+        _prop("log.retention.check.interval.ms", "LONG", 300000, at_least(1), "how often retention runs"),
+        _log("log.cleanup.policy", "LIST"),
+        _prop("log.cleaner.enable", "BOOLEAN", True),
+        _prop("log.cleaner.backoff.ms", "LONG", 15000, at_least(0)),
+        _log("log.cleaner.delete.retention.ms", "LONG"),
+        _log("log.cleaner.min.cleanable.ratio", "DOUBLE"),
+        _log("log.cleaner.min.compaction.lag.ms", "LONG"),
+        _log("log.cleaner.max.compaction.lag.ms", "LONG"),
+        _log("log.flush.interval.messages", "LONG"),
+        _log("log.flush.interval.ms", "LONG", default=None),
+        _prop("log.flush.scheduler.interval.ms", "LONG", 1000, at_least(0)),
+        _prop("log.flush.offset.checkpoint.interval.ms", "INT", 60000, at_least(0)),
+        _log("log.message.timestamp.type", "STRING"),
+        _log("log.message.timestamp.before.max.ms", "LONG"),
+        _log("log.message.timestamp.after.max.ms", "LONG"),
+        _log("log.segment.delete.delay.ms", "LONG"),
+        _log("log.preallocate", "BOOLEAN"),
+        _log("log.write.caching", "BOOLEAN"),
+        _log("log.local.retention.ms", "LONG"),
+        _log("log.local.retention.bytes", "LONG"),
+        _log("compression.type", "STRING"),
+        _log("compression.gzip.level", "INT"),
+        _log("compression.lz4.level", "INT"),
+        _log("compression.zstd.level", "INT"),
+        _log("min.insync.replicas", "INT"),
+        _log("unclean.leader.election.enable", "BOOLEAN"),
+        _prop("offsets.topic.num.partitions", "INT", 50, at_least(1), "partitions of __consumer_offsets"),
+        _prop("offsets.topic.replication.factor", "SHORT", 1, at_least(1)),
+        _prop("offsets.retention.minutes", "INT", 10080, at_least(1)),
+        _prop("offsets.retention.check.interval.ms", "LONG", 600000, at_least(1)),
+        _prop("offsets.topic.segment.bytes", "INT", 104857600, at_least(1)),
+        _prop("offset.metadata.max.bytes", "INT", 4096),
+        _prop("group.max.size", "INT", 2**31 - 1, at_least(1)),
+        _prop("group.consumer.session.timeout.ms", "INT", 45000, at_least(1)),
+        _prop("group.consumer.heartbeat.interval.ms", "INT", 5000, at_least(1)),
+        _prop("group.consumer.max.size", "INT", 2**31 - 1, at_least(1)),
+        _prop("group.initial.rebalance.delay.ms", "INT", 3000),
+        _prop("group.min.session.timeout.ms", "INT", 6000),
+        _prop("group.max.session.timeout.ms", "INT", 1800000),
+        _prop("transactional.id.expiration.ms", "INT", 604800000, at_least(1)),
+        _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
+        _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
+    )
 }
+
+# Broker synonyms in another unit than the topic config they stand for.
+_UNIT_MS = {
+    "log.roll.hours": 3600000,
+    "log.roll.jitter.hours": 3600000,
+    "log.retention.minutes": 60000,
+    "log.retention.hours": 3600000,
+}
+# Kafka falls back from log.flush.interval.ms to the flusher's period; ours
+# runs every second by default and must not make every topic fsync as often.
+_NOT_A_DEFAULT = {"log.flush.scheduler.interval.ms"}
+
+
+def default_text(key: ConfigKey) -> str:
+    """A property's default as written in a properties file ("" for none)."""
+    text = key.text(key.default)
+    return "" if text is None else text
 
 
 @dataclass(frozen=True)
@@ -135,7 +170,7 @@ class BrokerConfig:
     """Parsed broker properties; ``props`` keeps the effective string values."""
 
     def __init__(self, props: Mapping[str, str] | None = None):
-        self.props: dict[str, str] = {k: v[1] for k, v in BROKER_PROPERTIES.items()}
+        self.props: dict[str, str] = {name: default_text(key) for name, key in BROKER_PROPERTIES.items()}
         self.explicit: set[str] = set()
         self.values: dict[str, object] = {}
         for key, value in (props or {}).items():
@@ -148,25 +183,25 @@ class BrokerConfig:
         self.props[key] = str(value)
         self.explicit.add(key)
 
-    def _parse(self, key: str):
-        parse, _, _ = BROKER_PROPERTIES[key]
-        raw = self.props[key]
-        if raw == "":
+    def _parse(self, name: str):
+        raw = self.props[name]
+        if raw == "" and BROKER_PROPERTIES[name].type != "LIST":
             return None
         try:
-            return parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"invalid value {raw!r} for {key}: {exc}") from None
+            return BROKER_PROPERTIES[name].parse(raw)
+        except ConfigValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _derive(self) -> None:
         for key in BROKER_PROPERTIES:
             self.values[key] = self._parse(key)
         v = self.values
-        self.node_id: int = v["broker.id"] if "broker.id" in self.explicit and "node.id" not in self.explicit else v["node.id"]
+        self.node_id: int = (
+            v["broker.id"] if "broker.id" in self.explicit and "node.id" not in self.explicit else v["node.id"]
+        )
         try:
-            self.listeners = [Listener.parse(u) for u in v["listeners"]]
-            advertised = v["advertised.listeners"] or v["listeners"]
-            self.advertised = [Listener.parse(u) for u in advertised]
+            self.listeners = [Listener.parse(u) for u in _items(v["listeners"])]
+            self.advertised = [Listener.parse(u) for u in _items(v["advertised.listeners"] or v["listeners"])]
         except ValueError as exc:
             raise ConfigError(f"invalid listeners: {exc}") from None
         if not self.listeners:
@@ -175,34 +210,38 @@ class BrokerConfig:
             if lst.name != "PLAINTEXT":
                 raise ConfigError(f"listeners: only PLAINTEXT is supported so far, got {lst.name}")
         dirs = v["log.dirs"] if "log.dirs" in self.explicit or not v["log.dir"] else v["log.dir"]
-        self.log_dirs = [Path(d) for d in dirs]
+        self.log_dirs = [Path(d) for d in _items(dirs)]
         if not self.log_dirs:
-            raise ConfigError("log.dirs must name at least one directory")
-        for key in ("num.partitions", "default.replication.factor", "socket.request.max.bytes", "offsets.topic.num.partitions"):
-            if v[key] is None or v[key] < 1:
-                raise ConfigError(f"{key} must be at least 1")
+            raise ConfigError("At least one log directory must be defined via log.dirs or log.dir.")
+        if v["group.consumer.heartbeat.interval.ms"] >= v["group.consumer.session.timeout.ms"]:
+            raise ConfigError(
+                "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms"
+            )
         self.log_config = self._log_config()
 
     def _log_config(self) -> LogConfig:
-        v = self.values
-        broker_name_to_topic = {broker: topic for topic, (_, _, broker) in TOPIC_CONFIGS.items()}
+        """The default topic config: each topic key from the first of its
+        broker synonyms that has a value (Kafka's precedence: *.ms over
+        *.minutes over *.hours)."""
         topic_props = {}
-        for broker_key, topic_key in broker_name_to_topic.items():
-            if broker_key in self.values and self.values[broker_key] is not None:
-                topic_props[topic_key] = self.props[broker_key]
-        # Kafka's precedence: *.ms over *.minutes over *.hours.
-        retention = v["log.retention.ms"]
-        if retention is None:
-            retention = v["log.retention.minutes"] * 60000 if v["log.retention.minutes"] is not None else v["log.retention.hours"] * 3600000
-        topic_props["retention.ms"] = str(retention)
-        roll = v["log.roll.ms"] if v["log.roll.ms"] is not None else v["log.roll.hours"] * 3600000
-        topic_props["segment.ms"] = str(roll)
-        if v["log.flush.interval.ms"] is not None:
-            topic_props["flush.ms"] = str(v["log.flush.interval.ms"])
+        for name, key in TOPIC_CONFIGS.items():
+            for synonym in key.synonyms:
+                value = self.values.get(synonym)
+                if value is None or synonym in _NOT_A_DEFAULT:
+                    continue
+                if synonym in _UNIT_MS:
+                    value *= _UNIT_MS[synonym]
+                topic_props[name] = key.text(value)
+                break
+        retention = int(topic_props["retention.ms"])
+        if retention == 0:
+            raise ConfigError("log.retention.ms must be unlimited (-1) or, greater than or equal to 1")
+        # Kafka: any negative retention time means unlimited.
+        topic_props["retention.ms"] = str(max(retention, -1))
         try:
             return LogConfig.from_props(topic_props)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{exc} (from the broker's defaults)") from None
 
     def __getitem__(self, key: str):
         return self.values[key]
@@ -230,6 +269,10 @@ class BrokerConfig:
                 raise ConfigError(f"--override needs key=value, got {item!r}")
             props[key.strip()] = value.strip()
         return cls(props)
+
+
+def _items(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def read_properties(path: Path) -> dict[str, str]:

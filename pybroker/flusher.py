@@ -4,9 +4,13 @@ before it started, across partitions and connections.
 A producer that needs durability calls ``await flusher.flush(logs)`` after
 its append; the flusher task runs rounds back to back while there is work,
 so under load each fsync is shared by every request that arrived while the
-previous one ran. The fsyncs run in a worker thread on duplicated file
-descriptors (storage.flush), so the event loop keeps serving meanwhile.
-A failed fsync fails every request of that round (KAFKA_STORAGE_ERROR).
+previous one ran. The fsyncs run in a worker thread (storage.flush), so the
+event loop keeps serving meanwhile.
+
+Failures are per log: a log whose fsync fails takes its log directory
+offline (its waiters get KAFKA_STORAGE_ERROR); the other logs of the round
+are unaffected. The task itself never dies: anything unexpected fails the
+round's waiters, is logged, and the next round runs as usual.
 """
 
 from __future__ import annotations
@@ -20,16 +24,12 @@ from storage.flush import abort_flush, begin_flush, complete_flush
 log = logging.getLogger("pybroker.flusher")
 
 
-class FlushFailed(Exception):
-    pass
-
-
 class _Round:
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "failed")
 
     def __init__(self):
         self.done = trio.Event()
-        self.error: BaseException | None = None
+        self.failed: dict = {}  # log -> why its flush failed
 
 
 class Flusher:
@@ -40,15 +40,14 @@ class Flusher:
         self._next = _Round()
         self.rounds = 0
 
-    async def flush(self, logs) -> None:
-        """Return once everything appended to ``logs`` so far is on disk;
-        raise FlushFailed if the fsync failed."""
+    async def flush(self, logs) -> dict:
+        """Return once everything appended to ``logs`` so far is on disk:
+        {log: reason} for those whose flush failed, empty if none did."""
         self._pending.update(logs)
         rnd = self._next
         self._wake.set()
         await rnd.done.wait()
-        if rnd.error is not None:
-            raise FlushFailed(str(rnd.error))
+        return {plog: rnd.failed[plog] for plog in logs if plog in rnd.failed}
 
     async def run(self) -> None:
         while True:
@@ -56,27 +55,40 @@ class Flusher:
             self._wake = trio.Event()
             logs, self._pending = self._pending, set()
             rnd, self._next = self._next, _Round()
-            tickets = [begin_flush(plog) for plog in logs]
             try:
-                await trio.to_thread.run_sync(_sync_all, tickets)
-                for ticket in tickets:
-                    complete_flush(ticket)
-            except OSError as exc:
-                log.error("fsync failed: %s", exc)
-                for ticket in tickets:
-                    abort_flush(ticket)
-                rnd.error = exc
+                await _flush_round(logs, rnd.failed)
+            except Exception as exc:
+                log.exception("flush round failed")
+                for plog in logs:
+                    rnd.failed.setdefault(plog, f"flush failed: {exc!r}")
             finally:
                 self.rounds += 1
                 rnd.done.set()
 
 
-def _sync_all(tickets) -> None:
-    error = None
+async def _flush_round(logs, failed: dict) -> None:
+    tickets = []
+    for plog in logs:
+        try:
+            tickets.append(begin_flush(plog))
+        except OSError as exc:  # its directory is offline
+            failed[plog] = str(exc)
+    if not tickets:
+        return
+    errors = await trio.to_thread.run_sync(_sync_all, tickets)
+    for ticket, error in zip(tickets, errors):
+        if error is None:
+            complete_flush(ticket)
+        else:
+            failed[ticket.log] = str(abort_flush(ticket, error))
+
+
+def _sync_all(tickets) -> list[OSError | None]:
+    errors: list[OSError | None] = []
     for ticket in tickets:
         try:
             ticket.sync()
+            errors.append(None)
         except OSError as exc:
-            error = error or exc
-    if error is not None:
-        raise error
+            errors.append(exc)
+    return errors

@@ -3,6 +3,11 @@
 Single-node: the high watermark follows the log end as soon as an append
 is done (the in-sync replica set is this broker alone). Fetch long-polls
 park an event here and are woken by the next append.
+
+A partition whose log directory has failed is offline (Kafka's
+HostedPartition.Offline): every operation on its log raises
+KafkaStorageError, which handlers answer as KAFKA_STORAGE_ERROR, and
+Metadata reports it without a leader.
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ class Partition:
     @property
     def high_watermark(self) -> int:
         return self.log.high_watermark
+
+    @property
+    def offline(self) -> bool:
+        return self.log.offline is not None
+
+    def check_online(self) -> None:
+        """Raise KafkaStorageError if the partition's log directory has failed."""
+        self.log.check_online()
 
     def append(self, records, now: int, validated: bool = False) -> AppendResult:
         """Append client batches; ``validated`` when the caller has already

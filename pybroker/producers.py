@@ -222,8 +222,16 @@ class ProducerStates:
         delete_snapshots(plog.directory, kept.__contains__, offsets)
 
     def snapshot_all(self) -> None:
-        for (topic, index), part in self.broker.partitions.items():
-            self.snapshot(topic, index, part.log)
+        """Snapshot every online partition; a snapshot that cannot be
+        written takes its log dir offline (the log is recovered from an
+        older snapshot and a scan at the next start)."""
+        for (topic, index), part in list(self.broker.partitions.items()):
+            if part.offline:
+                continue
+            try:
+                self.snapshot(topic, index, part.log)
+            except OSError as exc:
+                part.log.io_failed(exc)
 
     def expire(self, now_ms: int | None = None) -> int:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms

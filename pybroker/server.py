@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from protocol.error_codes import ErrorCode
-from protocol.errors import ProtocolError, UnsupportedVersionError
+from protocol.errors import EncodeError, ProtocolError, UnsupportedVersionError
 from protocol.framing import (
     RECEIVE_SIZE,
     FrameBuffers,
@@ -122,8 +122,11 @@ class Connection:
             buffers = _frame_buffers[broker] = FrameBuffers()
         self.frames = FrameDecoder(cfg["socket.request.max.bytes"], buffers=buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
-        # responses the writer owes (a connection waiting for one is not idle).
+        # responses still being worked out (a connection waiting for its
+        # long poll is not idle; one whose answers wait for the client to
+        # read them is, as Kafka counts only socket I/O).
         self.last_active = time.monotonic()
+        self._working = 0
         self._pending = 0
         self._nursery: trio.Nursery | None = None
         self.max_queued = cfg["queued.max.requests"]
@@ -143,8 +146,12 @@ class Connection:
         self._read_scope.cancel()
 
     def idle_since(self, now: float) -> float:
-        """Seconds without traffic while owing no response."""
-        return 0.0 if self._pending else now - self.last_active
+        """Seconds without socket traffic while no response is being worked out."""
+        return 0.0 if self._working else now - self.last_active
+
+    def close(self) -> None:
+        """Drop the connection now, answered or not (serve() closes the socket)."""
+        self._abort()
 
     def _abort(self) -> None:
         """Stop both tasks; serve() then closes the socket."""
@@ -161,6 +168,10 @@ class Connection:
                 nursery.start_soon(self._write, recv)
                 async with send:
                     await self._read(send, nursery)
+        except Exception:
+            # A bug met by this connection (a response that would not
+            # encode, say) costs the connection, never the broker.
+            log.exception("closing connection from %s after an unexpected error", self.peer)
         finally:
             self.broker.connections.discard(self)
             with trio.CancelScope(shield=True):
@@ -302,14 +313,20 @@ class Connection:
             return None
         if isinstance(result, Later):
             slot = _Slot()
+            self._working += 1
             nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key)
             return slot
-        return self._ready(result, api_version, correlation_id, api_key)
+        try:
+            return self._ready(result, api_version, correlation_id, api_key)
+        except EncodeError:
+            # Our response, not the client's bytes, is at fault: a bug to show whole.
+            log.exception("%s v%d from %s: the response cannot be encoded", ApiKey(api_key).name, api_version, self.peer)
+            raise _CloseConnection("handler failed") from None
 
     async def _hold(self, held: _Held, nursery) -> _Slot | None:
         """Run a Hold to its end before the next request is read."""
-        # Owing a response: close_idle_connections leaves this one alone.
-        self._pending += 1
+        # Working on a request: close_idle_connections leaves this one alone.
+        self._working += 1
         try:
             result = await held.hold.run()
         except CloseConnection as exc:
@@ -318,7 +335,7 @@ class Connection:
             log.exception("%s v%d from %s failed", ApiKey(held.api_key).name, held.api_version, self.peer)
             raise _CloseConnection("handler failed") from None
         finally:
-            self._pending -= 1
+            self._working -= 1
         return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
@@ -334,6 +351,7 @@ class Connection:
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, version, self.peer)
             self._abort()
         finally:
+            self._working -= 1
             slot.done.set()
 
     def _api_versions_fallback(self) -> ApiVersionsResponse:
@@ -396,11 +414,14 @@ class Connection:
         while buffers:
             if flags:
                 n = await self.sock.sendmsg(buffers[:_IOV_MAX], (), flags)
+                self.last_active = time.monotonic()
             else:
                 try:
                     n = os.writev(self.fd, buffers[:_IOV_MAX])
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(self.fd)
+                    # Room again: the client read; a slow reader is not idle.
+                    self.last_active = time.monotonic()
                     continue
             buffers = _drop_sent(buffers, n)
             if buffers and flags:
@@ -425,6 +446,7 @@ class Connection:
             except BlockingIOError:
                 self._push()
                 await trio.lowlevel.wait_writable(out)
+                self.last_active = time.monotonic()
                 continue
             except OSError as exc:
                 if exc.errno not in _NO_SENDFILE:
@@ -478,16 +500,18 @@ def _drop_sent(buffers: list, n: int) -> list:
 
 
 async def close_idle_connections(broker, idle_seconds: float) -> None:
-    """``connections.max.idle.ms``: close connections that neither sent
-    nor received anything for that long while owing no response. Checked
-    a few times per idle period, as Kafka's selector checks on its polls."""
+    """``connections.max.idle.ms``: close connections whose socket neither
+    sent nor received anything for that long while no response was being
+    worked out, also those whose answers wait for a client that stopped
+    reading (they hold the answers' memory and segment files). Checked a
+    few times per idle period, as Kafka's selector checks on its polls."""
     while True:
         await trio.sleep(min(max(idle_seconds / 4, 0.05), 30.0))
         now = time.monotonic()
         for conn in list(broker.connections):
             if conn.idle_since(now) >= idle_seconds:
                 log.debug("closing idle connection from %s", conn.peer)
-                conn.stop_reading()
+                conn.close()
 
 
 def _coalesce(chunks: list) -> list:

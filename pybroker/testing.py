@@ -69,7 +69,7 @@ def running_broker(props: Mapping[str, str] | None = None, data_dir: str | Path 
     box: dict = {}
 
     async def main():
-        broker = Broker(config)
+        broker = Broker(config, load=False)
         box["broker"] = broker
         box["token"] = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:

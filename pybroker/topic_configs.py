@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from storage.config import TOPIC_CONFIGS, LogConfig
 
-from .config import BROKER_PROPERTIES, BrokerConfig
+from .config import BROKER_PROPERTIES, BrokerConfig, default_text
 
 # DescribeConfigsResponse.ConfigSource
 DYNAMIC_TOPIC_CONFIG = 1
@@ -44,100 +44,27 @@ DYNAMIC_BROKER_LOGGER_CONFIG = 6
 
 # DescribeConfigsResponse.ConfigType
 UNKNOWN, BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD = range(10)
+_TYPE_CODES = {
+    "BOOLEAN": BOOLEAN,
+    "STRING": STRING,
+    "INT": INT,
+    "SHORT": SHORT,
+    "LONG": LONG,
+    "DOUBLE": DOUBLE,
+    "LIST": LIST,
+    "CLASS": CLASS,
+    "PASSWORD": PASSWORD,
+}
 
 # ConfigResource.Type
 TOPIC_RESOURCE, BROKER_RESOURCE, BROKER_LOGGER_RESOURCE, CLIENT_METRICS_RESOURCE, GROUP_RESOURCE = 2, 4, 8, 16, 32
 
-# Kafka's ConfigDef types of the topic configs (storage LogConfig.java).
-TOPIC_TYPES = {
-    "segment.bytes": INT,
-    "segment.ms": LONG,
-    "segment.index.bytes": INT,
-    "index.interval.bytes": INT,
-    "retention.ms": LONG,
-    "retention.bytes": LONG,
-    "cleanup.policy": LIST,
-    "delete.retention.ms": LONG,
-    "min.cleanable.dirty.ratio": DOUBLE,
-    "min.compaction.lag.ms": LONG,
-    "max.compaction.lag.ms": LONG,
-    "flush.messages": LONG,
-    "flush.ms": LONG,
-    "max.message.bytes": INT,
-    "message.timestamp.type": STRING,
-    "message.timestamp.before.max.ms": LONG,
-    "message.timestamp.after.max.ms": LONG,
-    "min.insync.replicas": INT,
-    "unclean.leader.election.enable": BOOLEAN,
-    "file.delete.delay.ms": LONG,
-    "preallocate": BOOLEAN,
-    "compression.type": STRING,
-    "write.caching": BOOLEAN,
-}
-
-TOPIC_DOCS = {
-    "segment.bytes": "Size at which the active log segment is rolled.",
-    "segment.ms": "Time after which the active segment is rolled even if not full.",
-    "segment.index.bytes": "Size of the offset and time index files of a segment.",
-    "index.interval.bytes": "Bytes of records between two offset index entries.",
-    "retention.ms": "How long records are kept before old segments are deleted; -1 keeps them forever.",
-    "retention.bytes": "Largest size a partition may grow to before old segments are deleted; -1 for no limit.",
-    "cleanup.policy": "What happens to old segments: delete, compact, or both.",
-    "delete.retention.ms": "How long tombstones stay readable in a compacted topic.",
-    "min.cleanable.dirty.ratio": "Share of uncompacted log that makes a partition eligible for compaction.",
-    "min.compaction.lag.ms": "Minimum age of a record before it may be compacted.",
-    "max.compaction.lag.ms": "Maximum time a record may remain uncompacted.",
-    "flush.messages": "Records appended between forced fsyncs.",
-    "flush.ms": "Time between forced fsyncs.",
-    "max.message.bytes": "Largest record batch the topic accepts.",
-    "message.timestamp.type": "CreateTime keeps the producer's timestamp, LogAppendTime uses the broker's clock.",
-    "message.timestamp.before.max.ms": "How far in the past a CreateTime timestamp may be.",
-    "message.timestamp.after.max.ms": "How far in the future a CreateTime timestamp may be.",
-    "min.insync.replicas": "In-sync replicas needed for an acks=all write to succeed.",
-    "unclean.leader.election.enable": "Whether a replica outside the ISR may become leader.",
-    "file.delete.delay.ms": "Delay before a deleted segment's files are removed.",
-    "preallocate": "Whether new segment files are preallocated.",
-    "compression.type": "Compression of stored batches, or producer to keep the producer's.",
-    "write.caching": "Acknowledge acks=all writes before they are fsynced (pybroker extension).",
-}
-
 # Kafka's ServerTopicConfigSynonyms / DynamicBrokerConfig.brokerConfigSynonyms:
 # broker properties standing for one topic config, highest priority first.
-_SYNONYM_GROUPS = (
-    ("log.roll.ms", "log.roll.hours"),
-    ("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
-    ("log.flush.interval.ms", "log.flush.scheduler.interval.ms"),
-)
-BROKER_SYNONYMS: dict[str, tuple[str, ...]] = {name: group for group in _SYNONYM_GROUPS for name in group}
-
-# Kafka's types of the broker properties that are not INT, BOOLEAN or STRING.
-_LONG_PROPERTIES = frozenset(
-    {
-        "connections.max.idle.ms",
-        "log.roll.ms",
-        "log.retention.ms",
-        "log.retention.bytes",
-        "log.retention.check.interval.ms",
-        "log.cleaner.backoff.ms",
-        "log.cleaner.delete.retention.ms",
-        "log.cleaner.min.compaction.lag.ms",
-        "log.cleaner.max.compaction.lag.ms",
-        "log.flush.interval.messages",
-        "log.flush.interval.ms",
-        "log.flush.scheduler.interval.ms",
-        "log.message.timestamp.before.max.ms",
-        "log.message.timestamp.after.max.ms",
-        "log.segment.delete.delay.ms",
-        "shutdown.grace.ms",
-    }
-)
-_OTHER_PROPERTY_TYPES = {
-    "log.cleanup.policy": LIST,
-    "log.cleaner.min.cleanable.ratio": DOUBLE,
-    "offsets.topic.replication.factor": SHORT,
+BROKER_SYNONYMS: dict[str, tuple[str, ...]] = {
+    name: key.synonyms for key in TOPIC_CONFIGS.values() for name in key.synonyms
 }
-
-_PRIMARY_TO_TOPIC = {broker_name: topic for topic, (_, _, broker_name) in TOPIC_CONFIGS.items()}
+_PRIMARY_TO_TOPIC = {key.synonyms[0]: name for name, key in TOPIC_CONFIGS.items() if key.synonyms}
 
 INTERNAL_METADATA_TOPIC = "__cluster_metadata"
 
@@ -158,21 +85,14 @@ class ConfigEntry:
 
 
 def is_list(name: str) -> bool:
-    return TOPIC_TYPES.get(name) == LIST
+    key = TOPIC_CONFIGS.get(name)
+    return key is not None and key.type == "LIST"
 
 
 def topic_config_problem(props: dict[str, str], base: LogConfig) -> str | None:
     """Why ``props`` (topic-level overrides) are invalid, or None; Kafka
-    answers INVALID_CONFIG with this message."""
-    for name, raw in props.items():
-        if name not in TOPIC_CONFIGS:
-            return f"Unknown topic config name: {name}"
-        reason = _TYPE_PROBLEMS.get(TOPIC_TYPES.get(name))
-        if reason is not None:
-            try:
-                TOPIC_CONFIGS[name][1](raw)
-            except ValueError:
-                return f"Invalid value {raw} for configuration {name}: {reason}"
+    answers INVALID_CONFIG with this message (ConfigDef's wording for a
+    value that breaks its key's rule)."""
     try:
         LogConfig.from_props(props, base=base)
     except ValueError as exc:
@@ -180,25 +100,17 @@ def topic_config_problem(props: dict[str, str], base: LogConfig) -> str | None:
     return None
 
 
-# ConfigDef's complaints about a value that does not parse as its type.
-_TYPE_PROBLEMS = {
-    INT: "Not a number of type INT",
-    LONG: "Not a number of type LONG",
-    DOUBLE: "Not a number of type DOUBLE",
-    BOOLEAN: "Expected value to be either true or false",
-}
-
-
 def default_topic_value(name: str) -> str:
     """The value of ``name`` in Kafka's topic ConfigDef (used by APPEND and
     SUBTRACT when the topic has no override)."""
-    return LogConfig().to_props()[name]
+    key = TOPIC_CONFIGS[name]
+    return key.text(key.default)
 
 
 def _topic_value(name: str, effective: dict[str, str], overrides: dict[str, str]) -> str:
     if name in overrides and is_list(name):
         # Kafka prints a list override as parsed: trimmed, in the given order.
-        return ",".join(part.strip() for part in overrides[name].split(",") if part.strip())
+        return TOPIC_CONFIGS[name].text(TOPIC_CONFIGS[name].parse(overrides[name]))
     return effective[name]
 
 
@@ -213,9 +125,9 @@ def _broker_synonyms(config: BrokerConfig, name: str) -> list[tuple[str, str | N
     names = BROKER_SYNONYMS.get(name, (name,))
     found = [(n, config.props[n], STATIC_BROKER_CONFIG) for n in names if n in config.explicit]
     found += [
-        (n, BROKER_PROPERTIES[n][1], DEFAULT_CONFIG)
+        (n, default_text(BROKER_PROPERTIES[n]), DEFAULT_CONFIG)
         for n in names
-        if n in BROKER_PROPERTIES and BROKER_PROPERTIES[n][1] != ""
+        if n in BROKER_PROPERTIES and BROKER_PROPERTIES[n].default is not None
     ]
     for i, (n, _, _) in enumerate(found):
         if n == name:
@@ -231,7 +143,8 @@ def describe_topic(
     entries = []
     for name in sorted(TOPIC_CONFIGS):
         value = _topic_value(name, values, overrides)
-        synonyms = _broker_synonyms(config, TOPIC_CONFIGS[name][2])
+        key = TOPIC_CONFIGS[name]
+        synonyms = _broker_synonyms(config, key.synonyms[0]) if key.synonyms else []
         if name in overrides:
             synonyms.insert(0, (name, value, DYNAMIC_TOPIC_CONFIG))
         entries.append(
@@ -239,8 +152,8 @@ def describe_topic(
                 name=name,
                 value=value,
                 source=synonyms[0][2] if synonyms else DEFAULT_CONFIG,
-                config_type=TOPIC_TYPES.get(name, UNKNOWN),
-                documentation=TOPIC_DOCS.get(name) if include_docs else None,
+                config_type=_TYPE_CODES[key.type],
+                documentation=key.doc if include_docs else None,
                 synonyms=synonyms,
             )
         )
@@ -253,15 +166,14 @@ def created_topic_configs(config: BrokerConfig, effective: LogConfig, overrides:
     values = effective.to_props()
     entries = []
     for name in sorted(TOPIC_CONFIGS):
+        key = TOPIC_CONFIGS[name]
         if name in overrides:
             source = DYNAMIC_TOPIC_CONFIG
-        elif any(n in config.explicit for n in BROKER_SYNONYMS.get(TOPIC_CONFIGS[name][2], (TOPIC_CONFIGS[name][2],))):
+        elif any(n in config.explicit for n in key.synonyms):
             source = STATIC_BROKER_CONFIG
         else:
             source = DEFAULT_CONFIG
-        entries.append(
-            ConfigEntry(name, _topic_value(name, values, overrides), source, TOPIC_TYPES.get(name, UNKNOWN), None)
-        )
+        entries.append(ConfigEntry(name, _topic_value(name, values, overrides), source, _TYPE_CODES[key.type], None))
     return entries
 
 
@@ -269,20 +181,15 @@ def created_topic_configs(config: BrokerConfig, effective: LogConfig, overrides:
 
 
 def broker_type(name: str) -> int:
-    if name in _OTHER_PROPERTY_TYPES:
-        return _OTHER_PROPERTY_TYPES[name]
-    if name in _LONG_PROPERTIES:
-        return LONG
-    parse = BROKER_PROPERTIES[name][0]
-    return {"_int": INT, "_bool": BOOLEAN}.get(parse.__name__, STRING)
+    return _TYPE_CODES[BROKER_PROPERTIES[name].type]
 
 
 def _broker_doc(name: str) -> str | None:
-    doc = BROKER_PROPERTIES[name][2]
+    doc = BROKER_PROPERTIES[name].doc
     if doc:
         return doc
     topic = _PRIMARY_TO_TOPIC.get(name)
-    return TOPIC_DOCS.get(topic) if topic else None
+    return TOPIC_CONFIGS[topic].doc if topic else None
 
 
 def describe_broker(config: BrokerConfig, include_docs: bool) -> list[ConfigEntry]:

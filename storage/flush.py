@@ -1,12 +1,18 @@
 """fsync without holding up the thread that owns the log.
 
-``begin_flush`` (owner thread) duplicates the descriptors of the segments
-with unsynced data and notes how far each had grown; ``FlushTicket.sync``
-(any thread) fsyncs and closes those duplicates, touching no log state, so
-appends go on meanwhile and a segment deleted in between is harmless; then
-``complete_flush`` (owner thread) marks clean what the fsync covered and
-moves the recovery point. Indexes are not synced here: recovery rebuilds
-them from the data past the recovery point, as Kafka's does.
+``begin_flush`` (owner thread) takes the open files of the segments with
+unsynced data and notes how far each had grown; ``FlushTicket.sync`` (any
+thread) fsyncs them, touching no log state, so appends go on meanwhile;
+then ``complete_flush`` (owner thread) marks clean what the fsync covered
+and moves the recovery point, or ``abort_flush`` takes the log's directory
+offline. Indexes are not synced here: recovery rebuilds them from the data
+past the recovery point, as Kafka's does.
+
+The ticket holds the segments' SegmentFile objects, not descriptor
+numbers: a segment closed meanwhile (its topic deleted, a compaction swap,
+retention) releases its descriptor only when the ticket lets go, so the
+fsync can never hit a closed or reused descriptor. A segment already
+closed when the flush begins has nothing left to sync.
 """
 
 from __future__ import annotations
@@ -15,43 +21,44 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .log import PartitionLog, now_ms
-from .segment import LogSegment
+from .log import KafkaStorageError, PartitionLog, now_ms
+from .segment import LogSegment, SegmentFile
 
 
 @dataclass
 class FlushTicket:
     log: PartitionLog
     end_offset: int
-    fds: list[int] = field(default_factory=list)
+    files: list[SegmentFile] = field(default_factory=list)
     marks: list[tuple[LogSegment, int]] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)  # holding new segment files
 
     def sync(self) -> None:
-        try:
-            for fd in self.fds:
-                os.fsync(fd)
-            for d in self.dirs:
+        for file in self.files:
+            os.fsync(file.fd)
+        for d in self.dirs:
+            try:
                 dfd = os.open(d, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-        finally:
-            for fd in self.fds:
-                os.close(fd)
-            self.fds = []
+            except FileNotFoundError:
+                continue  # deleted with its partition: nothing left to make durable
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
 
 def begin_flush(log: PartitionLog) -> FlushTicket:
+    """Raises KafkaStorageError if the log's directory is offline."""
+    log.check_online()
     ticket = FlushTicket(log, log.log_end_offset)
     # A segment file whose directory entry is not synced can vanish in a
     # power loss even though its data was fsynced.
     ticket.dirs = list(log._dirs_to_sync)
     log._dirs_to_sync.clear()
     for seg in log.segments:
-        if seg.dirty:
-            ticket.fds.append(os.dup(seg.fileno()))
+        file = seg.file
+        if seg.dirty and file is not None:
+            ticket.files.append(file)
             ticket.marks.append((seg, seg.size))
     return ticket
 
@@ -66,6 +73,8 @@ def complete_flush(ticket: FlushTicket) -> None:
     log.last_flush_ms = now_ms()
 
 
-def abort_flush(ticket: FlushTicket) -> None:
-    """After a failed sync (owner thread): the directories are synced again next time."""
+def abort_flush(ticket: FlushTicket, error: OSError) -> KafkaStorageError:
+    """After a failed sync (owner thread): the log's directory goes offline.
+    Returns the error for those who waited on the flush."""
     ticket.log._dirs_to_sync.update(ticket.dirs)
+    return ticket.log.io_failed(error)

@@ -8,14 +8,23 @@ Offsets are assigned here: an appended buffer of batches gets the next
 offsets by patching each batch's base offset in place (and its partition
 leader epoch, and for LogAppendTime topics its max timestamp), so the bytes
 go to disk as they came, validated once.
+
+I/O errors (Kafka's log directory failure): every operation that touches
+the files is refused with KafkaStorageError once the log is ``offline``,
+and an OSError from one takes the log offline, with the rest of its log
+directory (``on_io_error``, set by the LogManager). Nothing is written to
+an offline log again in this process; the next start finds no clean
+shutdown marker for its directory and recovers it.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +40,30 @@ LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
 CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 DELETED_SUFFIX = ".deleted"
+
+
+class KafkaStorageError(OSError):
+    """Kafka's KafkaStorageException (KAFKA_STORAGE_ERROR): the log's
+    directory is offline. An OSError, so callers that already treat a
+    failed write as one keep doing so."""
+
+
+def _io(method):
+    """For operations that touch the log's files (owner thread only):
+    refused once the log is offline; an OSError takes it offline."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self.offline is not None:
+            raise self._offline_error()
+        try:
+            return method(self, *args, **kwargs)
+        except KafkaStorageError:
+            raise
+        except OSError as exc:
+            raise self.io_failed(exc) from exc
+
+    return guarded
 
 
 class OffsetOutOfRangeError(Exception):
@@ -74,6 +107,12 @@ def parse_partition_dir(name: str) -> tuple[str, int]:
 
 
 class PartitionLog:
+    # Why the log's directory failed; None while it is online.
+    offline: str | None = None
+    # Called (log, cause) by the first I/O error of this log: the LogManager
+    # takes the whole directory offline.
+    on_io_error: Callable[[PartitionLog, str], None] | None = None
+
     def __init__(
         self,
         directory: os.PathLike,
@@ -143,9 +182,10 @@ class PartitionLog:
             self.segments.append(seg)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
             if clean or (next_base is not None and next_base <= recovery_point):
-                seg.load()
-                continue
-            cut = seg.recover(self.epochs)
+                # Recovers the segment after all if its file has a torn tail.
+                cut = seg.load(self.epochs)
+            else:
+                cut = seg.recover(self.epochs)
             self.recovered_bytes += cut
             if cut:
                 # Everything after a torn batch is unreachable: Kafka drops it.
@@ -244,8 +284,35 @@ class PartitionLog:
             self.log_end_offset,
         )
 
+    # -- failure -------------------------------------------------------------
+
+    def check_online(self) -> None:
+        """Raise KafkaStorageError if the log's directory has failed."""
+        if self.offline is not None:
+            raise self._offline_error()
+
+    def io_failed(self, exc: OSError) -> KafkaStorageError:
+        """Take the log (and through ``on_io_error`` its directory) offline
+        because of ``exc``; returns the error to raise. Owner thread only."""
+        if isinstance(exc, KafkaStorageError):
+            return exc
+        if self.offline is None:
+            cause = str(exc) or type(exc).__name__
+            if self.on_io_error is not None:
+                self.on_io_error(self, cause)
+            if self.offline is None:
+                self.offline = cause
+        return self._offline_error()
+
+    def _offline_error(self) -> KafkaStorageError:
+        return KafkaStorageError(
+            f"partition {self.topic}-{self.partition} is in an offline log directory "
+            f"({self.directory.parent}: {self.offline})"
+        )
+
     # -- appending -----------------------------------------------------------
 
+    @_io
     def append(
         self,
         records,
@@ -270,6 +337,7 @@ class PartitionLog:
                 batch.validate()
         return self._append(batches, view, leader_epoch, now, assign_offsets)
 
+    @_io
     def append_batches(
         self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None
     ) -> AppendResult:
@@ -334,12 +402,12 @@ class PartitionLog:
     def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int, max_timestamp: int) -> None:
         seg = self.active
         cfg = self.config
-        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(
-            now, cfg.segment_ms, max_timestamp
-        ):
+        roll_ms = cfg.segment_ms - cfg.roll_jitter_ms(seg.base_offset)
+        if seg.can_hold(size, last_offset, cfg.segment_bytes) and not seg.is_due_to_roll(now, roll_ms, max_timestamp):
             return
         self.roll(next_base)
 
+    @_io
     def roll(self, base: int | None = None) -> LogSegment:
         """Start a new active segment at ``base`` (default: the log end)."""
         base = self.log_end_offset if base is None else base
@@ -354,6 +422,7 @@ class PartitionLog:
 
     # -- reading -------------------------------------------------------------
 
+    @_io
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None, as_region: bool = False) -> ReadResult:
         """Whole batches from the one holding ``offset``; never past
         ``max_offset`` (default: the high watermark). An offset outside
@@ -373,6 +442,7 @@ class PartitionLog:
                 return ReadResult(data, info.base_offset, seg.base_offset)
         return ReadResult(b"", offset, self.active.base_offset)
 
+    @_io
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(timestamp, offset) of the first record whose timestamp is >=
         ``timestamp``, as ListOffsets answers; None if there is none."""
@@ -394,6 +464,7 @@ class PartitionLog:
                         return rec.timestamp, rec.offset
         return None
 
+    @_io
     def max_timestamp(self) -> tuple[int, int]:
         """(max timestamp, offset of the record that has it) over the log
         (ListOffsets -3, KIP-734); (-1, -1) for an empty log."""
@@ -416,6 +487,7 @@ class PartitionLog:
         self.high_watermark = min(max(offset, self.log_start_offset), self.log_end_offset)
         self._check()
 
+    @_io
     def truncate_to(self, offset: int) -> None:
         """Remove everything at or after ``offset`` (replica divergence)."""
         if offset >= self.log_end_offset:
@@ -434,6 +506,7 @@ class PartitionLog:
         self.cleaner_offset = min(self.cleaner_offset, self.log_end_offset)
         self._check()
 
+    @_io
     def truncate_fully(self, new_start: int) -> None:
         """Drop every segment and restart empty at ``new_start``."""
         for seg in self.segments:
@@ -445,6 +518,7 @@ class PartitionLog:
         self.epochs.clear()
         self._check()
 
+    @_io
     def delete_records(self, offset: int) -> int:
         """Advance the log start offset to ``offset`` (DeleteRecords); it may
         not pass the high watermark. Returns the new log start offset."""
@@ -457,6 +531,7 @@ class PartitionLog:
         self._check()
         return self.log_start_offset
 
+    @_io
     def delete_segments_below_start(self) -> list[int]:
         """Delete the segments that hold only offsets below the log start."""
         gone = []
@@ -476,6 +551,7 @@ class PartitionLog:
             self.cleaner_offset = max(self.cleaner_offset, self.log_start_offset)
         return seg.base_offset
 
+    @_io
     def delete_expired_segments(self, now: int | None = None) -> list[int]:
         """Retention (``cleanup.policy`` containing ``delete``): delete whole
         old segments by ``retention.ms`` and ``retention.bytes``, oldest first,
@@ -514,13 +590,17 @@ class PartitionLog:
     # -- compaction swap -------------------------------------------------------
 
     def new_cleaned_segment(self, base: int) -> LogSegment:
-        """A segment under construction, named ``*.cleaned`` until swapped in."""
+        """A segment under construction, named ``*.cleaned`` until swapped in.
+        Not guarded like the other file operations: the cleaner calls it
+        from a worker thread, and its caller hands an OSError to
+        ``io_failed`` back on the owner thread."""
         for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
             stale = self.directory / f"{base:020d}{suffix}{CLEANED_SUFFIX}"
             if stale.exists():
                 stale.unlink()
         return self._segment(base, suffix=CLEANED_SUFFIX)
 
+    @_io
     def replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
         """Swap a cleaned segment in for the closed segments it was built
         from, crash-safely: fsync it, rename it ``.swap`` (the commit point:
@@ -544,6 +624,7 @@ class PartitionLog:
 
     # -- durability ----------------------------------------------------------
 
+    @_io
     def flush(self) -> bool:
         """fsync everything appended so far; False if nothing was dirty."""
         dirty = [s for s in self.segments if s.dirty]
@@ -563,13 +644,21 @@ class PartitionLog:
         now = now_ms() if now is None else now
         return self.unflushed_messages >= self.config.flush_messages or now - self.last_flush_ms >= self.config.flush_ms
 
-    def close(self) -> None:
+    def close(self, trim: bool = True) -> None:
+        """Release every segment; without ``trim`` nothing is written (a
+        failed directory). Every segment is closed even if one fails."""
+        error = None
         for seg in self.segments:
-            seg.close()
+            try:
+                seg.close(trim)
+            except OSError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def delete(self) -> None:
         """Remove the partition's files and directory."""
-        self.close()
+        self.close(trim=False)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ timestamp seen so far with the offset where it occurred.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import time
@@ -30,6 +31,15 @@ TIMEINDEX_SUFFIX = ".timeindex"
 # max.message.bytes, whose largest sane value is far below this).
 MAX_BATCH_SIZE = 1 << 30
 _BASE_AND_LENGTH = struct.Struct(">qi")  # the first two fields of a batch
+# What LogSegment._account moves: restored when an append fails.
+_ACCOUNTING = (
+    "next_offset",
+    "_tail",
+    "max_timestamp",
+    "offset_of_max_timestamp",
+    "first_batch_timestamp",
+    "_since_index",
+)
 
 
 def file_stem(base_offset: int) -> str:
@@ -152,19 +162,21 @@ class LogSegment:
 
     # -- loading -------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, epochs=None) -> int:
         """Open an existing segment after a clean shutdown: trust the indexes
-        if they pass the sanity check (else rebuild by recovering), and scan
-        only the batches after the last index entry."""
+        if they pass the sanity check, and scan only the batch headers after
+        the last index entry. The segment is recovered instead (see
+        ``recover``, which gets ``epochs``) when an index is missing or
+        corrupt, or when the file does not end where its last whole batch
+        ends: a torn write that no recovery has cut yet, which appends would
+        otherwise bury. Returns the bytes cut off."""
         if self._indexes_missing:
-            self.recover()
-            return
+            return self.recover(epochs)
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
         except CorruptIndexError:
-            self.recover()
-            return
+            return self.recover(epochs)
         first = next(self.scan_headers(0), None)
         self.first_batch_timestamp = first.max_timestamp if first else None
         _, position = self.offset_index.lookup(2**63 - 1)
@@ -174,6 +186,9 @@ class LogSegment:
         self._tail = position
         for info in self.scan_headers(position):
             self._account(info, index=False)
+        if self._tail != self.size:
+            return self.recover(epochs)
+        return 0
 
     def recover(self, epochs=None) -> int:
         """Rebuild both indexes from the data, validating every batch's
@@ -231,16 +246,42 @@ class LogSegment:
 
     def append(self, data, batches: list[BatchInfo]) -> None:
         """Append the bytes of ``batches`` (already validated, offsets
-        assigned); their positions are relative to the start of ``data``."""
+        assigned); their positions are relative to the start of ``data``.
+
+        All or nothing: when a write fails (a full disk may take part of
+        the bytes first) the file is cut back to where it ended and the
+        segment's bookkeeping restored, so no torn batch stays under the
+        next append. If even the cut fails, the error still reaches the
+        log, whose directory then goes offline; the next start recovers
+        it and cuts the torn tail there."""
         position = self.size
         view = memoryview(data)
-        written = 0
-        while written < len(view):
-            written += os.pwrite(self._fd, view[written:], position + written)
-        for info in batches:
-            self._account(info, index=True, shift=position)
+        before = self._accounting()
+        try:
+            written = 0
+            while written < len(view):
+                n = os.pwrite(self._fd, view[written:], position + written)
+                if n <= 0:
+                    raise OSError(errno.EIO, f"write to {self.path} made no progress at {position + written}")
+                written += n
+            for info in batches:
+                self._account(info, index=True, shift=position)
+        except OSError:
+            self._undo_append(position, before)
+            raise
         self.size = position + len(view)
         self.dirty = True
+
+    def _accounting(self) -> tuple:
+        return tuple(getattr(self, name) for name in _ACCOUNTING)
+
+    def _undo_append(self, position: int, accounting: tuple) -> None:
+        for name, value in zip(_ACCOUNTING, accounting):
+            setattr(self, name, value)
+        try:
+            os.ftruncate(self._fd, position)
+        except OSError:
+            pass  # the caller's error stands; recovery cuts the tail at the next start
 
     def _account(self, info: BatchInfo, index: bool, shift: int = 0) -> None:
         """``info.position + shift`` is where the batch is in the file."""
@@ -323,12 +364,15 @@ class LogSegment:
         self.size = size
         self._file.truncations += 1
 
-    def fileno(self) -> int:
-        """The .log file descriptor (for a flusher that dups it to fsync off-thread)."""
-        return self._fd
+    @property
+    def file(self) -> SegmentFile | None:
+        """The open .log file, None once closed. Holding it keeps the
+        descriptor open (a flusher fsyncs through it off-thread, so a
+        segment closed meanwhile cannot pull the descriptor from under it)."""
+        return self._file
 
     def flush(self) -> None:
-        if self.dirty:
+        if self.dirty and self._fd >= 0:
             os.fsync(self._fd)
             self.offset_index.flush()
             self.time_index.flush()
@@ -407,16 +451,22 @@ class LogSegment:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, trim: bool = True) -> None:
+        """Release the files; ``trim`` writes the indexes' last entries and
+        cuts their preallocation (not on a failed disk, nor before a delete).
+        Closed afterwards even if trimming fails."""
         if self._fd >= 0:
-            self.offset_index.close()
-            self.time_index.close()
-            # Regions of this file still waiting to be sent keep it open.
-            self._file = None
-            self._fd = -1
+            try:
+                self.offset_index.close(trim)
+                self.time_index.close(trim)
+            finally:
+                # Regions of this file still waiting to be sent, and a
+                # flush in progress, keep it open.
+                self._file = None
+                self._fd = -1
 
     def delete(self) -> None:
-        self.close()
+        self.close(trim=False)
         for path in (self.path, self.offset_index.path, self.time_index.path):
             try:
                 os.unlink(path)

@@ -9,7 +9,8 @@ Checks, as Kafka's broker then controller (apache/kafka ConfigAdminManager
 ``legacyAlterConfigs``): a resource given twice, a key given twice, or a null
 value gets INVALID_REQUEST; an empty topic name INVALID_REQUEST; an illegal
 topic name INVALID_TOPIC_EXCEPTION; an unknown or invalid config
-INVALID_CONFIG; then a missing topic UNKNOWN_TOPIC_OR_PARTITION.
+INVALID_CONFIG, with ConfigDef's message naming the key and the rule
+(``pybroker.topic_configs``); then a missing topic UNKNOWN_TOPIC_OR_PARTITION.
 
 Broker resources (empty name, or this node's id; another id gets
 INVALID_REQUEST): every broker property here is static, so setting any
@@ -39,31 +40,41 @@ class ConfigError(Exception):
 
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
 def alter_configs(ctx, req):
-    repeated = Counter((r.resource_type, r.resource_name) for r in req.resources)
+    def alter(r):
+        check_keys([c.name for c in r.configs])
+        nulls = [c.name for c in r.configs if c.value is None]
+        if nulls:
+            raise ConfigError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
+        if r.resource_type == tc.TOPIC_RESOURCE:
+            alter_topic(ctx.broker, r.resource_name, {c.name: c.value for c in r.configs}, req.validate_only)
+        elif r.resource_type == tc.BROKER_RESOURCE:
+            check_broker_change(ctx.broker, r.resource_name, [c.name for c in r.configs])
+        else:
+            raise ConfigError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
+
+    return AlterConfigsResponse(responses=answer_each(req.resources, alter, AlterConfigsResourceResponse))
+
+
+def answer_each(resources, alter, response_class) -> list:
+    """Run ``alter(resource)`` for each resource (one given twice is refused
+    whole) and answer each with its own error: the loop both AlterConfigs
+    APIs share."""
+    repeated = Counter((r.resource_type, r.resource_name) for r in resources)
     responses = []
-    for r in req.resources:
+    for r in resources:
         code, message = ErrorCode.NONE, None
         try:
             if repeated[(r.resource_type, r.resource_name)] > 1:
                 raise ConfigError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
-            check_keys([c.name for c in r.configs])
-            nulls = [c.name for c in r.configs if c.value is None]
-            if nulls:
-                raise ConfigError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
-            if r.resource_type == tc.TOPIC_RESOURCE:
-                alter_topic(ctx.broker, r.resource_name, {c.name: c.value for c in r.configs}, req.validate_only)
-            elif r.resource_type == tc.BROKER_RESOURCE:
-                check_broker_change(ctx.broker, r.resource_name, [c.name for c in r.configs])
-            else:
-                raise ConfigError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
+            alter(r)
         except ConfigError as exc:
             code, message = exc.code, exc.message
         responses.append(
-            AlterConfigsResourceResponse(
+            response_class(
                 error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name
             )
         )
-    return AlterConfigsResponse(responses=responses)
+    return responses
 
 
 def unsupported(resource_type: int) -> str:

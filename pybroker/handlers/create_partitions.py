@@ -9,7 +9,9 @@ to or below the current one INVALID_PARTITIONS, assignments whose number is
 not the number of new partitions, or that name an unknown or repeated broker
 or a replica count other than the topic's, INVALID_REPLICA_ASSIGNMENT. With
 validate_only nothing changes. The new partitions exist when the response
-is sent.
+is sent; their logs are made in a worker thread, one request at a time. As
+with CreateTopics, more than 10,000 new partitions in one request is a
+POLICY_VIOLATION for every topic of it.
 """
 
 from collections import Counter
@@ -19,30 +21,53 @@ from protocol.messages.create_partitions_response import CreatePartitionsRespons
 from protocol.registry import ApiKey
 
 from ..broker import StorageFailure
-from . import handles
-from .create_topics import TopicError, check_assignment
+from . import Later, handles
+from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, TopicError, check_assignment
 
 
 @handles(ApiKey.CREATE_PARTITIONS, 0, 3)
 def create_partitions(ctx, req):
-    counts = Counter(t.name for t in req.topics)
-    results, answered = [], set()
-    for topic in req.topics:
-        if topic.name in answered:
-            continue
-        answered.add(topic.name)
-        result = CreatePartitionsTopicResult(name=topic.name, error_code=ErrorCode.NONE)
-        try:
-            if counts[topic.name] > 1:
-                raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-            _add(ctx.broker, topic, req.validate_only)
-        except TopicError as exc:
-            result.error_code, result.error_message = exc.code, exc.message
-        results.append(result)
-    return CreatePartitionsResponse(results=results)
+    broker = ctx.broker
+    added = sum(max(t.count - _current(broker, t.name), 0) for t in req.topics)
+    if added > MAX_RECORDS_PER_REQUEST:
+        return CreatePartitionsResponse(
+            results=[
+                CreatePartitionsTopicResult(
+                    name=t.name, error_code=ErrorCode.POLICY_VIOLATION, error_message=TOO_MANY_RECORDS
+                )
+                for t in req.topics
+            ]
+        )
+
+    async def add():
+        # One change at a time, each checked against the topics as they are
+        # once its turn comes: another request may have grown them meanwhile.
+        async with broker.admin_lock:
+            counts = Counter(t.name for t in req.topics)
+            results, answered = [], set()
+            for topic in req.topics:
+                if topic.name in answered:
+                    continue
+                answered.add(topic.name)
+                result = CreatePartitionsTopicResult(name=topic.name, error_code=ErrorCode.NONE)
+                try:
+                    if counts[topic.name] > 1:
+                        raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+                    await _add(broker, topic, req.validate_only)
+                except TopicError as exc:
+                    result.error_code, result.error_message = exc.code, exc.message
+                results.append(result)
+            return CreatePartitionsResponse(results=results)
+
+    return Later(add)
 
 
-def _add(broker, topic, validate_only: bool) -> None:
+def _current(broker, name: str) -> int:
+    info = broker.metadata.topics.get(name)
+    return len(info.partitions) if info is not None else 0
+
+
+async def _add(broker, topic, validate_only: bool) -> None:
     info = broker.metadata.topics.get(topic.name)
     if info is None:
         raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
@@ -66,8 +91,11 @@ def _add(broker, topic, validate_only: bool) -> None:
         factor = len(info.partitions[0].replicas)
         for a in topic.assignments:
             check_assignment(a.broker_ids, brokers, factor)
-    if not validate_only:
-        try:
-            broker.add_partitions(topic.name, topic.count)
-        except StorageFailure as exc:
-            raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
+    if validate_only:
+        return
+    try:
+        grown = await broker.add_partitions(topic.name, topic.count)
+    except StorageFailure as exc:
+        raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
+    if grown is None:
+        raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic was deleted while its partitions were added.")

@@ -21,6 +21,14 @@ indexes not 0..n-1) INVALID_REPLICA_ASSIGNMENT, a replication factor of 0 or
 below -1 or above the broker count INVALID_REPLICATION_FACTOR, a partition
 count of 0 or below -1 INVALID_PARTITIONS. The request's timeout is not
 waited on: creation is complete when the response is sent.
+
+Kafka's bounds on one request (ReplicationControlManager): more than
+10,000 partitions requested in all, or more than 10,000 metadata records
+(a topic, each of its partitions and each config is one), and every topic
+of the request gets POLICY_VIOLATION, validate_only or not. The logs of
+the topics that pass are made in a worker thread (``create_topic_async``),
+so a large topic does not hold up other clients; a name being created
+counts as existing meanwhile.
 """
 
 from collections import Counter
@@ -36,7 +44,14 @@ from storage.config import LogConfig
 
 from .. import topic_configs as tc
 from ..broker import StorageFailure, topic_name_problem
-from . import handles
+from . import Later, handles
+
+# ReplicationControlManager.MAX_PARTITIONS_PER_BATCH and
+# QuorumController.MAX_RECORDS_PER_USER_OP.
+MAX_PARTITIONS_PER_REQUEST = 10_000
+MAX_RECORDS_PER_REQUEST = 10_000
+TOO_MANY_PARTITIONS = "Excessively large number of partitions per request."
+TOO_MANY_RECORDS = "Unable to perform excessively large batch operation."
 
 
 class TopicError(Exception):
@@ -48,8 +63,13 @@ class TopicError(Exception):
 
 @handles(ApiKey.CREATE_TOPICS, 2, 7)
 def create_topics(ctx, req):
+    broker = ctx.broker
+    if _requested_partitions(broker, req.topics) > MAX_PARTITIONS_PER_REQUEST:
+        return _refuse_all(req.topics, TOO_MANY_PARTITIONS)
     counts = Counter(t.name for t in req.topics)
     results, answered = [], set()
+    to_create = []  # (result, partitions, configs)
+    records = 0
     for topic in req.topics:
         if topic.name in answered:
             continue
@@ -57,18 +77,71 @@ def create_topics(ctx, req):
         try:
             if counts[topic.name] > 1:
                 raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-            results.append(_create(ctx, topic, req.validate_only))
+            result, partitions, configs = _validate(ctx, topic)
         except TopicError as exc:
             results.append(CreatableTopicResult(name=topic.name, error_code=exc.code, error_message=exc.message))
-    return CreateTopicsResponse(topics=results)
+            continue
+        records += 1 + partitions + len(configs)
+        results.append(result)
+        to_create.append((result, partitions, configs))
+        # Taken from now on: later topics of this request, and every other
+        # request, see it as existing (and colliding).
+        broker.creating.add(topic.name)
+    names = [result.name for result, _, _ in to_create]
+    if records > MAX_RECORDS_PER_REQUEST or req.validate_only or not to_create:
+        broker.creating.difference_update(names)
+        if records > MAX_RECORDS_PER_REQUEST:
+            return _refuse_all(req.topics, TOO_MANY_RECORDS)
+        return CreateTopicsResponse(topics=results)
+    response = CreateTopicsResponse(topics=results)
+
+    async def create():
+        try:
+            for result, partitions, configs in to_create:
+                try:
+                    info = await broker.create_topic_async(result.name, partitions, configs)
+                except StorageFailure as exc:
+                    result.error_code, result.error_message = ErrorCode.KAFKA_STORAGE_ERROR, str(exc)
+                    continue
+                if ctx.api_version >= 7:
+                    result.topic_id = info.topic_id
+        finally:
+            broker.creating.difference_update(names)
+        return response
+
+    return Later(create)
 
 
-def _create(ctx, topic, validate_only: bool) -> CreatableTopicResult:
+def _requested_partitions(broker, topics) -> int:
+    """Kafka's upper bound, counted before any other check."""
+    total = 0
+    for topic in topics:
+        if topic.assignments:
+            total += len(topic.assignments)
+        elif topic.num_partitions == -1:
+            total += broker.config["num.partitions"]
+        elif topic.num_partitions > 0:
+            total += topic.num_partitions
+    return total
+
+
+def _refuse_all(topics, message: str) -> CreateTopicsResponse:
+    return CreateTopicsResponse(
+        topics=[
+            CreatableTopicResult(name=t.name, error_code=ErrorCode.POLICY_VIOLATION, error_message=message)
+            for t in topics
+        ]
+    )
+
+
+def _validate(ctx, topic) -> tuple[CreatableTopicResult, int, dict[str, str]]:
+    """The topic's result as if created, its partition count and configs;
+    TopicError when it cannot be created."""
     broker = ctx.broker
     name = topic.name
     if name == tc.INTERNAL_METADATA_TOPIC:
         raise TopicError(ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited.")
-    if name in broker.metadata.topics:
+    if name in broker.metadata.topics or name in broker.creating:
         raise TopicError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     problem = topic_name_problem(name)
     if problem:
@@ -77,13 +150,6 @@ def _create(ctx, topic, validate_only: bool) -> CreatableTopicResult:
     configs = _configs(broker, topic)
     partitions, replicas = _layout(broker, topic)
     result = CreatableTopicResult(name=name, error_code=ErrorCode.NONE, error_message=None)
-    if not validate_only:
-        try:
-            info = broker.create_topic(name, partitions, configs)
-        except StorageFailure as exc:
-            raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
-        if ctx.api_version >= 7:
-            result.topic_id = info.topic_id
     if ctx.api_version >= 5:
         effective = LogConfig.from_props(configs, base=broker.config.log_config)
         result.num_partitions = partitions
@@ -94,14 +160,14 @@ def _create(ctx, topic, validate_only: bool) -> CreatableTopicResult:
             )
             for e in tc.created_topic_configs(broker.config, effective, configs)
         ]
-    return result
+    return result, partitions, configs
 
 
 def _check_collision(broker, name: str) -> None:
     if "." not in name and "_" not in name:
         return
     unified = name.replace(".", "_")
-    for other in broker.metadata.topics:
+    for other in [*broker.metadata.topics, *broker.creating]:
         if other.replace(".", "_") == unified:
             raise TopicError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}")
 

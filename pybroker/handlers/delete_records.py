@@ -11,8 +11,13 @@ UNKNOWN_TOPIC_OR_PARTITION, an internal topic INVALID_TOPIC_EXCEPTION, a
 topic whose cleanup.policy lacks ``delete`` POLICY_VIOLATION, a negative
 offset or one past the high watermark OFFSET_OUT_OF_RANGE; failed
 partitions report low_watermark -1. An offset at or below the current log
-start changes nothing and succeeds.
+start changes nothing and succeeds. A partition in an offline log
+directory, or whose segment deletion fails (which takes the directory
+offline), gets KAFKA_STORAGE_ERROR; any other exception is logged and
+answered UNKNOWN_SERVER_ERROR.
 """
+
+import logging
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_records_response import (
@@ -21,10 +26,12 @@ from protocol.messages.delete_records_response import (
     DeleteRecordsTopicResult,
 )
 from protocol.registry import ApiKey
+from storage.log import KafkaStorageError
 
 from . import handles
 from ..cluster.model import INTERNAL_TOPICS
 
+logger = logging.getLogger("pybroker.delete_records")
 HIGH_WATERMARK = -1
 INVALID_LOW_WATERMARK = -1
 
@@ -35,7 +42,13 @@ def delete_records(ctx, req):
     for t in req.topics:
         parts = []
         for p in t.partitions:
-            code, low = _delete(ctx.broker, t.name, p.partition_index, p.offset)
+            try:
+                code, low = _delete(ctx.broker, t.name, p.partition_index, p.offset)
+            except KafkaStorageError:
+                code, low = ErrorCode.KAFKA_STORAGE_ERROR, INVALID_LOW_WATERMARK
+            except Exception:
+                logger.exception("delete records of %s-%d failed", t.name, p.partition_index)
+                code, low = ErrorCode.UNKNOWN_SERVER_ERROR, INVALID_LOW_WATERMARK
             parts.append(
                 DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=low, error_code=code)
             )
@@ -49,6 +62,7 @@ def _delete(broker, topic: str, index: int, offset: int) -> tuple[ErrorCode, int
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, INVALID_LOW_WATERMARK
     if topic in INTERNAL_TOPICS:
         return ErrorCode.INVALID_TOPIC_EXCEPTION, INVALID_LOW_WATERMARK
+    part.check_online()
     log = part.log
     if not log.config.delete:
         return ErrorCode.POLICY_VIOLATION, INVALID_LOW_WATERMARK

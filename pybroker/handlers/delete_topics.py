@@ -11,8 +11,11 @@ TOPIC_DELETION_DISABLED from v3; a v6 entry with neither name nor id, or
 with both, INVALID_REQUEST; a name or id given twice INVALID_REQUEST; an
 unknown name UNKNOWN_TOPIC_OR_PARTITION, an unknown id UNKNOWN_TOPIC_ID; a
 name that resolves to an id also given INVALID_REQUEST. Internal topics may
-be deleted, as with Kafka. Deletion is done when the response is sent: the
-partitions' logs and producer state are gone. Incremental fetch sessions
+be deleted, as with Kafka. The topic leaves the metadata at once; the
+response is sent once its partitions' logs are closed and their
+directories renamed ``*-delete`` (a chunk of partitions per turn of the
+event loop; the name counts as taken until then), and a worker thread then
+removes the files (Kafka too deletes them after answering). Incremental fetch sessions
 keep the deleted partitions, as Kafka's do (FetchSession.scala): their next
 fetch reports the error, which is how a consumer learns of the deletion;
 dropping them silently would leave it waiting on a partition the broker no
@@ -26,7 +29,8 @@ from protocol.messages.delete_topics_response import DeletableTopicResult, Delet
 from protocol.primitives import ZERO_UUID
 from protocol.registry import ApiKey
 
-from . import handles
+from ..broker import StorageFailure
+from . import Later, handles
 
 
 @handles(ApiKey.DELETE_TOPICS, 1, 6)
@@ -89,14 +93,21 @@ def delete_topics(ctx, req):
             )
         else:
             to_delete[info.topic_id] = name
+    deleted = []
     for topic_id, name in to_delete.items():
-        _delete(broker, name)
+        try:
+            deleted.append(broker.delete_topic(name))
+        except StorageFailure as exc:
+            answer(name, topic_id, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+            continue
         answer(name, topic_id, ErrorCode.NONE)
-    return DeleteTopicsResponse(responses=results)
+    response = DeleteTopicsResponse(responses=results)
+    if not deleted:
+        return response
 
+    async def detach():
+        for info in deleted:
+            await broker.detach_logs(info)
+        return response
 
-def _delete(broker, name: str) -> None:
-    indexes = [p.index for p in broker.metadata.topics[name].partitions]
-    broker.delete_topic(name)
-    for index in indexes:
-        broker.producers.forget_partition(name, index)
+    return Later(detach)

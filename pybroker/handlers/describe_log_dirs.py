@@ -7,8 +7,9 @@ and usable bytes of the directory's volume. A null topic list means every
 partition; otherwise only those asked for, and a topic with none of them
 left is not listed (apache/kafka ReplicaManager ``describeLogDirs``). The
 offset lag is the high watermark minus the log end, never below 0: always
-0 on a single node; there are no future logs. A directory that cannot be
-read gets KAFKA_STORAGE_ERROR.
+0 on a single node; there are no future logs. A directory that has
+failed (is offline) or cannot be read gets KAFKA_STORAGE_ERROR and no
+partitions, as Kafka reports an offline log dir.
 """
 
 import os
@@ -37,6 +38,10 @@ def describe_log_dirs(ctx, req):
     for d in ctx.broker.config.log_dirs:
         path = os.path.abspath(d)
         result = DescribeLogDirsResult(error_code=ErrorCode.NONE, log_dir=path)
+        if ctx.broker.logs.dir_failure(d) is not None:
+            result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+            results.append(result)
+            continue
         try:
             st = os.statvfs(path)
         except OSError:

@@ -14,9 +14,17 @@ batch even when it exceeds the limits (KIP-74); after that every partition
 is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
 an append to any partition it asked for.
+
+Each partition is read on its own: one in an offline log directory (or
+whose read fails, which takes the directory offline) gets
+KAFKA_STORAGE_ERROR, any other exception UNKNOWN_SERVER_ERROR (logged with
+its traceback), both with -1 offsets as Kafka answers a failed read; the
+other partitions of the response are unaffected.
 """
 
 from __future__ import annotations
+
+import logging
 
 import trio
 
@@ -24,11 +32,12 @@ from protocol.error_codes import ErrorCode
 from protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
 from protocol.primitives import ZERO_UUID
 from protocol.registry import ApiKey
-from storage.log import OffsetOutOfRangeError
+from storage.log import KafkaStorageError, OffsetOutOfRangeError
 
 from ..fetch_sessions import SessionError, SessionPartition
 from . import Later, handles
 
+logger = logging.getLogger("pybroker.fetch")
 READ_COMMITTED = 1
 
 
@@ -128,11 +137,17 @@ def _build(broker, req, version, wanted, session, full, zero_copy: bool):
     for w in wanted:
         if isinstance(w, tuple):
             name, topic_id, index, code = w
-            data = PartitionData(partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=b"")
+            data = _failed(index, code)
             key = (name, topic_id)
         else:
             part = broker.partition(w.topic, w.index)
-            data = _read_partition(part, w, isolation, remaining, first, zero_copy)
+            try:
+                data = _read_partition(part, w, isolation, remaining, first, zero_copy)
+            except KafkaStorageError:
+                data = _failed(w.index, ErrorCode.KAFKA_STORAGE_ERROR)
+            except Exception:
+                logger.exception("fetch from %s-%d failed", w.topic, w.index)
+                data = _failed(w.index, ErrorCode.UNKNOWN_SERVER_ERROR)
             key = (w.topic, w.topic_id)
             if part is not None:
                 parked.append(part)
@@ -158,14 +173,19 @@ def _build(broker, req, version, wanted, session, full, zero_copy: bool):
     return response, size, parked
 
 
+def _failed(index: int, code: ErrorCode) -> PartitionData:
+    # Partitions with an error still carry empty (not null) records: Kafka
+    # sends them so, and librdkafka fails to parse a null record set.
+    return PartitionData(partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=b"")
+
+
 def _read_partition(
     part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool
 ) -> PartitionData:
-    # Partitions with an error still carry empty (not null) records: Kafka
-    # sends them so, and librdkafka fails to parse a null record set.
     aborted = [] if isolation == READ_COMMITTED else None
     if part is None:
-        return PartitionData(partition_index=w.index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1, last_stable_offset=-1, log_start_offset=-1, records=b"")
+        return _failed(w.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    part.check_online()
     log = part.log
     hw = log.high_watermark
     lso = hw

@@ -3,7 +3,8 @@
 v1 is flexible. Each config names an operation: SET (0) a value, DELETE (1)
 the override (back to the broker default), APPEND (2) or SUBTRACT (3)
 comma-separated items to or from a LIST config such as cleanup.policy
-(starting from Kafka's default when the topic has no override). The
+(starting from Kafka's default when the topic has no override; removing
+the last item leaves the empty list, valid for cleanup.policy). The
 resulting overrides are validated as a whole; validate_only changes
 nothing.
 
@@ -24,7 +25,6 @@ INVALID_REQUEST).
 """
 
 import logging
-from collections import Counter
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.incremental_alter_configs_response import (
@@ -35,7 +35,7 @@ from protocol.registry import ApiKey
 
 from .. import topic_configs as tc
 from . import handles
-from .alter_configs import ConfigError, alter_topic, check_broker_change, check_keys, unsupported
+from .alter_configs import ConfigError, alter_topic, answer_each, check_broker_change, check_keys, unsupported
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
@@ -45,21 +45,9 @@ log = logging.getLogger("pybroker.configs")
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
 def incremental_alter_configs(ctx, req):
-    repeated = Counter((r.resource_type, r.resource_name) for r in req.resources)
-    responses = []
-    for r in req.resources:
-        code, message = ErrorCode.NONE, None
-        try:
-            if repeated[(r.resource_type, r.resource_name)] > 1:
-                raise ConfigError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
-            _alter(ctx.broker, r, req.validate_only)
-        except ConfigError as exc:
-            code, message = exc.code, exc.message
-        responses.append(
-            AlterConfigsResourceResponse(
-                error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name
-            )
-        )
+    responses = answer_each(
+        req.resources, lambda r: _alter(ctx.broker, r, req.validate_only), AlterConfigsResourceResponse
+    )
     return IncrementalAlterConfigsResponse(responses=responses)
 
 
@@ -104,13 +92,21 @@ def apply_ops(configs: dict[str, str], ops) -> dict[str, str]:
             if old is None:
                 old = tc.default_topic_value(c.name)
             items = [part for part in old.split(",") if part]
-            for part in c.value.split(","):
+            for part in _java_split(c.value):
                 if op == APPEND and part not in items:
                     items.append(part)
                 elif op == SUBTRACT and part in items:
                     items.remove(part)
             configs[c.name] = ",".join(items)
     return configs
+
+
+def _java_split(text: str) -> list[str]:
+    # Java's String.split(","): trailing empty parts dropped, inner ones kept.
+    parts = text.split(",")
+    while len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    return parts
 
 
 def _alter_loggers(broker, name: str, ops, validate_only: bool) -> None:

@@ -6,8 +6,13 @@ stable offset for read_committed, the log end for a debug replica id -2),
 KIP-734). Any other timestamp finds the first record at or after it, or
 -1/-1 when there is none. v2 isolation level; v4 leader epochs in and out
 (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); v6 flexible. A partition
-listed twice gets INVALID_REQUEST, as with Kafka.
+listed twice gets INVALID_REQUEST, as with Kafka. A partition in an
+offline log directory (or whose read fails) gets KAFKA_STORAGE_ERROR; any
+other exception is logged and answered UNKNOWN_SERVER_ERROR; the other
+partitions are answered as usual.
 """
+
+import logging
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_offsets_response import (
@@ -16,9 +21,11 @@ from protocol.messages.list_offsets_response import (
     ListOffsetsTopicResponse,
 )
 from protocol.registry import ApiKey
+from storage.log import KafkaStorageError
 
 from . import handles
 
+logger = logging.getLogger("pybroker.list_offsets")
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 DEBUG_REPLICA = -2
 READ_COMMITTED = 1
@@ -39,10 +46,21 @@ def list_offsets(ctx, req):
             if seen[(t.name, p.partition_index)] > 1:
                 resp.error_code = ErrorCode.INVALID_REQUEST
             else:
-                _answer(broker, req, t.name, p, resp, ctx.api_version)
+                try:
+                    _answer(broker, req, t.name, p, resp, ctx.api_version)
+                except KafkaStorageError:
+                    _failed(resp, ErrorCode.KAFKA_STORAGE_ERROR)
+                except Exception:
+                    logger.exception("list offsets of %s-%d failed", t.name, p.partition_index)
+                    _failed(resp, ErrorCode.UNKNOWN_SERVER_ERROR)
             parts.append(resp)
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
     return ListOffsetsResponse(topics=topics)
+
+
+def _failed(resp, code: ErrorCode) -> None:
+    resp.error_code = code
+    resp.timestamp = resp.offset = resp.leader_epoch = -1
 
 
 def _answer(broker, req, topic, p, resp, version: int) -> None:
@@ -50,6 +68,7 @@ def _answer(broker, req, topic, p, resp, version: int) -> None:
     if part is None:
         resp.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return
+    part.check_online()
     if p.current_leader_epoch >= 0 and p.current_leader_epoch != part.leader_epoch:
         resp.error_code = (
             ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH

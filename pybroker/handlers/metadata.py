@@ -7,6 +7,10 @@ v5 offline replicas; v7 leader epochs; v8 authorized operations (we have no
 authorizer, so everything a topic or cluster supports is allowed, as Kafka
 without one reports it); v9 flexible; v10 topic ids, also as lookup keys
 (unknown ids get UNKNOWN_TOPIC_ID); v11 drops the cluster operations.
+
+A partition whose log directory has failed is reported as Kafka's
+controller leaves a single replica that went offline: LEADER_NOT_AVAILABLE,
+no leader (-1), and this broker among its offline replicas.
 """
 
 from protocol.error_codes import ErrorCode
@@ -77,17 +81,25 @@ def _topic(broker, info, want_ops: bool) -> MetadataResponseTopic:
         name=info.name,
         topic_id=info.topic_id,
         is_internal=info.is_internal,
-        partitions=[
-            MetadataResponsePartition(
-                error_code=ErrorCode.NONE,
-                partition_index=p.index,
-                leader_id=p.leader,
-                leader_epoch=p.leader_epoch,
-                replica_nodes=list(p.replicas),
-                isr_nodes=list(p.isr),
-                offline_replicas=list(p.offline),
-            )
-            for p in info.partitions
-        ],
+        partitions=[_partition(broker, info.name, p) for p in info.partitions],
         topic_authorized_operations=TOPIC_OPERATIONS if want_ops else NOT_REQUESTED,
     )
+
+
+def _partition(broker, topic: str, p) -> MetadataResponsePartition:
+    entry = MetadataResponsePartition(
+        error_code=ErrorCode.NONE,
+        partition_index=p.index,
+        leader_id=p.leader,
+        leader_epoch=p.leader_epoch,
+        replica_nodes=list(p.replicas),
+        isr_nodes=list(p.isr),
+        offline_replicas=list(p.offline),
+    )
+    part = broker.partition(topic, p.index)
+    if part is not None and part.offline:
+        entry.error_code = ErrorCode.LEADER_NOT_AVAILABLE
+        entry.leader_id = -1
+        if broker.node_id not in entry.offline_replicas:
+            entry.offline_replicas.append(broker.node_id)
+    return entry

@@ -11,7 +11,8 @@ newer; -1 skips the check) and throttle time; v3 adds the replica id
 v4 is flexible. An unknown partition gets UNKNOWN_TOPIC_OR_PARTITION, an
 epoch the log cannot place epoch -1 and offset -1 without error (apache/kafka
 ReplicaManager ``lastOffsetForLeaderEpoch``, Partition
-``lastOffsetForLeaderEpoch``, UnifiedLog ``endOffsetForEpoch``).
+``lastOffsetForLeaderEpoch``, UnifiedLog ``endOffsetForEpoch``), a
+partition in an offline log directory KAFKA_STORAGE_ERROR.
 
 Kafka's leader writes its epoch into the epoch cache when elected, before
 any record; ours is written by the first append, so an epoch newer than
@@ -25,6 +26,7 @@ from protocol.messages.offset_for_leader_epoch_response import (
     OffsetForLeaderTopicResult,
 )
 from protocol.registry import ApiKey
+from storage.log import KafkaStorageError
 
 from . import handles
 
@@ -45,6 +47,11 @@ def _answer(broker, topic: str, p) -> EpochEndOffset:
     part = broker.partition(topic, p.partition)
     if part is None:
         out.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return out
+    try:
+        part.check_online()
+    except KafkaStorageError:
+        out.error_code = ErrorCode.KAFKA_STORAGE_ERROR
         return out
     current = p.current_leader_epoch
     if current != UNDEFINED and current != part.leader_epoch:

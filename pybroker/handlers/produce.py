@@ -19,10 +19,18 @@ if that is not enough (a large batch, or a decompression bomb), the request
 is held: the rest of its checks run in a worker thread, OFF_LOOP_CHECKS at
 a time across the broker, while this connection reads no further request
 and every other one carries on; then the request is handled as usual.
+
+Failures are per partition, as in Kafka's ReplicaManager.appendToLocalLog:
+a partition in an offline log directory, or whose append or fsync fails
+(which takes its directory offline), gets KAFKA_STORAGE_ERROR; one deleted
+while its fsync was pending gets UNKNOWN_TOPIC_OR_PARTITION; any other
+exception is logged with its traceback and answered UNKNOWN_SERVER_ERROR.
+The other partitions of the request are unaffected.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 
@@ -38,11 +46,12 @@ from protocol.messages.produce_response import (
 from protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
 from protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
 from protocol.registry import ApiKey
+from storage.log import KafkaStorageError
 
-from ..flusher import FlushFailed
 from ..producers import BatchMeta, DuplicateBatch, SequenceError
 from . import CloseConnection, Hold, Later, handles
 
+log = logging.getLogger("pybroker.produce")
 MIN_SERVED_VERSION = 3
 INLINE_SECONDS = 0.002
 OFF_LOOP_CHECKS = 2
@@ -55,6 +64,12 @@ class _Reject(Exception):
         self.code = code
         self.message = message
         self.record_errors = record_errors or []
+
+
+
+def _unexpected() -> _Reject:
+    """A check that failed by the broker's own fault (logged where it happened)."""
+    return _Reject(ErrorCode.UNKNOWN_SERVER_ERROR, "unexpected error on the broker")
 
 
 @handles(ApiKey.PRODUCE, 0, 9)
@@ -86,13 +101,17 @@ def produce(ctx, req, checks=None):
                 resp.log_append_time_ms = append_time
                 resp.log_start_offset = part.log.log_start_offset
                 if not part.log.config.write_caching:
-                    written.append(part.log)
+                    written.append((resp, part))
             except _Reject as rej:
                 failed = True
-                resp.error_code = rej.code
-                if version >= 8:
-                    resp.error_message = rej.message
-                    resp.record_errors = rej.record_errors
+                _fail(resp, version, rej.code, rej.message, rej.record_errors)
+            except KafkaStorageError as exc:
+                failed = True
+                _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+            except Exception:
+                log.exception("produce to %s-%d failed", topic.name, pdata.index)
+                failed = True
+                _fail(resp, version, ErrorCode.UNKNOWN_SERVER_ERROR, "unexpected error on the broker")
             parts.append(resp)
         topics.append(TopicProduceResponse(name=topic.name, partition_responses=parts))
     response = ProduceResponse(responses=topics)
@@ -103,19 +122,24 @@ def produce(ctx, req, checks=None):
     if req.acks == -1 and written:
 
         async def durable():
-            try:
-                await broker.flusher.flush(written)
-            except FlushFailed as exc:
-                for t in response.responses:
-                    for p in t.partition_responses:
-                        if p.error_code == ErrorCode.NONE:
-                            p.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-                            if version >= 8:
-                                p.error_message = str(exc)
+            failures = await broker.flusher.flush([part.log for _, part in written])
+            for resp, part in written:
+                if broker.partition(part.topic, part.index) is not part:
+                    # Deleted before its fsync: Kafka's DelayedProduce finds no partition.
+                    _fail(resp, version, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "the partition was deleted")
+                elif part.log in failures:
+                    _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, failures[part.log])
             return response
 
         return Later(durable)
     return response
+
+
+def _fail(resp, version: int, code: ErrorCode, message: str | None, record_errors=None) -> None:
+    resp.error_code = code
+    if version >= 8:
+        resp.error_message = message
+        resp.record_errors = record_errors or []
 
 
 def _append(broker, part, records, version: int, now: int, check=None) -> tuple[int, int]:
@@ -199,6 +223,9 @@ def _check_compressed(broker, req, version: int, now: int) -> dict:
                 # Kept without its traceback, whose frames hold the
                 # decompression buffers until the cycle collector runs.
                 checks[id(pdata)] = _Reject(rej.code, rej.message, rej.record_errors)
+            except Exception:
+                log.exception("checking the batch for %s-%d failed", topic.name, pdata.index)
+                checks[id(pdata)] = _unexpected()
     return checks
 
 
@@ -224,4 +251,7 @@ def _run_to_end(check: BatchCheck) -> _Reject | None:
         check.run()
     except RecordsRejected as exc:
         return _rejected(exc)
+    except Exception:
+        log.exception("checking the batch for %s failed", check.rules.where)
+        return _unexpected()
     return None

@@ -189,18 +189,24 @@ def test_acks0_flood_is_held_back_by_the_socket(broker_process):
     w.close()
 
 
-def _broker_side_rx_queues(broker_port: int, client_ports: set[int]) -> list[int]:
-    """Bytes waiting in the broker's receive queue of each client connection."""
-    out = []
+def _broker_side(broker_port: int) -> dict[int, tuple[str, int]]:
+    """The broker's end of each client connection, by client port: its TCP
+    state (01 is ESTABLISHED) and the bytes waiting in its receive queue."""
+    out = {}
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
             local_port = int(fields[1].split(":")[1], 16)
             remote_port = int(fields[2].split(":")[1], 16)
-            if local_port == broker_port and remote_port in client_ports:
-                out.append(int(fields[4].split(":")[1], 16))
+            if local_port == broker_port:
+                out[remote_port] = (fields[3], int(fields[4].split(":")[1], 16))
     return out
+
+
+def _broker_side_rx_queues(broker_port: int, client_ports: set[int]) -> list[int]:
+    """Bytes waiting in the broker's receive queue of each client connection."""
+    return [rx for port, (_, rx) in _broker_side(broker_port).items() if port in client_ports]
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs /proc/net/tcp")
@@ -228,3 +234,46 @@ def test_declared_frame_sizes_reserve_only_what_arrived(broker_process):
     w = Wire(proc.bootstrap)
     create(w, "still-serving")
     w.close()
+
+
+def _deleted_files_open(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").endswith(" (deleted)")
+        except FileNotFoundError:
+            pass  # closed while listed
+    return count
+
+
+def _open_on_broker_side(broker_port: int, client_port: int) -> bool:
+    """Whether the broker has not closed its end of this connection."""
+    return _broker_side(broker_port).get(client_port, ("",))[0] == "01"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs /proc/net/tcp")
+def test_a_client_that_never_reads_is_closed_when_idle(broker_process):
+    """Kafka's idle timer counts socket I/O only: a client that sends
+    Fetches and never reads their answers is closed after
+    connections.max.idle.ms, which also lets go of the segment files those
+    answers would have been sent from, though their topic was deleted."""
+    from confluent_kafka.admin import AdminClient
+
+    proc = broker_process({"num.partitions": str(PARTS), "connections.max.idle.ms": "1000"})
+    w = Wire(proc.bootstrap)
+    create(w, "data", "probe")
+    fill(w, "data")
+    sock = slow_reader(proc.bootstrap)
+    n = 20
+    sock.sendall(b"".join(fetch_frame("data", i) for i in range(n)))
+    sock.sendall(encode_request(produce_request("probe", 0, [b"probe"], acks=0), 9, n, "flood"))
+    wait_for(lambda: log_end(w, "probe") == 1, 60, "every fetch before the probe answered")
+    w.close()
+    admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+    assert admin.delete_topics(["data"])["data"].result(30) is None
+    wait_for(
+        lambda: not _open_on_broker_side(proc.port, sock.getsockname()[1]) and _deleted_files_open(proc.pid) == 0,
+        30,
+        "the never-reading connection closed and the deleted segments let go",
+    )
+    sock.close()

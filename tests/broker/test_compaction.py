@@ -4,13 +4,13 @@ at the offsets they were written at."""
 
 import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 
 from pybroker.testing import running_broker
 
 PROPS = {
     "log.cleanup.policy": "compact",
-    "log.segment.bytes": "4096",
     "log.cleaner.backoff.ms": "50",
     "log.cleaner.min.cleanable.ratio": "0.01",
 }
@@ -31,6 +31,10 @@ def read_all(bootstrap, topic, end):
 
 def test_compaction_keeps_the_latest_value_per_key():
     with running_broker(PROPS) as broker:
+        # Small segments are a topic setting: the broker's default must be 1 MiB or more.
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.create_topics([NewTopic("compacted", 1, 1, topic_configs={"segment.bytes": "4096"})])
+        admin.close()
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=0, batch_size=200)
         written = {}
         for i in range(600):

@@ -7,6 +7,7 @@ import pytest
 from protocol.records import NewRecord, build_batch
 from storage.checkpoint import read_offsets, write_offsets
 from storage.config import LogConfig
+from storage.dirs import LogDirError
 from storage.manager import (
     CLEAN_SHUTDOWN_FILE,
     HIGH_WATERMARK_FILE,
@@ -80,7 +81,7 @@ def test_partitions_spread_over_log_dirs(tmp_path):
 def test_the_same_partition_in_two_dirs_is_refused(tmp_path):
     LogManager([tmp_path / "d1"], small).create("t", 0)
     LogManager([tmp_path / "d2"], small).create("t", 0)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LogDirError, match="Duplicate log directories for t-0"):
         LogManager([tmp_path / "d1", tmp_path / "d2"], small)
 
 
