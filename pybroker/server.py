@@ -336,6 +336,7 @@ class Connection:
             raise _CloseConnection("handler failed") from None
         finally:
             self._working -= 1
+            self.last_active = time.monotonic()
         return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
@@ -352,6 +353,8 @@ class Connection:
             self._abort()
         finally:
             self._working -= 1
+            # Idle from now on at the earliest, not from when the request came.
+            self.last_active = time.monotonic()
             slot.done.set()
 
     def _api_versions_fallback(self) -> ApiVersionsResponse:
