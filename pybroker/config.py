@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from storage.config import TOPIC_CONFIGS, LogConfig
 
+from .groups import parse_migration_policy
+
 ENV_PREFIX = "PYBROKER_"
 
 
@@ -105,6 +107,7 @@ BROKER_PROPERTIES: dict[str, tuple[Callable[[str], object], str, str]] = {
     "group.consumer.session.timeout.ms": (_int, "45000", ""),
     "group.consumer.heartbeat.interval.ms": (_int, "5000", ""),
     "group.consumer.max.size": (_int, str(2**31 - 1), ""),
+    "group.consumer.migration.policy": (parse_migration_policy, "bidirectional", "online conversions between classic and consumer groups"),
     "group.initial.rebalance.delay.ms": (_int, "3000", ""),
     "group.min.session.timeout.ms": (_int, "6000", ""),
     "group.max.session.timeout.ms": (_int, "1800000", ""),
