@@ -25,7 +25,9 @@ a dynamic member leaves the group; a static one (group.instance.id) does not.
 
 Options besides the four above: session_ms, heartbeat_ms, max_poll_ms,
 strategy (confluent-kafka's partition.assignment.strategy), instance_id, debug
-(the client's own logging, to stderr).
+(the client's own logging, to stderr), group_protocol (confluent-kafka's
+group.protocol: "consumer" for KIP-848, where the session, heartbeat and
+assignor are the broker's to choose).
 """
 
 from __future__ import annotations
@@ -70,12 +72,17 @@ def run_confluent(cfg: dict) -> None:
         "client.id": cfg.get("name", "worker"),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": cfg.get("session_ms", 6000),
-        "heartbeat.interval.ms": cfg.get("heartbeat_ms", 500),
         "max.poll.interval.ms": cfg.get("max_poll_ms", 20000),
-        "partition.assignment.strategy": cfg.get("strategy", "range,roundrobin"),
         "topic.metadata.refresh.interval.ms": 2000,
     }
+    if isinstance(cfg.get("debug"), str):
+        conf["debug"] = cfg["debug"]  # librdkafka's debug contexts, e.g. "cgrp"
+    if cfg.get("group_protocol") == "consumer":
+        conf["group.protocol"] = "consumer"
+    else:
+        conf["session.timeout.ms"] = cfg.get("session_ms", 6000)
+        conf["heartbeat.interval.ms"] = cfg.get("heartbeat_ms", 500)
+        conf["partition.assignment.strategy"] = cfg.get("strategy", "range,roundrobin")
     if cfg.get("instance_id"):
         conf["group.instance.id"] = cfg["instance_id"]
     consumer = Consumer(conf)
