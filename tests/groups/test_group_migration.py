@@ -45,17 +45,24 @@ def group_type(bootstrap: str, group_id: str):
     return next((g.type for g in listed if g.group_id == group_id), None)
 
 
-def test_classic_group_upgraded_and_downgraded_while_consuming(groups):  # noqa: F811 (the fixture)
+def delivered_since(worker, mark: int) -> int:
+    return sum(len(e["d"]) for e in worker.events()[mark:] if e["ev"] == "msgs")
+
+
+@pytest.mark.parametrize("strategy", ["range,roundrobin", "cooperative-sticky"])
+def test_classic_group_upgraded_and_downgraded_while_consuming(groups, strategy):  # noqa: F811 (the fixture)
     """Two classic members consume; a group.protocol=consumer member joins:
-    the group becomes a consumer group holding all three, and the partitions
-    are spread over them. It leaves: the group is a classic group again and
-    the two classic members take everything back. No message is lost or
-    delivered twice past a commit."""
+    the group becomes a consumer group holding all three, the partitions are
+    spread over them and all three consume. It leaves: the group is a
+    classic group again and the two classic members take everything back
+    and consume on. No message is lost or delivered twice past a commit.
+    Classic members with an eager assignor give up everything at each
+    rebalance; cooperative ones only what moves."""
     with running_broker(PROPS) as rb:
         bootstrap = rb.bootstrap_servers
         topic = make_topic(bootstrap, "migrate")
         group_id = unique_topic("g-migrate")
-        group = groups("confluent-kafka", bootstrap, topic, group_id)
+        group = groups("confluent-kafka", bootstrap, topic, group_id, strategy=strategy)
         feeder = Feeder(bootstrap, topic)
         feeder.send(60)
         feeder.start()
@@ -66,13 +73,16 @@ def test_classic_group_upgraded_and_downgraded_while_consuming(groups):  # noqa:
         c = group.start("c", group_protocol="consumer")
         group.wait_split([a, b, c], [2, 2, 2], timeout=60)
         assert group_type(bootstrap, group_id) == ck.ConsumerGroupType.CONSUMER
-        group.wait_drained(dict(feeder.produced), timeout=60)
+        marks = {w.name: len(w.events()) for w in (a, b, c)}
+        group.wait(lambda: all(delivered_since(w, marks[w.name]) for w in (a, b, c)), 30, "all three to consume")
 
         c.stop()
         group.wait_split([a, b], [3, 3], timeout=60)
         wait_for(
             lambda: group_type(bootstrap, group_id) == ck.ConsumerGroupType.CLASSIC, 30, "the group to be classic again"
         )
+        marks = {w.name: len(w.events()) for w in (a, b)}
+        group.wait(lambda: all(delivered_since(w, marks[w.name]) for w in (a, b)), 30, "both to consume")
 
         produced = feeder.stop()
         group.wait_drained(produced, timeout=60)
