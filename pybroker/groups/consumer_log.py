@@ -87,11 +87,11 @@ class ConsumerGroupLog:
         """Append what changed in ``group`` since it was last written, after
         ``leading`` records of the caller's (all one batch); the storage
         error code, NONE when nothing needed writing."""
-        old = self.written.get(group.group_id, {})
-        new = snapshot(group, old)
+        written = self.written.setdefault(group.group_id, {})
+        changes = changes_since(group, written)
         records = list(leading or [])
         try:
-            records += _diff(old, new)
+            records += _records(changes)
         except EncodeError as exc:
             log.error("cannot encode consumer group %r: %s", group.group_id, exc)
             return ErrorCode.UNKNOWN_SERVER_ERROR
@@ -100,15 +100,18 @@ class ConsumerGroupLog:
             if error != ErrorCode.NONE:
                 log.warning("consumer group %r not written: %s", group.group_id, error.name)
                 return error
-        self.written[group.group_id] = new
+        for key, value in changes.items():
+            if value is None:
+                written.pop(key, None)
+            else:
+                written[key] = value
         group.touched.clear()
         group.retargeted = False
         return ErrorCode.NONE
 
     def tombstones(self, group_id: str) -> list[NewRecord]:
         """Tombstones for every record written for the group, in Kafka's order."""
-        old = self.written.get(group_id, {})
-        return _diff(old, {})
+        return _records(dict.fromkeys(self.written.get(group_id, {})))
 
     def forget(self, group_id: str, now: int, records: list[NewRecord] | None = None) -> ErrorCode:
         """Write the group's tombstones (after ``records`` of the caller's,
@@ -152,32 +155,33 @@ class ConsumerGroupLog:
 # -- a group as records ----------------------------------------------------------------
 
 
-def snapshot(group: ConsumerGroup, old: Records) -> Records:
-    """The records describing ``group`` now, recomputing only what it marked
-    as changed since ``old`` (everything when ``old`` is empty)."""
+def changes_since(group: ConsumerGroup, old: Records) -> dict[ConsumerGroupKey, Value | None]:
+    """The records that describe ``group`` differently from ``old`` (None:
+    the record must go), looking only at what the group marked as changed
+    (everything when ``old`` is empty)."""
     gid = group.group_id
-    new = dict(old)
-    new[ConsumerGroupKey(GROUP_EPOCH, gid)] = EpochValue(group.group_epoch)
-    new[ConsumerGroupKey(ASSIGNMENT_EPOCH, gid)] = EpochValue(group.assignment_epoch)
-    new[ConsumerGroupKey(PARTITION_METADATA, gid)] = PartitionMetadataValue(
-        tuple(TopicMetadata(tid, name, count) for name, (tid, count) in sorted(group.subscription.items()))
-    )
+    current: dict[ConsumerGroupKey, Value | None] = {
+        ConsumerGroupKey(GROUP_EPOCH, gid): EpochValue(group.group_epoch),
+        ConsumerGroupKey(ASSIGNMENT_EPOCH, gid): EpochValue(group.assignment_epoch),
+        ConsumerGroupKey(PARTITION_METADATA, gid): PartitionMetadataValue(
+            tuple(TopicMetadata(tid, name, count) for name, (tid, count) in sorted(group.subscription.items()))
+        ),
+    }
     everyone = not old or group.retargeted
     ids = set(group.members) | {k.member_id for k in old if k.member_id is not None} if everyone else group.touched
     for mid in ids:
         member = group.members.get(mid)
         keys = [ConsumerGroupKey(kind, gid, mid) for kind in (MEMBER_METADATA, TARGET_ASSIGNMENT, CURRENT_ASSIGNMENT)]
         if member is None:
-            for key in keys:
-                new.pop(key, None)
+            current.update(dict.fromkeys(keys))
             continue
-        new[keys[0]] = _metadata_value(member)
-        new[keys[1]] = TargetAssignmentValue(_partitions(group.target.get(mid, {})))
-        new[keys[2]] = CurrentAssignmentValue(
+        current[keys[0]] = _metadata_value(member)
+        current[keys[1]] = TargetAssignmentValue(_partitions(group.target.get(mid, {})))
+        current[keys[2]] = CurrentAssignmentValue(
             member.epoch, member.previous_epoch, STATES[member.state],
             _partitions(member.assigned), _partitions(member.pending_revocation),
         )
-    return new
+    return {k: v for k, v in current.items() if old.get(k) != v and (v is not None or k in old)}
 
 
 def _metadata_value(m: Member) -> MemberMetadataValue:
@@ -188,13 +192,14 @@ def _metadata_value(m: Member) -> MemberMetadataValue:
     )
 
 
-def _diff(old: Records, new: Records) -> list[NewRecord]:
-    gone = sorted((k for k in old if k not in new), key=lambda k: (TOMBSTONE_ORDER[k.kind], k.member_id or ""))
-    changed = sorted(
-        (k for k, v in new.items() if old.get(k) != v), key=lambda k: (VALUE_ORDER[k.kind], k.member_id or "")
+def _records(changes: Mapping[ConsumerGroupKey, Value | None]) -> list[NewRecord]:
+    """Tombstones first, then values, each in Kafka's order."""
+    gone = sorted((k for k, v in changes.items() if v is None), key=lambda k: (TOMBSTONE_ORDER[k.kind], k.member_id or ""))
+    values = sorted(
+        (k for k, v in changes.items() if v is not None), key=lambda k: (VALUE_ORDER[k.kind], k.member_id or "")
     )
     return [NewRecord(encode_consumer_key(k), None) for k in gone] + [
-        NewRecord(encode_consumer_key(k), encode_value(new[k])) for k in changed
+        NewRecord(encode_consumer_key(k), encode_value(changes[k])) for k in values
     ]
 
 
