@@ -305,3 +305,29 @@ def test_a_failed_write_leaves_the_group_as_it_was(node, monkeypatch):
     monkeypatch.undo()
     assert isinstance(n.coordinator.get("g"), ClassicGroup)
     assert n.beat("g", "C", 0, now).error == ErrorCode.NONE and isinstance(n.coordinator.get("g"), ConsumerGroup)
+
+
+def test_unreadable_or_stray_records_do_not_stop_the_load(node):
+    """A record that cannot be read is skipped (the member it describes is
+    left out), and member records of a group without a group epoch make no
+    group."""
+    from protocol.records import NewRecord
+    from pybroker.groups.consumer_records import CurrentAssignmentValue, encode_value
+    from pybroker.groups.records import encode_consumer_key
+
+    n = node()
+    now = now_ms()
+    n.beat("g", "A", 0, now)
+    garbage = NewRecord(encode_consumer_key(ConsumerGroupKey(5, "g", "B")), b"\x00\x00\x05garbage")
+    assignment = encode_value(CurrentAssignmentValue(1, 0, 0, (), ()))
+    leftover = NewRecord(encode_consumer_key(ConsumerGroupKey(8, "g", "B")), assignment)
+    stray = NewRecord(encode_consumer_key(ConsumerGroupKey(8, "orphan", "M")), assignment)
+    assert n.coordinator.offsets.append("g", [garbage, leftover], now) == ErrorCode.NONE
+    assert n.coordinator.offsets.append("orphan", [stray], now) == ErrorCode.NONE
+    n.reopen()
+    group = n.coordinator.get("g")
+    assert set(group.members) == {"A"} and n.coordinator.get("orphan") is None
+    # The first write after the load mends the records: B's leftovers go.
+    epoch = group.members["A"].epoch
+    assert n.beat("g", "A", epoch, now_ms()).error == ErrorCode.NONE
+    assert [(k.kind, k.member_id) for k, tomb in n.records("g")[-1] if tomb] == [(8, "B")]
