@@ -14,7 +14,8 @@ flushed at once, so a SIGKILL loses nothing already reported:
     {"ev": "assign", "p": [0, 3], "t": ...}      (incremental for cooperative)
     {"ev": "revoke", "p": [0, 3], "t": ...}      ("lost" too: same meaning)
     {"ev": "msgs", "d": [[partition, offset, value], ...], "t": ...}
-    {"ev": "commit", "c": {"0": next_offset, ...}, "t": ...}
+    {"ev": "committing", "c": {"0": next_offset, ...}, "t": ...}   (sent next)
+    {"ev": "commit", "c": {"0": next_offset, ...}, "t": ...}       (acknowledged)
     {"ev": "commit_failed", "err": "...", "t": ...}
     {"ev": "error", "err": "...", "t": ...}      (the client reported an error; it carries on)
     {"ev": "closed", "t": ...}
@@ -55,11 +56,13 @@ def watch_stdin() -> None:
 
 
 def report_batch(rows: list[list]) -> dict[str, int]:
-    """Report delivered [partition, offset, value] rows; the offsets to commit."""
+    """Report delivered [partition, offset, value] rows and the offsets about
+    to be committed; returns those offsets."""
     emit(ev="msgs", d=rows)
     nxt: dict[int, int] = {}
     for p, o, _ in rows:
         nxt[p] = max(nxt.get(p, 0), o + 1)
+    emit(ev="committing", c=nxt)
     return nxt
 
 
