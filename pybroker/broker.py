@@ -37,7 +37,6 @@ from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .flusher import Flusher
 from .groups.coordinator import GroupCoordinator
-from .groups.offsets import restore_group
 from .partition import Partition
 from .producers import ProducerStates
 from .server import Connection, close_idle_connections
@@ -143,9 +142,7 @@ class Broker:
         for topic in self.metadata.topics.values():
             self._open_topic(topic)
         self.groups = GroupCoordinator(self)
-        now = now_ms()
-        for group_id, value in self.groups.offsets.load().items():
-            self.groups.groups[group_id] = restore_group(self.groups, group_id, value, now)
+        self.groups.load(now_ms())
         self.producers = ProducerStates(self)
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)

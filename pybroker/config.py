@@ -21,7 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from storage.config import TOPIC_CONFIGS, LogConfig
-from storage.configdef import ConfigKey, ConfigValueError, at_least
+from storage.configdef import ConfigKey, ConfigValueError, Rule, at_least
+
+from .groups import MIGRATION_POLICIES
 
 ENV_PREFIX = "PYBROKER_"
 
@@ -122,6 +124,18 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("group.consumer.session.timeout.ms", "INT", 45000, at_least(1)),
         _prop("group.consumer.heartbeat.interval.ms", "INT", 5000, at_least(1)),
         _prop("group.consumer.max.size", "INT", 2**31 - 1, at_least(1)),
+        _prop(
+            "group.consumer.migration.policy",
+            "STRING",
+            "bidirectional",
+            # Kafka's CaseInsensitiveValidString.
+            Rule(
+                lambda v: v.lower() in MIGRATION_POLICIES,
+                "String must be one of (case insensitive): " + ", ".join(p.upper() for p in MIGRATION_POLICIES),
+                "(case insensitive) [" + ", ".join(p.upper() for p in MIGRATION_POLICIES) + "]",
+            ),
+            "online conversions between classic and consumer groups",
+        ),
         _prop("group.initial.rebalance.delay.ms", "INT", 3000),
         _prop("group.min.session.timeout.ms", "INT", 6000),
         _prop("group.max.session.timeout.ms", "INT", 1800000),

@@ -18,3 +18,21 @@ def partition_for(group_id: str, partitions: int) -> int:
     """Kafka's Utils.abs(hashCode) % partitions (abs(MIN_VALUE) is 0 there)."""
     h = java_string_hash(group_id)
     return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+# group.consumer.migration.policy: which online conversions between classic
+# and KIP-848 consumer groups are allowed (upgrade, downgrade).
+MIGRATION_POLICIES = {
+    "bidirectional": (True, True),
+    "upgrade": (True, False),
+    "downgrade": (False, True),
+    "disabled": (False, False),
+}
+
+
+def parse_migration_policy(text: str) -> str:
+    """Kafka's values, without regard to case."""
+    value = text.strip().lower()
+    if value not in MIGRATION_POLICIES:
+        raise ValueError(f"expected one of {', '.join(MIGRATION_POLICIES)}")
+    return value

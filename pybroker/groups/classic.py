@@ -577,6 +577,24 @@ class ClassicGroup:
                 self._prepare_rebalance(now)
                 self._maybe_complete(now)
 
+    # -- conversions between group types ------------------------------------------------
+
+    def rebalance(self, now: int) -> None:
+        """Start a rebalance: every member must join again (a group that
+        was a consumer group a moment ago)."""
+        self._prepare_rebalance(now)
+
+    def release_waiters(self, error: ErrorCode) -> None:
+        """Answer every JoinGroup and SyncGroup still waiting with ``error``
+        (the group is becoming a consumer group)."""
+        for m in self.members.values():
+            if m.join_cb is not None:
+                cb, m.join_cb = m.join_cb, None
+                cb(JoinResult(error, m.member_id))
+            if m.sync_cb is not None:
+                cb, m.sync_cb = m.sync_cb, None
+                cb(SyncResult(error))
+
     # -- offsets and admin -----------------------------------------------------------
 
     def validate_offset_commit(self, now: int, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:

@@ -44,52 +44,64 @@ timeout is fenced: removed, and the group epoch bumped.
 Subscriptions are topic names and/or a regular expression matched against
 whole topic names (Python's ``re``, standing in for Kafka's RE2/J: both
 agree on ordinary patterns), resolved on every heartbeat rather than
-asynchronously every few seconds as Kafka does. Not implemented: classic
-members inside a consumer group and the conversion between classic and
-consumer groups (KIP-848's online upgrade/downgrade); a classic request to
-a consumer group gets the answer Kafka gives a member it does not know,
-and a classic JoinGroup INCONSISTENT_GROUP_PROTOCOL. Rack-aware
-assignment and per-group dynamic configs are not implemented either.
+asynchronously every few seconds as Kafka does. Rack-aware assignment and
+per-group dynamic configs are not implemented.
+
+Members using the classic protocol. KIP-848's online migration lets a
+consumer group hold members that still speak JoinGroup/SyncGroup/Heartbeat
+(``consumer_classic.py`` serves those requests; ``migration.py`` converts
+whole groups). Such a member carries its session timeout and protocols
+(``ClassicMember``); the coordinator still assigns its partitions and it
+reconciles like the others, except that it only hears of a new epoch
+through REBALANCE_IN_PROGRESS and must then join again within its
+rebalance timeout (and sync within it after joining), else it is fenced.
+When the last member using the consumer protocol leaves or is fenced and
+every remaining member uses the classic protocol, the group asks its
+owner, through ``downgrade``, to turn it back into a classic group
+(``group.consumer.migration.policy`` permitting); if the owner does, this
+group is finished (``replaced``) and does nothing more.
 
 Nothing here does I/O or reads a clock: operations take ``now`` (ms) and
 the cluster's topics as a mapping name -> (topic id, partition count);
-``tick(now)`` fires session and rebalance timeouts when ``next_deadline()``
-has come. Groups live in memory only (they are not written to
-__consumer_offsets); committed offsets are kept by the offset store.
+``tick(now)`` fires session, rebalance, join and sync timeouts when
+``next_deadline()`` has come. Every member that was added, changed or
+removed is noted in ``touched`` (and ``_assign`` sets ``retargeted``) so
+that the coordinator writes only what changed to __consumer_offsets
+(``consumer_log.py``); committed offsets are kept by the offset store.
 """
 
 from __future__ import annotations
 
-import base64
 import re
-import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from protocol.error_codes import ErrorCode
 
+from . import MIGRATION_POLICIES
 from .assignors import ASSIGNORS, MemberSpec
-from .classic import DEAD, EMPTY, NO_DEADLINE, STABLE, JoinResult, SyncResult
+from .classic import DEAD, EMPTY, NO_DEADLINE, STABLE
+from .consumer_classic import ClassicMembers
+from .consumer_member import (
+    CLIENT_MEMBER_ID_VERSION,
+    JOIN_EPOCH,
+    LEAVE_EPOCH,
+    MEMBER_STABLE,
+    STATIC_LEAVE_EPOCH,
+    UNRELEASED_PARTITIONS,
+    UNREVOKED_PARTITIONS,
+    Assignment,
+    HeartbeatResult,
+    Member,
+    Topics,
+    new_member_id,
+)
+from .consumer_member import error_result as _error
 
 ASSIGNING = "Assigning"
 RECONCILING = "Reconciling"
 # EMPTY, STABLE and DEAD are the classic groups' names too: "Empty", "Stable", "Dead".
-
-# Where a member is on its way to its target (Kafka's MemberState).
-MEMBER_STABLE = "stable"
-UNREVOKED_PARTITIONS = "unrevoked_partitions"
-UNRELEASED_PARTITIONS = "unreleased_partitions"
-
-JOIN_EPOCH = 0
-LEAVE_EPOCH = -1
-STATIC_LEAVE_EPOCH = -2
-
-# Version 1 of the request requires the client to choose its member id (KIP-1082).
-CLIENT_MEMBER_ID_VERSION = 1
-
-Assignment = dict[UUID, frozenset[int]]
-Topics = Mapping[str, tuple[UUID, int]]
 
 
 @dataclass
@@ -98,50 +110,16 @@ class ConsumerGroupConfig:
     heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
     max_size: int = 2**31 - 1  # group.consumer.max.size
     assignors: tuple[str, ...] = ("uniform", "range")  # group.consumer.assignors; the first is the default
+    migration_policy: str = "bidirectional"  # group.consumer.migration.policy
+    classic_max_size: int = 2**31 - 1  # group.max.size: a downgraded group must fit in a classic one
 
+    @property
+    def upgrade_enabled(self) -> bool:
+        return MIGRATION_POLICIES[self.migration_policy][0]
 
-@dataclass
-class HeartbeatResult:
-    error: ErrorCode = ErrorCode.NONE
-    message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: dict[UUID, list[int]] | None = None  # None: unchanged, not sent
-
-
-@dataclass
-class Member:
-    member_id: str
-    epoch: int = 0
-    previous_epoch: int = -1
-    state: str = MEMBER_STABLE
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    client_id: str = ""
-    client_host: str = ""
-    topic_names: frozenset[str] = frozenset()
-    topic_regex: str | None = None
-    server_assignor: str | None = None
-    assigned: Assignment = field(default_factory=dict)
-    pending_revocation: Assignment = field(default_factory=dict)
-    session_deadline: float = NO_DEADLINE
-    rebalance_deadline: float = NO_DEADLINE  # fenced then if still at rebalance_epoch
-    rebalance_epoch: int = -1
-
-    def reconciled_to(self, epoch: int) -> bool:
-        return self.state == MEMBER_STABLE and self.epoch == epoch
-
-    def subscribes(self, topic: str) -> bool:
-        return topic in self.topic_names or (
-            bool(self.topic_regex) and re.fullmatch(self.topic_regex, topic) is not None
-        )
-
-
-def new_member_id() -> str:
-    """A random UUID written as Kafka writes one: URL-safe base64, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    @property
+    def downgrade_enabled(self) -> bool:
+        return MIGRATION_POLICIES[self.migration_policy][1]
 
 
 def validate_heartbeat(
@@ -195,11 +173,7 @@ def _blank(value: str | None) -> bool:
     return value is not None and not value.strip()
 
 
-def _error(code: ErrorCode, message: str) -> HeartbeatResult:
-    return HeartbeatResult(error=code, message=message)
-
-
-class ConsumerGroup:
+class ConsumerGroup(ClassicMembers):
     group_type = "consumer"
     protocol_type = "consumer"
     protocol_name = None
@@ -218,6 +192,13 @@ class ConsumerGroup:
         self.owners: dict[tuple[UUID, int], str] = {}  # partition -> member holding it (assigned or pending revocation)
         self.subscription: dict[str, tuple[UUID, int]] = {}  # subscribed topics that exist: name -> (id, partitions)
         self.dead = False
+        self.touched: set[str] = set()  # member ids added, changed or removed since the owner last looked
+        self.retargeted = False  # the target assignment was recomputed since the owner last looked
+        # Set by the owner: called with (group, now, leaving member ids,
+        # whether to rebalance) when the group may become a classic group;
+        # True if it did.
+        self.downgrade: Callable[[ConsumerGroup, int, set[str], bool], bool] | None = None
+        self.replaced = False
 
     # -- queries ---------------------------------------------------------------------
 
@@ -241,7 +222,10 @@ class ConsumerGroup:
         return not self.members
 
     def next_deadline(self) -> float:
-        return min((min(m.session_deadline, m.rebalance_deadline) for m in self.members.values()), default=NO_DEADLINE)
+        return min(
+            (min(m.session_deadline, m.rebalance_deadline, m.join_deadline, m.sync_deadline) for m in self.members.values()),
+            default=NO_DEADLINE,
+        )
 
     def preferred_assignor(self) -> str:
         """The assignor most members ask for; the default when none does."""
@@ -282,14 +266,11 @@ class ConsumerGroup:
     ) -> HeartbeatResult:
         """One heartbeat of a request that passed ``validate_heartbeat``."""
         if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
-            return self._leave(member_id, instance_id, member_epoch)
+            return self._leave(now, member_id, instance_id, member_epoch)
         joining = member_epoch == JOIN_EPOCH
-        limit = self.config.max_size
-        if len(self.members) >= limit and member_id not in self.members:
-            return _error(
-                ErrorCode.GROUP_MAX_SIZE_REACHED,
-                f"The consumer group has reached its maximum capacity of {limit} members.",
-            )
+        full = self._full_error(member_id)
+        if full is not None:
+            return full
         if not member_id:
             member_id = new_member_id()
         owned = None if owned_partitions is None else {tid: frozenset(ps) for tid, ps in owned_partitions.items()}
@@ -308,6 +289,9 @@ class ConsumerGroup:
             topic_regex=(subscribed_topic_regex or None) if subscribed_topic_regex is not None else member.topic_regex,
             client_id=client_id,
             client_host=client_host,
+            classic=None,
+            join_deadline=NO_DEADLINE,
+            sync_deadline=NO_DEADLINE,
         )
         if updated.topic_regex != member.topic_regex and updated.topic_regex:
             try:
@@ -317,15 +301,33 @@ class ConsumerGroup:
                     ErrorCode.INVALID_REGULAR_EXPRESSION,
                     f"SubscribedTopicRegex `{updated.topic_regex}` is not a valid regular expression: {exc}.",
                 )
-        bump = updated.topic_names != member.topic_names or updated.topic_regex != member.topic_regex
-        others = [m for mid, m in self.members.items() if mid not in (member_id, replaced)]
-        subscription = _subscription([*others, updated], topics)
-        bump = bump or subscription != self.subscription
+        reconciled = self._update(now, member, updated, replaced, owned, topics)
+        reconciled.session_deadline = now + self.config.session_timeout_ms
 
-        # Everything is checked: change the group.
+        # A full request (a join, or everything re-sent after an error) gets
+        # the assignment; otherwise only a changed assignment is sent.
+        full = joining or (rebalance_timeout_ms != -1 and subscribed_topic_names is not None and owned is not None)
+        send = full or reconciled.assigned != member.assigned
+        return HeartbeatResult(
+            member_id=member_id,
+            member_epoch=reconciled.epoch,
+            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            assignment={tid: sorted(ps) for tid, ps in reconciled.assigned.items()} if send else None,
+        )
+
+    def _update(self, now: int, member: Member, updated: Member, replaced: str | None, owned, topics: Topics) -> Member:
+        """Store ``updated`` (the new version of ``member``, taking the place
+        of member ``replaced`` if not None), bump the group epoch if what the
+        assignment depends on changed, compute a new target assignment if
+        the group epoch is ahead, and move the member one step towards its
+        target. Returns the member as stored."""
+        bump = updated.topic_names != member.topic_names or updated.topic_regex != member.topic_regex
+        others = [m for mid, m in self.members.items() if mid not in (updated.member_id, replaced)]
+        subscription = resolve_subscription([*others, updated], topics)
+        bump = bump or subscription != self.subscription
         if replaced is not None:
-            self.target[member_id] = self.target.get(replaced, {})
-            self._remove(replaced, keep_target=replaced == member_id)
+            self.target[updated.member_id] = self.target.get(replaced, {})
+            self._remove(replaced, keep_target=replaced == updated.member_id)
         self.subscription = subscription
         if bump:
             self.group_epoch += 1
@@ -340,18 +342,23 @@ class ConsumerGroup:
             else:
                 reconciled.rebalance_deadline, reconciled.rebalance_epoch = NO_DEADLINE, -1
             self._put(reconciled)
-        reconciled.session_deadline = now + self.config.session_timeout_ms
+        return reconciled
 
-        # A full request (a join, or everything re-sent after an error) gets
-        # the assignment; otherwise only a changed assignment is sent.
-        full = joining or (rebalance_timeout_ms != -1 and subscribed_topic_names is not None and owned is not None)
-        send = full or reconciled.assigned != member.assigned
-        return HeartbeatResult(
-            member_id=member_id,
-            member_epoch=reconciled.epoch,
-            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
-            assignment={tid: sorted(ps) for tid, ps in reconciled.assigned.items()} if send else None,
-        )
+    def restore(self, member: Member, target: Assignment) -> None:
+        """Add a member as it already is, with its target (a group converted
+        from a classic one, or read back from __consumer_offsets); its
+        partitions must not be anyone else's."""
+        self.target[member.member_id] = target
+        self._put(member)
+
+    def _full_error(self, member_id: str) -> HeartbeatResult | None:
+        limit = self.config.max_size
+        if len(self.members) >= limit and member_id not in self.members:
+            return _error(
+                ErrorCode.GROUP_MAX_SIZE_REACHED,
+                f"The consumer group has reached its maximum capacity of {limit} members.",
+            )
+        return None
 
     def _find_member(self, member_id, epoch, instance_id, owned, joining):
         """(the member as it is, the member id it replaces or None), or an error."""
@@ -368,7 +375,9 @@ class ConsumerGroup:
         if joining:
             if existing is None:
                 return self.members.get(member_id) or Member(member_id), None
-            if existing.epoch != STATIC_LEAVE_EPOCH:
+            # A member using the classic protocol never leaves for a while:
+            # a consumer-protocol member with its instance id replaces it.
+            if existing.epoch != STATIC_LEAVE_EPOCH and existing.classic is None:
                 return _error(
                     ErrorCode.UNRELEASED_INSTANCE_ID,
                     f"Static member {member_id} with instance id {instance_id} cannot join the group because "
@@ -412,13 +421,13 @@ class ConsumerGroup:
             )
         return None
 
-    def _leave(self, member_id: str, instance_id: str | None, epoch: int) -> HeartbeatResult:
+    def _leave(self, now: int, member_id: str, instance_id: str | None, epoch: int) -> HeartbeatResult:
         if instance_id is None:
             if member_id not in self.members:
                 return _error(
                     ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of group {self.group_id}."
                 )
-            self.fence(member_id)
+            self.fence(member_id, now)
             return HeartbeatResult(member_id=member_id, member_epoch=epoch)
         member = self.members.get(self.statics.get(instance_id, ""))
         if member is None:
@@ -433,7 +442,7 @@ class ConsumerGroup:
             # keeps running) until it comes back or times out.
             self._put(replace(member, epoch=STATIC_LEAVE_EPOCH, pending_revocation={}))
             return HeartbeatResult(member_id=member_id, member_epoch=STATIC_LEAVE_EPOCH)
-        self.fence(member_id)
+        self.fence(member_id, now)
         return HeartbeatResult(member_id=member_id, member_epoch=epoch)
 
     # -- membership --------------------------------------------------------------------
@@ -448,6 +457,7 @@ class ConsumerGroup:
                 holder = self.owners.setdefault((tid, p), member.member_id)
                 assert holder == member.member_id, f"{tid}-{p} held by {holder} and {member.member_id}"
         self.members[member.member_id] = member
+        self.touched.add(member.member_id)
         if member.instance_id is not None:
             self.statics[member.instance_id] = member.member_id
 
@@ -459,19 +469,44 @@ class ConsumerGroup:
 
     def _remove(self, member_id: str, keep_target: bool = False) -> None:
         member = self.members.pop(member_id)
+        self.touched.add(member_id)
         self._release(member)
         if not keep_target:
             self.target.pop(member_id, None)
         if member.instance_id is not None and self.statics.get(member.instance_id) == member_id:
             del self.statics[member.instance_id]
 
-    def fence(self, member_id: str) -> None:
+    def fence(self, member_id: str, now: int) -> None:
         """Remove a member (it left, or timed out) and bump the group epoch:
-        its partitions are free for the others' next targets."""
-        self._remove(member_id)
+        its partitions are free for the others' next targets. If only
+        members using the classic protocol would be left, the group may
+        become a classic group instead (Kafka's online downgrade)."""
+        if self.may_downgrade({member_id}) and self.downgrade is not None and self.downgrade(self, now, {member_id}, True):
+            self.replaced = True
+            return
+        self.drop([member_id])
+
+    def drop(self, member_ids: Iterable[str]) -> None:
+        """Remove members, forget the topics nobody subscribes to any more,
+        and bump the group epoch once."""
+        for member_id in member_ids:
+            self._remove(member_id)
         remaining = list(self.members.values())
         self.subscription = {n: v for n, v in self.subscription.items() if any(m.subscribes(n) for m in remaining)}
         self.group_epoch += 1
+
+    def may_downgrade(self, leaving: set[str]) -> bool:
+        """Kafka's conditions for turning the group into a classic group
+        when ``leaving`` go: someone stays, everyone who stays uses the
+        classic protocol, the policy allows it, and they fit in a classic
+        group (group.max.size)."""
+        staying = [m for mid, m in self.members.items() if mid not in leaving]
+        return (
+            bool(staying)
+            and all(m.classic is not None for m in staying)
+            and self.config.downgrade_enabled
+            and len(staying) <= self.config.classic_max_size
+        )
 
     # -- assignment and reconciliation -------------------------------------------------
 
@@ -489,6 +524,7 @@ class ConsumerGroup:
         counts = {tid: n for tid, n in self.subscription.values()}
         self.target = ASSIGNORS[self.preferred_assignor()](specs, counts)
         self.assignment_epoch = self.group_epoch
+        self.retargeted = True
 
     def _reconcile(self, member: Member, owned: dict[UUID, frozenset[int]] | None) -> Member:
         """The member's next step towards its target (Kafka's CurrentAssignmentBuilder)."""
@@ -540,15 +576,18 @@ class ConsumerGroup:
     # -- time --------------------------------------------------------------------------
 
     def tick(self, now: int) -> None:
-        """Fence members whose session expired or who did not revoke in time."""
+        """Fence members whose session expired, who did not revoke in time,
+        or (classic members) did not join or sync in time."""
         for member in list(self.members.values()):
+            if self.replaced:
+                return
             if self.members.get(member.member_id) is not member:
                 continue
-            if member.session_deadline <= now:
-                self.fence(member.member_id)
+            if min(member.session_deadline, member.join_deadline, member.sync_deadline) <= now:
+                self.fence(member.member_id, now)
             elif member.rebalance_deadline <= now:
                 if member.epoch == member.rebalance_epoch:
-                    self.fence(member.member_id)
+                    self.fence(member.member_id, now)
                 else:
                     member.rebalance_deadline, member.rebalance_epoch = NO_DEADLINE, -1
 
@@ -558,18 +597,18 @@ class ConsumerGroup:
         self, now: int, member_id: str, instance_id: str | None, generation: int, api_version: int | None = None
     ) -> ErrorCode:
         """Kafka's rules: epoch -1 commits (admin, or a consumer outside the
-        group) only to an empty group; otherwise a known member, at v9+,
-        committing with exactly its current epoch."""
+        group) only to an empty group; otherwise a known member committing
+        with exactly its current epoch: at v9+ for a consumer-protocol
+        member (STALE_MEMBER_EPOCH), as its generation for a classic member
+        (ILLEGAL_GENERATION)."""
         if generation < 0 and not self.members:
             return ErrorCode.NONE
         member = self.members.get(member_id)
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if api_version is not None and api_version < 9:
+        if member.classic is None and api_version is not None and api_version < 9:
             return ErrorCode.UNSUPPORTED_VERSION
-        if generation != member.epoch:
-            return ErrorCode.STALE_MEMBER_EPOCH
-        return ErrorCode.NONE
+        return _epoch_error(member, generation)
 
     def validate_offset_fetch(self, member_id: str | None, member_epoch: int) -> ErrorCode:
         """OffsetFetch v9+: anonymous fetches (null member id, epoch < 0) are
@@ -579,28 +618,16 @@ class ConsumerGroup:
         member = self.members.get(member_id or "")
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if member_epoch != member.epoch:
-            return ErrorCode.STALE_MEMBER_EPOCH
+        return _epoch_error(member, member_epoch)
+
+
+def _epoch_error(member: Member, received: int) -> ErrorCode:
+    if received == member.epoch:
         return ErrorCode.NONE
-
-    # -- classic requests --------------------------------------------------------------
-    # Kafka lets classic members join a consumer group (and converts groups);
-    # we do not, so a classic member is never one of ours.
-
-    def join(self, now: int, *, member_id: str, **_) -> JoinResult:
-        return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
-
-    def sync(self, now: int, **_) -> SyncResult:
-        return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
-
-    def heartbeat(self, now: int, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
-        return ErrorCode.UNKNOWN_MEMBER_ID
-
-    def leave(self, now: int, member_id: str, instance_id: str | None) -> ErrorCode:
-        return ErrorCode.UNKNOWN_MEMBER_ID
+    return ErrorCode.ILLEGAL_GENERATION if member.classic is not None else ErrorCode.STALE_MEMBER_EPOCH
 
 
-def _subscription(members: Iterable[Member], topics: Topics) -> dict[str, tuple[UUID, int]]:
+def resolve_subscription(members: Iterable[Member], topics: Topics) -> dict[str, tuple[UUID, int]]:
     """The existing topics the members subscribe to: name -> (id, partitions)."""
     members = list(members)
     names = {n for m in members for n in m.topic_names}

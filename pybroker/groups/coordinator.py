@@ -1,22 +1,33 @@
 """The group coordinator: Trio glue around the pure group state machines.
 
 One group id names one group, of one type: a classic group
-(``classic.py``: JoinGroup/SyncGroup/Heartbeat/LeaveGroup) or a consumer
-group (``consumer.py``: KIP-848's ConsumerGroupHeartbeat). As in Kafka, a
-request of the other protocol takes over an id only while its group is
-empty; otherwise it is refused (we do not convert groups between the two
-protocols). ``get`` returns the group whatever its type; both types answer
-the classic requests, and the offset rules are dispatched by type.
+(``classic.py``: JoinGroup/SyncGroup/Heartbeat/LeaveGroup) or a KIP-848
+consumer group (``consumer.py``: ConsumerGroupHeartbeat; it also serves
+the classic requests of members that still use the classic protocol,
+``consumer_classic.py``). ``get`` returns the group whatever its type;
+the classic requests go through ``join``/``sync``/``heartbeat``/``leave``
+here, which hand consumer groups the cluster's topics and write what
+changed; the offset rules are dispatched by type.
 
-Classic groups live in memory and are written to their partition of
-``__consumer_offsets`` (group metadata and committed offsets, in Kafka's
-record formats) so they survive restarts; on start the coordinator reads
-those partitions back. Consumer groups are kept in memory only: after a
-restart their members are told they are unknown and join again (their
-committed offsets are kept). A timer task sleeps until the earliest
-deadline of any group (session expiry, join, sync or rebalance timeout)
-and then ticks the groups; every operation that may move a deadline wakes
-it.
+A request of the other protocol takes over an empty group. Groups with
+members are converted online as Kafka 4 does, as
+group.consumer.migration.policy allows (``migration.py``): a
+ConsumerGroupHeartbeat joining a classic group upgrades it; a consumer
+group whose last consumer-protocol member goes, leaving only classic
+members, asks through its ``downgrade`` hook to become a classic group
+again. Either conversion is written as one batch (the old kind's
+tombstones and the new kind's records) and takes effect only once that
+batch is in the log.
+
+Both kinds of group are written to their partition of
+``__consumer_offsets`` in Kafka's record formats (classic groups by
+``offsets.py`` when a generation completes; consumer groups by
+``consumer_log.py`` after every operation that changed them), and ``load``
+rebuilds them on start, so members carry on through a broker restart with
+their member ids, epochs and assignments. A timer task sleeps until the
+earliest deadline of any group (session expiry, join, sync or rebalance
+timeout) and then ticks the groups; every operation that may move a
+deadline wakes it.
 """
 
 from __future__ import annotations
@@ -30,10 +41,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from protocol.error_codes import ErrorCode
+from protocol.errors import EncodeError
 
-from . import OFFSETS_TOPIC, partition_for
-from .classic import DEAD, EMPTY, NO_DEADLINE, ClassicGroup, GroupConfig
-from .consumer import ConsumerGroup, ConsumerGroupConfig, HeartbeatResult
+from . import OFFSETS_TOPIC, parse_migration_policy, partition_for
+from .classic import DEAD, EMPTY, NO_DEADLINE, ClassicGroup, GroupConfig, JoinResult, SyncResult
+from .consumer import JOIN_EPOCH, ConsumerGroup, ConsumerGroupConfig, HeartbeatResult
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -82,13 +94,30 @@ class GroupCoordinator:
             session_timeout_ms=cfg["group.consumer.session.timeout.ms"],
             heartbeat_interval_ms=cfg["group.consumer.heartbeat.interval.ms"],
             max_size=cfg["group.consumer.max.size"],
+            migration_policy=parse_migration_policy(cfg["group.consumer.migration.policy"]),
+            classic_max_size=cfg["group.max.size"],
         )
         self.groups: dict[str, Group] = {}
         self._wake = trio.Event()
         self.num_partitions = self._partition_count()
+        from .consumer_log import ConsumerGroupLog
         from .offsets import OffsetStore
 
         self.offsets = OffsetStore(self)
+        self.consumer_log = ConsumerGroupLog(self.offsets)
+
+    def load(self, now: int) -> None:
+        """Rebuild the groups from __consumer_offsets (at start)."""
+        from .offsets import restore_group
+
+        found = self.offsets.load()
+        for group_id, value in found.classic.items():
+            self.groups[group_id] = restore_group(self, group_id, value, now)
+        for group_id, records in found.consumer.items():
+            group = self.consumer_log.restore(group_id, records, now, self.consumer_config)
+            if group is not None:
+                self.groups[group_id] = self._adopt(group)
+                log.info("loaded consumer group %r with %d members", group_id, len(group.members))
 
     def _partition_count(self) -> int:
         info = self.broker.metadata.topics.get(OFFSETS_TOPIC)
@@ -118,7 +147,7 @@ class GroupCoordinator:
         """The group for a classic JoinGroup or a first offset commit: the
         existing one, or a new classic group. An empty consumer group gives
         way to it (Kafka deletes it); a consumer group with members is
-        returned, and refuses classic members."""
+        returned, and serves classic members."""
         group = self.get(group_id)
         if isinstance(group, ConsumerGroup) and group.is_empty():
             self.remove(group_id)
@@ -129,11 +158,28 @@ class GroupCoordinator:
         return group
 
     def remove(self, group_id: str) -> None:
+        """The group is gone (deleted, expired, replaced by an empty group of
+        the other kind); a consumer group's records get their tombstones."""
         group = self.groups.pop(group_id, None)
         if isinstance(group, ConsumerGroup):
             group.dead = True
+            self.consumer_log.forget(group_id, now_ms())
         elif group is not None:
             group.state = DEAD
+
+    def _adopt(self, group: ConsumerGroup) -> ConsumerGroup:
+        group.downgrade = self._downgrade
+        return group
+
+    def _write(self, group: ConsumerGroup, now: int, leading: list | None = None) -> ErrorCode:
+        """Write what changed in a consumer group; the error a request that
+        changed it gets if that failed (as Kafka maps append errors)."""
+        if group.replaced or group.dead:
+            return ErrorCode.NONE
+        from .offsets import GROUP_ERRORS
+
+        error = self.consumer_log.write(group, now, leading)
+        return GROUP_ERRORS.get(error, error)
 
     # -- consumer groups (KIP-848) -------------------------------------------------------
 
@@ -141,40 +187,125 @@ class GroupCoordinator:
         """A ConsumerGroupHeartbeat that passed ``consumer.validate_heartbeat``.
 
         Which group it goes to, as in Kafka: a join (epoch 0) creates the
-        group, or replaces an empty classic group; a classic group with
-        members is not ours (GROUP_ID_NOT_FOUND). Leaving a group that does
-        not exist is GROUP_ID_NOT_FOUND too. A heartbeat (epoch > 0) for a
-        group we do not have, or only as an empty classic group, gets
-        UNKNOWN_MEMBER_ID so that the member joins again: Kafka answers
-        GROUP_ID_NOT_FOUND, which it can afford because it never loses a
-        consumer group, while we lose them on restart, and librdkafka treats
-        that error as fatal."""
+        group, replaces an empty classic group, or converts a classic group
+        with members (``migration.py``; GROUP_ID_NOT_FOUND with Kafka's
+        message when that is not allowed or possible). Leaving a group that
+        does not exist, or is classic, is GROUP_ID_NOT_FOUND too. A
+        heartbeat (epoch > 0) for a group we do not have, or that is
+        classic, gets UNKNOWN_MEMBER_ID so that the member joins again:
+        Kafka answers GROUP_ID_NOT_FOUND, which librdkafka treats as fatal,
+        while the member may well belong here after a join (a group lost
+        to a failed write, or downgraded after the member was fenced)."""
+        from .migration import to_consumer_group, upgrade_refusal
+        from .offsets import group_tombstone, has_metadata
+
         epoch = request["member_epoch"]
         group = self.get(group_id)
-        replaces = None
+        topics = TopicsView(self.broker.metadata)
+        before = None  # the classic group this one replaces
         if isinstance(group, ClassicGroup):
-            if group.state != EMPTY or epoch < 0:
+            if epoch > JOIN_EPOCH:
+                member = request["member_id"]
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member} is not a member of group {group_id}.")
+            if epoch < JOIN_EPOCH:
                 return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
-            replaces, group = group, None
+            if group.state == EMPTY:
+                before, group = group, None
+            else:
+                refusal = upgrade_refusal(group, self.consumer_config)
+                converted = refusal or to_consumer_group(group, now, topics, self.consumer_config)
+                if isinstance(converted, str):
+                    log.info("%s", converted)
+                    return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, converted)
+                before, group = group, converted
         if group is None:
             if epoch < 0:
                 return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
             if epoch > 0:
                 member = request["member_id"]
                 return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member} is not a member of group {group_id}.")
-        fresh = group is None
-        if fresh:
             group = ConsumerGroup(group_id, self.consumer_config)
-        result = group.consumer_group_heartbeat(now, topics=TopicsView(self.broker.metadata), **request)
-        if fresh and result.error == ErrorCode.NONE:
-            if replaces is not None:
-                self.remove(group_id)
-                # Its metadata record would bring the classic group back
-                # on the next start.
-                self.offsets.forget_group_metadata(group_id, now)
-            self.groups[group_id] = group
+        installed = self.groups.get(group_id) is group
+        result = group.consumer_group_heartbeat(now, topics=topics, **request)
+        if result.error != ErrorCode.NONE:
+            return result
+        # A classic group with a generation leaves a metadata record that
+        # would bring it back on the next start: its tombstone goes first.
+        leading = [group_tombstone(group_id)] if before is not None and has_metadata(before) else None
+        error = self._write(group, now, leading)
+        if error != ErrorCode.NONE:
+            return HeartbeatResult(error)
+        if not installed:
+            if before is not None:
+                before.release_waiters(ErrorCode.REBALANCE_IN_PROGRESS)
+                before.state = DEAD
+                if not before.is_empty():
+                    log.info("[GroupId %s] Converted the classic group to a consumer group.", group_id)
+            self.groups[group_id] = self._adopt(group)
         self.poke()
         return result
+
+    def _downgrade(self, group: ConsumerGroup, now: int, leaving: set[str], rebalance: bool) -> bool:
+        """A consumer group's request to become a classic group without
+        ``leaving``: swap the groups once the conversion batch is written
+        (consumer group tombstones, classic group metadata) and, if asked,
+        start the rebalance in which the members join the classic way."""
+        from .migration import to_classic_group
+        from .offsets import group_record
+
+        if self.groups.get(group.group_id) is not group:
+            return False
+        classic = to_classic_group(group, leaving, now, self.config, self.persist)
+        if classic is None:
+            return False
+        try:
+            record = group_record(classic)
+        except EncodeError as exc:
+            log.warning("cannot encode metadata of group %r: %s", group.group_id, exc)
+            return False
+        if self.consumer_log.forget(group.group_id, now, [record]) != ErrorCode.NONE:
+            return False
+        self.groups[group.group_id] = classic
+        if rebalance:
+            classic.rebalance(now)
+        log.info("[GroupId %s] Converted the consumer group to a classic group.", group.group_id)
+        self.poke()
+        return True
+
+    # -- the classic requests, to a group of either kind ---------------------------------
+
+    def join(self, group: Group, now: int, **request) -> JoinResult | None:
+        """A JoinGroup; None when the request's callback gets the answer."""
+        if isinstance(group, ConsumerGroup):
+            result = group.join(now, topics=TopicsView(self.broker.metadata), **request)
+            if result.error == ErrorCode.NONE:
+                error = self._write(group, now)
+                if error != ErrorCode.NONE:
+                    result = JoinResult(error, request["member_id"])
+        else:
+            result = group.join(now, **request)
+        self.poke()
+        return result
+
+    def sync(self, group: Group, now: int, **request) -> SyncResult | None:
+        result = group.sync(now, **request)
+        self.poke()
+        return result
+
+    def heartbeat(self, group: Group, now: int, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
+        error = group.heartbeat(now, member_id, instance_id, generation)
+        self.poke()
+        return error
+
+    def leave(self, group: Group, now: int, leaving: list[tuple[str, str | None]]) -> list[tuple[str, str | None, ErrorCode]]:
+        """A LeaveGroup: (member id, instance id, error) per member named."""
+        if isinstance(group, ConsumerGroup):
+            results = group.leave_members(now, leaving)
+            self._write(group, now)
+        else:
+            results = [(m, i, group.leave(now, m, i)) for m, i in leaving]
+        self.poke()
+        return results
 
     def persist(self, group: ClassicGroup) -> int:
         """Write the group's metadata; returns an error code (0 on success)."""
@@ -191,6 +322,8 @@ class GroupCoordinator:
         for group in list(self.groups.values()):
             if group.next_deadline() <= now:
                 group.tick(now)
+                if isinstance(group, ConsumerGroup):
+                    self._write(group, now)
 
     async def run(self) -> None:
         retention_every = self.broker.config["offsets.retention.check.interval.ms"] / 1000

@@ -9,10 +9,13 @@ of many partitions, or a group's deletion, is all-or-nothing on disk.
 
 On start ``load`` reads every partition of the topic from its log start to
 its high watermark: later records win, tombstones delete, transactional
-commits count once their COMMIT marker is read. It returns the group
-metadata found so the coordinator can rebuild its groups (``restore_group``);
-a group that has offsets but no metadata comes back as an empty simple
-group, as Kafka loads it.
+commits count once their COMMIT marker is read. It returns what it found
+of the groups so the coordinator can rebuild them: classic groups'
+metadata (``restore_group``) and KIP-848 consumer groups' records
+(``consumer_log.py``); a group that has offsets but neither comes back as
+an empty simple group, as Kafka loads it. When an id has records of both
+kinds (a conversion's batch always tombstones the other kind's), the kind
+written last wins.
 
 Retention (``expire``, Kafka's rules) runs on the coordinator's timer:
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protocol.error_codes import ErrorCode
@@ -47,8 +50,10 @@ from protocol.records import NewRecord, build_batch, read_end_txn_marker, split_
 
 from . import OFFSETS_TOPIC
 from .classic import EMPTY, STABLE, ClassicGroup, Member
+from .consumer_records import GROUP_EPOCH, decode_value
 from .coordinator import now_ms
 from .records import (
+    ConsumerGroupKey,
     GroupMetadataKey,
     GroupMetadataValue,
     MemberMetadata,
@@ -73,6 +78,7 @@ TopicPartition = tuple[str, int]
 
 DEFAULT_METADATA_MAX = 4096  # offset.metadata.max.bytes
 CONSUMER = "consumer"
+CLASSIC = "classic"
 LOAD_CHUNK = 1 << 20
 
 E = ErrorCode
@@ -93,6 +99,16 @@ GROUP_ERRORS = {
     E.RECORD_LIST_TOO_LARGE: E.UNKNOWN_SERVER_ERROR,
     E.INVALID_FETCH_SIZE: E.UNKNOWN_SERVER_ERROR,
 }
+
+
+@dataclass
+class Loaded:
+    """What ``load`` found: classic groups' metadata, consumer groups'
+    records, and for each id which kind was written last."""
+
+    classic: dict[str, GroupMetadataValue] = field(default_factory=dict)
+    consumer: dict[str, dict[ConsumerGroupKey, object]] = field(default_factory=dict)
+    latest: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -173,7 +189,7 @@ class OffsetStore:
             log.warning("cannot encode offsets of group %r: %s", group_id, exc)
             error = E.MESSAGE_TOO_LARGE
         else:
-            error = self._append(group_id, records, now)
+            error = self.append(group_id, records, now)
         error = COMMIT_ERRORS.get(error, error)
         if error == E.NONE:
             self.offsets.setdefault(group_id, {}).update(accepted)
@@ -183,13 +199,12 @@ class OffsetStore:
 
     def write_group(self, group: ClassicGroup, now: int | None = None) -> int:
         """Write the group's metadata (value v3); an error code, 0 on success."""
-        value = group_value(group)
         try:
-            record = NewRecord(encode_group_key(group.group_id), encode_group_value(value))
+            record = group_record(group)
         except EncodeError as exc:
             log.warning("cannot encode metadata of group %r: %s", group.group_id, exc)
             return int(E.UNKNOWN_SERVER_ERROR)
-        error = self._append(group.group_id, [record], _now(now))
+        error = self.append(group.group_id, [record], _now(now))
         return int(GROUP_ERRORS.get(error, error))
 
     def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition], now: int | None = None) -> list[TopicPartition]:
@@ -217,11 +232,6 @@ class OffsetStore:
         self._tombstones(group_id, removed, group_dies and has_metadata(group), now)
         return removed
 
-    def forget_group_metadata(self, group_id: str, now: int | None = None) -> ErrorCode:
-        """Only the group metadata tombstone: for a classic group replaced by
-        another kind of group, so that a restart does not bring it back."""
-        return self._tombstones(group_id, [], True, _now(now))
-
     def _tombstones(self, group_id: str, partitions: list[TopicPartition], group_too: bool, now: int) -> ErrorCode:
         try:
             records = [NewRecord(encode_offset_key(group_id, t, p), None) for t, p in partitions]
@@ -232,12 +242,12 @@ class OffsetStore:
             return E.UNKNOWN_SERVER_ERROR
         if not records:
             return E.NONE
-        error = self._append(group_id, records, now)
+        error = self.append(group_id, records, now)
         if error != E.NONE:
             log.warning("tombstones of group %r not written: %s", group_id, error.name)
         return error
 
-    def _append(self, group_id: str, records: list[NewRecord], now: int) -> ErrorCode:
+    def append(self, group_id: str, records: list[NewRecord], now: int) -> ErrorCode:
         """Append one batch to the group's partition: the storage-level
         error code (not yet mapped to what the coordinator answers)."""
         try:
@@ -283,23 +293,32 @@ class OffsetStore:
 
     # -- loading -------------------------------------------------------------------
 
-    def load(self) -> dict[str, GroupMetadataValue]:
-        """Rebuild the cache from __consumer_offsets; the groups' metadata."""
+    def load(self) -> Loaded:
+        """Rebuild the cache from __consumer_offsets; the groups found."""
         self.offsets = {}
-        groups: dict[str, GroupMetadataValue] = {}
+        found = Loaded()
         broker = self.coordinator.broker
         info = broker.metadata.topics.get(OFFSETS_TOPIC)
         if info is None:
-            return groups
+            return found
         for p in info.partitions:
             part = broker.partition(OFFSETS_TOPIC, p.index)
             if part is not None:
-                self._load_partition(part, groups)
+                self._load_partition(part, found)
+        for group_id, records in list(found.consumer.items()):
+            if not any(k.kind == GROUP_EPOCH for k in records):
+                log.warning("group %r: consumer group records without a group epoch are ignored", group_id)
+                del found.consumer[group_id]
+        for group_id in list(found.classic.keys() & found.consumer.keys()):
+            log.warning("group %r has records of a classic and of a consumer group; the latest, %s, wins",
+                        group_id, found.latest[group_id])
+            (found.consumer if found.latest[group_id] == CLASSIC else found.classic).pop(group_id)
         for group_id in self.offsets:
-            groups.setdefault(group_id, GroupMetadataValue("", 0, None, None))
-        return groups
+            if group_id not in found.consumer:
+                found.classic.setdefault(group_id, GroupMetadataValue("", 0, None, None))
+        return found
 
-    def _load_partition(self, part, groups: dict[str, GroupMetadataValue]) -> None:
+    def _load_partition(self, part, groups: Loaded) -> None:
         plog = part.log
         offset, end = plog.log_start_offset, plog.high_watermark
         pending: dict[int, list] = {}  # producer id -> records of its open transaction
@@ -334,7 +353,7 @@ class OffsetStore:
             if not progressed:
                 break
 
-    def _apply(self, key, value, groups: dict[str, GroupMetadataValue]) -> None:
+    def _apply(self, key, value, groups: Loaded) -> None:
         if key is None:
             return
         try:
@@ -353,9 +372,19 @@ class OffsetStore:
                     )
             elif isinstance(decoded, GroupMetadataKey):
                 if value is None:
-                    groups.pop(decoded.group, None)
+                    groups.classic.pop(decoded.group, None)
                 else:
-                    groups[decoded.group] = decode_group_value(value)
+                    groups.classic[decoded.group] = decode_group_value(value)
+                    groups.latest[decoded.group] = CLASSIC
+            elif isinstance(decoded, ConsumerGroupKey):
+                records = groups.consumer.setdefault(decoded.group, {})
+                if value is None:
+                    records.pop(decoded, None)
+                else:
+                    records[decoded] = decode_value(decoded.kind, value)
+                    groups.latest[decoded.group] = CONSUMER
+                if not records:
+                    groups.consumer.pop(decoded.group)
         except ProtocolError as exc:
             log.error("skipping unreadable %s record: %s", OFFSETS_TOPIC, exc)
 
@@ -365,9 +394,18 @@ class OffsetStore:
 
 def has_metadata(group) -> bool:
     """Whether the group may have a GroupMetadata record to delete: a
-    classic group that ever had a generation (KIP-848 consumer groups are
-    not written to __consumer_offsets here)."""
+    classic group that ever had a generation (KIP-848 consumer groups have
+    records of their own, which consumer_log.py writes and deletes)."""
     return isinstance(group, ClassicGroup) and group.generation > 0
+
+
+def group_record(group: ClassicGroup) -> NewRecord:
+    """The group's metadata record (value v3); EncodeError if it cannot be."""
+    return NewRecord(encode_group_key(group.group_id), encode_group_value(group_value(group)))
+
+
+def group_tombstone(group_id: str) -> NewRecord:
+    return NewRecord(encode_group_key(group_id), None)
 
 
 def group_value(group: ClassicGroup) -> GroupMetadataValue:

@@ -6,7 +6,12 @@ The key version says what the record is:
 
     key 0/1  OffsetCommitKey     group string, topic string, partition int32
     key 2    GroupMetadataKey    group string
-    key 3+   KIP-848 / share-group records: not ours, skipped on load
+    key 3-8  ConsumerGroupKey    group string, member_id string (5, 7, 8):
+             a KIP-848 consumer group's records (values in consumer_records.py)
+             3 group epoch, 4 partition metadata, 5 member metadata,
+             6 target assignment epoch, 7 a member's target assignment,
+             8 a member's current assignment
+    key 9+   share and streams groups' records: not ours, skipped on load
 
     OffsetCommitValue
       v0  offset int64, metadata string, commit_timestamp int64
@@ -47,6 +52,8 @@ from protocol.primitives import INT16, INT32, INT64, Writer
 
 OFFSET_KEY_VERSIONS = (0, 1)
 GROUP_KEY_VERSION = 2
+CONSUMER_KEY_VERSIONS = range(3, 9)
+MEMBER_KEY_VERSIONS = (5, 7, 8)  # the consumer group keys that name a member too
 OFFSET_VALUE_VERSIONS = range(5)
 GROUP_VALUE_VERSIONS = range(5)
 FLEXIBLE = 4
@@ -62,6 +69,13 @@ class OffsetCommitKey:
 @dataclass(frozen=True, slots=True)
 class GroupMetadataKey:
     group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupKey:
+    kind: int  # the key version: which of a consumer group's records
+    group: str
+    member_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -119,9 +133,20 @@ def encode_group_key(group: str) -> bytes:
     return w.getvalue()
 
 
-def decode_key(data) -> OffsetCommitKey | GroupMetadataKey | None:
+def encode_consumer_key(key: ConsumerGroupKey) -> bytes:
+    if key.kind not in CONSUMER_KEY_VERSIONS:
+        raise EncodeError(f"no consumer group record has key version {key.kind}")
+    w = Writer()
+    w.buf += INT16.pack(key.kind)
+    _string(w, key.group)
+    if key.kind in MEMBER_KEY_VERSIONS:
+        _string(w, key.member_id)
+    return w.getvalue()
+
+
+def decode_key(data) -> OffsetCommitKey | GroupMetadataKey | ConsumerGroupKey | None:
     """The key, or None for a record type this broker does not keep
-    (key version 3 and up). Malformed bytes raise DecodeError."""
+    (key version 9 and up). Malformed bytes raise DecodeError."""
     with _decoding("key"):
         (version,) = INT16.unpack_from(data, 0)
         pos = 2
@@ -133,6 +158,12 @@ def decode_key(data) -> OffsetCommitKey | GroupMetadataKey | None:
         if version == GROUP_KEY_VERSION:
             group, pos = p.read_string(data, pos)
             return GroupMetadataKey(group)
+        if version in CONSUMER_KEY_VERSIONS:
+            group, pos = p.read_string(data, pos)
+            member_id = None
+            if version in MEMBER_KEY_VERSIONS:
+                member_id, pos = p.read_string(data, pos)
+            return ConsumerGroupKey(version, group, member_id)
         if version < 0:
             raise DecodeError(f"negative key version {version}")
         return None
@@ -304,6 +335,17 @@ def subscribed_topics(subscription) -> set[str] | None:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def read_strings(data, pos: int, flexible: bool = False) -> tuple[list[str], int]:
+    """An array of strings (compact forms when ``flexible``); null reads as empty."""
+    count, pos = (p.read_compact_array_length if flexible else p.read_array_length)(data, pos)
+    read = p.read_compact_string if flexible else p.read_string
+    out = []
+    for _ in range(max(count, 0)):
+        s, pos = read(data, pos)
+        out.append(s)
+    return out, pos
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 v1 throttle time; v3 group.instance.id; v4 flexible. Keeps a member's
 session alive; REBALANCE_IN_PROGRESS tells it to rejoin. Rules in
-groups/classic.py.
+groups/classic.py, and groups/consumer_classic.py for a classic member of
+a KIP-848 consumer group.
 """
 
 from protocol.error_codes import ErrorCode
@@ -22,6 +23,5 @@ def heartbeat(ctx, req):
     if group is None:
         return HeartbeatResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)
     instance = req.group_instance_id if ctx.api_version >= 3 else None
-    error = group.heartbeat(now_ms(), req.member_id, instance, req.generation_id)
-    coordinator.poke()
+    error = coordinator.heartbeat(group, now_ms(), req.member_id, instance, req.generation_id)
     return HeartbeatResponse(error_code=error)

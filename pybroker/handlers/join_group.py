@@ -6,7 +6,8 @@ gets MEMBER_ID_REQUIRED with its id and joins again (KIP-394); v5 static
 membership (group.instance.id, KIP-345); v6 flexible; v7 protocol type in
 the response; v8 a reason; v9 skip_assignment for a static leader that
 rejoined without a rebalance. The rules per group state are in
-groups/classic.py.
+groups/classic.py; a KIP-848 consumer group answers its classic members at
+once (groups/consumer_classic.py).
 """
 
 from protocol.error_codes import ErrorCode
@@ -34,7 +35,8 @@ def join_group(ctx, req):
         return _response(version, _error(ErrorCode.UNKNOWN_MEMBER_ID, req.member_id))
     group = coordinator.get_or_create(req.group_id)
     waiter = Waiter()
-    result = group.join(
+    result = coordinator.join(
+        group,
         now_ms(),
         member_id=req.member_id,
         instance_id=req.group_instance_id if version >= 5 else None,
@@ -48,7 +50,6 @@ def join_group(ctx, req):
         supports_skip_assignment=version >= 9,
         callback=waiter,
     )
-    coordinator.poke()
     if result is not None:
         return _response(version, result)
 

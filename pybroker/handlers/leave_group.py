@@ -3,7 +3,9 @@
 v0-2 name one member; v3 a batch of members with instance ids (KIP-345,
 also how an admin removes static members: empty member id, known instance
 id) and a per-member error; v4 flexible; v5 a reason per member. For v0-2
-the single member's error is the top-level error.
+the single member's error is the top-level error. A KIP-848 consumer group
+removes the classic members named (a static member named by instance id
+alone is answered with its member id) and bumps its epoch once.
 """
 
 from protocol.error_codes import ErrorCode
@@ -22,12 +24,10 @@ def leave_group(ctx, req):
     if not req.group_id:
         return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     group = coordinator.get(req.group_id)
-    now = now_ms()
-    results = []
-    for member_id, instance_id in leaving:
-        error = ErrorCode.UNKNOWN_MEMBER_ID if group is None else group.leave(now, member_id, instance_id)
-        results.append((member_id, instance_id, error))
-    coordinator.poke()
+    if group is None:
+        results = [(m, i, ErrorCode.UNKNOWN_MEMBER_ID) for m, i in leaving]
+    else:
+        results = coordinator.leave(group, now_ms(), leaving)
     if version >= 3:
         return LeaveGroupResponse(
             members=[MemberResponse(member_id=m, group_instance_id=i, error_code=e) for m, i, e in results]

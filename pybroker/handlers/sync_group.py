@@ -3,7 +3,9 @@
 v1 throttle time; v3 group.instance.id; v4 flexible; v5 the protocol type
 and name, checked against the group's (INCONSISTENT_GROUP_PROTOCOL; both
 are mandatory from v5) and echoed in the response. The leader's request
-carries the assignment; followers wait for it. Rules in groups/classic.py.
+carries the assignment; followers wait for it. Rules in groups/classic.py;
+a classic member of a KIP-848 consumer group gets its current assignment
+at once (groups/consumer_classic.py).
 """
 
 from protocol.error_codes import ErrorCode
@@ -27,7 +29,8 @@ def sync_group(ctx, req):
     if group is None:
         return _response(version, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
     waiter = Waiter()
-    result = group.sync(
+    result = coordinator.sync(
+        group,
         now_ms(),
         member_id=req.member_id,
         instance_id=req.group_instance_id if version >= 3 else None,
@@ -37,7 +40,6 @@ def sync_group(ctx, req):
         assignments={a.member_id: a.assignment for a in req.assignments},
         callback=waiter,
     )
-    coordinator.poke()
     if result is not None:
         return _response(version, result)
 

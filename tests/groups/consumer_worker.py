@@ -14,7 +14,8 @@ flushed at once, so a SIGKILL loses nothing already reported:
     {"ev": "assign", "p": [0, 3], "t": ...}      (incremental for cooperative)
     {"ev": "revoke", "p": [0, 3], "t": ...}      ("lost" too: same meaning)
     {"ev": "msgs", "d": [[partition, offset, value], ...], "t": ...}
-    {"ev": "commit", "c": {"0": next_offset, ...}, "t": ...}
+    {"ev": "committing", "c": {"0": next_offset, ...}, "t": ...}   (sent next)
+    {"ev": "commit", "c": {"0": next_offset, ...}, "t": ...}       (acknowledged)
     {"ev": "commit_failed", "err": "...", "t": ...}
     {"ev": "error", "err": "...", "t": ...}      (the client reported an error; it carries on)
     {"ev": "closed", "t": ...}
@@ -25,7 +26,9 @@ a dynamic member leaves the group; a static one (group.instance.id) does not.
 
 Options besides the four above: session_ms, heartbeat_ms, max_poll_ms,
 strategy (confluent-kafka's partition.assignment.strategy), instance_id, debug
-(the client's own logging, to stderr).
+(the client's own logging, to stderr), group_protocol (confluent-kafka's
+group.protocol: "consumer" for KIP-848, where the session, heartbeat and
+assignor are the broker's to choose).
 """
 
 from __future__ import annotations
@@ -53,11 +56,13 @@ def watch_stdin() -> None:
 
 
 def report_batch(rows: list[list]) -> dict[str, int]:
-    """Report delivered [partition, offset, value] rows; the offsets to commit."""
+    """Report delivered [partition, offset, value] rows and the offsets about
+    to be committed; returns those offsets."""
     emit(ev="msgs", d=rows)
     nxt: dict[int, int] = {}
     for p, o, _ in rows:
         nxt[p] = max(nxt.get(p, 0), o + 1)
+    emit(ev="committing", c=nxt)
     return nxt
 
 
@@ -70,12 +75,17 @@ def run_confluent(cfg: dict) -> None:
         "client.id": cfg.get("name", "worker"),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": cfg.get("session_ms", 6000),
-        "heartbeat.interval.ms": cfg.get("heartbeat_ms", 500),
         "max.poll.interval.ms": cfg.get("max_poll_ms", 20000),
-        "partition.assignment.strategy": cfg.get("strategy", "range,roundrobin"),
         "topic.metadata.refresh.interval.ms": 2000,
     }
+    if isinstance(cfg.get("debug"), str):
+        conf["debug"] = cfg["debug"]  # librdkafka's debug contexts, e.g. "cgrp"
+    if cfg.get("group_protocol") == "consumer":
+        conf["group.protocol"] = "consumer"
+    else:
+        conf["session.timeout.ms"] = cfg.get("session_ms", 6000)
+        conf["heartbeat.interval.ms"] = cfg.get("heartbeat_ms", 500)
+        conf["partition.assignment.strategy"] = cfg.get("strategy", "range,roundrobin")
     if cfg.get("instance_id"):
         conf["group.instance.id"] = cfg["instance_id"]
     consumer = Consumer(conf)

@@ -496,11 +496,24 @@ def test_offset_commit_and_fetch_rules():
 
 
 def test_classic_requests_to_a_consumer_group():
+    """Classic members may join a consumer group (test_migration.py has the
+    rest); a classic request naming a consumer-protocol member, or a
+    protocol type other than "consumer", is refused."""
     g = new_group()
-    Client(g, "A").join(0)
-    assert g.join(1, member_id="", protocol_type="consumer").error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
-    assert g.sync(1, member_id="A").error == ErrorCode.UNKNOWN_MEMBER_ID
-    assert g.heartbeat(1, "A", None, 1) == ErrorCode.UNKNOWN_MEMBER_ID
+    a = Client(g, "A")
+    a.join(0)
+    join = {
+        "instance_id": None, "client_id": "c", "client_host": "/h", "session_timeout": 10_000,
+        "rebalance_timeout": 30_000, "require_known_member_id": False, "topics": SIX,
+    }
+    subscription = b"\x00\x00" + b"\x00\x00\x00\x01\x00\x01t" + b"\x00\x00\x00\x00"
+    r = g.join(1, member_id="", protocol_type="connect", protocols=[("range", subscription)], **join)
+    assert r.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    r = g.join(1, member_id="", protocol_type="consumer", protocols=[("range", subscription)], **join)
+    assert r.error == ErrorCode.NONE and g.members[r.member_id].classic is not None
+    sync = {"instance_id": None, "protocol_type": "consumer", "protocol_name": "range"}
+    assert g.sync(1, member_id="A", generation=a.epoch, **sync).error == ErrorCode.UNKNOWN_MEMBER_ID
+    assert g.heartbeat(1, "A", None, a.epoch) == ErrorCode.UNKNOWN_MEMBER_ID
     assert g.leave(1, "A", None) == ErrorCode.UNKNOWN_MEMBER_ID
 
 
@@ -596,7 +609,7 @@ def cghb(coordinator, group_id, member_id, epoch, now=0, **extra):
     return coordinator.consumer_group_heartbeat(now, group_id, **request)
 
 
-def classic_join(group, member_id=""):
+def classic_join(group, member_id="", protocol_type="consumer"):
     results = []
     r = group.join(
         0,
@@ -606,7 +619,7 @@ def classic_join(group, member_id=""):
         client_host="/h",
         session_timeout=10_000,
         rebalance_timeout=30_000,
-        protocol_type="consumer",
+        protocol_type=protocol_type,
         protocols=[("range", b"")],
         require_known_member_id=False,
         supports_skip_assignment=False,
@@ -630,20 +643,30 @@ def test_coordinator_creates_consumer_groups_and_reads_topic_ids(coordinator):
 
 
 def test_coordinator_group_type_conflicts(coordinator):
+    """Empty groups of either kind give way to the other kind; groups with
+    members are converted (test_migration.py), or refused as Kafka does."""
     cghb(coordinator, "g", "A", 0)
-    # A classic member cannot join a consumer group that has members.
-    group = coordinator.get_or_create("g")
-    assert isinstance(group, ConsumerGroup)
-    assert classic_join(group).error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    assert isinstance(coordinator.get_or_create("g"), ConsumerGroup)
     # Once it is empty, a classic join takes the id over.
     assert cghb(coordinator, "g", "A", -1).error == ErrorCode.NONE
     classic = coordinator.get_or_create("g")
     assert not isinstance(classic, ConsumerGroup) and classic.state == EMPTY
     classic_join(classic)
     assert classic.state != EMPTY
-    r = cghb(coordinator, "g", "B", 0)
-    assert (r.error, r.message) == (ErrorCode.GROUP_ID_NOT_FOUND, "Group g is not a consumer group.")
-    assert cghb(coordinator, "g", "B", -1).error == ErrorCode.GROUP_ID_NOT_FOUND
+    # A classic group of another protocol type cannot become a consumer group.
+    other = coordinator.get_or_create("connect")
+    classic_join(other, protocol_type="connect")
+    r = cghb(coordinator, "connect", "B", 0)
+    assert (r.error, r.message) == (
+        ErrorCode.GROUP_ID_NOT_FOUND,
+        (
+            "Cannot upgrade classic group connect to consumer group because the group does not use the consumer "
+            "embedded protocol."
+        ),
+    )
+    assert cghb(coordinator, "connect", "B", -1).error == ErrorCode.GROUP_ID_NOT_FOUND
+    # A member that thinks it belongs (epoch > 0) is sent to join again.
+    assert cghb(coordinator, "connect", "B", 3).error == ErrorCode.UNKNOWN_MEMBER_ID
     # An empty classic group (e.g. only committed offsets) gives way to a consumer join.
     coordinator.get_or_create("simple")
     assert cghb(coordinator, "simple", "X", 3).error == ErrorCode.UNKNOWN_MEMBER_ID
@@ -956,10 +979,10 @@ def test_librdkafka_regex_static_members_and_admin():
 
 
 def test_librdkafka_member_survives_a_broker_restart(tmp_path):
-    """Consumer groups are not persisted: after a restart the member's
-    heartbeat finds only the (empty, simple) group its committed offsets
-    restored, is told it is unknown, joins again and goes on from its
-    committed offsets."""
+    """A member whose broker stops and starts again (in-process, on the same
+    data directory) goes on reading where it was: its group is read back
+    from __consumer_offsets (test_group_migration.py checks ids, epochs and
+    the absence of rebalances through a kill -9)."""
     import socket
     import time
 

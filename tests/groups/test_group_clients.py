@@ -13,8 +13,10 @@ the partition has one owner at a time; each owner's deliveries are
 consecutive offsets starting exactly at the group's last committed offset
 (so nothing is skipped, and nothing below a commit is delivered again:
 re-deliveries are only of offsets the member that lost the partition had
-not committed); every produced offset is delivered, with the value it was
-produced with; the final commit is the log end.
+not committed) or at the commit the previous owner had sent and not heard
+back about (it was killed meanwhile: the broker may have stored it); every
+produced offset is delivered, with the value it was produced with; the
+final commit is the log end.
 
 Scenarios: three members get two partitions each of six; one closes (it
 leaves the group) and the other two cover all six well within the session
@@ -310,6 +312,7 @@ class Tenure:
     last: float
     offsets: list[int] = field(default_factory=list)
     commits: list[int] = field(default_factory=list)
+    in_flight: int | None = None  # a commit sent and not acknowledged (yet)
 
 
 def check_deliveries(log: GroupLog, produced: dict[int, dict[int, str]], partitions: int = PARTITIONS) -> dict:
@@ -339,9 +342,12 @@ def check_deliveries(log: GroupLog, produced: dict[int, dict[int, str]], partiti
                             )
                         current.offsets += [o for o, _ in rows]
                         current.last = e["t"]
+                elif kind == "committing" and str(p) in e["c"] and current is not None:
+                    current.in_flight = e["c"][str(p)]
                 elif kind == "commit" and str(p) in e["c"]:
                     assert current is not None, f"{member} committed partition {p} without owning it"
                     current.commits.append(e["c"][str(p)])
+                    current.in_flight = None
                     current.last = e["t"]
         tenures.sort(key=lambda t: t.start)
         for before, after in itertools.pairwise(tenures):
@@ -349,10 +355,12 @@ def check_deliveries(log: GroupLog, produced: dict[int, dict[int, str]], partiti
                 f"partition {p} had two owners at once: {before.member} until {before.last:.3f}, "
                 f"{after.member} from {after.start:.3f}"
             )
-        committed, seen = 0, set()
+        committed, seen, unheard = 0, set(), None
         for t in tenures:
             if t.offsets:
                 first = t.offsets[0]
+                if first == unheard:
+                    committed = first  # the previous owner's last commit did reach the broker
                 assert first == committed, (
                     f"partition {p}: {t.member} started at offset {first} but the last commit was {committed} "
                     f"({'a gap' if first > committed else 'a re-delivery below a committed offset'})"
@@ -365,6 +373,7 @@ def check_deliveries(log: GroupLog, produced: dict[int, dict[int, str]], partiti
             for c in t.commits:
                 assert committed <= c <= top, f"partition {p}: {t.member} committed {c} outside [{committed}, {top}]"
                 committed = c
+            unheard = t.in_flight
         end = len(produced.get(p, {}))
         assert seen == set(range(end)), f"partition {p}: offsets never delivered: {sorted(set(range(end)) - seen)[:20]}"
         assert committed == end, f"partition {p}: last commit {committed}, log end {end}"
@@ -375,7 +384,7 @@ def synthetic_log(*events: tuple) -> GroupLog:
     """A GroupLog from (member, time, kind, payload) tuples, for testing the check."""
     log = GroupLog()
     for member, t, kind, payload in events:
-        key = {"assign": "p", "revoke": "p", "msgs": "d", "commit": "c"}[kind]
+        key = {"assign": "p", "revoke": "p", "msgs": "d", "committing": "c", "commit": "c"}[kind]
         log.add({"m": member, "t": t, "ev": kind, key: payload})
     return log
 
@@ -394,6 +403,16 @@ def test_delivery_check_catches_violations():
         ("b", 7, "commit", {"0": 4}),
     ]
     assert check_deliveries(synthetic_log(*good), produced, 1) == {"repeats": 1}
+    # a is killed with its commit of 3 sent but not acknowledged: the broker
+    # kept it, and b starts at 3.
+    unheard = [
+        *base,
+        ("a", 3.2, "committing", {"0": 3}),
+        ("b", 5, "assign", [0]),
+        ("b", 6, "msgs", rows(3)),
+        ("b", 7, "commit", {"0": 4}),
+    ]
+    assert check_deliveries(synthetic_log(*unheard), produced, 1) == {"repeats": 0}
     broken = {
         "a gap": [
             *base,
@@ -402,6 +421,7 @@ def test_delivery_check_catches_violations():
             ("b", 6, "msgs", rows(3)),
             ("b", 7, "commit", {"0": 4}),
         ],
+
         "below a committed offset": [
             *base,
             ("a", 4, "revoke", [0]),
@@ -423,6 +443,10 @@ def test_delivery_check_catches_violations():
     for name, events in broken.items():
         with pytest.raises(AssertionError, match=name):
             check_deliveries(synthetic_log(*events), produced, 1)
+    # Only the commit in flight may have been kept, not one further on.
+    further = [*base, ("a", 3.2, "committing", {"0": 2}), *broken["a gap"][4:]]
+    with pytest.raises(AssertionError, match="a gap"):
+        check_deliveries(synthetic_log(*further), produced, 1)
     wrong_value = [
         ("a", 1, "assign", [0]),
         ("a", 2, "msgs", [[0, 0, "v0"], [0, 1, "other"], [0, 2, "v2"], [0, 3, "v3"]]),

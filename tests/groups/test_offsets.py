@@ -113,7 +113,7 @@ class Store:
         self.broker = Broker(self.config)
         self.coord = GroupCoordinator(self.broker)
         self.offsets = self.coord.offsets
-        values = self.offsets.load()
+        values = self.offsets.load().classic
         for group_id, value in values.items():
             self.coord.groups[group_id] = restore_group(self.coord, group_id, value, 5_000)
         return values
