@@ -13,6 +13,7 @@ from protocol.error_codes import ErrorCode
 from protocol.records import split_batches
 from pybroker.broker import Broker
 from pybroker.config import BrokerConfig
+from pybroker.groups import parse_migration_policy
 from pybroker.groups.classic import COMPLETING, PREPARING, STABLE, ClassicGroup
 from pybroker.groups.consumer import UNREVOKED_PARTITIONS, ConsumerGroup
 from pybroker.groups.coordinator import now_ms
@@ -285,7 +286,8 @@ def test_disabled_policy_refuses_the_upgrade(node):
 
 def test_migration_policy_config():
     assert BrokerConfig({})["group.consumer.migration.policy"] == "bidirectional"
-    assert BrokerConfig({"group.consumer.migration.policy": "Upgrade"})["group.consumer.migration.policy"] == "upgrade"
+    upgrade = BrokerConfig({"group.consumer.migration.policy": "Upgrade"})["group.consumer.migration.policy"]
+    assert parse_migration_policy(upgrade) == "upgrade"  # Kafka's values are case insensitive
     from pybroker.config import ConfigError
 
     with pytest.raises(ConfigError, match="group.consumer.migration.policy"):
