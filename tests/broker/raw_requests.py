@@ -1,9 +1,12 @@
 """Requests the raw-socket tests of the hot paths send again and again:
-one-batch produces, multi-partition fetches, a client that reads slowly."""
+one-batch produces, multi-partition fetches, a client that reads slowly,
+and a producer that times every request while other work goes on."""
 
 from __future__ import annotations
 
 import socket
+import statistics
+import threading
 import time
 
 from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
@@ -61,3 +64,61 @@ def slow_reader(bootstrap: str) -> socket.socket:
     sock.settimeout(60)
     sock.connect((host, int(port)))
     return sock
+
+
+class TimedProducer:
+    """Small acks=1 produces back to back on a connection of its own, in a
+    thread, each one's wait kept with the time it was sent: how long other
+    work (a bomb, thousands of new partitions) made an ordinary client wait.
+    Errors are kept for the test to assert on, not swallowed."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.wire = Wire(bootstrap, timeout=60)
+        self.topic = topic
+        self.samples: list[tuple[float, float]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        request = produce_request(self.topic, 0, [b"steady"])
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                self.wire.send(request, 9, 1)
+                (answer,) = self.wire.receive(0, 9)[1].responses[0].partition_responses
+            except Exception as exc:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(exc))
+                return
+            self.samples.append((sent, time.monotonic() - sent))
+            if answer.error_code:
+                self.errors.append(f"produce answered {answer.error_code}")
+
+    def __enter__(self):
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while len(self.samples) < 10 and not self.errors:
+            assert time.monotonic() < deadline, "the timed producer did not get going"
+            time.sleep(0.01)  # polling, bounded by the deadline
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        self.wire.close()
+
+    def waits_between(self, start: float, end: float) -> list[float]:
+        """How long each produce sent in [start, end] waited, and how long
+        the one in flight at ``end`` has waited so far."""
+        waits = [w for sent, w in self.samples if start <= sent <= end]
+        if self.samples:
+            last_sent, last_wait = self.samples[-1]
+            pending_since = last_sent + last_wait  # the next one left about then
+            if pending_since <= end:
+                waits.append(time.monotonic() - pending_since)
+        return waits
+
+    def p99_between(self, start: float, end: float) -> tuple[float, int]:
+        waits = [w for sent, w in self.samples if start <= sent <= end]
+        assert len(waits) >= 50, f"only {len(waits)} produces answered meanwhile"
+        return statistics.quantiles(waits, n=100)[98], len(waits)

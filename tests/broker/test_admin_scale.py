@@ -13,62 +13,19 @@ AdminClient and a raw producer that times each request.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from .clients import Confluent
-from .raw_requests import create, produce
+from .raw_requests import TimedProducer, create, produce
 from .wire import Wire
-from .workload import unique_topic, wait_for
+from .workload import unique_topic
 
 POLICY_VIOLATION = 44
 # Far above what a produce waits on a broker that keeps serving, far below
 # what the admin work takes when it holds the event loop (seconds).
 STALL = 1.5
-
-
-class TimedProducer:
-    """Produces one small batch at a time, recording when each was sent and how long it waited."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.wire = Wire(bootstrap, timeout=60)
-        create(self.wire, topic)
-        self.topic = topic
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                sent = time.monotonic()
-                produce(self.wire, self.topic, 0, [b"x" * 100])
-                self.samples.append((sent, time.monotonic() - sent))
-        except BaseException as exc:  # re-raised by __exit__
-            self.error = exc
-
-    def __enter__(self):
-        self._thread.start()
-        wait_for(lambda: len(self.samples) >= 20, 30, "the producer to get going")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        self.wire.close()
-        if self.error is not None:
-            raise self.error
-
-    def waits_between(self, start: float, end: float) -> list[float]:
-        """How long each produce sent in [start, end] waited, and the one in flight at end."""
-        waits = [w for sent, w in self.samples if start <= sent <= end]
-        if self.samples:
-            last_sent, _ = self.samples[-1]
-            waits.append(time.monotonic() - last_sent if last_sent < end else 0.0)
-        return waits
 
 
 def create_topic(admin, name: str, partitions: int, configs: dict | None = None):
@@ -133,7 +90,11 @@ def test_thousands_of_partitions_are_made_while_another_client_produces(broker_p
     broker = broker_process()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     wide = unique_topic("wide")
-    with TimedProducer(broker.bootstrap, unique_topic("steady")) as producer:
+    steady = unique_topic("steady")
+    w = Wire(broker.bootstrap)
+    create(w, steady)
+    w.close()
+    with TimedProducer(broker.bootstrap, steady) as producer:
         began = time.monotonic()
         create_topic(admin, wide, 2_000).result(120)
         created = time.monotonic()
@@ -145,6 +106,7 @@ def test_thousands_of_partitions_are_made_while_another_client_produces(broker_p
             waits = producer.waits_between(start, end)
             assert len(waits) >= 3, f"hardly any produce was answered while {what} the topic"
             assert max(waits) < STALL, f"a produce waited {max(waits):.2f} s while {what} the topic ({end - start:.1f} s)"
+    assert not producer.errors, producer.errors
     # Made whole: every partition takes writes; after the deletion the name is free again.
     check = Wire(broker.bootstrap, timeout=60)
     create_topic(admin, wide, 2_000).result(120)

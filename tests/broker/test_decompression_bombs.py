@@ -12,8 +12,6 @@ and a well-formed zstd batch whose one record inflates past the cap.
 from __future__ import annotations
 
 import gzip
-import statistics
-import threading
 import time
 
 import lz4.frame
@@ -22,12 +20,11 @@ import zstandard
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from protocol.compression import Compression, compress
-from protocol.errors import ProtocolError
 
 from ..forged import fields, forge, records_of, varint
+from .raw_requests import TimedProducer
 from .test_backpressure import PeakRss, rss
 from .test_bad_input import Conn, log_end, produce_request
-from .workload import wait_for
 
 MiB = 1 << 20
 ROUNDS = 5
@@ -89,47 +86,6 @@ def vm_hwm(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-class SteadyProducer:
-    """Small acks=1 produces back to back on a connection of its own, each
-    one's latency kept with its start time."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.conn = Conn(bootstrap, timeout=30)
-        self.topic = topic
-        self.samples: list[tuple[float, float]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        batch = forge(records_of(fields(value=b"steady")), 1, base_ts=int(time.time() * 1000))
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                response = self.conn.request(produce_request(self.topic, batch, acks=1), 9)
-            except (OSError, ProtocolError) as exc:  # reported by the test, not swallowed
-                self.errors.append(repr(exc))
-                return
-            self.samples.append((started, time.monotonic() - started))
-            code = response.responses[0].partition_responses[0].error_code
-            if code:
-                self.errors.append(f"steady produce answered {code}")
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
-        self.conn.close()
-
-    def p99_between(self, start: float, end: float) -> tuple[float, int]:
-        latencies = [lat for t, lat in self.samples if start <= t <= end]
-        assert len(latencies) >= 50, f"only {len(latencies)} samples during the bombs"
-        return statistics.quantiles(latencies, n=100)[98], len(latencies)
-
-
 @pytest.mark.parametrize("policy", ["delete", "compact"])
 def test_bombs_are_refused_in_bounded_memory_without_stalling_others(broker_process, bombs, policy):
     broker = broker_process({"num.partitions": "1"})
@@ -139,8 +95,7 @@ def test_bombs_are_refused_in_bounded_memory_without_stalling_others(broker_proc
     with Conn(broker.bootstrap, timeout=60) as sender:
         warm = forge(records_of(fields()), 1, Compression.ZSTD, base_ts=int(time.time() * 1000))
         assert sender.request(produce_request("bombed", warm, acks=1), 9).responses[0].partition_responses[0].error_code == 0
-        with SteadyProducer(broker.bootstrap, "steady") as steady:
-            wait_for(lambda: len(steady.samples) >= 10, 30, "the steady producer running")
+        with TimedProducer(broker.bootstrap, "steady") as steady:
             peak_rss_reset(broker.pid)
             base = rss(broker.pid)
             answers = []

@@ -33,14 +33,13 @@ from protocol.framing import encode_request
 from protocol.messages.api_versions_request import ApiVersionsRequest
 from protocol.messages.delete_topics_request import DeleteTopicsRequest
 from protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
 from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from protocol.registry import ApiKey
 from pybroker.process import BrokerProcess, pybroker_command
 
 from .clients import KafkaPython
-from .raw_requests import produce_request
+from .raw_requests import fetch_request, produce_request
 from .wire import Wire
 from .workload import wait_for
 
@@ -372,20 +371,7 @@ def _check_offline_answers(w: Wire, topic: str, broker_node: int) -> None:
         -1,
         [broker_node],
     )
-    w.send(
-        FetchRequest(
-            max_wait_ms=0,
-            min_bytes=0,
-            max_bytes=1 << 20,
-            topics=[
-                FetchTopic(
-                    topic=topic, partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
-                )
-            ],
-        ),
-        12,
-        3,
-    )
+    w.send(fetch_request(topic, [(0, 0, 1 << 20)], 1 << 20), 12, 3)
     fetched = w.receive(ApiKey.FETCH, 12)[1].responses[0].partitions[0]
     assert (fetched.error_code, fetched.high_watermark, len(fetched.records)) == (ErrorCode.KAFKA_STORAGE_ERROR, -1, 0)
     w.send(
