@@ -8,4 +8,4 @@ the Python versions in protocol/ serve in its place, with the same results.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("protocol._speedups", ["protocol/_speedups.c"], optional=True)])
+setup(ext_modules=[Extension("pybroker.protocol._speedups", ["protocol/_speedups.c"], optional=True)])

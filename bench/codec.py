@@ -25,19 +25,19 @@ import statistics
 import time
 import uuid
 
-from protocol import record_scan
-from protocol.compression import Compression
-from protocol.framing import decode_request, encode_request, encode_response
-from protocol.messages.metadata_response import (
+from pybroker.protocol import record_scan
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.framing import decode_request, encode_request, encode_response
+from pybroker.protocol.messages.metadata_response import (
     MetadataResponse,
     MetadataResponseBroker,
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.record_batch import RecordBatch
-from protocol.record_check import BatchCheck, Rules, produced_batch
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.record_batch import RecordBatch
+from pybroker.protocol.record_check import BatchCheck, Rules, produced_batch
+from pybroker.protocol.records import NewRecord, build_batch
 
 
 def timeit(fn, repeat: int, inner: int) -> list[float]:

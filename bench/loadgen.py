@@ -204,8 +204,8 @@ def fetch(args) -> None:
     to nobody: the figure is what the broker serves, not what a client
     library can decode. Each pass counts records from the batch headers
     and checks every partition's batches follow on without a gap."""
-    from protocol.record_batch import split_batches
-    from protocol.registry import ApiKey
+    from pybroker.protocol.record_batch import split_batches
+    from pybroker.protocol.registry import ApiKey
 
     from .rawclient import RawClient
 
@@ -344,9 +344,9 @@ def latency_produce(args) -> None:
 
 
 async def _storm_one(n: int, args, batch: bytes, versions: dict, stats: dict, stop_at: float) -> None:
-    from protocol.framing import decode_response, encode_request
-    from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-    from protocol.registry import ApiKey
+    from pybroker.protocol.framing import decode_response, encode_request
+    from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from pybroker.protocol.registry import ApiKey
 
     reader, writer = await asyncio.open_connection(*args.bootstrap.rsplit(":", 1))
     try:
@@ -380,8 +380,8 @@ async def _storm_one(n: int, args, batch: bytes, versions: dict, stats: dict, st
 
 
 async def _storm(args) -> dict:
-    from protocol.records import NewRecord, build_batch
-    from protocol.registry import ApiKey
+    from pybroker.protocol.records import NewRecord, build_batch
+    from pybroker.protocol.registry import ApiKey
 
     from .rawclient import RawClient
 

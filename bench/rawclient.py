@@ -10,12 +10,12 @@ import socket
 import struct
 from typing import Self
 
-from protocol.framing import decode_response, encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.registry import ApiKey
+from pybroker.protocol.framing import decode_response, encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.registry import ApiKey
 
 _SIZE = struct.Struct(">i")
 LATEST = -1

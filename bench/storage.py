@@ -36,9 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from protocol.records import NewRecord, RecordBatch, build_batch
-from storage.config import LogConfig
-from storage.log import PartitionLog
+from pybroker.protocol.records import NewRecord, RecordBatch, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import PartitionLog
 
 KiB, MiB = 1024, 1024 * 1024
 FETCH_BYTES = MiB

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.errors import ProtocolError
-from protocol.record_batch import iter_batches
+from pybroker.protocol.errors import ProtocolError
+from pybroker.protocol.record_batch import iter_batches
 
 from .brokers import BrokerProcess
 from .clients import loadgen_argv, run_together

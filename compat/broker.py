@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
+from pybroker.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
 from pybroker.process import BrokerProcess, pybroker_process, request
 
 BROKER_PROPS = {

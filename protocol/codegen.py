@@ -1,7 +1,7 @@
 """Generates ``protocol/messages/`` from Kafka's JSON message schemas.
 
-    python -m protocol.codegen          # rewrite protocol/messages/
-    python -m protocol.codegen --check  # exit 1 if the committed output differs
+    python -m pybroker.protocol.codegen          # rewrite protocol/messages/
+    python -m pybroker.protocol.codegen --check  # exit 1 if the committed output differs
 
 Every schema becomes one module holding a class per struct (the message and
 its nested structs) and, per struct, one encoder and one decoder function for

@@ -38,3 +38,21 @@ class CorruptRecordError(ProtocolError):
 
 class CompressionError(ProtocolError):
     """Compressed record data that cannot be compressed or decompressed."""
+
+
+class KafkaError(Exception):
+    """A refusal with a Kafka error code and the message that goes with it.
+
+    The one error type of the broker's services and handlers: whoever
+    refuses raises it, and the handler puts ``code`` (and ``message``, where
+    the response version has a field for it) in its answer. Not a
+    ProtocolError: the bytes were fine, the request was refused.
+    """
+
+    def __init__(self, code, message: str | None = None):
+        super().__init__(message or getattr(code, "name", str(code)))
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"KafkaError({getattr(self.code, 'name', self.code)}, {self.message!r})"

@@ -24,11 +24,11 @@ import time
 
 import trio
 
-from storage import cleaner
-from storage.config import LogConfig
-from storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
-from storage.log import parse_partition_dir
-from storage.manager import LogManager, discard_new_logs, open_new_logs, remove_detached
+from pybroker.storage import cleaner
+from pybroker.storage.config import LogConfig
+from pybroker.storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
+from pybroker.storage.log import parse_partition_dir
+from pybroker.storage.manager import LogManager, discard_new_logs, open_new_logs, remove_detached
 
 from . import handlers
 from .cluster.local import LocalMetadata, StorageFailure, find_metadata_file
@@ -99,7 +99,7 @@ class Broker:
         self.config = config
         self.node_id = config.node_id
         self.stopping = False
-        self.handlers = handlers.load_all()
+        self.handlers: dict = {}  # bound once the services exist (load)
         self.locks = lock_dirs(config.log_dirs)
         try:
             cluster_id = check_meta_properties(config.log_dirs, self.node_id, config["cluster.id"] or None)
@@ -147,6 +147,16 @@ class Broker:
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
+        self.handlers = handlers.bind(self.services())
+
+    def services(self) -> dict:
+        """What handlers may ask for, by the name of their keyword-only parameter."""
+        return {
+            "config": self.config,
+            "metadata": self.metadata,
+            "groups": self.groups,
+            "fetch_sessions": self.fetch_sessions,
+        }
 
     def _drop_refused_overrides(self, info: TopicInfo) -> None:
         """A topic config stored by an older version that Kafka's rules now

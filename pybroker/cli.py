@@ -11,7 +11,7 @@ import traceback
 
 import trio
 
-from storage.dirs import LogDirError
+from pybroker.storage.dirs import LogDirError
 
 from . import __version__
 from .broker import ListenerError, LogDirsFailed

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from storage.config import TOPIC_CONFIGS, LogConfig
-from storage.configdef import ConfigKey, ConfigValueError, Rule, at_least
+from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
+from pybroker.storage.configdef import ConfigKey, ConfigValueError, Rule, at_least
 
 from .groups import MIGRATION_POLICIES
 

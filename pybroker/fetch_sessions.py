@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 
 INITIAL_EPOCH = 0
 FINAL_EPOCH = -1

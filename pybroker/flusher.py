@@ -19,7 +19,7 @@ import logging
 
 import trio
 
-from storage.flush import abort_flush, begin_flush, complete_flush
+from pybroker.storage.flush import abort_flush, begin_flush, complete_flush
 
 log = logging.getLogger("pybroker.flusher")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import trio
 
-from protocol.record_batch import RecordBatch
-from storage.log import AppendResult, PartitionLog
+from pybroker.protocol.record_batch import RecordBatch
+from pybroker.storage.log import AppendResult, PartitionLog
 
 from .cluster.model import PartitionInfo
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Self
 
-from protocol.errors import ProtocolError
-from protocol.framing import FrameDecoder, decode_response, encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.errors import ProtocolError
+from pybroker.protocol.framing import FrameDecoder, decode_response, encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
 
 Command = Callable[[int, Path], list[str]]  # (port, data dir) -> argv
 

@@ -31,9 +31,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from protocol.error_codes import ErrorCode
-from protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE
-from storage.producer_snapshot import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE
+from pybroker.storage.producer_snapshot import (
     CorruptSnapshotError,
     SnapshotEntry,
     delete_snapshots,

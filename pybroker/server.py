@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from protocol.error_codes import ErrorCode
-from protocol.errors import EncodeError, ProtocolError, UnsupportedVersionError
-from protocol.framing import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import EncodeError, ProtocolError, UnsupportedVersionError
+from pybroker.protocol.framing import (
     RECEIVE_SIZE,
     FrameBuffers,
     FrameDecoder,
@@ -45,11 +45,11 @@ from protocol.framing import (
     encode_response,
     peek_request,
 )
-from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
-from protocol.registry import ApiKey, api_info
-from storage.segment import FileRegion, RegionGoneError
+from pybroker.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
+from pybroker.protocol.registry import ApiKey, api_info
+from pybroker.storage.segment import FileRegion, RegionGoneError
 
-from .handlers import HANDLERS, CloseConnection, Hold, Later
+from .handlers import CloseConnection, Hold, Later
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -278,7 +278,7 @@ class Connection:
 
     def _dispatch(self, frame, nursery) -> _Slot | _Held | None:
         api_key, api_version, correlation_id = peek_request(frame)
-        handler = HANDLERS.get(api_key)
+        handler = self.broker.handlers.get(api_key)
         if handler is None:
             raise _CloseConnection(f"unsupported api key {api_key}")
         if not handler.min_version <= api_version <= handler.max_version:
@@ -361,7 +361,7 @@ class Connection:
         """KIP-511: a client that sent an ApiVersions version we do not know
         gets error 35 and our ApiVersions range, in the v0 layout it can
         always read, and retries at a version we have."""
-        h = HANDLERS[ApiKey.API_VERSIONS]
+        h = self.broker.handlers[ApiKey.API_VERSIONS]
         return ApiVersionsResponse(
             error_code=ErrorCode.UNSUPPORTED_VERSION,
             api_keys=[ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=h.min_version, max_version=h.max_version)],

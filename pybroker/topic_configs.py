@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from storage.config import TOPIC_CONFIGS, LogConfig
+from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
 
 from .config import BROKER_PROPERTIES, BrokerConfig, default_text
 

@@ -95,10 +95,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from protocol.compression import Compression
-from protocol.errors import CorruptRecordError
-from protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch, split_batches
-from protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch, split_batches
+from pybroker.protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
 
 from .log import PartitionLog
 from .segment import BatchInfo, LogSegment

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from protocol.errors import CorruptRecordError
-from protocol.record_batch import RecordBatch, iter_batches
+from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.record_batch import RecordBatch, iter_batches
 
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from protocol.errors import ProtocolError
-from protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
+from pybroker.protocol.errors import ProtocolError
+from pybroker.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
 
 from .index import CorruptIndexError, OffsetIndex, TimeIndex
 

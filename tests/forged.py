@@ -9,9 +9,9 @@ import struct
 
 import crc32c
 
-from protocol.compression import Compression, compress
-from protocol.primitives import write_varint, write_varlong
-from protocol.record_batch import CRC_OFFSET, HEADER
+from pybroker.protocol.compression import Compression, compress
+from pybroker.protocol.primitives import write_varint, write_varlong
+from pybroker.protocol.record_batch import CRC_OFFSET, HEADER
 
 
 def varint(value: int) -> bytes:

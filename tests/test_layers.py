@@ -1,6 +1,11 @@
-"""The layer rule of DESIGN.md: protocol/ and storage/ never import trio or
-pybroker, and protocol/ never imports storage/ (checked on the source, so a
-lazy import inside a function counts too)."""
+"""The layer rules of DESIGN.md and docs/ARCHITECTURE.md, checked on the
+source (so a lazy import inside a function, or one under TYPE_CHECKING,
+counts too).
+
+The repository's ``protocol/`` and ``storage/`` folders are installed as
+``pybroker.protocol`` and ``pybroker.storage``; every module is named here
+by its installed name, and relative imports are resolved against it.
+"""
 
 import ast
 from pathlib import Path
@@ -8,29 +13,105 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {
-    "protocol": {"trio", "pybroker", "storage"},
-    "storage": {"trio", "pybroker"},
-}
+
+# Where each installed package's source lives in the repository.
+FOLDERS = {"pybroker.protocol": "protocol", "pybroker.storage": "storage", "pybroker": "pybroker"}
+
+# (modules the rule covers, what they must not import, what is allowed anyway)
+RULES = [
+    ("pybroker.protocol", {"trio", "pybroker"}, {"pybroker.protocol"}),
+    ("pybroker.storage", {"trio", "pybroker"}, {"pybroker.protocol", "pybroker.storage"}),
+    # Nothing imports the repository folders by their bare names: installed,
+    # they exist only inside the pybroker package.
+    ("", {"protocol", "storage"}, set()),
+]
 
 
-def imported_roots(path: Path) -> set[str]:
-    roots = set()
+def module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root)
+    folder = rel.parts[0]
+    package = next((name for name, f in FOLDERS.items() if f == folder), folder)
+    parts = [*package.split("."), *rel.parts[1:]]
+    parts[-1] = parts[-1].removesuffix(".py")
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """Every module ``path`` imports, by absolute name."""
+    name = module_name(path, root)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.split(".")[0])
-    return roots
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            # ``from . import x`` and ``from pybroker import storage`` import modules too.
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_layer_imports(package):
-    files = sorted((ROOT / package).rglob("*.py"))
-    assert files, f"{package}/ has no modules"
-    leaks = {
-        str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package])
-        for f in files
-        if imported_roots(f) & FORBIDDEN[package]
-    }
-    assert not leaks
+def _within(module: str, prefix: str) -> bool:
+    return not prefix or module == prefix or module.startswith(prefix + ".")
+
+
+def violations(root: Path, folders=("protocol", "storage", "pybroker", "tests", "bench")) -> dict[str, list[str]]:
+    """{module: [forbidden imports]} over the Python files under ``folders``."""
+    found = {}
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            if "node_modules" in path.parts or path.is_symlink():
+                continue
+            name = module_name(path, root)
+            bad = set()
+            for covered, forbidden, allowed in RULES:
+                if not _within(name, covered):
+                    continue
+                for imported in imported_modules(path, root):
+                    if any(_within(imported, f) for f in forbidden) and not any(_within(imported, a) for a in allowed):
+                        bad.add(imported)
+            if bad:
+                found[name] = sorted(bad)
+    return found
+
+
+def test_layer_imports():
+    assert (ROOT / "protocol").is_dir() and (ROOT / "storage").is_dir()
+    assert violations(ROOT) == {}
+
+
+@pytest.mark.parametrize(
+    "folder, source, expected",
+    [
+        ("storage", "import trio\n", "trio"),
+        ("storage", "from pybroker.broker import Broker\n", "pybroker.broker"),
+        ("storage", "def f():\n    from pybroker import server\n", "pybroker.server"),
+        ("protocol", "from pybroker.storage.log import PartitionLog\n", "pybroker.storage.log"),
+        ("protocol", "from ..storage import log\n", "pybroker.storage"),
+        ("pybroker", "from protocol.errors import EncodeError\n", "protocol.errors"),
+    ],
+)
+def test_the_layer_test_catches(tmp_path, folder, source, expected):
+    """Each rule, broken on purpose in a scratch tree, is reported."""
+    for f in FOLDERS.values():
+        (tmp_path / f).mkdir()
+        (tmp_path / f / "__init__.py").write_text("")
+    (tmp_path / folder / "bad.py").write_text(source)
+    found = violations(tmp_path, folders=tuple(FOLDERS.values()))
+    assert list(found) == [module_name(tmp_path / folder / "bad.py", tmp_path)]
+    assert any(_within(m, expected) for m in found[module_name(tmp_path / folder / "bad.py", tmp_path)])
+
+
+def test_allowed_imports_pass(tmp_path):
+    for f in FOLDERS.values():
+        (tmp_path / f).mkdir()
+    (tmp_path / "storage" / "ok.py").write_text("from pybroker.protocol.records import NewRecord\nfrom .log import x\n")
+    (tmp_path / "protocol" / "ok.py").write_text("from . import primitives\nfrom .errors import EncodeError\n")
+    assert violations(tmp_path, folders=tuple(FOLDERS.values())) == {}

@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.checkpoint import write_atomically
-from storage.dirs import LogDirError, new_kafka_uuid
+from pybroker.storage.checkpoint import write_atomically
+from pybroker.storage.dirs import LogDirError, new_kafka_uuid
 
 from .model import BrokerInfo, PartitionInfo, TopicInfo
 

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 
 EMPTY = "Empty"
 PREPARING = "PreparingRebalance"

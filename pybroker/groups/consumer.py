@@ -77,7 +77,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from uuid import UUID
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 
 from . import MIGRATION_POLICIES
 from .assignors import ASSIGNORS, MemberSpec

@@ -42,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from protocol.error_codes import ErrorCode
-from protocol.errors import DecodeError
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import DecodeError
 
 from .classic import NO_DEADLINE, JoinResult, SyncResult
 from .consumer_member import (

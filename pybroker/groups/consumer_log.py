@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from protocol.error_codes import ErrorCode
-from protocol.errors import EncodeError
-from protocol.records import NewRecord
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import EncodeError
+from pybroker.protocol.records import NewRecord
 
 from .consumer import ConsumerGroup, ConsumerGroupConfig
 from .consumer_member import MEMBER_STABLE, UNRELEASED_PARTITIONS, UNREVOKED_PARTITIONS, ClassicMember, Member

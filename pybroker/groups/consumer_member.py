@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 
 from .classic import NO_DEADLINE
 

@@ -42,9 +42,9 @@ import struct
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from protocol import primitives as p
-from protocol.errors import DecodeError, EncodeError
-from protocol.primitives import INT8, INT32, Writer
+from pybroker.protocol import primitives as p
+from pybroker.protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.primitives import INT8, INT32, Writer
 
 from .records import _decoding, _nullable_string, _pack, _string, _tags, read_strings
 

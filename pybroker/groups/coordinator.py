@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from protocol.error_codes import ErrorCode
-from protocol.errors import EncodeError
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import EncodeError
 
 from . import OFFSETS_TOPIC, parse_migration_policy, partition_for
 from .classic import DEAD, EMPTY, NO_DEADLINE, ClassicGroup, GroupConfig, JoinResult, SyncResult

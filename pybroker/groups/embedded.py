@@ -23,9 +23,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from protocol import primitives as p
-from protocol.errors import DecodeError
-from protocol.primitives import INT16, INT32, Writer
+from pybroker.protocol import primitives as p
+from pybroker.protocol.errors import DecodeError
+from pybroker.protocol.primitives import INT16, INT32, Writer
 
 from .records import _decoding, read_strings
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from protocol.errors import DecodeError
+from pybroker.protocol.errors import DecodeError
 
 from .classic import STABLE, ClassicGroup, GroupConfig
 from .classic import Member as ClassicGroupMember

@@ -44,9 +44,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from protocol.error_codes import ErrorCode
-from protocol.errors import EncodeError, ProtocolError
-from protocol.records import NewRecord, build_batch, read_end_txn_marker, split_batches
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import EncodeError, ProtocolError
+from pybroker.protocol.records import NewRecord, build_batch, read_end_txn_marker, split_batches
 
 from . import OFFSETS_TOPIC
 from .classic import EMPTY, STABLE, ClassicGroup, Member

@@ -46,9 +46,9 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 
-from protocol import primitives as p
-from protocol.errors import DecodeError, EncodeError
-from protocol.primitives import INT16, INT32, INT64, Writer
+from pybroker.protocol import primitives as p
+from pybroker.protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.primitives import INT16, INT32, INT64, Writer
 
 OFFSET_KEY_VERSIONS = (0, 1)
 GROUP_KEY_VERSION = 2

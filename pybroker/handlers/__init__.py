@@ -14,16 +14,23 @@ batch in a worker thread): the connection reads no further request until
 it is done, so its requests still take effect in the order sent, while
 every other connection carries on. Its function returns what the handler
 would have: a response, None, or a Later.
+
+A handler receives the services it uses, not the broker: its keyword-only
+parameters name them (``def produce(ctx, req, *, replicas, config)``), and
+``bind`` hands each handler those services, by name, from the composition
+root's table. A refusal is raised as ``KafkaError`` (protocol.errors).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 MODULES = (
     "api_versions",
@@ -82,6 +89,8 @@ class Handler:
     min_version: int
     max_version: int
     fn: Callable
+    # The services ``fn`` takes, by keyword (its keyword-only parameters).
+    services: tuple[str, ...] = ()
 
 
 HANDLERS: dict[int, Handler] = {}
@@ -91,7 +100,7 @@ def handles(api_key: ApiKey, min_version: int, max_version: int):
     def register(fn):
         if api_key in HANDLERS:
             raise RuntimeError(f"two handlers for {api_key.name}")
-        HANDLERS[api_key] = Handler(api_key, min_version, max_version, fn)
+        HANDLERS[api_key] = Handler(api_key, min_version, max_version, fn, services_of(fn))
         return fn
 
     return register
@@ -101,3 +110,21 @@ def load_all() -> dict[int, Handler]:
     for name in MODULES:
         importlib.import_module(f"{__name__}.{name}")
     return HANDLERS
+
+
+def services_of(fn: Callable) -> tuple[str, ...]:
+    return tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+
+def bind(services: Mapping[str, Any]) -> dict[int, Handler]:
+    """Every handler with the services it names already given: the table a
+    connection dispatches on. A service no one provides is a wiring bug,
+    found here at start-up rather than on the first request."""
+    bound = {}
+    for key, handler in load_all().items():
+        missing = [name for name in handler.services if name not in services]
+        if missing:
+            raise LookupError(f"{handler.api_key.name} handler needs {', '.join(missing)}, which nothing provides")
+        given = {name: services[name] for name in handler.services}
+        bound[key] = replace(handler, fn=functools.partial(handler.fn, **given)) if given else handler
+    return bound

@@ -22,9 +22,9 @@ supported (INVALID_REQUEST).
 
 from collections import Counter
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.alter_configs_response import AlterConfigsResourceResponse, AlterConfigsResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.alter_configs_response import AlterConfigsResourceResponse, AlterConfigsResponse
+from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
 from ..broker import topic_name_problem

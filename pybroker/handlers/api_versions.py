@@ -13,9 +13,9 @@ exactly what is served.
 
 import re
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
+from pybroker.protocol.registry import ApiKey
 
 from . import HANDLERS, handles
 

@@ -13,15 +13,15 @@ authorizer): READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
 Kafka 4.1's v1 (the member type) is not in our schemas.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.consumer_group_describe_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.consumer_group_describe_response import (
     Assignment,
     ConsumerGroupDescribeResponse,
     DescribedGroup,
     Member,
     TopicPartitions,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.consumer import ConsumerGroup
 from . import handles

@@ -14,12 +14,12 @@ a message, UNSUPPORTED_ASSIGNOR), then the group's rules apply
 only the error code and message.
 """
 
-from protocol.messages.consumer_group_heartbeat_response import (
+from pybroker.protocol.messages.consumer_group_heartbeat_response import (
     Assignment,
     ConsumerGroupHeartbeatResponse,
     TopicPartitions,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.consumer import validate_heartbeat
 from ..groups.coordinator import now_ms

@@ -16,9 +16,9 @@ POLICY_VIOLATION for every topic of it.
 
 from collections import Counter
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
+from pybroker.protocol.registry import ApiKey
 
 from ..broker import StorageFailure
 from . import Later, handles

@@ -33,14 +33,14 @@ counts as existing meanwhile.
 
 from collections import Counter
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.create_topics_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.create_topics_response import (
     CreatableTopicConfigs,
     CreatableTopicResult,
     CreateTopicsResponse,
 )
-from protocol.registry import ApiKey
-from storage.config import LogConfig
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.config import LogConfig
 
 from .. import topic_configs as tc
 from ..broker import StorageFailure, topic_name_problem

@@ -9,9 +9,9 @@ group that ever had a generation. As in Kafka the group is gone even if that wri
 v1 throttle time; v2 flexible.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_groups_response import DeletableGroupResult, DeleteGroupsResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_groups_response import DeletableGroupResult, DeleteGroupsResponse
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import EMPTY
 from ..groups.offsets import has_metadata

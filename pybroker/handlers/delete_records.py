@@ -19,14 +19,14 @@ answered UNKNOWN_SERVER_ERROR.
 
 import logging
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_records_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_records_response import (
     DeleteRecordsPartitionResult,
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
-from protocol.registry import ApiKey
-from storage.log import KafkaStorageError
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.log import KafkaStorageError
 
 from . import handles
 from ..cluster.model import INTERNAL_TOPICS

@@ -24,10 +24,10 @@ longer answers for.
 
 from collections import Counter
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
-from protocol.primitives import ZERO_UUID
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
+from pybroker.protocol.primitives import ZERO_UUID
+from pybroker.protocol.registry import ApiKey
 
 from ..broker import StorageFailure
 from . import Later, handles

@@ -9,9 +9,9 @@ gets MISMATCHED_ENDPOINT_TYPE and any other type UNSUPPORTED_ENDPOINT_TYPE
 authorizer every cluster operation is allowed, as Metadata reports it.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
+from pybroker.protocol.registry import ApiKey
 
 from . import handles
 from .metadata import CLUSTER_OPERATIONS, NOT_REQUESTED

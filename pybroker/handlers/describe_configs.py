@@ -23,14 +23,14 @@ An unknown resource type fails the whole request with INVALID_REQUEST, as
 with Kafka. ``configuration_keys`` null or empty means every key.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.describe_configs_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.describe_configs_response import (
     DescribeConfigsResourceResult,
     DescribeConfigsResponse,
     DescribeConfigsResult,
     DescribeConfigsSynonym,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
 from ..broker import topic_name_problem

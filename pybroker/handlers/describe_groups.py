@@ -12,13 +12,13 @@ INT32_MIN when not asked); v4 group.instance.id of static members; v5
 flexible.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.describe_groups_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.describe_groups_response import (
     DescribedGroup,
     DescribedGroupMember,
     DescribeGroupsResponse,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import DEAD, STABLE, ClassicGroup
 from . import handles

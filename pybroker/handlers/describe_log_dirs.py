@@ -15,14 +15,14 @@ partitions, as Kafka reports an offline log dir.
 import os
 from collections import defaultdict
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.describe_log_dirs_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsPartition,
     DescribeLogDirsResponse,
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from . import handles
 

@@ -28,11 +28,11 @@ import logging
 
 import trio
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
-from protocol.primitives import ZERO_UUID
-from protocol.registry import ApiKey
-from storage.log import KafkaStorageError, OffsetOutOfRangeError
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from pybroker.protocol.primitives import ZERO_UUID
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.log import KafkaStorageError, OffsetOutOfRangeError
 
 from ..fetch_sessions import SessionError, SessionPartition
 from . import Later, handles

@@ -10,9 +10,9 @@ transaction state topic, which pybroker does not have yet: key type 1 gets
 COORDINATOR_NOT_AVAILABLE.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
+from pybroker.protocol.registry import ApiKey
 
 from . import handles
 

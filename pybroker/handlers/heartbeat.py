@@ -6,9 +6,9 @@ groups/classic.py, and groups/consumer_classic.py for a classic member of
 a KIP-848 consumer group.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.heartbeat_response import HeartbeatResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.heartbeat_response import HeartbeatResponse
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.coordinator import now_ms
 from . import handles

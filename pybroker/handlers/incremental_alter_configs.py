@@ -26,12 +26,12 @@ INVALID_REQUEST).
 
 import logging
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.incremental_alter_configs_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.incremental_alter_configs_response import (
     AlterConfigsResourceResponse,
     IncrementalAlterConfigsResponse,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
 from . import handles

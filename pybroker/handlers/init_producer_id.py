@@ -9,9 +9,9 @@ Transactional ids need the transaction coordinator, which pybroker does
 not have yet: they get COORDINATOR_NOT_AVAILABLE.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.init_producer_id_response import InitProducerIdResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from pybroker.protocol.registry import ApiKey
 
 from . import handles
 

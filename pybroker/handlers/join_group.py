@@ -10,9 +10,9 @@ groups/classic.py; a KIP-848 consumer group answers its classic members at
 once (groups/consumer_classic.py).
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.join_group_response import JoinGroupResponse, JoinGroupResponseMember
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.join_group_response import JoinGroupResponse, JoinGroupResponseMember
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import JoinResult
 from ..groups.coordinator import Waiter, now_ms

@@ -8,9 +8,9 @@ removes the classic members named (a static member named by instance id
 alone is answered with its member id) and bumps its epoch once.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.leave_group_response import LeaveGroupResponse, MemberResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.leave_group_response import LeaveGroupResponse, MemberResponse
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.coordinator import now_ms
 from . import handles

@@ -9,9 +9,9 @@ Empty, Assigning, Reconciling, Stable). Both filters compare without case
 and an empty filter lets everything through.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import DEAD, ClassicGroup
 from . import handles

@@ -14,14 +14,14 @@ partitions are answered as usual.
 
 import logging
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.list_offsets_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.list_offsets_response import (
     ListOffsetsPartitionResponse,
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
-from protocol.registry import ApiKey
-from storage.log import KafkaStorageError
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.log import KafkaStorageError
 
 from . import handles
 

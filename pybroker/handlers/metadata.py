@@ -13,15 +13,15 @@ controller leaves a single replica that went offline: LEADER_NOT_AVAILABLE,
 no leader (-1), and this broker among its offline replicas.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.metadata_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.metadata_response import (
     MetadataResponse,
     MetadataResponseBroker,
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
-from protocol.primitives import ZERO_UUID
-from protocol.registry import ApiKey
+from pybroker.protocol.primitives import ZERO_UUID
+from pybroker.protocol.registry import ApiKey
 
 from ..broker import topic_name_problem
 from . import handles

@@ -31,13 +31,13 @@ the broker process, and the log's flush policy decides the rest. The
 empty group id is allowed here, as in Kafka.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.offset_commit_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.offset_commit_response import (
     OffsetCommitResponse,
     OffsetCommitResponsePartition,
     OffsetCommitResponseTopic,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.coordinator import now_ms
 from ..groups.offsets import OffsetAndMetadata

@@ -12,13 +12,13 @@ answered alone, without topics, as Kafka does. Tombstones are written only
 for offsets that exist; an Empty group left without offsets dies.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.offset_delete_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.offset_delete_response import (
     OffsetDeleteResponse,
     OffsetDeleteResponsePartition,
     OffsetDeleteResponseTopic,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import EMPTY, ClassicGroup
 from ..groups.offsets import CONSUMER, group_subscriptions

@@ -18,8 +18,8 @@ partition (v1), the top-level error code (v2-7), the group's error code
 (v8+).
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.offset_fetch_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.offset_fetch_response import (
     OffsetFetchResponse,
     OffsetFetchResponseGroup,
     OffsetFetchResponsePartition,
@@ -27,7 +27,7 @@ from protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 
 from . import handles
 

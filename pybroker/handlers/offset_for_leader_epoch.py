@@ -19,14 +19,14 @@ any record; ours is written by the first append, so an epoch newer than
 the cache's latest is taken to start at the log end, as it would in Kafka.
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.offset_for_leader_epoch_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.offset_for_leader_epoch_response import (
     EpochEndOffset,
     OffsetForLeaderEpochResponse,
     OffsetForLeaderTopicResult,
 )
-from protocol.registry import ApiKey
-from storage.log import KafkaStorageError
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.log import KafkaStorageError
 
 from . import handles
 

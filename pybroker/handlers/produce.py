@@ -36,17 +36,17 @@ import weakref
 
 import trio
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.produce_response import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.produce_response import (
     BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
 )
-from protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
-from protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
-from protocol.registry import ApiKey
-from storage.log import KafkaStorageError
+from pybroker.protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
+from pybroker.protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
+from pybroker.protocol.registry import ApiKey
+from pybroker.storage.log import KafkaStorageError
 
 from ..producers import BatchMeta, DuplicateBatch, SequenceError
 from . import CloseConnection, Hold, Later, handles

@@ -8,9 +8,9 @@ a classic member of a KIP-848 consumer group gets its current assignment
 at once (groups/consumer_classic.py).
 """
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.sync_group_response import SyncGroupResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.sync_group_response import SyncGroupResponse
+from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import SyncResult
 from ..groups.coordinator import Waiter, now_ms

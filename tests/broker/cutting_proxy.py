@@ -22,9 +22,9 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from protocol.framing import decode_request, decode_response
-from protocol.record_batch import iter_batches
-from protocol.registry import ApiKey
+from pybroker.protocol.framing import decode_request, decode_response
+from pybroker.protocol.record_batch import iter_batches
+from pybroker.protocol.registry import ApiKey
 
 _INT32 = struct.Struct(">i")
 

@@ -9,10 +9,10 @@ import statistics
 import threading
 import time
 
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.records import NewRecord, build_batch
 
 from .wire import Wire
 

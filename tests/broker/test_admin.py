@@ -49,17 +49,17 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_topics_request import DeleteTopicsRequest, DeleteTopicState
-from protocol.messages.describe_cluster_request import DescribeClusterRequest
-from protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.offset_for_leader_epoch_request import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_topics_request import DeleteTopicsRequest, DeleteTopicState
+from pybroker.protocol.messages.describe_cluster_request import DescribeClusterRequest
+from pybroker.protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderEpochRequest,
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
-from protocol.registry import ApiKey
+from pybroker.protocol.registry import ApiKey
 from pybroker.handlers.offset_for_leader_epoch import end_offset_for
 from pybroker.testing import running_broker
 
@@ -770,7 +770,7 @@ def test_epoch_end_offsets_when_the_leader_has_not_written(tmp_path):
     """Kafka's leader puts its epoch into the cache when elected; ours does
     on its first append, so a newer leader epoch is taken to start at the
     log end (the case a leader change on a quiet partition creates)."""
-    from storage.leader_epoch import LeaderEpochCache
+    from pybroker.storage.leader_epoch import LeaderEpochCache
 
     class Log:
         log_end_offset = 30

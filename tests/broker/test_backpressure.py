@@ -17,10 +17,10 @@ import threading
 
 import pytest
 
-from protocol.framing import decode_response, encode_request
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest
-from protocol.record_batch import split_batches
+from pybroker.protocol.framing import decode_response, encode_request
+from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest
+from pybroker.protocol.record_batch import split_batches
 
 from .raw_requests import create, fetch_request, produce, produce_request, slow_reader
 from .wire import Wire

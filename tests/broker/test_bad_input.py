@@ -24,16 +24,16 @@ import time
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.framing import decode_response, encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.record_batch import CRC_OFFSET
-from protocol.records import NewRecord, build_batch
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.framing import decode_response, encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.record_batch import CRC_OFFSET
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.protocol.registry import ApiKey
 from pybroker.handlers import HANDLERS
 from pybroker.testing import running_broker
 

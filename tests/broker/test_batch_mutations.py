@@ -25,11 +25,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from protocol.compression import Compression, compress
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.primitives import write_varint, write_varlong
-from protocol.record_batch import CRC_OFFSET
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.compression import Compression, compress
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.primitives import write_varint, write_varlong
+from pybroker.protocol.record_batch import CRC_OFFSET
+from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.testing import running_broker
 
 from .test_bad_input import Conn, log_end, produce_request

@@ -19,7 +19,7 @@ import pytest
 import zstandard
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from protocol.compression import Compression, compress
+from pybroker.protocol.compression import Compression, compress
 
 from ..forged import fields, forge, records_of, varint
 from .raw_requests import TimedProducer

@@ -28,14 +28,14 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from protocol.error_codes import ErrorCode
-from protocol.framing import encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.delete_topics_request import DeleteTopicsRequest
-from protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.registry import ApiKey
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.framing import encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.delete_topics_request import DeleteTopicsRequest
+from pybroker.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
+from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.registry import ApiKey
 from pybroker.process import BrokerProcess, pybroker_command
 
 from .clients import KafkaPython

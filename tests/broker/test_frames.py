@@ -14,8 +14,8 @@ import socket
 
 import pytest
 
-from protocol.framing import encode_request
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.framing import encode_request
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.testing import running_broker
 
 from .clients import Confluent, KafkaPython

@@ -5,8 +5,8 @@ auto-create as usual."""
 
 from __future__ import annotations
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 
 from .clients import Confluent
 from .raw_requests import produce_request

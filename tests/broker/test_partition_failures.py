@@ -17,24 +17,24 @@ import logging
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_records_request import DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic
-from protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.offset_for_leader_epoch_request import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_records_request import DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic
+from pybroker.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderEpochRequest,
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.records import NewRecord, build_batch
-from protocol.registry import ApiKey
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.protocol.registry import ApiKey
 from pybroker.partition import Partition
 from pybroker.testing import running_broker
-from storage.log import PartitionLog
-from storage.segment import LogSegment
+from pybroker.storage.log import PartitionLog
+from pybroker.storage.segment import LogSegment
 
 from .raw_requests import create
 from .wire import Wire

@@ -3,11 +3,11 @@ restarts through snapshot files plus replay of the log."""
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.config import BrokerConfig
 from pybroker.producers import BatchMeta, DuplicateBatch, PartitionProducers, SequenceError
-from storage.producer_snapshot import list_snapshots
+from pybroker.storage.producer_snapshot import list_snapshots
 
 
 def meta(first, last, base):

@@ -20,9 +20,9 @@ import zstandard
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from protocol.compression import Compression
-from protocol.framing import encode_request
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.framing import encode_request
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from pybroker.testing import running_broker
 
 from ..forged import fields, forge, record, records_of, varint
@@ -51,7 +51,7 @@ def scanner(request, monkeypatch):
     """Which record scanner the broker uses (the code before the record
     checks had none: then both runs test the same thing)."""
     try:
-        from protocol import record_scan
+        from pybroker.protocol import record_scan
     except ImportError:
         return request.param
     if request.param not in record_scan.IMPLEMENTATIONS:

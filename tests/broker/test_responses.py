@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 import pybroker.server
-from protocol.framing import encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.framing import encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.testing import running_broker
 
 from .clients import Confluent

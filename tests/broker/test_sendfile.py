@@ -23,9 +23,9 @@ import pytest
 import trio
 
 import pybroker.server
-from protocol.framing import FrameDecoder
-from protocol.record_batch import split_batches
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.framing import FrameDecoder
+from pybroker.protocol.record_batch import split_batches
+from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.testing import running_broker
 
 from .clients import CLIENTS, Confluent

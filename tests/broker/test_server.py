@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.framing import encode_request
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.framing import encode_request
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.handlers import HANDLERS
 from pybroker.testing import running_broker
-from storage.manager import CLEAN_SHUTDOWN_FILE
+from pybroker.storage.manager import CLEAN_SHUTDOWN_FILE
 from tests.broker.wire import Wire
 
 
@@ -182,7 +182,7 @@ def test_graceful_stop_leaves_the_clean_shutdown_marker(broker_process):
 def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
     # sarama 1.22 sends max timestamp -1; Kafka rewrites it from the records.
     batch = bytearray(build_batch([NewRecord(value=b"a", timestamp=5000), NewRecord(value=b"b", timestamp=7000)]))
-    from protocol.records import RecordBatch
+    from pybroker.protocol.records import RecordBatch
 
     view = RecordBatch(memoryview(batch))
     view.set_max_timestamp(-1)
@@ -207,13 +207,13 @@ def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
 def test_old_versions_kept_for_older_clients(broker):
     """OffsetCommit v0-1 and DescribeConfigs v0 (gone from Kafka 4) still
     work: sarama 1.22, packaged by Debian, sends them."""
-    from protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
-    from protocol.messages.offset_commit_request import (
+    from pybroker.protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
+    from pybroker.protocol.messages.offset_commit_request import (
         OffsetCommitRequest,
         OffsetCommitRequestPartition,
         OffsetCommitRequestTopic,
     )
-    from protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
+    from pybroker.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
 
     w = Wire(broker.bootstrap_servers)
     w.send(MetadataRequest(topics=[MetadataRequestTopic(name="old")]), 9, 1)

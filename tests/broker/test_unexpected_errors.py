@@ -13,10 +13,10 @@ import logging
 
 import pytest
 
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.describe_cluster_request import DescribeClusterRequest
-from protocol.messages.produce_response import ProduceResponse
-from protocol.registry import ApiKey
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.describe_cluster_request import DescribeClusterRequest
+from pybroker.protocol.messages.produce_response import ProduceResponse
+from pybroker.protocol.registry import ApiKey
 from pybroker.handlers import HANDLERS, Handler, Later, load_all
 from pybroker.testing import running_broker
 

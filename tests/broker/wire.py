@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 import time
 
-from protocol.framing import FrameDecoder, decode_response, encode_request
-from protocol.primitives import INT32
+from pybroker.protocol.framing import FrameDecoder, decode_response, encode_request
+from pybroker.protocol.primitives import INT32
 
 
 class Wire:

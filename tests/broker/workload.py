@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.record_batch import split_batches
+from pybroker.protocol.record_batch import split_batches
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The classic group state machine, driven with explicit time (no sleeping)."""
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.groups.classic import COMPLETING, EMPTY, PREPARING, STABLE, ClassicGroup, GroupConfig
 
 SESSION = 10_000

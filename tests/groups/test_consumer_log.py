@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.records import split_batches
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.records import split_batches
 from pybroker.broker import Broker
 from pybroker.config import BrokerConfig
 from pybroker.groups import parse_migration_policy
@@ -313,7 +313,7 @@ def test_unreadable_or_stray_records_do_not_stop_the_load(node):
     """A record that cannot be read is skipped (the member it describes is
     left out), and member records of a group without a group epoch make no
     group."""
-    from protocol.records import NewRecord
+    from pybroker.protocol.records import NewRecord
     from pybroker.groups.consumer_records import CurrentAssignmentValue, encode_value
     from pybroker.groups.records import encode_consumer_key
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.groups.assignors import MemberSpec, range_assignor, uniform
 from pybroker.groups.classic import EMPTY, STABLE
 from pybroker.groups.consumer import (
@@ -727,8 +727,8 @@ def call(coordinator, api, version, request, peer="127.0.0.1:5555"):
 
 
 def test_heartbeat_handler_v0_and_v1(coordinator):
-    from protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
-    from protocol.registry import ApiKey
+    from pybroker.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
+    from pybroker.protocol.registry import ApiKey
 
     join = {
         "group_id": "g",
@@ -785,14 +785,14 @@ def test_heartbeat_handler_v0_and_v1(coordinator):
 
 
 def _tp(topic_id, partitions):
-    from protocol.messages.consumer_group_heartbeat_request import TopicPartitions
+    from pybroker.protocol.messages.consumer_group_heartbeat_request import TopicPartitions
 
     return TopicPartitions(topic_id=topic_id, partitions=partitions)
 
 
 def test_describe_handler(coordinator):
-    from protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
-    from protocol.registry import ApiKey
+    from pybroker.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
+    from pybroker.protocol.registry import ApiKey
 
     cghb(coordinator, "g", "A", 0, instance_id="i", rack_id="r1", server_assignor="range")
     coordinator.get_or_create("classic")

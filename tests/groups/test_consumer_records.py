@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.errors import DecodeError, EncodeError
 from pybroker.groups.consumer_records import (
     ASSIGNMENT_EPOCH,
     CURRENT_ASSIGNMENT,

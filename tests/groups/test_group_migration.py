@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
 from pybroker.process import request
 from pybroker.testing import running_broker
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.groups.classic import COMPLETING, PREPARING, STABLE, ClassicGroup, GroupConfig
 from pybroker.groups.consumer import (
     MEMBER_STABLE,
@@ -62,7 +62,7 @@ def test_embedded_protocol_bytes():
     assert data == b"\x00\x01" + b"\x00\x00\x00\x01" + b"\x00\x01t" + b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x02" + b"\xff\xff\xff\xff"
     assert decode_assignment(data) == ({"t": (0, 2)}, None)
     assert encode_assignment({}, version=7)[:2] == b"\x00\x03"
-    from protocol.errors import DecodeError
+    from pybroker.protocol.errors import DecodeError
 
     for bad in (b"", b"\x00\x03\x00\x00\x00\x05", b"\xff\xff\x00\x00\x00\x00"):
         with pytest.raises(DecodeError):

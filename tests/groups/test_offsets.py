@@ -27,28 +27,28 @@ from kafka import TopicPartition as KTP
 from kafka.errors import GroupIdNotFoundError, OffsetMetadataTooLargeError
 from kafka.structs import OffsetAndMetadata as KOffset
 
-from protocol.error_codes import ErrorCode
-from protocol.messages.delete_groups_request import DeleteGroupsRequest
-from protocol.messages.describe_groups_request import DescribeGroupsRequest
-from protocol.messages.list_groups_request import ListGroupsRequest
-from protocol.messages.offset_commit_request import (
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.delete_groups_request import DeleteGroupsRequest
+from pybroker.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from pybroker.protocol.messages.list_groups_request import ListGroupsRequest
+from pybroker.protocol.messages.offset_commit_request import (
     OffsetCommitRequest,
     OffsetCommitRequestPartition,
     OffsetCommitRequestTopic,
 )
-from protocol.messages.offset_delete_request import (
+from pybroker.protocol.messages.offset_delete_request import (
     OffsetDeleteRequest,
     OffsetDeleteRequestPartition,
     OffsetDeleteRequestTopic,
 )
-from protocol.messages.offset_fetch_request import (
+from pybroker.protocol.messages.offset_fetch_request import (
     OffsetFetchRequest,
     OffsetFetchRequestGroup,
     OffsetFetchRequestTopic,
     OffsetFetchRequestTopics,
 )
-from protocol.records import NewRecord, build_batch, build_control_batch, split_batches
-from protocol.registry import ApiKey
+from pybroker.protocol.records import NewRecord, build_batch, build_control_batch, split_batches
+from pybroker.protocol.registry import ApiKey
 from pybroker.broker import Broker
 from pybroker.config import BrokerConfig
 from pybroker.groups import OFFSETS_TOPIC
@@ -410,7 +410,7 @@ def test_oversized_batches_map_to_coordinator_errors(store):
 
 
 def test_storage_errors_map_to_not_coordinator(store, monkeypatch):
-    from storage.log import PartitionLog
+    from pybroker.storage.log import PartitionLog
 
     def broken(self, *args, **kwargs):
         raise OSError(5, "Input/output error")
@@ -867,7 +867,7 @@ def test_group_mid_rebalance_over_the_wire(kafka):
     """A member that joined but never synced keeps its group in
     CompletingRebalance: described without protocol, metadata or
     assignment, closed to commits and to deletion."""
-    from protocol.messages.join_group_request import JoinGroupRequest, JoinGroupRequestProtocol
+    from pybroker.protocol.messages.join_group_request import JoinGroupRequest, JoinGroupRequestProtocol
 
     topic, group = unique("t"), unique("g")
     create_topic(kafka.bootstrap_servers, topic, 1)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.errors import DecodeError, EncodeError
 from pybroker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,

@@ -4,19 +4,19 @@ import uuid
 
 import pytest
 
-from protocol import codegen
-from protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
-from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse, SupportedFeatureKey
-from protocol.messages.describe_topic_partitions_request import Cursor, DescribeTopicPartitionsRequest
-from protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol import codegen
+from pybroker.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
+from pybroker.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse, SupportedFeatureKey
+from pybroker.protocol.messages.describe_topic_partitions_request import Cursor, DescribeTopicPartitionsRequest
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 
 
 def test_committed_output_matches_the_generator():
     files = codegen.render_all()
     stale = [str(p) for p, text in files.items() if not p.exists() or p.read_text() != text]
-    assert not stale, "run python -m protocol.codegen"
+    assert not stale, "run python -m pybroker.protocol.codegen"
     extra = [p for p in codegen.OUT_DIR.glob("*.py") if p not in files]
     assert not extra
 
@@ -114,7 +114,7 @@ def test_records_decode_as_views_of_the_input():
 
 
 def test_versions_with_the_same_layout_share_one_function():
-    from protocol.messages import produce_request as m
+    from pybroker.protocol.messages import produce_request as m
 
     assert m.ProduceRequest._ENCODERS[3] is m.ProduceRequest._ENCODERS[8]
     assert m.ProduceRequest._ENCODERS[8] is not m.ProduceRequest._ENCODERS[9]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.compression import (
+from pybroker.protocol.compression import (
     XERIAL_MAGIC,
     Compression,
     DecompressedTooLarge,
@@ -18,7 +18,7 @@ from protocol.compression import (
     decompress,
     open_stream,
 )
-from protocol.errors import CompressionError
+from pybroker.protocol.errors import CompressionError
 
 CODECS = list(Compression)
 COMPRESSED = [c for c in Compression if c is not Compression.NONE]

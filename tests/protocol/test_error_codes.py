@@ -6,7 +6,7 @@ exception classes in org.apache.kafka.common.errors).
 
 import pytest
 
-from protocol.error_codes import ErrorCode
+from pybroker.protocol.error_codes import ErrorCode
 
 MAX_CODE = 128
 

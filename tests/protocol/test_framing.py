@@ -11,9 +11,9 @@ import tracemalloc
 
 import pytest
 
-from protocol import framing
-from protocol.errors import DecodeError, FrameTooLargeError, ProtocolError, UnsupportedVersionError
-from protocol.framing import (
+from pybroker.protocol import framing
+from pybroker.protocol.errors import DecodeError, FrameTooLargeError, ProtocolError, UnsupportedVersionError
+from pybroker.protocol.framing import (
     FrameDecoder,
     decode_request,
     decode_response,
@@ -21,15 +21,15 @@ from protocol.framing import (
     encode_response,
     peek_request,
 )
-from protocol.messages.api_versions_request import ApiVersionsRequest
-from protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
-from protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
-from protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
-from protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from protocol.messages.metadata_response import MetadataResponse
-from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
-from protocol.messages.request_header import RequestHeader
-from protocol.registry import api_info, request_header_version, response_header_version
+from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
+from pybroker.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
+from pybroker.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
+from pybroker.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.metadata_response import MetadataResponse
+from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from pybroker.protocol.messages.request_header import RequestHeader
+from pybroker.protocol.registry import api_info, request_header_version, response_header_version
 
 
 def frame(payload: bytes) -> bytes:

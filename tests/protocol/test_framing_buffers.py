@@ -11,8 +11,8 @@ import tracemalloc
 
 import pytest
 
-from protocol.errors import DecodeError, FrameTooLargeError
-from protocol.framing import FRAME_RESERVE, OWN_BUFFER_FROM, FrameBuffers, FrameDecoder
+from pybroker.protocol.errors import DecodeError, FrameTooLargeError
+from pybroker.protocol.framing import FRAME_RESERVE, OWN_BUFFER_FROM, FrameBuffers, FrameDecoder
 
 
 def frame(payload: bytes) -> bytes:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.framing import decode_request_header, encode_request, encode_response
-from protocol.messages import APIS
-from protocol.messages.response_header import ResponseHeader
-from protocol.registry import api_info, request_header_version, response_header_version
+from pybroker.protocol.framing import decode_request_header, encode_request, encode_response
+from pybroker.protocol.messages import APIS
+from pybroker.protocol.messages.response_header import ResponseHeader
+from pybroker.protocol.registry import api_info, request_header_version, response_header_version
 
 CASES = [(key, v) for key, (*_, valid, _flex) in sorted(APIS.items()) for v in range(valid[0], valid[1] + 1)]
 

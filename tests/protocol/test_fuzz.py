@@ -27,11 +27,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.codegen import SCHEMA_DIR, Schema, within
-from protocol.errors import CompressionError, DecodeError, FrameTooLargeError, ProtocolError
-from protocol.framing import FrameDecoder, decode_request, decode_response, encode_request, peek_request
-from protocol.messages import APIS
-from protocol.registry import api_info
+from pybroker.protocol.codegen import SCHEMA_DIR, Schema, within
+from pybroker.protocol.errors import CompressionError, DecodeError, FrameTooLargeError, ProtocolError
+from pybroker.protocol.framing import FrameDecoder, decode_request, decode_response, encode_request, peek_request
+from pybroker.protocol.messages import APIS
+from pybroker.protocol.registry import api_info
 
 SEED = 0x5EED_CAFE
 FUZZ = settings(
@@ -102,7 +102,7 @@ def _build(rng, module, struct_, version, flexible, depth=0):
 def sample(key: int, version: int, kind: str):
     """A valid, non-trivial message of this API, version and kind."""
     schema = SCHEMAS[(key, kind)]
-    module = importlib.import_module(f"protocol.messages.{schema.module}")
+    module = importlib.import_module(f"pybroker.protocol.messages.{schema.module}")
     rng = random.Random(f"{SEED}/{key}/{version}/{kind}")
     return _build(rng, module, schema.top, version, schema.flexible_at(version))
 
@@ -384,8 +384,8 @@ def test_default_frame_limit_refuses_a_2gib_frame():
 
 # -- record batches ------------------------------------------------------------------------
 
-records = pytest.importorskip("protocol.records")
-from protocol.compression import Compression  # noqa: E402
+records = pytest.importorskip("pybroker.protocol.records")
+from pybroker.protocol.compression import Compression  # noqa: E402
 
 MAX_RECORDS_SIZE = 1 << 20
 
@@ -512,7 +512,7 @@ def test_hypothesis_edits_of_record_batches(index, edits):
 def test_records_inside_produce_requests():
     """Produce requests carrying real batches, broken, through decode_request
     and then the batch view, the way the produce path reads them."""
-    from protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 
     rng = random.Random(f"{SEED}/produce")
     for version in (3, 8, 9, 11):
@@ -558,7 +558,7 @@ def test_record_lengths_allocate_nothing():
 def test_decompression_bomb_is_bounded(codec):
     """A batch of 64 MiB of zeros, compressed; reading it with a 1 MiB bound
     fails early instead of inflating it."""
-    from protocol.compression import compress
+    from pybroker.protocol.compression import compress
 
     body = compress(codec, bytes(64 << 20))
     raw = bytearray(records.build_batch([records.NewRecord(None, b"x")], compression=codec))
@@ -579,7 +579,7 @@ def test_decompression_bomb_is_bounded(codec):
 def _snappy_batch(declared: int) -> bytes:
     """A snappy batch whose raw-snappy body is just a preamble declaring
     ``declared`` uncompressed bytes, and four bytes of data."""
-    from protocol.primitives import write_uvarint
+    from pybroker.protocol.primitives import write_uvarint
 
     raw = bytearray(records.build_batch([records.NewRecord(None, b"x")], compression=Compression.SNAPPY))
     body = bytearray()

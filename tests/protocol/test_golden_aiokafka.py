@@ -43,9 +43,9 @@ import aiokafka.protocol as ak_protocol  # noqa: E402
 from aiokafka.protocol import types as T  # noqa: E402
 from aiokafka.protocol.api import RequestStruct, Response, ResponseHeader_v0, ResponseHeader_v1  # noqa: E402
 
-from protocol import framing  # noqa: E402
-from protocol.codegen import SCHEMA_DIR, Schema, within  # noqa: E402
-from protocol.registry import api_info  # noqa: E402
+from pybroker.protocol import framing  # noqa: E402
+from pybroker.protocol.codegen import SCHEMA_DIR, Schema, within  # noqa: E402
+from pybroker.protocol.registry import api_info  # noqa: E402
 
 OURS = {(s.api_key, s.type): s for s in (Schema(p) for p in sorted(SCHEMA_DIR.glob("*.json"))) if s.api_key is not None}
 
@@ -348,7 +348,7 @@ def _setup(api_key, version, kind):
         # aiokafka chooses the request header from FLEXIBLE_VERSION alone
         assert cls.FLEXIBLE_VERSION == flexible
     assert ak_sig(cls.SCHEMA) == our_sig(schema.top, version, flexible), cls.__name__
-    module = importlib.import_module(f"protocol.messages.{schema.module}")
+    module = importlib.import_module(f"pybroker.protocol.messages.{schema.module}")
     return cls, schema, module, flexible
 
 
@@ -531,7 +531,7 @@ def test_api_versions_v0_bootstrap():
 
 
 def _api_version(key, lo, hi):
-    from protocol.messages.api_versions_response import ApiVersion
+    from pybroker.protocol.messages.api_versions_response import ApiVersion
 
     return ApiVersion(api_key=key, min_version=lo, max_version=hi)
 

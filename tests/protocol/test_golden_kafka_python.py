@@ -45,9 +45,9 @@ from kafka.protocol.api_message import ApiMessage  # noqa: E402
 from kafka.protocol.schemas.fields.base import BaseField  # noqa: E402
 from kafka.protocol.schemas.fields.codecs import BitField  # noqa: E402
 
-from protocol import framing  # noqa: E402
-from protocol.codegen import SCHEMA_DIR, Schema, within  # noqa: E402
-from protocol.registry import api_info  # noqa: E402
+from pybroker.protocol import framing  # noqa: E402
+from pybroker.protocol.codegen import SCHEMA_DIR, Schema, within  # noqa: E402
+from pybroker.protocol.registry import api_info  # noqa: E402
 
 # -- the two sides -------------------------------------------------------------
 
@@ -98,7 +98,7 @@ KNOWN_RENAMES = {
 
 
 def _our_module(schema: Schema):
-    return importlib.import_module(f"protocol.messages.{schema.module}")
+    return importlib.import_module(f"pybroker.protocol.messages.{schema.module}")
 
 
 def _pairs(struct, kfield, version):
@@ -443,7 +443,7 @@ def test_api_versions_response_v3_header_is_v0():
 
 
 def _api_version(key, lo, hi):
-    from protocol.messages.api_versions_response import ApiVersion
+    from pybroker.protocol.messages.api_versions_response import ApiVersion
 
     return ApiVersion(api_key=key, min_version=lo, max_version=hi)
 
@@ -504,7 +504,7 @@ def test_fetch_response_with_a_large_records_blob():
     the joined frame is still byte for byte what kafka-python writes."""
     from kafka.protocol.consumer import FetchResponse
 
-    from protocol.messages.fetch_response import FetchableTopicResponse, PartitionData
+    from pybroker.protocol.messages.fetch_response import FetchableTopicResponse, PartitionData
 
     blob = bytes(range(256)) * 256  # 64 KiB
     for version in (4, 11, 12, 16):
@@ -532,7 +532,7 @@ def test_unknown_tags_reach_kafka_python():
     ``_<tag>`` entries of unknown_tags)."""
     from kafka.protocol.metadata import MetadataRequest
 
-    from protocol.messages.metadata_request import MetadataRequestTopic
+    from pybroker.protocol.messages.metadata_request import MetadataRequestTopic
 
     ours = api_info(3).request(topics=[MetadataRequestTopic(name="a", unknown_tags={9: b"\x05"})],
                                unknown_tags={3: b"xyz", 200: b""})

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.codegen import SCHEMA_DIR, Schema, within
+from pybroker.protocol.codegen import SCHEMA_DIR, Schema, within
 
 SCHEMAS = [Schema(p) for p in sorted(SCHEMA_DIR.glob("*.json"))]
 CASES = [(s, v) for s in SCHEMAS for v in range(s.valid[0], s.valid[1] + 1)]
@@ -70,7 +70,7 @@ def struct_strategy(module, schema, struct, version, flexible, depth=0):
     "schema,version", CASES, ids=[f"{s.name}-v{v}" for s, v in CASES]
 )
 def test_round_trip(schema, version):
-    module = importlib.import_module(f"protocol.messages.{schema.module}")
+    module = importlib.import_module(f"pybroker.protocol.messages.{schema.module}")
     cls = getattr(module, schema.name)
     strategy = struct_strategy(module, schema, schema.top, version, schema.flexible_at(version))
 

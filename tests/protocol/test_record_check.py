@@ -15,13 +15,13 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import record_check
-from protocol.compression import Compression, compress
-from protocol.error_codes import ErrorCode
-from protocol.primitives import write_uvarint
-from protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
-from protocol.record_scan import IMPLEMENTATIONS
-from protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
+from pybroker.protocol import record_check
+from pybroker.protocol.compression import Compression, compress
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.primitives import write_uvarint
+from pybroker.protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
+from pybroker.protocol.record_scan import IMPLEMENTATIONS
+from pybroker.protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
 
 from .. import forged
 from ..forged import fields, record, records_of, varint

@@ -9,8 +9,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import compression, record_scan
-from protocol.record_scan import (
+from pybroker.protocol import compression, record_scan
+from pybroker.protocol.record_scan import (
     ATTRIBUTES,
     BAD_TIMESTAMP,
     CHECK_TIMESTAMPS,
@@ -36,7 +36,7 @@ from protocol.record_scan import (
     describe,
     field_detail,
 )
-from protocol.records import NewRecord, build_batch
+from pybroker.protocol.records import NewRecord, build_batch
 
 from ..forged import fields, record, varint
 

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.compression import Compression
-from protocol.errors import CompressionError, CorruptRecordError, EncodeError, ProtocolError
-from protocol.primitives import write_varint
-from protocol.records import (
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.errors import CompressionError, CorruptRecordError, EncodeError, ProtocolError
+from pybroker.protocol.primitives import write_varint
+from pybroker.protocol.records import (
     CREATE_TIME,
     LOG_APPEND_TIME,
     ControlType,

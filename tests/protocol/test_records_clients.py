@@ -22,8 +22,8 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from protocol.compression import Compression
-from protocol.records import (
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.records import (
     NewRecord,
     RecordBatch,
     UnsupportedMagicError,

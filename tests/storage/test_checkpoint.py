@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import checkpoint
-from storage.checkpoint import (
+from pybroker.storage import checkpoint
+from pybroker.storage.checkpoint import (
     CheckpointError,
     read_epochs,
     read_offsets,

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import pytest
 
-import storage.log as log_module
-from protocol.compression import Compression
-from protocol.record_batch import RecordBatch, split_batches
-from protocol.records import NewRecord, build_batch, build_control_batch
-from storage.cleaner import CleanPlan, cleanable_range, clean, commit, discard, prepare
-from storage.config import LogConfig
-from storage.log import PartitionLog
-from storage.segment import LogSegment
+import pybroker.storage.log as log_module
+from pybroker.protocol.compression import Compression
+from pybroker.protocol.record_batch import RecordBatch, split_batches
+from pybroker.protocol.records import NewRecord, build_batch, build_control_batch
+from pybroker.storage.cleaner import CleanPlan, cleanable_range, clean, commit, discard, prepare
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import PartitionLog
+from pybroker.storage.segment import LogSegment
 
 T0 = 1_700_000_000_000
 RETENTION = 10_000
@@ -743,7 +743,7 @@ def test_crash_in_a_later_group_keeps_each_group_old_or_new(tmp_path, monkeypatc
 
 
 def test_small_io_chunks_give_the_same_result(tmp_path, monkeypatch):
-    import storage.cleaner as cleaner_module
+    import pybroker.storage.cleaner as cleaner_module
 
     def run(where):
         rng = random.Random(9)

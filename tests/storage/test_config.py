@@ -2,9 +2,9 @@
 
 import pytest
 
-from protocol.records import NewRecord, build_batch
-from storage.config import TOPIC_CONFIGS, LogConfig
-from storage.log import PartitionLog
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
+from pybroker.storage.log import PartitionLog
 
 T0 = 1_700_000_000_000
 

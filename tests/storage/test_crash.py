@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from protocol.record_batch import split_batches
-from protocol.records import Compression, NewRecord, build_batch
-from storage.config import LogConfig
-from storage.manager import CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, LogManager
-from storage.segment import BatchInfo
+from pybroker.protocol.record_batch import split_batches
+from pybroker.protocol.records import Compression, NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.manager import CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, LogManager
+from pybroker.storage.segment import BatchInfo
 
 from .test_layout import DiskBatch, check_segment_files, parse_checkpoint, parse_log, parse_log_data, segment_bases
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from storage.index import CorruptIndexError, OffsetIndex, TimeIndex
+from pybroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 
 BASE = 45
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from protocol.record_batch import iter_batches
-from protocol.records import NewRecord, build_batch
-from storage.config import LogConfig
-from storage.flush import abort_flush, begin_flush, complete_flush
-from storage.log import KafkaStorageError, PartitionLog
-from storage.manager import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, LogManager
-from storage.segment import BatchInfo, LogSegment
+from pybroker.protocol.record_batch import iter_batches
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.flush import abort_flush, begin_flush, complete_flush
+from pybroker.storage.log import KafkaStorageError, PartitionLog
+from pybroker.storage.manager import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, LogManager
+from pybroker.storage.segment import BatchInfo, LogSegment
 
 T0 = 1_700_000_000_000
 

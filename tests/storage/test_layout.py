@@ -18,9 +18,9 @@ from pathlib import Path
 
 import crc32c
 
-from protocol.records import NewRecord, build_batch
-from storage.config import LogConfig
-from storage.manager import LogManager
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.manager import LogManager
 
 HEADER = struct.Struct(">qiibIhiqqqhii")  # written out again on purpose, not imported
 T0 = 1_700_000_000_000

@@ -8,12 +8,12 @@ import struct
 
 import pytest
 
-from protocol.errors import CorruptRecordError
-from protocol.record_batch import split_batches
-from protocol.records import LOG_APPEND_TIME, Compression, NewRecord, build_batch
-from storage.config import LogConfig
-from storage.log import OffsetOutOfRangeError, PartitionLog
-from storage.segment import BatchInfo
+from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.record_batch import split_batches
+from pybroker.protocol.records import LOG_APPEND_TIME, Compression, NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import OffsetOutOfRangeError, PartitionLog
+from pybroker.storage.segment import BatchInfo
 
 from .test_layout import log_batches, parse_log, parse_offset_index, segment_bases
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import CorruptRecordError
-from protocol.record_batch import RecordBatch, iter_batches
-from protocol.records import Compression, NewRecord, build_batch
-from storage.config import LogConfig
-from storage.log import PartitionLog
+from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.record_batch import RecordBatch, iter_batches
+from pybroker.protocol.records import Compression, NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import PartitionLog
 
 from .test_layout import log_batches, parse_log
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from protocol.records import Compression, NewRecord, build_batch
-from storage.config import LogConfig
-from storage.log import OffsetOutOfRangeError
-from storage.manager import LogManager
+from pybroker.protocol.records import Compression, NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import OffsetOutOfRangeError
+from pybroker.storage.manager import LogManager
 
 from .test_layout import check_segment_files, parse_log, segment_bases
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.records import NewRecord, build_batch
-from storage.checkpoint import read_offsets, write_offsets
-from storage.config import LogConfig
-from storage.dirs import LogDirError
-from storage.manager import (
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.checkpoint import read_offsets, write_offsets
+from pybroker.storage.config import LogConfig
+from pybroker.storage.dirs import LogDirError
+from pybroker.storage.manager import (
     CLEAN_SHUTDOWN_FILE,
     HIGH_WATERMARK_FILE,
     LOG_START_FILE,

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from protocol.record_batch import RecordBatch, split_batches
-from protocol.records import NewRecord, build_batch
-from storage.segment import BatchInfo, LogSegment, file_stem
+from pybroker.protocol.record_batch import RecordBatch, split_batches
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.segment import BatchInfo, LogSegment, file_stem
 
 from .test_layout import parse_log, parse_offset_index, parse_time_index
 

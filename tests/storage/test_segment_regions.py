@@ -9,11 +9,11 @@ import random
 
 import pytest
 
-from protocol.record_batch import RecordBatch
-from protocol.records import NewRecord, build_batch
-from storage.config import LogConfig
-from storage.log import PartitionLog
-from storage.segment import BatchInfo, FileRegion, LogSegment, RegionGoneError
+from pybroker.protocol.record_batch import RecordBatch
+from pybroker.protocol.records import NewRecord, build_batch
+from pybroker.storage.config import LogConfig
+from pybroker.storage.log import PartitionLog
+from pybroker.storage.segment import BatchInfo, FileRegion, LogSegment, RegionGoneError
 
 T0 = 1_700_000_000_000
 
