@@ -20,18 +20,18 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import trio
 
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.storage import cleaner
 from pybroker.storage.config import LogConfig
 from pybroker.storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
 from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager, discard_new_logs, open_new_logs, remove_detached
-
-from pybroker.protocol.error_codes import ErrorCode
-from pybroker.protocol.errors import KafkaError
 
 from . import handlers
 from .cluster.admin import topic_name_problem
@@ -327,7 +327,7 @@ class Broker:
         elif paths:
             self._nursery.start_soon(trio.to_thread.run_sync, remove_detached, paths)
 
-    def reserved_names(self) -> Set[str]:
+    def reserved_names(self) -> AbstractSet[str]:
         return self.creating
 
     def reserve_names(self, names: Sequence[str]) -> None:

@@ -11,7 +11,8 @@ KafkaError(KAFKA_STORAGE_ERROR) when it cannot, leaving nothing behind.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Protocol
 
 from .model import TopicInfo
@@ -42,7 +43,7 @@ class TopicAdmin(Protocol):
     @property
     def admin_lock(self) -> trio.Lock: ...
 
-    def reserved_names(self) -> Set[str]:
+    def reserved_names(self) -> AbstractSet[str]:
         """Names taken though not (or no longer) visible: topics being
         created, or deleted topics whose logs are still being detached."""
         ...

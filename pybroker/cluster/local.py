@@ -277,11 +277,15 @@ def topic_from_json(data: dict, node_id: int) -> TopicInfo:
         replicas = [int(n) for n in p.get("replicas") or [node_id]]
         s = p.get("state")
         if s is None:
-            state = PartitionState(int(p.get("leader", node_id)), int(p.get("epoch", 0)), list(p.get("isr") or [node_id]))
+            leader, epoch, isr = int(p.get("leader", node_id)), int(p.get("epoch", 0)), p.get("isr") or [node_id]
+            state = PartitionState(leader, epoch, [int(n) for n in isr])
         else:
             state = PartitionState(
-                int(s["leader"]), int(s["leader_epoch"]), [int(n) for n in s["isr"]],
-                int(s.get("controller_epoch", 0)), int(s.get("version", 0)),
+                int(s["leader"]),
+                int(s["leader_epoch"]),
+                [int(n) for n in s["isr"]],
+                int(s.get("controller_epoch", 0)),
+                int(s.get("version", 0)),
             )
         partitions.append(PartitionInfo(int(p["index"]), replicas, state))
     return TopicInfo(data["name"], uuid.UUID(data["id"]), partitions, dict(data.get("configs", {})))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-
 # Kafka's internal topics: reported is_internal, closed to DeleteRecords.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 

@@ -8,9 +8,14 @@ authorizer, so everything a topic or cluster supports is allowed, as Kafka
 without one reports it); v9 flexible; v10 topic ids, also as lookup keys
 (unknown ids get UNKNOWN_TOPIC_ID); v11 drops the cluster operations.
 
-A partition whose log directory has failed is reported as Kafka's
-controller leaves a single replica that went offline: LEADER_NOT_AVAILABLE,
-no leader (-1), and this broker among its offline replicas.
+Each partition is answered from the metadata: its assigned replicas, and
+its leader, leader epoch and ISR from its state. As Kafka's metadata cache
+(ZkMetadataCache ``getPartitionMetadata``) a replica on a broker that is not
+registered is offline, and a leader that is not registered is no leader:
+LEADER_NOT_AVAILABLE with leader -1. A partition whose log directory has
+failed here is reported as Kafka's controller leaves a single replica that
+went offline: LEADER_NOT_AVAILABLE, no leader (-1), and this broker among
+its offline replicas.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class HostedPartitions(Protocol):
 
     def partition(self, topic: str, index: int) -> Partition | None: ...
 
+
 # AclOperation codes (Kafka's org.apache.kafka.common.acl.AclOperation).
 READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE = (
     3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
@@ -61,9 +67,11 @@ def metadata(
     want_ops = version >= 8 and req.include_topic_authorized_operations
     auto_create = version < 4 or req.allow_auto_topic_creation
     node_id = config.node_id
+    brokers = md.brokers()
+    live = frozenset(b.node_id for b in brokers)
 
     def describe(info) -> MetadataResponseTopic:
-        return _topic(replicas, node_id, info, want_ops)
+        return _topic(replicas, node_id, live, info, want_ops)
 
     if req.topics is None or (version == 0 and not req.topics):
         found = [describe(info) for info in md.all_topics()]
@@ -88,7 +96,7 @@ def metadata(
     if 8 <= version <= 10 and req.include_cluster_authorized_operations:
         cluster_ops = CLUSTER_OPERATIONS
     return MetadataResponse(
-        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in md.brokers()],
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
         cluster_id=md.cluster_id,
         controller_id=md.controller_id,
         topics=found,
@@ -96,18 +104,18 @@ def metadata(
     )
 
 
-def _topic(replicas: HostedPartitions, node_id: int, info, want_ops: bool) -> MetadataResponseTopic:
+def _topic(replicas: HostedPartitions, node_id: int, live: frozenset, info, want_ops: bool) -> MetadataResponseTopic:
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=info.name,
         topic_id=info.topic_id,
         is_internal=info.is_internal,
-        partitions=[_partition(replicas, node_id, info.name, p) for p in info.partitions],
+        partitions=[_partition(replicas, node_id, live, info.name, p) for p in info.partitions],
         topic_authorized_operations=TOPIC_OPERATIONS if want_ops else NOT_REQUESTED,
     )
 
 
-def _partition(replicas: HostedPartitions, node_id: int, topic: str, p) -> MetadataResponsePartition:
+def _partition(replicas: HostedPartitions, node_id: int, live: frozenset, topic: str, p) -> MetadataResponsePartition:
     """The partition's assignment and state; a replica here whose log dir
     has failed is offline, and a partition it led has no leader."""
     entry = MetadataResponsePartition(
@@ -117,8 +125,11 @@ def _partition(replicas: HostedPartitions, node_id: int, topic: str, p) -> Metad
         leader_epoch=p.leader_epoch,
         replica_nodes=list(p.replicas),
         isr_nodes=list(p.isr),
-        offline_replicas=list(p.offline),
+        offline_replicas=[*p.offline, *(r for r in p.replicas if r not in live and r not in p.offline)],
     )
+    if p.leader not in live:
+        entry.error_code = ErrorCode.LEADER_NOT_AVAILABLE
+        entry.leader_id = -1
     part = replicas.partition(topic, p.index)
     if part is not None and part.offline:
         if p.leader == node_id:
