@@ -19,11 +19,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import time
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import trio
 
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.storage import cleaner
 from pybroker.storage.config import LogConfig
 from pybroker.storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
@@ -31,8 +34,10 @@ from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager, discard_new_logs, open_new_logs, remove_detached
 
 from . import handlers
-from .cluster.local import LocalMetadata, StorageFailure, find_metadata_file
+from .cluster.admin import topic_name_problem
+from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo, TopicInfo
+from .cluster.placement import assign_replicas
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .flusher import Flusher
@@ -47,21 +52,7 @@ log = logging.getLogger("pybroker")
 # Partition logs closed and renamed between two turns of the event loop.
 DETACH_CHUNK = 100
 
-LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
-MAX_TOPIC_LENGTH = 249
-
-
-def topic_name_problem(name: str) -> str | None:
-    """Kafka's rules for topic names; None when the name is legal."""
-    if not name:
-        return "Topic name is illegal, it can't be empty"
-    if name in (".", ".."):
-        return 'Topic name cannot be "." or ".."'
-    if len(name) > MAX_TOPIC_LENGTH:
-        return f"Topic name is illegal, it can't be longer than {MAX_TOPIC_LENGTH} characters"
-    if not LEGAL_TOPIC.match(name):
-        return f"Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
-    return None
+__all__ = ["Broker", "topic_name_problem"]
 
 
 def now_ms() -> int:
@@ -129,17 +120,24 @@ class Broker:
     def load(self) -> None:
         """Open the logs: the first step that writes to the log dirs."""
         config = self.config
-        for info in self.metadata.topics.values():
+        for info in self.metadata.all_topics():
             self._drop_refused_overrides(info)
         write_meta_properties(config.log_dirs, self.node_id, self.metadata.cluster_id)
         self.metadata.save()
-        known = {(t.name, p.index) for t in self.metadata.topics.values() for p in t.partitions}
-        # Metadata first: the logs are opened with their topics' configs.
+        known = {(t.name, p.index) for t in self.metadata.all_topics() for p in self._hosted(t.partitions)}
+        # Metadata first: the logs are opened with their topics' configs. A
+        # log of a partition this node is not a replica of is a stray, as
+        # Kafka's (KIP-858) are: moved aside, its data kept.
         self.logs = LogManager(config.log_dirs, self.log_config_for, known.__contains__, locks=self.locks)
         self.logs.on_dir_failure = self._log_dir_failed
         for stray in self.logs.strays:
-            log.warning("moved %s aside to %s: no topic has that partition", stray.name.rsplit(".", 1)[0], stray)
-        for topic in self.metadata.topics.values():
+            log.warning(
+                "moved %s aside to %s: no topic has that partition on broker %d",
+                stray.name.rsplit(".", 1)[0],
+                stray,
+                self.node_id,
+            )
+        for topic in self.metadata.all_topics():
             self._open_topic(topic)
         self.groups = GroupCoordinator(self)
         self.groups.load(now_ms())
@@ -156,6 +154,11 @@ class Broker:
             "metadata": self.metadata,
             "groups": self.groups,
             "fetch_sessions": self.fetch_sessions,
+            # The Broker itself until topic administration has a home of its
+            # own; handlers see only the TopicAdmin protocol.
+            "topics": self,
+            # Until the ReplicaManager lands: Metadata asks only ``partition``.
+            "replicas": self,
         }
 
     def _drop_refused_overrides(self, info: TopicInfo) -> None:
@@ -182,50 +185,59 @@ class Broker:
     # -- topics ----------------------------------------------------------------
 
     def log_config_for(self, topic: str) -> LogConfig:
-        info = self.metadata.topics.get(topic)
+        info = self.metadata.topic(topic)
         return LogConfig.from_props(info.configs if info else {}, base=self.config.log_config)
+
+    def _hosted(self, partitions):
+        """The partitions whose replicas include this node: the ones it holds."""
+        return [p for p in partitions if self.node_id in p.replicas]
 
     def _open_topic(self, topic: TopicInfo) -> None:
         cfg = self.log_config_for(topic.name)
-        for p in topic.partitions:
+        for p in self._hosted(topic.partitions):
             plog = self.logs.get(topic.name, p.index) or self.logs.create(topic.name, p.index, cfg)
             self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
         """Create a small topic at once (auto-creation, internal topics); the
-        caller has validated name, count and configs. Raises StorageFailure,
-        with nothing left behind, when its metadata or logs cannot be made."""
-        info = self.metadata.create_topic(name, partitions, configs, publish=False)
+        caller has validated name, count and configs. Raises
+        KafkaError(KAFKA_STORAGE_ERROR), with nothing left behind, when its
+        metadata or logs cannot be made. One replica each: replication
+        factors for these topics come with cluster mode."""
+        assignment = assign_replicas([b.node_id for b in self.metadata.brokers()], partitions, 1)
+        info = self.metadata.create_topic(name, assignment, configs, publish=False)
         try:
             parts, paths, cfg = self._plan_logs(info, 0)
             logs = open_new_logs(paths, cfg)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
-        return self._publish(info, parts, logs)
+        return self._publish(info, 0, parts, logs)
 
-    async def create_topic_async(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
+    async def create_topic_async(
+        self, name: str, assignment: Sequence[Sequence[int]], configs: dict[str, str] | None = None
+    ) -> TopicInfo:
         """Create a topic whose logs are made in a worker thread, so that
         thousands of partitions do not stall the event loop; it becomes
         visible, whole, when they are all made. The name stays reserved
         (``creating``) meanwhile."""
         self.creating.add(name)
         try:
-            info = self.metadata.create_topic(name, partitions, configs, publish=False)
+            info = self.metadata.create_topic(name, assignment, configs, publish=False)
             done = await self._make_logs_off_loop(info, 0)
             assert done is not None  # nothing can delete a topic not yet visible
             return done
         finally:
             self.creating.discard(name)
 
-    async def add_partitions(self, name: str, total: int) -> TopicInfo | None:
-        """Grow a topic to ``total`` partitions (logs made off the loop);
-        None if the topic was deleted meanwhile. Callers serialise with
-        ``admin_lock``; the name is reserved so that a deletion and a new
-        topic of the same name cannot meet the logs being made."""
-        first = len(self.metadata.topics[name].partitions)
+    async def add_partitions(self, name: str, assignments: Sequence[Sequence[int]]) -> TopicInfo | None:
+        """Grow a topic by one partition per assignment (logs made off the
+        loop); None if the topic was deleted meanwhile. Callers serialise
+        with ``admin_lock``; the name is reserved so that a deletion and a
+        new topic of the same name cannot meet the logs being made."""
+        first = len(self.metadata.topic(name).partitions)
         self.creating.add(name)
         try:
-            grown = self.metadata.add_partitions(name, total)
+            grown = self.metadata.add_partitions(name, assignments)
             return await self._make_logs_off_loop(grown, first)
         finally:
             self.creating.discard(name)
@@ -236,33 +248,33 @@ class Broker:
             logs = await trio.to_thread.run_sync(open_new_logs, paths, cfg)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
-        if self.metadata.pending.get(info.name) is not info:  # deleted meanwhile
+        if self.metadata.pending_topic(info.name) is not info:  # deleted meanwhile
             discard_new_logs(logs)
             return None
-        return self._publish(info, parts, logs)
+        return self._publish(info, first, parts, logs)
 
     def _plan_logs(self, info: TopicInfo, first: int):
-        """The partitions from ``first``, their new log paths and their config."""
-        parts = info.partitions[first:]
+        """This node's partitions from ``first``, their new log paths and their config."""
+        parts = self._hosted(info.partitions[first:])
         dirs = self.logs.place(len(parts))
         paths = [d / f"{info.name}-{p.index}" for d, p in zip(dirs, parts)]
         return parts, paths, LogConfig.from_props(info.configs, base=self.config.log_config)
 
-    def _publish(self, info: TopicInfo, parts, logs) -> TopicInfo:
+    def _publish(self, info: TopicInfo, first_index: int, parts, logs) -> TopicInfo:
         for p, plog in zip(parts, logs):
             self.logs.adopt((info.name, p.index), plog)
             self.partitions[(info.name, p.index)] = Partition(info.name, p.index, plog, p)
         self.metadata.publish(info.name)
-        if parts and parts[0].index == 0:
-            log.info("created topic %s with %d partitions", info.name, len(parts))
+        if first_index == 0:
+            log.info("created topic %s with %d partitions", info.name, len(info.partitions))
         else:
             log.info("topic %s now has %d partitions", info.name, len(info.partitions))
         return info
 
-    def _give_up(self, info: TopicInfo, exc: OSError) -> StorageFailure:
+    def _give_up(self, info: TopicInfo, exc: OSError) -> KafkaError:
         log.error("cannot create the logs of %s: %s", info.name, exc)
         self.metadata.abandon(info.name)
-        return StorageFailure(f"cannot create the logs of {info.name}: {exc}")
+        return KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create the logs of {info.name}: {exc}")
 
     def auto_create_topic(self, name: str) -> TopicInfo | None:
         """Kafka's auto-creation: never of an illegal name, of a topic being
@@ -273,7 +285,7 @@ class Broker:
             return None
         try:
             return self.create_topic(name, self.config["num.partitions"])
-        except StorageFailure:
+        except KafkaError:
             return None  # logged; the client sees an unknown topic and retries
 
     def delete_topic(self, name: str) -> TopicInfo:
@@ -314,6 +326,15 @@ class Broker:
             remove_detached(paths)
         elif paths:
             self._nursery.start_soon(trio.to_thread.run_sync, remove_detached, paths)
+
+    def reserved_names(self) -> AbstractSet[str]:
+        return self.creating
+
+    def reserve_names(self, names: Sequence[str]) -> None:
+        self.creating.update(names)
+
+    def release_names(self, names: Sequence[str]) -> None:
+        self.creating.difference_update(names)
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         self.metadata.set_topic_configs(name, configs)
@@ -418,7 +439,7 @@ class Broker:
         port = adv.port
         if port == 0 and self.bound:
             port = self.bound[0][1]
-        self.metadata.broker = BrokerInfo(self.node_id, adv.host, port)
+        self.metadata.this_broker = BrokerInfo(self.node_id, adv.host, port)
 
     async def _accept(self, listeners, nursery, scope: trio.CancelScope) -> None:
         with scope:

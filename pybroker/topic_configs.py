@@ -135,11 +135,14 @@ def _broker_synonyms(config: BrokerConfig, name: str) -> list[tuple[str, str | N
     return []
 
 
-def describe_topic(
-    config: BrokerConfig, effective: LogConfig, overrides: dict[str, str], include_docs: bool
-) -> list[ConfigEntry]:
+def effective_topic_config(config: BrokerConfig, overrides: dict[str, str]) -> LogConfig:
+    """A topic's configs: its overrides over the broker's defaults."""
+    return LogConfig.from_props(overrides, base=config.log_config)
+
+
+def describe_topic(config: BrokerConfig, overrides: dict[str, str], include_docs: bool) -> list[ConfigEntry]:
     """Every topic config with its value, source and synonyms (DescribeConfigs)."""
-    values = effective.to_props()
+    values = effective_topic_config(config, overrides).to_props()
     entries = []
     for name in sorted(TOPIC_CONFIGS):
         value = _topic_value(name, values, overrides)
@@ -160,10 +163,10 @@ def describe_topic(
     return entries
 
 
-def created_topic_configs(config: BrokerConfig, effective: LogConfig, overrides: dict[str, str]) -> list[ConfigEntry]:
+def created_topic_configs(config: BrokerConfig, overrides: dict[str, str]) -> list[ConfigEntry]:
     """The configs CreateTopics v5+ returns, sources resolved as the KRaft
     controller does (KafkaConfigSchema.resolveEffectiveTopicConfig)."""
-    values = effective.to_props()
+    values = effective_topic_config(config, overrides).to_props()
     entries = []
     for name in sorted(TOPIC_CONFIGS):
         key = TOPIC_CONFIGS[name]

@@ -4,8 +4,13 @@ afterwards, so reordering ``log.dirs`` changes nothing).
 
 Every change is written atomically before it is acknowledged, so a topic a
 client saw created is there after any crash; a change whose write fails is
-undone in memory too (StorageFailure), so memory never runs ahead of the
-disk. This node is every partition's leader and the controller.
+undone in memory too (KAFKA_STORAGE_ERROR), so memory never runs ahead of
+the disk. This node is the only broker and the controller; the partitions
+it holds are those whose replicas include it, and it leads them.
+
+The file keeps each topic's replica assignment and each partition's state.
+A file from before they were kept stands for this node alone: a partition
+stored without them has this node as its only replica, leader and ISR.
 
 Loading only reads: the file is written for the first time by ``save``,
 once the broker holds its log dirs' locks and has bound its listeners.
@@ -15,19 +20,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.storage.checkpoint import write_atomically
 from pybroker.storage.dirs import LogDirError, new_kafka_uuid
 
-from .model import BrokerInfo, PartitionInfo, TopicInfo
+from .model import BrokerInfo, PartitionInfo, PartitionState, TopicInfo, new_partition
 
 METADATA_FILE = "cluster-metadata.json"
-
-
-class StorageFailure(Exception):
-    """Metadata or logs could not be written; Kafka answers KAFKA_STORAGE_ERROR."""
+FILE_VERSION = 2
 
 
 def find_metadata_file(log_dirs: list[Path], has_partitions: Callable[[Path], bool]) -> Path:
@@ -55,32 +60,34 @@ def find_metadata_file(log_dirs: list[Path], has_partitions: Callable[[Path], bo
 
 
 class LocalMetadata:
+    """The metadata of a single node: implements MetadataView and MetadataWriter."""
+
     def __init__(self, path: Path, node_id: int, broker: BrokerInfo, cluster_id: str | None = None):
         """Read ``path`` if it exists; ``cluster_id`` (configured, or agreed
         by the dirs' meta.properties) must match the stored one."""
         self.path = Path(path)
         self.node_id = node_id
-        self.broker = broker
-        self.topics: dict[str, TopicInfo] = {}
+        self.this_broker = broker
+        self._topics: dict[str, TopicInfo] = {}
         # Written to the file but not yet visible: topics (or a topic's added
         # partitions) whose logs are still being made. Saved with the rest,
         # so a crash meanwhile leaves them to be completed at the next start.
-        self.pending: dict[str, TopicInfo] = {}
-        self.cluster_id = cluster_id or ""
+        self._pending: dict[str, TopicInfo] = {}
+        self._cluster_id = cluster_id or ""
         self.next_producer_id_block = 0
         if self.path.exists():
             self._read(cluster_id)
-        if not self.cluster_id:
-            self.cluster_id = new_kafka_uuid()
-        self._by_id = {t.topic_id: t for t in self.topics.values()}
+        if not self._cluster_id:
+            self._cluster_id = new_kafka_uuid()
+        self._by_id = {t.topic_id: t for t in self._topics.values()}
 
     def _read(self, cluster_id: str | None) -> None:
         try:
             data = json.loads(self.path.read_text())
             stored = data["cluster_id"]
             self.next_producer_id_block = int(data.get("next_producer_id_block", 0))
-            topics = [TopicInfo.from_json(t) for t in data["topics"]]
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            topics = [topic_from_json(t, self.node_id) for t in data["topics"]]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise LogDirError(f"cannot read the cluster metadata in {self.path}: {reason}") from None
         if cluster_id and stored and cluster_id != stored:
@@ -88,84 +95,113 @@ class LocalMetadata:
                 f"The Cluster ID {cluster_id} doesn't match stored clusterId {stored} in {self.path}. "
                 "The broker is trying to join the wrong cluster."
             )
-        self.cluster_id = stored or self.cluster_id
+        self._cluster_id = stored or self._cluster_id
         for info in topics:
-            self.topics[info.name] = info
+            self._topics[info.name] = info
+
+    # -- MetadataView ------------------------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
 
     @property
     def controller_id(self) -> int:
         return self.node_id
 
-    def brokers(self) -> list[BrokerInfo]:
-        return [self.broker]
+    def topic(self, name: str) -> TopicInfo | None:
+        return self._topics.get(name)
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return self._by_id.get(topic_id)
 
+    def all_topics(self) -> list[TopicInfo]:
+        return list(self._topics.values())
+
+    def partition_state(self, topic: str, index: int) -> PartitionState | None:
+        info = self._topics.get(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return None
+        return info.partitions[index].state
+
+    def broker(self, node_id: int) -> BrokerInfo | None:
+        return self.this_broker if node_id == self.node_id else None
+
+    def brokers(self) -> list[BrokerInfo]:
+        return [self.this_broker]
+
+    @property
+    def topics(self) -> Mapping[str, TopicInfo]:
+        """Read-only name -> topic, for the callers not yet on ``topic()``
+        (not part of MetadataView: nothing new may use it)."""
+        return MappingProxyType(self._topics)
+
+    # -- MetadataWriter ----------------------------------------------------------
+
     def create_topic(
-        self, name: str, partitions: int, configs: dict[str, str] | None = None, *, publish: bool = True
+        self,
+        name: str,
+        assignment: Sequence[Sequence[int]],
+        configs: dict[str, str] | None = None,
+        *,
+        publish: bool = True,
     ) -> TopicInfo:
         """Persist a new topic; visible at once, or with ``publish=False``
         only once ``publish`` is called (``abandon`` undoes it)."""
         topic_id = uuid.uuid4()
-        pending_ids = {t.topic_id for t in self.pending.values()}
+        pending_ids = {t.topic_id for t in self._pending.values()}
         while topic_id in self._by_id or topic_id in pending_ids or topic_id.int == 0:
             topic_id = uuid.uuid4()
-        parts = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(partitions)]
+        parts = [new_partition(i, list(replicas)) for i, replicas in enumerate(assignment)]
         info = TopicInfo(name, topic_id, parts, dict(configs or {}))
         if publish:
             self._remember(info)
             self._save_or(lambda: self._forget(info))
         else:
-            self.pending[name] = info
-            self._save_or(lambda: self.pending.pop(name))
+            self._pending[name] = info
+            self._save_or(lambda: self._pending.pop(name))
         return info
+
+    def add_partitions(self, name: str, assignments: Sequence[Sequence[int]]) -> TopicInfo:
+        """Persist new partitions for a topic, one per assignment; they
+        become visible with ``publish`` (the topic as it will be is returned)."""
+        info = self._topics[name]
+        first = len(info.partitions)
+        new = [new_partition(first + i, list(replicas)) for i, replicas in enumerate(assignments)]
+        grown = TopicInfo(info.name, info.topic_id, info.partitions + new, info.configs)
+        self._pending[name] = grown
+        self._save_or(lambda: self._pending.pop(name))
+        return grown
+
+    def pending_topic(self, name: str) -> TopicInfo | None:
+        return self._pending.get(name)
 
     def publish(self, name: str) -> TopicInfo:
         """Make a pending topic (or its added partitions) visible; it is on disk already."""
-        info = self.pending.pop(name)
+        info = self._pending.pop(name)
         self._remember(info)
         return info
 
     def abandon(self, name: str) -> None:
         """Forget a pending topic or partition addition whose logs could not be made."""
-        self.pending.pop(name, None)
+        self._pending.pop(name, None)
         self._save_or(lambda: None)
 
     def delete_topic(self, name: str) -> TopicInfo:
-        info = self.topics.pop(name)
+        info = self._topics.pop(name)
         self._by_id.pop(info.topic_id, None)
-        pending = self.pending.pop(name, None)
+        pending = self._pending.pop(name, None)
 
         def undo():
             self._remember(info)
             if pending is not None:
-                self.pending[name] = pending
+                self._pending[name] = pending
 
         self._save_or(undo)
         return info
 
-    def _forget(self, info: TopicInfo) -> None:
-        self.topics.pop(info.name, None)
-        self._by_id.pop(info.topic_id, None)
-
-    def _remember(self, info: TopicInfo) -> None:
-        self.topics[info.name] = info
-        self._by_id[info.topic_id] = info
-
-    def add_partitions(self, name: str, total: int) -> TopicInfo:
-        """Persist ``total`` partitions for a topic; the new ones become
-        visible with ``publish`` (the topic as it will be is returned)."""
-        info = self.topics[name]
-        first = len(info.partitions)
-        new = [PartitionInfo(i, self.node_id, 0, [self.node_id], [self.node_id]) for i in range(first, total)]
-        grown = TopicInfo(info.name, info.topic_id, info.partitions + new, info.configs)
-        self.pending[name] = grown
-        self._save_or(lambda: self.pending.pop(name))
-        return grown
-
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
-        info = self.topics[name]
+        info = self._topics[name]
         old = info.configs
         info.configs = dict(configs)
         self._save_or(lambda: setattr(info, "configs", old))
@@ -178,19 +214,78 @@ class LocalMetadata:
         self._save_or(lambda: setattr(self, "next_producer_id_block", start))
         return range(start, start + size)
 
+    # -- the file ----------------------------------------------------------------
+
+    def _forget(self, info: TopicInfo) -> None:
+        self._topics.pop(info.name, None)
+        self._by_id.pop(info.topic_id, None)
+
+    def _remember(self, info: TopicInfo) -> None:
+        self._topics[info.name] = info
+        self._by_id[info.topic_id] = info
+
     def _save_or(self, undo: Callable[[], None]) -> None:
         try:
             self.save()
         except OSError as exc:
             undo()
-            raise StorageFailure(f"cannot write the cluster metadata in {self.path}: {exc.strerror or exc}") from exc
+            raise KafkaError(
+                ErrorCode.KAFKA_STORAGE_ERROR,
+                f"cannot write the cluster metadata in {self.path}: {exc.strerror or exc}",
+            ) from exc
 
     def save(self) -> None:
-        topics = {**self.topics, **self.pending}
+        topics = {**self._topics, **self._pending}
         data = {
-            "version": 1,
-            "cluster_id": self.cluster_id,
+            "version": FILE_VERSION,
+            "cluster_id": self._cluster_id,
             "next_producer_id_block": self.next_producer_id_block,
-            "topics": [t.to_json() for t in topics.values()],
+            "topics": [topic_to_json(t) for t in topics.values()],
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def topic_to_json(info: TopicInfo) -> dict:
+    """A topic as stored: its assignment and partition states shaped as
+    Kafka's topic and partition-state znodes."""
+    return {
+        "name": info.name,
+        "id": str(info.topic_id),
+        "configs": info.configs,
+        "partitions": [
+            {
+                "index": p.index,
+                "replicas": p.replicas,
+                "state": {
+                    "leader": p.state.leader,
+                    "leader_epoch": p.state.leader_epoch,
+                    "isr": p.state.isr,
+                    "controller_epoch": p.state.controller_epoch,
+                    "version": p.state.version,
+                },
+            }
+            for p in info.partitions
+        ],
+    }
+
+
+def topic_from_json(data: dict, node_id: int) -> TopicInfo:
+    """A stored topic. The first version of the file kept the leader, epoch
+    and ISR flat beside the replicas; what is missing stands for this node."""
+    partitions = []
+    for p in data["partitions"]:
+        replicas = [int(n) for n in p.get("replicas") or [node_id]]
+        s = p.get("state")
+        if s is None:
+            leader, epoch, isr = int(p.get("leader", node_id)), int(p.get("epoch", 0)), p.get("isr") or [node_id]
+            state = PartitionState(leader, epoch, [int(n) for n in isr])
+        else:
+            state = PartitionState(
+                int(s["leader"]),
+                int(s["leader_epoch"]),
+                [int(n) for n in s["isr"]],
+                int(s.get("controller_epoch", 0)),
+                int(s.get("version", 0)),
+            )
+        partitions.append(PartitionInfo(int(p["index"]), replicas, state))
+    return TopicInfo(data["name"], uuid.UUID(data["id"]), partitions, dict(data.get("configs", {})))

@@ -120,19 +120,19 @@ class GroupCoordinator:
                 log.info("loaded consumer group %r with %d members", group_id, len(group.members))
 
     def _partition_count(self) -> int:
-        info = self.broker.metadata.topics.get(OFFSETS_TOPIC)
+        info = self.broker.metadata.topic(OFFSETS_TOPIC)
         return len(info.partitions) if info else self.broker.config["offsets.topic.num.partitions"]
 
     # -- where groups live -----------------------------------------------------------
 
     def ensure_offsets_topic(self) -> None:
-        if OFFSETS_TOPIC not in self.broker.metadata.topics:
+        if self.broker.metadata.topic(OFFSETS_TOPIC) is None:
             self.broker.create_topic(OFFSETS_TOPIC, self.num_partitions, dict(OFFSETS_TOPIC_CONFIGS))
 
     def coordinator_for(self, group_id: str):
         """The broker coordinating ``group_id`` (this one, on a single node)."""
         self.ensure_offsets_topic()
-        return self.broker.metadata.broker
+        return self.broker.metadata.broker(self.broker.node_id)
 
     def partition_of(self, group_id: str):
         self.ensure_offsets_topic()
@@ -386,18 +386,20 @@ class TopicsView(Mapping):
     """The cluster's topics as the consumer groups see them: name ->
     (topic id, partition count), read live from the broker's metadata."""
 
-    __slots__ = ("_topics",)
+    __slots__ = ("_metadata",)
 
     def __init__(self, metadata):
-        self._topics = metadata.topics
+        self._metadata = metadata
 
     def __getitem__(self, name: str) -> tuple[uuid.UUID, int]:
-        info = self._topics[name]
+        info = self._metadata.topic(name)
+        if info is None:
+            raise KeyError(name)
         return info.topic_id, len(info.partitions)
 
     def __iter__(self):
-        return iter(self._topics)
+        return iter([t.name for t in self._metadata.all_topics()])
 
     def __len__(self) -> int:
-        return len(self._topics)
+        return len(self._metadata.all_topics())
 

@@ -298,7 +298,7 @@ class OffsetStore:
         self.offsets = {}
         found = Loaded()
         broker = self.coordinator.broker
-        info = broker.metadata.topics.get(OFFSETS_TOPIC)
+        info = broker.metadata.topic(OFFSETS_TOPIC)
         if info is None:
             return found
         for p in info.partitions:

@@ -20,37 +20,36 @@ this API (INVALID_REQUEST, as with Kafka); GROUP and CLIENT_METRICS are not
 supported (INVALID_REQUEST).
 """
 
+from __future__ import annotations
+
 from collections import Counter
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.alter_configs_response import AlterConfigsResourceResponse, AlterConfigsResponse
 from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
-from ..broker import topic_name_problem
+from ..cluster.admin import TopicAdmin, topic_name_problem
+from ..cluster.metadata import MetadataView
+from ..config import BrokerConfig
 from . import handles
 
 
-class ConfigError(Exception):
-    def __init__(self, code: ErrorCode, message: str | None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
-def alter_configs(ctx, req):
+def alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
     def alter(r):
         check_keys([c.name for c in r.configs])
         nulls = [c.name for c in r.configs if c.value is None]
         if nulls:
-            raise ConfigError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
         if r.resource_type == tc.TOPIC_RESOURCE:
-            alter_topic(ctx.broker, r.resource_name, {c.name: c.value for c in r.configs}, req.validate_only)
+            overrides = {c.name: c.value for c in r.configs}
+            alter_topic(config, metadata, topics, r.resource_name, overrides, req.validate_only)
         elif r.resource_type == tc.BROKER_RESOURCE:
-            check_broker_change(ctx.broker, r.resource_name, [c.name for c in r.configs])
+            check_broker_change(config, r.resource_name, [c.name for c in r.configs])
         else:
-            raise ConfigError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
+            raise KafkaError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
 
     return AlterConfigsResponse(responses=answer_each(req.resources, alter, AlterConfigsResourceResponse))
 
@@ -65,9 +64,9 @@ def answer_each(resources, alter, response_class) -> list:
         code, message = ErrorCode.NONE, None
         try:
             if repeated[(r.resource_type, r.resource_name)] > 1:
-                raise ConfigError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+                raise KafkaError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
             alter(r)
-        except ConfigError as exc:
+        except KafkaError as exc:
             code, message = exc.code, exc.message
         responses.append(
             response_class(
@@ -85,37 +84,45 @@ def unsupported(resource_type: int) -> str:
 
 def check_keys(names: list[str]) -> None:
     if len(set(names)) != len(names):
-        raise ConfigError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
 
 
-def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: bool) -> None:
+def alter_topic(
+    config: BrokerConfig,
+    metadata: MetadataView,
+    topics: TopicAdmin,
+    name: str,
+    overrides: dict[str, str],
+    validate_only: bool,
+) -> None:
     """Make ``overrides`` the topic's configs, after Kafka's checks."""
     if not name:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     problem = topic_name_problem(name)
     if problem:
-        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-    problem = tc.topic_config_problem(overrides, broker.config.log_config)
+        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    problem = tc.topic_config_problem(overrides, config.log_config)
     if problem:
-        raise ConfigError(ErrorCode.INVALID_CONFIG, problem)
-    if name not in broker.metadata.topics:
-        raise ConfigError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
-    if not validate_only and overrides != broker.metadata.topics[name].configs:
-        broker.set_topic_configs(name, overrides)
+        raise KafkaError(ErrorCode.INVALID_CONFIG, problem)
+    info = metadata.topic(name)
+    if info is None:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+    if not validate_only and overrides != info.configs:
+        topics.set_topic_configs(name, overrides)
 
 
-def check_broker_change(broker, name: str, changed: list[str]) -> None:
+def check_broker_change(config: BrokerConfig, name: str, changed: list[str]) -> None:
     """A broker resource is this node (or the cluster default, empty name);
     nothing in it can change at run time."""
     if name:
         try:
             node = int(name)
         except ValueError:
-            raise ConfigError(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}") from None
-        if node != broker.node_id:
-            raise ConfigError(
-                ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id}, but received {name}"
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}") from None
+        if node != config.node_id:
+            raise KafkaError(
+                ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {config.node_id}, but received {name}"
             )
     problem = tc.broker_change_problem(changed)
     if problem:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, problem)
+        raise KafkaError(ErrorCode.INVALID_REQUEST, problem)

@@ -11,24 +11,31 @@ or a replica count other than the topic's, INVALID_REPLICA_ASSIGNMENT. With
 validate_only nothing changes. The new partitions exist when the response
 is sent; their logs are made in a worker thread, one request at a time. As
 with CreateTopics, more than 10,000 new partitions in one request is a
-POLICY_VIOLATION for every topic of it.
+POLICY_VIOLATION for every topic of it. The assignments given are kept
+(the new partitions' replicas, the first the preferred leader); without
+them the new partitions are placed as Kafka places them, with the topic's
+replication factor.
 """
+
+from __future__ import annotations
 
 from collections import Counter
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
 from pybroker.protocol.registry import ApiKey
 
-from ..broker import StorageFailure
+from ..cluster.admin import TopicAdmin
+from ..cluster.metadata import MetadataView
+from ..cluster.placement import assign_replicas
 from . import Later, handles
-from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, TopicError, check_assignment
+from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, check_assignment
 
 
 @handles(ApiKey.CREATE_PARTITIONS, 0, 3)
-def create_partitions(ctx, req):
-    broker = ctx.broker
-    added = sum(max(t.count - _current(broker, t.name), 0) for t in req.topics)
+def create_partitions(ctx, req, *, metadata: MetadataView, topics: TopicAdmin):
+    added = sum(max(t.count - _current(metadata, t.name), 0) for t in req.topics)
     if added > MAX_RECORDS_PER_REQUEST:
         return CreatePartitionsResponse(
             results=[
@@ -42,7 +49,7 @@ def create_partitions(ctx, req):
     async def add():
         # One change at a time, each checked against the topics as they are
         # once its turn comes: another request may have grown them meanwhile.
-        async with broker.admin_lock:
+        async with topics.admin_lock:
             counts = Counter(t.name for t in req.topics)
             results, answered = [], set()
             for topic in req.topics:
@@ -52,9 +59,9 @@ def create_partitions(ctx, req):
                 result = CreatePartitionsTopicResult(name=topic.name, error_code=ErrorCode.NONE)
                 try:
                     if counts[topic.name] > 1:
-                        raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-                    await _add(broker, topic, req.validate_only)
-                except TopicError as exc:
+                        raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+                    await _add(metadata, topics, topic, req.validate_only)
+                except KafkaError as exc:
                     result.error_code, result.error_message = exc.code, exc.message
                 results.append(result)
             return CreatePartitionsResponse(results=results)
@@ -62,40 +69,46 @@ def create_partitions(ctx, req):
     return Later(add)
 
 
-def _current(broker, name: str) -> int:
-    info = broker.metadata.topics.get(name)
+def _current(metadata: MetadataView, name: str) -> int:
+    info = metadata.topic(name)
     return len(info.partitions) if info is not None else 0
 
 
-async def _add(broker, topic, validate_only: bool) -> None:
-    info = broker.metadata.topics.get(topic.name)
+async def _add(metadata: MetadataView, topics: TopicAdmin, topic, validate_only: bool) -> None:
+    info = metadata.topic(topic.name)
     if info is None:
-        raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
     current = len(info.partitions)
     if topic.count == current:
-        raise TopicError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s).")
+        raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s).")
     if topic.count < current:
-        raise TopicError(
+        raise KafkaError(
             ErrorCode.INVALID_PARTITIONS,
             f"The topic {topic.name} currently has {current} partition(s); {topic.count} would not be an increase.",
         )
     additional = topic.count - current
+    brokers = [b.node_id for b in metadata.brokers()]
+    factor = len(info.partitions[0].replicas)
     if topic.assignments is not None:
         if len(topic.assignments) != additional:
-            raise TopicError(
+            raise KafkaError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 f"Attempted to add {additional} additional partition(s), but only {len(topic.assignments)} "
                 "assignment(s) were specified.",
             )
-        brokers = {b.node_id for b in broker.metadata.brokers()}
-        factor = len(info.partitions[0].replicas)
         for a in topic.assignments:
-            check_assignment(a.broker_ids, brokers, factor)
+            check_assignment(a.broker_ids, set(brokers), factor)
+        assignments = [list(a.broker_ids) for a in topic.assignments]
+    elif factor > len(brokers):
+        raise KafkaError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
+            f"cannot be reached because only {len(brokers)} broker(s) are registered.",
+        )
+    else:
+        assignments = assign_replicas(brokers, additional, factor, first_partition=current)
     if validate_only:
         return
-    try:
-        grown = await broker.add_partitions(topic.name, topic.count)
-    except StorageFailure as exc:
-        raise TopicError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
+    grown = await topics.add_partitions(topic.name, assignments)
     if grown is None:
-        raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic was deleted while its partitions were added.")
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic was deleted while its partitions were added.")

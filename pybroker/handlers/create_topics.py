@@ -22,6 +22,10 @@ below -1 or above the broker count INVALID_REPLICATION_FACTOR, a partition
 count of 0 or below -1 INVALID_PARTITIONS. The request's timeout is not
 waited on: creation is complete when the response is sent.
 
+A manual assignment is kept as given: partition ``i`` gets the replicas
+listed for it, the first its preferred leader. Otherwise the replicas are
+placed as Kafka places them (``cluster.placement``).
+
 Kafka's bounds on one request (ReplicationControlManager): more than
 10,000 partitions requested in all, or more than 10,000 metadata records
 (a topic, each of its partitions and each config is one), and every topic
@@ -31,19 +35,24 @@ so a large topic does not hold up other clients; a name being created
 counts as existing meanwhile.
 """
 
+from __future__ import annotations
+
 from collections import Counter
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.create_topics_response import (
     CreatableTopicConfigs,
     CreatableTopicResult,
     CreateTopicsResponse,
 )
 from pybroker.protocol.registry import ApiKey
-from pybroker.storage.config import LogConfig
 
 from .. import topic_configs as tc
-from ..broker import StorageFailure, topic_name_problem
+from ..cluster.admin import TopicAdmin, topic_name_problem
+from ..cluster.metadata import MetadataView
+from ..cluster.placement import assign_replicas
+from ..config import BrokerConfig
 from . import Later, handles
 
 # ReplicationControlManager.MAX_PARTITIONS_PER_BATCH and
@@ -54,21 +63,13 @@ TOO_MANY_PARTITIONS = "Excessively large number of partitions per request."
 TOO_MANY_RECORDS = "Unable to perform excessively large batch operation."
 
 
-class TopicError(Exception):
-    def __init__(self, code: ErrorCode, message: str | None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @handles(ApiKey.CREATE_TOPICS, 2, 7)
-def create_topics(ctx, req):
-    broker = ctx.broker
-    if _requested_partitions(broker, req.topics) > MAX_PARTITIONS_PER_REQUEST:
+def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+    if _requested_partitions(config, req.topics) > MAX_PARTITIONS_PER_REQUEST:
         return _refuse_all(req.topics, TOO_MANY_PARTITIONS)
     counts = Counter(t.name for t in req.topics)
     results, answered = [], set()
-    to_create = []  # (result, partitions, configs)
+    to_create = []  # (result, assignment, configs)
     records = 0
     for topic in req.topics:
         if topic.name in answered:
@@ -76,20 +77,20 @@ def create_topics(ctx, req):
         answered.add(topic.name)
         try:
             if counts[topic.name] > 1:
-                raise TopicError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-            result, partitions, configs = _validate(ctx, topic)
-        except TopicError as exc:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            result, assignment, configs = _validate(ctx.api_version, config, metadata, topics, topic)
+        except KafkaError as exc:
             results.append(CreatableTopicResult(name=topic.name, error_code=exc.code, error_message=exc.message))
             continue
-        records += 1 + partitions + len(configs)
+        records += 1 + len(assignment) + len(configs)
         results.append(result)
-        to_create.append((result, partitions, configs))
+        to_create.append((result, assignment, configs))
         # Taken from now on: later topics of this request, and every other
         # request, see it as existing (and colliding).
-        broker.creating.add(topic.name)
+        topics.reserve_names([topic.name])
     names = [result.name for result, _, _ in to_create]
     if records > MAX_RECORDS_PER_REQUEST or req.validate_only or not to_create:
-        broker.creating.difference_update(names)
+        topics.release_names(names)
         if records > MAX_RECORDS_PER_REQUEST:
             return _refuse_all(req.topics, TOO_MANY_RECORDS)
         return CreateTopicsResponse(topics=results)
@@ -97,29 +98,29 @@ def create_topics(ctx, req):
 
     async def create():
         try:
-            for result, partitions, configs in to_create:
+            for result, assignment, configs in to_create:
                 try:
-                    info = await broker.create_topic_async(result.name, partitions, configs)
-                except StorageFailure as exc:
-                    result.error_code, result.error_message = ErrorCode.KAFKA_STORAGE_ERROR, str(exc)
+                    info = await topics.create_topic_async(result.name, assignment, configs)
+                except KafkaError as exc:
+                    result.error_code, result.error_message = exc.code, exc.message
                     continue
                 if ctx.api_version >= 7:
                     result.topic_id = info.topic_id
         finally:
-            broker.creating.difference_update(names)
+            topics.release_names(names)
         return response
 
     return Later(create)
 
 
-def _requested_partitions(broker, topics) -> int:
+def _requested_partitions(config: BrokerConfig, topics) -> int:
     """Kafka's upper bound, counted before any other check."""
     total = 0
     for topic in topics:
         if topic.assignments:
             total += len(topic.assignments)
         elif topic.num_partitions == -1:
-            total += broker.config["num.partitions"]
+            total += config["num.partitions"]
         elif topic.num_partitions > 0:
             total += topic.num_partitions
     return total
@@ -134,124 +135,124 @@ def _refuse_all(topics, message: str) -> CreateTopicsResponse:
     )
 
 
-def _validate(ctx, topic) -> tuple[CreatableTopicResult, int, dict[str, str]]:
-    """The topic's result as if created, its partition count and configs;
-    TopicError when it cannot be created."""
-    broker = ctx.broker
+def _validate(
+    version: int, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, topic
+) -> tuple[CreatableTopicResult, list[list[int]], dict[str, str]]:
+    """The topic's result as if created, its replica assignment and configs;
+    KafkaError when it cannot be created."""
     name = topic.name
     if name == tc.INTERNAL_METADATA_TOPIC:
-        raise TopicError(ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited.")
-    if name in broker.metadata.topics or name in broker.creating:
-        raise TopicError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited.")
+    if metadata.topic(name) is not None or name in topics.reserved_names():
+        raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     problem = topic_name_problem(name)
     if problem:
-        raise TopicError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-    _check_collision(broker, name)
-    configs = _configs(broker, topic)
-    partitions, replicas = _layout(broker, topic)
+        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    _check_collision(metadata, topics, name)
+    configs = _configs(config, topic)
+    assignment, replicas = _layout(config, metadata, topic)
     result = CreatableTopicResult(name=name, error_code=ErrorCode.NONE, error_message=None)
-    if ctx.api_version >= 5:
-        effective = LogConfig.from_props(configs, base=broker.config.log_config)
-        result.num_partitions = partitions
+    if version >= 5:
+        result.num_partitions = len(assignment)
         result.replication_factor = replicas
         result.configs = [
             CreatableTopicConfigs(
                 name=e.name, value=e.value, read_only=e.read_only, config_source=e.source, is_sensitive=e.is_sensitive
             )
-            for e in tc.created_topic_configs(broker.config, effective, configs)
+            for e in tc.created_topic_configs(config, configs)
         ]
-    return result, partitions, configs
+    return result, assignment, configs
 
 
-def _check_collision(broker, name: str) -> None:
+def _check_collision(metadata: MetadataView, topics: TopicAdmin, name: str) -> None:
     if "." not in name and "_" not in name:
         return
     unified = name.replace(".", "_")
-    for other in [*broker.metadata.topics, *broker.creating]:
+    for other in [*(t.name for t in metadata.all_topics()), *topics.reserved_names()]:
         if other.replace(".", "_") == unified:
-            raise TopicError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}")
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {other}")
 
 
-def _configs(broker, topic) -> dict[str, str]:
+def _configs(config: BrokerConfig, topic) -> dict[str, str]:
     nulls = [c.name for c in topic.configs if c.value is None]
     if nulls:
-        raise TopicError(ErrorCode.INVALID_CONFIG, "Null value not supported for topic configs: " + ",".join(nulls))
+        raise KafkaError(ErrorCode.INVALID_CONFIG, "Null value not supported for topic configs: " + ",".join(nulls))
     configs = {c.name: c.value for c in topic.configs}
-    problem = tc.topic_config_problem(configs, broker.config.log_config)
+    problem = tc.topic_config_problem(configs, config.log_config)
     if problem:
-        raise TopicError(ErrorCode.INVALID_CONFIG, problem)
+        raise KafkaError(ErrorCode.INVALID_CONFIG, problem)
     return configs
 
 
-def _layout(broker, topic) -> tuple[int, int]:
-    """(partitions, replication factor) after Kafka's checks."""
-    brokers = {b.node_id for b in broker.metadata.brokers()}
+def _layout(config: BrokerConfig, metadata: MetadataView, topic) -> tuple[list[list[int]], int]:
+    """(replicas of each partition, replication factor) after Kafka's checks."""
+    brokers = {b.node_id for b in metadata.brokers()}
     if topic.assignments:
         if topic.replication_factor != -1:
-            raise TopicError(
+            raise KafkaError(
                 ErrorCode.INVALID_REQUEST,
                 "A manual partition assignment was specified, but replication factor was not set to -1.",
             )
         if topic.num_partitions != -1:
-            raise TopicError(
+            raise KafkaError(
                 ErrorCode.INVALID_REQUEST,
                 "A manual partition assignment was specified, but numPartitions was not set to -1.",
             )
-        seen: set[int] = set()
+        given: dict[int, list[int]] = {}
         factor = None
         for a in topic.assignments:
-            if a.partition_index in seen:
-                raise TopicError(
+            if a.partition_index in given:
+                raise KafkaError(
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                     f"Found multiple manual partition assignments for partition {a.partition_index}",
                 )
-            seen.add(a.partition_index)
+            given[a.partition_index] = list(a.broker_ids)
             check_assignment(a.broker_ids, brokers, factor)
             factor = len(a.broker_ids)
-        if seen != set(range(len(seen))):
-            raise TopicError(
+        if set(given) != set(range(len(given))):
+            raise KafkaError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"
             )
-        return len(seen), factor
+        return [given[i] for i in range(len(given))], factor
     if topic.replication_factor < -1 or topic.replication_factor == 0:
-        raise TopicError(
+        raise KafkaError(
             ErrorCode.INVALID_REPLICATION_FACTOR,
             "Replication factor must be larger than 0, or -1 to use the default value.",
         )
     if topic.num_partitions < -1 or topic.num_partitions == 0:
-        raise TopicError(ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.")
-    partitions = broker.config["num.partitions"] if topic.num_partitions == -1 else topic.num_partitions
-    factor = broker.config["default.replication.factor"] if topic.replication_factor == -1 else topic.replication_factor
+        raise KafkaError(ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.")
+    partitions = config["num.partitions"] if topic.num_partitions == -1 else topic.num_partitions
+    factor = config["default.replication.factor"] if topic.replication_factor == -1 else topic.replication_factor
     if factor > len(brokers):
-        raise TopicError(
+        raise KafkaError(
             ErrorCode.INVALID_REPLICATION_FACTOR,
             f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
             f"cannot be reached because only {len(brokers)} broker(s) are registered.",
         )
-    return partitions, factor
+    return assign_replicas(list(brokers), partitions, factor), factor
 
 
 def check_assignment(broker_ids: list[int], brokers: set[int], factor: int | None) -> None:
     """Kafka's validateManualPartitionAssignment (shared with CreatePartitions)."""
     if not broker_ids:
-        raise TopicError(
+        raise KafkaError(
             ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
         )
     previous = None
     for node in sorted(broker_ids):
         if node not in brokers:
-            raise TopicError(
+            raise KafkaError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 f"The manual partition assignment includes broker {node}, but no such broker is registered.",
             )
         if node == previous:
-            raise TopicError(
+            raise KafkaError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 f"The manual partition assignment includes the broker {node} more than once.",
             )
         previous = node
     if factor is not None and len(broker_ids) != factor:
-        raise TopicError(
+        raise KafkaError(
             ErrorCode.INVALID_REPLICA_ASSIGNMENT,
             f"The manual partition assignment includes a partition with {len(broker_ids)} replica(s), but this is "
             f"not consistent with previous partitions, which have {factor} replica(s).",

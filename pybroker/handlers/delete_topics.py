@@ -22,21 +22,25 @@ dropping them silently would leave it waiting on a partition the broker no
 longer answers for.
 """
 
+from __future__ import annotations
+
 from collections import Counter
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
 from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
 
-from ..broker import StorageFailure
+from ..cluster.admin import TopicAdmin
+from ..cluster.metadata import MetadataView
+from ..config import BrokerConfig
 from . import Later, handles
 
 
 @handles(ApiKey.DELETE_TOPICS, 1, 6)
-def delete_topics(ctx, req):
+def delete_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
     version = ctx.api_version
-    broker = ctx.broker
     wanted = [(t.name, t.topic_id) for t in req.topics] if version >= 6 else [(n, ZERO_UUID) for n in req.topic_names]
     results = []
 
@@ -48,7 +52,7 @@ def delete_topics(ctx, req):
             r.topic_id = topic_id
         results.append(r)
 
-    if not broker.config["delete.topic.enable"]:
+    if not config["delete.topic.enable"]:
         code = ErrorCode.TOPIC_DELETION_DISABLED if version >= 3 else ErrorCode.INVALID_REQUEST
         for name, topic_id in wanted:
             answer(name, topic_id, code)
@@ -67,7 +71,7 @@ def delete_topics(ctx, req):
             if topic_id in done_ids:
                 continue
             done_ids.add(topic_id)
-            info = broker.metadata.topic_by_id(topic_id)
+            info = metadata.topic_by_id(topic_id)
             if ids[topic_id] > 1:
                 answer(None, topic_id, ErrorCode.INVALID_REQUEST, "Duplicate topic id.")
             elif info is None:
@@ -78,7 +82,7 @@ def delete_topics(ctx, req):
         if name is None or topic_id != ZERO_UUID or name in done_names:
             continue
         done_names.add(name)
-        info = broker.metadata.topics.get(name)
+        info = metadata.topic(name)
         if names[name] > 1:
             answer(name, ZERO_UUID, ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
         elif info is None:
@@ -96,9 +100,9 @@ def delete_topics(ctx, req):
     deleted = []
     for topic_id, name in to_delete.items():
         try:
-            deleted.append(broker.delete_topic(name))
-        except StorageFailure as exc:
-            answer(name, topic_id, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+            deleted.append(topics.delete_topic(name))
+        except KafkaError as exc:
+            answer(name, topic_id, exc.code, exc.message)
             continue
         answer(name, topic_id, ErrorCode.NONE)
     response = DeleteTopicsResponse(responses=results)
@@ -107,7 +111,7 @@ def delete_topics(ctx, req):
 
     async def detach():
         for info in deleted:
-            await broker.detach_logs(info)
+            await topics.detach_logs(info)
         return response
 
     return Later(detach)

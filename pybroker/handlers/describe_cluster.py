@@ -9,10 +9,13 @@ gets MISMATCHED_ENDPOINT_TYPE and any other type UNSUPPORTED_ENDPOINT_TYPE
 authorizer every cluster operation is allowed, as Metadata reports it.
 """
 
+from __future__ import annotations
+
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
 from pybroker.protocol.registry import ApiKey
 
+from ..cluster.metadata import MetadataView
 from . import handles
 from .metadata import CLUSTER_OPERATIONS, NOT_REQUESTED
 
@@ -20,7 +23,7 @@ BROKERS, CONTROLLERS = 1, 2
 
 
 @handles(ApiKey.DESCRIBE_CLUSTER, 0, 1)
-def describe_cluster(ctx, req):
+def describe_cluster(ctx, req, *, metadata: MetadataView):
     v0 = ctx.api_version == 0
     if req.endpoint_type not in (BROKERS, CONTROLLERS):
         return DescribeClusterResponse(
@@ -32,7 +35,7 @@ def describe_cluster(ctx, req):
             error_code=ErrorCode.INVALID_REQUEST if v0 else ErrorCode.MISMATCHED_ENDPOINT_TYPE,
             error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
         )
-    md = ctx.broker.metadata
+    md = metadata
     brokers = [DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in md.brokers()]
     controller = md.controller_id if any(b.broker_id == md.controller_id for b in brokers) else -1
     return DescribeClusterResponse(

@@ -23,7 +23,10 @@ An unknown resource type fails the whole request with INVALID_REQUEST, as
 with Kafka. ``configuration_keys`` null or empty means every key.
 """
 
+from __future__ import annotations
+
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.describe_configs_response import (
     DescribeConfigsResourceResult,
     DescribeConfigsResponse,
@@ -33,7 +36,9 @@ from pybroker.protocol.messages.describe_configs_response import (
 from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
-from ..broker import topic_name_problem
+from ..cluster.admin import topic_name_problem
+from ..cluster.metadata import MetadataView
+from ..config import BrokerConfig
 from . import handles
 
 KNOWN_TYPES = (
@@ -45,22 +50,15 @@ KNOWN_TYPES = (
 )
 
 
-class ResourceError(Exception):
-    def __init__(self, code: ErrorCode, message: str | None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @handles(ApiKey.DESCRIBE_CONFIGS, 0, 4)
-def describe_configs(ctx, req):
+def describe_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView):
     for r in req.resources:
         if r.resource_type not in KNOWN_TYPES:
             message = f"Unexpected resource type {r.resource_type} for resource {r.resource_name}"
             return DescribeConfigsResponse(
                 results=[_failed(x, ErrorCode.INVALID_REQUEST, message) for x in req.resources]
             )
-    return DescribeConfigsResponse(results=[_describe(ctx, r, req) for r in req.resources])
+    return DescribeConfigsResponse(results=[_describe(ctx, config, metadata, r, req) for r in req.resources])
 
 
 def _failed(resource, code: ErrorCode, message: str | None) -> DescribeConfigsResult:
@@ -73,11 +71,11 @@ def _failed(resource, code: ErrorCode, message: str | None) -> DescribeConfigsRe
     )
 
 
-def _describe(ctx, resource, req) -> DescribeConfigsResult:
+def _describe(ctx, config: BrokerConfig, metadata: MetadataView, resource, req) -> DescribeConfigsResult:
     docs = ctx.api_version >= 3 and req.include_documentation
     try:
-        entries = _entries(ctx.broker, resource, docs)
-    except ResourceError as exc:
+        entries = _entries(config, metadata, resource, docs)
+    except KafkaError as exc:
         return _failed(resource, exc.code, exc.message)
     keys = resource.configuration_keys
     if keys:
@@ -91,41 +89,42 @@ def _describe(ctx, resource, req) -> DescribeConfigsResult:
     )
 
 
-def _entries(broker, resource, docs: bool) -> list[tc.ConfigEntry]:
+def _entries(config: BrokerConfig, metadata: MetadataView, resource, docs: bool) -> list[tc.ConfigEntry]:
     kind, name = resource.resource_type, resource.resource_name
+    node_id = config.node_id
     if kind == tc.TOPIC_RESOURCE:
         problem = topic_name_problem(name)
         if problem:
-            raise ResourceError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-        info = broker.metadata.topics.get(name)
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+        info = metadata.topic(name)
         if info is None:
-            raise ResourceError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
-        return tc.describe_topic(broker.config, broker.log_config_for(name), info.configs, docs)
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+        return tc.describe_topic(config, info.configs, docs)
     if kind == tc.BROKER_RESOURCE:
         if not name:
             return []
-        if _node_id(name, "Broker id must be an integer, but it is: ") != broker.node_id:
-            raise ResourceError(
+        if _node_id(name, "Broker id must be an integer, but it is: ") != node_id:
+            raise KafkaError(
                 ErrorCode.INVALID_REQUEST,
-                f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}",
+                f"Unexpected broker id, expected {node_id} or empty string, but received {name}",
             )
-        return tc.describe_broker(broker.config, docs)
+        return tc.describe_broker(config, docs)
     if kind == tc.BROKER_LOGGER_RESOURCE:
         if not name:
-            raise ResourceError(ErrorCode.INVALID_REQUEST, "Broker id must not be empty")
-        if _node_id(name, "Broker id must be an integer, but it is: ") != broker.node_id:
-            raise ResourceError(
-                ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {broker.node_id} but received {name}"
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Broker id must not be empty")
+        if _node_id(name, "Broker id must be an integer, but it is: ") != node_id:
+            raise KafkaError(
+                ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {node_id} but received {name}"
             )
         return tc.describe_loggers()
-    raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {kind}")
+    raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {kind}")
 
 
 def _node_id(name: str, complaint: str) -> int:
     try:
         return int(name)
     except ValueError:
-        raise ResourceError(ErrorCode.INVALID_REQUEST, complaint + name) from None
+        raise KafkaError(ErrorCode.INVALID_REQUEST, complaint + name) from None
 
 
 def _result(entry: tc.ConfigEntry, synonyms: bool, version: int) -> DescribeConfigsResourceResult:

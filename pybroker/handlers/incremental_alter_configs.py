@@ -24,9 +24,12 @@ or level INVALID_CONFIG, APPEND/SUBTRACT or resetting the root logger
 INVALID_REQUEST).
 """
 
+from __future__ import annotations
+
 import logging
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.incremental_alter_configs_response import (
     AlterConfigsResourceResponse,
     IncrementalAlterConfigsResponse,
@@ -34,8 +37,11 @@ from pybroker.protocol.messages.incremental_alter_configs_response import (
 from pybroker.protocol.registry import ApiKey
 
 from .. import topic_configs as tc
+from ..cluster.admin import TopicAdmin
+from ..cluster.metadata import MetadataView
+from ..config import BrokerConfig
 from . import handles
-from .alter_configs import ConfigError, alter_topic, answer_each, check_broker_change, check_keys, unsupported
+from .alter_configs import alter_topic, answer_each, check_broker_change, check_keys, unsupported
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
@@ -44,33 +50,35 @@ log = logging.getLogger("pybroker.configs")
 
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
-def incremental_alter_configs(ctx, req):
+def incremental_alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
     responses = answer_each(
-        req.resources, lambda r: _alter(ctx.broker, r, req.validate_only), AlterConfigsResourceResponse
+        req.resources,
+        lambda r: _alter(config, metadata, topics, r, req.validate_only),
+        AlterConfigsResourceResponse,
     )
     return IncrementalAlterConfigsResponse(responses=responses)
 
 
-def _alter(broker, resource, validate_only: bool) -> None:
+def _alter(config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, resource, validate_only: bool) -> None:
     ops = resource.configs
     check_keys([c.name for c in ops])
     nulls = [c.name for c in ops if c.config_operation != DELETE and c.value is None]
     if nulls:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
     for c in ops:
         if c.config_operation not in OP_NAMES:
-            raise ConfigError(ErrorCode.INVALID_REQUEST, f"Unknown operations type {c.config_operation}")
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown operations type {c.config_operation}")
     kind, name = resource.resource_type, resource.resource_name
     if kind == tc.TOPIC_RESOURCE:
-        info = broker.metadata.topics.get(name)
+        info = metadata.topic(name)
         current = dict(info.configs) if info is not None else {}
-        alter_topic(broker, name, apply_ops(current, ops), validate_only)
+        alter_topic(config, metadata, topics, name, apply_ops(current, ops), validate_only)
     elif kind == tc.BROKER_RESOURCE:
-        check_broker_change(broker, name, [c.name for c in ops if c.config_operation != DELETE])
+        check_broker_change(config, name, [c.name for c in ops if c.config_operation != DELETE])
     elif kind == tc.BROKER_LOGGER_RESOURCE:
-        _alter_loggers(broker, name, ops, validate_only)
+        _alter_loggers(config.node_id, name, ops, validate_only)
     else:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, unsupported(kind))
+        raise KafkaError(ErrorCode.INVALID_REQUEST, unsupported(kind))
 
 
 def apply_ops(configs: dict[str, str], ops) -> dict[str, str]:
@@ -85,7 +93,7 @@ def apply_ops(configs: dict[str, str], ops) -> dict[str, str]:
             configs.pop(c.name, None)
         else:
             if not tc.is_list(c.name):
-                raise ConfigError(
+                raise KafkaError(
                     ErrorCode.INVALID_CONFIG, f"Can't {OP_NAMES[op]} to key {c.name} because its type is not LIST."
                 )
             old = configs.get(c.name)
@@ -109,32 +117,32 @@ def _java_split(text: str) -> list[str]:
     return parts
 
 
-def _alter_loggers(broker, name: str, ops, validate_only: bool) -> None:
+def _alter_loggers(node_id: int, name: str, ops, validate_only: bool) -> None:
     try:
         node = int(name)
     except ValueError:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}") from None
-    if node != broker.node_id:
-        raise ConfigError(
-            ErrorCode.INVALID_REQUEST, f"Unexpected node id. Expected {broker.node_id}, but received {name}"
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}") from None
+    if node != node_id:
+        raise KafkaError(
+            ErrorCode.INVALID_REQUEST, f"Unexpected node id. Expected {node_id}, but received {name}"
         )
     loggers = tc.broker_loggers()
     for c in ops:
         if c.config_operation in (APPEND, SUBTRACT):
-            raise ConfigError(
+            raise KafkaError(
                 ErrorCode.INVALID_REQUEST,
                 f"{OP_NAMES[c.config_operation]} operation is not allowed for the BROKER_LOGGER resource",
             )
         if c.name not in loggers:
-            raise ConfigError(ErrorCode.INVALID_CONFIG, f"Logger {c.name} does not exist!")
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Logger {c.name} does not exist!")
         if c.config_operation == SET and c.value not in tc.LOG_LEVELS:
-            raise ConfigError(
+            raise KafkaError(
                 ErrorCode.INVALID_CONFIG,
                 f"Cannot set the log level of {c.name} to {c.value} as it is not a supported log level. "
                 f"Valid log levels are {', '.join(sorted(tc.LOG_LEVELS))}",
             )
         if c.config_operation == DELETE and c.name == tc.ROOT_LOGGER:
-            raise ConfigError(
+            raise KafkaError(
                 ErrorCode.INVALID_REQUEST, f"Removing the log level of the {tc.ROOT_LOGGER} logger is not allowed"
             )
     if validate_only:

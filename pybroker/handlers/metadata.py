@@ -8,10 +8,19 @@ authorizer, so everything a topic or cluster supports is allowed, as Kafka
 without one reports it); v9 flexible; v10 topic ids, also as lookup keys
 (unknown ids get UNKNOWN_TOPIC_ID); v11 drops the cluster operations.
 
-A partition whose log directory has failed is reported as Kafka's
-controller leaves a single replica that went offline: LEADER_NOT_AVAILABLE,
-no leader (-1), and this broker among its offline replicas.
+Each partition is answered from the metadata: its assigned replicas, and
+its leader, leader epoch and ISR from its state. As Kafka's metadata cache
+(ZkMetadataCache ``getPartitionMetadata``) a replica on a broker that is not
+registered is offline, and a leader that is not registered is no leader:
+LEADER_NOT_AVAILABLE with leader -1. A partition whose log directory has
+failed here is reported as Kafka's controller leaves a single replica that
+went offline: LEADER_NOT_AVAILABLE, no leader (-1), and this broker among
+its offline replicas.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.metadata_response import (
@@ -23,8 +32,20 @@ from pybroker.protocol.messages.metadata_response import (
 from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
 
-from ..broker import topic_name_problem
+from ..cluster.admin import TopicAdmin, topic_name_problem
+from ..cluster.metadata import MetadataView
+from ..config import BrokerConfig
 from . import handles
+
+if TYPE_CHECKING:
+    from ..partition import Partition
+
+
+class HostedPartitions(Protocol):
+    """The one thing Metadata asks of the replica manager."""
+
+    def partition(self, topic: str, index: int) -> Partition | None: ...
+
 
 # AclOperation codes (Kafka's org.apache.kafka.common.acl.AclOperation).
 READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE = (
@@ -38,55 +59,65 @@ NOT_REQUESTED = -(2**31)
 
 
 @handles(ApiKey.METADATA, 0, 12)
-def metadata(ctx, req):
-    broker = ctx.broker
+def metadata(
+    ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, replicas: HostedPartitions
+):
     version = ctx.api_version
-    md = broker.metadata
+    md = metadata
     want_ops = version >= 8 and req.include_topic_authorized_operations
     auto_create = version < 4 or req.allow_auto_topic_creation
+    node_id = config.node_id
+    brokers = md.brokers()
+    live = frozenset(b.node_id for b in brokers)
+
+    def describe(info) -> MetadataResponseTopic:
+        return _topic(replicas, node_id, live, info, want_ops)
+
     if req.topics is None or (version == 0 and not req.topics):
-        topics = [_topic(broker, info, want_ops) for info in md.topics.values()]
+        found = [describe(info) for info in md.all_topics()]
     else:
-        topics = []
+        found = []
         for wanted in req.topics:
             if version >= 10 and wanted.name is None:
                 info = md.topic_by_id(wanted.topic_id)
                 if info is None:
-                    topics.append(MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id))
+                    found.append(MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id))
                     continue
             else:
-                info = md.topics.get(wanted.name)
+                info = md.topic(wanted.name)
                 if info is None and auto_create:
-                    info = broker.auto_create_topic(wanted.name)
+                    info = topics.auto_create_topic(wanted.name)
                 if info is None:
                     code = ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_problem(wanted.name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                    topics.append(MetadataResponseTopic(error_code=code, name=wanted.name, topic_id=ZERO_UUID))
+                    found.append(MetadataResponseTopic(error_code=code, name=wanted.name, topic_id=ZERO_UUID))
                     continue
-            topics.append(_topic(broker, info, want_ops))
+            found.append(describe(info))
     cluster_ops = NOT_REQUESTED
     if 8 <= version <= 10 and req.include_cluster_authorized_operations:
         cluster_ops = CLUSTER_OPERATIONS
     return MetadataResponse(
-        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in md.brokers()],
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
         cluster_id=md.cluster_id,
         controller_id=md.controller_id,
-        topics=topics,
+        topics=found,
         cluster_authorized_operations=cluster_ops,
     )
 
 
-def _topic(broker, info, want_ops: bool) -> MetadataResponseTopic:
+def _topic(replicas: HostedPartitions, node_id: int, live: frozenset, info, want_ops: bool) -> MetadataResponseTopic:
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=info.name,
         topic_id=info.topic_id,
         is_internal=info.is_internal,
-        partitions=[_partition(broker, info.name, p) for p in info.partitions],
+        partitions=[_partition(replicas, node_id, live, info.name, p) for p in info.partitions],
         topic_authorized_operations=TOPIC_OPERATIONS if want_ops else NOT_REQUESTED,
     )
 
 
-def _partition(broker, topic: str, p) -> MetadataResponsePartition:
+def _partition(replicas: HostedPartitions, node_id: int, live: frozenset, topic: str, p) -> MetadataResponsePartition:
+    """The partition's assignment and state; a replica here whose log dir
+    has failed is offline, and a partition it led has no leader."""
     entry = MetadataResponsePartition(
         error_code=ErrorCode.NONE,
         partition_index=p.index,
@@ -94,12 +125,16 @@ def _partition(broker, topic: str, p) -> MetadataResponsePartition:
         leader_epoch=p.leader_epoch,
         replica_nodes=list(p.replicas),
         isr_nodes=list(p.isr),
-        offline_replicas=list(p.offline),
+        offline_replicas=[*p.offline, *(r for r in p.replicas if r not in live and r not in p.offline)],
     )
-    part = broker.partition(topic, p.index)
-    if part is not None and part.offline:
+    if p.leader not in live:
         entry.error_code = ErrorCode.LEADER_NOT_AVAILABLE
         entry.leader_id = -1
-        if broker.node_id not in entry.offline_replicas:
-            entry.offline_replicas.append(broker.node_id)
+    part = replicas.partition(topic, p.index)
+    if part is not None and part.offline:
+        if p.leader == node_id:
+            entry.error_code = ErrorCode.LEADER_NOT_AVAILABLE
+            entry.leader_id = -1
+        if node_id not in entry.offline_replicas:
+            entry.offline_replicas.append(node_id)
     return entry

@@ -200,7 +200,7 @@ def test_create_topic_response_v7_carries_id_partitions_and_configs(kafka_broker
     (topic,) = result["topics"]
     assert topic["error_code"] == 0 and topic["name"] == name
     assert topic["num_partitions"] == 3 and topic["replication_factor"] == 1
-    assert uuid.UUID(str(topic["topic_id"])) == kafka_broker.broker.metadata.topics[name].topic_id
+    assert uuid.UUID(str(topic["topic_id"])) == kafka_broker.broker.metadata.topic(name).topic_id
     assert topic["configs"]["segment.ms"]["value"] == "60000"
     assert topic["configs"]["segment.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     assert topic["configs"]["retention.bytes"]["config_source"] == "DEFAULT_CONFIG"
@@ -225,7 +225,7 @@ def test_validate_only_creates_nothing(kafka_broker):
     futures = confluent(bootstrap).create_topics([NewTopic(name, 3, 1)], validate_only=True)
     assert futures[name].result(TIMEOUT) is None
     assert topic_metadata(bootstrap, name) is None
-    assert name not in kafka_broker.broker.metadata.topics
+    assert kafka_broker.broker.metadata.topic(name) is None
     # validate_only still validates.
     futures = confluent(bootstrap).create_topics(
         [NewTopic(name, 3, 1, config={"retention.ms": "x"})], validate_only=True
@@ -254,7 +254,7 @@ def test_create_existing_topic_fails_for_every_client(kafka_broker):
 def test_invalid_topic_name(kafka_broker, name):
     err = confluent_error(confluent(kafka_broker.bootstrap_servers).create_topics([NewTopic(name, 1, 1)])[name])
     assert err.code() == KafkaError.TOPIC_EXCEPTION
-    assert name not in kafka_broker.broker.metadata.topics
+    assert kafka_broker.broker.metadata.topic(name) is None
 
 
 def test_colliding_topic_name(kafka_broker):
@@ -794,12 +794,12 @@ def test_epoch_end_offsets_when_the_leader_has_not_written(tmp_path):
 def _gone_then_recreate(bootstrap: str, broker, name: str, old_id) -> None:
     # Deletion is complete when DeleteTopics answers: no waiting.
     assert topic_metadata(bootstrap, name) is None
-    assert name not in broker.metadata.topics
+    assert broker.metadata.topic(name) is None
     assert not any(t == name for t, _ in broker.producers.partitions)
     assert not any(t == name for t, _ in broker.logs.logs)
     assert not any(p.name.startswith(f"{name}-") for p in broker.config.log_dirs[0].iterdir())
     create(bootstrap, name, 1)
-    assert broker.metadata.topics[name].topic_id != old_id
+    assert broker.metadata.topic(name).topic_id != old_id
     assert earliest_and_latest(bootstrap, name) == (0, 0)
 
 
@@ -811,7 +811,7 @@ def test_delete_topic_with_each_client(kafka_broker):
         create(bootstrap, name, 3)
         produce(bootstrap, name, 4, idempotent=True)
         assert (name, 0) in broker.producers.partitions
-    ids = {name: broker.metadata.topics[name].topic_id for name in names}
+    ids = {name: broker.metadata.topic(name).topic_id for name in names}
 
     confluent(bootstrap).delete_topics([names[0]])[names[0]].result(TIMEOUT)
     with kafka_python(bootstrap) as admin:
@@ -862,7 +862,7 @@ def test_delete_topic_by_id(kafka_broker):
     bootstrap = kafka_broker.bootstrap_servers
     name = unique("byid")
     create(bootstrap, name, 1)
-    topic_id = kafka_broker.broker.metadata.topics[name].topic_id
+    topic_id = kafka_broker.broker.metadata.topic(name).topic_id
     wire = Wire(bootstrap)
     try:
         stranger = uuid.uuid4()
