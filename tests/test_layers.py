@@ -99,7 +99,11 @@ def test_layer_imports():
         ("protocol", "from pybroker.storage.log import PartitionLog\n", "pybroker.storage.log"),
         ("protocol", "from ..storage import log\n", "pybroker.storage"),
         ("pybroker", "from protocol.errors import EncodeError\n", "protocol.errors"),
-        ("pybroker/server.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .broker import Broker\n", "pybroker.broker"),
+        (
+            "pybroker/server.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .broker import Broker\n",
+            "pybroker.broker",
+        ),
         ("pybroker/server.py", "def f():\n    from pybroker import broker\n", "pybroker.broker"),
     ],
 )
