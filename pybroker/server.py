@@ -562,7 +562,7 @@ def _peer_of(stream) -> str:
             try:
                 host, port = sock.getpeername()[:2]
                 return f"{host}:{port}"
-            except OSError:
+            except (OSError, ValueError):  # gone already; not an IP socket
                 return "?"
         stream = getattr(stream, "transport_stream", None)
     return "?"

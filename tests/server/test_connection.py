@@ -25,7 +25,7 @@ from pybroker.protocol.messages.fetch_request import FetchPartition, FetchReques
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.protocol.primitives import INT16
 from pybroker.protocol.registry import ApiKey
-from pybroker.server import ServerContext, close_idle_connections
+from pybroker.server import Connection, ServerContext, close_idle_connections
 from tests.broker.raw_requests import fetch_request, produce_request
 
 from .memory import connect, make_broker, records_of, values_of
@@ -302,3 +302,23 @@ async def test_shutdown_answers_what_was_read_and_reads_no_more(broker, nursery)
     await late.send(ApiVersionsRequest(), 2, 4)
     assert await late.closed_by_broker()
     assert broker.server.connections == set()
+
+
+async def test_a_connection_knows_its_peer_under_a_wrapping_stream(broker, nursery):
+    """The peer's address is the socket's, also under a stream that wraps
+    it as TLS does (``transport_stream``); a memory stream has none."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    accepted = await listener.accept()
+
+    class Wrapping:
+        transport_stream = accepted
+
+    host, client_port = client.socket.getsockname()[:2]
+    wrapped = Connection(broker.server, Wrapping())
+    assert wrapped.peer == f"{host}:{client_port}"
+    assert wrapped.sock is None and not wrapped.zero_copy  # no socket of its own: no sendfile
+    assert Connection(broker.server, trio.testing.memory_stream_pair()[0]).peer == "?"
+    for stream in (client, accepted, listener):
+        await stream.aclose()
