@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -57,6 +57,9 @@ from pybroker.storage.segment import FileRegion, RegionGoneError
 
 from .handlers import CloseConnection, Handler, Hold, Later
 
+if TYPE_CHECKING:
+    from .config import BrokerConfig
+
 log = logging.getLogger("pybroker.server")
 # Fetch responses on plain TCP send record data from the segment files.
 SENDFILE = hasattr(os, "sendfile")
@@ -73,11 +76,11 @@ class ServerContext:
     # Bound handlers by API key: what a frame is dispatched on.
     handlers: Mapping[int, Handler]
     # socket.request.max.bytes: a larger frame closes the connection.
-    max_request_bytes: int = 104857600
+    max_request_bytes: int
     # queued.max.requests: responses outstanding before reading pauses.
-    max_queued: int = 500
+    max_queued: int
     # connections.max.idle.ms (0 or less: never closed for idleness).
-    max_idle_ms: int = 600000
+    max_idle_ms: int
     # The open connections (shutdown and the idle check go over them).
     connections: set[Connection] = field(default_factory=set)
     # Set at shutdown: a connection that starts then reads nothing.
@@ -89,7 +92,8 @@ class ServerContext:
     broker: Any = None
 
     @classmethod
-    def from_config(cls, config, handlers: Mapping[int, Handler], **more) -> ServerContext:
+    def from_config(cls, config: BrokerConfig, handlers: Mapping[int, Handler], **more) -> ServerContext:
+        """The limits as the broker's config sets them."""
         return cls(
             handlers,
             max_request_bytes=config["socket.request.max.bytes"],

@@ -28,7 +28,7 @@ from pybroker.protocol.registry import ApiKey
 from pybroker.server import Connection, ServerContext, close_idle_connections
 from tests.broker.raw_requests import fetch_request, produce_request
 
-from .memory import connect, make_broker, records_of, values_of
+from .memory import MemoryClient, connect, make_broker, records_of, values_of
 
 API_VERSIONS, METADATA, PRODUCE, FETCH = 18, 3, 0, 1
 HANDLERS = load_all()
@@ -322,3 +322,34 @@ async def test_a_connection_knows_its_peer_under_a_wrapping_stream(broker, nurse
     assert Connection(broker.server, trio.testing.memory_stream_pair()[0]).peer == "?"
     for stream in (client, accepted, listener):
         await stream.aclose()
+
+
+async def test_a_client_that_does_not_read_stops_the_reading(brokers, nursery):
+    """queued.max.requests: once that many answers wait for a client that
+    reads none (a lockstep stream buffers nothing), the connection reads
+    no further request; when the client reads, every one is answered, in order."""
+    broker = brokers(queued_max_requests="2")
+    real = broker.handlers[ApiKey.API_VERSIONS]
+    handled = []
+
+    def counted(ctx, req):
+        handled.append(ctx.correlation_id)
+        return real.fn(ctx, req)
+
+    table = dict(broker.handlers)
+    table[ApiKey.API_VERSIONS] = Handler(real.api_key, real.min_version, real.max_version, counted)
+    server = ServerContext.from_config(broker.config, table, broker=broker)
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    conn = Connection(server, theirs, "memory:1")
+    nursery.start_soon(conn.serve)
+    client = MemoryClient(ours, conn)
+    requests = b"".join(encode_request(ApiVersionsRequest(), 2, i) for i in range(40))
+    nursery.start_soon(client.send_raw, requests)
+    await trio.testing.wait_all_tasks_blocked()
+    # In the writer's send: the answer it waited for and those it gathered
+    # behind it (a full queue and the one waiting to enter it); behind
+    # that, a full queue again and the one the reader waits to queue.
+    assert 0 < len(handled) <= 1 + (2 + 1) + (2 + 1)
+    nursery.start_soon(client.collect)
+    assert [await client.correlation_of_next() for _ in range(40)] == list(range(40))
+    assert handled == list(range(40))
