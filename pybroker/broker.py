@@ -44,7 +44,7 @@ from .flusher import Flusher
 from .groups.coordinator import GroupCoordinator
 from .partition import Partition
 from .producers import ProducerStates
-from .server import Connection, close_idle_connections
+from .server import Connection, ServerContext, close_idle_connections
 from .topic_configs import INTERNAL_METADATA_TOPIC
 
 log = logging.getLogger("pybroker")
@@ -108,7 +108,6 @@ class Broker:
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
-        self.connections: set[Connection] = set()
         self.cleaning: set[tuple[str, int]] = set()
         self.creating: set[str] = set()  # topics whose logs are being made
         self.admin_lock = trio.Lock()
@@ -146,6 +145,9 @@ class Broker:
             self.producers.load(topic, index, part.log)
         self.flusher = Flusher(self)
         self.handlers = handlers.bind(self.services())
+        # What the connections get of the broker (``broker`` only until no
+        # handler reads ctx.broker any more).
+        self.server = ServerContext.from_config(config, self.handlers, broker=self)
 
     def services(self) -> dict:
         """What handlers may ask for, by the name of their keyword-only parameter."""
@@ -375,9 +377,8 @@ class Broker:
                     accept_scope = trio.CancelScope()
                     root.start_soon(self._accept, listeners, conn_nursery, accept_scope)
                     root.start_soon(self._periodic)
-                    idle_ms = self.config["connections.max.idle.ms"]
-                    if idle_ms > 0:
-                        root.start_soon(close_idle_connections, self, idle_ms / 1000)
+                    if self.server.max_idle_ms > 0:
+                        root.start_soon(close_idle_connections, self.server)
                     if self.config["log.cleaner.enable"]:
                         root.start_soon(self._compact)
                     root.start_soon(self.flusher.run)
@@ -393,8 +394,7 @@ class Broker:
                     log.info("shutting down")
                     self.stopping = True
                     accept_scope.cancel()
-                    for conn in list(self.connections):
-                        conn.stop_reading()
+                    self.server.stop_reading()
                     conn_nursery.cancel_scope.deadline = trio.current_time() + grace
                 root.cancel_scope.cancel()
         finally:
@@ -457,7 +457,7 @@ class Broker:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)  # back off on e.g. EMFILE rather than spin
                 continue
-            nursery.start_soon(Connection(self, stream).serve)
+            nursery.start_soon(Connection(self.server, stream).serve)
 
     async def _periodic(self) -> None:
         """Retention, the flush.ms / flush.messages policy and checkpoints."""

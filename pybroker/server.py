@@ -17,6 +17,11 @@ and the writer sends a Fetch response's record data from the segment files
 with sendfile (the response carries them as file regions); other streams
 get bytes both ways.
 
+A connection knows nothing of the broker that serves it: it is given a
+``ServerContext``, which the composition root builds — the handler table,
+the limits it reads from the config, the registry of open connections, the
+shutdown flag and the frame buffers its connections share.
+
 Bad input follows Kafka: an unknown API key, a version without a schema,
 bytes that do not decode, or a frame above ``socket.request.max.bytes`` close
 the connection with one log line; an ApiVersions request of a version we do
@@ -30,8 +35,9 @@ import logging
 import os
 import socket
 import time
-import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -49,14 +55,12 @@ from pybroker.protocol.messages.api_versions_response import ApiVersion, ApiVers
 from pybroker.protocol.registry import ApiKey, api_info
 from pybroker.storage.segment import FileRegion, RegionGoneError
 
-from .handlers import CloseConnection, Hold, Later
+from .handlers import CloseConnection, Handler, Hold, Later
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .config import BrokerConfig
 
 log = logging.getLogger("pybroker.server")
-# One pool of frame buffers per broker: its connections share what it keeps.
-_frame_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Fetch responses on plain TCP send record data from the segment files.
 SENDFILE = hasattr(os, "sendfile")
 # sendfile refusing this pair of file and socket: send the bytes instead.
@@ -65,12 +69,53 @@ _IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
 GATHER_BYTES = 64 * 1024
 
 
+@dataclass(eq=False)
+class ServerContext:
+    """What connections need of the broker that serves them, and no more."""
+
+    # Bound handlers by API key: what a frame is dispatched on.
+    handlers: Mapping[int, Handler]
+    # socket.request.max.bytes: a larger frame closes the connection.
+    max_request_bytes: int
+    # queued.max.requests: responses outstanding before reading pauses.
+    max_queued: int
+    # connections.max.idle.ms (0 or less: never closed for idleness).
+    max_idle_ms: int
+    # The open connections (shutdown and the idle check go over them).
+    connections: set[Connection] = field(default_factory=set)
+    # Set at shutdown: a connection that starts then reads nothing.
+    stopping: bool = False
+    # One pool for all connections: what one frees, another reuses.
+    frame_buffers: FrameBuffers = field(default_factory=FrameBuffers)
+    # Transitional: handlers not yet given their services still read
+    # ``ctx.broker``; goes once none does.
+    broker: Any = None
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, handlers: Mapping[int, Handler], **more) -> ServerContext:
+        """The limits as the broker's config sets them."""
+        return cls(
+            handlers,
+            max_request_bytes=config["socket.request.max.bytes"],
+            max_queued=config["queued.max.requests"],
+            max_idle_ms=config["connections.max.idle.ms"],
+            **more,
+        )
+
+    def stop_reading(self) -> None:
+        """Shutdown: no connection takes a new request (queued ones are still answered)."""
+        self.stopping = True
+        for conn in list(self.connections):
+            conn.stop_reading()
+
+
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
     __slots__ = ("broker", "api_version", "correlation_id", "client_id", "peer", "header", "zero_copy")
 
-    def __init__(self, broker: Broker, header, peer: str, zero_copy: bool = False):
+    def __init__(self, header, peer: str, zero_copy: bool = False, broker: Any = None):
+        # Transitional (see ServerContext.broker).
         self.broker = broker
         self.header = header
         self.api_version = header.request_api_version
@@ -108,19 +153,11 @@ class _Held:
 
 
 class Connection:
-    def __init__(self, broker: Broker, stream: trio.SocketStream):
-        self.broker = broker
+    def __init__(self, server: ServerContext, stream: trio.abc.Stream, peer: str | None = None):
+        self.server = server
         self.stream = stream
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            self.peer = f"{host}:{port}"
-        except OSError:
-            self.peer = "?"
-        cfg = broker.config
-        buffers = _frame_buffers.get(broker)
-        if buffers is None:
-            buffers = _frame_buffers[broker] = FrameBuffers()
-        self.frames = FrameDecoder(cfg["socket.request.max.bytes"], buffers=buffers)
+        self.peer = peer or _peer_of(stream)
+        self.frames = FrameDecoder(server.max_request_bytes, buffers=server.frame_buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
         # responses still being worked out (a connection waiting for its
         # long poll is not idle; one whose answers wait for the client to
@@ -129,7 +166,7 @@ class Connection:
         self._working = 0
         self._pending = 0
         self._nursery: trio.Nursery | None = None
-        self.max_queued = cfg["queued.max.requests"]
+        self.max_queued = server.max_queued
         self._read_scope = trio.CancelScope()
         # Plain TCP only: TLS or a test's memory stream has no socket to
         # send a file to.
@@ -161,7 +198,7 @@ class Connection:
     async def serve(self) -> None:
         log.debug("connection from %s", self.peer)
         send, recv = trio.open_memory_channel(self.max_queued)
-        self.broker.connections.add(self)
+        self.server.connections.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -173,7 +210,7 @@ class Connection:
             # encode, say) costs the connection, never the broker.
             log.exception("closing connection from %s after an unexpected error", self.peer)
         finally:
-            self.broker.connections.discard(self)
+            self.server.connections.discard(self)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
             log.debug("connection from %s closed", self.peer)
@@ -186,13 +223,13 @@ class Connection:
             pass
 
     async def _read_frames(self, send, nursery) -> None:
-        broker = self.broker
+        server = self.server
         frames = self.frames
         # Plain TCP receives straight into the decoder's buffers (no copy on
         # the way to the log); other streams hand over fresh bytes.
         fd = self.fd
         waited = False
-        while not broker.stopping:
+        while not server.stopping:
             if fd >= 0:
                 with frames.get_buffer() as buf:
                     try:
@@ -278,7 +315,7 @@ class Connection:
 
     def _dispatch(self, frame, nursery) -> _Slot | _Held | None:
         api_key, api_version, correlation_id = peek_request(frame)
-        handler = self.broker.handlers.get(api_key)
+        handler = self.server.handlers.get(api_key)
         if handler is None:
             raise _CloseConnection(f"unsupported api key {api_key}")
         if not handler.min_version <= api_version <= handler.max_version:
@@ -295,7 +332,7 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(self.broker, header, self.peer, self.zero_copy)
+        ctx = RequestContext(header, self.peer, self.zero_copy, self.server.broker)
         try:
             result = handler.fn(ctx, body)
         except CloseConnection as exc:
@@ -361,7 +398,7 @@ class Connection:
         """KIP-511: a client that sent an ApiVersions version we do not know
         gets error 35 and our ApiVersions range, in the v0 layout it can
         always read, and retries at a version we have."""
-        h = self.broker.handlers[ApiKey.API_VERSIONS]
+        h = self.server.handlers[ApiKey.API_VERSIONS]
         return ApiVersionsResponse(
             error_code=ErrorCode.UNSUPPORTED_VERSION,
             api_keys=[ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=h.min_version, max_version=h.max_version)],
@@ -395,6 +432,9 @@ class Connection:
         """Responses, in order: buffers with vectored sends, file regions
         with sendfile from the segment file straight into the socket."""
         if self.sock is None:
+            # No socket to send a file to (TLS, a memory stream): a file
+            # region goes as its bytes.
+            chunks = [c.read() if type(c) is FileRegion else c for c in chunks]
             for chunk in _coalesce(chunks):
                 await self.stream.send_all(chunk)
             return
@@ -502,19 +542,34 @@ def _drop_sent(buffers: list, n: int) -> list:
     return buffers[first:] if first else buffers
 
 
-async def close_idle_connections(broker, idle_seconds: float) -> None:
+async def close_idle_connections(server: ServerContext) -> None:
     """``connections.max.idle.ms``: close connections whose socket neither
     sent nor received anything for that long while no response was being
     worked out, also those whose answers wait for a client that stopped
     reading (they hold the answers' memory and segment files). Checked a
     few times per idle period, as Kafka's selector checks on its polls."""
+    idle_seconds = server.max_idle_ms / 1000
     while True:
         await trio.sleep(min(max(idle_seconds / 4, 0.05), 30.0))
         now = time.monotonic()
-        for conn in list(broker.connections):
+        for conn in list(server.connections):
             if conn.idle_since(now) >= idle_seconds:
                 log.debug("closing idle connection from %s", conn.peer)
                 conn.close()
+
+
+def _peer_of(stream) -> str:
+    """host:port of the socket under ``stream`` (also under TLS), "?" without one."""
+    while stream is not None:
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                host, port = sock.getpeername()[:2]
+                return f"{host}:{port}"
+            except (OSError, ValueError):  # gone already; not an IP socket
+                return "?"
+        stream = getattr(stream, "transport_stream", None)
+    return "?"
 
 
 def _coalesce(chunks: list) -> list:

@@ -24,6 +24,11 @@ RULES = [
     # Nothing imports the repository folders by their bare names: installed,
     # they exist only inside the pybroker package.
     ("", {"protocol", "storage"}, set()),
+    # The composition root builds the server, never the other way round:
+    # a connection gets a ServerContext, not the broker.
+    ("pybroker.server", {"pybroker.broker"}, set()),
+    # The same for pybroker.handlers and pybroker.groups once none of
+    # them imports the broker any more (issue #13).
 ]
 
 
@@ -96,17 +101,25 @@ def test_layer_imports():
         ("protocol", "from pybroker.storage.log import PartitionLog\n", "pybroker.storage.log"),
         ("protocol", "from ..storage import log\n", "pybroker.storage"),
         ("pybroker", "from protocol.errors import EncodeError\n", "protocol.errors"),
+        (
+            "pybroker/server.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .broker import Broker\n",
+            "pybroker.broker",
+        ),
+        ("pybroker/server.py", "def f():\n    from pybroker import broker\n", "pybroker.broker"),
     ],
 )
 def test_the_layer_test_catches(tmp_path, folder, source, expected):
-    """Each rule, broken on purpose in a scratch tree, is reported."""
+    """Each rule, broken on purpose in a scratch tree, is reported. A folder
+    naming a file (``pybroker/server.py``) breaks the rule in that module."""
     for f in FOLDERS.values():
         (tmp_path / f).mkdir()
         (tmp_path / f / "__init__.py").write_text("")
-    (tmp_path / folder / "bad.py").write_text(source)
+    bad = tmp_path / folder if folder.endswith(".py") else tmp_path / folder / "bad.py"
+    bad.write_text(source)
     found = violations(tmp_path, folders=tuple(FOLDERS.values()))
-    assert list(found) == [module_name(tmp_path / folder / "bad.py", tmp_path)]
-    assert any(_within(m, expected) for m in found[module_name(tmp_path / folder / "bad.py", tmp_path)])
+    assert list(found) == [module_name(bad, tmp_path)]
+    assert any(_within(m, expected) for m in found[module_name(bad, tmp_path)])
 
 
 def test_allowed_imports_pass(tmp_path):
@@ -114,4 +127,7 @@ def test_allowed_imports_pass(tmp_path):
         (tmp_path / f).mkdir()
     (tmp_path / "storage" / "ok.py").write_text("from pybroker.protocol.records import NewRecord\nfrom .log import x\n")
     (tmp_path / "protocol" / "ok.py").write_text("from . import primitives\nfrom .errors import EncodeError\n")
+    # The server may use the handlers; the broker (the composition root) may use the server.
+    (tmp_path / "pybroker" / "server.py").write_text("from .handlers import Later\n")
+    (tmp_path / "pybroker" / "broker.py").write_text("from .server import Connection\n")
     assert violations(tmp_path, folders=tuple(FOLDERS.values())) == {}
