@@ -329,7 +329,7 @@ class ClassicGroup:
             return self._maybe_finish_join(now, new_id)
         member = self.members[old_id]
         old_leader = self.leader_id
-        old_protocols, old_cb = member.protocols, member.join_cb
+        old_protocols = member.protocols
         if member.join_cb is not None:
             member.join_cb(JoinResult(ErrorCode.FENCED_INSTANCE_ID, old_id))
         if member.sync_cb is not None:

@@ -48,13 +48,14 @@ class InterimReplicas:
         return self._partition(topic, index)
 
     def append(self, topic: str, index: int, batch, *, now: int, acks: int, origin: Origin = Origin.CLIENT) -> Appended:
+        """A batch the coordinator built (so not checked again)."""
         part = self._partition(topic, index)
         if part is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        if len(batch) > part.log.config.max_message_bytes:
+        if len(batch.view) > part.log.config.max_message_bytes:
             raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE)
         try:
-            result = part.append(batch, now, validated=origin is not Origin.CLIENT)
+            result = part.append_batches([batch], now)
         except OSError as exc:  # KafkaStorageError included: the dir is offline
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from None
         except ProtocolError as exc:

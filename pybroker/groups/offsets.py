@@ -54,7 +54,6 @@ from pybroker.protocol.records import NewRecord, read_end_txn_marker, split_batc
 from . import OFFSETS_TOPIC, now_ms
 from .classic import EMPTY, STABLE, ClassicGroup, GroupConfig, Member, Persist
 from .consumer_records import GROUP_EPOCH, decode_value
-from .writes import Completion
 from .records import (
     ConsumerGroupKey,
     GroupMetadataKey,
@@ -71,6 +70,7 @@ from .records import (
     encode_offset_value,
     subscribed_topics,
 )
+from .writes import Completion
 
 log = logging.getLogger("pybroker.groups.offsets")
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from pybroker.protocol.record_batch import RecordBatch
     from pybroker.protocol.errors import KafkaError
+    from pybroker.protocol.record_batch import RecordBatch
 
 # MERGE: these come from the replica layer (pybroker/replica/manager.py)
 # once it exists; interim_replicas.py then goes away.
 from .interim_replicas import Appended, Origin
 
-__all__ = ["Appended", "Origin", "Replicas", "OFFSETS_ACKS"]
+__all__ = ["OFFSETS_ACKS", "Appended", "Origin", "Replicas"]
 
 # offsets.commit.required.acks: Kafka's default, every in-sync replica.
 OFFSETS_ACKS = -1

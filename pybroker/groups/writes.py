@@ -21,6 +21,7 @@ import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import EncodeError, KafkaError
+from pybroker.protocol.record_batch import RecordBatch
 from pybroker.protocol.records import NewRecord, build_batch
 
 from . import OFFSETS_TOPIC
@@ -36,7 +37,7 @@ class Completion:
     """One result, set once, maybe before anyone waits for it; ``then``
     callbacks run when it is set (at once if it already is)."""
 
-    __slots__ = ("event", "result", "_then")
+    __slots__ = ("_then", "event", "result")
 
     def __init__(self):
         self.event = trio.Event()
@@ -80,7 +81,7 @@ class GroupWriter:
         stamped = [r._replace(timestamp=now) for r in records]
         try:
             index = self._partition_of(group_id)
-            batch = build_batch(stamped, base_timestamp=now)
+            batch = RecordBatch(bytearray(build_batch(stamped, base_timestamp=now)))  # offsets patched in place
             appended = self.replicas.append(OFFSETS_TOPIC, index, batch, now=now, acks=OFFSETS_ACKS,
                                             origin=Origin.COORDINATOR)
         except EncodeError as exc:

@@ -26,6 +26,11 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as CTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pybroker.broker import Broker
+from pybroker.config import BrokerConfig
+from pybroker.groups.classic import COMPLETING, PREPARING, STABLE
+from pybroker.groups.coordinator import GroupCoordinator
+from pybroker.groups.offsets import OffsetAndMetadata
 from pybroker.protocol.error_codes import ErrorCode as E
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
@@ -37,13 +42,8 @@ from pybroker.protocol.messages.offset_commit_request import (
     OffsetCommitRequestTopic,
 )
 from pybroker.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
-from pybroker.protocol.messages.sync_group_request import SyncGroupRequestAssignment, SyncGroupRequest
+from pybroker.protocol.messages.sync_group_request import SyncGroupRequest, SyncGroupRequestAssignment
 from pybroker.protocol.registry import ApiKey
-from pybroker.config import BrokerConfig
-from pybroker.broker import Broker
-from pybroker.groups.classic import COMPLETING, PREPARING, STABLE
-from pybroker.groups.coordinator import GroupCoordinator
-from pybroker.groups.offsets import OffsetAndMetadata
 from pybroker.testing import running_broker
 from tests.broker.wire import Wire
 
@@ -374,14 +374,14 @@ def test_sync_waits_and_a_member_leaving_meanwhile_wins(node):
 
 
 def test_sync_completes_every_member_once_committed(node):
-    group, ids, syncs, leader, follower = leader_synced(node)
+    group, _ids, syncs, leader, follower = leader_synced(node)
     settle(node)
     assert group.state == STABLE
     assert {n: (r.error, r.assignment) for n, r in syncs.items()} == {leader: (E.NONE, b"L"), follower: (E.NONE, b"F")}
 
 
 def test_a_failed_sync_write_rebalances(node):
-    group, ids, syncs, leader, follower = leader_synced(node)
+    group, ids, syncs, _leader, _follower = leader_synced(node)
     node.replicas.failure = E.NOT_ENOUGH_REPLICAS_AFTER_APPEND
     settle(node)
     assert group.state == PREPARING

@@ -442,6 +442,7 @@ def test_storage_errors_map_to_not_coordinator(store, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(PartitionLog, "append", broken)
+    monkeypatch.setattr(PartitionLog, "append_batches", broken)
     store.coord.get_or_create("g", 0)
     assert store.commit_offsets("g", {("t", 0): OffsetAndMetadata(1)}, 0) == {("t", 0): E.NOT_COORDINATOR}
     assert store.offsets.fetch("g") == []
