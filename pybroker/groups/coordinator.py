@@ -106,6 +106,7 @@ class GroupCoordinator:
         )
         self.groups: dict[str, Group] = {}
         self.partitions: dict[int, str] = {}  # partition of the offsets topic -> LOADING / ACTIVE
+        self.resigned: set[int] = set()  # partitions unloaded: no longer ours
         self._wake = trio.Event()
         self.topics = TopicsView(metadata)
         info = metadata.topics.get(OFFSETS_TOPIC)
@@ -131,6 +132,7 @@ class GroupCoordinator:
         """Rebuild the groups of one partition of the offsets topic, which
         is loading meanwhile; then serve them."""
         self.partitions[index] = LOADING
+        self.resigned.discard(index)
         part = self.replicas.partition(OFFSETS_TOPIC, index)
         found = self.offsets.load([part] if part is not None else [])
         for group_id, value in found.classic.items():
@@ -147,6 +149,7 @@ class GroupCoordinator:
         """This broker no longer leads the partition: drop its groups from
         memory (their records stay), answering waiting members NOT_COORDINATOR."""
         self.partitions.pop(index, None)
+        self.resigned.add(index)
         gone = [gid for gid in self.groups if self.partition_index(gid) == index]
         for group_id in gone:
             group = self.groups.pop(group_id)
@@ -164,7 +167,13 @@ class GroupCoordinator:
         offsets topic exists every group is ours (it is made on first use)."""
         if OFFSETS_TOPIC not in self.metadata.topics:
             return ErrorCode.NONE
-        state = self.partitions.get(self.partition_index(group_id))
+        index = self.partition_index(group_id)
+        state = self.partitions.get(index)
+        if state is None and index not in self.resigned and self.replicas.partition(OFFSETS_TOPIC, index) is not None:
+            # Made by someone else since we loaded (an admin's CreateTopics):
+            # on a single node it is ours, and new.
+            self.load_partition(index, now_ms())
+            state = ACTIVE
         if state == ACTIVE:
             return ErrorCode.NONE
         return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if state == LOADING else ErrorCode.NOT_COORDINATOR
