@@ -229,6 +229,31 @@ def test_a_failed_commit_answers_the_mapped_error_and_applies_nothing(kafka, gat
         assert fetched(other, group, topic) == 5
 
 
+def test_a_consumer_gets_its_assignment_once_the_group_is_committed(kafka, gate):
+    """confluent-kafka: a subscribing consumer is assigned its partitions
+    only after the group's metadata (with the assignment) is committed."""
+    topic, group = unique("t"), unique("g")
+    create_topic(kafka.bootstrap_servers, topic, 2)
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group,
+                         "session.timeout.ms": 30_000, "enable.auto.commit": False})
+    try:
+        gate.close()
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + DEADLINE
+        while gate.held < 1:
+            assert time.monotonic() < deadline, "the leader's SyncGroup never reached the coordinator"
+            consumer.poll(0.05)
+        consumer.poll(0.2)
+        assert consumer.assignment() == []  # the SyncGroup is waiting for the write
+        gate.open()
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, "no assignment after the write completed"
+            consumer.poll(0.05)
+        assert sorted(tp.partition for tp in consumer.assignment()) == [0, 1]
+    finally:
+        consumer.close()
+
+
 def join_and_sync(kafka, gate, failure=None):
     """One member through JoinGroup, then its SyncGroup held at the gate:
     (wire, other wire, group, the held SyncGroup's correlation id)."""
