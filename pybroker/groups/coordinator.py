@@ -233,15 +233,17 @@ class GroupCoordinator:
             self.groups[group_id] = group
         return group
 
-    def remove(self, group_id: str) -> None:
+    def remove(self, group_id: str) -> Completion | None:
         """The group is gone (deleted, expired, replaced by an empty group of
-        the other kind); a consumer group's records get their tombstones."""
+        the other kind); a consumer group's records get their tombstones
+        (the write returned)."""
         group = self.groups.pop(group_id, None)
         if isinstance(group, ConsumerGroup):
             group.dead = True
-            self.consumer_log.forget(group_id, now_ms())
-        elif group is not None:
+            return self.consumer_log.forget(group_id, now_ms())
+        if group is not None:
             group.state = DEAD
+        return None
 
     def _adopt(self, group: ConsumerGroup) -> ConsumerGroup:
         group.downgrade = self._downgrade

@@ -42,7 +42,9 @@ def delete_groups(ctx, req, *, groups: GroupCoordinator):
         elif group.state != EMPTY:
             code = ErrorCode.NON_EMPTY_GROUP
         else:
-            coordinator.remove(group_id)
+            forgotten = coordinator.remove(group_id)  # a consumer group's own records
+            if forgotten is not None:
+                writes.append(forgotten)
             writes.append(coordinator.offsets.delete_group(group_id, group.generation if has_metadata(group) else 0))
             code = ErrorCode.NONE
         results.append(DeletableGroupResult(group_id=group_id, error_code=code))
