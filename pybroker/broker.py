@@ -42,6 +42,7 @@ from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .flusher import Flusher
 from .groups.coordinator import GroupCoordinator
+from .groups.interim_replicas import InterimReplicas
 from .partition import Partition
 from .producers import ProducerStates
 from .server import Connection, ServerContext, close_idle_connections
@@ -138,16 +139,26 @@ class Broker:
             )
         for topic in self.metadata.all_topics():
             self._open_topic(topic)
-        self.groups = GroupCoordinator(self)
+        self.flusher = Flusher(self)
+        self.groups = GroupCoordinator(**self.group_services())
         self.groups.load(now_ms())
         self.producers = ProducerStates(self)
         for (topic, index), part in self.partitions.items():
             self.producers.load(topic, index, part.log)
-        self.flusher = Flusher(self)
         self.handlers = handlers.bind(self.services())
         # What the connections get of the broker (``broker`` only until no
         # handler reads ctx.broker any more).
         self.server = ServerContext.from_config(config, self.handlers, broker=self)
+
+    def group_services(self) -> dict:
+        """What the group coordinator is built from."""
+        return {
+            "config": self.config,
+            # MERGE: the ReplicaManager replaces this adapter.
+            "replicas": InterimReplicas(self.partition, self.flusher),
+            "metadata": self.metadata,
+            "create_topic": self.create_topic,
+        }
 
     def services(self) -> dict:
         """What handlers may ask for, by the name of their keyword-only parameter."""

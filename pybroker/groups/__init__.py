@@ -1,6 +1,12 @@
 """Consumer groups: the coordinator, its state machines, committed offsets."""
 
+import time
+
 OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def java_string_hash(text: str) -> int:

@@ -16,9 +16,19 @@ Nothing here does I/O or reads a clock. Every operation takes ``now`` (ms);
 requests that must wait (a JoinGroup until the join phase ends, a follower's
 SyncGroup until the leader's) leave a callback that is called with the
 result later, from another operation or from ``tick(now)``, which the
-coordinator calls when ``next_deadline()`` comes. Writing the group to
-__consumer_offsets is done through the ``persist`` callable, which returns
-an error code (0 on success).
+coordinator calls when ``next_deadline()`` comes.
+
+Writing the group to __consumer_offsets is asked of the ``persist``
+callable: ``persist(group, assignment, stored)`` appends the group's
+metadata (with ``assignment``, member id -> bytes, in place of the
+members' current assignments when given) and calls ``stored(error, now)``
+once the record is committed or has failed (maybe before ``persist``
+returns). Meanwhile the group may have moved on — a member left, the
+generation changed — so ``stored`` acts only if the group is still where
+it was when it asked, as Kafka's storeGroup callbacks do: the leader's
+assignment takes effect, and the group becomes Stable, only once it is
+committed; a failed write answers the members waiting in SyncGroup with
+the error and starts a rebalance.
 
 The rules (error codes and their order per state) follow Apache Kafka's
 classic GroupCoordinator.
@@ -30,6 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pybroker.protocol.error_codes import ErrorCode
 
@@ -40,6 +51,13 @@ STABLE = "Stable"
 DEAD = "Dead"
 NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000
 NO_DEADLINE = float("inf")
+
+
+Stored = Callable[[ErrorCode, int], None]
+
+
+class Persist(Protocol):
+    def __call__(self, group: ClassicGroup, assignment: dict[str, bytes] | None, stored: Stored) -> None: ...
 
 
 @dataclass
@@ -99,8 +117,13 @@ class Member:
         return next(name for name, _ in self.protocols if name in candidates)
 
 
+def _ignore(error: ErrorCode, now: int) -> None:
+    """The write of an empty group's new generation: nobody waits for it
+    (the coordinator logs a failure)."""
+
+
 class ClassicGroup:
-    def __init__(self, group_id: str, now: int, config: GroupConfig, persist: Callable[[ClassicGroup], int]):
+    def __init__(self, group_id: str, now: int, config: GroupConfig, persist: Persist):
         self.group_id = group_id
         self.config = config
         self.persist = persist
@@ -114,6 +137,7 @@ class ClassicGroup:
         self.pending: dict[str, float] = {}  # member ids handed out with MEMBER_ID_REQUIRED -> expiry
         self.statics: dict[str, str] = {}  # group.instance.id -> member id
         self.pending_sync: set[str] = set()
+        self.storing: int | None = None  # the generation whose assignment is being written
         self.join_deadline = NO_DEADLINE
         self.join_initial = False
         self.join_remaining = 0
@@ -305,7 +329,7 @@ class ClassicGroup:
             return self._maybe_finish_join(now, new_id)
         member = self.members[old_id]
         old_leader = self.leader_id
-        old_protocols, old_cb = member.protocols, member.join_cb
+        old_protocols = member.protocols
         if member.join_cb is not None:
             member.join_cb(JoinResult(ErrorCode.FENCED_INSTANCE_ID, old_id))
         if member.sync_cb is not None:
@@ -319,22 +343,33 @@ class ClassicGroup:
         self._touch(member, now)
         if self.state == STABLE:
             if self.select_protocol() == self.protocol_name:
-                error = self.persist(self)
-                if error:
-                    self._rekey(new_id, old_id)
-                    member.protocols, member.join_cb = old_protocols, old_cb
-                    return JoinResult(ErrorCode(error), "")
-                if supports_skip:
-                    is_leader = new_id == self.leader_id
-                    return JoinResult(
-                        ErrorCode.NONE, new_id, self.generation, self.protocol_type, self.protocol_name,
-                        self.leader_id or "", self._member_list() if is_leader else [], skip_assignment=is_leader,
-                    )
-                # Old clients must not run an assignment: show them the
-                # leader as it was before the replacement.
-                return JoinResult(
-                    ErrorCode.NONE, new_id, self.generation, self.protocol_type, self.protocol_name, old_leader or ""
-                )
+                old_timeouts = (member.session_timeout, member.rebalance_timeout)
+
+                def stored(error: ErrorCode, now: int) -> None:
+                    # Kafka answers whatever the group did meanwhile; it
+                    # undoes the replacement only if it is still in place.
+                    if error:
+                        if self.members.get(new_id) is member:
+                            self._rekey(new_id, old_id)
+                            member.protocols = old_protocols
+                            member.session_timeout, member.rebalance_timeout = old_timeouts
+                        callback(JoinResult(ErrorCode(error), "", self.generation))
+                    elif supports_skip:
+                        is_leader = new_id == self.leader_id
+                        callback(JoinResult(
+                            ErrorCode.NONE, new_id, self.generation, self.protocol_type, self.protocol_name,
+                            self.leader_id or "", self._member_list() if is_leader else [], skip_assignment=is_leader,
+                        ))
+                    else:
+                        # Old clients must not run an assignment: show them
+                        # the leader as it was before the replacement.
+                        callback(JoinResult(
+                            ErrorCode.NONE, new_id, self.generation, self.protocol_type, self.protocol_name,
+                            old_leader or "",
+                        ))
+
+                self.persist(self, None, stored)
+                return None
             member.join_cb = callback
             self._prepare_rebalance(now)
         elif self.state == COMPLETING:
@@ -402,7 +437,7 @@ class ClassicGroup:
             self.protocol_name = None
             self.leader_id = None
             self._transition(EMPTY, now)
-            self.persist(self)
+            self.persist(self, {}, _ignore)
             return
         self.protocol_name = self.select_protocol()
         self._transition(COMPLETING, now)
@@ -456,11 +491,21 @@ class ClassicGroup:
         if self.state == STABLE:
             self._touch(member, now)
             return SyncResult(ErrorCode.NONE, self.protocol_type, self.protocol_name, member.assignment)
+        if member.sync_cb is not None:  # a second SyncGroup of the same member: the first is answered
+            member.sync_cb(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
         member.sync_cb = callback
-        if member_id == self.leader_id:
-            for m in self.members.values():
-                m.assignment = bytes(assignments.get(m.member_id, b""))
-            error = self.persist(self)
+        if member_id == self.leader_id and self.storing != self.generation:
+            assignment = {mid: bytes(assignments.get(mid, b"")) for mid in self.members}
+            self.storing = self.generation
+            self.persist(self, assignment, self._assignment_stored(self.generation, assignment))
+        return None
+
+    def _assignment_stored(self, generation: int, assignment: dict[str, bytes]) -> Stored:
+        def stored(error: ErrorCode, now: int) -> None:
+            if self.storing == generation:
+                self.storing = None
+            if self.state != COMPLETING or self.generation != generation:
+                return  # the group moved on while the write was in flight
             if error:
                 for m in self.members.values():
                     m.assignment = b""
@@ -468,14 +513,17 @@ class ClassicGroup:
                         cb, m.sync_cb = m.sync_cb, None
                         cb(SyncResult(ErrorCode(error)))
                 self._prepare_rebalance(now)
-            else:
-                self._transition(STABLE, now)
-                for m in self.members.values():
-                    if m.sync_cb is not None:
-                        cb, m.sync_cb = m.sync_cb, None
-                        self._touch(m, now)
-                        cb(SyncResult(ErrorCode.NONE, self.protocol_type, self.protocol_name, m.assignment))
-        return None
+                return
+            for m in self.members.values():
+                m.assignment = assignment.get(m.member_id, b"")
+            self._transition(STABLE, now)
+            for m in self.members.values():
+                if m.sync_cb is not None:
+                    cb, m.sync_cb = m.sync_cb, None
+                    self._touch(m, now)
+                    cb(SyncResult(ErrorCode.NONE, self.protocol_type, self.protocol_name, m.assignment))
+
+        return stored
 
     def _synced(self, member_id: str) -> None:
         self.pending_sync.discard(member_id)

@@ -10,11 +10,15 @@ Writing. After every operation that may have changed a consumer group the
 coordinator calls ``write``. It compares the group with what it last wrote
 for it (only the members the group marked ``touched``, every member's
 target when the group was ``retargeted``, and the three group-wide
-records) and appends what differs as one batch, so a change is on disk
+records) and appends what differs as one batch, so a change is in the log
 whole or not at all: tombstones first for members that went (current
 assignment, target, metadata), then new values in Kafka's order (member
 metadata, partition metadata, group epoch, targets, target epoch, current
-assignments). Nothing changed, nothing written. ``forget`` writes the
+assignments). Nothing changed, nothing written. The request that made a
+change is answered once its batch is committed (``writes.py``). What was
+appended counts as written at once (the next change is a diff against
+it); if the batch then fails, the records it carried count as unknown
+and the whole group as changed, so that the next write states them again. ``forget`` writes the
 tombstones of a whole group (deleted, expired, or converted to a classic
 group); ``tombstones`` gives them for the caller's own batch.
 
@@ -63,6 +67,7 @@ from .consumer_records import (
     encode_value,
 )
 from .records import ConsumerGroupKey, encode_consumer_key
+from .writes import Completion
 
 if TYPE_CHECKING:
     from .offsets import OffsetStore
@@ -70,6 +75,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pybroker.groups")
 
 Records = dict[ConsumerGroupKey, Value]
+
+# What a failed batch said: the log may or may not have it, so it differs
+# from every value (and a member that is gone gets its tombstone again).
+UNKNOWN = object()
 
 STATES = {MEMBER_STABLE: STATE_STABLE, UNREVOKED_PARTITIONS: STATE_UNREVOKED, UNRELEASED_PARTITIONS: STATE_UNRELEASED}
 STATE_NAMES = {v: k for k, v in STATES.items()}
@@ -83,23 +92,39 @@ class ConsumerGroupLog:
         self.offsets = offsets
         self.written: dict[str, Records] = {}
 
-    def write(self, group: ConsumerGroup, now: int, leading: list[NewRecord] | None = None) -> ErrorCode:
+    def write(self, group: ConsumerGroup, now: int, leading: list[NewRecord] | None = None) -> Completion:
         """Append what changed in ``group`` since it was last written, after
-        ``leading`` records of the caller's (all one batch); the storage
-        error code, NONE when nothing needed writing."""
-        written = self.written.setdefault(group.group_id, {})
+        ``leading`` records of the caller's (all one batch); the
+        completion's result is the storage error code once committed (at
+        once for an append that failed; NONE when nothing needed writing)."""
+        gid = group.group_id
+        written = self.written.setdefault(gid, {})
         changes = changes_since(group, written)
         records = list(leading or [])
         try:
             records += _records(changes)
         except EncodeError as exc:
-            log.error("cannot encode consumer group %r: %s", group.group_id, exc)
-            return ErrorCode.UNKNOWN_SERVER_ERROR
-        if records:
-            error = self.offsets.append(group.group_id, records, now)
-            if error != ErrorCode.NONE:
-                log.warning("consumer group %r not written: %s", group.group_id, error.name)
-                return error
+            log.error("cannot encode consumer group %r: %s", gid, exc)
+            return _done(ErrorCode.UNKNOWN_SERVER_ERROR)
+        if not records:
+            return _done(ErrorCode.NONE)
+
+        def committed(error: ErrorCode, appended) -> None:
+            if error == ErrorCode.NONE or appended is None:
+                return
+            log.warning("consumer group %r not written: %s", gid, error.name)
+            now_written = self.written.get(gid)
+            if now_written is None:
+                return
+            for key, value in changes.items():
+                if (value is None and key not in now_written) or (value is not None and now_written.get(key) is value):
+                    now_written[key] = UNKNOWN
+            group.retargeted = True
+
+        done = self.offsets.writer.write(gid, records, now, committed)
+        if done.done and done.result != ErrorCode.NONE:
+            log.warning("consumer group %r not written: %s", gid, done.result.name)
+            return done
         for key, value in changes.items():
             if value is None:
                 written.pop(key, None)
@@ -107,22 +132,27 @@ class ConsumerGroupLog:
                 written[key] = value
         group.touched.clear()
         group.retargeted = False
-        return ErrorCode.NONE
+        return done
 
     def tombstones(self, group_id: str) -> list[NewRecord]:
         """Tombstones for every record written for the group, in Kafka's order."""
         return _records(dict.fromkeys(self.written.get(group_id, {})))
 
-    def forget(self, group_id: str, now: int, records: list[NewRecord] | None = None) -> ErrorCode:
+    def forget(self, group_id: str, now: int, records: list[NewRecord] | None = None) -> Completion:
         """Write the group's tombstones (after ``records`` of the caller's,
-        one batch) and forget it."""
+        one batch) and forget it, once appended."""
         batch = self.tombstones(group_id) + list(records or [])
-        error = self.offsets.append(group_id, batch, now) if batch else ErrorCode.NONE
-        if error == ErrorCode.NONE:
+        if not batch:
+            return _done(ErrorCode.NONE)
+
+        def committed(error: ErrorCode, appended) -> None:
+            if error != ErrorCode.NONE:
+                log.warning("tombstones of consumer group %r not written: %s", group_id, error.name)
+
+        done = self.offsets.writer.write(group_id, batch, now, committed)
+        if not (done.done and done.result != ErrorCode.NONE):
             self.written.pop(group_id, None)
-        else:
-            log.warning("tombstones of consumer group %r not written: %s", group_id, error.name)
-        return error
+        return done
 
     def restore(self, group_id: str, records: Records, now: int, config: ConsumerGroupConfig) -> ConsumerGroup | None:
         """The group as ``records`` (read at start) describe it, or None
@@ -253,3 +283,9 @@ def _unclaimed(group: ConsumerGroup, member_id: str, assignment: dict[UUID, froz
         if free:
             kept[tid] = free
     return kept
+
+
+def _done(error: ErrorCode) -> Completion:
+    done = Completion()
+    done(error)
+    return done

@@ -43,6 +43,9 @@ class HeartbeatResult:
     member_epoch: int = 0
     heartbeat_interval_ms: int = 0
     assignment: dict[UUID, list[int]] | None = None  # None: unchanged, not sent
+    # The write of what the heartbeat changed (the coordinator's): the
+    # response waits for it.
+    written: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Committed offsets: an in-memory cache backed by ``__consumer_offsets``.
 
-The cache maps group -> (topic, partition) -> OffsetAndMetadata; it is
-changed only after the records saying the same thing are in the group's
-partition of ``__consumer_offsets`` (for commits), or together with
-writing them (for deletions, which like Kafka's never roll back). Every
-write is one record batch (magic 2, CreateTime, uncompressed), so a commit
+The cache maps group -> (topic, partition) -> OffsetAndMetadata. A commit
+changes it only once the records saying the same thing are committed in
+the group's partition of ``__consumer_offsets`` (``writes.py``); until then
+its offsets are pending, as Kafka's ``pendingOffsetCommits``: invisible to
+OffsetFetch, kept from expiry, and dropped (never applied later) if the
+offsets or the group are deleted meanwhile; a failed write applies nothing.
+Deletions change the cache together with writing their tombstones, and
+like Kafka's never roll back. Every write is one record batch, so a commit
 of many partitions, or a group's deletion, is all-or-nothing on disk.
 
 On start ``load`` reads every partition of the topic from its log start to
@@ -42,16 +45,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import EncodeError, ProtocolError
-from pybroker.protocol.records import NewRecord, build_batch, read_end_txn_marker, split_batches
+from pybroker.protocol.records import NewRecord, read_end_txn_marker, split_batches
 
-from . import OFFSETS_TOPIC
-from .classic import EMPTY, STABLE, ClassicGroup, Member
+from . import OFFSETS_TOPIC, now_ms
+from .classic import EMPTY, STABLE, ClassicGroup, GroupConfig, Member, Persist
 from .consumer_records import GROUP_EPOCH, decode_value
-from .coordinator import now_ms
 from .records import (
     ConsumerGroupKey,
     GroupMetadataKey,
@@ -68,9 +70,7 @@ from .records import (
     encode_offset_value,
     subscribed_topics,
 )
-
-if TYPE_CHECKING:
-    from .coordinator import GroupCoordinator
+from .writes import Completion
 
 log = logging.getLogger("pybroker.groups.offsets")
 
@@ -95,6 +95,7 @@ COMMIT_ERRORS = {
 }
 GROUP_ERRORS = {
     **COMMIT_ERRORS,
+    E.REQUEST_TIMED_OUT: E.REBALANCE_IN_PROGRESS,
     E.MESSAGE_TOO_LARGE: E.UNKNOWN_SERVER_ERROR,
     E.RECORD_LIST_TOO_LARGE: E.UNKNOWN_SERVER_ERROR,
     E.INVALID_FETCH_SIZE: E.UNKNOWN_SERVER_ERROR,
@@ -118,6 +119,25 @@ class OffsetAndMetadata:
     metadata: str = ""
     commit_timestamp: int = -1
     expire_timestamp: int = -1  # -1: none; retention decides
+    # Where its record is in __consumer_offsets (-1: not known): of two
+    # commits of a partition, the later record wins whichever completes first.
+    record_offset: int = field(default=-1, compare=False, repr=False)
+
+
+class Groups(Protocol):
+    """The coordinator's groups, as the offset store needs them."""
+
+    def get(self, group_id: str): ...
+
+    def remove(self, group_id: str) -> object: ...
+
+    def ids(self) -> Iterable[str]: ...
+
+
+class Writer(Protocol):
+    """groups/writes.py's GroupWriter."""
+
+    def write(self, group_id: str, records: list[NewRecord], now: int, on_done=None): ...
 
 
 def metadata_length(metadata: str) -> int:
@@ -144,13 +164,17 @@ def group_subscriptions(group) -> set[str] | None:
 
 
 class OffsetStore:
-    def __init__(self, coordinator: GroupCoordinator):
-        self.coordinator = coordinator
+    def __init__(self, writer: Writer, groups: Groups, config):
+        self.writer = writer
+        self.groups = groups
+        self.config = config
         self.offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        # Commits written but not yet committed, by group: the latest per partition.
+        self.pending: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
 
     @property
     def metadata_max(self) -> int:
-        value = self.coordinator.broker.config.values.get("offset.metadata.max.bytes")
+        value = self.config.values.get("offset.metadata.max.bytes")
         return DEFAULT_METADATA_MAX if value is None else value
 
     # -- reading -------------------------------------------------------------------
@@ -164,15 +188,15 @@ class OffsetStore:
         return [(t, p, table.get((t, p))) for t, p in partitions]
 
     def has_offsets(self, group_id: str) -> bool:
-        return bool(self.offsets.get(group_id))
+        return bool(self.offsets.get(group_id)) or bool(self.pending.get(group_id))
 
     # -- writing -------------------------------------------------------------------
 
-    def commit(
-        self, group_id: str, entries: Mapping[TopicPartition, OffsetAndMetadata], now: int
-    ) -> dict[TopicPartition, ErrorCode]:
-        """Store ``entries`` in one batch; an error code per partition.
+    def commit(self, group_id: str, entries: Mapping[TopicPartition, OffsetAndMetadata], now: int) -> Completion:
+        """Store ``entries`` in one batch; the completion's result, once the
+        batch is committed or has failed, is an error code per partition.
         Metadata over offset.metadata.max.bytes fails just its partition."""
+        done = Completion()
         results: dict[TopicPartition, ErrorCode] = {}
         accepted: dict[TopicPartition, OffsetAndMetadata] = {}
         limit = self.metadata_max
@@ -182,129 +206,143 @@ class OffsetStore:
             else:
                 accepted[tp] = om
         if not accepted:
-            return results
+            done(results)
+            return done
         try:
             records = [_offset_record(group_id, tp, om) for tp, om in accepted.items()]
         except EncodeError as exc:
             log.warning("cannot encode offsets of group %r: %s", group_id, exc)
-            error = E.MESSAGE_TOO_LARGE
-        else:
-            error = self.append(group_id, records, now)
-        error = COMMIT_ERRORS.get(error, error)
-        if error == E.NONE:
-            self.offsets.setdefault(group_id, {}).update(accepted)
-        for tp in accepted:
-            results[tp] = error
-        return results
+            results.update(dict.fromkeys(accepted, COMMIT_ERRORS[E.MESSAGE_TOO_LARGE]))
+            done(results)
+            return done
+        self.pending.setdefault(group_id, {}).update(accepted)
 
-    def write_group(self, group: ClassicGroup, now: int | None = None) -> int:
-        """Write the group's metadata (value v3); an error code, 0 on success."""
+        def committed(error: ErrorCode, appended) -> None:
+            error = COMMIT_ERRORS.get(error, error)
+            staged = self.pending.get(group_id, {})
+            table = self.offsets.setdefault(group_id, {}) if error == E.NONE else None
+            for tp, om in accepted.items():
+                if table is not None and tp in staged:  # else deleted meanwhile
+                    om.record_offset = appended.base_offset
+                    known = table.get(tp)
+                    if known is None or known.record_offset <= om.record_offset:
+                        table[tp] = om
+                if staged.get(tp) is om:
+                    del staged[tp]
+            if not staged:
+                self.pending.pop(group_id, None)
+            if table is not None and not table:
+                self.offsets.pop(group_id, None)
+            results.update(dict.fromkeys(accepted, error))
+            done(results)
+
+        self.writer.write(group_id, records, now, committed)
+        return done
+
+    def write_group(self, group: ClassicGroup, now: int | None, assignment, stored) -> None:
+        """Write the group's metadata (value v3; ``assignment`` in place of
+        the members' own when given); ``stored(error, now)`` once committed
+        or failed, with the error the coordinator answers."""
         try:
-            record = group_record(group)
+            record = group_record(group, assignment)
         except EncodeError as exc:
             log.warning("cannot encode metadata of group %r: %s", group.group_id, exc)
-            return int(E.UNKNOWN_SERVER_ERROR)
-        error = self.append(group.group_id, [record], _now(now))
-        return int(GROUP_ERRORS.get(error, error))
+            stored(E.UNKNOWN_SERVER_ERROR, _now(now))
+            return
 
-    def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition], now: int | None = None) -> list[TopicPartition]:
-        """Forget these offsets (tombstones for those that exist). An Empty
-        group left without offsets dies, as in Kafka. Returns the removed."""
+        def written(error: ErrorCode, appended) -> None:
+            if error != E.NONE:
+                log.warning("metadata of group %r generation %d not written: %s",
+                            group.group_id, group.generation, error.name)
+            stored(GROUP_ERRORS.get(error, error), now_ms())
+
+        self.writer.write(group.group_id, [record], _now(now), written)
+
+    def delete_offsets(
+        self, group_id: str, partitions: Iterable[TopicPartition], now: int | None = None
+    ) -> tuple[list[TopicPartition], Completion]:
+        """Forget these offsets, pending commits included (tombstones for
+        those that exist or are pending). An Empty group left without
+        offsets dies, as in Kafka. Returns the removed, and the tombstones'
+        completion (their storage error code)."""
         return self._remove(group_id, list(partitions), _now(now))
 
-    def delete_group(self, group_id: str, generation: int, now: int | None = None) -> ErrorCode:
-        """Tombstones for every offset of a deleted group, and for its
-        metadata when it ever had a generation; one batch. The cache forgets
-        the offsets whatever happens to the write (as Kafka's does)."""
+    def delete_group(self, group_id: str, generation: int, now: int | None = None) -> Completion:
+        """Tombstones for every offset of a deleted group (pending commits
+        included), and for its metadata when it ever had a generation; one
+        batch. The cache forgets the offsets whatever happens to the write
+        (as Kafka's does)."""
         table = self.offsets.pop(group_id, {})
-        return self._tombstones(group_id, list(table), generation > 0, _now(now))
+        pending = self.pending.pop(group_id, {})
+        return self._tombstones(group_id, list(dict.fromkeys([*table, *pending])), generation > 0, _now(now))
 
-    def _remove(self, group_id: str, partitions: list[TopicPartition], now: int) -> list[TopicPartition]:
+    def _remove(self, group_id: str, partitions: list[TopicPartition], now: int) -> tuple[list, Completion]:
         table = self.offsets.get(group_id, {})
+        staged = self.pending.get(group_id, {})
         removed = [tp for tp in partitions if table.pop(tp, None) is not None]
+        dropped = [tp for tp in partitions if staged.pop(tp, None) is not None and tp not in removed]
         if not table:
             self.offsets.pop(group_id, None)
-        group = self.coordinator.get(group_id)
-        group_dies = _unused(group) and not table
+        if not staged:
+            self.pending.pop(group_id, None)
+        group = self.groups.get(group_id)
+        group_dies = _unused(group) and not self.has_offsets(group_id)
         if group_dies:
-            self.coordinator.remove(group_id)
+            self.groups.remove(group_id)
             log.info("group %r is empty and has no offsets left: removed", group_id)
-        self._tombstones(group_id, removed, group_dies and has_metadata(group), now)
-        return removed
+        done = self._tombstones(group_id, removed + dropped, group_dies and has_metadata(group), now)
+        return removed, done
 
-    def _tombstones(self, group_id: str, partitions: list[TopicPartition], group_too: bool, now: int) -> ErrorCode:
+    def _tombstones(self, group_id: str, partitions: list[TopicPartition], group_too: bool, now: int) -> Completion:
         try:
             records = [NewRecord(encode_offset_key(group_id, t, p), None) for t, p in partitions]
             if group_too:
                 records.append(NewRecord(encode_group_key(group_id), None))
         except EncodeError as exc:
             log.warning("cannot encode tombstones of group %r: %s", group_id, exc)
-            return E.UNKNOWN_SERVER_ERROR
+            return _done(E.UNKNOWN_SERVER_ERROR)
         if not records:
-            return E.NONE
-        error = self.append(group_id, records, now)
-        if error != E.NONE:
-            log.warning("tombstones of group %r not written: %s", group_id, error.name)
-        return error
+            return _done(E.NONE)
+
+        def written(error: ErrorCode, appended) -> None:
+            if error != E.NONE:
+                log.warning("tombstones of group %r not written: %s", group_id, error.name)
+
+        return self.writer.write(group_id, records, now, written)
 
     def append(self, group_id: str, records: list[NewRecord], now: int) -> ErrorCode:
-        """Append one batch to the group's partition: the storage-level
-        error code (not yet mapped to what the coordinator answers)."""
-        try:
-            part = self.coordinator.partition_of(group_id)
-        except Exception:
-            log.exception("no partition of %s for group %r", OFFSETS_TOPIC, group_id)
-            return E.UNKNOWN_TOPIC_OR_PARTITION
-        if part is None:
-            return E.UNKNOWN_TOPIC_OR_PARTITION
-        stamped = [r._replace(timestamp=now) for r in records]
-        try:
-            batch = build_batch(stamped, base_timestamp=now)
-        except EncodeError as exc:
-            log.warning("cannot build a batch for group %r: %s", group_id, exc)
-            return E.MESSAGE_TOO_LARGE
-        if len(batch) > part.log.config.max_message_bytes:
-            return E.MESSAGE_TOO_LARGE
-        try:
-            part.append(batch, now, validated=True)  # built here, CRC and all
-        except OSError as exc:
-            log.error("writing to %s-%d failed: %s", part.topic, part.index, exc)
-            return E.KAFKA_STORAGE_ERROR
-        except ProtocolError as exc:  # our own batch: a bug, but not the caller's
-            log.error("writing to %s-%d refused: %s", part.topic, part.index, exc)
-            return E.CORRUPT_MESSAGE
-        return E.NONE
+        """Append one batch to the group's partition, not waiting for it to
+        be committed: the storage-level error code of the append."""
+        done = self.writer.write(group_id, records, now)
+        return done.result if done.done else E.NONE
 
     # -- retention -----------------------------------------------------------------
 
     def expire(self, now: int) -> int:
         """Drop expired offsets and dead empty groups; how many offsets went."""
-        retention = self.coordinator.broker.config["offsets.retention.minutes"] * 60000
+        retention = self.config["offsets.retention.minutes"] * 60000
         total = 0
-        for group_id in list(dict.fromkeys([*self.offsets, *self.coordinator.groups])):
-            group = self.coordinator.get(group_id)
+        for group_id in list(dict.fromkeys([*self.offsets, *self.groups.ids()])):
+            group = self.groups.get(group_id)
             table = self.offsets.get(group_id, {})
-            expired = _expired(group, table, now, retention)
-            if expired or (_unused(group) and not table):
-                total += len(self._remove(group_id, expired, now))
+            staged = self.pending.get(group_id, {})
+            # Kafka keeps what a pending commit is about to replace.
+            expired = [tp for tp in _expired(group, table, now, retention) if tp not in staged]
+            if expired or (_unused(group) and not table and not staged):
+                total += len(self._remove(group_id, expired, now)[0])
         if total:
             log.info("expired %d committed offsets", total)
         return total
 
     # -- loading -------------------------------------------------------------------
 
-    def load(self) -> Loaded:
-        """Rebuild the cache from __consumer_offsets; the groups found."""
-        self.offsets = {}
+    def load(self, parts) -> Loaded:
+        """Read these partitions of __consumer_offsets into the cache; the
+        groups found in them."""
         found = Loaded()
-        broker = self.coordinator.broker
-        info = broker.metadata.topic(OFFSETS_TOPIC)
-        if info is None:
-            return found
-        for p in info.partitions:
-            part = broker.partition(OFFSETS_TOPIC, p.index)
-            if part is not None:
-                self._load_partition(part, found)
+        offsets, self.offsets = self.offsets, {}
+        for part in parts:
+            self._load_partition(part, found)
         for group_id, records in list(found.consumer.items()):
             if not any(k.kind == GROUP_EPOCH for k in records):
                 log.warning("group %r: consumer group records without a group epoch are ignored", group_id)
@@ -316,7 +354,16 @@ class OffsetStore:
         for group_id in self.offsets:
             if group_id not in found.consumer:
                 found.classic.setdefault(group_id, GroupMetadataValue("", 0, None, None))
+        offsets.update(self.offsets)
+        self.offsets = offsets
         return found
+
+    def forget(self, group_ids: Iterable[str]) -> None:
+        """Drop these groups' offsets from the cache (their partition is
+        no longer ours)."""
+        for group_id in group_ids:
+            self.offsets.pop(group_id, None)
+            self.pending.pop(group_id, None)
 
     def _load_partition(self, part, groups: Loaded) -> None:
         plog = part.log
@@ -399,16 +446,17 @@ def has_metadata(group) -> bool:
     return isinstance(group, ClassicGroup) and group.generation > 0
 
 
-def group_record(group: ClassicGroup) -> NewRecord:
-    """The group's metadata record (value v3); EncodeError if it cannot be."""
-    return NewRecord(encode_group_key(group.group_id), encode_group_value(group_value(group)))
+def group_record(group: ClassicGroup, assignment: Mapping[str, bytes] | None = None) -> NewRecord:
+    """The group's metadata record (value v3), with ``assignment`` in place
+    of the members' own when given; EncodeError if it cannot be."""
+    return NewRecord(encode_group_key(group.group_id), encode_group_value(group_value(group, assignment)))
 
 
 def group_tombstone(group_id: str) -> NewRecord:
     return NewRecord(encode_group_key(group_id), None)
 
 
-def group_value(group: ClassicGroup) -> GroupMetadataValue:
+def group_value(group: ClassicGroup, assignment: Mapping[str, bytes] | None = None) -> GroupMetadataValue:
     protocol = group.protocol_name
     return GroupMetadataValue(
         protocol_type=group.protocol_type or "",
@@ -419,18 +467,19 @@ def group_value(group: ClassicGroup) -> GroupMetadataValue:
         members=[
             MemberMetadata(
                 m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout, m.session_timeout,
-                m.metadata(protocol) if protocol is not None else b"", m.assignment,
+                m.metadata(protocol) if protocol is not None else b"",
+                m.assignment if assignment is None else assignment.get(m.member_id, b""),
             )
             for m in group.members.values()
         ],
     )
 
 
-def restore_group(coordinator: GroupCoordinator, group_id: str, value: GroupMetadataValue, now: int) -> ClassicGroup:
+def restore_group(config: GroupConfig, persist: Persist, group_id: str, value: GroupMetadataValue, now: int) -> ClassicGroup:
     """A group as ``load`` found it: Stable with its members (each given a
     full session from ``now``) or Empty. The state time is kept as stored
     (-1 when the record predates it), which retention reads."""
-    group = ClassicGroup(group_id, now, coordinator.config, coordinator.persist)
+    group = ClassicGroup(group_id, now, config, persist)
     group.generation = value.generation
     group.protocol_type = value.protocol_type or None
     group.protocol_name = value.protocol
@@ -494,3 +543,9 @@ def _expired(group, table: Mapping[TopicPartition, OffsetAndMetadata], now: int,
 
 def _now(now: int | None) -> int:
     return now_ms() if now is None else now
+
+
+def _done(error: ErrorCode) -> Completion:
+    done = Completion()
+    done(error)
+    return done

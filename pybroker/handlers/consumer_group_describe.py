@@ -13,6 +13,10 @@ authorizer): READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
 Kafka 4.1's v1 (the member type) is not in our schemas.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.consumer_group_describe_response import (
     Assignment,
@@ -27,27 +31,34 @@ from ..groups.consumer import ConsumerGroup
 from . import handles
 from .metadata import ALTER_CONFIGS, DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
 
 
 @handles(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 0)
-def consumer_group_describe(ctx, req):
+def consumer_group_describe(ctx, req, *, groups: GroupCoordinator):
     ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
-    coordinator = ctx.broker.groups
-    metadata = ctx.broker.metadata
-    groups = []
+    coordinator = groups
+    topics = coordinator.topics
+    described = []
     for group_id in req.group_ids:
         if not group_id:
-            groups.append(DescribedGroup(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id))
+            described.append(DescribedGroup(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id))
+            continue
+        status = coordinator.status(group_id)
+        if status != ErrorCode.NONE:
+            described.append(DescribedGroup(error_code=status, group_id=group_id))
             continue
         group = coordinator.get(group_id)
         if not isinstance(group, ConsumerGroup):
             message = f"Group {group_id} not found." if group is None else f"Group {group_id} is not a consumer group."
-            groups.append(
+            described.append(
                 DescribedGroup(error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=message, group_id=group_id)
             )
             continue
-        groups.append(
+        described.append(
             DescribedGroup(
                 group_id=group_id,
                 group_state=group.state,
@@ -64,21 +75,21 @@ def consumer_group_describe(ctx, req):
                         client_host=m.client_host,
                         subscribed_topic_names=sorted(m.topic_names),
                         subscribed_topic_regex=m.topic_regex,
-                        assignment=_assignment(metadata, m.assigned),
-                        target_assignment=_assignment(metadata, group.target.get(m.member_id, {})),
+                        assignment=_assignment(topics, m.assigned),
+                        target_assignment=_assignment(topics, group.target.get(m.member_id, {})),
                     )
                     for m in group.members.values()
                 ],
                 authorized_operations=ops,
             )
         )
-    return ConsumerGroupDescribeResponse(groups=groups)
+    return ConsumerGroupDescribeResponse(groups=described)
 
 
-def _assignment(metadata, partitions) -> Assignment:
+def _assignment(topics, partitions) -> Assignment:
     out = []
     for tid, parts in sorted(partitions.items()):
-        info = metadata.topic_by_id(tid)
-        if info is not None:
-            out.append(TopicPartitions(topic_id=tid, topic_name=info.name, partitions=sorted(parts)))
+        name = topics.name_of(tid)
+        if name is not None:
+            out.append(TopicPartitions(topic_id=tid, topic_name=name, partitions=sorted(parts)))
     return Assignment(topic_partitions=out)

@@ -11,9 +11,17 @@ regular expression (KIP-848; INVALID_REGULAR_EXPRESSION when it does not
 compile). Requests are checked as Kafka does first (INVALID_REQUEST with
 a message, UNSUPPORTED_ASSIGNOR), then the group's rules apply
 (groups/consumer.py; which group, in groups/coordinator.py). Errors carry
-only the error code and message.
+only the error code and message. The response is sent once the records of
+what the heartbeat changed are committed to __consumer_offsets (Kafka's
+mapped error if that failed); COORDINATOR_LOAD_IN_PROGRESS /
+NOT_COORDINATOR while the group's partition is loading / not ours.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.consumer_group_heartbeat_response import (
     Assignment,
     ConsumerGroupHeartbeatResponse,
@@ -23,13 +31,16 @@ from pybroker.protocol.registry import ApiKey
 
 from ..groups.consumer import validate_heartbeat
 from ..groups.coordinator import now_ms
-from . import handles
+from . import Later, handles
+
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
 
 
 @handles(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1)
-def consumer_group_heartbeat(ctx, req):
+def consumer_group_heartbeat(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
-    coordinator = ctx.broker.groups
+    coordinator = groups
     regex = req.subscribed_topic_regex if version >= 1 else None
     owned = None
     if req.topic_partitions is not None:
@@ -53,6 +64,9 @@ def consumer_group_heartbeat(ctx, req):
     if problem is not None:
         code, message = problem
         return ConsumerGroupHeartbeatResponse(error_code=code, error_message=message)
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        return ConsumerGroupHeartbeatResponse(error_code=status)
     r = coordinator.consumer_group_heartbeat(
         now_ms(),
         req.group_id,
@@ -68,6 +82,18 @@ def consumer_group_heartbeat(ctx, req):
         client_id=ctx.client_id or "",
         client_host="/" + ctx.peer.rsplit(":", 1)[0],
     )
+    if r.written is not None:
+        written = r.written
+
+        async def wait():
+            error = await written.wait()
+            return ConsumerGroupHeartbeatResponse(error_code=error) if error else _response(r)
+
+        return Later(wait)
+    return _response(r)
+
+
+def _response(r) -> ConsumerGroupHeartbeatResponse:
     if r.error:
         return ConsumerGroupHeartbeatResponse(error_code=r.error, error_message=r.message)
     return ConsumerGroupHeartbeatResponse(

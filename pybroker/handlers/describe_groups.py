@@ -9,8 +9,13 @@ so is a KIP-848 consumer group, which ConsumerGroupDescribe describes.
 v1 throttle time; v3 authorized operations when asked (no authorizer: all
 a group supports, READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS;
 INT32_MIN when not asked); v4 group.instance.id of static members; v5
-flexible.
+flexible. A group whose partition of __consumer_offsets is loading / not
+ours gets COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_groups_response import (
@@ -24,15 +29,24 @@ from ..groups.classic import DEAD, STABLE, ClassicGroup
 from . import handles
 from .metadata import ALTER_CONFIGS, DELETE, DESCRIBE, DESCRIBE_CONFIGS, NOT_REQUESTED, READ
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS))
 
 
 @handles(ApiKey.DESCRIBE_GROUPS, 0, 5)
-def describe_groups(ctx, req):
+def describe_groups(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
     ops = GROUP_OPERATIONS if version >= 3 and req.include_authorized_operations else NOT_REQUESTED
-    coordinator = ctx.broker.groups
-    return DescribeGroupsResponse(groups=[_describe(coordinator.get(gid), gid, version, ops) for gid in req.groups])
+    return DescribeGroupsResponse(groups=[_answer(groups, gid, version, ops) for gid in req.groups])
+
+
+def _answer(groups: GroupCoordinator, group_id: str, version: int, ops: int) -> DescribedGroup:
+    status = groups.status(group_id)
+    if status != ErrorCode.NONE:
+        return DescribedGroup(error_code=status, group_id=group_id, authorized_operations=ops)
+    return _describe(groups.get(group_id), group_id, version, ops)
 
 
 def _describe(group, group_id: str, version: int, ops: int) -> DescribedGroup:

@@ -10,20 +10,27 @@ transaction state topic, which pybroker does not have yet: key type 1 gets
 COORDINATOR_NOT_AVAILABLE.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
 from pybroker.protocol.registry import ApiKey
 
 from . import handles
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 GROUP, TRANSACTION = 0, 1
 
 
 @handles(ApiKey.FIND_COORDINATOR, 0, 6)
-def find_coordinator(ctx, req):
+def find_coordinator(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
     keys = req.coordinator_keys if version >= 4 else [req.key]
-    answers = [_find(ctx.broker, key, req.key_type) for key in keys]
+    answers = [_find(groups, key, req.key_type) for key in keys]
     if version >= 4:
         return FindCoordinatorResponse(
             coordinators=[
@@ -37,14 +44,14 @@ def find_coordinator(ctx, req):
     )
 
 
-def _find(broker, key: str, key_type: int):
+def _find(groups: GroupCoordinator, key: str, key_type: int):
     if key_type == TRANSACTION:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet", -1, "", -1
     if key_type != GROUP:
         return ErrorCode.INVALID_REQUEST, f"unknown key type {key_type}", -1, "", -1
     if not key:
         return ErrorCode.INVALID_REQUEST, "the group id must not be empty", -1, "", -1
-    node = broker.groups.coordinator_for(key)
+    node = groups.coordinator_for(key)
     if node is None:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, None, -1, "", -1
     return ErrorCode.NONE, None, node.node_id, node.host, node.port

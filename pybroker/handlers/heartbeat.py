@@ -3,8 +3,14 @@
 v1 throttle time; v3 group.instance.id; v4 flexible. Keeps a member's
 session alive; REBALANCE_IN_PROGRESS tells it to rejoin. Rules in
 groups/classic.py, and groups/consumer_classic.py for a classic member of
-a KIP-848 consumer group.
+a KIP-848 consumer group. While the group's partition of
+__consumer_offsets is loading the answer is NONE, as Kafka's (the member
+has nothing to do yet); NOT_COORDINATOR if that partition is not ours.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.heartbeat_response import HeartbeatResponse
@@ -13,12 +19,19 @@ from pybroker.protocol.registry import ApiKey
 from ..groups.coordinator import now_ms
 from . import handles
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 
 @handles(ApiKey.HEARTBEAT, 0, 4)
-def heartbeat(ctx, req):
-    coordinator = ctx.broker.groups
+def heartbeat(ctx, req, *, groups: GroupCoordinator):
+    coordinator = groups
     if not req.group_id:
         return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        loading = status == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return HeartbeatResponse(error_code=ErrorCode.NONE if loading else status)
     group = coordinator.get(req.group_id)
     if group is None:
         return HeartbeatResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)

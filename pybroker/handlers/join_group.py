@@ -6,9 +6,16 @@ gets MEMBER_ID_REQUIRED with its id and joins again (KIP-394); v5 static
 membership (group.instance.id, KIP-345); v6 flexible; v7 protocol type in
 the response; v8 a reason; v9 skip_assignment for a static leader that
 rejoined without a rebalance. The rules per group state are in
-groups/classic.py; a KIP-848 consumer group answers its classic members at
-once (groups/consumer_classic.py).
+groups/classic.py; a KIP-848 consumer group answers its classic members
+(groups/consumer_classic.py) once what their join changed is committed. A
+join that waits (for the rebalance, or for a write) is answered later, in
+order. COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR while the group's
+partition of __consumer_offsets is loading / not ours.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.join_group_response import JoinGroupResponse, JoinGroupResponseMember
@@ -18,13 +25,19 @@ from ..groups.classic import JoinResult
 from ..groups.coordinator import Waiter, now_ms
 from . import Later, handles
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 
 @handles(ApiKey.JOIN_GROUP, 0, 9)
-def join_group(ctx, req):
+def join_group(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
-    coordinator = ctx.broker.groups
+    coordinator = groups
     if not req.group_id:
         return _response(version, _error(ErrorCode.INVALID_GROUP_ID, req.member_id))
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        return _response(version, _error(status, req.member_id))
     # Checked before the group is looked up, as Kafka does: otherwise the
     # refused join would leave behind an empty group, listed by ListGroups
     # until offset retention removes it. (group.join checks it again.)

@@ -21,15 +21,20 @@ group, otherwise ILLEGAL_GENERATION; members, generations, fencing,
 REBALANCE_IN_PROGRESS; a KIP-848 consumer group checks member epochs, and
 from v9 a missing group with a generation is GROUP_ID_NOT_FOUND); then each partition's metadata size
 (OFFSET_METADATA_TOO_LARGE). The rest are written as one batch to the
-group's partition of __consumer_offsets and answered as soon as that
-append is done, when the offsets also become visible to OffsetFetch: this
-is Kafka's acks=-1 append on a single replica. Waiting for an fsync as
-well would open a window in which another member already reads an offset
-whose committer has not yet been told it is committed (and may never be,
-if it dies meanwhile); the page cache keeps the batch across a crash of
-the broker process, and the log's flush policy decides the rest. The
-empty group id is allowed here, as in Kafka.
+group's partition of __consumer_offsets with acks=-1 (Kafka's
+offsets.commit.required.acks) and answered once that batch is committed
+(on a single node: fsynced, unless the offsets topic caches writes),
+which is also when the offsets become visible to OffsetFetch: no member
+reads an offset whose committer has not been told it is committed. A
+failed write answers Kafka's mapped error for every partition of the
+batch and applies nothing. The empty group id is allowed here, as in
+Kafka. COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR while the group's
+partition is loading / not ours.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_commit_response import (
@@ -41,23 +46,25 @@ from pybroker.protocol.registry import ApiKey
 
 from ..groups.coordinator import now_ms
 from ..groups.offsets import OffsetAndMetadata
-from . import handles
+from . import Later, handles
+
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
 
 
 @handles(ApiKey.OFFSET_COMMIT, 0, 9)
-def offset_commit(ctx, req):
+def offset_commit(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
-    broker = ctx.broker
-    coordinator = broker.groups
+    coordinator = groups
+    topics = coordinator.topics
     now = now_ms()
     errors: dict[tuple[str, int], ErrorCode] = {}
     entries: dict[tuple[str, int], OffsetAndMetadata] = {}
     expire = now + req.retention_time_ms if 2 <= version <= 4 and req.retention_time_ms != -1 else -1
     for topic in req.topics:
-        known = topic.name in broker.metadata.topics
         for p in topic.partitions:
             tp = (topic.name, p.partition_index)
-            if not known or broker.partition(*tp) is None:
+            if not topics.has_partition(*tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             entries[tp] = OffsetAndMetadata(
@@ -69,6 +76,10 @@ def offset_commit(ctx, req):
             )
     if not entries:
         return _response(req, errors)
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        errors.update((tp, status) for tp in entries)
+        return _response(req, errors)
     instance_id = req.group_instance_id if version >= 7 else None
     error = coordinator.validate_offset_commit(
         req.group_id, req.generation_id_or_member_epoch, req.member_id, instance_id, api_version=version
@@ -76,8 +87,16 @@ def offset_commit(ctx, req):
     if error != ErrorCode.NONE:
         errors.update((tp, error) for tp in entries)
         return _response(req, errors)
-    errors.update(coordinator.offsets.commit(req.group_id, entries, now))
-    return _response(req, errors)
+    committed = coordinator.offsets.commit(req.group_id, entries, now)
+    if committed.done:
+        errors.update(committed.result)
+        return _response(req, errors)
+
+    async def wait():
+        errors.update(await committed.wait())
+        return _response(req, errors)
+
+    return Later(wait)
 
 
 def _response(req, errors: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:

@@ -9,8 +9,16 @@ subscribe to (all of them when a subscription cannot be read), the others
 deleted; any other classic group with members -> NON_EMPTY_GROUP. A KIP-848
 consumer group is treated like a "consumer" group in any state. Group errors are
 answered alone, without topics, as Kafka does. Tombstones are written only
-for offsets that exist; an Empty group left without offsets dies.
+for offsets that exist (or whose commit is still being written, which
+is then not applied); an Empty group left without offsets dies. The
+response waits until the tombstones are committed.
+COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR while the group's partition
+of __consumer_offsets is loading / not ours.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_delete_response import (
@@ -22,21 +30,26 @@ from pybroker.protocol.registry import ApiKey
 
 from ..groups.classic import EMPTY, ClassicGroup
 from ..groups.offsets import CONSUMER, group_subscriptions
-from . import handles
+from . import Later, handles
+
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
 
 
 @handles(ApiKey.OFFSET_DELETE, 0, 0)
-def offset_delete(ctx, req):
-    broker = ctx.broker
-    coordinator = broker.groups
+def offset_delete(ctx, req, *, groups: GroupCoordinator):
+    coordinator = groups
     if not req.group_id:
         return OffsetDeleteResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        return OffsetDeleteResponse(error_code=status)
     errors: dict[tuple[str, int], ErrorCode] = {}
     wanted: list[tuple[str, int]] = []
     for topic in req.topics:
         for p in topic.partitions:
             tp = (topic.name, p.partition_index)
-            if broker.partition(*tp) is None:
+            if not coordinator.topics.has_partition(*tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 wanted.append(tp)
@@ -50,8 +63,9 @@ def offset_delete(ctx, req):
         kept = [tp for tp in wanted if subscribed is None or tp[0] in subscribed]
         errors.update((tp, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC) for tp in kept)
         wanted = [tp for tp in wanted if tp not in errors]
+    written = None
     if wanted:
-        coordinator.offsets.delete_offsets(req.group_id, wanted)
+        _, written = coordinator.offsets.delete_offsets(req.group_id, wanted)
         errors.update((tp, ErrorCode.NONE) for tp in wanted)
     topics: dict[str, list] = {}
     seen = set()
@@ -62,7 +76,15 @@ def offset_delete(ctx, req):
             if tp not in seen:
                 seen.add(tp)
                 parts.append(OffsetDeleteResponsePartition(partition_index=p.partition_index, error_code=errors[tp]))
-    return OffsetDeleteResponse(
+    response = OffsetDeleteResponse(
         error_code=ErrorCode.NONE,
         topics=[OffsetDeleteResponseTopic(name=name, partitions=parts) for name, parts in topics.items()],
     )
+    if written is None or written.done:
+        return response
+
+    async def wait():
+        await written.wait()  # like Kafka's, a deletion stands whatever happens to its write
+        return response
+
+    return Later(wait)

@@ -15,8 +15,14 @@ does not exist, reads as offset -1, metadata "", no error; "all topics" of
 a missing group is nothing. A group-level error (the group's partition of
 __consumer_offsets is not here) goes where the version puts it: into every
 partition (v1), the top-level error code (v2-7), the group's error code
-(v8+).
+(v8+); so does COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR while the
+group's partition of __consumer_offsets is loading / not ours. Offsets
+whose commit is still being written are not shown yet.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_fetch_response import (
@@ -31,20 +37,23 @@ from pybroker.protocol.registry import ApiKey
 
 from . import handles
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 
 @handles(ApiKey.OFFSET_FETCH, 1, 9)
-def offset_fetch(ctx, req):
+def offset_fetch(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
-    coordinator = ctx.broker.groups
+    coordinator = groups
     if version >= 8:
-        groups = []
+        answered = []
         for g in req.groups:
             error, found = _fetch(coordinator, g.group_id, g.topics)
             if error == ErrorCode.NONE and version >= 9:
                 error = coordinator.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
             if error != ErrorCode.NONE:
                 found = []
-            groups.append(
+            answered.append(
                 OffsetFetchResponseGroup(
                     group_id=g.group_id,
                     error_code=error,
@@ -62,7 +71,7 @@ def offset_fetch(ctx, req):
                     ],
                 )
             )
-        return OffsetFetchResponse(groups=groups)
+        return OffsetFetchResponse(groups=answered)
     error, found = _fetch(coordinator, req.group_id, req.topics)
     if version >= 2 and error != ErrorCode.NONE:
         found = []
@@ -91,8 +100,10 @@ def _fetch(coordinator, group_id: str, topics):
     """(group error, [(topic, [(partition, offset, epoch, metadata, error)])]);
     on a group error every asked partition carries it (what v1 answers)."""
     asked = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    error = ErrorCode.NONE
-    if coordinator.partition_of(group_id) is None:
+    error = coordinator.status(group_id)
+    if error != ErrorCode.NONE:
+        rows = [(t, p, None) for t, p in asked or []]
+    elif coordinator.partition_of(group_id) is None:
         error = ErrorCode.COORDINATOR_NOT_AVAILABLE
         rows = [(t, p, None) for t, p in asked or []]
     elif coordinator.get(group_id) is None:

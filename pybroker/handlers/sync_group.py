@@ -3,10 +3,17 @@
 v1 throttle time; v3 group.instance.id; v4 flexible; v5 the protocol type
 and name, checked against the group's (INCONSISTENT_GROUP_PROTOCOL; both
 are mandatory from v5) and echoed in the response. The leader's request
-carries the assignment; followers wait for it. Rules in groups/classic.py;
-a classic member of a KIP-848 consumer group gets its current assignment
-at once (groups/consumer_classic.py).
+carries the assignment; every member's SyncGroup, the leader's included,
+is answered once the group's metadata with that assignment is committed
+to __consumer_offsets (the mapped error if that write failed, and the
+group rebalances). Rules in groups/classic.py; a classic member of a
+KIP-848 consumer group gets its current assignment at once
+(groups/consumer_classic.py).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.sync_group_response import SyncGroupResponse
@@ -16,13 +23,19 @@ from ..groups.classic import SyncResult
 from ..groups.coordinator import Waiter, now_ms
 from . import Later, handles
 
+if TYPE_CHECKING:
+    from ..groups.coordinator import GroupCoordinator
+
 
 @handles(ApiKey.SYNC_GROUP, 0, 5)
-def sync_group(ctx, req):
+def sync_group(ctx, req, *, groups: GroupCoordinator):
     version = ctx.api_version
-    coordinator = ctx.broker.groups
+    coordinator = groups
     if not req.group_id:
         return _response(version, SyncResult(ErrorCode.INVALID_GROUP_ID))
+    status = coordinator.status(req.group_id)
+    if status != ErrorCode.NONE:
+        return _response(version, SyncResult(status))
     if version >= 5 and (req.protocol_type is None or req.protocol_name is None):
         return _response(version, SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
     group = coordinator.get(req.group_id)

@@ -23,9 +23,11 @@ class Box:
 def make_group(delay=DELAY, persist_error=0):
     writes = []
 
-    def persist(group):
-        writes.append((group.state, group.generation, {m: g.assignment for m, g in group.members.items()}))
-        return persist_error
+    def persist(group, assignment, stored):
+        # What is written: the assignment being stored, else the members' own.
+        written = dict(assignment) if assignment is not None else {m: g.assignment for m, g in group.members.items()}
+        writes.append((group.state, group.generation, written))
+        stored(ErrorCode(persist_error), group.state_timestamp)  # committed (or failed) at once
 
     group = ClassicGroup("g", 0, GroupConfig(initial_rebalance_delay_ms=delay), persist)
     return group, writes

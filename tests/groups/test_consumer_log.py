@@ -20,6 +20,7 @@ from pybroker.groups.coordinator import now_ms
 from pybroker.groups.embedded import encode_assignment
 from pybroker.groups.records import ConsumerGroupKey, GroupMetadataKey, decode_key
 
+from .committing import commit_writes
 from .test_migration import SESSION, by_name, subscription
 
 REBALANCE = 30_000
@@ -212,6 +213,7 @@ def classic_group(n: Node, group_id: str, now: int, members=("a", "b")) -> tuple
     for m in members:
         c.sync(group, now, member_id=ids[m], instance_id=None, generation=group.generation, protocol_type="consumer",
                protocol_name="range", assignments=split if ids[m] == group.leader_id else {}, callback=lambda r: None)
+    commit_writes(n.broker)  # the leader's assignment takes effect once committed
     assert group.state == STABLE
     return group, ids
 
@@ -237,9 +239,13 @@ def test_upgrade_through_the_coordinator_survives_a_restart(node):
     join = {
         "instance_id": None, "client_host": "/h", "session_timeout": SESSION, "rebalance_timeout": REBALANCE,
         "protocol_type": "consumer", "protocols": [("range", subscription(["t"]))], "require_known_member_id": False,
-        "supports_skip_assignment": False, "callback": None,
+        "supports_skip_assignment": False,
     }
-    answer = c.join(group, now, member_id=ids["a"], client_id="a", **join)
+    answers = []
+    answer = c.join(group, now, member_id=ids["a"], client_id="a", callback=answers.append, **join)
+    if answer is None:  # answered once what the join changed is committed
+        commit_writes(n.broker)
+        (answer,) = answers
     assert answer.error == ErrorCode.NONE and answer.generation == generation + 1
     synced = c.sync(group, now, member_id=ids["a"], instance_id=None, generation=answer.generation,
                     protocol_type="consumer", protocol_name="range", assignments={}, callback=None)
@@ -299,7 +305,12 @@ def test_a_failed_write_leaves_the_group_as_it_was(node, monkeypatch):
     n = node()
     now = now_ms()
     classic, _ = classic_group(n, "g", now)
-    monkeypatch.setattr(n.coordinator.offsets, "append", lambda *a: ErrorCode.KAFKA_STORAGE_ERROR)
+    from pybroker.protocol.errors import KafkaError
+
+    def refused(*args, **kwargs):
+        raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR)
+
+    monkeypatch.setattr(n.coordinator.writer.replicas, "append", refused)
     assert n.beat("g", "C", 0, now).error == ErrorCode.NOT_COORDINATOR
     assert n.coordinator.get("g") is classic and classic.state == STABLE
     assert n.beat("new", "C", 0, now).error == ErrorCode.NOT_COORDINATOR

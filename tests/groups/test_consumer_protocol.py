@@ -596,7 +596,9 @@ def coordinator(tmp_path):
     broker = Broker(BrokerConfig({"log.dirs": str(tmp_path), "listeners": "PLAINTEXT://127.0.0.1:0"}))
     broker.create_topic("t", 6)
     try:
-        yield GroupCoordinator(broker)
+        coordinator = GroupCoordinator(**broker.group_services())
+        coordinator.broker = broker  # for the tests' own look-ups
+        yield coordinator
     finally:
         broker.logs.close()
 
@@ -718,11 +720,12 @@ def call(coordinator, api, version, request, peer="127.0.0.1:5555"):
 
     from pybroker.handlers import HANDLERS, load_all
 
+    from .committing import answer
+
     load_all()
-    coordinator.broker.groups = coordinator
     body = type(request).decode(request.encode(version), version)
-    ctx = SimpleNamespace(broker=coordinator.broker, api_version=version, client_id="rdkafka", peer=peer)
-    response = HANDLERS[api].fn(ctx, body)
+    ctx = SimpleNamespace(api_version=version, client_id="rdkafka", peer=peer)
+    response = answer(coordinator.broker, coordinator, HANDLERS[api].fn(ctx, body, groups=coordinator))
     return type(response).decode(response.encode(version), version)
 
 

@@ -335,7 +335,7 @@ def test_mixed_members_never_share_a_partition(seed):
 def stable_classic_group(members=("a", "b"), protocol="range", generation_assignments=None, now=0):
     """A Stable classic group: members a and b of topic t (6 partitions),
     a owning 0-2 and b 3-5."""
-    group = ClassicGroup("g", now, GroupConfig(initial_rebalance_delay_ms=0), lambda g: 0)
+    group = ClassicGroup("g", now, GroupConfig(initial_rebalance_delay_ms=0), lambda g, a, stored: stored(ErrorCode.NONE, 0))
     results = {}
     for m in members:
         group.join(
@@ -439,7 +439,7 @@ class Owner:
         group.downgrade = self
 
     def __call__(self, group, now, leaving, rebalance):
-        self.classic = to_classic_group(group, leaving, now, GroupConfig(), lambda g: 0)
+        self.classic = to_classic_group(group, leaving, now, GroupConfig(), lambda g, a, stored: stored(ErrorCode.NONE, 0))
         if self.classic is None:
             return False
         if rebalance:

@@ -54,7 +54,7 @@ from pybroker.config import BrokerConfig
 from pybroker.groups import OFFSETS_TOPIC
 from pybroker.groups.classic import COMPLETING, EMPTY, STABLE
 from pybroker.groups.coordinator import GroupCoordinator
-from pybroker.groups.offsets import OffsetAndMetadata, restore_group
+from pybroker.groups.offsets import OffsetAndMetadata
 from pybroker.groups.records import (
     GroupMetadataKey,
     OffsetCommitKey,
@@ -68,6 +68,8 @@ from pybroker.groups.records import (
 from pybroker.groups.records import OffsetCommitValue as Value
 from pybroker.testing import running_broker
 from tests.broker.wire import Wire
+
+from .committing import commit_writes
 
 E = ErrorCode
 DEADLINE = 60.0
@@ -101,8 +103,34 @@ class Store:
         self.config = BrokerConfig(settings)
         self.data = data
         self.broker = Broker(self.config)
-        self.coord = GroupCoordinator(self.broker)
+        self.coord = GroupCoordinator(**self.broker.group_services())
         self.offsets = self.coord.offsets
+
+    def settle(self) -> None:
+        """Let every write made so far be committed (and take effect)."""
+        commit_writes(self.broker, self.coord)
+
+    def commit_offsets(self, group_id, entries, now) -> dict:
+        done = self.offsets.commit(group_id, entries, now)
+        self.settle()
+        return done.result
+
+    def delete_offsets(self, group_id, partitions, now=None) -> list:
+        removed, _ = self.offsets.delete_offsets(group_id, partitions, now)
+        self.settle()
+        return removed
+
+    def delete_group(self, group_id, generation, now=None):
+        done = self.offsets.delete_group(group_id, generation, now)
+        self.settle()
+        return done.result
+
+    def write_group(self, group):
+        errors = []
+        self.offsets.write_group(group, None, None, lambda error, now: errors.append(error))
+        self.settle()
+        (error,) = errors
+        return error
 
     def topic(self, name: str, partitions: int = 2) -> None:
         self.broker.create_topic(name, partitions)
@@ -111,12 +139,9 @@ class Store:
         """Close, open again, load; rebuild the groups as the broker does."""
         self.broker.logs.close()
         self.broker = Broker(self.config)
-        self.coord = GroupCoordinator(self.broker)
+        self.coord = GroupCoordinator(**self.broker.group_services())
         self.offsets = self.coord.offsets
-        values = self.offsets.load().classic
-        for group_id, value in values.items():
-            self.coord.groups[group_id] = restore_group(self.coord, group_id, value, 5_000)
-        return values
+        return self.coord.load(5_000).classic
 
     def batches(self, group_id: str):
         part = self.coord.partition_of(group_id)
@@ -140,7 +165,7 @@ def commit(store, group_id, now, **offsets):
     """commit(store, "g", now, t0=5, u1=7): offsets of t-0 and u-1."""
     store.coord.get_or_create(group_id, now)
     entries = {(k[0], int(k[1:])): OffsetAndMetadata(v, commit_timestamp=now) for k, v in offsets.items()}
-    return store.offsets.commit(group_id, entries, now)
+    return store.commit_offsets(group_id, entries, now)
 
 
 def stable_group(store, group_id, now, topics=("t",), protocol_type="consumer", instance="inst-1"):
@@ -175,6 +200,7 @@ def stable_group(store, group_id, now, topics=("t",), protocol_type="consumer", 
         assignments={joined.member_id: b"ASSIGNMENT"},
         callback=seen.append,
     )
+    store.settle()  # the assignment takes effect once written
     assert group.state == STABLE
     return group, joined.member_id
 
@@ -205,7 +231,7 @@ def test_metadata_limit_counts_utf16_units_and_fails_only_its_partition(store):
         ("u", 0): OffsetAndMetadata(3, metadata="x" * 4097),
         ("u", 1): OffsetAndMetadata(4, metadata="\u00e9" * 4096),  # 8192 UTF-8 bytes, 4096 units
     }
-    assert store.offsets.commit("g", entries, 0) == {
+    assert store.commit_offsets("g", entries, 0) == {
         ("t", 0): E.NONE,
         ("t", 1): E.OFFSET_METADATA_TOO_LARGE,
         ("u", 0): E.OFFSET_METADATA_TOO_LARGE,
@@ -218,7 +244,7 @@ def test_metadata_limit_counts_utf16_units_and_fails_only_its_partition(store):
 
 def test_everything_too_large_writes_nothing(store):
     store.coord.get_or_create("g", 0)
-    results = store.offsets.commit("g", {("t", 0): OffsetAndMetadata(1, metadata="x" * 5000)}, 0)
+    results = store.commit_offsets("g", {("t", 0): OffsetAndMetadata(1, metadata="x" * 5000)}, 0)
     assert results == {("t", 0): E.OFFSET_METADATA_TOO_LARGE}
     assert store.batches("g") == [] and store.offsets.fetch("g") == []
 
@@ -226,9 +252,9 @@ def test_everything_too_large_writes_nothing(store):
 def test_offsets_and_groups_survive_reopening(store):
     commit(store, "simple", 100, t0=1, t1=2)
     commit(store, "simple", 200, t0=10)  # later wins
-    store.offsets.delete_offsets("simple", [("t", 1)], 300)
+    store.delete_offsets("simple", [("t", 1)], 300)
     _, member_id = stable_group(store, "live", 400)
-    store.offsets.commit("live", {("t", 0): OffsetAndMetadata(42, 3, "meta", 400)}, 400)
+    store.commit_offsets("live", {("t", 0): OffsetAndMetadata(42, 3, "meta", 400)}, 400)
     values = store.reopen()
 
     assert [(t, p, o.offset) for t, p, o in store.offsets.fetch("simple")] == [("t", 0, 10)]
@@ -294,7 +320,7 @@ def test_group_tombstone_removes_the_group_but_not_its_offsets_on_load(store):
 def test_delete_group_writes_offset_and_group_tombstones_in_one_batch(store, generation):
     commit(store, "g", 1, t0=3, u1=4)
     before = len(store.batches("g"))
-    assert store.offsets.delete_group("g", generation, 2) == E.NONE
+    assert store.delete_group("g", generation, 2) == E.NONE
     batches = store.batches("g")
     assert len(batches) == before + 1
     records = list(batches[-1].records())
@@ -308,9 +334,9 @@ def test_delete_group_writes_offset_and_group_tombstones_in_one_batch(store, gen
 
 def test_delete_offsets_of_an_empty_group_kills_it_when_none_are_left(store):
     commit(store, "g", 1, t0=3, t1=4)
-    assert store.offsets.delete_offsets("g", [("t", 0), ("u", 0)], 2) == [("t", 0)]
+    assert store.delete_offsets("g", [("t", 0), ("u", 0)], 2) == [("t", 0)]
     assert store.coord.get("g") is not None
-    assert store.offsets.delete_offsets("g", [("t", 1)], 3) == [("t", 1)]
+    assert store.delete_offsets("g", [("t", 1)], 3) == [("t", 1)]
     assert store.coord.get("g") is None
 
 
@@ -332,7 +358,7 @@ def test_simple_group_offsets_expire_by_commit_time(store):
 
 def test_empty_consumer_group_expires_from_when_it_became_empty(store):
     group, member_id = stable_group(store, "g", 0)
-    store.offsets.commit("g", {("t", 0): OffsetAndMetadata(1, commit_timestamp=0)}, 0)
+    store.commit_offsets("g", {("t", 0): OffsetAndMetadata(1, commit_timestamp=0)}, 0)
     assert group.leave(100 * MINUTE, member_id, "inst-1") == E.NONE
     assert group.state == EMPTY and group.state_timestamp == 100 * MINUTE
     assert store.offsets.expire(159 * MINUTE) == 0  # old commit, but empty for only 59 minutes
@@ -344,7 +370,7 @@ def test_empty_consumer_group_expires_from_when_it_became_empty(store):
 
 def test_stable_consumer_group_expires_only_unsubscribed_topics(store):
     stable_group(store, "g", 0, topics=("t",))
-    store.offsets.commit("g", {tp: OffsetAndMetadata(1, commit_timestamp=0) for tp in [("t", 0), ("u", 0)]}, 0)
+    store.commit_offsets("g", {tp: OffsetAndMetadata(1, commit_timestamp=0) for tp in [("t", 0), ("u", 0)]}, 0)
     assert store.offsets.expire(10 * DAY) == 1
     assert [(t, p) for t, p, _ in store.offsets.fetch("g")] == [("t", 0)]
     assert store.coord.get("g").state == STABLE
@@ -352,13 +378,13 @@ def test_stable_consumer_group_expires_only_unsubscribed_topics(store):
 
 def test_stable_group_of_another_protocol_type_keeps_everything(store):
     stable_group(store, "g", 0, protocol_type="connect")
-    store.offsets.commit("g", {("u", 0): OffsetAndMetadata(1, commit_timestamp=0, expire_timestamp=5)}, 0)
+    store.commit_offsets("g", {("u", 0): OffsetAndMetadata(1, commit_timestamp=0, expire_timestamp=5)}, 0)
     assert store.offsets.expire(10 * DAY) == 0
 
 
 def test_explicit_expire_timestamp_wins(store):
     store.coord.get_or_create("g", 0)
-    store.offsets.commit(
+    store.commit_offsets(
         "g",
         {
             ("t", 0): OffsetAndMetadata(1, commit_timestamp=0, expire_timestamp=5 * MINUTE),
@@ -403,10 +429,10 @@ def test_oversized_batches_map_to_coordinator_errors(store):
     store.broker.set_topic_configs(OFFSETS_TOPIC, {"cleanup.policy": "compact", "max.message.bytes": "50"})
     store.coord.get_or_create("g", 0)
     many = {("t", 0): OffsetAndMetadata(1, metadata="m" * 200)}
-    assert store.offsets.commit("g", many, 0) == {("t", 0): E.INVALID_COMMIT_OFFSET_SIZE}
+    assert store.commit_offsets("g", many, 0) == {("t", 0): E.INVALID_COMMIT_OFFSET_SIZE}
     assert store.offsets.fetch("g") == []
     group = store.coord.get("g")
-    assert store.offsets.write_group(group) == E.UNKNOWN_SERVER_ERROR
+    assert store.write_group(group) == E.UNKNOWN_SERVER_ERROR
 
 
 def test_storage_errors_map_to_not_coordinator(store, monkeypatch):
@@ -416,11 +442,12 @@ def test_storage_errors_map_to_not_coordinator(store, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(PartitionLog, "append", broken)
+    monkeypatch.setattr(PartitionLog, "append_batches", broken)
     store.coord.get_or_create("g", 0)
-    assert store.offsets.commit("g", {("t", 0): OffsetAndMetadata(1)}, 0) == {("t", 0): E.NOT_COORDINATOR}
+    assert store.commit_offsets("g", {("t", 0): OffsetAndMetadata(1)}, 0) == {("t", 0): E.NOT_COORDINATOR}
     assert store.offsets.fetch("g") == []
-    assert store.offsets.write_group(store.coord.get("g")) == E.NOT_COORDINATOR
-    assert store.offsets.delete_group("g", 1) == E.KAFKA_STORAGE_ERROR  # logged, never raised
+    assert store.write_group(store.coord.get("g")) == E.NOT_COORDINATOR
+    assert store.delete_group("g", 1) == E.KAFKA_STORAGE_ERROR  # logged, never raised
 
 
 # == real clients ===========================================================================
