@@ -21,6 +21,8 @@ FOLDERS = {"pybroker.protocol": "protocol", "pybroker.storage": "storage", "pybr
 RULES = [
     ("pybroker.protocol", {"trio", "pybroker"}, {"pybroker.protocol"}),
     ("pybroker.storage", {"trio", "pybroker"}, {"pybroker.protocol", "pybroker.storage"}),
+    # Handlers reach storage only through the services (the replica layer).
+    ("pybroker.handlers", {"pybroker.storage"}, set()),
     # Nothing imports the repository folders by their bare names: installed,
     # they exist only inside the pybroker package.
     ("", {"protocol", "storage"}, set()),
@@ -82,9 +84,18 @@ def violations(root: Path, folders=("protocol", "storage", "pybroker", "tests", 
     return found
 
 
+# Known breaches in code another change of the same issue is moving; the
+# merge empties this.
+PENDING = {"pybroker.handlers.create_topics": ["pybroker.storage.config", "pybroker.storage.config.LogConfig"]}
+
+
 def test_layer_imports():
     assert (ROOT / "protocol").is_dir() and (ROOT / "storage").is_dir()
-    assert violations(ROOT) == {}
+    found = violations(ROOT)
+    for module, bad in PENDING.items():
+        if found.get(module) == bad:
+            del found[module]
+    assert found == {}
 
 
 @pytest.mark.parametrize(
@@ -96,6 +107,8 @@ def test_layer_imports():
         ("protocol", "from pybroker.storage.log import PartitionLog\n", "pybroker.storage.log"),
         ("protocol", "from ..storage import log\n", "pybroker.storage"),
         ("pybroker", "from protocol.errors import EncodeError\n", "protocol.errors"),
+        ("pybroker/handlers", "from pybroker.storage.log import KafkaStorageError\n", "pybroker.storage.log"),
+        ("pybroker/handlers", "from ..storage import log\n", "pybroker.storage"),
     ],
 )
 def test_the_layer_test_catches(tmp_path, folder, source, expected):
@@ -103,6 +116,7 @@ def test_the_layer_test_catches(tmp_path, folder, source, expected):
     for f in FOLDERS.values():
         (tmp_path / f).mkdir()
         (tmp_path / f / "__init__.py").write_text("")
+    (tmp_path / folder).mkdir(parents=True, exist_ok=True)
     (tmp_path / folder / "bad.py").write_text(source)
     found = violations(tmp_path, folders=tuple(FOLDERS.values()))
     assert list(found) == [module_name(tmp_path / folder / "bad.py", tmp_path)]

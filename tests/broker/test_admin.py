@@ -60,7 +60,7 @@ from pybroker.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderTopic,
 )
 from pybroker.protocol.registry import ApiKey
-from pybroker.handlers.offset_for_leader_epoch import end_offset_for
+from pybroker.replica.partition import end_offset_for
 from pybroker.testing import running_broker
 
 from .wire import Wire
@@ -795,7 +795,7 @@ def _gone_then_recreate(bootstrap: str, broker, name: str, old_id) -> None:
     # Deletion is complete when DeleteTopics answers: no waiting.
     assert topic_metadata(bootstrap, name) is None
     assert name not in broker.metadata.topics
-    assert not any(t == name for t, _ in broker.producers.partitions)
+    assert not any(t == name for t, _ in broker.replicas.partitions)
     assert not any(t == name for t, _ in broker.logs.logs)
     assert not any(p.name.startswith(f"{name}-") for p in broker.config.log_dirs[0].iterdir())
     create(bootstrap, name, 1)
@@ -810,7 +810,7 @@ def test_delete_topic_with_each_client(kafka_broker):
     for name in names:
         create(bootstrap, name, 3)
         produce(bootstrap, name, 4, idempotent=True)
-        assert (name, 0) in broker.producers.partitions
+        assert broker.replicas.partition(name, 0).log.producers.entries
     ids = {name: broker.metadata.topics[name].topic_id for name in names}
 
     confluent(bootstrap).delete_topics([names[0]])[names[0]].result(TIMEOUT)
