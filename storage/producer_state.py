@@ -138,7 +138,9 @@ class ProducerStateManager:
             elif b.producer_epoch < earlier[0]:
                 raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH, f"producer {pid} epoch {b.producer_epoch} is fenced")
             elif b.base_sequence != (next_seq(earlier[1]) if b.producer_epoch == earlier[0] else 0):
-                raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, f"producer {pid} sent sequence {b.base_sequence}")
+                raise KafkaError(
+                    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, f"producer {pid} sent sequence {b.base_sequence}"
+                )
             pending[pid] = (b.producer_epoch, b.last_sequence)
         return None
 
@@ -154,7 +156,9 @@ class ProducerStateManager:
         pid = batch.producer_id
         if pid < 0 or batch.is_control:
             return
-        meta = BatchMeta(batch.base_sequence, batch.last_sequence, batch.base_offset, batch.last_offset, batch.max_timestamp)
+        meta = BatchMeta(
+            batch.base_sequence, batch.last_sequence, batch.base_offset, batch.last_offset, batch.max_timestamp
+        )
         self.update(pid, batch.producer_epoch, meta, now)
 
     def last_offsets(self) -> dict[int, int]:
@@ -233,7 +237,11 @@ class ProducerStateManager:
         delete_snapshots(directory, kept.__contains__, offsets)
 
     def expire(self, older_than_ms: int) -> int:
-        gone = [pid for pid, e in self.entries.items() if e.last_seen_ms < older_than_ms and e.current_txn_first_offset is None]
+        gone = [
+            pid
+            for pid, e in self.entries.items()
+            if e.last_seen_ms < older_than_ms and e.current_txn_first_offset is None
+        ]
         for pid in gone:
             del self.entries[pid]
         return len(gone)

@@ -25,10 +25,9 @@ other partitions of the response are unaffected.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
-
-from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError

@@ -40,10 +40,17 @@ class Origin(enum.Enum):
 class Appended:
     """Where one batch went: its offsets, or a duplicate's original ones."""
 
-    __slots__ = ("partition", "base_offset", "last_offset", "log_append_time", "log_start_offset", "duplicate")
+    __slots__ = ("base_offset", "duplicate", "last_offset", "log_append_time", "log_start_offset", "partition")
 
-    def __init__(self, partition: Partition, base_offset: int, last_offset: int, log_append_time: int,
-                 log_start_offset: int, duplicate: bool):
+    def __init__(
+        self,
+        partition: Partition,
+        base_offset: int,
+        last_offset: int,
+        log_append_time: int,
+        log_start_offset: int,
+        duplicate: bool,
+    ):
         self.partition = partition
         self.base_offset = base_offset
         self.last_offset = last_offset

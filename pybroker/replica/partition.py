@@ -62,7 +62,7 @@ def storage_error(exc: KafkaStorageError) -> KafkaError:
 
 
 class Partition:
-    __slots__ = ("topic", "index", "log", "info", "node_id", "role", "isr", "_replica_leos", "_waiters")
+    __slots__ = ("_replica_leos", "_waiters", "index", "info", "isr", "log", "node_id", "role", "topic")
 
     def __init__(self, topic: str, index: int, log: PartitionLog, info: PartitionInfo, node_id: int = 0, isr=None):
         self.topic = topic
@@ -139,7 +139,9 @@ class Partition:
         an older one is fenced, a newer one not known here yet."""
         if current >= 0 and current != self.info.leader_epoch:
             if current < self.info.leader_epoch:
-                raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH, f"epoch {current} is older than {self.info.leader_epoch}")
+                raise KafkaError(
+                    ErrorCode.FENCED_LEADER_EPOCH, f"epoch {current} is older than {self.info.leader_epoch}"
+                )
             raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH, f"epoch {current} is newer than {self.info.leader_epoch}")
 
     # -- the high watermark --------------------------------------------------
@@ -219,6 +221,7 @@ class Partition:
             if log.offline is not None:
                 log.check_online()
             hw = log.high_watermark
+            lso = hw  # until there are transactions
             start = log.log_start_offset
             if current_leader_epoch >= 0 and current_leader_epoch != self.info.leader_epoch:
                 code = (
@@ -226,18 +229,18 @@ class Partition:
                     if current_leader_epoch < self.info.leader_epoch
                     else ErrorCode.UNKNOWN_LEADER_EPOCH
                 )
-                return FetchRead(b"", hw, hw, start, code)
+                return FetchRead(b"", hw, lso, start, code)
             if max_bytes <= 0 and not min_one_message:
-                return FetchRead(b"", hw, hw, start)
+                return FetchRead(b"", hw, lso, start)
             try:
-                result = log.read(offset, max(max_bytes, 1), hw, as_region=zero_copy)
+                result = log.read(offset, max(max_bytes, 1), lso if isolation == READ_COMMITTED else hw, as_region=zero_copy)
             except OffsetOutOfRangeError:
-                return FetchRead(b"", hw, hw, start, ErrorCode.OFFSET_OUT_OF_RANGE)
+                return FetchRead(b"", hw, lso, start, ErrorCode.OFFSET_OUT_OF_RANGE)
         except KafkaStorageError as exc:
             raise storage_error(exc) from None
         if len(result.data) > max_bytes and not min_one_message:
-            return FetchRead(b"", hw, hw, start)  # only the response's first batch may exceed the limits
-        return FetchRead(result.data, hw, hw, start)
+            return FetchRead(b"", hw, lso, start)  # only the response's first batch may exceed the limits
+        return FetchRead(result.data, hw, lso, start)
 
     def fetch_offset_for_timestamp(
         self, timestamp: int, isolation: int = 0, replica_id: int = -1, current_leader_epoch: int = -1
@@ -286,9 +289,7 @@ class Partition:
             if offset == -1:
                 offset = log.high_watermark
             if offset < 0 or offset > log.high_watermark:
-                raise KafkaError(
-                    ErrorCode.OFFSET_OUT_OF_RANGE, f"offset {offset} is not in [0, {log.high_watermark}]"
-                )
+                raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE, f"offset {offset} is not in [0, {log.high_watermark}]")
             return log.delete_records(offset)
         except KafkaStorageError as exc:
             raise storage_error(exc) from None

@@ -103,7 +103,9 @@ def test_a_follower_append_updates_the_state_unchecked(tmp_path):
     plog = open_log(tmp_path)
     # The leader's batches, offsets and epochs assigned there; a sequence
     # gap is the leader's business, not the follower's.
-    result = plog.append_as_follower(raw(7, 0, 0, 2, base_offset=0, leader_epoch=3) + raw(7, 0, 5, 1, base_offset=2, leader_epoch=3))
+    result = plog.append_as_follower(
+        raw(7, 0, 0, 2, base_offset=0, leader_epoch=3) + raw(7, 0, 5, 1, base_offset=2, leader_epoch=3)
+    )
     assert (result.base_offset, result.last_offset) == (0, 2)
     assert plog.epochs.latest_epoch == 3
     assert plog.producers.entries[7].last_seq == 5
