@@ -9,6 +9,11 @@ offsets by patching each batch's base offset in place (and its partition
 leader epoch, and for LogAppendTime topics its max timestamp), so the bytes
 go to disk as they came, validated once.
 
+Every append updates the log's producer state (producer_state), whoever
+makes it; a leader's append of client batches checks it first
+(``append_as_leader``). It is recovered on open (snapshot + replay) and
+rebuilt by a truncation.
+
 I/O errors (Kafka's log directory failure): every operation that touches
 the files is refused with KafkaStorageError once the log is ``offline``,
 and an OSError from one takes the log offline, with the rest of its log
@@ -169,8 +174,8 @@ class PartitionLog:
         self.cleaner_offset = min(max(cleaner_offset, self.log_start_offset), self.log_end_offset)
         self._check()
         self.producers = ProducerStateManager()
-        snapshots = sorted(int(n[: -len(SNAPSHOT_SUFFIX)]) for n in names if n.endswith(SNAPSHOT_SUFFIX) and n[: -len(SNAPSHOT_SUFFIX)].isdigit())
-        self.producers.recover(self, snapshots)
+        stems = (n[: -len(SNAPSHOT_SUFFIX)] for n in names if n.endswith(SNAPSHOT_SUFFIX))
+        self.producers.recover(self, sorted(int(stem) for stem in stems if stem.isdigit()))
 
     # -- opening -------------------------------------------------------------
 
