@@ -40,11 +40,9 @@ from .cluster.model import BrokerInfo, TopicInfo
 from .cluster.placement import assign_replicas
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
-from .flusher import Flusher
 from .groups.coordinator import GroupCoordinator
-from .groups.interim_replicas import InterimReplicas
-from .partition import Partition
-from .producers import ProducerStates
+from .producer_ids import ProducerIds
+from .replica import ReplicaManager
 from .server import Connection, ServerContext, close_idle_connections
 from .topic_configs import INTERNAL_METADATA_TOPIC
 
@@ -106,7 +104,8 @@ class Broker:
             self._unlock()
             raise
         self.logs: LogManager | None = None
-        self.partitions: dict[tuple[str, int], Partition] = {}
+        self.replicas = ReplicaManager(self.node_id, config["producer.id.expiration.ms"])
+        self.producer_ids = ProducerIds(self.metadata)
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
         self.cleaning: set[tuple[str, int]] = set()
@@ -130,6 +129,7 @@ class Broker:
         # Kafka's (KIP-858) are: moved aside, its data kept.
         self.logs = LogManager(config.log_dirs, self.log_config_for, known.__contains__, locks=self.locks)
         self.logs.on_dir_failure = self._log_dir_failed
+        self.replicas.logs = self.logs
         for stray in self.logs.strays:
             log.warning(
                 "moved %s aside to %s: no topic has that partition on broker %d",
@@ -139,23 +139,17 @@ class Broker:
             )
         for topic in self.metadata.all_topics():
             self._open_topic(topic)
-        self.flusher = Flusher(self)
         self.groups = GroupCoordinator(**self.group_services())
         self.groups.load(now_ms())
-        self.producers = ProducerStates(self)
-        for (topic, index), part in self.partitions.items():
-            self.producers.load(topic, index, part.log)
         self.handlers = handlers.bind(self.services())
-        # What the connections get of the broker (``broker`` only until no
-        # handler reads ctx.broker any more).
-        self.server = ServerContext.from_config(config, self.handlers, broker=self)
+        # What the connections get of the broker.
+        self.server = ServerContext.from_config(config, self.handlers)
 
     def group_services(self) -> dict:
         """What the group coordinator is built from."""
         return {
             "config": self.config,
-            # MERGE: the ReplicaManager replaces this adapter.
-            "replicas": InterimReplicas(self.partition, self.flusher),
+            "replicas": self.replicas,
             "metadata": self.metadata,
             "create_topic": self.create_topic,
         }
@@ -170,8 +164,8 @@ class Broker:
             # The Broker itself until topic administration has a home of its
             # own; handlers see only the TopicAdmin protocol.
             "topics": self,
-            # Until the ReplicaManager lands: Metadata asks only ``partition``.
-            "replicas": self,
+            "replicas": self.replicas,
+            "producer_ids": self.producer_ids,
         }
 
     def _drop_refused_overrides(self, info: TopicInfo) -> None:
@@ -209,7 +203,7 @@ class Broker:
         cfg = self.log_config_for(topic.name)
         for p in self._hosted(topic.partitions):
             plog = self.logs.get(topic.name, p.index) or self.logs.create(topic.name, p.index, cfg)
-            self.partitions[(topic.name, p.index)] = Partition(topic.name, p.index, plog, p)
+            self.replicas.add(topic.name, p.index, plog, p)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
         """Create a small topic at once (auto-creation, internal topics); the
@@ -276,7 +270,7 @@ class Broker:
     def _publish(self, info: TopicInfo, first_index: int, parts, logs) -> TopicInfo:
         for p, plog in zip(parts, logs):
             self.logs.adopt((info.name, p.index), plog)
-            self.partitions[(info.name, p.index)] = Partition(info.name, p.index, plog, p)
+            self.replicas.add(info.name, p.index, plog, p)
         self.metadata.publish(info.name)
         if first_index == 0:
             log.info("created topic %s with %d partitions", info.name, len(info.partitions))
@@ -309,10 +303,7 @@ class Broker:
         info = self.metadata.delete_topic(name)
         self.creating.add(name)
         for p in info.partitions:
-            part = self.partitions.pop((name, p.index), None)
-            if part is not None:
-                part.wake()
-            self.producers.forget_partition(name, p.index)
+            self.replicas.remove(name, p.index)
         log.info("deleted topic %s", name)
         return info
 
@@ -353,9 +344,6 @@ class Broker:
         self.metadata.set_topic_configs(name, configs)
         self.logs.update_config(name, self.log_config_for(name))
 
-    def partition(self, topic: str, index: int) -> Partition | None:
-        return self.partitions.get((topic, index))
-
     # -- life cycle ------------------------------------------------------------
 
     def stop(self) -> None:
@@ -392,7 +380,7 @@ class Broker:
                         root.start_soon(close_idle_connections, self.server)
                     if self.config["log.cleaner.enable"]:
                         root.start_soon(self._compact)
-                    root.start_soon(self.flusher.run)
+                    root.start_soon(self.replicas.run)
                     root.start_soon(self.groups.run)
                     log.info(
                         "pybroker %d serving on %s, data in %s",
@@ -414,7 +402,7 @@ class Broker:
             if self.logs is None:
                 self._unlock()
             else:
-                self._background("producer snapshots", self.producers.snapshot_all)
+                self._background("producer snapshots", self.replicas.snapshot_producers)
                 self._background("closing the logs", self.logs.close)  # also gives up the dirs' locks
                 log.info("stopped; logs flushed")
         if self.logs is not None and not self.logs.online_dirs:
@@ -490,7 +478,7 @@ class Broker:
             if now >= next_checkpoint:
                 next_checkpoint = now + checkpoint_every
                 self._background("checkpoint", self.logs.checkpoint)
-                self._background("producer snapshots", self.producers.checkpoint)
+                self._background("producer snapshots", self.replicas.checkpoint_producers)
 
     async def _compact(self) -> None:
         """The log cleaner: every ``log.cleaner.backoff.ms``, compact each
@@ -504,13 +492,12 @@ class Broker:
         uncleanable: set = set()
         while True:
             await trio.sleep(backoff)
-            for tp, part in list(self.partitions.items()):
+            for tp, part in list(self.replicas.partitions.items()):
                 if part.log.config.compact and not part.offline and tp not in uncleanable:
                     await self._compact_one(tp, part, uncleanable)
 
     async def _compact_one(self, tp, part, uncleanable: set) -> None:
-        state = self.producers.for_partition(*tp)
-        tails = {pid: e.batches[-1].last_offset for pid, e in state.entries.items() if e.batches}
+        tails = part.log.producers.last_offsets()
         prepare = functools.partial(cleaner.prepare, part.log, now_ms(), producer_last_offsets=tails)
         self.cleaning.add(tp)
         try:
@@ -518,16 +505,16 @@ class Broker:
                 plan = await trio.to_thread.run_sync(prepare)
                 if plan is None:
                     return
-                if self.partitions.get(tp) is not part:  # deleted meanwhile
+                if self.replicas.partitions.get(tp) is not part:  # deleted meanwhile
                     cleaner.discard(plan)
                     return
                 result = cleaner.commit(part.log, plan)
             except OSError as exc:
-                if self.partitions.get(tp) is part:
+                if self.replicas.partitions.get(tp) is part:
                     part.log.io_failed(exc)
                 return
             except Exception:
-                if self.partitions.get(tp) is part:
+                if self.replicas.partitions.get(tp) is part:
                     log.exception("compaction of %s-%d failed; it is not compacted again until a restart", *tp)
                     uncleanable.add(tp)
                 return

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 
 INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
@@ -52,12 +53,6 @@ class FetchSession:
         self.partitions: OrderedDict[tuple[str, int], SessionPartition] = OrderedDict()
 
 
-class SessionError(Exception):
-    def __init__(self, code: ErrorCode):
-        super().__init__(code.name)
-        self.code = code
-
-
 class FetchSessionCache:
     def __init__(self, max_sessions: int = DEFAULT_MAX_SESSIONS):
         self.max_sessions = max_sessions
@@ -75,9 +70,9 @@ class FetchSessionCache:
             return self._create(), True
         session = self.sessions.get(session_id)
         if session is None:
-            raise SessionError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+            raise KafkaError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
         if epoch != session.epoch:
-            raise SessionError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+            raise KafkaError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         self.sessions.move_to_end(session_id)
         return session, False
 

@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -87,9 +87,6 @@ class ServerContext:
     stopping: bool = False
     # One pool for all connections: what one frees, another reuses.
     frame_buffers: FrameBuffers = field(default_factory=FrameBuffers)
-    # Transitional: handlers not yet given their services still read
-    # ``ctx.broker``; goes once none does.
-    broker: Any = None
 
     @classmethod
     def from_config(cls, config: BrokerConfig, handlers: Mapping[int, Handler], **more) -> ServerContext:
@@ -112,11 +109,9 @@ class ServerContext:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    __slots__ = ("broker", "api_version", "correlation_id", "client_id", "peer", "header", "zero_copy")
+    __slots__ = ("api_version", "correlation_id", "client_id", "peer", "header", "zero_copy")
 
-    def __init__(self, header, peer: str, zero_copy: bool = False, broker: Any = None):
-        # Transitional (see ServerContext.broker).
-        self.broker = broker
+    def __init__(self, header, peer: str, zero_copy: bool = False):
         self.header = header
         self.api_version = header.request_api_version
         self.correlation_id = header.correlation_id
@@ -332,7 +327,7 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(header, self.peer, self.zero_copy, self.server.broker)
+        ctx = RequestContext(header, self.peer, self.zero_copy)
         try:
             result = handler.fn(ctx, body)
         except CloseConnection as exc:

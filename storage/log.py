@@ -9,6 +9,11 @@ offsets by patching each batch's base offset in place (and its partition
 leader epoch, and for LogAppendTime topics its max timestamp), so the bytes
 go to disk as they came, validated once.
 
+Every append updates the log's producer state (producer_state), whoever
+makes it; a leader's append of client batches checks it first
+(``append_as_leader``). It is recovered on open (snapshot + replay) and
+rebuilt by a truncation.
+
 I/O errors (Kafka's log directory failure): every operation that touches
 the files is refused with KafkaStorageError once the log is ``offline``,
 and an OSError from one takes the log offline, with the rest of its log
@@ -33,6 +38,9 @@ from pybroker.protocol.record_batch import RecordBatch, iter_batches
 
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache
+from .producer_snapshot import SUFFIX as SNAPSHOT_SUFFIX
+from .producer_snapshot import delete_snapshots
+from .producer_state import ProducerStateManager
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, FileRegion, LogSegment
 
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
@@ -79,6 +87,9 @@ class AppendResult(NamedTuple):
     max_timestamp: int
     offset_of_max_timestamp: int
     record_count: int
+    # A retry of a batch the log holds already: these are its offsets, and
+    # nothing was written.
+    duplicate: bool = False
 
 
 class ReadResult(NamedTuple):
@@ -145,7 +156,7 @@ class PartitionLog:
         self.recovered_bytes = 0  # bytes cut off by recovery on open
         # Loaded first: recovery adds the epochs of batches the checkpoint missed.
         self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
-        self._load(recovery_point, clean)
+        names = self._load(recovery_point, clean)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         # Never past the checkpoint, clean or not (Kafka's LogLoader): after an
@@ -162,10 +173,14 @@ class PartitionLog:
         # First offset not yet compacted (Kafka's cleaner-offset-checkpoint).
         self.cleaner_offset = min(max(cleaner_offset, self.log_start_offset), self.log_end_offset)
         self._check()
+        self.producers = ProducerStateManager()
+        stems = (n[: -len(SNAPSHOT_SUFFIX)] for n in names if n.endswith(SNAPSHOT_SUFFIX))
+        self.producers.recover(self, sorted(int(stem) for stem in stems if stem.isdigit()))
 
     # -- opening -------------------------------------------------------------
 
-    def _load(self, recovery_point: int, clean: bool) -> None:
+    def _load(self, recovery_point: int, clean: bool) -> list[str]:
+        """Open the segments; the directory's file names."""
         # One listing per partition: with thousands of partitions, a glob per
         # suffix was most of the start-up time.
         names = self._finish_interrupted_swaps(os.listdir(self.directory))
@@ -200,6 +215,7 @@ class PartitionLog:
                 raise CorruptRecordError(
                     f"{self.directory.name}: segment {prev.base_offset} overlaps {seg.base_offset}"
                 )
+        return names
 
     def _finish_interrupted_swaps(self, names: list[str]) -> list[str]:
         """A compaction swap is: write ``.cleaned`` files, rename them to
@@ -338,6 +354,27 @@ class PartitionLog:
         return self._append(batches, view, leader_epoch, now, assign_offsets)
 
     @_io
+    def append_as_leader(
+        self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None
+    ) -> AppendResult:
+        """A leader's append of client batches the caller has split and
+        validated: their producers' epochs and sequences are checked first
+        (KafkaError when refused); a retry of a batch the log holds is not
+        written again, its original offsets come back (``duplicate``)."""
+        if not batches:
+            raise CorruptRecordError("no record batch in the appended data")
+        dup = self.producers.check_batches(batches)
+        if dup is not None:
+            return AppendResult(dup.base_offset, dup.last_offset, -1, -1, dup.last_offset, 0, True)
+        return self._append(batches, None, leader_epoch, now, True)
+
+    def append_as_follower(self, records, *, now: int | None = None) -> AppendResult:
+        """A follower's append of its leader's batches, offsets and epochs
+        already assigned: written as they are, producer state updated
+        without the leader's checks."""
+        return self.append(records, now=now, assign_offsets=False)
+
+    @_io
     def append_batches(
         self, batches: list[RecordBatch], *, leader_epoch: int = -1, now: int | None = None
     ) -> AppendResult:
@@ -387,6 +424,10 @@ class PartitionLog:
         first_base = infos[0].base_offset
         self._maybe_roll(position, infos[-1].last_offset, now, first_base, max_ts)
         self.active.append(data, infos)
+        producers = self.producers
+        for batch in batches:
+            if batch.producer_id >= 0:
+                producers.appended(batch, now)
         if assign_offsets:
             if leader_epoch >= 0:
                 self.epochs.assign(leader_epoch, first_base)
@@ -481,6 +522,16 @@ class PartitionLog:
                 return rec.timestamp, rec.offset
         return best.max_timestamp, best.offset_of_max_timestamp
 
+    # -- producer state ------------------------------------------------------
+
+    @_io
+    def take_producer_snapshot(self) -> None:
+        """Snapshot the producer state at the log end (checkpoints, a clean stop)."""
+        self.producers.take_snapshot(self.directory, self.log_end_offset)
+
+    def expire_producers(self, older_than_ms: int) -> int:
+        return self.producers.expire(older_than_ms)
+
     # -- moving the ends -----------------------------------------------------
 
     def set_high_watermark(self, offset: int) -> None:
@@ -504,6 +555,8 @@ class PartitionLog:
         # Offsets written again after the truncation are not clean yet
         # (Kafka's LogCleanerManager.maybeTruncateCheckpoint).
         self.cleaner_offset = min(self.cleaner_offset, self.log_end_offset)
+        # The removed batches' producers go back to what the log now holds.
+        self.producers.recover(self)
         self._check()
 
     @_io
@@ -516,6 +569,8 @@ class PartitionLog:
         self.log_start_offset = self.high_watermark = self.recovery_point = new_start
         self.cleaner_offset = new_start
         self.epochs.clear()
+        delete_snapshots(self.directory, lambda offset: False)
+        self.producers.entries = {}
         self._check()
 
     @_io

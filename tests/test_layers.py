@@ -21,14 +21,20 @@ FOLDERS = {"pybroker.protocol": "protocol", "pybroker.storage": "storage", "pybr
 RULES = [
     ("pybroker.protocol", {"trio", "pybroker"}, {"pybroker.protocol"}),
     ("pybroker.storage", {"trio", "pybroker"}, {"pybroker.protocol", "pybroker.storage"}),
+    # Handlers reach storage only through the services (the replica layer).
+    ("pybroker.handlers", {"pybroker.storage"}, set()),
     # Nothing imports the repository folders by their bare names: installed,
     # they exist only inside the pybroker package.
     ("", {"protocol", "storage"}, set()),
     # The composition root builds the server, never the other way round:
     # a connection gets a ServerContext, not the broker.
     ("pybroker.server", {"pybroker.broker"}, set()),
-    # The same for pybroker.handlers and pybroker.groups once none of
-    # them imports the broker any more (issue #13).
+    # Nor do the handlers and the services get the broker: they are given
+    # what they use.
+    ("pybroker.handlers", {"pybroker.broker"}, set()),
+    ("pybroker.groups", {"pybroker.broker"}, set()),
+    ("pybroker.replica", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
+    ("pybroker.cluster", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
 ]
 
 
@@ -89,7 +95,8 @@ def violations(root: Path, folders=("protocol", "storage", "pybroker", "tests", 
 
 def test_layer_imports():
     assert (ROOT / "protocol").is_dir() and (ROOT / "storage").is_dir()
-    assert violations(ROOT) == {}
+    found = violations(ROOT)
+    assert found == {}
 
 
 @pytest.mark.parametrize(
@@ -107,6 +114,16 @@ def test_layer_imports():
             "pybroker.broker",
         ),
         ("pybroker/server.py", "def f():\n    from pybroker import broker\n", "pybroker.broker"),
+        ("pybroker/handlers", "from pybroker.storage.log import KafkaStorageError\n", "pybroker.storage.log"),
+        ("pybroker/handlers", "from ..storage import log\n", "pybroker.storage"),
+        (
+            "pybroker/handlers",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..broker import Broker\n",
+            "pybroker.broker",
+        ),
+        ("pybroker/groups", "from pybroker.broker import now_ms\n", "pybroker.broker"),
+        ("pybroker/replica", "from ..server import Connection\n", "pybroker.server"),
+        ("pybroker/cluster", "def f():\n    from pybroker import broker\n", "pybroker.broker"),
     ],
 )
 def test_the_layer_test_catches(tmp_path, folder, source, expected):
@@ -116,6 +133,7 @@ def test_the_layer_test_catches(tmp_path, folder, source, expected):
         (tmp_path / f).mkdir()
         (tmp_path / f / "__init__.py").write_text("")
     bad = tmp_path / folder if folder.endswith(".py") else tmp_path / folder / "bad.py"
+    bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text(source)
     found = violations(tmp_path, folders=tuple(FOLDERS.values()))
     assert list(found) == [module_name(bad, tmp_path)]

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -129,12 +128,6 @@ class LocalMetadata:
 
     def brokers(self) -> list[BrokerInfo]:
         return [self.this_broker]
-
-    @property
-    def topics(self) -> Mapping[str, TopicInfo]:
-        """Read-only name -> topic, for the callers not yet on ``topic()``
-        (not part of MetadataView: nothing new may use it)."""
-        return MappingProxyType(self._topics)
 
     # -- MetadataWriter ----------------------------------------------------------
 

@@ -16,9 +16,7 @@ if TYPE_CHECKING:
     from pybroker.protocol.errors import KafkaError
     from pybroker.protocol.record_batch import RecordBatch
 
-# MERGE: these come from the replica layer (pybroker/replica/manager.py)
-# once it exists; interim_replicas.py then goes away.
-from .interim_replicas import Appended, Origin
+from pybroker.replica.manager import Appended, Origin
 
 __all__ = ["OFFSETS_ACKS", "Appended", "Origin", "Replicas"]
 

@@ -17,57 +17,51 @@ offline), gets KAFKA_STORAGE_ERROR; any other exception is logged and
 answered UNKNOWN_SERVER_ERROR.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.delete_records_response import (
     DeleteRecordsPartitionResult,
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
 from pybroker.protocol.registry import ApiKey
-from pybroker.storage.log import KafkaStorageError
 
-from . import handles
 from ..cluster.model import INTERNAL_TOPICS
+from . import handles
+
+if TYPE_CHECKING:
+    from ..replica import ReplicaManager
 
 logger = logging.getLogger("pybroker.delete_records")
-HIGH_WATERMARK = -1
 INVALID_LOW_WATERMARK = -1
 
 
 @handles(ApiKey.DELETE_RECORDS, 0, 2)
-def delete_records(ctx, req):
+def delete_records(ctx, req, *, replicas: ReplicaManager):
     topics = []
     for t in req.topics:
         parts = []
         for p in t.partitions:
+            code, low = ErrorCode.NONE, INVALID_LOW_WATERMARK
             try:
-                code, low = _delete(ctx.broker, t.name, p.partition_index, p.offset)
-            except KafkaStorageError:
-                code, low = ErrorCode.KAFKA_STORAGE_ERROR, INVALID_LOW_WATERMARK
+                part = replicas.partition(t.name, p.partition_index)
+                if part is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                if t.name in INTERNAL_TOPICS:
+                    raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"{t.name} is an internal topic")
+                low = part.delete_records(p.offset)
+            except KafkaError as exc:
+                code = exc.code
             except Exception:
                 logger.exception("delete records of %s-%d failed", t.name, p.partition_index)
-                code, low = ErrorCode.UNKNOWN_SERVER_ERROR, INVALID_LOW_WATERMARK
+                code = ErrorCode.UNKNOWN_SERVER_ERROR
             parts.append(
                 DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=low, error_code=code)
             )
         topics.append(DeleteRecordsTopicResult(name=t.name, partitions=parts))
     return DeleteRecordsResponse(topics=topics)
-
-
-def _delete(broker, topic: str, index: int, offset: int) -> tuple[ErrorCode, int]:
-    part = broker.partition(topic, index)
-    if part is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, INVALID_LOW_WATERMARK
-    if topic in INTERNAL_TOPICS:
-        return ErrorCode.INVALID_TOPIC_EXCEPTION, INVALID_LOW_WATERMARK
-    part.check_online()
-    log = part.log
-    if not log.config.delete:
-        return ErrorCode.POLICY_VIOLATION, INVALID_LOW_WATERMARK
-    if offset == HIGH_WATERMARK:
-        offset = log.high_watermark
-    if offset < 0 or offset > log.high_watermark:
-        return ErrorCode.OFFSET_OUT_OF_RANGE, INVALID_LOW_WATERMARK
-    return ErrorCode.NONE, log.delete_records(offset)

@@ -12,8 +12,9 @@ failed (is offline) or cannot be read gets KAFKA_STORAGE_ERROR and no
 partitions, as Kafka reports an offline log dir.
 """
 
-import os
-from collections import defaultdict
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_log_dirs_response import (
@@ -26,45 +27,39 @@ from pybroker.protocol.registry import ApiKey
 
 from . import handles
 
+if TYPE_CHECKING:
+    from ..config import BrokerConfig
+    from ..replica import ReplicaManager
+
 
 @handles(ApiKey.DESCRIBE_LOG_DIRS, 1, 4)
-def describe_log_dirs(ctx, req):
+def describe_log_dirs(ctx, req, *, replicas: ReplicaManager, config: BrokerConfig):
     wanted = None if req.topics is None else {(t.topic, p) for t in req.topics for p in t.partitions}
-    by_dir: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for (topic, index), plog in ctx.broker.logs.logs.items():
-        if wanted is None or (topic, index) in wanted:
-            by_dir[os.path.abspath(plog.directory.parent)][topic].append((index, plog))
     results = []
-    for d in ctx.broker.config.log_dirs:
-        path = os.path.abspath(d)
-        result = DescribeLogDirsResult(error_code=ErrorCode.NONE, log_dir=path)
-        if ctx.broker.logs.dir_failure(d) is not None:
-            result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-            results.append(result)
-            continue
-        try:
-            st = os.statvfs(path)
-        except OSError:
-            result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-            results.append(result)
+    for d in replicas.describe_log_dirs(config.log_dirs, wanted):
+        result = DescribeLogDirsResult(error_code=d.error, log_dir=d.path)
+        results.append(result)
+        if d.error != ErrorCode.NONE:
             continue
         if ctx.api_version >= 4:
-            result.total_bytes = st.f_blocks * st.f_frsize
-            result.usable_bytes = st.f_bavail * st.f_frsize
+            result.total_bytes = d.total_bytes
+            result.usable_bytes = d.usable_bytes
+        by_topic: dict[str, list] = {}
+        for part in d.partitions:
+            by_topic.setdefault(part.topic, []).append(part)
         result.topics = [
             DescribeLogDirsTopic(
                 name=topic,
                 partitions=[
                     DescribeLogDirsPartition(
-                        partition_index=index,
-                        partition_size=plog.size_in_bytes,
-                        offset_lag=max(plog.high_watermark - plog.log_end_offset, 0),
+                        partition_index=part.index,
+                        partition_size=part.size_in_bytes,
+                        offset_lag=part.offset_lag,
                         is_future_key=False,
                     )
-                    for index, plog in sorted(parts, key=lambda x: x[0])
+                    for part in sorted(parts, key=lambda x: x.index)
                 ],
             )
-            for topic, parts in sorted(by_dir.get(path, {}).items())
+            for topic, parts in sorted(by_topic.items())
         ]
-        results.append(result)
     return DescribeLogDirsResponse(results=results)

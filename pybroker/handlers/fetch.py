@@ -25,33 +25,38 @@ other partitions of the response are unaffected.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
 from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
-from pybroker.storage.log import KafkaStorageError, OffsetOutOfRangeError
 
-from ..fetch_sessions import SessionError, SessionPartition
+from ..fetch_sessions import SessionPartition
 from . import Later, handles
+
+if TYPE_CHECKING:
+    from ..cluster.local import LocalMetadata
+    from ..fetch_sessions import FetchSessionCache
+    from ..replica import ReplicaManager
 
 logger = logging.getLogger("pybroker.fetch")
 READ_COMMITTED = 1
 
 
 @handles(ApiKey.FETCH, 4, 13)
-def fetch(ctx, req):
-    broker = ctx.broker
+def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_sessions: FetchSessionCache):
     version = ctx.api_version
     try:
-        session, full = _session(broker, req, version)
-    except SessionError as exc:
+        session, full = _session(fetch_sessions, req, version)
+    except KafkaError as exc:
         return FetchResponse(error_code=exc.code, session_id=0)
-    wanted = _wanted(broker, req, version, session, full)
+    wanted = _wanted(metadata, req, version, session, full)
     zero_copy = ctx.zero_copy
-    response, size, parts = _build(broker, req, version, wanted, session, full, zero_copy)
+    response, size, parts = _build(replicas, req, version, wanted, session, full, zero_copy)
     if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
         return _finish(response, wanted, session, full)
 
@@ -67,25 +72,24 @@ def fetch(ctx, req):
                 finally:
                     for part in parts:
                         part.unpark(event)
-                response, size, _ = _build(broker, req, version, wanted, session, full, zero_copy)
+                response, size, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
                 if size >= req.min_bytes:
                     break
-        response, _, _ = _build(broker, req, version, wanted, session, full, zero_copy)
+        response, _, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
         return _finish(response, wanted, session, full)
 
     return Later(long_poll)
 
 
-def _session(broker, req, version):
+def _session(fetch_sessions, req, version):
     if version < 7:
         return None, True
-    return broker.fetch_sessions.resolve(req.session_id, req.session_epoch)
+    return fetch_sessions.resolve(req.session_id, req.session_epoch)
 
 
-def _wanted(broker, req, version, session, full) -> list[SessionPartition | tuple]:
+def _wanted(md, req, version, session, full) -> list[SessionPartition | tuple]:
     """The partitions to answer for, in order: SessionPartition for known
     topics, (topic name or None, topic id, index, error) for unknown ones."""
-    md = broker.metadata
     out: list = []
     fresh: list[SessionPartition] = []
     for t in req.topics:
@@ -93,7 +97,7 @@ def _wanted(broker, req, version, session, full) -> list[SessionPartition | tupl
             info = md.topic_by_id(t.topic_id)
             missing = ErrorCode.UNKNOWN_TOPIC_ID
         else:
-            info = md.topics.get(t.topic)
+            info = md.topic(t.topic)
             missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         for p in t.partitions:
             if info is None or p.partition >= len(info.partitions):
@@ -118,7 +122,7 @@ def _wanted(broker, req, version, session, full) -> list[SessionPartition | tupl
             )
         session.partitions[key] = sp
     for t in req.forgotten_topics_data or []:
-        info = md.topic_by_id(t.topic_id) if version >= 13 else md.topics.get(t.topic)
+        info = md.topic_by_id(t.topic_id) if version >= 13 else md.topic(t.topic)
         if info is not None:
             for idx in t.partitions:
                 session.partitions.pop((info.name, idx), None)
@@ -126,7 +130,7 @@ def _wanted(broker, req, version, session, full) -> list[SessionPartition | tupl
     return out + list(session.partitions.values())
 
 
-def _build(broker, req, version, wanted, session, full, zero_copy: bool):
+def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
     isolation = req.isolation_level if version >= 4 else 0
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
     first = True
@@ -140,11 +144,11 @@ def _build(broker, req, version, wanted, session, full, zero_copy: bool):
             data = _failed(index, code)
             key = (name, topic_id)
         else:
-            part = broker.partition(w.topic, w.index)
+            part = replicas.partition(w.topic, w.index)
             try:
                 data = _read_partition(part, w, isolation, remaining, first, zero_copy)
-            except KafkaStorageError:
-                data = _failed(w.index, ErrorCode.KAFKA_STORAGE_ERROR)
+            except KafkaError as exc:
+                data = _failed(w.index, exc.code)
             except Exception:
                 logger.exception("fetch from %s-%d failed", w.topic, w.index)
                 data = _failed(w.index, ErrorCode.UNKNOWN_SERVER_ERROR)
@@ -182,38 +186,26 @@ def _failed(index: int, code: ErrorCode) -> PartitionData:
 def _read_partition(
     part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool
 ) -> PartitionData:
-    aborted = [] if isolation == READ_COMMITTED else None
     if part is None:
         return _failed(w.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    part.check_online()
-    log = part.log
-    hw = log.high_watermark
-    lso = hw
-    data = PartitionData(
-        partition_index=w.index,
-        high_watermark=hw,
-        last_stable_offset=lso,
-        log_start_offset=log.log_start_offset,
-        aborted_transactions=aborted,
-        preferred_read_replica=-1,
-        records=b"",
+    read = part.read(
+        w.fetch_offset,
+        min(w.max_bytes, remaining),
+        isolation,
+        current_leader_epoch=w.leader_epoch,
+        min_one_message=first,
+        zero_copy=zero_copy,
     )
-    if w.leader_epoch >= 0 and w.leader_epoch != part.leader_epoch:
-        data.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-        return data
-    limit = min(w.max_bytes, remaining)
-    if limit <= 0 and not first:
-        return data
-    try:
-        max_offset = lso if isolation == READ_COMMITTED else hw
-        result = log.read(w.fetch_offset, max(limit, 1), max_offset, as_region=zero_copy)
-    except OffsetOutOfRangeError:
-        data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
-        return data
-    if len(result.data) > limit and not first:
-        return data  # only the first batch of the response may exceed the limits
-    data.records = result.data
-    return data
+    return PartitionData(
+        partition_index=w.index,
+        error_code=read.error,
+        high_watermark=read.high_watermark,
+        last_stable_offset=read.last_stable_offset,
+        log_start_offset=read.log_start_offset,
+        aborted_transactions=[] if isolation == READ_COMMITTED else None,
+        preferred_read_replica=-1,
+        records=read.records,
+    )
 
 
 def _finish(response, wanted, session, full):

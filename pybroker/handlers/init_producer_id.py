@@ -9,15 +9,22 @@ Transactional ids need the transaction coordinator, which pybroker does
 not have yet: they get COORDINATOR_NOT_AVAILABLE.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from pybroker.protocol.registry import ApiKey
 
 from . import handles
 
+if TYPE_CHECKING:
+    from ..producer_ids import ProducerIds
+
 
 @handles(ApiKey.INIT_PRODUCER_ID, 0, 4)
-def init_producer_id(ctx, req):
+def init_producer_id(ctx, req, *, producer_ids: ProducerIds):
     if req.transactional_id is not None:
         return InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, producer_id=-1, producer_epoch=-1)
-    return InitProducerIdResponse(producer_id=ctx.broker.producers.new_producer_id(), producer_epoch=0)
+    return InitProducerIdResponse(producer_id=producer_ids.new_producer_id(), producer_epoch=0)

@@ -12,32 +12,35 @@ other exception is logged and answered UNKNOWN_SERVER_ERROR; the other
 partitions are answered as usual.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.list_offsets_response import (
     ListOffsetsPartitionResponse,
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
 from pybroker.protocol.registry import ApiKey
-from pybroker.storage.log import KafkaStorageError
 
 from . import handles
 
+if TYPE_CHECKING:
+    from ..replica import ReplicaManager
+
 logger = logging.getLogger("pybroker.list_offsets")
-LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
-DEBUG_REPLICA = -2
-READ_COMMITTED = 1
 
 
 @handles(ApiKey.LIST_OFFSETS, 1, 7)
-def list_offsets(ctx, req):
-    broker = ctx.broker
+def list_offsets(ctx, req, *, replicas: ReplicaManager):
     seen: dict[tuple[str, int], int] = {}
     for t in req.topics:
         for p in t.partitions:
             seen[(t.name, p.partition_index)] = seen.get((t.name, p.partition_index), 0) + 1
+    isolation = req.isolation_level if ctx.api_version >= 2 else 0
     topics = []
     for t in req.topics:
         parts = []
@@ -45,52 +48,23 @@ def list_offsets(ctx, req):
             resp = ListOffsetsPartitionResponse(partition_index=p.partition_index, timestamp=-1, offset=-1, leader_epoch=-1)
             if seen[(t.name, p.partition_index)] > 1:
                 resp.error_code = ErrorCode.INVALID_REQUEST
-            else:
-                try:
-                    _answer(broker, req, t.name, p, resp, ctx.api_version)
-                except KafkaStorageError:
-                    _failed(resp, ErrorCode.KAFKA_STORAGE_ERROR)
-                except Exception:
-                    logger.exception("list offsets of %s-%d failed", t.name, p.partition_index)
-                    _failed(resp, ErrorCode.UNKNOWN_SERVER_ERROR)
+                parts.append(resp)
+                continue
+            try:
+                part = replicas.partition(t.name, p.partition_index)
+                if part is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                timestamp, offset, epoch = part.fetch_offset_for_timestamp(
+                    p.timestamp, isolation, req.replica_id, p.current_leader_epoch
+                )
+                resp.timestamp, resp.offset = timestamp, offset
+                if ctx.api_version >= 4:
+                    resp.leader_epoch = epoch
+            except KafkaError as exc:
+                resp.error_code = exc.code  # timestamp, offset and epoch stay -1
+            except Exception:
+                logger.exception("list offsets of %s-%d failed", t.name, p.partition_index)
+                resp.error_code = ErrorCode.UNKNOWN_SERVER_ERROR
             parts.append(resp)
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
     return ListOffsetsResponse(topics=topics)
-
-
-def _failed(resp, code: ErrorCode) -> None:
-    resp.error_code = code
-    resp.timestamp = resp.offset = resp.leader_epoch = -1
-
-
-def _answer(broker, req, topic, p, resp, version: int) -> None:
-    part = broker.partition(topic, p.partition_index)
-    if part is None:
-        resp.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return
-    part.check_online()
-    if p.current_leader_epoch >= 0 and p.current_leader_epoch != part.leader_epoch:
-        resp.error_code = (
-            ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-        )
-        return
-    log = part.log
-    ts = p.timestamp
-    if ts == LATEST:
-        offset = log.log_end_offset if req.replica_id == DEBUG_REPLICA else log.high_watermark
-        found = (-1, offset)
-    elif ts == EARLIEST:
-        found = (-1, log.log_start_offset)
-    elif ts == MAX_TIMESTAMP:
-        found = log.max_timestamp()
-    elif ts < 0:
-        resp.error_code = ErrorCode.INVALID_REQUEST
-        return
-    else:
-        found = log.offset_for_timestamp(ts) or (-1, -1)
-        if found[1] >= log.high_watermark:
-            found = (-1, -1)
-    resp.timestamp, resp.offset = found
-    if resp.offset >= 0 and version >= 4:
-        epoch = log.epochs.epoch_for_offset(resp.offset)
-        resp.leader_epoch = part.leader_epoch if epoch is None else epoch

@@ -25,7 +25,9 @@ a partition in an offline log directory, or whose append or fsync fails
 (which takes its directory offline), gets KAFKA_STORAGE_ERROR; one deleted
 while its fsync was pending gets UNKNOWN_TOPIC_OR_PARTITION; any other
 exception is logged with its traceback and answered UNKNOWN_SERVER_ERROR.
-The other partitions of the request are unaffected.
+The other partitions of the request are unaffected. The appends and their
+commit (producer checks, min.insync.replicas, the fsync) are the replica
+layer's: one ``until_committed`` covers every partition of the request.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import trio
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.produce_response import (
     BatchIndexAndErrorMessage,
     PartitionProduceResponse,
@@ -46,10 +50,11 @@ from pybroker.protocol.messages.produce_response import (
 from pybroker.protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
 from pybroker.protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
 from pybroker.protocol.registry import ApiKey
-from pybroker.storage.log import KafkaStorageError
 
-from ..producers import BatchMeta, DuplicateBatch, SequenceError
 from . import CloseConnection, Hold, Later, handles
+
+if TYPE_CHECKING:
+    from ..replica import ReplicaManager
 
 log = logging.getLogger("pybroker.produce")
 MIN_SERVED_VERSION = 3
@@ -58,31 +63,22 @@ OFF_LOOP_CHECKS = 2
 _limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-class _Reject(Exception):
-    def __init__(self, code: ErrorCode, message: str | None = None, record_errors=None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.record_errors = record_errors or []
-
-
-
-def _unexpected() -> _Reject:
+def _unexpected() -> KafkaError:
     """A check that failed by the broker's own fault (logged where it happened)."""
-    return _Reject(ErrorCode.UNKNOWN_SERVER_ERROR, "unexpected error on the broker")
+    return KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, "unexpected error on the broker")
 
 
 @handles(ApiKey.PRODUCE, 0, 9)
-def produce(ctx, req, checks=None):
-    broker = ctx.broker
+def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
     now = int(time.time() * 1000)
     version = ctx.api_version
+    acks = req.acks
     if checks is None:
-        checks = _check_compressed(broker, req, version, now)
+        checks = _check_compressed(replicas, req, version, now)
         if any(isinstance(c, BatchCheck) and not c.done for c in checks.values()):
-            return Hold(lambda: _finish_checks(ctx, req, checks))
+            return Hold(lambda: _finish_checks(ctx, req, checks, replicas))
     failed = False
-    written = []
+    appended = []  # (response, Appended) to wait for (acks=-1)
     topics = []
     for topic in req.topic_data:
         parts = []
@@ -90,24 +86,30 @@ def produce(ctx, req, checks=None):
             resp = PartitionProduceResponse(index=pdata.index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
             try:
                 if version < MIN_SERVED_VERSION:
-                    raise _Reject(ErrorCode.UNSUPPORTED_VERSION, "Produce v0-2 are not supported")
-                if req.acks not in (0, 1, -1):
-                    raise _Reject(ErrorCode.INVALID_REQUIRED_ACKS)
-                part = broker.partition(topic.name, pdata.index)
+                    raise KafkaError(ErrorCode.UNSUPPORTED_VERSION, "Produce v0-2 are not supported")
+                if acks not in (0, 1, -1):
+                    raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
+                part = replicas.partition(topic.name, pdata.index)
                 if part is None:
-                    raise _Reject(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-                base, append_time = _append(broker, part, pdata.records, version, now, checks.get(id(pdata)))
-                resp.base_offset = base
-                resp.log_append_time_ms = append_time
-                resp.log_start_offset = part.log.log_start_offset
-                if not part.log.config.write_caching:
-                    written.append((resp, part))
-            except _Reject as rej:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                check = checks.get(id(pdata))
+                if check is None:
+                    check = _check(part, pdata.records, version, now, None)
+                elif not isinstance(check, BatchCheck):
+                    raise check
+                check.apply()
+                done = replicas.append(topic.name, pdata.index, check.batch, now=now, acks=acks)
+                resp.base_offset = done.base_offset
+                resp.log_append_time_ms = done.log_append_time
+                resp.log_start_offset = done.log_start_offset
+                if acks == -1:
+                    appended.append((resp, done))
+            except KafkaError as exc:
                 failed = True
-                _fail(resp, version, rej.code, rej.message, rej.record_errors)
-            except KafkaStorageError as exc:
+                _fail(resp, version, exc.code, exc.message)
+            except RecordsRejected as exc:
                 failed = True
-                _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+                _fail(resp, version, exc.code, exc.message, _record_errors(exc))
             except Exception:
                 log.exception("produce to %s-%d failed", topic.name, pdata.index)
                 failed = True
@@ -115,23 +117,22 @@ def produce(ctx, req, checks=None):
             parts.append(resp)
         topics.append(TopicProduceResponse(name=topic.name, partition_responses=parts))
     response = ProduceResponse(responses=topics)
-    if req.acks == 0:
+    if acks == 0:
         if failed:
             raise CloseConnection("acks=0 produce failed")
         return None
-    if req.acks == -1 and written:
+    if acks == -1 and appended:
 
-        async def durable():
-            failures = await broker.flusher.flush([part.log for _, part in written])
-            for resp, part in written:
-                if broker.partition(part.topic, part.index) is not part:
-                    # Deleted before its fsync: Kafka's DelayedProduce finds no partition.
-                    _fail(resp, version, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "the partition was deleted")
-                elif part.log in failures:
-                    _fail(resp, version, ErrorCode.KAFKA_STORAGE_ERROR, failures[part.log])
+        async def committed():
+            failures = await replicas.until_committed([done for _, done in appended])
+            if failures:
+                for resp, done in appended:
+                    exc = failures.get(done)
+                    if exc is not None:
+                        _fail(resp, version, exc.code, exc.message)
             return response
 
-        return Later(durable)
+        return Later(committed)
     return response
 
 
@@ -142,37 +143,14 @@ def _fail(resp, version: int, code: ErrorCode, message: str | None, record_error
         resp.record_errors = record_errors or []
 
 
-def _append(broker, part, records, version: int, now: int, check=None) -> tuple[int, int]:
-    if check is None:
-        check = _check(part, records, version, now, None)
-    elif isinstance(check, _Reject):
-        raise check
-    batch = check.batch
-    check.apply()
-    producers = None
-    if batch.producer_id >= 0:
-        producers = broker.producers.for_partition(part.topic, part.index)
-        try:
-            producers.check(batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.last_sequence)
-        except DuplicateBatch as dup:
-            return dup.meta.base_offset, -1
-        except SequenceError as exc:
-            raise _Reject(exc.code, str(exc)) from None
-    result = part.append_batches([batch], now)
-    if producers is not None:
-        producers.update(
-            batch.producer_id,
-            batch.producer_epoch,
-            BatchMeta(batch.base_sequence, batch.last_sequence, result.base_offset, result.last_offset, batch.max_timestamp),
-            now,
-        )
-    return result.base_offset, result.log_append_time
+def _record_errors(exc: RecordsRejected) -> list:
+    return [BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m) for i, m in exc.record_errors]
 
 
 def _check(part, records, version: int, now: int, deadline: float | None) -> BatchCheck:
     """Kafka's checks of the partition's batch, run until done or past
-    ``deadline``; _Reject if it is refused."""
-    config = part.log.config
+    ``deadline``; raises RecordsRejected or KafkaError if it is refused."""
+    config = part.config
     rules = Rules(
         f"{part.topic}-{part.index}",
         max_message_bytes=config.max_message_bytes,
@@ -182,28 +160,25 @@ def _check(part, records, version: int, now: int, deadline: float | None) -> Bat
         after_max_ms=config.timestamp_after_max_ms,
         now=now,
     )
-    try:
-        check = BatchCheck(produced_batch(records, version), rules)
-        if check.batch.is_transactional:
-            raise _Reject(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
-        check.run(deadline)
-    except RecordsRejected as exc:
-        raise _rejected(exc) from None
+    check = BatchCheck(produced_batch(records, version), rules)
+    if check.batch.is_transactional:
+        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
+    check.run(deadline)
     return check
 
 
-def _rejected(exc: RecordsRejected) -> _Reject:
-    return _Reject(
-        exc.code,
-        exc.message,
-        [BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m) for i, m in exc.record_errors],
-    )
+def _fresh(exc: RecordsRejected | KafkaError) -> RecordsRejected | KafkaError:
+    """The refusal again, without the traceback whose frames hold the
+    decompression buffers until the cycle collector runs."""
+    if isinstance(exc, RecordsRejected):
+        return RecordsRejected(exc.code, exc.message, exc.record_errors)
+    return KafkaError(exc.code, exc.message)
 
 
-def _check_compressed(broker, req, version: int, now: int) -> dict:
+def _check_compressed(replicas, req, version: int, now: int) -> dict:
     """Start the checks of the request's compressed batches, each for at most
-    INLINE_SECONDS: {id(partition data): BatchCheck or _Reject}. The other
-    batches are checked as they are appended."""
+    INLINE_SECONDS: {id(partition data): BatchCheck or the refusal}. The
+    other batches are checked as they are appended."""
     checks = {}
     if version < MIN_SERVED_VERSION or req.acks not in (0, 1, -1):
         return checks
@@ -214,43 +189,40 @@ def _check_compressed(broker, req, version: int, now: int) -> dict:
                 continue
             if not records[ATTRIBUTES_OFFSET + 1] & 0x07:
                 continue
-            part = broker.partition(topic.name, pdata.index)
+            part = replicas.partition(topic.name, pdata.index)
             if part is None:
                 continue
             try:
                 checks[id(pdata)] = _check(part, records, version, now, time.perf_counter() + INLINE_SECONDS)
-            except _Reject as rej:
-                # Kept without its traceback, whose frames hold the
-                # decompression buffers until the cycle collector runs.
-                checks[id(pdata)] = _Reject(rej.code, rej.message, rej.record_errors)
+            except (RecordsRejected, KafkaError) as exc:
+                checks[id(pdata)] = _fresh(exc)
             except Exception:
                 log.exception("checking the batch for %s-%d failed", topic.name, pdata.index)
                 checks[id(pdata)] = _unexpected()
     return checks
 
 
-async def _finish_checks(ctx, req, checks: dict):
+async def _finish_checks(ctx, req, checks: dict, replicas):
     """The rest of the checks in worker threads, then the request itself."""
-    broker = ctx.broker
-    limiter = _limiters.get(broker)
+    limiter = _limiters.get(replicas)
     if limiter is None:
-        limiter = _limiters[broker] = trio.CapacityLimiter(OFF_LOOP_CHECKS)
+        limiter = _limiters[replicas] = trio.CapacityLimiter(OFF_LOOP_CHECKS)
     for key, check in checks.items():
         if isinstance(check, BatchCheck) and not check.done:
             refusal = await trio.to_thread.run_sync(_run_to_end, check, limiter=limiter)
             if refusal is not None:
                 checks[key] = refusal
-    return produce(ctx, req, checks)
+    return produce(ctx, req, checks, replicas=replicas)
 
 
-def _run_to_end(check: BatchCheck) -> _Reject | None:
+def _run_to_end(check: BatchCheck) -> RecordsRejected | KafkaError | None:
     """In a worker thread: the rest of a check. A refusal is returned, not
     raised: an exception crossing to the loop stays referenced by the idle
     worker, and with it the frames and buffers of the check."""
     try:
         check.run()
     except RecordsRejected as exc:
-        return _rejected(exc)
+        return _fresh(exc)
     except Exception:
         log.exception("checking the batch for %s failed", check.rules.where)
         return _unexpected()

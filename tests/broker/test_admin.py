@@ -60,7 +60,7 @@ from pybroker.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderTopic,
 )
 from pybroker.protocol.registry import ApiKey
-from pybroker.handlers.offset_for_leader_epoch import end_offset_for
+from pybroker.replica.partition import end_offset_for
 from pybroker.testing import running_broker
 
 from .wire import Wire
@@ -188,7 +188,7 @@ def test_create_topic_with_partitions_and_configs(kafka_broker):
     assert described["segment.bytes"].value == "1073741824"
     assert described["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
     # The log itself runs with the override.
-    log = kafka_broker.broker.partition(name, 0).log
+    log = kafka_broker.broker.replicas.partition(name, 0).log
     assert log.config.retention_ms == 3600000 and log.config.compact and log.config.delete
 
 
@@ -592,7 +592,7 @@ def test_legacy_alter_configs_replaces_overrides(kafka_broker):
     described = describe_topic(bootstrap, name)
     assert described["retention.ms"].value == "2000"
     assert described["max.message.bytes"].value == "5000"
-    assert kafka_broker.broker.partition(name, 0).log.config.retention_ms == 2000
+    assert kafka_broker.broker.replicas.partition(name, 0).log.config.retention_ms == 2000
 
 
 def test_incremental_alter_configs(kafka_broker):
@@ -615,7 +615,7 @@ def test_incremental_alter_configs(kafka_broker):
     assert described["flush.messages"].source == ConfigSource.DEFAULT_CONFIG.value
     assert described["cleanup.policy"].value == "delete,compact"
     assert described["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
-    assert kafka_broker.broker.partition(name, 0).log.config.compact
+    assert kafka_broker.broker.replicas.partition(name, 0).log.config.compact
 
     # APPEND skips items already there.
     alter(ConfigEntry("cleanup.policy", "compact,delete", incremental_operation=AlterConfigOpType.APPEND)).result(
@@ -720,7 +720,7 @@ def test_describe_log_dirs(kafka_broker):
     assert log_dir["log_dir"] == os.path.abspath(kafka_broker.data_dir)
     topics = {t["name"]: t["partitions"] for t in log_dir["topics"]}
     sizes = {p["partition_index"]: p["partition_size"] for p in topics[name]}
-    assert sizes[0] == 0 and sizes[1] == kafka_broker.broker.partition(name, 1).log.size_in_bytes > 0
+    assert sizes[0] == 0 and sizes[1] == kafka_broker.broker.replicas.partition(name, 1).log.size_in_bytes > 0
     assert all(p["offset_lag"] == 0 and not p["is_future_key"] for p in topics[name])
     assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
     (filtered,) = only_p1["log_dirs"]
@@ -795,7 +795,7 @@ def _gone_then_recreate(bootstrap: str, broker, name: str, old_id) -> None:
     # Deletion is complete when DeleteTopics answers: no waiting.
     assert topic_metadata(bootstrap, name) is None
     assert broker.metadata.topic(name) is None
-    assert not any(t == name for t, _ in broker.producers.partitions)
+    assert not any(t == name for t, _ in broker.replicas.partitions)
     assert not any(t == name for t, _ in broker.logs.logs)
     assert not any(p.name.startswith(f"{name}-") for p in broker.config.log_dirs[0].iterdir())
     create(bootstrap, name, 1)
@@ -810,7 +810,7 @@ def test_delete_topic_with_each_client(kafka_broker):
     for name in names:
         create(bootstrap, name, 3)
         produce(bootstrap, name, 4, idempotent=True)
-        assert (name, 0) in broker.producers.partitions
+        assert broker.replicas.partition(name, 0).log.producers.entries
     ids = {name: broker.metadata.topic(name).topic_id for name in names}
 
     confluent(bootstrap).delete_topics([names[0]])[names[0]].result(TIMEOUT)

@@ -248,7 +248,7 @@ def test_the_implementations_have_every_member_of_their_interface(protocol, impl
 
 # Handlers owned elsewhere that still read the legacy ``topics`` mapping;
 # each moves to ``metadata.topic(name)`` when it is converted to services.
-LEGACY_TOPICS_MAPPING = {"handlers/fetch.py", "handlers/offset_commit.py"}
+LEGACY_TOPICS_MAPPING: set[str] = set()
 
 
 def test_callers_use_the_metadata_interface_not_a_dict_of_topics():

@@ -42,7 +42,7 @@ def test_compaction_keeps_the_latest_value_per_key():
             meta = producer.send("compacted", key=key, value=b"v%d" % i).get(10)
             written[key] = (meta.offset, b"v%d" % i)
         producer.close()
-        plog = broker.broker.partition("compacted", 0).log
+        plog = broker.broker.replicas.partition("compacted", 0).log
         end = plog.log_end_offset
         deadline = time.monotonic() + 30
         while plog.size_in_bytes > 8 * 4096 and time.monotonic() < deadline:

@@ -187,7 +187,7 @@ def test_segment_jitter_reaches_the_partition_log(kafka_broker):
     bootstrap = kafka_broker.bootstrap_servers
     name = unique("jitter")
     create(bootstrap, name, 1, {"segment.ms": "100000", "segment.jitter.ms": "60000"})
-    cfg = kafka_broker.broker.partition(name, 0).log.config
+    cfg = kafka_broker.broker.replicas.partition(name, 0).log.config
     assert (cfg.segment_ms, cfg.segment_jitter_ms) == (100000, 60000)
     assert 0 <= cfg.roll_jitter_ms(0) < 60000
 
@@ -200,7 +200,7 @@ def test_empty_cleanup_policy_at_create_alter_and_subtract(kafka_broker):
     created = unique("nopolicy")
     create(bootstrap, created, 1, {"cleanup.policy": ""})
     assert describe_topic(bootstrap, created)["cleanup.policy"].value == ""
-    assert kafka_broker.broker.partition(created, 0).log.config.cleanup_policy == frozenset()
+    assert kafka_broker.broker.replicas.partition(created, 0).log.config.cleanup_policy == frozenset()
 
     legacy = unique("legacy-nopolicy")
     create(bootstrap, legacy, 1)
@@ -213,7 +213,7 @@ def test_empty_cleanup_policy_at_create_alter_and_subtract(kafka_broker):
     alter_incremental(bootstrap, subtracted, op).result(TIMEOUT)
     described = describe_topic(bootstrap, subtracted)["cleanup.policy"]
     assert (described.value, described.source) == ("", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
-    log_config = kafka_broker.broker.partition(subtracted, 0).log.config
+    log_config = kafka_broker.broker.replicas.partition(subtracted, 0).log.config
     assert not log_config.delete and not log_config.compact
 
 
@@ -248,12 +248,12 @@ def test_empty_cleanup_policy_keeps_data_past_retention_and_is_not_compacted():
 
         # Retention and the cleaner have run since the kept topic's data expired.
         _wait_for(lambda: earliest_and_latest(bootstrap, deleted)[0] > 0, "retention deleted old segments")
-        plog = broker.broker.partition(compacted, 0).log
+        plog = broker.broker.replicas.partition(compacted, 0).log
         _wait_for(lambda: plog.cleaner_offset > 0, "the cleaner compacted the compacted topic")
         assert len(read_all(bootstrap, compacted, 30)) < 30
 
         assert earliest_and_latest(bootstrap, kept) == (0, 30)
-        assert len(broker.broker.partition(kept, 0).log.segments) > 1
+        assert len(broker.broker.replicas.partition(kept, 0).log.segments) > 1
         records = read_all(bootstrap, kept, 30)
         assert [(offset, value) for offset, _, value in records] == [(i, b"v%d" % i) for i in range(30)]
 

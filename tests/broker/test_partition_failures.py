@@ -31,7 +31,7 @@ from pybroker.protocol.messages.offset_for_leader_epoch_request import (
 from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.protocol.registry import ApiKey
-from pybroker.partition import Partition
+from pybroker.replica.partition import Partition
 from pybroker.testing import running_broker
 from pybroker.storage.log import PartitionLog
 from pybroker.storage.segment import LogSegment
@@ -48,7 +48,7 @@ def two_dirs(tmp_path):
     with running_broker({"log.dirs": f"{first},{second}", "num.partitions": "1"}, data_dir=first) as b:
         w = Wire(b.bootstrap_servers)
         create(w, "good", "bad")  # one partition each, one in each dir
-        assert b.broker.partition("bad", 0).log.directory.parent == second
+        assert b.broker.replicas.partition("bad", 0).log.directory.parent == second
         try:
             yield b, w, second
         finally:
@@ -199,7 +199,7 @@ def test_an_unexpected_error_costs_one_partition(two_dirs, monkeypatch, caplog):
 
         return method
 
-    monkeypatch.setattr(Partition, "append_batches", only_for_good(Partition.append_batches))
+    monkeypatch.setattr(Partition, "append_as_leader", only_for_good(Partition.append_as_leader))
     monkeypatch.setattr(PartitionLog, "read", only_for_good(PartitionLog.read))
     monkeypatch.setattr(PartitionLog, "offset_for_timestamp", only_for_good(PartitionLog.offset_for_timestamp))
     with caplog.at_level(logging.ERROR):

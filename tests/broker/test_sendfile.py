@@ -172,7 +172,7 @@ def _stuck_fetch(broker, topic: str) -> tuple[Wire, int]:
 def test_segments_deleted_while_a_response_waits(broker, sendfile_calls):
     topic = unique_topic("deleted")
     w, _ = _stuck_fetch(broker, topic)
-    parts = [broker.broker.partition(topic, p) for p in range(PARTS)]
+    parts = [broker.broker.replicas.partition(topic, p) for p in range(PARTS)]
     assert all(len(part.log.segments) == 2 for part in parts)
     second = {p: part.log.segments[1].base_offset for p, part in enumerate(parts)}
     assert Confluent(broker.bootstrap_servers).delete_records(topic, second) == second
@@ -192,7 +192,7 @@ def test_a_segment_cut_while_a_response_waits_closes_the_connection(broker, capl
     caplog.set_level(logging.INFO, logger="pybroker.server")
     topic = unique_topic("cut")
     w, size = _stuck_fetch(broker, topic)
-    last = broker.broker.partition(topic, PARTS - 1)
+    last = broker.broker.replicas.partition(topic, PARTS - 1)
 
     def cut():
         last.log.truncate_to(1)

@@ -66,7 +66,7 @@ def test_acks_zero_gets_no_response(broker):
     w.send(produce("zero", b"a", acks=0), 9, 2)
     w.send(ApiVersionsRequest(), 2, 3)
     assert w.correlation_of_next() == 3
-    assert broker.broker.partition("zero", 0).log.log_end_offset == 1
+    assert broker.broker.replicas.partition("zero", 0).log.log_end_offset == 1
     w.close()
 
 
@@ -198,7 +198,7 @@ def test_a_batch_without_its_max_timestamp_gets_it_from_its_records(broker):
     w.receive(3, 9)
     w.send(req, 9, 2)
     assert w.receive(0, 9)[1].responses[0].partition_responses[0].error_code == 0
-    plog = broker.broker.partition("maxts", 0).log
+    plog = broker.broker.replicas.partition("maxts", 0).log
     assert plog.max_timestamp() == (7000, 1)
     assert plog.offset_for_timestamp(6000) == (7000, 1)
     w.close()

@@ -18,7 +18,7 @@ def commit_writes(broker, coordinator=None, then=None):
     async def main():
         result = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(broker.flusher.run)
+            nursery.start_soon(broker.replicas.run)
             await coordinator.writer.settle()
             if then is not None:
                 result = await then()

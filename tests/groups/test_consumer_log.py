@@ -40,7 +40,7 @@ class Node:
         self.config = BrokerConfig(settings)
         self.broker = Broker(self.config)
         self.broker.create_topic("t", 6)
-        self.topic_id = self.broker.metadata.topics["t"].topic_id
+        self.topic_id = self.broker.metadata.topic("t").topic_id
 
     @property
     def coordinator(self):

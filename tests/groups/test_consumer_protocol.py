@@ -635,7 +635,7 @@ def test_coordinator_creates_consumer_groups_and_reads_topic_ids(coordinator):
     assert r.error == ErrorCode.NONE
     group = coordinator.get("g")
     assert isinstance(group, ConsumerGroup) and group.group_type == "consumer"
-    topic_id = coordinator.broker.metadata.topics["t"].topic_id
+    topic_id = coordinator.broker.metadata.topic("t").topic_id
     assert r.assignment == {topic_id: [0, 1, 2, 3, 4, 5]}
     # A failed join does not leave a group behind.
     r = coordinator.consumer_group_heartbeat(
@@ -744,7 +744,7 @@ def test_heartbeat_handler_v0_and_v1(coordinator):
     r = call(coordinator, ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(member_id="", **join))
     assert (r.error_code, r.error_message) == (ErrorCode.INVALID_REQUEST, "MemberId can't be empty.")
     r = call(coordinator, ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(member_id="A", **join))
-    topic_id = coordinator.broker.metadata.topics["t"].topic_id
+    topic_id = coordinator.broker.metadata.topic("t").topic_id
     assert (r.error_code, r.member_id, r.member_epoch, r.heartbeat_interval_ms) == (0, "A", 1, INTERVAL)
     assert [(tp.topic_id, tp.partitions) for tp in r.assignment.topic_partitions] == [(topic_id, [0, 1, 2, 3, 4, 5])]
     member = coordinator.get("g").members["A"]
@@ -802,7 +802,7 @@ def test_describe_handler(coordinator):
     request = ConsumerGroupDescribeRequest(group_ids=["g", "nope", "classic", ""], include_authorized_operations=True)
     r = call(coordinator, ApiKey.CONSUMER_GROUP_DESCRIBE, 0, request)
     g, nope, classic, blank = r.groups
-    topic_id = coordinator.broker.metadata.topics["t"].topic_id
+    topic_id = coordinator.broker.metadata.topic("t").topic_id
     assert (g.error_code, g.group_id, g.group_state, g.group_epoch, g.assignment_epoch, g.assignor_name) == (
         0,
         "g",

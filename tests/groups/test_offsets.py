@@ -287,6 +287,13 @@ def test_group_metadata_record_is_value_v3(store):
     ]
 
 
+def lay_down(part, records, now: int) -> None:
+    """Write batches to the offsets topic's log as they are, as the
+    coordinator or (later) transaction markers would have left them."""
+    part.log.append(records, leader_epoch=part.leader_epoch, now=now, validate=False)
+    part.log.set_high_watermark(part.log.log_end_offset)
+
+
 def test_load_skips_foreign_records_and_honours_transactions(store):
     part = store.coord.partition_of("g")
     pid = 77
@@ -294,15 +301,15 @@ def test_load_skips_foreign_records_and_honours_transactions(store):
     foreign = NewRecord(b"\x00\x05" + b"\x00\x01g", b"\x00\x00whatever")  # KIP-848 record type
     garbage = NewRecord(encode_offset_key("g", "t", 1), b"\x00\x03\x00")
     keyless = NewRecord(None, b"x")
-    part.append(build_batch([good, foreign, garbage, keyless], base_timestamp=1), 1)
+    lay_down(part, build_batch([good, foreign, garbage, keyless], base_timestamp=1), 1)
     txn = NewRecord(encode_offset_key("g", "u", 0), encode_offset_value(Value(9, -1, "", 1)))
-    part.append(build_batch([txn], producer_id=pid, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
+    lay_down(part, build_batch([txn], producer_id=pid, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
     aborted = NewRecord(encode_offset_key("g", "u", 1), encode_offset_value(Value(9, -1, "", 1)))
-    part.append(build_batch([aborted], producer_id=pid + 1, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
-    part.append(build_control_batch(pid, 0, True, 0, 1), 1)
-    part.append(build_control_batch(pid + 1, 0, False, 0, 1), 1)
+    lay_down(part, build_batch([aborted], producer_id=pid + 1, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
+    lay_down(part, build_control_batch(pid, 0, True, 0, 1), 1)
+    lay_down(part, build_control_batch(pid + 1, 0, False, 0, 1), 1)
     pending = NewRecord(encode_offset_key("g", "u", 2), encode_offset_value(Value(9, -1, "", 1)))
-    part.append(build_batch([pending], producer_id=pid + 2, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
+    lay_down(part, build_batch([pending], producer_id=pid + 2, producer_epoch=0, base_sequence=0, is_transactional=True), 1)
     store.reopen()
     assert [(t, p, o.offset) for t, p, o in store.offsets.fetch("g")] == [("t", 0, 5), ("u", 0, 9)]
 
@@ -310,7 +317,7 @@ def test_load_skips_foreign_records_and_honours_transactions(store):
 def test_group_tombstone_removes_the_group_but_not_its_offsets_on_load(store):
     commit(store, "g", 1, t0=3)
     part = store.coord.partition_of("g")
-    part.append(build_batch([NewRecord(encode_group_key("g"), None)], base_timestamp=2), 2)
+    lay_down(part, build_batch([NewRecord(encode_group_key("g"), None)], base_timestamp=2), 2)
     values = store.reopen()
     assert values["g"].generation == 0  # rebuilt from its offsets, as Kafka does
     assert store.offsets.fetch("g")[0][2].offset == 3
@@ -436,13 +443,15 @@ def test_oversized_batches_map_to_coordinator_errors(store):
 
 
 def test_storage_errors_map_to_not_coordinator(store, monkeypatch):
-    from pybroker.storage.log import PartitionLog
+    from pybroker.storage.log import KafkaStorageError, PartitionLog
 
     def broken(self, *args, **kwargs):
-        raise OSError(5, "Input/output error")
+        # What storage raises when a write fails (its directory goes offline).
+        raise KafkaStorageError(5, "Input/output error")
 
     monkeypatch.setattr(PartitionLog, "append", broken)
     monkeypatch.setattr(PartitionLog, "append_batches", broken)
+    monkeypatch.setattr(PartitionLog, "append_as_leader", broken)
     store.coord.get_or_create("g", 0)
     assert store.commit_offsets("g", {("t", 0): OffsetAndMetadata(1)}, 0) == {("t", 0): E.NOT_COORDINATOR}
     assert store.offsets.fetch("g") == []

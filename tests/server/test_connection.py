@@ -104,7 +104,7 @@ async def test_metadata_creates_the_topic_asked_for(broker, nursery):
     await client.send(MetadataRequest(topics=[MetadataRequestTopic(name="made")]), 9, 3)
     body = await client.receive(METADATA, 9, 3)
     assert [(t.name, t.error_code, len(t.partitions)) for t in body.topics] == [("made", 0, 1)]
-    assert broker.partition("made", 0) is not None
+    assert broker.replicas.partition("made", 0) is not None
 
 
 async def test_produced_records_come_back_as_bytes(broker, nursery):
@@ -145,7 +145,7 @@ async def test_acks_zero_gets_no_response(broker, nursery):
     await client.send(ApiVersionsRequest(), 2, 2)
     # The next response is the ApiVersions: the acks=0 produce has none.
     assert await client.correlation_of_next() == 2
-    assert broker.partition("zero", 0).log.log_end_offset == 2
+    assert broker.replicas.partition("zero", 0).log.log_end_offset == 2
     assert await fetch_values(client, "zero", correlation_id=3) == [b"a", b"b"]
 
 
@@ -196,7 +196,7 @@ async def test_a_hold_is_finished_before_the_next_request_is_read(broker, nurser
 
     table = dict(broker.handlers)
     table[ApiKey.PRODUCE] = Handler(real.api_key, real.min_version, real.max_version, held_produce)
-    server = ServerContext.from_config(broker.config, table, broker=broker)
+    server = ServerContext.from_config(broker.config, table)
     client = connect(nursery, server)
     await create(client, "held")
     await client.send(ApiVersionsRequest(), 2, 1)
@@ -205,7 +205,7 @@ async def test_a_hold_is_finished_before_the_next_request_is_read(broker, nurser
     await trio.testing.wait_all_tasks_blocked()
     await client.receive(API_VERSIONS, 2, 1)
     assert client.nothing_received()
-    assert broker.partition("held", 0).log.log_end_offset == 0
+    assert broker.replicas.partition("held", 0).log.log_end_offset == 0
     assert client.conn.idle_since(time.monotonic() + 3600) == 0  # held: working, not idle
     release.set()
     part = (await client.receive(PRODUCE, 9, 2)).responses[0].partition_responses[0]
@@ -260,7 +260,7 @@ async def test_a_frame_over_the_request_limit_closes_the_connection(brokers, nur
     assert await produce(client, "big", [b"s" * 1000]) == 0
     await client.send(produce_request("big", 0, [b"b" * 2000]), 9, 2)
     assert await client.closed_by_broker()
-    assert broker.partition("big", 0).log.log_end_offset == 1
+    assert broker.replicas.partition("big", 0).log.log_end_offset == 1
     # The limit counts the frame, not the connection: a size prefix alone is enough.
     other = connect(nursery, broker.server, "memory:2")
     await other.send_raw((2001).to_bytes(4, "big"))
@@ -343,7 +343,7 @@ async def test_a_client_that_does_not_read_stops_the_reading(brokers, nursery):
 
     table = dict(broker.handlers)
     table[ApiKey.API_VERSIONS] = Handler(real.api_key, real.min_version, real.max_version, counted)
-    server = ServerContext.from_config(broker.config, table, broker=broker)
+    server = ServerContext.from_config(broker.config, table)
     ours, theirs = trio.testing.lockstep_stream_pair()
     conn = Connection(server, theirs, "memory:1")
     nursery.start_soon(conn.serve)

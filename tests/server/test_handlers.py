@@ -30,12 +30,12 @@ def broker(tmp_path):
     broker.logs.close()
 
 
-def call(handlers, body, version: int, broker=None, correlation_id: int = 1):
+def call(handlers, body, version: int, correlation_id: int = 1):
     """What a connection does with one request frame: decode it, make the
     context, run the bound handler."""
     # Writable, as the frame buffers a connection decodes from are.
     header, request = decode_request(memoryview(bytearray(encode_request(body, version, correlation_id, "direct")))[4:])
-    ctx = RequestContext(header, "direct:0", zero_copy=False, broker=broker)
+    ctx = RequestContext(header, "direct:0", zero_copy=False)
     return handlers[header.request_api_key].fn(ctx, request)
 
 
@@ -70,11 +70,11 @@ def test_bind_refuses_a_missing_service(monkeypatch):
 
 def test_produce_then_fetch(broker):
     handlers = bind(broker.services())
-    produced = call(handlers, produce_request("t", 0, [b"a", b"b", b"c"]), 9, broker)
+    produced = call(handlers, produce_request("t", 0, [b"a", b"b", b"c"]), 9)
     assert isinstance(produced, ProduceResponse)
     part = produced.responses[0].partition_responses[0]
     assert (part.error_code, part.base_offset) == (0, 0)
-    fetched = call(handlers, fetch_request("t", [(0, 1, 1 << 20)], 1 << 20), 11, broker)
+    fetched = call(handlers, fetch_request("t", [(0, 1, 1 << 20)], 1 << 20), 11)
     assert isinstance(fetched, FetchResponse)
     (p,) = records_of(fetched)
     assert p.high_watermark == 3
@@ -85,8 +85,8 @@ def test_produce_then_fetch(broker):
 
 def test_acks_zero_answers_nothing(broker):
     handlers = bind(broker.services())
-    assert call(handlers, produce_request("t", 0, [b"quiet"], acks=0), 9, broker) is None
-    assert broker.partition("t", 0).log.log_end_offset == 1
+    assert call(handlers, produce_request("t", 0, [b"quiet"], acks=0), 9) is None
+    assert broker.replicas.partition("t", 0).log.log_end_offset == 1
 
 
 async def test_a_long_poll_is_a_later_woken_by_a_produce(broker):
@@ -99,7 +99,7 @@ async def test_a_long_poll_is_a_later_woken_by_a_produce(broker):
             FetchTopic(topic="t", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])
         ],
     )
-    later = call(handlers, poll, 11, broker)
+    later = call(handlers, poll, 11)
     assert isinstance(later, Later)
     answers = []
 
@@ -111,6 +111,6 @@ async def test_a_long_poll_is_a_later_woken_by_a_produce(broker):
             nursery.start_soon(wait)
             await trio.testing.wait_all_tasks_blocked()
             assert answers == []
-            call(handlers, produce_request("t", 0, [b"wake"]), 9, broker, correlation_id=2)
+            call(handlers, produce_request("t", 0, [b"wake"]), 9, correlation_id=2)
     (p,) = records_of(answers[0])
     assert values_of(p.records) == [b"wake"]

@@ -1,8 +1,8 @@
 """Group commit for acks=all: one fsync round covers every append made
 before it started, across partitions and connections.
 
-A producer that needs durability calls ``await flusher.flush(logs)`` after
-its append; the flusher task runs rounds back to back while there is work,
+ReplicaManager.until_committed calls ``await flusher.flush(logs)`` after
+the appends it waits for; the flusher task runs rounds back to back while there is work,
 so under load each fsync is shared by every request that arrived while the
 previous one ran. The fsyncs run in a worker thread (storage.flush), so the
 event loop keeps serving meanwhile.
@@ -33,8 +33,7 @@ class _Round:
 
 
 class Flusher:
-    def __init__(self, broker):
-        self.broker = broker
+    def __init__(self):
         self._pending: set = set()
         self._wake = trio.Event()
         self._next = _Round()

@@ -1,0 +1,229 @@
+"""The partitions this broker hosts, and the one way to append to them.
+
+``append`` is synchronous: it checks the request against the partition
+(unknown partition, ``min.insync.replicas`` for acks=-1, the producer's
+epoch and sequence) and writes the batch to the leader's log. Whoever
+needs the batch committed then awaits ``until_committed`` once for all
+the batches of its request: it returns when each one's high watermark is
+past it and, unless its topic has ``write.caching=true``, it is fsynced
+by a group-commit round shared with every other waiter (flusher.py).
+acks=0/1 callers do not wait.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+from typing import NamedTuple
+
+import trio
+
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
+from pybroker.protocol.record_batch import RecordBatch
+from pybroker.storage.log import KafkaStorageError
+
+from .flusher import Flusher
+from .partition import Partition, storage_error
+
+log = logging.getLogger("pybroker.replica")
+
+
+class Origin(enum.Enum):
+    CLIENT = "client"  # a producer's batch
+    COORDINATOR = "coordinator"  # built by the broker: group/transaction records, markers
+    REPLICATION = "replication"  # a follower appending its leader's batches
+
+
+class Appended:
+    """Where one batch went: its offsets, or a duplicate's original ones."""
+
+    __slots__ = ("base_offset", "duplicate", "last_offset", "log_append_time", "log_start_offset", "partition")
+
+    def __init__(
+        self,
+        partition: Partition,
+        base_offset: int,
+        last_offset: int,
+        log_append_time: int,
+        log_start_offset: int,
+        duplicate: bool,
+    ):
+        self.partition = partition
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.log_append_time = log_append_time
+        self.log_start_offset = log_start_offset
+        self.duplicate = duplicate
+
+    def __repr__(self) -> str:
+        p = self.partition
+        return f"Appended({p.topic}-{p.index}, {self.base_offset}..{self.last_offset}, duplicate={self.duplicate})"
+
+
+class LogDirInfo(NamedTuple):
+    """One log directory for DescribeLogDirs: its error (an offline or
+    unreadable directory has no partitions), its volume's sizes, and the
+    partitions in it."""
+
+    path: str
+    error: ErrorCode
+    total_bytes: int
+    usable_bytes: int
+    partitions: list[Partition]
+
+
+class ReplicaManager:
+    def __init__(self, node_id: int, producer_expiration_ms: int):
+        self.node_id = node_id
+        self.producer_expiration_ms = producer_expiration_ms
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        self.flusher = Flusher()
+        self.logs = None  # the LogManager, once the logs are open
+
+    # -- hosting ---------------------------------------------------------------
+
+    def partition(self, topic: str, index: int) -> Partition | None:
+        return self.partitions.get((topic, index))
+
+    def add(self, topic: str, index: int, plog, info) -> Partition:
+        part = self.partitions[(topic, index)] = Partition(topic, index, plog, info, self.node_id)
+        return part
+
+    def remove(self, topic: str, index: int) -> Partition | None:
+        """Stop hosting a partition (its topic was deleted); its waiters wake."""
+        part = self.partitions.pop((topic, index), None)
+        if part is not None:
+            part.wake()
+        return part
+
+    # -- appending -------------------------------------------------------------
+
+    def append(
+        self, topic: str, index: int, batch: RecordBatch, *, now: int, acks: int, origin: Origin = Origin.CLIENT
+    ) -> Appended:
+        """Write one batch to the leader's log (see the module docstring);
+        raises KafkaError when it is refused."""
+        part = self.partitions.get((topic, index))
+        if part is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"this broker hosts no partition {topic}-{index}")
+        if acks == -1 and len(part.isr) < part.log.config.min_insync_replicas:
+            raise KafkaError(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                f"the in-sync replicas of {topic}-{index} are {len(part.isr)}, "
+                f"below min.insync.replicas={part.log.config.min_insync_replicas}",
+            )
+        if origin is Origin.COORDINATOR and len(batch.view) > part.log.config.max_message_bytes:
+            # The producers' batches were measured by the record check; the
+            # broker's own (a group's assignment) are measured here, as
+            # Kafka's LogValidator measures every non-replicated batch.
+            raise KafkaError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"a batch of {len(batch.view)} bytes is over max.message.bytes of {topic}",
+            )
+        if origin is Origin.REPLICATION:
+            try:
+                r = part.log.append_as_follower(batch.view, now=now)
+            except KafkaStorageError as exc:
+                raise storage_error(exc) from None
+        else:
+            r = part.append_as_leader(batch, now)
+        return Appended(part, r.base_offset, r.last_offset, r.log_append_time, part.log.log_start_offset, r.duplicate)
+
+    async def until_committed(self, appended: list[Appended]) -> dict[Appended, KafkaError]:
+        """Wait until each batch is committed, or has failed: {appended:
+        error} for the failures, empty when none failed."""
+        waiting = [a for a in appended if a.partition.log.high_watermark <= a.last_offset]
+        if waiting:
+            await self._until_replicated(waiting)
+        durable = [a for a in appended if not a.partition.log.config.write_caching]
+        failures: dict[Appended, KafkaError] = {}
+        if not durable:
+            return failures
+        failed = await self.flusher.flush([a.partition.log for a in durable])
+        for a in durable:
+            part = a.partition
+            if self.partitions.get((part.topic, part.index)) is not part:
+                # Deleted before its fsync: Kafka's DelayedProduce finds no partition.
+                failures[a] = KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "the partition was deleted")
+            elif part.log in failed:
+                failures[a] = KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, failed[part.log])
+        return failures
+
+    async def _until_replicated(self, waiting: list[Appended]) -> None:
+        """Until the high watermark of each is past it, or its partition
+        is gone (found after the wait). Only with other replicas in the ISR."""
+        while True:
+            waiting = [
+                a
+                for a in waiting
+                if a.partition.log.high_watermark <= a.last_offset
+                and self.partitions.get((a.partition.topic, a.partition.index)) is a.partition
+            ]
+            if not waiting:
+                return
+            event = trio.Event()
+            parts = {id(a.partition): a.partition for a in waiting}.values()
+            for part in parts:
+                part.park(event)
+            try:
+                await event.wait()
+            finally:
+                for part in parts:
+                    part.unpark(event)
+
+    async def run(self) -> None:
+        """The group-commit fsync rounds, until cancelled."""
+        await self.flusher.run()
+
+    # -- producer state ---------------------------------------------------------
+
+    def snapshot_producers(self) -> None:
+        """Snapshot every online partition's producer state; one that cannot
+        be written takes its log dir offline (the next start recovers the
+        state from an older snapshot and the log)."""
+        for part in list(self.partitions.values()):
+            if part.offline:
+                continue
+            try:
+                part.log.take_producer_snapshot()
+            except OSError:
+                pass  # its directory is offline now, and the failure logged
+
+    def checkpoint_producers(self, now_ms: int | None = None) -> None:
+        """Forget producers idle for ``producer.id.expiration.ms``, then snapshot."""
+        self.expire_producers(now_ms)
+        self.snapshot_producers()
+
+    def expire_producers(self, now_ms: int | None = None) -> int:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        limit = now_ms - self.producer_expiration_ms
+        return sum(part.log.expire_producers(limit) for part in self.partitions.values())
+
+    # -- log directories ---------------------------------------------------------
+
+    def describe_log_dirs(self, log_dirs, wanted: set[tuple[str, int]] | None) -> list[LogDirInfo]:
+        """Each of ``log_dirs`` with its partitions (those in ``wanted``, or all)."""
+        by_dir: dict[str, list[Partition]] = {}
+        for key, part in self.partitions.items():
+            if wanted is None or key in wanted:
+                by_dir.setdefault(part.log_dir, []).append(part)
+        out = []
+        for d in log_dirs:
+            path = os.path.abspath(d)
+            if self.logs is not None and self.logs.dir_failure(d) is not None:
+                out.append(LogDirInfo(path, ErrorCode.KAFKA_STORAGE_ERROR, -1, -1, []))
+                continue
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                out.append(LogDirInfo(path, ErrorCode.KAFKA_STORAGE_ERROR, -1, -1, []))
+                continue
+            out.append(
+                LogDirInfo(
+                    path, ErrorCode.NONE, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, by_dir.get(path, [])
+                )
+            )
+        return out
