@@ -36,6 +36,7 @@ from pybroker.config import BrokerConfig
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.testing import running_broker
+from pybroker.topics import Topics
 
 TIMEOUT = 30
 NODE = 1
@@ -150,7 +151,7 @@ def test_a_broker_opens_only_the_partitions_it_is_a_replica_of(tmp_path):
     it, and the log it has for it is moved aside (a stray), its data kept."""
     config = BrokerConfig({"log.dirs": str(tmp_path), "listeners": "PLAINTEXT://127.0.0.1:0"})
     broker = Broker(config)
-    broker.create_topic("mixed", 2)
+    broker.topics.create_topic("mixed", 2)
     broker.logs.close()
     path = tmp_path / METADATA_FILE
     data = json.loads(path.read_text())
@@ -163,8 +164,8 @@ def test_a_broker_opens_only_the_partitions_it_is_a_replica_of(tmp_path):
 
     again = Broker(config)
     try:
-        assert again.partition("mixed", 0) is not None
-        assert again.partition("mixed", 1) is None
+        assert again.replicas.partition("mixed", 0) is not None
+        assert again.replicas.partition("mixed", 1) is None
         assert not (tmp_path / "mixed-1").exists()
         (stray,) = [p for p in tmp_path.iterdir() if p.name.startswith("mixed-1.") and p.name.endswith("-stray")]
         assert (stray / "00000000000000000000.log").read_bytes() == b"theirs"
@@ -233,11 +234,11 @@ def protocol_members(protocol) -> set[str]:
 
 @pytest.mark.parametrize(
     ("protocol", "implementation"),
-    [(MetadataView, LocalMetadata), (MetadataWriter, LocalMetadata), (TopicAdmin, Broker)],
+    [(MetadataView, LocalMetadata), (MetadataWriter, LocalMetadata), (TopicAdmin, Topics)],
 )
 def test_the_implementations_have_every_member_of_their_interface(protocol, implementation):
     missing = {n for n in protocol_members(protocol) if not hasattr(implementation, n)}
-    # admin_lock is an attribute each Broker sets itself.
+    # admin_lock is an attribute each Topics sets itself.
     assert missing <= {"admin_lock"}, missing
     for name in protocol_members(protocol) - missing:
         wanted = inspect.signature(getattr(protocol, name)) if callable(getattr(protocol, name)) else None

@@ -184,7 +184,7 @@ def _append(broker, topic, pid, epoch, seq, n):
 @pytest.mark.parametrize("snapshot", [True, False])
 def test_state_survives_a_restart(tmp_path, snapshot):
     broker = _broker(tmp_path)
-    broker.create_topic("t", 1)
+    broker.topics.create_topic("t", 1)
     _append(broker, "t", 42, 0, 0, 3)
     _append(broker, "t", 42, 0, 3, 2)
     _append(broker, "t", 43, 5, 10, 1)
@@ -205,7 +205,7 @@ def test_state_survives_a_restart(tmp_path, snapshot):
 
 def test_snapshot_beyond_the_log_end_is_ignored(tmp_path):
     broker = _broker(tmp_path)
-    broker.create_topic("t", 1)
+    broker.topics.create_topic("t", 1)
     _append(broker, "t", 1, 0, 0, 2)
     broker.replicas.snapshot_producers()
     plog = broker.replicas.partition("t", 0).log
@@ -219,7 +219,7 @@ def test_snapshot_beyond_the_log_end_is_ignored(tmp_path):
 
 def test_only_the_newest_snapshots_are_kept(tmp_path):
     broker = _broker(tmp_path)
-    broker.create_topic("t", 1)
+    broker.topics.create_topic("t", 1)
     directory = broker.replicas.partition("t", 0).log.directory
     for n in range(4):
         _append(broker, "t", 7, 0, n, 1)
@@ -235,7 +235,7 @@ def test_only_the_newest_snapshots_are_kept(tmp_path):
 
 def test_idle_producers_expire(tmp_path):
     broker = _broker(tmp_path)
-    broker.create_topic("t", 1)
+    broker.topics.create_topic("t", 1)
     _append(broker, "t", 7, 0, 0, 1)  # last seen at 0
     expiration = broker.config["producer.id.expiration.ms"]
     assert broker.replicas.expire_producers(now_ms=expiration) == 0

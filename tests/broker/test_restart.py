@@ -10,9 +10,9 @@ def make_broker(path):
 
 def test_topic_configs_apply_after_a_restart(tmp_path):
     broker = make_broker(tmp_path)
-    broker.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "65536"})
+    broker.topics.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "65536"})
     broker.logs.close()
     again = make_broker(tmp_path)
-    cfg = again.partition("c", 0).log.config
+    cfg = again.replicas.partition("c", 0).log.config
     assert cfg.compact and cfg.segment_bytes == 65536
     again.logs.close()

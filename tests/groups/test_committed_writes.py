@@ -340,7 +340,7 @@ def node(tmp_path):
         "offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0",
     })
     broker = Broker(config)
-    broker.create_topic("t", 2)
+    broker.topics.create_topic("t", 2)
     services = broker.group_services()
     services["replicas"] = Held(services["replicas"])
     coord = GroupCoordinator(**services)

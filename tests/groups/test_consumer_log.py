@@ -39,7 +39,7 @@ class Node:
         settings.update(props)
         self.config = BrokerConfig(settings)
         self.broker = Broker(self.config)
-        self.broker.create_topic("t", 6)
+        self.broker.topics.create_topic("t", 6)
         self.topic_id = self.broker.metadata.topic("t").topic_id
 
     @property

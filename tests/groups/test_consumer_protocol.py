@@ -594,7 +594,7 @@ def coordinator(tmp_path):
     from pybroker.groups.coordinator import GroupCoordinator
 
     broker = Broker(BrokerConfig({"log.dirs": str(tmp_path), "listeners": "PLAINTEXT://127.0.0.1:0"}))
-    broker.create_topic("t", 6)
+    broker.topics.create_topic("t", 6)
     try:
         coordinator = GroupCoordinator(**broker.group_services())
         coordinator.broker = broker  # for the tests' own look-ups

@@ -133,7 +133,7 @@ class Store:
         return error
 
     def topic(self, name: str, partitions: int = 2) -> None:
-        self.broker.create_topic(name, partitions)
+        self.broker.topics.create_topic(name, partitions)
 
     def reopen(self) -> dict:
         """Close, open again, load; rebuild the groups as the broker does."""
@@ -433,7 +433,7 @@ def test_an_empty_group_with_a_member_about_to_join_is_kept(store):
 
 def test_oversized_batches_map_to_coordinator_errors(store):
     store.coord.ensure_offsets_topic()
-    store.broker.set_topic_configs(OFFSETS_TOPIC, {"cleanup.policy": "compact", "max.message.bytes": "50"})
+    store.broker.topics.set_topic_configs(OFFSETS_TOPIC, {"cleanup.policy": "compact", "max.message.bytes": "50"})
     store.coord.get_or_create("g", 0)
     many = {("t", 0): OffsetAndMetadata(1, metadata="m" * 200)}
     assert store.commit_offsets("g", many, 0) == {("t", 0): E.INVALID_COMMIT_OFFSET_SIZE}

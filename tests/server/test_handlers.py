@@ -25,7 +25,7 @@ from .memory import make_broker, records_of, values_of
 @pytest.fixture
 def broker(tmp_path):
     broker = make_broker(tmp_path)
-    broker.create_topic("t", 1)
+    broker.topics.create_topic("t", 1)
     yield broker
     broker.logs.close()
 
