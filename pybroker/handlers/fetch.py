@@ -36,6 +36,7 @@ from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
 
 from ..fetch_sessions import SessionPartition
+from ..replica.partition import next_append
 from . import Later, handles
 
 if TYPE_CHECKING:
@@ -64,14 +65,7 @@ def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_
         nonlocal response
         with trio.move_on_after(req.max_wait_ms / 1000):
             while True:
-                event = trio.Event()
-                for part in parts:
-                    part.park(event)
-                try:
-                    await event.wait()
-                finally:
-                    for part in parts:
-                        part.unpark(event)
+                await next_append(parts)
                 response, size, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
                 if size >= req.min_bytes:
                     break

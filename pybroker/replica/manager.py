@@ -18,7 +18,6 @@ import os
 import time
 from typing import NamedTuple
 
-import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -26,7 +25,7 @@ from pybroker.protocol.record_batch import RecordBatch
 from pybroker.storage.log import KafkaStorageError
 
 from .flusher import Flusher
-from .partition import Partition, storage_error
+from .partition import Partition, next_append, storage_error
 
 log = logging.getLogger("pybroker.replica")
 
@@ -164,15 +163,7 @@ class ReplicaManager:
             ]
             if not waiting:
                 return
-            event = trio.Event()
-            parts = {id(a.partition): a.partition for a in waiting}.values()
-            for part in parts:
-                part.park(event)
-            try:
-                await event.wait()
-            finally:
-                for part in parts:
-                    part.unpark(event)
+            await next_append({id(a.partition): a.partition for a in waiting}.values())
 
     async def run(self) -> None:
         """The group-commit fsync rounds, until cancelled."""

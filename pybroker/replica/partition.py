@@ -329,3 +329,16 @@ def end_offset_for(log, leader_epoch: int, requested: int) -> tuple[int, int]:
         if requested >= latest:
             return latest, log.log_end_offset
     return cache.end_offset_for(requested, log.log_end_offset)
+
+
+async def next_append(parts) -> None:
+    """Until the next append to any of ``parts`` (or their deletion, which
+    wakes their waiters too); the caller bounds the wait."""
+    event = trio.Event()
+    for part in parts:
+        part.park(event)
+    try:
+        await event.wait()
+    finally:
+        for part in parts:
+            part.unpark(event)

@@ -55,6 +55,14 @@ def fetch_request(topic: str, wants: list[tuple[int, int, int]], max_bytes: int)
     )
 
 
+def long_poll(topic: str, wait_ms: int, offset: int = 0) -> FetchRequest:
+    """A Fetch of partition 0 from ``offset`` that waits up to ``wait_ms`` for one byte."""
+    request = fetch_request(topic, [(0, offset, 1 << 20)], 1 << 20)
+    request.max_wait_ms = wait_ms
+    request.min_bytes = 1
+    return request
+
+
 def slow_reader(bootstrap: str) -> socket.socket:
     """A connection with a 64 KiB receive buffer, set before connecting so
     the window never scales up: the broker's responses back up quickly."""

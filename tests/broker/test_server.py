@@ -6,17 +6,18 @@ import time
 
 import pytest
 
+from pybroker.handlers import HANDLERS
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.framing import encode_request
 from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
-from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from pybroker.protocol.records import NewRecord, build_batch
-from pybroker.handlers import HANDLERS
-from pybroker.testing import running_broker
 from pybroker.storage.manager import CLEAN_SHUTDOWN_FILE
+from pybroker.testing import running_broker
 from tests.broker.wire import Wire
+
+from .raw_requests import long_poll
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +35,6 @@ def produce(topic, value, acks=1):
     )
 
 
-def long_poll(topic, wait_ms):
-    """A Fetch of partition 0 from offset 0 that waits up to ``wait_ms`` for data."""
-    return FetchRequest(
-        max_wait_ms=wait_ms,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        topics=[
-            FetchTopic(
-                topic=topic, partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
-            )
-        ],
-    )
 
 
 def test_pipelined_requests_are_answered_in_order(broker):

@@ -21,12 +21,11 @@ from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.framing import encode_request
 from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
 from pybroker.protocol.messages.api_versions_response import ApiVersionsResponse
-from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.protocol.primitives import INT16
 from pybroker.protocol.registry import ApiKey
 from pybroker.server import Connection, ServerContext, close_idle_connections
-from tests.broker.raw_requests import fetch_request, produce_request
+from tests.broker.raw_requests import fetch_request, long_poll, produce_request
 
 from .memory import MemoryClient, connect, make_broker, records_of, values_of
 
@@ -53,18 +52,6 @@ def broker(brokers):
     return brokers()
 
 
-def long_poll(topic: str, offset: int, wait_ms: int) -> FetchRequest:
-    """A Fetch of partition 0 that waits up to ``wait_ms`` for one byte."""
-    return FetchRequest(
-        max_wait_ms=wait_ms,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        topics=[
-            FetchTopic(
-                topic=topic, partitions=[FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20)]
-            )
-        ],
-    )
 
 
 async def create(client, *topics: str) -> None:
@@ -168,7 +155,7 @@ async def test_a_long_poll_is_woken_by_a_produce_and_keeps_its_place(broker, nur
     poller = connect(nursery, broker.server, "memory:1")
     producer = connect(nursery, broker.server, "memory:2")
     await create(poller, "poll")
-    await poller.send(long_poll("poll", 0, 30_000), 11, 1)
+    await poller.send(long_poll("poll", 30_000), 11, 1)
     await poller.send(ApiVersionsRequest(), 2, 2)
     await trio.testing.wait_all_tasks_blocked()
     # The ApiVersions is answered, but waits behind the long poll.
@@ -277,7 +264,7 @@ async def test_idle_connections_are_closed(brokers, nursery):
     await create(polling, "idle")
     await idle.send(ApiVersionsRequest(), 2, 1)
     await idle.receive(API_VERSIONS, 2, 1)
-    await polling.send(long_poll("idle", 0, 30_000), 11, 2)
+    await polling.send(long_poll("idle", 30_000), 11, 2)
     assert await idle.closed_by_broker()  # within the client's deadline
     # Five idle periods more: the long poll is neither closed nor answered.
     with trio.move_on_after(1.0) as waited:
@@ -295,7 +282,7 @@ async def test_shutdown_answers_what_was_read_and_reads_no_more(broker, nursery)
     client = connect(nursery, broker.server, "memory:1")
     await create(client, "down")
     await client.send(ApiVersionsRequest(), 2, 1)
-    await client.send(long_poll("down", 0, 300), 11, 2)
+    await client.send(long_poll("down", 300), 11, 2)
     await trio.testing.wait_all_tasks_blocked()
     broker.server.stop_reading()  # what Broker.run does at shutdown
     await client.send(ApiVersionsRequest(), 2, 3)
