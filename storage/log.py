@@ -473,14 +473,16 @@ class PartitionLog:
         if offset < self.log_start_offset or offset > end:
             raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
         limit = self.high_watermark if max_offset is None else max_offset
-        i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
-        for seg in self.segments[i:]:
+        segments = self.segments
+        # Indexes, not a slice: a Fetch reads here once per partition, and
+        # a slice copies the list of segments each time.
+        for i in range(max(bisect.bisect_right(self._bases, offset) - 1, 0), len(segments)):
+            seg = segments[i]
             if seg.base_offset >= limit:
                 break
             found = seg.read(offset, max_bytes, limit, as_region)
             if found is not None:
-                info, data = found
-                return ReadResult(data, info.base_offset, seg.base_offset)
+                return ReadResult(found[1], found[0].base_offset, seg.base_offset)
         return ReadResult(b"", offset, self.active.base_offset)
 
     @_io

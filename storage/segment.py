@@ -392,11 +392,20 @@ class LogSegment:
             position += size
 
     def find(self, offset: int) -> BatchInfo | None:
-        """The first batch whose last offset is >= ``offset``."""
+        """The first batch whose last offset is >= ``offset``. The walk of
+        scan_headers, inline: every Fetch of every partition starts here,
+        usually at the batch the index points to."""
         _, position = self.offset_index.lookup(offset)
-        for info in self.scan_headers(position):
-            if info.last_offset >= offset:
-                return info
+        fd, size_limit = self._fd, self.size
+        while position + HEADER_SIZE <= size_limit:
+            h = HEADER.unpack(os.pread(fd, HEADER_SIZE, position))
+            size = h[1] + LOG_OVERHEAD
+            if h[1] < MIN_BATCH_LENGTH or position + size > size_limit:
+                return None
+            last = h[0] + h[6]
+            if last >= offset:
+                return BatchInfo(position, h[0], last, size, h[8])
+            position += size
         return None
 
     def read(

@@ -182,14 +182,8 @@ def _read_partition(
 ) -> PartitionData:
     if part is None:
         return _failed(w.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    read = part.read(
-        w.fetch_offset,
-        min(w.max_bytes, remaining),
-        isolation,
-        current_leader_epoch=w.leader_epoch,
-        min_one_message=first,
-        zero_copy=zero_copy,
-    )
+    # Positional: once per partition of every Fetch.
+    read = part.read(w.fetch_offset, min(w.max_bytes, remaining), isolation, -1, w.leader_epoch, first, zero_copy)
     return PartitionData(
         partition_index=w.index,
         error_code=read.error,

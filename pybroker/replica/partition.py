@@ -57,6 +57,10 @@ class FetchRead(NamedTuple):
     error: ErrorCode = ErrorCode.NONE
 
 
+# Makes a FetchRead without the Python frame of a named tuple's __new__.
+_fetch_read = tuple.__new__
+
+
 def storage_error(exc: KafkaStorageError) -> KafkaError:
     return KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
 
@@ -198,7 +202,6 @@ class Partition:
         max_bytes: int,
         isolation: int = 0,
         replica_id: int = -1,
-        *,
         current_leader_epoch: int = -1,
         min_one_message: bool = False,
         zero_copy: bool = False,
@@ -207,32 +210,32 @@ class Partition:
         stable offset for read_committed), at most ``max_bytes`` unless
         ``min_one_message`` lets the first batch exceed it (KIP-74). Only
         consumers fetch so far (``replica_id`` -1). Raises KafkaError
-        KAFKA_STORAGE_ERROR."""
+        KAFKA_STORAGE_ERROR. Fetch calls this once per partition of every
+        request: keep it lean (positional arguments, no object but the
+        answer)."""
         log = self.log
+        hw = log.high_watermark
+        lso = hw  # until there are transactions
+        start = log.log_start_offset
+        if current_leader_epoch >= 0 and current_leader_epoch != self.info.leader_epoch:
+            code = (
+                ErrorCode.FENCED_LEADER_EPOCH
+                if current_leader_epoch < self.info.leader_epoch
+                else ErrorCode.UNKNOWN_LEADER_EPOCH
+            )
+            return FetchRead(b"", hw, lso, start, code)
+        if max_bytes <= 0 and not min_one_message:
+            return FetchRead(b"", hw, lso, start, ErrorCode.NONE)
         try:
-            if log.offline is not None:
-                log.check_online()
-            hw = log.high_watermark
-            lso = hw  # until there are transactions
-            start = log.log_start_offset
-            if current_leader_epoch >= 0 and current_leader_epoch != self.info.leader_epoch:
-                code = (
-                    ErrorCode.FENCED_LEADER_EPOCH
-                    if current_leader_epoch < self.info.leader_epoch
-                    else ErrorCode.UNKNOWN_LEADER_EPOCH
-                )
-                return FetchRead(b"", hw, lso, start, code)
-            if max_bytes <= 0 and not min_one_message:
-                return FetchRead(b"", hw, lso, start)
-            try:
-                result = log.read(offset, max(max_bytes, 1), lso if isolation == READ_COMMITTED else hw, as_region=zero_copy)
-            except OffsetOutOfRangeError:
-                return FetchRead(b"", hw, lso, start, ErrorCode.OFFSET_OUT_OF_RANGE)
+            # An offline log refuses the read (KafkaStorageError).
+            data = log.read(offset, max(max_bytes, 1), lso if isolation == READ_COMMITTED else hw, zero_copy)[0]
+        except OffsetOutOfRangeError:
+            return FetchRead(b"", hw, lso, start, ErrorCode.OFFSET_OUT_OF_RANGE)
         except KafkaStorageError as exc:
             raise storage_error(exc) from None
-        if len(result.data) > max_bytes and not min_one_message:
-            return FetchRead(b"", hw, lso, start)  # only the response's first batch may exceed the limits
-        return FetchRead(result.data, hw, lso, start)
+        if not min_one_message and len(data) > max_bytes:
+            data = b""  # only the response's first batch may exceed the limits
+        return _fetch_read(FetchRead, (data, hw, lso, start, ErrorCode.NONE))
 
     def fetch_offset_for_timestamp(
         self, timestamp: int, isolation: int = 0, replica_id: int = -1, current_leader_epoch: int = -1
