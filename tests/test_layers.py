@@ -149,3 +149,25 @@ def test_allowed_imports_pass(tmp_path):
     (tmp_path / "pybroker" / "server.py").write_text("from .handlers import Later\n")
     (tmp_path / "pybroker" / "broker.py").write_text("from .server import Connection\n")
     assert violations(tmp_path, folders=tuple(FOLDERS.values())) == {}
+
+
+def test_the_lower_layers_load_nothing_of_the_broker():
+    """``pybroker.protocol`` and ``pybroker.storage`` are imported through
+    the ``pybroker`` package (installed names): its ``__init__`` must pull in
+    neither trio nor any other part of the broker, so the layer rule holds
+    at run time as well as in the source."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, pybroker.protocol, pybroker.storage\n"
+        "for pkg in (pybroker.protocol, pybroker.storage):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "loaded = sorted(n for n in sys.modules if n == 'trio' or n.startswith('trio.')\n"
+        "    or (n.startswith('pybroker.') and not n.startswith(('pybroker.protocol', 'pybroker.storage'))))\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
