@@ -7,6 +7,7 @@ import logging
 import resource
 import signal
 import sys
+import time
 import traceback
 
 import trio
@@ -45,15 +46,21 @@ def _epilog() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cluster"]:
+        return cluster_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="pybroker",
-        description="A Kafka broker in Python. Serves PLAINTEXT on 127.0.0.1:9092 with data in ./pybroker-data by default.",
+        description="A Kafka broker in Python. Serves PLAINTEXT on 127.0.0.1:9092 with data in ./pybroker-data by default."
+        " `pybroker cluster --brokers 3` runs a local cluster instead (see `pybroker cluster --help`).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pybroker {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", help="server.properties-style file")
-    parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)")
+    parser.add_argument(
+        "--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,6 +110,91 @@ def _find(exc: BaseException, kind) -> BaseException | None:
             if found is not None:
                 return found
     return None
+
+
+def cluster_main(argv: list[str]) -> int:
+    """``pybroker cluster``: ZooKeeper and N brokers on this machine until Ctrl-C."""
+    from .local_cluster import CHROOT, LocalCluster, consecutive_free_ports, dev_defaults
+    from .zk.server import ZooKeeperNotFound
+
+    parser = argparse.ArgumentParser(
+        prog="pybroker cluster",
+        description="Run a local cluster: one ZooKeeper and N brokers on consecutive ports of 127.0.0.1,"
+        " until Ctrl-C or SIGTERM. Needs Java and ZooKeeper (Debian/Ubuntu: apt-get install zookeeper).",
+    )
+    parser.add_argument("--brokers", type=int, default=3, metavar="N", help="how many brokers (default 3)")
+    parser.add_argument("--port", type=int, default=9092, help="port of broker 1; the others follow it (default 9092)")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="keep data and logs here (default: a temporary dir, removed on exit)"
+    )
+    parser.add_argument("--zookeeper-jar", metavar="PATH", help="ZooKeeper's jar (default: the Debian package's)")
+    parser.add_argument(
+        "--override", metavar="KEY=VALUE", action="append", default=[], help="a property of every broker"
+    )
+    parser.add_argument(
+        "--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="of the brokers"
+    )
+    args = parser.parse_args(argv)
+    if args.brokers < 1:
+        parser.error("--brokers must be at least 1")
+    overrides = dict(item.partition("=")[::2] for item in args.override)
+    try:
+        # Refused here in one line, rather than by every broker in its log.
+        BrokerConfig({**dev_defaults(args.brokers), **overrides, "zookeeper.connect": "127.0.0.1:2181" + CHROOT})
+    except ConfigError as exc:
+        print(f"pybroker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    cluster = LocalCluster(
+        args.brokers,
+        data_dir=args.data_dir,
+        base_port=args.port or consecutive_free_ports(args.brokers),
+        zookeeper_jar=args.zookeeper_jar,
+        overrides=overrides,
+        log_level=args.log_level,
+    )
+    # SIGTERM ends the wait below the way Ctrl-C does, and both stop the
+    # cluster (SIGINT too when started ignoring it, as a shell's `&` does).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        cluster.start()
+        _print_cluster(cluster, kept=args.data_dir is not None)
+        reported: set[int] = set()
+        while True:
+            for broker in cluster.brokers:
+                if not broker.alive() and broker.node_id not in reported:
+                    reported.add(broker.node_id)
+                    code = broker.process.proc.returncode
+                    print(f"broker {broker.node_id} exited with {code}; see {broker.log_path}", flush=True)
+            time.sleep(0.5)  # nothing to do but notice a broker dying
+    except KeyboardInterrupt:
+        print("stopping the cluster", flush=True)
+        return 0
+    except ZooKeeperNotFound as exc:
+        print(f"pybroker: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:  # TimeoutError is an OSError
+        print(f"pybroker: the cluster did not start: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):
+            print(note, file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C would leave processes behind: stopping is bounded anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cluster.stop()
+
+
+def _print_cluster(cluster, kept: bool) -> None:
+    zk = cluster.zookeeper
+    print(f"ZooKeeper {zk.connect} (pid {zk.pid}), chroot {cluster.chroot}", flush=True)
+    for b in cluster.brokers:
+        print(f"broker {b.node_id} {b.bootstrap} (pid {b.pid}) data {b.data_dir} log {b.log_path}")
+    print(f"controller: broker {cluster.controller_id()}")
+    where = "kept" if kept else "removed on exit; --data-dir keeps them"
+    print(f"data and logs in {cluster.data_dir} ({where})")
+    print(f"bootstrap servers: {cluster.bootstrap_servers}")
+    print("Ctrl-C stops the cluster.", flush=True)
 
 
 async def _serve(config: BrokerConfig) -> None:

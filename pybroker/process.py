@@ -47,6 +47,13 @@ def request(bootstrap: str, body, version: int, timeout: float = 15, client_id: 
     return decode_response(body.API_KEY, version, frame)[1]
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def answers_api_versions(bootstrap: str, timeout: float = 1.0) -> bool:
     try:
         request(bootstrap, ApiVersionsRequest(), 0, timeout)
@@ -78,13 +85,19 @@ class BrokerProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         name: str = "broker",
+        own_session: bool = False,
     ):
         self.command, self.env, self.cwd, self.name = command, env, cwd, name
+        # A process of its own session does not get the terminal's Ctrl-C:
+        # whoever started it stops it, in the order it chooses (and, on
+        # Linux, it gets SIGTERM if that thread dies without doing so).
+        self.own_session = own_session
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path) if log_path else self.data_dir.parent / f"{self.data_dir.name}.log"
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
+        self.paused = False
 
     @property
     def bootstrap(self) -> str:
@@ -97,6 +110,11 @@ class BrokerProcess:
 
     def start(self, timeout: float = 60) -> float:
         """Start and wait until it answers ApiVersions; returns the seconds that took."""
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it: several can then come up at once."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
         # Appended, so that a restart keeps what the previous run said as it died.
@@ -108,7 +126,13 @@ class BrokerProcess:
                 stdin=subprocess.DEVNULL,
                 env=None if self.env is None else {**os.environ, **self.env},
                 cwd=self.cwd,
+                start_new_session=self.own_session,
+                # Runs before exec and only calls prctl: safe beside other threads.
+                preexec_fn=_terminate_with_parent if self.own_session and sys.platform == "linux" else None,  # noqa: PLW1509
             )
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Wait until the spawned process answers ApiVersions; returns the seconds since it was spawned."""
         deadline = self.started_at + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -125,19 +149,37 @@ class BrokerProcess:
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, and SIGKILL if it has not exited within ``timeout``; returns the exit code."""
         if self.alive():
-            # send_signal, not os.kill: it will not signal a PID already reaped and reused.
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
         return None if self.proc is None else self.proc.returncode
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting: several brokers can then shut down at once."""
+        if self.alive():
+            self.resume()  # a stopped process would not act on SIGTERM
+            # send_signal, not os.kill: it will not signal a PID already reaped and reused.
+            self.proc.send_signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """A crash: SIGKILL, no chance to flush or checkpoint."""
         if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.send_signal(signal.SIGKILL)  # acts on a stopped process too
             self.proc.wait(30)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets and sessions but does nothing, like a long GC pause."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused and self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def restart(self, kill: bool = False) -> float:
         self.kill() if kill else self.stop()

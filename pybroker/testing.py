@@ -13,6 +13,10 @@ Properties are Kafka's: ``running_broker({"num.partitions": "3"})``.
 With pytest, the ``pybroker`` plugin (installed with the package) gives a
 ``kafka_broker`` fixture (one broker per test module) whose
 ``bootstrap_servers`` attribute is what clients need.
+
+A cluster (ZooKeeper and N broker processes, see ``running_cluster``) needs
+Java and ZooKeeper on the machine (Debian/Ubuntu: ``apt-get install
+zookeeper``); the plugin's ``kafka_cluster`` fixture gives one per module.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from .config import BrokerConfig
+
+if TYPE_CHECKING:
+    from .local_cluster import LocalCluster
 
 
 class RunningBroker:
@@ -55,7 +63,9 @@ class RunningBroker:
 
 
 @contextlib.contextmanager
-def running_broker(props: Mapping[str, str] | None = None, data_dir: str | Path | None = None) -> Iterator[RunningBroker]:
+def running_broker(
+    props: Mapping[str, str] | None = None, data_dir: str | Path | None = None
+) -> Iterator[RunningBroker]:
     from .broker import Broker
 
     tmp = None
@@ -98,3 +108,28 @@ def running_broker(props: Mapping[str, str] | None = None, data_dir: str | Path 
         running.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_cluster(
+    n: int = 3, props: Mapping[str, str] | None = None, data_dir: str | Path | None = None, **kwargs
+) -> Iterator[LocalCluster]:
+    """A local cluster: one ZooKeeper and ``n`` brokers, each a child process.
+
+        with running_cluster(3) as cluster:
+            producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers)
+            cluster.brokers[0].kill()  # or .stop(), .pause(), .resume(), .start()
+
+    Brokers listen on consecutive free loopback ports, share ZooKeeper's
+    ``/pybroker`` chroot and keep their data in a temporary directory
+    (removed afterwards unless ``data_dir`` is given). ``props`` are Kafka
+    properties for every broker, on top of a development cluster's defaults
+    (replication factor min(3, n) for new topics and for the offsets topic);
+    the other keyword arguments are ``LocalCluster``'s. The block starts once
+    every broker lists all the others and a controller; leaving it stops the
+    brokers, then ZooKeeper, by PID.
+    """
+    from .local_cluster import LocalCluster
+
+    with LocalCluster(n, data_dir=data_dir, overrides=props, **kwargs) as cluster:
+        yield cluster
