@@ -1,9 +1,10 @@
-"""python -m compat [--client NAME ...] [--scenario NAME ...] [--timeout S]
+"""python -m compat [--client NAME ...] [--scenario NAME ...] [--setup single|cluster ...] [--timeout S]
 
-Starts a fresh broker, runs every client × scenario (each bounded by a time
-limit), and writes MATRIX.md and matrix.json beside this file (or into
---output DIR). Logs (the broker's, and each failing cell's stderr) go to
-compat/out/.
+Runs every client × scenario (each bounded by a time limit) against each
+setup: a fresh single broker, and a fresh local cluster (ZooKeeper and
+three brokers; each client bootstrapped from one broker only), then writes
+MATRIX.md and matrix.json beside this file (or into --output DIR). Logs (the
+brokers', and each failing cell's stderr) go to compat/out/.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pybroker.process import BrokerProcess
-
-from .broker import child_broker, create_topic
+from .broker import CLUSTER_BROKERS, Cluster, SingleNode
 from .clients import CLIENTS, HERE, Client, install
 from .matrix import write_matrix
 from .scenarios import SCENARIOS, Scenario
 
 ROOT = HERE.parent
 OUT = HERE / "out"
+SETUPS = ("single", "cluster")
 
 
 def run_program(client: Client, bootstrap: str, scenario: str, topic: str, timeout: float) -> tuple[dict, str]:
@@ -62,12 +62,14 @@ def topic_name(client: Client, scenario: Scenario) -> str:
 
 
 def run_client(
-    client: Client, broker: BrokerProcess, scenarios: list[Scenario], timeout: float, created: set
+    client: Client, index: int, target, scenarios: list[Scenario], timeout: float, created: set
 ) -> tuple[str, list]:
+    """Every scenario of one client against one target; the client's version and the cells."""
     why = install(client)
     version = "?"
+    bootstrap = target.bootstrap(index)
     if why is None:
-        verdict, err = run_program(client, broker.bootstrap, "version", "none", 60)
+        verdict, err = run_program(client, bootstrap, "version", "none", 60)
         if verdict["result"] == "pass":
             version = verdict["detail"]
         else:
@@ -83,26 +85,67 @@ def run_client(
             continue
         topic = topic_name(client, scenario)
         if scenario.create and topic not in created:
-            create_topic(broker.bootstrap, topic, scenario.partitions, scenario.configs)
+            target.create_topic(topic, scenario.partitions, scenario.configs)
             created.add(topic)
         started = time.monotonic()
-        verdict, err = run_program(client, broker.bootstrap, scenario.name, topic, timeout)
+        verdict, err = run_program(client, bootstrap, scenario.name, topic, timeout)
         seconds = round(time.monotonic() - started, 1)
-        if not broker.alive():
-            verdict = {"result": "fail", "detail": f"the broker died; see {broker.log_path}"}
-            broker.start()
+        died = target.recover()
+        if died:
+            verdict = {"result": "fail", "detail": died}
+        elif scenario.name == "metadata" and verdict["result"] == "pass":
+            verdict = check_broker_count(verdict, target.brokers)
         if verdict["result"] == "fail":
-            (OUT / f"{topic}.stderr.txt").write_text(err or "")
+            (OUT / f"{target.setup}-{topic}.stderr.txt").write_text(err or "")
         cell = {"scenario": scenario.name, "result": verdict["result"], "detail": verdict.get("detail", "")}
         cells.append({**cell, "seconds": seconds})
         print(f"  {scenario.name:16} {verdict['result']:5} {seconds:5}s {cell['detail'][:100]}", flush=True)
     return version, cells
 
 
+def check_broker_count(verdict: dict, brokers: int) -> dict:
+    """The metadata scenarios report how many brokers the client learnt of: on a cluster, every one."""
+    found = re.search(r"(\d+) broker", verdict.get("detail", ""))
+    if found and int(found.group(1)) != brokers:
+        return {
+            "result": "fail",
+            "detail": f"the client saw {found.group(1)} broker(s) of {brokers}: {verdict['detail']}",
+        }
+    return verdict
+
+
+def run_setup(target, clients: list[Client], scenarios: list[Scenario], timeout: float) -> dict:
+    """Start the target, run every client on it, stop it; the setup's part of matrix.json."""
+    started = time.monotonic()
+    try:
+        print(f"== {target.setup}: {target.start()}", flush=True)
+    except Exception as exc:  # noqa: BLE001 - every cell of the setup then fails with the reason
+        why = f"the {target.setup} did not start: {exc}".splitlines()[0]
+        print(f"== {why}", flush=True)
+        cells = [{"scenario": s.name, "result": "fail", "detail": why} for s in scenarios]
+        results = [{"client": c.name, "version": "?", "cells": cells} for c in clients]
+        return {"setup": target.setup, "brokers": target.brokers, "seconds": 0, "clients": results}
+    results = []
+    created: set[str] = set()
+    try:
+        for index, client in enumerate(clients):
+            print(f"{client.name}:", flush=True)
+            version, cells = run_client(client, index, target, scenarios, timeout, created)
+            results.append({"client": client.name, "version": version, "cells": cells})
+    finally:
+        target.stop()
+    seconds = round(time.monotonic() - started, 1)
+    print(f"== {target.setup}: {seconds} s", flush=True)
+    return {"setup": target.setup, "brokers": target.brokers, "seconds": seconds, "clients": results}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__.splitlines()[2])
     parser.add_argument("--client", action="append", help="only these clients (repeatable)")
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    parser.add_argument(
+        "--setup", action="append", choices=SETUPS, help="only these setups (repeatable; default: single and cluster)"
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds per cell (default 60)")
     parser.add_argument(
         "--output", type=Path, default=HERE, help="write MATRIX.md and matrix.json here (default: compat/, committed)"
@@ -114,22 +157,16 @@ def main() -> int:
     for old in OUT.glob("*.stderr.txt"):
         old.unlink()
     data = Path(tempfile.mkdtemp(prefix="pybroker-compat-"))
-    broker = child_broker(data / "data", OUT / "broker.log")
-    broker.start()
-    print(f"broker on {broker.bootstrap}, log in {broker.log_path}", flush=True)
-    results = []
-    created: set[str] = set()
+    setups = []
     try:
-        for client in clients:
-            print(f"{client.name}:", flush=True)
-            version, cells = run_client(client, broker, scenarios, args.timeout, created)
-            results.append({"client": client.name, "version": version, "cells": cells})
+        for setup in args.setup or SETUPS:
+            target = SingleNode(data, OUT) if setup == "single" else Cluster(data, OUT, CLUSTER_BROKERS)
+            setups.append(run_setup(target, clients, scenarios, args.timeout))
     finally:
-        broker.stop()
         shutil.rmtree(data, ignore_errors=True)
     args.output.mkdir(parents=True, exist_ok=True)
-    write_matrix(results, scenarios, args.output / "MATRIX.md", args.output / "matrix.json")
-    failed = sum(c["result"] == "fail" for r in results for c in r["cells"])
+    write_matrix(setups, scenarios, args.output / "MATRIX.md", args.output / "matrix.json")
+    failed = sum(c["result"] == "fail" for s in setups for r in s["clients"] for c in r["cells"])
     print(f"wrote {args.output / 'MATRIX.md'}: {failed} failing cell(s)")
     return 1 if failed else 0
 

@@ -1,25 +1,111 @@
-"""A fresh pybroker in a child process, and topic creation through our own codec.
+"""What the matrix runs against: a fresh pybroker, or a fresh local cluster.
 
-The runner does not lean on any client under test to set things up: topics
-are created with a CreateTopics request encoded by ``protocol/``.
+Both kinds of target start from nothing, hand each client the address to
+bootstrap from, notice a broker that died under a client (and bring it
+back), and stop by PID. The runner does not lean on any client under test
+to set things up: topics are created with a CreateTopics request encoded by
+``protocol/``, and on a cluster the runner waits until every broker's
+Metadata shows the new topic with a leader for each partition, so that a
+client bootstrapped from any broker finds it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pybroker.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
+from pybroker.local_cluster import LocalCluster, metadata, wait_for
 from pybroker.process import BrokerProcess, pybroker_process, request
+from pybroker.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
 
 BROKER_PROPS = {
     "auto.create.topics.enable": "false",  # so that the error scenario has a topic that cannot appear
     "group.initial.rebalance.delay.ms": "0",  # as in Kafka's own dev/test setups; saves 3 s per join
 }
+CLUSTER_BROKERS = 3
+# The broker's default replication factor: 1 on a single node, min(3, N) on a cluster.
+DEFAULT_FACTOR = -1
 
 
-def child_broker(data_dir: Path, log_path: Path) -> BrokerProcess:
-    log_path.unlink(missing_ok=True)  # this run's log only; restarts within the run append to it
-    return pybroker_process(data_dir, BROKER_PROPS, log_path=log_path)
+class SingleNode:
+    """One pybroker in a child process."""
+
+    setup = "single"
+
+    def __init__(self, data_dir: Path, log_dir: Path):
+        log_path = log_dir / "broker.log"
+        log_path.unlink(missing_ok=True)  # this run's log only; restarts within the run append to it
+        self.broker: BrokerProcess = pybroker_process(data_dir / "single", BROKER_PROPS, log_path=log_path)
+        self.brokers = 1
+
+    def start(self) -> str:
+        self.broker.start()
+        return f"broker on {self.broker.bootstrap}, log in {self.broker.log_path}"
+
+    def bootstrap(self, index: int) -> str:
+        return self.broker.bootstrap
+
+    def create_topic(self, name: str, partitions: int = 1, configs: dict | None = None) -> None:
+        create_topic(self.broker.bootstrap, name, partitions, configs)
+
+    def recover(self) -> str | None:
+        """Why the last cell cannot be trusted (a broker died), after bringing it back; None if all is well."""
+        if self.broker.alive():
+            return None
+        self.broker.start()
+        return f"the broker died; see {self.broker.log_path}"
+
+    def stop(self) -> None:
+        self.broker.stop()
+
+
+class Cluster:
+    """A LocalCluster: ZooKeeper and three brokers, each client bootstrapped from one of them."""
+
+    setup = "cluster"
+
+    def __init__(self, data_dir: Path, log_dir: Path, brokers: int = CLUSTER_BROKERS):
+        log_dir = log_dir / "cluster"
+        for old in log_dir.glob("broker-*.log"):
+            old.unlink()  # this run's logs only
+        self.cluster = LocalCluster(brokers, data_dir=data_dir / "cluster", overrides=BROKER_PROPS, log_dir=log_dir)
+        self.brokers = brokers
+
+    def start(self) -> str:
+        self.cluster.start()
+        zk = self.cluster.zookeeper_connect
+        return f"cluster on {self.cluster.bootstrap_servers} (ZooKeeper {zk}), logs in {self.cluster.log_dir}"
+
+    def bootstrap(self, index: int) -> str:
+        """One broker's address only, a different one for each client: the client must find the rest itself."""
+        return self.cluster.brokers[index % len(self.cluster.brokers)].bootstrap
+
+    def create_topic(self, name: str, partitions: int = 1, configs: dict | None = None) -> None:
+        create_topic(self.cluster.brokers[0].bootstrap, name, partitions, configs)
+        wait_for(
+            lambda: all(_has_leaders(metadata(b.bootstrap, [name]), partitions) for b in self.cluster.brokers),
+            30,
+            f"every broker to show {name} with a leader per partition",
+        )
+
+    def recover(self) -> str | None:
+        dead = [b for b in self.cluster.brokers if not b.alive()]
+        for broker in dead:
+            broker.start()
+        if dead:
+            return "broker(s) died: " + ", ".join(f"{b.node_id} (see {b.log_path})" for b in dead)
+        return None
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+def _has_leaders(answer, partitions: int) -> bool:
+    topic = answer.topics[0]
+    return (
+        topic.error_code == 0
+        and len(topic.partitions) == partitions
+        and all(p.leader_id >= 0 for p in topic.partitions)
+    )
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict | None = None) -> None:
@@ -27,7 +113,7 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict |
     topic = CreatableTopic(
         name=name,
         num_partitions=partitions,
-        replication_factor=1,
+        replication_factor=DEFAULT_FACTOR,
         configs=[CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()],
     )
     body = CreateTopicsRequest(topics=[topic], timeout_ms=10000)

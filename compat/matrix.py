@@ -1,4 +1,8 @@
-"""Writes the matrix as Markdown (for people) and JSON (for tools)."""
+"""Writes the matrix as Markdown (for people) and JSON (for tools).
+
+One table per setup (a single broker; a local cluster), the same rows and
+columns in each, and one list of notes that both tables point into.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,36 @@ import json
 from pathlib import Path
 
 MARK = {"pass": "pass", "fail": "**FAIL**", "n/a": "n/a"}
+TITLES = {
+    "single": "Single node",
+    "cluster": "Cluster ({brokers} brokers and ZooKeeper; each client bootstrapped from one broker)",
+}
 
 
-def write_matrix(results: list, scenarios: list, md_path: Path, json_path: Path) -> None:
-    json_path.write_text(json.dumps({"clients": results}, indent=2) + "\n")
-    header = "| scenario | " + " | ".join(f"{r['client']} {r['version']}" for r in results) + " |"
+def write_matrix(setups: list, scenarios: list, md_path: Path, json_path: Path) -> None:
+    json_path.write_text(json.dumps({"setups": setups}, indent=2) + "\n")
     lines = [
         "# Compatibility matrix",
         "",
         "Written by `python -m compat` (do not edit): every client's scenario program run",
-        "against a fresh pybroker. `n/a` means the client lacks the feature (the note says why).",
-        "",
-        header,
-        "|" + " --- |" * (len(results) + 1),
+        "against a fresh pybroker, and against a fresh local cluster (`pybroker.local_cluster`).",
+        "`n/a` means the client lacks the feature (the note says why).",
     ]
     notes: dict[str, int] = {}  # note text -> its number, so that a repeated reason is listed once
+    for setup in setups:
+        lines += ["", f"## {TITLES[setup['setup']].format(brokers=setup['brokers'])}", ""]
+        lines += _table(setup["clients"], scenarios, notes)
+    lines += ["", "Scenarios:", ""]
+    lines += [f"- `{s.name}`: {s.summary}" for s in scenarios]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"{i}. {note}" for note, i in notes.items()]
+    md_path.write_text("\n".join(lines) + "\n")
+
+
+def _table(results: list, scenarios: list, notes: dict[str, int]) -> list[str]:
+    header = "| scenario | " + " | ".join(f"{r['client']} {r['version']}" for r in results) + " |"
+    lines = [header, "|" + " --- |" * (len(results) + 1)]
     for scenario in scenarios:
         row = [f"`{scenario.name}`"]
         for r in results:
@@ -34,12 +53,7 @@ def write_matrix(results: list, scenarios: list, md_path: Path, json_path: Path)
                 text += f" [{notes.setdefault(note, len(notes) + 1)}]"
             row.append(text)
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Scenarios:", ""]
-    lines += [f"- `{s.name}`: {s.summary}" for s in scenarios]
-    if notes:
-        lines += ["", "Notes:", ""]
-        lines += [f"{i}. {note}" for note, i in notes.items()]
-    md_path.write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def _first_line(text: str) -> str:

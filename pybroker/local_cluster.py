@@ -107,7 +107,7 @@ class ClusterBroker:
         self.process = BrokerProcess(
             pybroker_command(props, log_level=cluster.log_level),
             cluster.data_dir / f"broker-{node_id}",
-            log_path=cluster.data_dir / "logs" / f"broker-{node_id}.log",
+            log_path=cluster.log_dir / f"broker-{node_id}.log",
             port=port,
             name=f"broker {node_id}",
             own_session=True,
@@ -175,9 +175,11 @@ class LocalCluster:
         zookeeper_port: int = 0,
         chroot: str = CHROOT,
         log_level: str | None = None,
+        log_dir: str | Path | None = None,
     ):
         """``overrides``: Kafka properties for every broker; ``broker_overrides``:
-        {node id: properties} on top, for one broker (a rack, a bad setting)."""
+        {node id: properties} on top, for one broker (a rack, a bad setting);
+        ``log_dir``: where the brokers' output goes (default: ``logs/`` in the data dir)."""
         if n < 1:
             raise ValueError("a cluster needs at least one broker")
         self.n = n
@@ -189,6 +191,7 @@ class LocalCluster:
         self.broker_overrides = {int(k): dict(v) for k, v in (broker_overrides or {}).items()}
         self._temporary = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="pybroker-cluster-") if data_dir is None else data_dir).resolve()
+        self.log_dir = self.data_dir / "logs" if log_dir is None else Path(log_dir).resolve()
         self.base_port = base_port
         self.zookeeper = None
         self.brokers: list[ClusterBroker] = []
@@ -232,7 +235,7 @@ class LocalCluster:
 
         try:
             classpath = find_zookeeper(self.zookeeper_jar)
-            (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
             self.zookeeper = ZooKeeperServer(self.data_dir / "zookeeper", port=self.zookeeper_port, classpath=classpath)
             self.zookeeper.start()
             self.zookeeper.wait_ready(timeout)

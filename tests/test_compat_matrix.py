@@ -1,7 +1,8 @@
 """The client compatibility matrix (compat/) as a test: every cell must pass or be n/a.
 
-Runs `python -m compat` (all clients, all scenarios) in a child process, the
-way a person would, but writes MATRIX.md and matrix.json into a temporary
+Runs `python -m compat` (all clients, all scenarios, on a single broker and
+on a three-broker local cluster with ZooKeeper) in a child process, the way
+a person would, but writes MATRIX.md and matrix.json into a temporary
 directory so the committed compat/MATRIX.md is left alone. The runner
 installs what a client needs when it is missing; .ci/run installs the
 Debian packages and npm trees ahead of time.
@@ -13,6 +14,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from compat.clients import CLIENTS
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL_TIMEOUT = 60  # seconds, the runner's own limit for each cell
@@ -34,17 +37,29 @@ def test_compat_matrix(tmp_path):
         raise AssertionError(f"the matrix did not finish in {MATRIX_TIMEOUT} s:\n{e.output or ''}") from None
     matrix = tmp_path / "matrix.json"
     assert matrix.exists(), f"python -m compat wrote no matrix (exit {proc.returncode}):\n{proc.stdout}"
-    clients = json.loads(matrix.read_text())["clients"]
+    setups = json.loads(matrix.read_text())["setups"]
+    assert [(s["setup"], s["brokers"]) for s in setups] == [("single", 1), ("cluster", 3)]
+    for setup in setups:
+        # Both tables hold every client: a cluster that did not start fails its cells, it does not drop them.
+        assert [r["client"] for r in setup["clients"]] == [c.name for c in CLIENTS]
+        print(f"{setup['setup']}: {setup['seconds']} s")
     failing = [
-        f"{r['client']} {r['version']} / {c['scenario']}: {c['detail']}"
-        for r in clients
+        f"{s['setup']} / {r['client']} {r['version']} / {c['scenario']}: {c['detail']}"
+        for s in setups
+        for r in s["clients"]
         for c in r["cells"]
         if c["result"] == "fail"
     ]
     # A client whose setup failed shows as n/a on every row; that hides the
     # whole column, so it counts as a failure too.
     unavailable = sorted(
-        {f"{r['client']}: {c['detail']}" for r in clients for c in r["cells"] if "client not available" in c["detail"]}
+        {
+            f"{s['setup']} / {r['client']}: {c['detail']}"
+            for s in setups
+            for r in s["clients"]
+            for c in r["cells"]
+            if "client not available" in c["detail"]
+        }
     )
     problems = failing + unavailable
     assert not problems, f"{len(problems)} failing cell(s) or client(s) (logs in compat/out/):\n" + "\n".join(problems)
