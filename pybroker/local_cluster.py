@@ -26,10 +26,13 @@ stays at Kafka's 1.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -96,6 +99,22 @@ def metadata(bootstrap: str, topics: list[str] | None = (), timeout: float = 5):
     wanted = None if topics is None else [MetadataRequestTopic(name=t) for t in topics]
     body = MetadataRequest(topics=wanted, allow_auto_topic_creation=False)
     return request(bootstrap, body, METADATA_VERSION, timeout=timeout, client_id="pybroker-local-cluster")
+
+
+@contextlib.contextmanager
+def _terminal_interrupt_ignored():
+    """Ctrl-C in a terminal goes to the whole foreground process group; a JVM
+    started while SIGINT is ignored keeps ignoring it, so ZooKeeper outlives
+    the brokers and is stopped last, by its PID. Only the main thread can
+    change signal dispositions; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ClusterBroker:
@@ -237,7 +256,8 @@ class LocalCluster:
             classpath = find_zookeeper(self.zookeeper_jar)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.zookeeper = ZooKeeperServer(self.data_dir / "zookeeper", port=self.zookeeper_port, classpath=classpath)
-            self.zookeeper.start()
+            with _terminal_interrupt_ignored():
+                self.zookeeper.start()
             self.zookeeper.wait_ready(timeout)
             base = self.base_port or consecutive_free_ports(self.n)
             busy = [base + i for i in range(self.n) if not port_is_free(base + i)]
