@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import trio
 from kazoo.client import KazooClient
@@ -87,7 +87,7 @@ def _run_safely(fn, *args) -> None:
 
 
 class _Pending:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self):
         self.done = trio.Event()
@@ -188,7 +188,7 @@ class ZkClient:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(stop)
 
-    async def __aenter__(self) -> ZkClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 

@@ -73,6 +73,15 @@ def four_letter_word(port: int, word: str, timeout: float = 1.0) -> str:
         return ""
 
 
+def _task_state(task: Path) -> str:
+    """A thread's state letter from /proc ('T': stopped); '' if it has gone."""
+    try:
+        # The state follows the command name, which is in parentheses.
+        return (task / "stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""
+
+
 class ZooKeeperServer:
     def __init__(
         self,
@@ -161,7 +170,9 @@ class ZooKeeperServer:
             if "Mode:" in four_letter_word(self.port, "srvr", timeout=0.5):
                 return time.monotonic() - started
             time.sleep(0.05)  # between probes, bounded by the deadline
-        raise TimeoutError(f"ZooKeeper did not answer `srvr` within {timeout} s; the end of its log:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"ZooKeeper did not answer `srvr` within {timeout} s; the end of its log:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
@@ -181,10 +192,19 @@ class ZooKeeperServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def pause(self) -> None:
-        """SIGSTOP: the process is there but answers nothing."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 10) -> None:
+        """SIGSTOP: the process is there but answers nothing. Returns once
+        the kernel reports it stopped (the signal reaches its threads
+        after ``kill`` returns)."""
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + timeout
+        while tasks.exists() and time.monotonic() < deadline:
+            if all(_task_state(task) in ("T", "") for task in tasks.iterdir()):
+                return
+            time.sleep(0.005)  # between looks at the kernel's tables, bounded by the deadline
 
     def resume(self) -> None:
         if self.alive():
