@@ -32,11 +32,7 @@ def find_zookeeper(jar: str | os.PathLike | None = None) -> str:
     """The Java classpath of ZooKeeper's server. ``jar`` (or the
     environment variable PYBROKER_ZOOKEEPER_JAR) is ZooKeeper's jar or a
     folder of jars (a release's ``lib/``); by default Debian's."""
-    if shutil.which("java") is None:
-        raise ZooKeeperNotFound(
-            "ZooKeeper needs Java, and there is no `java` on PATH; on Debian or Ubuntu, "
-            "`apt-get install zookeeper` brings both"
-        )
+    find_java()
     given = jar if jar is not None else os.environ.get(JAR_VARIABLE)
     path = Path(given) if given else DEBIAN_JAR
     if path.is_dir() and any(path.glob("*.jar")):
@@ -52,6 +48,16 @@ def find_zookeeper(jar: str | os.PathLike | None = None) -> str:
             parts.append(binding)
             break
     return os.pathsep.join(map(str, parts))
+
+
+def find_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ZooKeeperNotFound(
+            "ZooKeeper needs Java, and there is no `java` on PATH; on Debian or Ubuntu, "
+            "`apt-get install zookeeper` brings both"
+        )
+    return java
 
 
 def free_port() -> int:
@@ -145,7 +151,7 @@ class ZooKeeperServer:
             self.classpath = find_zookeeper()
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config())
-        java = shutil.which("java") or "java"
+        java = find_java()
         # Appended, so that a restart keeps what the previous run said as it died.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
