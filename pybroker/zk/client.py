@@ -21,7 +21,15 @@ meanwhile; kazoo instead drops them on connection loss. This client makes
 up for it: on reconnecting to the same session it re-arms each dropped
 watch and fires it if its node changed after the last zxid seen before the
 loss, as the server would have. After an expiry nothing is re-armed:
-callers re-read everything, as with ZooKeeper's own client.
+callers re-read everything, as with ZooKeeper's own client. One callback
+used as both the data and the child watch of a path hears its deletion
+twice (kazoo keeps the two apart).
+
+Errors. A request in flight when the connection drops fails with
+ConnectionLossError (it may or may not have been applied); one made while
+disconnected waits for the connection to come back, or fails with
+SessionExpiredError if the session did not survive. Nothing is retried
+here: whether a retry is safe is the caller's business.
 """
 
 from __future__ import annotations
@@ -214,7 +222,9 @@ class ZkClient:
 
     def _connected(self, session_id: int, granted_ms: int | None) -> None:
         same_session = session_id == self.session_id
-        granted_ms = self.session_timeout_ms if granted_ms is None else granted_ms
+        if granted_ms is None:
+            log.warning("the session timeout ZooKeeper granted was not seen (kazoo changed?); assuming the one asked")
+            granted_ms = self.session_timeout_ms
         if not same_session or granted_ms != self.negotiated_timeout_ms:
             level = logging.WARNING if granted_ms != self.session_timeout_ms else logging.INFO
             log.log(
