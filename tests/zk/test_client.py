@@ -14,10 +14,12 @@ import time
 
 import pytest
 import trio
+import trio.testing
 from kazoo.client import KazooClient
 
 from pybroker.zk import (
     BadVersionError,
+    ConnectionLossError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -402,3 +404,41 @@ async def test_events_arrive_before_the_answer_that_follows_them(zk):
         late += len(events.seen) != round + 1
         await synced(zk)
     assert late == 0 and len(events.seen) == 300
+
+
+async def test_connection_loss_reaches_the_requests_in_flight_and_later_ones_wait(
+    zookeeper_server, zk_connect, zk_admin
+):
+    gate = Gate(zookeeper_server.port)
+    zk = ZkClient(through(gate, zk_connect), session_timeout_ms=6000)
+    try:
+        await zk.connect()
+        states = States(zk)
+        zk_admin.create("/n", b"v")
+        gate.pause()
+        async with trio.open_nursery() as nursery:
+
+            async def read_in_flight():
+                with pytest.raises(ConnectionLossError):
+                    await zk.get("/n")
+
+            nursery.start_soon(read_in_flight)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.cut()
+        await states.until("suspended")
+
+        answers = []
+
+        async def read_while_disconnected():
+            answers.append((await zk.get("/n"))[0])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_while_disconnected)
+            await trio.testing.wait_all_tasks_blocked()
+            assert answers == [] and not zk.connected
+            gate.resume()
+            gate.heal()
+        assert answers == [b"v"] and states.seen == ["suspended", "connected"]
+    finally:
+        await zk.close()
+        gate.close()
