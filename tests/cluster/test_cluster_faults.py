@@ -261,3 +261,19 @@ def test_cluster_command_serves_and_stops_everything_on_ctrl_c():
         for pid in pids:  # the processes it printed, ours to clean up if it failed to
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_cluster_command_without_zookeeper_says_what_to_install(tmp_path):
+    missing = tmp_path / "no-zookeeper.jar"
+    out = subprocess.run(
+        [sys.executable, "-m", "pybroker", "cluster", "--zookeeper-jar", str(missing), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pybroker: "), out.stderr
+    assert "apt-get install zookeeper" in lines[0]
