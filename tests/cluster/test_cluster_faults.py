@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,12 +51,15 @@ def zk(cluster):
 
 
 def controller(zk: KazooClient) -> tuple[int | None, int]:
-    """(broker id in /controller or None, the epoch in /controller_epoch)."""
-    epoch = int(zk.get("/controller_epoch")[0])
+    """(broker id in /controller or None, the epoch in /controller_epoch).
+
+    /controller first: an election writes both in one multi, so the epoch
+    read after it is at least the one that controller was elected with."""
     try:
-        return json.loads(zk.get("/controller")[0])["brokerid"], epoch
+        broker = json.loads(zk.get("/controller")[0])["brokerid"]
     except NoNodeError:
-        return None, epoch
+        broker = None
+    return broker, int(zk.get("/controller_epoch")[0])
 
 
 def granted_session_ms(cluster: LocalCluster, node_id: int) -> int:
@@ -185,19 +189,23 @@ def test_zookeeper_unreachable_at_start_stops_the_broker(tmp_path):
 
 def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> list[str]:
     """Lines of the process's stdout up to and including the one starting with ``marker``."""
-    lines: list[str] = []
+    lines: queue.Queue[str] = queue.Queue()
+
+    def reader():
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=reader, daemon=True).start()
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if sel.select(deadline - time.monotonic()):
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line.rstrip("\n"))
-                if line.startswith(marker):
-                    return lines
-    raise AssertionError(f"no {marker!r} line within {timeout} s; printed:\n" + "\n".join(lines))
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            seen.append(lines.get(timeout=left))
+        except queue.Empty:
+            break
+        if seen[-1].startswith(marker):
+            return seen
+    raise AssertionError(f"no {marker!r} line within {timeout} s; printed:\n" + "\n".join(seen))
 
 
 def pid_alive(pid: int) -> bool:
