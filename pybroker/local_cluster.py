@@ -141,16 +141,32 @@ class ClusterBroker:
     paused = property(lambda self: self.process.paused)
 
     def start(self, timeout: float = 60) -> float:
-        """Start (again) on the same port and data; return once the other brokers see it."""
+        """Start (again) on the same port and data; return once every broker lists it."""
+        deadline = time.monotonic() + timeout
         if self.killed:
             # Its last ZooKeeper session outlives it by up to a session timeout,
-            # and with it the registration a new incarnation cannot take over.
+            # and with it the registration a new incarnation may not take over.
             self.cluster.wait_until_gone(self.node_id, timeout)
-        self.process.spawn()
-        self.process.wait_ready(timeout)
+        while True:
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self.process.spawn()
+            try:
+                self.process.wait_ready(deadline - time.monotonic())
+                self.cluster.wait_until_formed(deadline - time.monotonic())
+                break
+            except (RuntimeError, TimeoutError):
+                # With no other broker to tell, the old registration shows only
+                # as this refusal (Kafka's): try again until it has expired.
+                if self.process.alive() or time.monotonic() >= deadline or not self._refused_as_taken(log_start):
+                    raise
+                time.sleep(0.2)  # between attempts, bounded by the deadline
         self.killed = False
-        self.cluster.wait_until_formed(timeout)
         return time.monotonic() - self.process.started_at
+
+    def _refused_as_taken(self, log_start: int) -> bool:
+        with open(self.log_path, "rb") as log:
+            log.seek(log_start)
+            return b"node already exists and owner" in log.read()
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM (SIGCONT first if paused); SIGKILL after ``timeout``; the exit code."""
@@ -301,6 +317,10 @@ class LocalCluster:
         expected = {b.node_id for b in self.live_brokers()}
 
         def formed() -> bool:
+            for broker in self.brokers:
+                if broker.node_id in expected and not broker.alive():
+                    code = broker.process.proc.returncode
+                    raise RuntimeError(f"broker {broker.node_id} exited with {code}; see {broker.log_path}")
             for broker in self.live_brokers():
                 answer = broker.metadata()
                 if {b.node_id for b in answer.brokers} != expected or answer.controller_id not in expected:
