@@ -154,7 +154,7 @@ def test_paused_controller_changes_nothing_once_resumed(cluster, zk):
         time.sleep(0.1)  # between snapshots, bounded by the deadline
     assert controller(zk) == (new, new_epoch)
     assert before["/controller"] == snapshot(zk)["/controller"]
-    assert zk.exists(f"/brokers/ids/{old}"), "the resumed broker did not register again"
+    wait_for(lambda: zk.exists(f"/brokers/ids/{old}"), 10, "the resumed broker to register again")
     wait_for(lambda: all(b.metadata().controller_id == new for b in cluster.brokers), 10, "every broker to name it")
 
 
