@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,16 @@ def test_the_pytest_plugin_fixture(kafka_cluster):
     assert len(kafka_cluster.brokers) == 3
     assert {b.node_id for b in kafka_cluster.metadata().brokers} == {1, 2, 3}
     assert kafka_cluster.controller_id() in (1, 2, 3)
+
+
+def test_cluster_command_refuses_a_bad_property_before_starting_anything():
+    out = subprocess.run(
+        [sys.executable, "-m", "pybroker", "cluster", "--override", "num.partitions=many"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stdout == "" and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("pybroker: configuration error:") and "num.partitions" in out.stderr
