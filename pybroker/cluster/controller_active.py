@@ -29,11 +29,9 @@ from pybroker.zk import BadVersionError, NodeExistsError, NoNodeError, NotEmptyE
 from . import znodes as zn
 from .controller_reads import gather, read_brokers, read_states, read_topic, subtree
 from .controller_state import (
-    ELECTION_NOT_NEEDED,
     NO_SUCH_PARTITION,
     ControllerView,
     broker_changes,
-    election_needed,
     election_targets,
     initial_states,
     partition_name,
@@ -148,9 +146,7 @@ class ActiveController:
                 return
             view.topics[name] = fresh
             log.info("Topic %s was created again with topic id %s", name, zn.topic_id_text(fresh.topic_id))
-            await self._initialise(
-                {name: sorted(p for p in fresh.assignment if p not in fresh.states)}
-            )
+            await self._initialise({name: sorted(p for p in fresh.assignment if p not in fresh.states)})
             return
         added = {p: r for p, r in fresh.assignment.items() if p not in known.assignment}
         if not added:
@@ -325,19 +321,12 @@ class ActiveController:
         """Kafka's processReplicaLeaderElection for an administrator's request."""
         view = self.view
         live = set(view.live)
-        known, results = election_targets(view, partitions)
-        pending = []
-        for tp in known:
-            topic = view.topics[tp[0]]
-            cached = topic.states.get(tp[1])
-            if cached is not None and not election_needed(topic.assignment[tp[1]], cached, live, preferred):
-                results[tp] = KafkaError(ErrorCode.ELECTION_NOT_NEEDED, ELECTION_NOT_NEEDED)
-            else:
-                pending.append(tp)
+        pending, results = election_targets(view, partitions)
         for _ in range(WRITE_ATTEMPTS):
             if not pending:
                 break
-            # Kafka elects from the states as they are now, not as cached.
+            # From the states as they are now: Kafka's cache of them is kept
+            # current by its brokers' notifications, this view is not.
             fresh = await read_states(self.zk, pending)
             planned = {}
             for tp in pending:

@@ -25,23 +25,24 @@ CONCURRENT_READS = 64
 
 
 async def gather(calls: list[Callable[[], Awaitable]]) -> list:
-    """Every call's result, in order; the first failure is raised once all have ended."""
+    """Every call's result, in order. The first failure ends the others
+    and is raised as itself (ZooKeeper's error), not in a group."""
     results: list = [None] * len(calls)
-    failures: list[BaseException] = []
     limiter = trio.CapacityLimiter(CONCURRENT_READS)
 
     async def one(i, call):
         async with limiter:
-            try:
-                results[i] = await call()
-            except Exception as exc:
-                failures.append(exc)
+            results[i] = await call()
 
-    async with trio.open_nursery() as nursery:
-        for i, call in enumerate(calls):
-            nursery.start_soon(one, i, call)
-    if failures:
-        raise failures[0]
+    try:
+        async with trio.open_nursery() as nursery:
+            for i, call in enumerate(calls):
+                nursery.start_soon(one, i, call)
+    except BaseExceptionGroup as group:
+        first = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     return results
 
 

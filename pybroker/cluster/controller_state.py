@@ -144,7 +144,9 @@ def plan_election(
     name = partition_name(topic, index)
     unavailable = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE if preferred else ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
     if state is None:
-        return KafkaError(unavailable, f"LeaderAndIsr information doesn't exist for partition {name} in NewPartition state")
+        return KafkaError(
+            unavailable, f"LeaderAndIsr information doesn't exist for partition {name} in NewPartition state"
+        )
     if state.controller_epoch > controller_epoch:
         # Kafka's check: never overwrite what a newer controller wrote.
         return KafkaError(
@@ -170,9 +172,7 @@ def plan_election(
         strategy = UNCLEAN_STRATEGY
     if leader is None:
         return KafkaError(unavailable, f"Failed to elect leader for partition {name} under strategy {strategy}")
-    return PartitionState(
-        leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version
-    )
+    return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
 
 
 def election_targets(
