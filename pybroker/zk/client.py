@@ -21,7 +21,15 @@ meanwhile; kazoo instead drops them on connection loss. This client makes
 up for it: on reconnecting to the same session it re-arms each dropped
 watch and fires it if its node changed after the last zxid seen before the
 loss, as the server would have. After an expiry nothing is re-armed:
-callers re-read everything, as with ZooKeeper's own client.
+callers re-read everything, as with ZooKeeper's own client. One callback
+used as both the data and the child watch of a path hears its deletion
+twice (kazoo keeps the two apart).
+
+Errors. A request in flight when the connection drops fails with
+ConnectionLossError (it may or may not have been applied); one made while
+disconnected waits for the connection to come back, or fails with
+SessionExpiredError if the session did not survive. Nothing is retried
+here: whether a retry is safe is the caller's business.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import trio
 from kazoo.client import KazooClient
@@ -87,7 +95,7 @@ def _run_safely(fn, *args) -> None:
 
 
 class _Pending:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self):
         self.done = trio.Event()
@@ -188,7 +196,7 @@ class ZkClient:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(stop)
 
-    async def __aenter__(self) -> ZkClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -205,40 +213,46 @@ class ZkClient:
     def _kazoo_state(self, state) -> None:  # kazoo's connection thread
         kazoo = self._kazoo
         if state == KazooState.CONNECTED:
-            self._post(self._session_changed, "connected", kazoo._session_id, self._granted_ms)
+            self._post(self._connected, kazoo._session_id, self._granted_ms)
         elif state == KazooState.SUSPENDED:
             # Called before kazoo drops the watches, so no event is missed past this zxid.
-            self._post(self._session_changed, "suspended", None, kazoo.last_zxid)
+            self._post(self._suspended, kazoo.last_zxid)
         elif not self._closing:
-            self._post(self._session_changed, "expired", None, None)
+            self._post(self._expired)
 
-    def _session_changed(self, state: str, session_id, extra) -> None:
-        if state == "connected":
-            same_session = session_id == self.session_id
-            if not same_session:
-                granted = extra if extra is not None else self.session_timeout_ms
-                level = logging.WARNING if granted != self.session_timeout_ms else logging.INFO
-                level = level if self._announce else logging.DEBUG
-                log.log(
-                    level,
-                    "ZooKeeper session 0x%x: session timeout %d ms granted, %d ms requested",
-                    session_id,
-                    granted,
-                    self.session_timeout_ms,
-                )
-                self.negotiated_timeout_ms = granted
-            self.session_id, self.connected = session_id, True
-            lost, self._lost = self._lost, {}
-            if same_session:
-                for watch in lost.values():
-                    self._rearm(watch, self._lost_zxid)
-            self._first_session.set()
-        elif state == "suspended":
-            self.connected = False
-            self._lost_zxid = extra
-        else:
-            self.connected = False
-            self._lost.clear()
+    def _connected(self, session_id: int, granted_ms: int | None) -> None:
+        same_session = session_id == self.session_id
+        if granted_ms is None:
+            log.warning("the session timeout ZooKeeper granted was not seen (kazoo changed?); assuming the one asked")
+            granted_ms = self.session_timeout_ms
+        if not same_session or granted_ms != self.negotiated_timeout_ms:
+            level = logging.WARNING if granted_ms != self.session_timeout_ms else logging.INFO
+            log.log(
+                level if self._announce else logging.DEBUG,
+                "ZooKeeper session 0x%x: session timeout %d ms granted, %d ms requested",
+                session_id,
+                granted_ms,
+                self.session_timeout_ms,
+            )
+        self.session_id, self.negotiated_timeout_ms, self.connected = session_id, granted_ms, True
+        lost, self._lost = self._lost, {}
+        if same_session:
+            for watch in lost.values():
+                self._rearm(watch, self._lost_zxid)
+        self._first_session.set()
+        self._tell_listeners("connected")
+
+    def _suspended(self, last_zxid: int) -> None:
+        self.connected = False
+        self._lost_zxid = last_zxid
+        self._tell_listeners("suspended")
+
+    def _expired(self) -> None:
+        self.connected = False
+        self._lost.clear()
+        self._tell_listeners("expired")
+
+    def _tell_listeners(self, state: str) -> None:
         for fn in list(self._listeners):
             self._call_back(fn, state)
 

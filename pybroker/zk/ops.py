@@ -39,5 +39,5 @@ Op = Check | Create | SetData | Delete
 # The names callers write, as ZooKeeper's own operations are named.
 check = Check
 create = Create
-set = SetData  # noqa: A001  (ZooKeeper's name; this module has no use for the builtin)
+set = SetData  # ZooKeeper's name; this module has no use for the builtin
 delete = Delete

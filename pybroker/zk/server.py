@@ -32,11 +32,7 @@ def find_zookeeper(jar: str | os.PathLike | None = None) -> str:
     """The Java classpath of ZooKeeper's server. ``jar`` (or the
     environment variable PYBROKER_ZOOKEEPER_JAR) is ZooKeeper's jar or a
     folder of jars (a release's ``lib/``); by default Debian's."""
-    if shutil.which("java") is None:
-        raise ZooKeeperNotFound(
-            "ZooKeeper needs Java, and there is no `java` on PATH; on Debian or Ubuntu, "
-            "`apt-get install zookeeper` brings both"
-        )
+    find_java()
     given = jar if jar is not None else os.environ.get(JAR_VARIABLE)
     path = Path(given) if given else DEBIAN_JAR
     if path.is_dir() and any(path.glob("*.jar")):
@@ -54,6 +50,16 @@ def find_zookeeper(jar: str | os.PathLike | None = None) -> str:
     return os.pathsep.join(map(str, parts))
 
 
+def find_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ZooKeeperNotFound(
+            "ZooKeeper needs Java, and there is no `java` on PATH; on Debian or Ubuntu, "
+            "`apt-get install zookeeper` brings both"
+        )
+    return java
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,6 +75,15 @@ def four_letter_word(port: int, word: str, timeout: float = 1.0) -> str:
             while chunk := sock.recv(4096):
                 chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _task_state(task: Path) -> str:
+    """A thread's state letter from /proc ('T': stopped); '' if it has gone."""
+    try:
+        # The state follows the command name, which is in parentheses.
+        return (task / "stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
         return ""
 
@@ -136,7 +151,7 @@ class ZooKeeperServer:
             self.classpath = find_zookeeper()
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config())
-        java = shutil.which("java") or "java"
+        java = find_java()
         # Appended, so that a restart keeps what the previous run said as it died.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -161,7 +176,9 @@ class ZooKeeperServer:
             if "Mode:" in four_letter_word(self.port, "srvr", timeout=0.5):
                 return time.monotonic() - started
             time.sleep(0.05)  # between probes, bounded by the deadline
-        raise TimeoutError(f"ZooKeeper did not answer `srvr` within {timeout} s; the end of its log:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"ZooKeeper did not answer `srvr` within {timeout} s; the end of its log:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
@@ -181,10 +198,19 @@ class ZooKeeperServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def pause(self) -> None:
-        """SIGSTOP: the process is there but answers nothing."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 10) -> None:
+        """SIGSTOP: the process is there but answers nothing. Returns once
+        the kernel reports it stopped (the signal reaches its threads
+        after ``kill`` returns)."""
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + timeout
+        while tasks.exists() and time.monotonic() < deadline:
+            if all(_task_state(task) in ("T", "") for task in tasks.iterdir()):
+                return
+            time.sleep(0.005)  # between looks at the kernel's tables, bounded by the deadline
 
     def resume(self) -> None:
         if self.alive():

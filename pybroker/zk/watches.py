@@ -22,7 +22,7 @@ CHILD = "child"  # set by get_children; fired by child, deleted
 class Watch:
     """What kazoo calls when the watch fires; ``fire`` is given by the client."""
 
-    __slots__ = ("kind", "path", "callback", "fire", "inflight", "armed", "absent")
+    __slots__ = ("absent", "armed", "callback", "fire", "inflight", "kind", "path")
 
     def __init__(self, kind: str, path: str, callback: Callable, fire: Callable):
         self.kind, self.path, self.callback, self.fire = kind, path, callback, fire
