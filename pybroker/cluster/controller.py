@@ -28,16 +28,24 @@ brokers learn everything by watching it; there are no controller RPCs):
   With ``delete.topic.enable=false`` markers are removed and nothing is
   deleted, as Kafka does;
 - elects preferred leaders on request (``elect_leaders``), and unclean ones
-  when an administrator asks for them, as Kafka's ZooKeeper controller does.
+  when an administrator asks for them, as Kafka's ZooKeeper controller does
+  (such a request is unclean whatever ``unclean.leader.election.enable``
+  says; KIP-704's leader recovery state is not written). It elects from the
+  states as ZooKeeper holds them, and writes each expecting the version it
+  read, so that an ISR change its leader made meanwhile is not lost.
 
 Broker failure is only tracked here: it elects no new leader yet (that is
 replication's issue; followers hold no data yet, so moving leadership to
-one would lose acknowledged writes).
+one would lose acknowledged writes), and a bounced broker (a higher czxid)
+is treated as a new one.
 
 Like Kafka's controller event thread, one task processes every event in
-order; watch and session callbacks only enqueue. The decisions themselves
-are pure functions over the view (``controller_state``); ZooKeeper reads
-are in ``controller_reads``.
+order; watch and session callbacks only enqueue. An event interrupted by a
+lost connection is handled again once connected (each handler reads before
+it writes). The work of the active controller is ``controller_active``;
+its decisions are pure functions over its view (``controller_state``);
+its reads of ZooKeeper are ``controller_reads``. Stopping ``run`` leaves
+``/controller`` to the session: closing the session hands it over at once.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
-from pybroker.zk import BadVersionError, ConnectionLossError, NodeExistsError, NoNodeError, ops
+from pybroker.zk import BadVersionError, ConnectionLossError, NodeExistsError, NoNodeError, SessionExpiredError, ops
 
 from . import znodes as zn
 from .controller_active import ActiveController, ControllerMoved, Watches
@@ -218,6 +226,11 @@ class Controller:
                     await self._connected.wait()
                     if self._session_id != session:
                         return  # a new session: the queued re-election rebuilds everything
+                except SessionExpiredError:
+                    # The session listener has queued the resignation and, once a
+                    # new session is up, the election.
+                    log.info("The ZooKeeper session expired while processing %s", kind)
+                    return
                 except Exception:
                     log.exception("Error processing event %s", kind)
                     return

@@ -45,6 +45,10 @@ log = logging.getLogger("pybroker.controller")
 # write, a znode created meanwhile) until it goes through, reading the
 # state again before each try. Bounded here.
 WRITE_ATTEMPTS = 10
+# Operations per multi, so that each stays far below ZooKeeper's 1 MB
+# request limit (a state znode's creation is about 150 bytes, a deletion 60).
+PARTITIONS_PER_MULTI = 500
+DELETIONS_PER_MULTI = 2000
 
 
 class ControllerMoved(Exception):
@@ -139,6 +143,8 @@ class ActiveController:
         fresh = await read_topic(self.zk, name, self.watches.topic, states=False)
         if fresh is None:
             return  # deleted: the topics event follows
+        if known.topic_id is None:
+            known.topic_id = fresh.topic_id  # given one by a broker meanwhile
         if fresh.topic_id is not None and known.topic_id is not None and fresh.topic_id != known.topic_id:
             # Deleted and created again between two looks: a new topic.
             fresh = await read_topic(self.zk, name, self.watches.topic)
@@ -210,22 +216,26 @@ class ActiveController:
             if not states:
                 return
             try:
-                await self.fenced(await self._state_creations(name, states))
+                # Several multis for a large topic: one must stay well under
+                # ZooKeeper's 1 MB request limit (jute.maxbuffer).
+                for chunk in _chunks(sorted(states), PARTITIONS_PER_MULTI):
+                    part = {p: states[p] for p in chunk}
+                    await self.fenced(await self._state_creations(name, part))
+                    topic.states.update(part)
+                    for p, state in part.items():
+                        log.info(
+                            "Changed partition %s from NewPartition to OnlinePartition with state %s",
+                            partition_name(name, p),
+                            describe(state),
+                        )
             except (NodeExistsError, NoNodeError):
                 # Written meanwhile (a first try that went through before a
                 # lost connection), or the topic is going: read again.
-                found = await read_states(self.zk, [(name, p) for p in states])
+                found = await read_states(self.zk, [(name, p) for p in states if p not in topic.states])
                 topic.states.update({p: s for (_, p), s in found.items() if s is not None})
                 if await self.zk.exists(zn.topic_path(name)) is None:
                     return
                 continue
-            topic.states.update(states)
-            for p, state in sorted(states.items()):
-                log.info(
-                    "Changed partition %s from NewPartition to OnlinePartition with state %s",
-                    partition_name(name, p),
-                    describe(state),
-                )
             return
         log.error("Gave up creating the partition states of topic %s: they kept changing", name)
 
@@ -276,16 +286,24 @@ class ActiveController:
                 pass
 
     async def _delete_topic(self, name: str) -> None:
-        """The topic's znodes (leaves first), its config and its marker, in one fenced multi."""
+        """The topic's znodes (leaves first), its config and its marker, in
+        one fenced multi; a topic too large for one loses its partitions'
+        znodes in several first, and the rest goes in the last."""
         for _ in range(WRITE_ATTEMPTS):
-            paths = await subtree(self.zk, zn.topic_path(name))
+            tree = await subtree(self.zk, zn.topic_path(name))
+            last = tree[-1:]
             for path in (zn.topic_config_path(name), zn.delete_topic_path(name)):
                 if await self.zk.exists(path) is not None:
-                    paths.append(path)
-            if not paths:
+                    last.append(path)
+            if not last:
                 break
+            leaves = tree[:-1]
+            if len(leaves) + len(last) <= DELETIONS_PER_MULTI:
+                leaves, last = [], leaves + last
             try:
-                await self.fenced([ops.delete(p) for p in paths])
+                for chunk in _chunks(leaves, DELETIONS_PER_MULTI):
+                    await self.fenced([ops.delete(p) for p in chunk])
+                await self.fenced([ops.delete(p) for p in last])
             except (NotEmptyError, NoNodeError):
                 continue  # the tree changed between reading and deleting it
             self.view.topics.pop(name, None)
@@ -371,6 +389,11 @@ class ActiveController:
         except NoNodeError:
             return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, NO_SUCH_PARTITION)
         return PartitionState(state.leader, state.leader_epoch, list(state.isr), state.controller_epoch, stat.version)
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def describe(state: PartitionState) -> str:

@@ -92,13 +92,20 @@ async def read_topic(zk, name: str, watch, *, states: bool = True) -> TopicView 
 
 
 async def subtree(zk, path: str) -> list[str]:
-    """``path`` and every znode under it, deepest first (the order they can be deleted in)."""
+    """``path`` and every znode under it, deepest first (the order they
+    can be deleted in), read a level at a time; empty if it is absent."""
+
+    async def children(parent):
+        try:
+            return [f"{parent}/{child}" for child in await zk.get_children(parent)]
+        except NoNodeError:
+            return []
+
     try:
-        children = await zk.get_children(path)
+        levels = [[path], [f"{path}/{child}" for child in await zk.get_children(path)]]
     except NoNodeError:
         return []
-    found = []
-    for child in children:
-        found.extend(await subtree(zk, f"{path}/{child}"))
-    found.append(path)
-    return found
+    while levels[-1]:
+        found = await gather([lambda p=p: children(p) for p in levels[-1]])
+        levels.append([child for below in found for child in below])
+    return [node for level in reversed(levels) for node in level]

@@ -16,6 +16,7 @@ import pytest
 import trio
 from kazoo.client import KazooClient
 
+from pybroker.cluster import controller_active
 from pybroker.cluster import znodes as zn
 from pybroker.cluster.controller import Controller
 from pybroker.cluster.model import PartitionState
@@ -331,3 +332,18 @@ async def test_after_its_session_expires_the_controller_competes_again_and_rebui
         create_topic(zk_admin, "t", {0: [1]})
         await until(lambda: state(zk_admin, "t", 0) is not None)
         assert state(zk_admin, "t", 0).controller_epoch == 2
+
+
+async def test_a_large_topic_goes_in_several_multis(zk_connect, zk_admin, monkeypatch):
+    # Small limits stand for ZooKeeper's 1 MB request limit on a topic of thousands of partitions.
+    monkeypatch.setattr(controller_active, "PARTITIONS_PER_MULTI", 3)
+    monkeypatch.setattr(controller_active, "DELETIONS_PER_MULTI", 4)
+    register(zk_admin, 1, 2)
+    async with controllers(zk_connect, [1]) as (node,):
+        await until(lambda: node.controller.active)
+        create_topic(zk_admin, "t", {p: [1 + p % 2, 2 - p % 2] for p in range(10)})
+        await until(lambda: all(state(zk_admin, "t", p) is not None for p in range(10)))
+        assert [state(zk_admin, "t", p).leader for p in range(10)] == [1, 2] * 5
+        zk_admin.create(zn.delete_topic_path("t"), makepath=True)
+        await until(lambda: zk_admin.exists(zn.topic_path("t")) is None)
+        assert zk_admin.get_children(zn.DELETE_TOPICS) == [] and zk_admin.exists(zn.topic_config_path("t")) is None
