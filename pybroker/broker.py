@@ -34,6 +34,7 @@ from pybroker.storage.manager import LogManager
 
 from . import handlers
 from .cluster.admin import topic_name_problem
+from .cluster.controller import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo
 from .config import BrokerConfig
@@ -154,6 +155,7 @@ class Broker:
             "topics": self.topics,
             "replicas": self.replicas,
             "producer_ids": self.producer_ids,
+            "controller": SingleNodeElections(self.metadata),
         }
 
     def _unlock(self) -> None:
