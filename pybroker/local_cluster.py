@@ -142,6 +142,8 @@ class ClusterBroker:
 
     def start(self, timeout: float = 60) -> float:
         """Start (again) on the same port and data; return once every broker lists it."""
+        if self.alive():
+            raise RuntimeError(f"broker {self.node_id} is running already (PID {self.pid})")
         deadline = time.monotonic() + timeout
         if self.killed:
             # Its last ZooKeeper session outlives it by up to a session timeout,
