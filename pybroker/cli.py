@@ -123,11 +123,17 @@ def cluster_main(argv: list[str]) -> int:
         " until Ctrl-C or SIGTERM. Needs Java and ZooKeeper (Debian/Ubuntu: apt-get install zookeeper).",
     )
     parser.add_argument("--brokers", type=int, default=3, metavar="N", help="how many brokers (default 3)")
-    parser.add_argument("--port", type=int, default=9092, help="port of broker 1; the others follow it (default 9092)")
+    parser.add_argument(
+        "--port", type=int, default=9092, help="port of broker 1, the others follow it (default 9092; 0: any free ones)"
+    )
     parser.add_argument(
         "--data-dir", metavar="DIR", help="keep data and logs here (default: a temporary dir, removed on exit)"
     )
-    parser.add_argument("--zookeeper-jar", metavar="PATH", help="ZooKeeper's jar (default: the Debian package's)")
+    parser.add_argument(
+        "--zookeeper-jar",
+        metavar="PATH",
+        help="ZooKeeper's jar or lib folder (default: $PYBROKER_ZOOKEEPER_JAR, else Debian's)",
+    )
     parser.add_argument(
         "--override", metavar="KEY=VALUE", action="append", default=[], help="a property of every broker"
     )
