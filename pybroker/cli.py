@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"pybroker {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", help="server.properties-style file")
-    parser.add_argument(
-        "--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)"
-    )
+    parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
