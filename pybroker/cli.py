@@ -191,7 +191,7 @@ def cluster_main(argv: list[str]) -> int:
 
 def _print_cluster(cluster, kept: bool) -> None:
     zk = cluster.zookeeper
-    print(f"ZooKeeper {zk.connect} (pid {zk.pid}), chroot {cluster.chroot}", flush=True)
+    print(f"ZooKeeper {zk.connect} (pid {zk.pid}) chroot {cluster.chroot} log {zk.log_path}", flush=True)
     for b in cluster.brokers:
         print(f"broker {b.node_id} {b.bootstrap} (pid {b.pid}) data {b.data_dir} log {b.log_path}")
     print(f"controller: broker {cluster.controller_id()}")
