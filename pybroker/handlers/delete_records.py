@@ -51,7 +51,7 @@ def delete_records(ctx, req, *, replicas: ReplicaManager):
             try:
                 part = replicas.partition(t.name, p.partition_index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(t.name, p.partition_index)
                 if t.name in INTERNAL_TOPICS:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"{t.name} is an internal topic")
                 low = part.delete_records(p.offset)

@@ -140,6 +140,8 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
         else:
             part = replicas.partition(w.topic, w.index)
             try:
+                if part is None:
+                    raise replicas.missing(w.topic, w.index)
                 data = _read_partition(part, w, isolation, remaining, first, zero_copy)
             except KafkaError as exc:
                 data = _failed(w.index, exc.code)
@@ -180,8 +182,6 @@ def _failed(index: int, code: ErrorCode) -> PartitionData:
 def _read_partition(
     part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool
 ) -> PartitionData:
-    if part is None:
-        return _failed(w.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     # Positional: once per partition of every Fetch.
     read = part.read(w.fetch_offset, min(w.max_bytes, remaining), isolation, -1, w.leader_epoch, first, zero_copy)
     return PartitionData(

@@ -53,7 +53,7 @@ def list_offsets(ctx, req, *, replicas: ReplicaManager):
             try:
                 part = replicas.partition(t.name, p.partition_index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(t.name, p.partition_index)
                 timestamp, offset, epoch = part.fetch_offset_for_timestamp(
                     p.timestamp, isolation, req.replica_id, p.current_leader_epoch
                 )

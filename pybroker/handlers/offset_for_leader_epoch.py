@@ -49,7 +49,7 @@ def _answer(replicas, topic: str, p) -> EpochEndOffset:
     part = replicas.partition(topic, p.partition)
     try:
         if part is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            raise replicas.missing(topic, p.partition)
         out.leader_epoch, out.end_offset = part.end_offset_for_epoch(p.leader_epoch, p.current_leader_epoch)
     except KafkaError as exc:
         out.error_code = exc.code

@@ -91,7 +91,7 @@ def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
                     raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
                 part = replicas.partition(topic.name, pdata.index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(topic.name, pdata.index)
                 check = checks.get(id(pdata))
                 if check is None:
                     check = _check(part, pdata.records, version, now, None)
