@@ -35,6 +35,12 @@ RULES = [
     ("pybroker.groups", {"pybroker.broker"}, set()),
     ("pybroker.replica", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
     ("pybroker.cluster", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
+    # The cluster's pure logic (znode formats, leader choice, placement)
+    # does no I/O: no Trio, no ZooKeeper client.
+    *(
+        (f"pybroker.cluster.{m}", {"trio", "kazoo", "pybroker.zk"}, set())
+        for m in ("znodes", "jvm_json", "election", "placement")
+    ),
 ]
 
 
