@@ -202,9 +202,8 @@ class ZkTopicAdmin:
                 f"Replication factor: {factor} larger than available brokers: {len(brokers)}.",
             )
         racks = {b.node_id: b.rack for b in brokers}
-        rack_aware = {"racks": racks} if any(racks.values()) else {}
         try:
-            assignment = assign_replicas(list(racks), partitions, factor, **rack_aware)
+            assignment = assign_replicas(list(racks), partitions, factor, racks=racks)
         except ValueError as exc:
             raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc)) from None
         self.background.add(name)

@@ -244,9 +244,8 @@ def place(config: BrokerConfig, metadata: MetadataView, partitions: int, factor:
     if factor > len(brokers):
         raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, replication_factor_problem(config, factor, len(brokers)))
     racks = {b.node_id: b.rack for b in brokers}
-    rack_aware = {"racks": racks} if any(racks.values()) else {}
     try:
-        return assign_replicas(list(racks), partitions, factor, first_partition=first_partition, **rack_aware)
+        return assign_replicas(list(racks), partitions, factor, racks=racks, first_partition=first_partition)
     except ValueError as exc:  # racks on some brokers only, say
         raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc)) from None
 
