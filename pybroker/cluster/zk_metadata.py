@@ -114,6 +114,7 @@ class ZkMetadata:
         self.on_new_session: Callable[[], Awaitable[None]] | None = None
         # The sequence number of the last config change notification read.
         self.config_change_seen = -1
+        self._changes_read = False
         # Bumped, and ``_published`` set and replaced, after every pass.
         self.generation = 0
         self._published = trio.Event()
@@ -213,7 +214,7 @@ class ZkMetadata:
         # .../brokers/topics/<t>/partitions/<p>/state
         parts = event.path.rsplit("/", 5)
         try:
-            self._dirty_state.add((parts[-5], int(parts[-2])))
+            self._dirty_state.add((parts[-4], int(parts[-2])))
         except (IndexError, ValueError):
             return
         self._wake_up()
@@ -478,17 +479,15 @@ class ZkMetadata:
                 if seq > self.config_change_seen:
                     fresh.append((seq, child))
         fresh.sort()
-        first_read = self.config_change_seen < 0
         names = set()
-        if not first_read:  # at start every config is read anyway
+        if self._changes_read:  # at start every config is read anyway
             read = await _gather([self._read_config_change(child) for _, child in fresh])
             for entity in read:
                 if entity is not None and entity.startswith("topics/"):
                     names.add(entity[len("topics/") :])
+        self._changes_read = True
         if fresh:
             self.config_change_seen = fresh[-1][0]
-        elif first_read:
-            self.config_change_seen = 0
         return names
 
     async def _read_config_change(self, child: str) -> str | None:
