@@ -2,6 +2,9 @@ import pytest
 
 from pybroker.process import pybroker_process
 
+# ZooKeeper: the session's server and each test's chroot.
+from .zk_fixtures import zk, zk_admin, zk_connect, zookeeper_server  # noqa: F401
+
 
 @pytest.fixture
 def broker_process(tmp_path):
