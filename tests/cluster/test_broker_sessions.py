@@ -94,11 +94,15 @@ def test_an_expired_session_drops_leaderships_then_registers_again(zookeeper_ser
         wait_for(lambda: broker.broker_epoch != old_epoch, what="a new registration")
         stat = zk_admin.exists("/brokers/ids/1")
         assert stat.czxid == broker.broker_epoch and stat.ephemeralOwner == broker.zk.session_id != old_session
+        wait_for(lambda: produced(bootstrap, "kept") == 0, what="serving again")
         # Every leadership was dropped, then given back from what ZooKeeper says.
         for topic, index in (("kept", 0), ("__consumer_offsets", offsets_index)):
-            mine = [role for t, i, role in roles if (t, i) == (topic, index)]
+            mine = wait_for(
+                lambda: [r for t, i, r in roles if (t, i) == (topic, index) and r is Role.LEADER] and
+                [r for t, i, r in roles if (t, i) == (topic, index)],
+                what=f"{topic}-{index} led again",
+            )
             assert mine[0] is Role.FOLLOWER and mine[-1] is Role.LEADER, (topic, mine)
-        wait_for(lambda: produced(bootstrap, "kept") == 0, what="serving again")
         assert metadata(bootstrap, ["kept"]).brokers[0].node_id == 1
         # The group partition was unloaded and loaded again: its offsets are back.
         wait_for(lambda: committed(bootstrap, "g1") == (0, 1), what="the group's offsets")
