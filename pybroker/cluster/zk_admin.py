@@ -146,7 +146,12 @@ class ZkTopicAdmin:
                 grown = dict(znode.assignment)
                 grown.update({first + i: list(r) for i, r in enumerate(assignments)})
                 data = znodes.encode_topic(znode.topic_id or info.topic_id, grown, znode.adding, znode.removing)
-                log.info("Creating %d partitions for '%s' with the following replica assignment: %s", len(assignments), name, grown)
+                log.info(
+                    "Creating %d partitions for '%s' with the following replica assignment: %s",
+                    len(assignments),
+                    name,
+                    grown,
+                )
                 try:
                     await _zk(self.zk.set(path, data, version=stat.version))
                     break
@@ -267,7 +272,9 @@ class ZkTopicAdmin:
                 except NodeExistsError:
                     await _zk(self.zk.set(path, data))
             created = await _zk(
-                self.zk.create(znodes.config_change_path(), znodes.encode_config_change(f"topics/{name}"), sequence=True)
+                self.zk.create(
+                    znodes.config_change_path(), znodes.encode_config_change(f"topics/{name}"), sequence=True
+                )
             )
         seq = int(created.rsplit("_", 1)[1])
         log.info("changed the configs of topic %s to %s", name, configs)

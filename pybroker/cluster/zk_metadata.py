@@ -51,8 +51,8 @@ import trio
 from pybroker.zk import (
     BadVersionError,
     ConnectionLossError,
-    NoNodeError,
     NodeExistsError,
+    NoNodeError,
     SessionExpiredError,
     ZkClient,
     ZkEvent,
@@ -377,7 +377,9 @@ class ZkMetadata:
                 update.deleted.append(topics.pop(name))
                 old = None
             partitions = [
-                PartitionInfo(p, list(replicas), old.partitions[p].state if old and p < len(old.partitions) else NO_STATE)
+                PartitionInfo(
+                    p, list(replicas), old.partitions[p].state if old and p < len(old.partitions) else NO_STATE
+                )
                 for p, replicas in sorted(assignment.items())
             ]
             if old is None or full:
@@ -533,7 +535,7 @@ async def _gather(calls: list) -> list:
                 if not failures:
                     results[i] = await call
                     return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - raised again, bare, by the caller's frame
             failures.append(exc)
         call.close()  # not awaited: say so, quietly
 

@@ -190,9 +190,7 @@ class ZkHosting(Host):
         if groups is None:
             return
         leading = {
-            i
-            for (t, i), part in self.replicas.partitions.items()
-            if t == OFFSETS_TOPIC and part.role is Role.LEADER
+            i for (t, i), part in self.replicas.partitions.items() if t == OFFSETS_TOPIC and part.role is Role.LEADER
         }
         for index in sorted(self.leading_offsets - leading):
             groups.unload_partition(index)

@@ -15,6 +15,10 @@ is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
 an append to any partition it asked for.
 
+A consumer fetching from a broker that does not lead the partition (a
+follower, or not hosting it: cluster mode) gets NOT_LEADER_OR_FOLLOWER
+with -1 offsets, after the leader epoch check, as Kafka answers.
+
 Each partition is read on its own: one in an offline log directory (or
 whose read fails, which takes the directory offline) gets
 KAFKA_STORAGE_ERROR, any other exception UNKNOWN_SERVER_ERROR (logged with

@@ -62,8 +62,15 @@ def partitions_view(response, topic: str) -> list[tuple]:
     for t in response.topics:
         if t.name == topic:
             return sorted(
-                (p.partition_index, p.leader_id, p.leader_epoch, list(p.replica_nodes), list(p.isr_nodes),
-                 list(p.offline_replicas), p.error_code)
+                (
+                    p.partition_index,
+                    p.leader_id,
+                    p.leader_epoch,
+                    list(p.replica_nodes),
+                    list(p.isr_nodes),
+                    list(p.offline_replicas),
+                    p.error_code,
+                )
                 for p in t.partitions
             )
     return []

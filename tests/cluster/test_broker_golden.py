@@ -23,11 +23,14 @@ def test_the_znodes_a_broker_writes_are_kafkas(zk_connect, zk_admin, tmp_path):
 
         data, stat = zk_admin.get("/brokers/ids/7")
         timestamp = json.loads(data)["timestamp"]
-        assert data == (
-            '{"features":{},"listener_security_protocol_map":{"PLAINTEXT":"PLAINTEXT"},'
-            f'"endpoints":["PLAINTEXT://{host}:{port}"],"rack":"rack-a","jmx_port":-1,"port":{port},'
-            f'"host":"{host}","version":5,"timestamp":"{timestamp}"}}'
-        ).encode()
+        assert (
+            data
+            == (
+                '{"features":{},"listener_security_protocol_map":{"PLAINTEXT":"PLAINTEXT"},'
+                f'"endpoints":["PLAINTEXT://{host}:{port}"],"rack":"rack-a","jmx_port":-1,"port":{port},'
+                f'"host":"{host}","version":5,"timestamp":"{timestamp}"}}'
+            ).encode()
+        )
         registration = znodes.BrokerRegistration(7, host, port, rack="rack-a", timestamp_ms=int(timestamp))
         assert data == znodes.encode_broker(registration)
         # Ephemeral, of the broker's own session; its czxid is the broker epoch.
@@ -55,10 +58,13 @@ def test_the_znodes_a_broker_writes_are_kafkas(zk_connect, zk_admin, tmp_path):
         assert created.error_code == 0
         topic_id = znodes.topic_id_text(created.topic_id)
         data, _ = zk_admin.get("/brokers/topics/golden")
-        assert data == (
-            f'{{"partitions":{{"0":[7],"1":[7]}},"topic_id":"{topic_id}","adding_replicas":{{}},'
-            '"removing_replicas":{},"version":3}'
-        ).encode()
+        assert (
+            data
+            == (
+                f'{{"partitions":{{"0":[7],"1":[7]}},"topic_id":"{topic_id}","adding_replicas":{{}},'
+                '"removing_replicas":{},"version":3}'
+            ).encode()
+        )
         assert data == znodes.encode_topic(created.topic_id, {0: [7], 1: [7]})
         data, _ = zk_admin.get("/config/topics/golden")
         assert data == b'{"version":1,"config":{"retention.ms":"1000"}}'

@@ -50,7 +50,11 @@ def test_a_topic_written_by_hand_is_served(zk_connect, zk_admin, tmp_path):
         configs = request(
             bootstrap,
             DescribeConfigsRequest(
-                resources=[DescribeConfigsResource(resource_type=2, resource_name="handmade", configuration_keys=["retention.ms"])]
+                resources=[
+                    DescribeConfigsResource(
+                        resource_type=2, resource_name="handmade", configuration_keys=["retention.ms"]
+                    )
+                ]
             ),
             4,
         )

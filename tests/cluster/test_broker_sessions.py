@@ -28,7 +28,9 @@ SINGLE = {"offsets.topic.replication.factor": "1", "default.replication.factor":
 
 def produced(bootstrap: str, topic: str, partition: int = 0) -> int:
     """The error code of a one-record produce."""
-    return request(bootstrap, produce_request(topic, partition, [b"x"]), 9).responses[0].partition_responses[0].error_code
+    return (
+        request(bootstrap, produce_request(topic, partition, [b"x"]), 9).responses[0].partition_responses[0].error_code
+    )
 
 
 def commit(bootstrap: str, group: str, offset: int) -> int:
@@ -76,7 +78,9 @@ def expire(server_connect: str, session: tuple[int, bytes]) -> None:
     thief.close()
 
 
-def test_an_expired_session_drops_leaderships_then_registers_again(zookeeper_server, zk_connect, zk_admin, tmp_path, roles):
+def test_an_expired_session_drops_leaderships_then_registers_again(
+    zookeeper_server, zk_connect, zk_admin, tmp_path, roles
+):
     with cluster_broker(zk_connect, 1, tmp_path, SINGLE) as running:
         broker, bootstrap = running.broker, running.bootstrap_servers
         assert request(bootstrap, FindCoordinatorRequest(key="g1"), 3).error_code in (0, 15)  # makes the offsets topic
@@ -97,11 +101,12 @@ def test_an_expired_session_drops_leaderships_then_registers_again(zookeeper_ser
         wait_for(lambda: produced(bootstrap, "kept") == 0, what="serving again")
         # Every leadership was dropped, then given back from what ZooKeeper says.
         for topic, index in (("kept", 0), ("__consumer_offsets", offsets_index)):
-            mine = wait_for(
-                lambda: [r for t, i, r in roles if (t, i) == (topic, index) and r is Role.LEADER] and
-                [r for t, i, r in roles if (t, i) == (topic, index)],
-                what=f"{topic}-{index} led again",
-            )
+
+            def given(tp=(topic, index)):
+                mine = [r for t, i, r in roles if (t, i) == tp]
+                return mine if Role.LEADER in mine else None
+
+            mine = wait_for(given, what=f"{topic}-{index} led again")
             assert mine[0] is Role.FOLLOWER and mine[-1] is Role.LEADER, (topic, mine)
         assert metadata(bootstrap, ["kept"]).brokers[0].node_id == 1
         # The group partition was unloaded and loaded again: its offsets are back.
@@ -130,7 +135,9 @@ def test_zookeeper_restarted_within_the_session_changes_nothing(tmp_path):
                 producer.send("steady", value=b"during-%d" % i, partition=0)
             producer.flush(10)
             producer.close()
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000)
+            consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000
+            )
             consumer.assign([TopicPartition("steady", 0)])
             values = [m.value for m in consumer]
             consumer.close()

@@ -5,7 +5,7 @@ import contextlib
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.alter_configs_request import AlterableConfig, AlterConfigsRequest, AlterConfigsResource
@@ -40,8 +40,8 @@ from pybroker.protocol.messages.list_offsets_request import (
     ListOffsetsTopic,
 )
 from pybroker.protocol.messages.offset_for_leader_epoch_request import (
-    OffsetForLeaderPartition,
     OffsetForLeaderEpochRequest,
+    OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
 
@@ -67,7 +67,9 @@ def create(bootstrap: str, name: str, partitions=-1, factor=-1, assignments=None
         name=name,
         num_partitions=partitions,
         replication_factor=factor,
-        assignments=[CreatableReplicaAssignment(partition_index=i, broker_ids=r) for i, r in enumerate(assignments or [])],
+        assignments=[
+            CreatableReplicaAssignment(partition_index=i, broker_ids=r) for i, r in enumerate(assignments or [])
+        ],
         configs=[CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()],
     )
     return request(bootstrap, CreateTopicsRequest(topics=[topic], timeout_ms=timeout_ms), 7).topics[0]
@@ -103,7 +105,9 @@ def test_a_topic_created_on_one_broker_is_reported_alike_by_both(two):
         assert sorted(x.broker_id for x in cluster.brokers) == [1, 2]
         assert cluster.controller_id in (1, 2)
         assert cluster.controller_id == metadata(b, []).controller_id
-    assert request(b1, DescribeClusterRequest(), 1).controller_id == request(b2, DescribeClusterRequest(), 1).controller_id
+    assert (
+        request(b1, DescribeClusterRequest(), 1).controller_id == request(b2, DescribeClusterRequest(), 1).controller_id
+    )
 
 
 def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(two):
@@ -123,7 +127,9 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(two):
             broker,
             FetchRequest(
                 max_wait_ms=0,
-                topics=[FetchTopic(topic=topic, partitions=[FetchPartition(partition=partition, partition_max_bytes=1024)])],
+                topics=[
+                    FetchTopic(topic=topic, partitions=[FetchPartition(partition=partition, partition_max_bytes=1024)])
+                ],
             ),
             12,
         )
@@ -132,7 +138,11 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(two):
             broker,
             ListOffsetsRequest(
                 replica_id=-1,
-                topics=[ListOffsetsTopic(name=topic, partitions=[ListOffsetsPartition(partition_index=partition, timestamp=-1)])],
+                topics=[
+                    ListOffsetsTopic(
+                        name=topic, partitions=[ListOffsetsPartition(partition_index=partition, timestamp=-1)]
+                    )
+                ],
             ),
             7,
         )
@@ -140,7 +150,11 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(two):
         deleted = request(
             broker,
             DeleteRecordsRequest(
-                topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=partition, offset=0)])]
+                topics=[
+                    DeleteRecordsTopic(
+                        name=topic, partitions=[DeleteRecordsPartition(partition_index=partition, offset=0)]
+                    )
+                ]
             ),
             2,
         )
@@ -148,7 +162,11 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(two):
         epochs = request(
             broker,
             OffsetForLeaderEpochRequest(
-                topics=[OffsetForLeaderTopic(topic=topic, partitions=[OffsetForLeaderPartition(partition=partition, leader_epoch=0)])]
+                topics=[
+                    OffsetForLeaderTopic(
+                        topic=topic, partitions=[OffsetForLeaderPartition(partition=partition, leader_epoch=0)]
+                    )
+                ]
             ),
             4,
         )
@@ -252,12 +270,24 @@ def test_adding_partitions(two):
     b1, b2 = two[1].bootstrap_servers, two[2].bootstrap_servers
     assert create(b1, "grows", partitions=1, factor=2).error_code == 0
     wait_for(lambda: same_view(two, "grows"), what="grows everywhere")
-    answer = request(b2, CreatePartitionsRequest(topics=[CreatePartitionsTopic(name="grows", count=3, assignments=None)], timeout_ms=15000), 3)
+    answer = request(
+        b2,
+        CreatePartitionsRequest(
+            topics=[CreatePartitionsTopic(name="grows", count=3, assignments=None)], timeout_ms=15000
+        ),
+        3,
+    )
     assert answer.results[0].error_code == 0
     assert len(partitions_view(metadata(b2, ["grows"]), "grows")) == 3  # answered once visible here
     view = wait_for(lambda: same_view(two, "grows"), what="three partitions everywhere")
     assert len(view) == 3 and all(sorted(p[3]) == [1, 2] for p in view)
-    answer = request(b1, CreatePartitionsRequest(topics=[CreatePartitionsTopic(name="grows", count=3, assignments=None)], timeout_ms=5000), 3)
+    answer = request(
+        b1,
+        CreatePartitionsRequest(
+            topics=[CreatePartitionsTopic(name="grows", count=3, assignments=None)], timeout_ms=5000
+        ),
+        3,
+    )
     assert answer.results[0].error_code == ErrorCode.INVALID_PARTITIONS
 
 
@@ -273,7 +303,9 @@ def test_config_changes_reach_every_broker(two):
     wait_for(lambda: same_view(two, "tuned"), what="tuned everywhere")
     assert describe(b2, "tuned", "retention.ms") == "3600000"
     resource = AlterConfigsResource(
-        resource_type=TOPIC_RESOURCE, resource_name="tuned", configs=[AlterableConfig(name="retention.ms", value="7200000")]
+        resource_type=TOPIC_RESOURCE,
+        resource_name="tuned",
+        configs=[AlterableConfig(name="retention.ms", value="7200000")],
     )
     answer = request(b1, AlterConfigsRequest(resources=[resource]), 2)
     assert answer.responses[0].error_code == 0
