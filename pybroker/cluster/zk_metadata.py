@@ -42,6 +42,7 @@ that fails with a lost connection is retried once connected again.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ log = logging.getLogger("pybroker.cluster")
 
 # Reads in flight at once during a pass (ZooKeeper pipelines them).
 READS_IN_FLIGHT = 256
+# Config change notifications older than this are deleted (Kafka's
+# ZkConfigManager changeExpirationMs).
+CONFIG_CHANGE_EXPIRATION_MS = 15 * 60 * 1000
 # A partition whose state znode is not written yet (the controller has not
 # got to it): no leader, nothing in sync.
 NO_STATE = PartitionState(-1, -1, [], 0, -1)
@@ -115,6 +119,7 @@ class ZkMetadata:
         # The sequence number of the last config change notification read.
         self.config_change_seen = -1
         self._changes_read = False
+        self._change_ctimes: dict[str, int] = {}  # notification -> its creation time (ms)
         # Bumped, and ``_published`` set and replaced, after every pass.
         self.generation = 0
         self._published = trio.Event()
@@ -490,7 +495,26 @@ class ZkMetadata:
         self._changes_read = True
         if fresh:
             self.config_change_seen = fresh[-1][0]
+        await self._purge_config_changes(children)
         return names
+
+    async def _purge_config_changes(self, children: list[str]) -> None:
+        """Delete notifications older than Kafka's 15 minutes, as every
+        Kafka broker does (ZkNodeChangeNotificationListener), so that
+        ``/config/changes`` does not grow for ever."""
+        ctimes = self._change_ctimes
+        for gone in set(ctimes) - set(children):
+            del ctimes[gone]
+        unknown = [c for c in children if c not in ctimes]
+        stats = await _gather([self.zk.exists(f"{znodes.CONFIG_CHANGES}/{c}") for c in unknown])
+        ctimes.update((c, stat.ctime) for c, stat in zip(unknown, stats) if stat is not None)
+        expired = time.time() * 1000 - CONFIG_CHANGE_EXPIRATION_MS
+        for child in [c for c, ctime in ctimes.items() if ctime < expired]:
+            try:
+                await self.zk.delete(f"{znodes.CONFIG_CHANGES}/{child}")
+            except NoNodeError:
+                pass  # another broker purged it
+            del ctimes[child]
 
     async def _read_config_change(self, child: str) -> str | None:
         try:

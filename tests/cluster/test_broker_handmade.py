@@ -8,7 +8,7 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pybroker.cluster import znodes
+from pybroker.cluster import zk_metadata, znodes
 from pybroker.protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
 
 from .broker_support import cluster_broker, metadata, partitions_view, request, wait_for
@@ -81,3 +81,17 @@ def test_a_topic_written_by_hand_is_served(zk_connect, zk_admin, tmp_path):
         wait_for(lambda: partitions_view(metadata(bootstrap, ["handmade"]), "handmade")[0][2] == 4, what="epoch 4")
         part = broker.broker.replicas.partition("handmade", 0)
         assert part.leader_epoch == 4
+
+
+def test_a_config_change_written_by_hand_is_applied_and_purged_when_old(zk_connect, zk_admin, tmp_path, monkeypatch):
+    with cluster_broker(zk_connect, 1, tmp_path) as broker:
+        bootstrap = broker.bootstrap_servers
+        write_topic_by_hand(zk_admin, "tuned", leader=1, epoch=0)
+        wait_for(lambda: broker.broker.replicas.partition("tuned", 1), what="the partitions hosted")
+        # What Kafka's kafka-configs.sh --zookeeper (AdminZkClient.changeTopicConfig) writes.
+        zk_admin.set("/config/topics/tuned", b'{"version":1,"config":{"retention.ms":"5000"}}')
+        monkeypatch.setattr(zk_metadata, "CONFIG_CHANGE_EXPIRATION_MS", 0)  # every notice is old at once
+        zk_admin.create("/config/changes/config_change_", b'{"version":2,"entity_path":"topics/tuned"}', sequence=True)
+        wait_for(lambda: broker.broker.replicas.partition("tuned", 1).log.config.retention_ms == 5000)
+        assert broker.broker.metadata.topic("tuned").configs == {"retention.ms": "5000"}
+        wait_for(lambda: zk_admin.get_children("/config/changes") == [], what="the notice purged")
