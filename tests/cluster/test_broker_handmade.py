@@ -17,7 +17,9 @@ TOPIC_ID = uuid.UUID("7c9ef1d2-6b4f-4d7e-a1c3-2f6a8e0b9d41")
 
 
 def write_topic_by_hand(zk_admin, name: str, leader: int, epoch: int) -> None:
-    """What Kafka's AdminZkClient and controller would have written, as literal JSON."""
+    """What Kafka's AdminZkClient and controller would have written, as
+    literal JSON; the topic and its states in one transaction, so that the
+    controller finds the states there with the topic."""
     zk_admin.create(f"/config/topics/{name}", b'{"version":1,"config":{"retention.ms":"86400000"}}', makepath=True)
     topic = {
         "partitions": {"1": [leader], "0": [leader]},
@@ -26,10 +28,14 @@ def write_topic_by_hand(zk_admin, name: str, leader: int, epoch: int) -> None:
         "removing_replicas": {},
         "version": 3,
     }
-    zk_admin.create(f"/brokers/topics/{name}", json.dumps(topic).encode(), makepath=True)
+    transaction = zk_admin.transaction()
+    transaction.create(f"/brokers/topics/{name}", json.dumps(topic).encode())
+    transaction.create(f"/brokers/topics/{name}/partitions")
     for p in (0, 1):
         state = {"controller_epoch": 1, "leader": leader, "version": 1, "leader_epoch": epoch, "isr": [leader]}
-        zk_admin.create(f"/brokers/topics/{name}/partitions/{p}/state", json.dumps(state).encode(), makepath=True)
+        transaction.create(f"/brokers/topics/{name}/partitions/{p}")
+        transaction.create(f"/brokers/topics/{name}/partitions/{p}/state", json.dumps(state).encode())
+    assert not any(isinstance(r, Exception) for r in transaction.commit())
 
 
 def test_a_topic_written_by_hand_is_served(zk_connect, zk_admin, tmp_path):
@@ -93,5 +99,7 @@ def test_a_config_change_written_by_hand_is_applied_and_purged_when_old(zk_conne
         monkeypatch.setattr(zk_metadata, "CONFIG_CHANGE_EXPIRATION_MS", 0)  # every notice is old at once
         zk_admin.create("/config/changes/config_change_", b'{"version":2,"entity_path":"topics/tuned"}', sequence=True)
         wait_for(lambda: broker.broker.replicas.partition("tuned", 1).log.config.retention_ms == 5000)
-        assert broker.broker.metadata.topic("tuned").configs == {"retention.ms": "5000"}
+        resource = DescribeConfigsResource(resource_type=2, resource_name="tuned", configuration_keys=["retention.ms"])
+        configs = request(bootstrap, DescribeConfigsRequest(resources=[resource]), 4).results[0].configs
+        assert [(c.name, c.value, c.config_source) for c in configs] == [("retention.ms", "5000", 1)]
         wait_for(lambda: zk_admin.get_children("/config/changes") == [], what="the notice purged")
