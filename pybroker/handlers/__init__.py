@@ -62,6 +62,7 @@ MODULES = (
     "list_groups",
     "describe_groups",
     "delete_groups",
+    "elect_leaders",
 )
 
 

@@ -1,0 +1,403 @@
+"""The work of the active controller, for as long as it holds its epoch.
+
+An ``ActiveController`` exists from the moment this broker wins
+``/controller`` until it steps back; stepping back is dropping it (Kafka's
+onControllerResignation resets its context). Every write it makes is one
+ZooKeeper multi whose first op checks the version of ``/controller_epoch``
+(``fenced``): when that check fails another controller has been elected,
+nothing was written, and ``ControllerMoved`` tells the driver to step back.
+Nothing is written again blindly after any other failure either: the
+state involved is read again and the decision made again.
+
+Each handler is Kafka's of the same event (``KafkaController.scala``):
+``broker_change``, ``topic_change``, ``partition_modifications``,
+``topic_deletion``, and ``elect`` for ElectLeaders. The decisions are the
+pure functions of ``controller_state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
+from pybroker.zk import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError, ops
+
+from . import znodes as zn
+from .controller_reads import gather, read_brokers, read_states, read_topic, subtree
+from .controller_state import (
+    NO_SUCH_PARTITION,
+    ControllerView,
+    broker_changes,
+    election_targets,
+    initial_states,
+    partition_name,
+    plan_election,
+)
+from .model import PartitionState
+
+log = logging.getLogger("pybroker.controller")
+
+# Kafka retries a write that lost to a concurrent change (a leader's ISR
+# write, a znode created meanwhile) until it goes through, reading the
+# state again before each try. Bounded here.
+WRITE_ATTEMPTS = 10
+# Operations per multi, so that each stays far below ZooKeeper's 1 MB
+# request limit (a state znode's creation is about 150 bytes, a deletion 60).
+PARTITIONS_PER_MULTI = 500
+DELETIONS_PER_MULTI = 2000
+
+
+class ControllerMoved(Exception):
+    """The controller epoch moved on (or the session was lost): this controller must stop acting."""
+
+
+@dataclass(frozen=True)
+class Watches:
+    """The driver's watch callbacks (they only queue an event)."""
+
+    brokers: Callable
+    topics: Callable
+    deletions: Callable
+    topic: Callable
+
+
+class ActiveController:
+    def __init__(self, zk, node_id: int, view: ControllerView, *, delete_enabled: bool, watches: Watches):
+        self.zk = zk
+        self.node_id = node_id
+        self.view = view
+        self.delete_enabled = delete_enabled
+        self.watches = watches
+
+    @classmethod
+    async def take_over(
+        cls, zk, node_id: int, epoch: int, epoch_version: int, *, delete_enabled: bool, watches: Watches
+    ) -> ActiveController:
+        """Kafka's onControllerFailover, first half: watches set, then the
+        whole view read from ZooKeeper."""
+        for path in (zn.BROKER_IDS, zn.BROKER_TOPICS, zn.DELETE_TOPICS):
+            await zk.ensure_path(path)
+        view = ControllerView(epoch, epoch_version, zk.session_id)
+        view.live = await read_brokers(zk, watches.brokers)
+        log.info("Initialized broker epochs cache: %s", view.live)
+        names = await zk.get_children(zn.BROKER_TOPICS, watch=watches.topics)
+        for topic in await gather([lambda n=n: read_topic(zk, n, watches.topic) for n in names]):
+            if topic is not None:
+                view.topics[topic.name] = topic
+        return cls(zk, node_id, view, delete_enabled=delete_enabled, watches=watches)
+
+    async def catch_up(self) -> None:
+        """The second half: the work the previous controller left undone."""
+        log.info("Ready to serve as the new controller with epoch %d", self.view.epoch)
+        await self._ensure_topic_ids(list(self.view.topics))
+        await self.topic_deletion()
+        await self._initialise(self.view.uninitialised())
+
+    # -- fenced writes -------------------------------------------------------
+
+    async def fenced(self, operations: list) -> list:
+        """The operations in one multi that first checks the controller
+        epoch's version; their results. ControllerMoved if another
+        controller has been elected since (nothing is written); any other
+        failure as ZooKeeper's, with nothing written either."""
+        view = self.view
+        if view.fenced or self.zk.session_id != view.session_id:
+            raise ControllerMoved("the session this controller was elected in is gone")
+        try:
+            results = await self.zk.multi([ops.check(zn.CONTROLLER_EPOCH, view.epoch_version), *operations])
+        except (BadVersionError, NoNodeError) as exc:
+            if getattr(exc, "op_index", None) == 0:
+                raise ControllerMoved(
+                    f"Controller epoch zkVersion check fails. Expected zkVersion = {view.epoch_version}"
+                ) from exc
+            raise
+        return results[1:]
+
+    # -- topics --------------------------------------------------------------
+
+    async def topic_change(self) -> None:
+        view = self.view
+        names = set(await self.zk.get_children(zn.BROKER_TOPICS, watch=self.watches.topics))
+        new = sorted(names - set(view.topics))
+        deleted = sorted(set(view.topics) - names)
+        for name in deleted:
+            del view.topics[name]
+        for topic in await gather([lambda n=n: read_topic(self.zk, n, self.watches.topic) for n in new]):
+            if topic is not None:
+                view.topics[topic.name] = topic
+        if not new and not deleted:
+            return
+        log.info("New topics: [%s], deleted topics: [%s]", ",".join(new), ",".join(deleted))
+        await self._ensure_topic_ids(new)
+        await self._initialise({n: ps for n, ps in view.uninitialised().items() if n in new})
+
+    async def partition_modifications(self, name: str) -> None:
+        view = self.view
+        known = view.topics.get(name)
+        if known is None:
+            return  # a new topic: the topics event reads it
+        fresh = await read_topic(self.zk, name, self.watches.topic, states=False)
+        if fresh is None:
+            return  # deleted: the topics event follows
+        if known.topic_id is None:
+            known.topic_id = fresh.topic_id  # given one by a broker meanwhile
+        if fresh.topic_id is not None and known.topic_id is not None and fresh.topic_id != known.topic_id:
+            # Deleted and created again between two looks: a new topic.
+            fresh = await read_topic(self.zk, name, self.watches.topic)
+            if fresh is None:
+                return
+            view.topics[name] = fresh
+            log.info("Topic %s was created again with topic id %s", name, zn.topic_id_text(fresh.topic_id))
+            await self._initialise({name: sorted(p for p in fresh.assignment if p not in fresh.states)})
+            return
+        added = {p: r for p, r in fresh.assignment.items() if p not in known.assignment}
+        if not added:
+            return
+        log.info("New partitions to be added %s", {partition_name(name, p): r for p, r in sorted(added.items())})
+        known.assignment.update(added)
+        found = await read_states(self.zk, [(name, p) for p in added])
+        known.states.update({p: s for (_, p), s in found.items() if s is not None})
+        await self._initialise({name: sorted(p for p in added if p not in known.states)})
+
+    async def _ensure_topic_ids(self, names: list[str]) -> None:
+        """Kafka's controller gives a topic znode written without an id one
+        (processTopicIds), so that every broker reports the same id."""
+        for name in names:
+            topic = self.view.topics.get(name)
+            if topic is None or topic.topic_id is not None:
+                continue
+            try:
+                data, stat = await self.zk.get(zn.topic_path(name))
+            except NoNodeError:
+                continue
+            current = zn.decode_topic(data)
+            if current.topic_id is not None:
+                topic.topic_id = current.topic_id
+                continue
+            topic_id = uuid.uuid4()
+            try:
+                await self.fenced(
+                    [ops.set(zn.topic_path(name), zn.encode_topic(topic_id, current.assignment), stat.version)]
+                )
+            except (BadVersionError, NoNodeError):
+                continue  # changed meanwhile: its data watch brings it back
+            topic.topic_id = topic_id
+            log.info("Assigned topic id %s to topic %s", zn.topic_id_text(topic_id), name)
+
+    async def _initialise(self, partitions: dict[str, list[int]]) -> None:
+        """Kafka's NewPartition -> OnlinePartition for these partitions, one
+        fenced multi per topic."""
+        for name, indexes in sorted(partitions.items()):
+            await self._initialise_topic(name, indexes)
+
+    async def _initialise_topic(self, name: str, indexes: list[int]) -> None:
+        view = self.view
+        for _ in range(WRITE_ATTEMPTS):
+            topic = view.topics.get(name)
+            if topic is None:
+                return
+            indexes = [p for p in indexes if p not in topic.states and p in topic.assignment]
+            live = sorted(view.live)
+            states, offline = initial_states(topic, indexes, set(live), view.epoch)
+            for p in offline:
+                log.warning(
+                    "Controller %d epoch %d failed to change state for partition %s from NewPartition to "
+                    "OnlinePartition: assigned replicas are [%s], live brokers are [%s]. No assigned replica is alive.",
+                    self.node_id,
+                    view.epoch,
+                    partition_name(name, p),
+                    ",".join(map(str, topic.assignment[p])),
+                    ",".join(map(str, live)),
+                )
+            if not states:
+                return
+            try:
+                # Several multis for a large topic: one must stay well under
+                # ZooKeeper's 1 MB request limit (jute.maxbuffer).
+                for chunk in _chunks(sorted(states), PARTITIONS_PER_MULTI):
+                    part = {p: states[p] for p in chunk}
+                    await self.fenced(await self._state_creations(name, part))
+                    topic.states.update(part)
+                    for p, state in part.items():
+                        log.info(
+                            "Changed partition %s from NewPartition to OnlinePartition with state %s",
+                            partition_name(name, p),
+                            describe(state),
+                        )
+            except (NodeExistsError, NoNodeError):
+                # Written meanwhile (a first try that went through before a
+                # lost connection), or the topic is going: read again.
+                found = await read_states(self.zk, [(name, p) for p in states if p not in topic.states])
+                topic.states.update({p: s for (_, p), s in found.items() if s is not None})
+                if await self.zk.exists(zn.topic_path(name)) is None:
+                    return
+                continue
+            return
+        log.error("Gave up creating the partition states of topic %s: they kept changing", name)
+
+    async def _state_creations(self, name: str, states: dict[int, PartitionState]) -> list:
+        """Kafka creates /brokers/topics/T/partitions and .../P before the
+        state znodes (createTopicPartitionStatesRaw); here they go in the
+        same multi, so that a fenced controller leaves not even those."""
+        try:
+            present = set(await self.zk.get_children(zn.partitions_path(name)))
+            creations = []
+        except NoNodeError:
+            present = set()
+            creations = [ops.create(zn.partitions_path(name), b"")]
+        for p, state in sorted(states.items()):
+            if str(p) not in present:
+                creations.append(ops.create(zn.partition_path(name, p), b""))
+            creations.append(ops.create(zn.partition_state_path(name, p), zn.encode_partition_state(state)))
+        return creations
+
+    # -- deletion ------------------------------------------------------------
+
+    async def topic_deletion(self) -> None:
+        view = self.view
+        marked = set(await self.zk.get_children(zn.DELETE_TOPICS, watch=self.watches.deletions))
+        if any(t not in view.topics for t in marked):
+            # A topic created since the last topics event is not unknown.
+            await self.topic_change()
+        unknown = sorted(t for t in marked if t not in view.topics)
+        if unknown:
+            log.warning("Ignoring request to delete non-existing topics %s", ",".join(unknown))
+            await self._remove_markers(unknown)
+        wanted = sorted(t for t in marked if t in view.topics)
+        if not wanted:
+            return
+        if not self.delete_enabled:
+            log.info("Removing %s since delete topic is disabled", ",".join(wanted))
+            await self._remove_markers(wanted)
+            return
+        log.info("Starting topic deletion for topics %s", ",".join(wanted))
+        for name in wanted:
+            await self._delete_topic(name)
+
+    async def _remove_markers(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                await self.fenced([ops.delete(zn.delete_topic_path(name))])
+            except NoNodeError:
+                pass
+
+    async def _delete_topic(self, name: str) -> None:
+        """The topic's znodes (leaves first), its config and its marker, in
+        one fenced multi; a topic too large for one loses its partitions'
+        znodes in several first, and the rest goes in the last."""
+        for _ in range(WRITE_ATTEMPTS):
+            tree = await subtree(self.zk, zn.topic_path(name))
+            last = tree[-1:]
+            for path in (zn.topic_config_path(name), zn.delete_topic_path(name)):
+                if await self.zk.exists(path) is not None:
+                    last.append(path)
+            if not last:
+                break
+            leaves = tree[:-1]
+            if len(leaves) + len(last) <= DELETIONS_PER_MULTI:
+                leaves, last = [], leaves + last
+            try:
+                for chunk in _chunks(leaves, DELETIONS_PER_MULTI):
+                    await self.fenced([ops.delete(p) for p in chunk])
+                await self.fenced([ops.delete(p) for p in last])
+            except (NotEmptyError, NoNodeError):
+                continue  # the tree changed between reading and deleting it
+            self.view.topics.pop(name, None)
+            log.info("Deletion of topic %s successfully completed", name)
+            return
+        log.error("Gave up deleting topic %s: its znodes kept changing", name)
+
+    # -- brokers -------------------------------------------------------------
+
+    async def broker_change(self) -> None:
+        view = self.view
+        current = await read_brokers(self.zk, self.watches.brokers)
+        changes = broker_changes(view.live, current)
+        if not changes:
+            return
+        log.info(
+            "Newly added brokers: %s, deleted brokers: %s, bounced brokers: %s, all live brokers: %s",
+            ",".join(map(str, changes.new)),
+            ",".join(map(str, changes.dead)),
+            ",".join(map(str, changes.bounced)),
+            ",".join(map(str, sorted(current))),
+        )
+        view.live = current
+        if changes.new or changes.bounced:
+            # Kafka's onBrokerStartup: new partitions may have a live replica now.
+            await self._initialise(view.uninitialised())
+        # A dead broker's leaderships stay where they are until replication
+        # can move them without losing what only the leader holds.
+
+    # -- leader elections ----------------------------------------------------
+
+    async def elect(self, partitions: list[tuple[str, int]] | None, preferred: bool) -> dict:
+        """Kafka's processReplicaLeaderElection for an administrator's request."""
+        view = self.view
+        live = set(view.live)
+        pending, results = election_targets(view, partitions)
+        for _ in range(WRITE_ATTEMPTS):
+            if not pending:
+                break
+            # From the states as they are now: Kafka's cache of them is kept
+            # current by its brokers' notifications, this view is not.
+            fresh = await read_states(self.zk, pending)
+            planned = {}
+            for tp in pending:
+                topic = view.topics[tp[0]]
+                if fresh[tp] is not None:
+                    topic.states[tp[1]] = fresh[tp]
+                outcome = plan_election(*tp, topic.assignment[tp[1]], fresh[tp], live, view.epoch, preferred)
+                if isinstance(outcome, KafkaError):
+                    results[tp] = outcome
+                else:
+                    planned[tp] = outcome
+            written = await gather([lambda tp=tp, s=s: self._write_state(tp, s) for tp, s in planned.items()])
+            pending = []
+            for tp, outcome in zip(planned, written):
+                if outcome is None:
+                    pending.append(tp)  # a leader changed the state meanwhile: read it again
+                elif isinstance(outcome, KafkaError):
+                    results[tp] = outcome
+                else:
+                    view.topics[tp[0]].states[tp[1]] = outcome
+                    results[tp] = None
+                    log.info(
+                        "Changed partition %s from OnlinePartition to OnlinePartition with state %s",
+                        partition_name(*tp),
+                        describe(outcome),
+                    )
+        for tp in pending:
+            results[tp] = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, None)
+            log.error("Gave up electing a leader for %s: its state kept changing", partition_name(*tp))
+        return results
+
+    async def _write_state(self, tp: tuple[str, int], state: PartitionState):
+        """Write the new state expecting the version it was planned from:
+        the state as written (with its new version), None when the version
+        moved, or the partition's error."""
+        try:
+            (stat,) = await self.fenced(
+                [ops.set(zn.partition_state_path(*tp), zn.encode_partition_state(state), state.version)]
+            )
+        except BadVersionError:
+            return None
+        except NoNodeError:
+            return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, NO_SUCH_PARTITION)
+        return PartitionState(state.leader, state.leader_epoch, list(state.isr), state.controller_epoch, stat.version)
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def describe(state: PartitionState) -> str:
+    return (
+        f"LeaderAndIsr(leader={state.leader}, leaderEpoch={state.leader_epoch}, "
+        f"isr=[{','.join(map(str, state.isr))}], partitionEpoch={state.version})"
+    )

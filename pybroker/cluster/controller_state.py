@@ -1,0 +1,193 @@
+"""The controller's view of the cluster and its decisions, as data.
+
+Nothing here reads or writes ZooKeeper: the driver (``controller.py``)
+reads znodes into a ``ControllerView``, asks these functions what to do,
+and writes what they answer in fenced multi-ops. Kafka's controller keeps
+the same view in its ``ControllerContext`` and decides in its partition
+and replica state machines (``PartitionStateMachine.scala``,
+``Election.scala``); these are the parts of them this issue needs.
+
+Partition states, as Kafka's partition state machine names them:
+
+- *new*: in a topic's assignment, no state znode yet. It goes online when
+  one of its replicas is live: first live replica as leader, every live
+  replica in the ISR, leader epoch 0 (``initial_states``). With no live
+  replica it stays new, and is tried again when a broker registers.
+- *online*: has a state znode. Its leader changes here only when asked to
+  (``plan_election``: a preferred election, or an unclean one an
+  administrator asks for); broker failure moves no leadership in this issue.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
+
+from .election import initial_leader_and_isr, offline_partition_leader, preferred_replica_leader
+from .model import NO_LEADER, PartitionState
+
+# Kafka's messages (Errors.java, KafkaController.processReplicaLeaderElection).
+ELECTION_NOT_NEEDED = "Leader election not needed for topic partition."
+NO_SUCH_PARTITION = "The partition does not exist."
+BEING_DELETED = "The topic is being deleted"
+PREFERRED_STRATEGY = "PreferredReplicaPartitionLeaderElectionStrategy"
+UNCLEAN_STRATEGY = "OfflinePartitionLeaderElectionStrategy(true)"
+
+
+@dataclass
+class TopicView:
+    """A topic as the controller last read it: its znode and its partitions' states."""
+
+    name: str
+    topic_id: uuid.UUID | None
+    assignment: dict[int, list[int]]
+    # Only partitions whose state znode exists; the others are new.
+    states: dict[int, PartitionState] = field(default_factory=dict)
+
+
+@dataclass
+class ControllerView:
+    """Everything the active controller knows; dropped when it resigns."""
+
+    epoch: int
+    # The version of /controller_epoch that every write of this controller checks.
+    epoch_version: int
+    # The ZooKeeper session the controller was elected in: its ephemeral
+    # /controller lives and dies with it.
+    session_id: int
+    # Broker id -> broker epoch (the czxid of its registration).
+    live: dict[int, int] = field(default_factory=dict)
+    topics: dict[str, TopicView] = field(default_factory=dict)
+    # Set when the session is known lost: no write may go out any more.
+    fenced: bool = False
+
+    def uninitialised(self) -> dict[str, list[int]]:
+        """Partitions without a state znode, by topic."""
+        found = {}
+        for name, topic in self.topics.items():
+            missing = sorted(p for p in topic.assignment if p not in topic.states)
+            if missing:
+                found[name] = missing
+        return found
+
+    def all_partitions(self) -> list[tuple[str, int]]:
+        return [(name, p) for name, topic in sorted(self.topics.items()) for p in sorted(topic.assignment)]
+
+
+@dataclass(frozen=True)
+class BrokerChanges:
+    new: list[int]
+    dead: list[int]
+    # Registered again since we last looked: a higher broker epoch (czxid).
+    bounced: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.dead or self.bounced)
+
+
+def broker_changes(known: dict[int, int], current: dict[int, int]) -> BrokerChanges:
+    """What changed between two readings of /brokers/ids ({id: broker epoch})."""
+    return BrokerChanges(
+        new=sorted(set(current) - set(known)),
+        dead=sorted(set(known) - set(current)),
+        bounced=sorted(b for b in set(current) & set(known) if current[b] > known[b]),
+    )
+
+
+def initial_states(
+    topic: TopicView, partitions: list[int], live: set[int], controller_epoch: int
+) -> tuple[dict[int, PartitionState], list[int]]:
+    """The first state of each new partition that has a live replica, and
+    the partitions that have none (they stay new)."""
+    states, offline = {}, []
+    for p in partitions:
+        chosen = initial_leader_and_isr(topic.assignment[p], live)
+        if chosen is None:
+            offline.append(p)
+            continue
+        leader, isr = chosen
+        states[p] = PartitionState(leader, 0, list(isr), controller_epoch=controller_epoch, version=0)
+    return states, offline
+
+
+def partition_name(topic: str, index: int) -> str:
+    return f"{topic}-{index}"
+
+
+def election_needed(replicas: list[int], state: PartitionState, live: set[int], preferred: bool) -> bool:
+    """Kafka's first sorting of the partitions an election was asked for:
+    a preferred election is needed unless the preferred replica leads; an
+    unclean one only when the leader is gone."""
+    if preferred:
+        return state.leader != replicas[0]
+    return state.leader == NO_LEADER or state.leader not in live
+
+
+def plan_election(
+    topic: str,
+    index: int,
+    replicas: list[int],
+    state: PartitionState | None,
+    live: set[int],
+    controller_epoch: int,
+    preferred: bool,
+) -> PartitionState | KafkaError:
+    """The partition's next state under a preferred (or, with
+    ``preferred=False``, an administrator's unclean) election, from the
+    state just read; or the error Kafka answers for it.
+
+    The new state keeps the read one's ``version``: the write expects it,
+    so that an ISR change its leader made meanwhile is not overwritten."""
+    name = partition_name(topic, index)
+    unavailable = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE if preferred else ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+    if state is None:
+        return KafkaError(
+            unavailable, f"LeaderAndIsr information doesn't exist for partition {name} in NewPartition state"
+        )
+    if state.controller_epoch > controller_epoch:
+        # Kafka's check: never overwrite what a newer controller wrote.
+        return KafkaError(
+            unavailable,
+            f"Aborted leader election for partition {name} since the LeaderAndIsr path was already written by "
+            "another controller. This probably means that the current controller went through a soft failure "
+            f"and another controller was elected with epoch {state.controller_epoch}.",
+        )
+    if not election_needed(replicas, state, live, preferred):
+        return KafkaError(ErrorCode.ELECTION_NOT_NEEDED, ELECTION_NOT_NEEDED)
+    if preferred:
+        leader = preferred_replica_leader(replicas, state.isr, live)
+        isr = list(state.isr)
+        strategy = PREFERRED_STRATEGY
+    else:
+        leader = offline_partition_leader(replicas, state.isr, live, True)
+        if leader is None:
+            isr = []
+        elif leader in state.isr:
+            isr = [r for r in state.isr if r in live]
+        else:
+            isr = [leader]
+        strategy = UNCLEAN_STRATEGY
+    if leader is None:
+        return KafkaError(unavailable, f"Failed to elect leader for partition {name} under strategy {strategy}")
+    return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
+
+
+def election_targets(
+    view: ControllerView, partitions: list[tuple[str, int]] | None
+) -> tuple[list[tuple[str, int]], dict[tuple[str, int], KafkaError]]:
+    """The known partitions an election was asked for (every partition for
+    None, as Kafka's ElectLeaders with null topics), and the answers of the
+    unknown ones."""
+    if partitions is None:
+        return view.all_partitions(), {}
+    known, unknown = [], {}
+    for tp in dict.fromkeys(partitions):
+        topic = view.topics.get(tp[0])
+        if topic is None or tp[1] not in topic.assignment:
+            unknown[tp] = KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, NO_SUCH_PARTITION)
+        else:
+            known.append(tp)
+    return known, unknown

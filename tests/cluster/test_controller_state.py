@@ -1,0 +1,101 @@
+"""The controller's decisions as pure functions: no ZooKeeper, no Trio."""
+
+from __future__ import annotations
+
+import uuid
+
+from pybroker.cluster.controller_state import (
+    ControllerView,
+    TopicView,
+    broker_changes,
+    election_targets,
+    initial_states,
+    plan_election,
+)
+from pybroker.cluster.model import PartitionState
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
+
+
+def view(**topics: dict[int, list[int]]) -> ControllerView:
+    v = ControllerView(epoch=4, epoch_version=3, session_id=1, live={1: 10, 2: 11})
+    for name, assignment in topics.items():
+        v.topics[name] = TopicView(name, uuid.uuid4(), assignment)
+    return v
+
+
+def test_broker_changes_new_dead_and_bounced():
+    changes = broker_changes({1: 10, 2: 11, 3: 12}, {1: 10, 2: 20, 4: 21})
+    assert (changes.new, changes.dead, changes.bounced) == ([4], [3], [2])
+    assert not broker_changes({1: 10}, {1: 10})
+
+
+def test_initial_states_lead_with_the_first_live_replica():
+    v = view(t={0: [1, 2, 3], 1: [3, 2, 1], 2: [3]})
+    states, offline = initial_states(v.topics["t"], [0, 1, 2], set(v.live), v.epoch)
+    assert states == {
+        0: PartitionState(1, 0, [1, 2], controller_epoch=4, version=0),
+        1: PartitionState(2, 0, [2, 1], controller_epoch=4, version=0),
+    }
+    assert offline == [2]
+
+
+def test_uninitialised_lists_partitions_without_a_state():
+    v = view(t={0: [1], 1: [2]}, u={0: [1]})
+    v.topics["t"].states[0] = PartitionState(1, 0, [1])
+    v.topics["u"].states[0] = PartitionState(1, 0, [1])
+    assert v.uninitialised() == {"t": [1]}
+
+
+def test_preferred_election_moves_leadership_to_the_head_of_the_assignment():
+    state = PartitionState(2, 7, [2, 1], controller_epoch=3, version=5)
+    new = plan_election("t", 0, [1, 2], state, {1, 2}, 4, preferred=True)
+    # Same ISR, next leader epoch, this controller's epoch, the version it was read at.
+    assert new == PartitionState(1, 8, [2, 1], controller_epoch=4, version=5)
+
+
+def test_preferred_election_answers():
+    def code(result):
+        return result.code if isinstance(result, KafkaError) else None
+
+    led = PartitionState(1, 0, [1, 2], controller_epoch=4)
+    assert code(plan_election("t", 0, [1, 2], led, {1, 2}, 4, True)) == ErrorCode.ELECTION_NOT_NEEDED
+    not_in_isr = PartitionState(2, 0, [2], controller_epoch=4)
+    assert code(plan_election("t", 0, [1, 2], not_in_isr, {1, 2}, 4, True)) == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    other_led = PartitionState(2, 0, [1, 2], controller_epoch=4)
+    assert code(plan_election("t", 0, [1, 2], other_led, {2}, 4, True)) == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    result = plan_election("t", 0, [1, 2], None, {1, 2}, 4, True)
+    assert code(result) == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    assert result.message == "LeaderAndIsr information doesn't exist for partition t-0 in NewPartition state"
+
+
+def test_a_state_written_by_a_newer_controller_is_never_overwritten():
+    newer = PartitionState(2, 0, [1, 2], controller_epoch=5)
+    result = plan_election("t", 3, [1, 2], newer, {1, 2}, 4, True)
+    assert isinstance(result, KafkaError) and result.code == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    assert "t-3" in result.message and "epoch 5" in result.message
+
+
+def test_unclean_election_only_for_a_partition_without_a_live_leader():
+    live_leader = PartitionState(2, 0, [2], controller_epoch=4)
+    result = plan_election("t", 0, [1, 2], live_leader, {1, 2}, 4, preferred=False)
+    assert isinstance(result, KafkaError) and result.code == ErrorCode.ELECTION_NOT_NEEDED
+    # The leader (3) is gone: an ISR member that lives is chosen, the dead leave the ISR.
+    gone = PartitionState(3, 2, [3, 2], controller_epoch=4, version=9)
+    assert plan_election("t", 0, [1, 3, 2], gone, {1, 2}, 4, False) == PartitionState(2, 3, [2], 4, 9)
+    # No live ISR member: any live replica, alone in the ISR.
+    alone = PartitionState(3, 2, [3], controller_epoch=4)
+    assert plan_election("t", 0, [3, 1], alone, {1, 2}, 4, False) == PartitionState(1, 3, [1], 4, 0)
+    nobody = plan_election("t", 0, [3], alone, {1, 2}, 4, False)
+    assert isinstance(nobody, KafkaError) and nobody.code == ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+
+
+def test_election_targets():
+    v = view(t={0: [1], 1: [2]})
+    known, unknown = election_targets(v, [("t", 1), ("t", 1), ("t", 5), ("nope", 0)])
+    assert known == [("t", 1)]
+    assert {tp: e.code for tp, e in unknown.items()} == {
+        ("t", 5): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    assert election_targets(v, None) == ([("t", 0), ("t", 1)], {})
