@@ -52,6 +52,10 @@ log = logging.getLogger("pybroker.cluster")
 # How long an AlterConfigs waits for its change to come back through the
 # notifications when the request has no timeout of its own.
 CONFIG_APPLY_WAIT = 30.0
+# A change is written even when the request's timeout is shorter (Kafka
+# writes, then answers REQUEST_TIMED_OUT at once for a timeout of 0), as
+# long as ZooKeeper answers within this.
+WRITE_WAIT = 30.0
 
 
 class ZkTopicAdmin:
@@ -86,7 +90,7 @@ class ZkTopicAdmin:
         *,
         deadline: float | None = None,
     ) -> TopicInfo:
-        with _timed_out_at(deadline):
+        with _timed_out_at(_writing(deadline)):
             topic_id = await self._write_topic(name, assignment, configs or {})
         if not await self.metadata.wait_until(lambda: self._led(name, topic_id, len(assignment)), deadline):
             raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, None)
@@ -130,7 +134,7 @@ class ZkTopicAdmin:
             return None
         first = len(info.partitions)
         path = znodes.topic_path(name)
-        with _timed_out_at(deadline):
+        with _timed_out_at(_writing(deadline)):
             while True:
                 try:
                     data, stat = await _zk(self.zk.get(path))
@@ -263,7 +267,7 @@ class ZkTopicAdmin:
 
     async def _write_configs(self, name: str, configs: dict[str, str]) -> None:
         path, data = znodes.topic_config_path(name), znodes.encode_topic_config(configs)
-        with _timed_out_at(trio.current_time() + CONFIG_APPLY_WAIT):
+        with _timed_out_at(trio.current_time() + WRITE_WAIT):
             try:
                 await _zk(self.zk.set(path, data))
             except NoNodeError:
@@ -333,6 +337,11 @@ async def _zk(call):
         return await call
     except (ConnectionLossError, SessionExpiredError) as exc:
         raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"ZooKeeper: {exc!r}") from None
+
+
+def _writing(deadline: float | None) -> float | None:
+    """The deadline of a write made for a request due at ``deadline``."""
+    return None if deadline is None else max(deadline, trio.current_time() + WRITE_WAIT)
 
 
 @contextlib.contextmanager

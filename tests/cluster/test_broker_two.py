@@ -345,3 +345,14 @@ def test_metadata_auto_creation_answers_leader_not_available(two):
     assert len(view) == 1 and sorted(view[0][3]) == [1, 2]  # default.replication.factor 2
     assert metadata(b2, ["auto-made"], auto_create=True).topics[0].error_code == 0
     assert uuid.UUID(int=0) != metadata(b2, ["auto-made"]).topics[0].topic_id
+
+
+def test_a_request_timeout_of_zero_is_answered_at_once_the_change_made_all_the_same(two):
+    # As Kafka's ZkAdminManager: REQUEST_TIMED_OUT at once, the topic written anyway.
+    b1 = two[1].bootstrap_servers
+    result = create(b1, "hasty", partitions=2, factor=2, timeout_ms=0)
+    assert result.error_code == ErrorCode.REQUEST_TIMED_OUT
+    wait_for(lambda: same_view(two, "hasty"), what="hasty created all the same")
+    answer = request(b1, DeleteTopicsRequest(topic_names=["hasty"], timeout_ms=0), 4)
+    assert answer.responses[0].error_code == ErrorCode.REQUEST_TIMED_OUT
+    wait_for(lambda: metadata(b1, ["hasty"]).topics[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
