@@ -12,7 +12,9 @@ DeleteTopics does. Topic config changes reach the logs here too.
 Followers copy nothing yet (replication is the next step): a follower
 only answers clients NOT_LEADER_OR_FOLLOWER. A leader's own ISR, the one
 its high watermark follows, is itself alone meanwhile, while Metadata
-reports the ISR the state znode holds.
+reports the ISR the state znode holds; so acks=all to a topic with
+``min.insync.replicas`` above 1 is refused NOT_ENOUGH_REPLICAS, which is
+the truth while no follower holds the data.
 
 After the view is published, leadership of ``__consumer_offsets``
 partitions moves the group coordinator's: a partition this broker comes
