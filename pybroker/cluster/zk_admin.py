@@ -283,7 +283,7 @@ class ZkTopicAdmin:
         seq = int(created.rsplit("_", 1)[1])
         log.info("changed the configs of topic %s to %s", name, configs)
         deadline = trio.current_time() + CONFIG_APPLY_WAIT
-        if not await self.metadata.wait_until(lambda: self.metadata.config_change_seen >= seq, deadline):
+        if not await self.metadata.wait_until(lambda: self.metadata.config_changes.seen >= seq, deadline):
             log.warning("config change %d of topic %s written but not seen back in time", seq, name)
 
     # -- background work ---------------------------------------------------------------

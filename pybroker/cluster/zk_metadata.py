@@ -13,7 +13,7 @@ nothing of ZooKeeper. What it holds, and where from (Kafka's layout,
 * topic configs: ``/config/topics/<t>``, re-read when a change
   notification (``/config/changes/config_change_N``) names the topic,
   as Kafka's ZkConfigManager does (config znodes themselves are not
-  watched).
+  watched; ``zk_configs``).
 
 Theory of operation. Every watch callback only marks what changed as
 dirty and wakes one task (``run``), which re-reads the dirty znodes —
@@ -42,7 +42,6 @@ that fails with a lost connection is retried once connected again.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,14 +60,10 @@ from pybroker.zk import (
 
 from . import znodes
 from .model import BrokerInfo, PartitionInfo, PartitionState, TopicInfo
+from .zk_configs import ConfigChanges, gather
 
 log = logging.getLogger("pybroker.cluster")
 
-# Reads in flight at once during a pass (ZooKeeper pipelines them).
-READS_IN_FLIGHT = 256
-# Config change notifications older than this are deleted (Kafka's
-# ZkConfigManager changeExpirationMs).
-CONFIG_CHANGE_EXPIRATION_MS = 15 * 60 * 1000
 # A partition whose state znode is not written yet (the controller has not
 # got to it): no leader, nothing in sync.
 NO_STATE = PartitionState(-1, -1, [], 0, -1)
@@ -116,10 +111,7 @@ class ZkMetadata:
         # Called (in the task) once a new session replaces an expired one,
         # before everything is re-read: the broker registers again.
         self.on_new_session: Callable[[], Awaitable[None]] | None = None
-        # The sequence number of the last config change notification read.
-        self.config_change_seen = -1
-        self._changes_read = False
-        self._change_ctimes: dict[str, int] = {}  # notification -> its creation time (ms)
+        self.config_changes = ConfigChanges(zk)
         # Bumped, and ``_published`` set and replaced, after every pass.
         self.generation = 0
         self._published = trio.Event()
@@ -334,7 +326,7 @@ class ZkMetadata:
                 del self._brokers[gone]
                 log.info("broker %d left the cluster", gone)
             dirty |= ids if full else ids - set(self._brokers)
-        read = await _gather([self._read_broker(n) for n in sorted(dirty)])
+        read = await gather([self._read_broker(n) for n in sorted(dirty)])
         for node_id, reg in zip(sorted(dirty), read):
             old = self._brokers.get(node_id)
             if reg is None:
@@ -368,7 +360,7 @@ class ZkMetadata:
         states = set(self._dirty_state)
         self._dirty_state.clear()
         names = sorted(to_read)
-        read = await _gather([self._read_topic(name) for name in names])
+        read = await gather([self._read_topic(name) for name in names])
         for name, found in zip(names, read):
             old = topics.get(name)
             if found is None:  # gone (its deletion also shows in the children)
@@ -397,7 +389,7 @@ class ZkMetadata:
                 if old is None:
                     update.configs.add(name)  # its configs are read below
         wanted = sorted((t, p) for t, p in states if t in topics and p < len(topics[t].partitions))
-        read = await _gather([self._read_state(t, p) for t, p in wanted])
+        read = await gather([self._read_state(t, p) for t, p in wanted])
         for (name, index), state in zip(wanted, read):
             info = topics[name]
             old = info.partitions[index]
@@ -457,11 +449,11 @@ class ZkMetadata:
         names = set(update.configs)
         if self._dirty_changes:
             self._dirty_changes = False
-            names |= await self._read_config_changes()
+            names |= await self.config_changes.read(self._on_config_changes)
         if full:
             names |= set(topics)
         names = sorted(n for n in names if n in topics)
-        read = await _gather([self._read_config(n) for n in names])
+        read = await gather([self._read_config(n) for n in names])
         for name, configs in zip(names, read):
             info = topics[name]
             if configs == info.configs and name not in update.configs:
@@ -472,59 +464,6 @@ class ZkMetadata:
                 info.configs = configs
             update.configs.add(name)
             update.changed.add(name)
-
-    async def _read_config_changes(self) -> set[str]:
-        """The topics named by notifications newer than the last one seen."""
-        children = await self.zk.get_children(znodes.CONFIG_CHANGES, watch=self._on_config_changes)
-        fresh = []
-        for child in children:
-            if child.startswith(znodes.CONFIG_CHANGE_PREFIX):
-                try:
-                    seq = int(child[len(znodes.CONFIG_CHANGE_PREFIX) :])
-                except ValueError:
-                    continue
-                if seq > self.config_change_seen:
-                    fresh.append((seq, child))
-        fresh.sort()
-        names = set()
-        if self._changes_read:  # at start every config is read anyway
-            read = await _gather([self._read_config_change(child) for _, child in fresh])
-            for entity in read:
-                if entity is not None and entity.startswith("topics/"):
-                    names.add(entity[len("topics/") :])
-        self._changes_read = True
-        if fresh:
-            self.config_change_seen = fresh[-1][0]
-        await self._purge_config_changes(children)
-        return names
-
-    async def _purge_config_changes(self, children: list[str]) -> None:
-        """Delete notifications older than Kafka's 15 minutes, as every
-        Kafka broker does (ZkNodeChangeNotificationListener), so that
-        ``/config/changes`` does not grow for ever."""
-        ctimes = self._change_ctimes
-        for gone in set(ctimes) - set(children):
-            del ctimes[gone]
-        unknown = [c for c in children if c not in ctimes]
-        stats = await _gather([self.zk.exists(f"{znodes.CONFIG_CHANGES}/{c}") for c in unknown])
-        ctimes.update((c, stat.ctime) for c, stat in zip(unknown, stats) if stat is not None)
-        expired = time.time() * 1000 - CONFIG_CHANGE_EXPIRATION_MS
-        for child in [c for c, ctime in ctimes.items() if ctime < expired]:
-            try:
-                await self.zk.delete(f"{znodes.CONFIG_CHANGES}/{child}")
-            except NoNodeError:
-                pass  # another broker purged it
-            del ctimes[child]
-
-    async def _read_config_change(self, child: str) -> str | None:
-        try:
-            data, _ = await self.zk.get(f"{znodes.CONFIG_CHANGES}/{child}")
-            return znodes.decode_config_change(data)
-        except NoNodeError:
-            return None  # purged meanwhile
-        except ValueError as exc:
-            log.warning("ignoring config change %s: %s", child, exc)
-            return None
 
     async def _read_config(self, name: str) -> dict[str, str]:
         try:
@@ -539,36 +478,6 @@ class ZkMetadata:
 
 
 _NOT_YET = object()
-
-
-async def _gather(calls: list) -> list:
-    """Await every coroutine in ``calls``, READS_IN_FLIGHT at a time; their
-    results in order."""
-    results: list = [None] * len(calls)
-    if not calls:
-        return results
-    if len(calls) == 1:
-        results[0] = await calls[0]
-        return results
-    limit = trio.CapacityLimiter(READS_IN_FLIGHT)
-    failures: list[Exception] = []
-
-    async def one(i, call):
-        try:
-            async with limit:
-                if not failures:
-                    results[i] = await call
-                    return
-        except Exception as exc:  # noqa: BLE001 - raised again, bare, by the caller's frame
-            failures.append(exc)
-        call.close()  # not awaited: say so, quietly
-
-    async with trio.open_nursery() as nursery:
-        for i, call in enumerate(calls):
-            nursery.start_soon(one, i, call)
-    if failures:
-        raise failures[0]  # the caller's except clauses see it bare, not in a group
-    return results
 
 
 __all__ = ["Host", "NodeExistsError", "Update", "ZkMetadata"]

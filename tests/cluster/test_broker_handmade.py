@@ -8,7 +8,7 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pybroker.cluster import zk_metadata, znodes
+from pybroker.cluster import zk_configs, znodes
 from pybroker.protocol.messages.describe_configs_request import DescribeConfigsRequest, DescribeConfigsResource
 
 from .broker_support import cluster_broker, metadata, partitions_view, request, wait_for
@@ -96,7 +96,7 @@ def test_a_config_change_written_by_hand_is_applied_and_purged_when_old(zk_conne
         wait_for(lambda: broker.broker.replicas.partition("tuned", 1), what="the partitions hosted")
         # What Kafka's kafka-configs.sh --zookeeper (AdminZkClient.changeTopicConfig) writes.
         zk_admin.set("/config/topics/tuned", b'{"version":1,"config":{"retention.ms":"5000"}}')
-        monkeypatch.setattr(zk_metadata, "CONFIG_CHANGE_EXPIRATION_MS", 0)  # every notice is old at once
+        monkeypatch.setattr(zk_configs, "CONFIG_CHANGE_EXPIRATION_MS", 0)  # every notice is old at once
         zk_admin.create("/config/changes/config_change_", b'{"version":2,"entity_path":"topics/tuned"}', sequence=True)
         wait_for(lambda: broker.broker.replicas.partition("tuned", 1).log.config.retention_ms == 5000)
         resource = DescribeConfigsResource(resource_type=2, resource_name="tuned", configuration_keys=["retention.ms"])
