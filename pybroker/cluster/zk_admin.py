@@ -215,6 +215,8 @@ class ZkTopicAdmin:
             assignment = assign_replicas(list(racks), partitions, factor, racks=racks)
         except ValueError as exc:
             raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc)) from None
+        if self.nursery is None:
+            return  # not serving yet, or any more
         self.background.add(name)
 
         async def write():
