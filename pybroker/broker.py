@@ -7,6 +7,18 @@ ids, fetch sessions, the logs' background work (log_tasks.py); handlers
 are bound to the ones they name, and connections get a ServerContext.
 Nothing else imports this module: each service is given what it uses.
 
+Cluster mode (``zookeeper.connect`` set) swaps in the ZooKeeper-backed
+services (cluster/zk_*.py): the metadata is a cache of ZooKeeper, topic
+administration writes ZooKeeper, producer-id blocks come from it, and
+the controller runs in the broker. ``run`` then joins the cluster after
+binding its listeners and before serving: it connects (ZkConnectTimeout
+after ``zookeeper.connection.timeout.ms``), creates Kafka's persistent
+znodes, reads or creates the cluster id and checks the log dirs against
+it, registers the broker, reads the whole metadata, opens the logs of the
+partitions assigned here (moving others aside), and starts the metadata
+task and the controller. Without ``zookeeper.connect`` nothing of this
+happens and ZooKeeper is not needed.
+
 ``Broker.run`` binds the listeners, serves connections and the periodic
 tasks (retention, flush policy, checkpoints) until ``stop()`` or a
 signal; then it stops accepting, gives in-flight requests
@@ -34,7 +46,7 @@ from pybroker.storage.manager import LogManager
 
 from . import handlers
 from .cluster.admin import topic_name_problem
-from .cluster.controller import SingleNodeElections
+from .cluster.controller import Controller, SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo
 from .config import BrokerConfig
@@ -78,33 +90,69 @@ class Broker:
     def __init__(self, config: BrokerConfig, *, load: bool = True):
         """Lock the log dirs and check whose they are, writing nothing else;
         with ``load``, open them too (``run`` opens them after binding its
-        listeners otherwise, so a start that fails leaves them untouched)."""
+        listeners otherwise, so a start that fails leaves them untouched;
+        in cluster mode always, once it has joined the cluster)."""
         self.config = config
         self.node_id = config.node_id
         self.stopping = False
         self.handlers: dict = {}  # bound once the services exist (load)
+        self.zk = None  # cluster mode: the ZooKeeper client
         self.locks = lock_dirs(config.log_dirs)
         try:
             cluster_id = check_meta_properties(config.log_dirs, self.node_id, config["cluster.id"] or None)
-            first = config.advertised[0]
-            self.metadata = LocalMetadata(
-                find_metadata_file(config.log_dirs, _has_partition_dirs),
-                self.node_id,
-                BrokerInfo(self.node_id, first.host, first.port),
-                cluster_id,
-            )
+            if config.cluster_mode:
+                self.stored_cluster_id = cluster_id
+                self.metadata = self._zk_metadata()
+            else:
+                first = config.advertised[0]
+                self.metadata = LocalMetadata(
+                    find_metadata_file(config.log_dirs, _has_partition_dirs),
+                    self.node_id,
+                    BrokerInfo(self.node_id, first.host, first.port),
+                    cluster_id,
+                )
         except BaseException:
             self._unlock()
             raise
         self.logs: LogManager | None = None
         self.replicas = ReplicaManager(self.node_id, config["producer.id.expiration.ms"])
-        self.topics = Topics(config, self.metadata, self.replicas)
-        self.producer_ids = ProducerIds(self.metadata)
+        self.replicas.metadata = self.metadata
+        if config.cluster_mode:
+            self._zk_services()
+        else:
+            self.topics = Topics(config, self.metadata, self.replicas)
+            self.producer_ids = ProducerIds(self.metadata.allocate_producer_ids)
+            self.controller = SingleNodeElections(self.metadata)
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
         self._stop = None
-        if load:
+        if load and not config.cluster_mode:
             self.load()
+
+    def _zk_metadata(self):
+        from .cluster.zk_metadata import ZkMetadata
+        from .zk import ZkClient
+
+        config = self.config
+        self.zk = ZkClient(
+            config["zookeeper.connect"],
+            session_timeout_ms=config["zookeeper.session.timeout.ms"],
+            connection_timeout_ms=config["zookeeper.connection.timeout.ms"],
+        )
+        return ZkMetadata(self.zk, self.node_id)
+
+    def _zk_services(self) -> None:
+        from .cluster.zk_admin import ZkTopicAdmin
+        from .cluster.zk_producer_ids import next_block
+        from .cluster.zk_state import ZkHosting
+
+        self.hosting = ZkHosting(self.config, self.replicas)
+        self.hosting.metadata = self.metadata
+        self.topics = ZkTopicAdmin(self.config, self.metadata)
+        self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
+        self.controller = Controller(self.zk, self.node_id, self.config)
+        self.registered_session: int | None = None
+        self.broker_epoch = -1
 
     def load(self) -> None:
         """Open the logs: the first step that writes to the log dirs."""
@@ -119,9 +167,20 @@ class Broker:
         # log of a partition this node is not a replica of is a stray, as
         # Kafka's (KIP-858) are: moved aside, its data kept.
         self.logs = LogManager(config.log_dirs, topics.log_config_for, known.__contains__, locks=self.locks)
+        topics.logs = self.logs
+        self._opened_logs()
+        topics.open_all()
+        self.groups = GroupCoordinator(**self.group_services())
+        self.groups.load(now_ms())
+        self.handlers = handlers.bind(self.services())
+        # What the connections get of the broker.
+        self.server = ServerContext.from_config(config, self.handlers)
+
+    def _opened_logs(self) -> None:
+        """Wire the log manager just opened into the services that use it."""
         self.logs.on_dir_failure = self._log_dir_failed
-        self.replicas.logs = topics.logs = self.logs
-        self.log_tasks = LogTasks(config, self.logs, self.replicas)
+        self.replicas.logs = self.logs
+        self.log_tasks = LogTasks(self.config, self.logs, self.replicas)
         for stray in self.logs.strays:
             log.warning(
                 "moved %s aside to %s: no topic has that partition on broker %d",
@@ -129,12 +188,6 @@ class Broker:
                 stray,
                 self.node_id,
             )
-        topics.open_all()
-        self.groups = GroupCoordinator(**self.group_services())
-        self.groups.load(now_ms())
-        self.handlers = handlers.bind(self.services())
-        # What the connections get of the broker.
-        self.server = ServerContext.from_config(config, self.handlers)
 
     def group_services(self) -> dict:
         """What the group coordinator is built from."""
@@ -143,6 +196,7 @@ class Broker:
             "replicas": self.replicas,
             "metadata": self.metadata,
             "create_topic": self.topics.create_topic,
+            "cluster": self.config.cluster_mode,
         }
 
     def services(self) -> dict:
@@ -155,7 +209,7 @@ class Broker:
             "topics": self.topics,
             "replicas": self.replicas,
             "producer_ids": self.producer_ids,
-            "controller": SingleNodeElections(self.metadata),
+            "controller": self.controller,
         }
 
     def _unlock(self) -> None:
@@ -184,11 +238,19 @@ class Broker:
                     except OSError as exc:
                         raise ListenerError(f"cannot listen on {lst.url()}: {exc.strerror or exc}") from exc
                 self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
-                if self.logs is None:
+                if self.config.cluster_mode:
+                    try:
+                        await self._join_cluster(root)
+                    except BaseException:
+                        for listener in listeners:  # free the ports now, for whoever starts next
+                            await trio.aclose_forcefully(listener)
+                        raise
+                elif self.logs is None:
                     self.load()
                 if not self.logs.online_dirs:
                     raise LogDirsFailed(self._all_dirs_failed())
-                self._advertise()
+                if not self.config.cluster_mode:
+                    self._advertise()
                 conns = trio.open_nursery()
                 async with conns as conn_nursery:
                     accept_scope = trio.CancelScope()
@@ -217,6 +279,8 @@ class Broker:
         finally:
             self.stopping = True
             self.topics.nursery = None
+            if self.zk is not None:
+                await self.zk.close()  # shielded; the registration goes at once
             if self.logs is None:
                 self._unlock()
             else:
@@ -241,12 +305,80 @@ class Broker:
     def _all_dirs_failed(self) -> str:
         return "all log dirs in " + ", ".join(str(d) for d in self.logs.log_dirs) + " have failed"
 
-    def _advertise(self) -> None:
+    def _advertised(self) -> tuple[str, str, int]:
+        """(listener name, host, port) clients are given: the first
+        advertised listener, its port the bound one when it asked for 0."""
         adv = self.config.advertised[0]
         port = adv.port
         if port == 0 and self.bound:
             port = self.bound[0][1]
-        self.metadata.this_broker = BrokerInfo(self.node_id, adv.host, port)
+        return adv.name, adv.host, port
+
+    def _advertise(self) -> None:
+        _, host, port = self._advertised()
+        self.metadata.this_broker = BrokerInfo(self.node_id, host, port)
+
+    # -- cluster mode -------------------------------------------------------------
+
+    async def _join_cluster(self, root: trio.Nursery) -> None:
+        """Join the cluster, then open the logs of the partitions assigned
+        here and start the metadata task and the controller (see the
+        module docstring)."""
+        from .cluster import zk_registration as reg
+        from .cluster.zk_metadata import Update
+        from .zk import ZkConnectTimeout
+
+        config, zk = self.config, self.zk
+        try:
+            await zk.connect()
+        except ZkConnectTimeout as exc:
+            raise ZkConnectTimeout(
+                f"{exc} (no ZooKeeper session with {config['zookeeper.connect']} within "
+                f"{zk.connection_timeout_ms} ms, zookeeper.connection.timeout.ms)"
+            ) from None
+        await reg.ensure_persistent_paths(zk)
+        cluster_id = await reg.cluster_id(zk)
+        reg.check_cluster_id(cluster_id, self.stored_cluster_id)
+        self.metadata.cluster_id = cluster_id
+        write_meta_properties(config.log_dirs, self.node_id, cluster_id, zookeeper=True)
+        await self._register()
+        self.metadata.on_new_session = self._register_again
+        await self.metadata.refresh()  # the whole view, before any log is opened
+        hosting = self.hosting
+        view = self.metadata.all_topics()
+        known = hosting.assigned_here(view)
+        by_name = {t.name: t for t in view}
+        self.logs = LogManager(
+            config.log_dirs, lambda t: hosting.log_config(by_name[t]), known.__contains__, locks=self.locks
+        )
+        self._opened_logs()
+        hosting.logs, hosting.nursery = self.logs, root
+        await hosting.prepare(Update({t.name: t for t in view}, full=True))
+        self.metadata.host = hosting
+        self.groups = GroupCoordinator(**self.group_services())
+        hosting.groups = self.groups
+        hosting.sync_groups()
+        self.handlers = handlers.bind(self.services())
+        self.server = ServerContext.from_config(config, self.handlers)
+        await root.start(self.metadata.run)
+        await root.start(self.controller.run)
+
+    async def _register(self) -> None:
+        from .cluster import znodes
+        from .cluster.zk_registration import register
+
+        listener, host, port = self._advertised()
+        registration = znodes.BrokerRegistration(
+            self.node_id, host, port, rack=self.config["broker.rack"], listener=listener, timestamp_ms=now_ms()
+        )
+        self.broker_epoch = await register(self.zk, registration, self.registered_session)
+        self.registered_session = self.zk.session_id
+
+    async def _register_again(self) -> None:
+        """A new ZooKeeper session replaced an expired one: register again
+        (a new broker epoch); leaderships come back with the full re-read."""
+        await self._register()
+        self.hosting.session_registered()
 
     async def _accept(self, listeners, nursery, scope: trio.CancelScope) -> None:
         with scope:

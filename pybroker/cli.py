@@ -16,11 +16,13 @@ from pybroker.storage.dirs import LogDirError
 
 from . import __version__
 from .broker import ListenerError, LogDirsFailed
+from .cluster.zk_registration import ClusterJoinError
 from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
+from .zk import ZkConnectTimeout
 
 # Errors that name something the operator must fix (a full disk stops the
 # broker on purpose too); printed as one line.
-OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError, LogDirsFailed)
+OPERATOR_PROBLEMS = (ConfigError, LogDirError, ListenerError, LogDirsFailed, ZkConnectTimeout, ClusterJoinError)
 
 MAIN_PROPERTIES = (
     "listeners",

@@ -67,7 +67,24 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("auto.create.topics.enable", "BOOLEAN", True, None, "create a topic when a client first asks for it"),
         _prop("delete.topic.enable", "BOOLEAN", True, None, "allow DeleteTopics"),
         _prop("cluster.id", "STRING", None, None, "cluster id (generated on first start when empty)"),
-        _prop("zookeeper.connect", "STRING", None, None, "ZooKeeper for cluster mode (empty: single node)"),
+        _prop(
+            "zookeeper.connect",
+            "STRING",
+            None,
+            None,
+            "ZooKeeper for cluster mode, host:port[,host:port...][/chroot] (empty: single node)",
+        ),
+        # Kafka's default is 18000; a shorter session lets a dead broker's
+        # leaderships move sooner (ZooKeeper clamps it to its own bounds).
+        _prop("zookeeper.session.timeout.ms", "INT", 6000, None, "ZooKeeper session timeout (cluster mode)"),
+        _prop(
+            "zookeeper.connection.timeout.ms",
+            "INT",
+            None,
+            None,
+            "how long to wait for ZooKeeper at start (default: zookeeper.session.timeout.ms)",
+        ),
+        _prop("broker.rack", "STRING", None, None, "rack of this broker, for rack-aware replica placement"),
         _prop("socket.request.max.bytes", "INT", 104857600, at_least(1), "largest request frame accepted"),
         _prop(
             "connections.max.idle.ms", "LONG", 600000, None, "idle connections are closed after this (0 or less: never)"
@@ -115,7 +132,14 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _log("min.insync.replicas", "INT"),
         _log("unclean.leader.election.enable", "BOOLEAN"),
         _prop("offsets.topic.num.partitions", "INT", 50, at_least(1), "partitions of __consumer_offsets"),
-        _prop("offsets.topic.replication.factor", "SHORT", 1, at_least(1)),
+        _prop(
+            "offsets.topic.replication.factor",
+            "SHORT",
+            3,
+            at_least(1),
+            "replication factor of __consumer_offsets (Kafka's default 3 in cluster mode; "
+            "a single node, where nothing sets it, uses 1)",
+        ),
         _prop("offsets.retention.minutes", "INT", 10080, at_least(1)),
         _prop("offsets.retention.check.interval.ms", "LONG", 600000, at_least(1)),
         _prop("offsets.topic.segment.bytes", "INT", 104857600, at_least(1)),
@@ -231,6 +255,13 @@ class BrokerConfig:
             raise ConfigError(
                 "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms"
             )
+        # Cluster mode (ZooKeeper) is on when zookeeper.connect names one.
+        self.cluster_mode: bool = bool(v["zookeeper.connect"])
+        if not self.cluster_mode and "offsets.topic.replication.factor" not in self.explicit:
+            # Kafka's default of 3 cannot be met by one broker: a single node
+            # that leaves it unset makes its offsets topic with one replica.
+            self.props["offsets.topic.replication.factor"] = "1"
+            v["offsets.topic.replication.factor"] = 1
         self.log_config = self._log_config()
 
     def _log_config(self) -> LogConfig:

@@ -40,6 +40,26 @@ log = logging.getLogger("pybroker.topics")
 DETACH_CHUNK = 100
 
 
+def usable_configs(base: LogConfig, topic: str, configs: dict[str, str]) -> dict[str, str]:
+    """``configs`` without the overrides Kafka's rules refuse (each dropped
+    with a warning, the broker's default applying instead): a refused
+    config stored earlier, or written to ZooKeeper by another tool, must
+    not keep its topic's logs from opening."""
+    usable = dict(configs)
+    for key, value in configs.items():
+        try:
+            LogConfig.from_props({key: value}, base=base)
+        except ValueError as exc:
+            log.warning("topic %s: dropping its stored config %s=%r: %s", topic, key, value, exc)
+            del usable[key]
+    try:
+        LogConfig.from_props(usable, base=base)
+    except ValueError as exc:
+        log.warning("topic %s: dropping its stored configs %s: %s", topic, usable, exc)
+        usable.clear()
+    return usable
+
+
 class Topics:
     def __init__(self, config: BrokerConfig, metadata: LocalMetadata, replicas: ReplicaManager):
         self.config = config
@@ -56,18 +76,10 @@ class Topics:
         """A topic config stored by an older version that Kafka's rules now
         refuse (``flush.ms=-1``, say) would keep the broker from starting:
         drop it, with a warning, and let the broker's default apply."""
-        base = self.config.log_config
-        for key, value in list(info.configs.items()):
-            try:
-                LogConfig.from_props({key: value}, base=base)
-            except ValueError as exc:
-                log.warning("topic %s: dropping its stored config %s=%r: %s", info.name, key, value, exc)
-                del info.configs[key]
-        try:
-            LogConfig.from_props(info.configs, base=base)
-        except ValueError as exc:
-            log.warning("topic %s: dropping its stored configs %s: %s", info.name, info.configs, exc)
+        usable = usable_configs(self.config.log_config, info.name, info.configs)
+        if usable != info.configs:
             info.configs.clear()
+            info.configs.update(usable)
 
     def log_config_for(self, topic: str) -> LogConfig:
         info = self.metadata.topic(topic)
@@ -104,12 +116,18 @@ class Topics:
         return self._publish(info, 0, parts, logs)
 
     async def create_topic_async(
-        self, name: str, assignment: Sequence[Sequence[int]], configs: dict[str, str] | None = None
+        self,
+        name: str,
+        assignment: Sequence[Sequence[int]],
+        configs: dict[str, str] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> TopicInfo:
         """Create a topic whose logs are made in a worker thread, so that
         thousands of partitions do not stall the event loop; it becomes
         visible, whole, when they are all made. The name stays reserved
-        (``creating``) meanwhile."""
+        (``creating``) meanwhile. A single node does not wait on
+        ``deadline``: the topic is whole when this returns."""
         self.creating.add(name)
         try:
             info = self.metadata.create_topic(name, assignment, configs, publish=False)
@@ -119,7 +137,9 @@ class Topics:
         finally:
             self.creating.discard(name)
 
-    async def add_partitions(self, name: str, assignments: Sequence[Sequence[int]]) -> TopicInfo | None:
+    async def add_partitions(
+        self, name: str, assignments: Sequence[Sequence[int]], *, deadline: float | None = None
+    ) -> TopicInfo | None:
         """Grow a topic by one partition per assignment (logs made off the
         loop); None if the topic was deleted meanwhile. Callers serialise
         with ``admin_lock``; the name is reserved so that a deletion and a
@@ -190,7 +210,7 @@ class Topics:
         log.info("deleted topic %s", name)
         return info
 
-    async def detach_logs(self, info: TopicInfo) -> None:
+    async def detach_logs(self, info: TopicInfo, *, deadline: float | None = None) -> None:
         """Close a deleted topic's logs and rename their directories
         ``*-delete`` a chunk at a time, then have their files removed in a
         worker thread; the name is free again once all are renamed."""
@@ -224,5 +244,6 @@ class Topics:
         self.creating.difference_update(names)
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Applied on return (the protocol's None)."""
         self.metadata.set_topic_configs(name, configs)
         self.logs.update_config(name, self.log_config_for(name))

@@ -158,12 +158,19 @@ def check_meta_properties(dirs: list[Path], node_id: int, cluster_id: str | None
     return agreed
 
 
-def write_meta_properties(dirs: list[Path], node_id: int, cluster_id: str) -> None:
-    """Give every dir a meta.properties, keeping a dir's own directory.id."""
+def write_meta_properties(dirs: list[Path], node_id: int, cluster_id: str, *, zookeeper: bool = False) -> None:
+    """Give every dir a meta.properties, keeping a dir's own directory.id.
+
+    A ZooKeeper-mode broker writes what Kafka's does (``KafkaServer``,
+    not migrating): version 0 with ``broker.id`` and ``cluster.id``, and no
+    new directory.id."""
     for d in dirs:
         old = read_meta_properties(d)
-        directory_id = old.directory_id if old is not None and old.directory_id else new_kafka_uuid()
-        meta = MetaProperties(cluster_id, node_id, directory_id)
+        directory_id = old.directory_id if old is not None and old.directory_id else None
+        if zookeeper:
+            meta = MetaProperties(cluster_id, node_id, directory_id, version=0)
+        else:
+            meta = MetaProperties(cluster_id, node_id, directory_id or new_kafka_uuid())
         if old != meta:
             write_atomically(d / META_PROPERTIES, meta.to_text().encode())
 

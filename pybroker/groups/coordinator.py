@@ -34,8 +34,11 @@ partition of the offsets topic is loading, active, or not ours: requests
 for a group whose partition is loading answer COORDINATOR_LOAD_IN_PROGRESS,
 for one whose partition this broker does not lead NOT_COORDINATOR
 (``status``). On a single node every partition is loaded before the
-listeners serve; ``load_partition``/``unload_partition`` are where
-leadership changes will move them. A timer task sleeps until the
+listeners serve. In cluster mode (``cluster=True``) the broker calls
+``load_partition``/``unload_partition`` as it gains and loses the
+leadership of each partition, the coordinator of a group is the broker
+leading its partition (none while it has no leader), and before the
+offsets topic exists no group is ours (NOT_COORDINATOR, as Kafka). A timer task sleeps until the
 earliest deadline of any group (session expiry, join, sync or rebalance
 timeout) and then ticks the groups; every operation that may move a
 deadline wakes it.
@@ -86,8 +89,11 @@ class GroupCoordinator:
     ``topic_by_id`` and ``broker``, this node) and ``create_topic`` (makes
     the offsets topic on first use, as Kafka does)."""
 
-    def __init__(self, config, replicas: Replicas, metadata, create_topic: Callable[[str, int, dict], Any]):
+    def __init__(
+        self, config, replicas: Replicas, metadata, create_topic: Callable[[str, int, dict], Any], cluster: bool = False
+    ):
         self.cluster_config = config
+        self.cluster = cluster
         self.replicas = replicas
         self.metadata = metadata
         self.create_topic = create_topic
@@ -166,10 +172,15 @@ class GroupCoordinator:
         COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR. Before the
         offsets topic exists every group is ours (it is made on first use)."""
         if self.metadata.topic(OFFSETS_TOPIC) is None:
-            return ErrorCode.NONE
+            return ErrorCode.NOT_COORDINATOR if self.cluster else ErrorCode.NONE
         index = self.partition_index(group_id)
         state = self.partitions.get(index)
-        if state is None and index not in self.resigned and self.replicas.partition(OFFSETS_TOPIC, index) is not None:
+        if (
+            state is None
+            and not self.cluster
+            and index not in self.resigned
+            and self.replicas.partition(OFFSETS_TOPIC, index) is not None
+        ):
             # Made by someone else since we loaded (an admin's CreateTopics):
             # on a single node it is ours, and new.
             self.load_partition(index, now_ms())
@@ -188,13 +199,22 @@ class GroupCoordinator:
     def ensure_offsets_topic(self) -> None:
         if self.metadata.topic(OFFSETS_TOPIC) is None:
             self.create_topic(OFFSETS_TOPIC, self.num_partitions, dict(OFFSETS_TOPIC_CONFIGS))
-            for index in range(self.num_partitions):
-                self.partitions[index] = ACTIVE  # new and empty: nothing to load
+            if not self.cluster:  # in cluster mode it comes through the metadata, and leadership
+                for index in range(self.num_partitions):
+                    self.partitions[index] = ACTIVE  # new and empty: nothing to load
 
     def coordinator_for(self, group_id: str):
-        """The broker coordinating ``group_id`` (this one, on a single node)."""
+        """The broker coordinating ``group_id``: this one on a single node;
+        in cluster mode the leader of its partition, None while there is
+        none (the offsets topic being created, say)."""
         self.ensure_offsets_topic()
-        return self.metadata.this_broker
+        if not self.cluster:
+            return self.metadata.this_broker
+        info = self.metadata.topic(OFFSETS_TOPIC)
+        if info is None:
+            return None
+        leader = info.partitions[partition_for(group_id, len(info.partitions))].leader
+        return self.metadata.broker(leader) if leader >= 0 else None
 
     def partition_index(self, group_id: str) -> int:
         return partition_for(group_id, self.num_partitions)

@@ -18,11 +18,17 @@ gets INVALID_REQUEST "Cannot update these configs dynamically", which is
 what Kafka answers for its static properties. BROKER_LOGGER is not part of
 this API (INVALID_REQUEST, as with Kafka); GROUP and CLIENT_METRICS are not
 supported (INVALID_REQUEST).
+
+In cluster mode a topic's configs are written to ZooKeeper
+(``/config/topics/<t>`` and a change notification, Kafka's AdminZkClient
+``changeTopicConfig``) and the answer waits until this broker has applied
+them; every broker applies them as the notification reaches it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -33,7 +39,7 @@ from .. import topic_configs as tc
 from ..cluster.admin import TopicAdmin, topic_name_problem
 from ..cluster.metadata import MetadataView
 from ..config import BrokerConfig
-from . import handles
+from . import Later, handles
 
 
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
@@ -45,35 +51,55 @@ def alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
             raise KafkaError(ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls))
         if r.resource_type == tc.TOPIC_RESOURCE:
             overrides = {c.name: c.value for c in r.configs}
-            alter_topic(config, metadata, topics, r.resource_name, overrides, req.validate_only)
-        elif r.resource_type == tc.BROKER_RESOURCE:
+            return alter_topic(config, metadata, topics, r.resource_name, overrides, req.validate_only)
+        if r.resource_type == tc.BROKER_RESOURCE:
             check_broker_change(config, r.resource_name, [c.name for c in r.configs])
-        else:
-            raise KafkaError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
+            return None
+        raise KafkaError(ErrorCode.INVALID_REQUEST, unsupported(r.resource_type))
 
-    return AlterConfigsResponse(responses=answer_each(req.resources, alter, AlterConfigsResourceResponse))
+    responses, pending = answer_each(req.resources, alter, AlterConfigsResourceResponse)
+    return when_applied(AlterConfigsResponse(responses=responses), pending)
 
 
-def answer_each(resources, alter, response_class) -> list:
+def answer_each(resources, alter, response_class) -> tuple[list, list]:
     """Run ``alter(resource)`` for each resource (one given twice is refused
     whole) and answer each with its own error: the loop both AlterConfigs
-    APIs share."""
+    APIs share. Also returns the changes still being applied (cluster
+    mode): (response, awaitable) for each ``alter`` that returned one."""
     repeated = Counter((r.resource_type, r.resource_name) for r in resources)
-    responses = []
+    responses, pending = [], []
     for r in resources:
-        code, message = ErrorCode.NONE, None
+        code, message, applying = ErrorCode.NONE, None, None
         try:
             if repeated[(r.resource_type, r.resource_name)] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
-            alter(r)
+            applying = alter(r)
         except KafkaError as exc:
             code, message = exc.code, exc.message
-        responses.append(
-            response_class(
-                error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name
-            )
+        response = response_class(
+            error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name
         )
-    return responses
+        responses.append(response)
+        if applying is not None:
+            pending.append((response, applying))
+    return responses, pending
+
+
+def when_applied(response, pending: list):
+    """The response now, or once every pending change has applied, each
+    failure answered on its own resource."""
+    if not pending:
+        return response
+
+    async def wait():
+        for resource, applying in pending:
+            try:
+                await applying
+            except KafkaError as exc:
+                resource.error_code, resource.error_message = exc.code, exc.message
+        return response
+
+    return Later(wait)
 
 
 def unsupported(resource_type: int) -> str:
@@ -94,8 +120,10 @@ def alter_topic(
     name: str,
     overrides: dict[str, str],
     validate_only: bool,
-) -> None:
-    """Make ``overrides`` the topic's configs, after Kafka's checks."""
+) -> Awaitable[None] | None:
+    """Make ``overrides`` the topic's configs, after Kafka's checks; what
+    ``TopicAdmin.set_topic_configs`` returns (cluster mode: the change
+    still applying)."""
     if not name:
         raise KafkaError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     problem = topic_name_problem(name)
@@ -108,7 +136,8 @@ def alter_topic(
     if info is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
     if not validate_only and overrides != info.configs:
-        topics.set_topic_configs(name, overrides)
+        return topics.set_topic_configs(name, overrides)
+    return None
 
 
 def check_broker_change(config: BrokerConfig, name: str, changed: list[str]) -> None:

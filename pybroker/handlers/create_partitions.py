@@ -15,11 +15,18 @@ POLICY_VIOLATION for every topic of it. The assignments given are kept
 (the new partitions' replicas, the first the preferred leader); without
 them the new partitions are placed as Kafka places them, with the topic's
 replication factor.
+
+In cluster mode the topic znode is rewritten (a versioned write) and the
+answer waits until this broker sees a leader for every new partition, or
+answers REQUEST_TIMED_OUT at the request's timeout, as Kafka's
+ZooKeeper-mode broker (``ZkAdminManager.createPartitions``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -28,13 +35,13 @@ from pybroker.protocol.registry import ApiKey
 
 from ..cluster.admin import TopicAdmin
 from ..cluster.metadata import MetadataView
-from ..cluster.placement import assign_replicas
+from ..config import BrokerConfig
 from . import Later, handles
-from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, check_assignment
+from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, check_assignment, place
 
 
 @handles(ApiKey.CREATE_PARTITIONS, 0, 3)
-def create_partitions(ctx, req, *, metadata: MetadataView, topics: TopicAdmin):
+def create_partitions(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
     added = sum(max(t.count - _current(metadata, t.name), 0) for t in req.topics)
     if added > MAX_RECORDS_PER_REQUEST:
         return CreatePartitionsResponse(
@@ -47,6 +54,7 @@ def create_partitions(ctx, req, *, metadata: MetadataView, topics: TopicAdmin):
         )
 
     async def add():
+        deadline = trio.current_time() + max(req.timeout_ms, 0) / 1000
         # One change at a time, each checked against the topics as they are
         # once its turn comes: another request may have grown them meanwhile.
         async with topics.admin_lock:
@@ -60,7 +68,7 @@ def create_partitions(ctx, req, *, metadata: MetadataView, topics: TopicAdmin):
                 try:
                     if counts[topic.name] > 1:
                         raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-                    await _add(metadata, topics, topic, req.validate_only)
+                    await _add(config, metadata, topics, topic, req.validate_only, deadline)
                 except KafkaError as exc:
                     result.error_code, result.error_message = exc.code, exc.message
                 results.append(result)
@@ -74,7 +82,9 @@ def _current(metadata: MetadataView, name: str) -> int:
     return len(info.partitions) if info is not None else 0
 
 
-async def _add(metadata: MetadataView, topics: TopicAdmin, topic, validate_only: bool) -> None:
+async def _add(
+    config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, topic, validate_only: bool, deadline: float
+) -> None:
     info = metadata.topic(topic.name)
     if info is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
@@ -99,16 +109,10 @@ async def _add(metadata: MetadataView, topics: TopicAdmin, topic, validate_only:
         for a in topic.assignments:
             check_assignment(a.broker_ids, set(brokers), factor)
         assignments = [list(a.broker_ids) for a in topic.assignments]
-    elif factor > len(brokers):
-        raise KafkaError(
-            ErrorCode.INVALID_REPLICATION_FACTOR,
-            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
-            f"cannot be reached because only {len(brokers)} broker(s) are registered.",
-        )
     else:
-        assignments = assign_replicas(brokers, additional, factor, first_partition=current)
+        assignments = place(config, metadata, additional, factor, first_partition=current)
     if validate_only:
         return
-    grown = await topics.add_partitions(topic.name, assignments)
+    grown = await topics.add_partitions(topic.name, assignments, deadline=deadline)
     if grown is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic was deleted while its partitions were added.")

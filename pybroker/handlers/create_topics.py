@@ -19,8 +19,16 @@ with num_partitions or replication_factor other than -1 INVALID_REQUEST,
 a bad assignment (empty, unknown or repeated broker, uneven replica counts,
 indexes not 0..n-1) INVALID_REPLICA_ASSIGNMENT, a replication factor of 0 or
 below -1 or above the broker count INVALID_REPLICATION_FACTOR, a partition
-count of 0 or below -1 INVALID_PARTITIONS. The request's timeout is not
-waited on: creation is complete when the response is sent.
+count of 0 or below -1 INVALID_PARTITIONS. On a single node the
+request's timeout is not waited on: creation is complete when the
+response is sent.
+
+In cluster mode placement is over the live brokers, rack-aware when they
+have racks (``broker.rack``), and a factor above their number gets
+Kafka's ZooKeeper-mode message (``AdminUtils.assignReplicasToBrokers``);
+the topic is written to ZooKeeper and answered once this broker sees a
+leader for every partition, or REQUEST_TIMED_OUT at the request's timeout
+(the topic is created all the same), as Kafka's ``ZkAdminManager``.
 
 A manual assignment is kept as given: partition ``i`` gets the replicas
 listed for it, the first its preferred leader. Otherwise the replicas are
@@ -38,6 +46,8 @@ counts as existing meanwhile.
 from __future__ import annotations
 
 from collections import Counter
+
+import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -97,10 +107,11 @@ def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
     response = CreateTopicsResponse(topics=results)
 
     async def create():
+        deadline = trio.current_time() + max(req.timeout_ms, 0) / 1000
         try:
             for result, assignment, configs in to_create:
                 try:
-                    info = await topics.create_topic_async(result.name, assignment, configs)
+                    info = await topics.create_topic_async(result.name, assignment, configs, deadline=deadline)
                 except KafkaError as exc:
                     result.error_code, result.error_message = exc.code, exc.message
                     continue
@@ -223,13 +234,32 @@ def _layout(config: BrokerConfig, metadata: MetadataView, topic) -> tuple[list[l
         raise KafkaError(ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.")
     partitions = config["num.partitions"] if topic.num_partitions == -1 else topic.num_partitions
     factor = config["default.replication.factor"] if topic.replication_factor == -1 else topic.replication_factor
+    return place(config, metadata, partitions, factor), factor
+
+
+def place(config: BrokerConfig, metadata: MetadataView, partitions: int, factor: int, first_partition: int = 0):
+    """New partitions' replicas over the brokers the metadata knows (live
+    ones, in cluster mode), rack-aware when they have racks."""
+    brokers = metadata.brokers()
     if factor > len(brokers):
-        raise KafkaError(
-            ErrorCode.INVALID_REPLICATION_FACTOR,
-            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
-            f"cannot be reached because only {len(brokers)} broker(s) are registered.",
-        )
-    return assign_replicas(list(brokers), partitions, factor), factor
+        raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, replication_factor_problem(config, factor, len(brokers)))
+    racks = {b.node_id: b.rack for b in brokers}
+    try:
+        return assign_replicas(list(racks), partitions, factor, racks=racks, first_partition=first_partition)
+    except ValueError as exc:  # racks on some brokers only, say
+        raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc)) from None
+
+
+def replication_factor_problem(config: BrokerConfig, factor: int, brokers: int) -> str:
+    """Kafka's message for a factor above the broker count: its
+    ZooKeeper-mode broker's in cluster mode, its KRaft controller's on a
+    single node (as before there was a cluster mode)."""
+    if config.cluster_mode:
+        return f"Replication factor: {factor} larger than available brokers: {brokers}."
+    return (
+        f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
+        f"cannot be reached because only {brokers} broker(s) are registered."
+    )
 
 
 def check_assignment(broker_ids: list[int], brokers: set[int], factor: int | None) -> None:

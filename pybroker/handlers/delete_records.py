@@ -7,7 +7,8 @@ the segments wholly below it, and returns the new log start as
 ``handleDeleteRecordsRequest``, ReplicaManager ``deleteRecordsOnLocalLog``,
 Partition ``deleteRecordsOnLeader``, UnifiedLog
 ``maybeIncrementLogStartOffset``): an unknown partition gets
-UNKNOWN_TOPIC_OR_PARTITION, an internal topic INVALID_TOPIC_EXCEPTION, a
+UNKNOWN_TOPIC_OR_PARTITION (one this broker does not lead, in cluster
+mode, NOT_LEADER_OR_FOLLOWER), an internal topic INVALID_TOPIC_EXCEPTION, a
 topic whose cleanup.policy lacks ``delete`` POLICY_VIOLATION, a negative
 offset or one past the high watermark OFFSET_OUT_OF_RANGE; failed
 partitions report low_watermark -1. An offset at or below the current log
@@ -51,7 +52,7 @@ def delete_records(ctx, req, *, replicas: ReplicaManager):
             try:
                 part = replicas.partition(t.name, p.partition_index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(t.name, p.partition_index)
                 if t.name in INTERNAL_TOPICS:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"{t.name} is an internal topic")
                 low = part.delete_records(p.offset)

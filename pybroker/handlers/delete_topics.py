@@ -20,11 +20,19 @@ keep the deleted partitions, as Kafka's do (FetchSession.scala): their next
 fetch reports the error, which is how a consumer learns of the deletion;
 dropping them silently would leave it waiting on a partition the broker no
 longer answers for.
+
+In cluster mode the topic is marked for deletion in ZooKeeper
+(``/admin/delete_topics/<t>``, Kafka's AdminZkClient ``deleteTopic``), the
+controller deletes it, and the answer waits until this broker's cache no
+longer has it (its logs removed here), or is REQUEST_TIMED_OUT at the
+request's timeout, as Kafka's ``ZkAdminManager.deleteTopics``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
@@ -97,21 +105,28 @@ def delete_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
             )
         else:
             to_delete[info.topic_id] = name
-    deleted = []
+    deleted = []  # (topic, its result)
     for topic_id, name in to_delete.items():
         try:
-            deleted.append(topics.delete_topic(name))
+            info = topics.delete_topic(name)
         except KafkaError as exc:
             answer(name, topic_id, exc.code, exc.message)
             continue
         answer(name, topic_id, ErrorCode.NONE)
+        deleted.append((info, results[-1]))
     response = DeleteTopicsResponse(responses=results)
     if not deleted:
         return response
 
     async def detach():
-        for info in deleted:
-            await topics.detach_logs(info)
+        deadline = trio.current_time() + max(req.timeout_ms, 0) / 1000
+        for info, result in deleted:
+            try:
+                await topics.detach_logs(info, deadline=deadline)
+            except KafkaError as exc:
+                result.error_code = exc.code
+                if version >= 5:
+                    result.error_message = exc.message
         return response
 
     return Later(detach)

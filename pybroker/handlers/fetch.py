@@ -15,6 +15,10 @@ is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
 an append to any partition it asked for.
 
+A consumer fetching from a broker that does not lead the partition (a
+follower, or not hosting it: cluster mode) gets NOT_LEADER_OR_FOLLOWER
+with -1 offsets, after the leader epoch check, as Kafka answers.
+
 Each partition is read on its own: one in an offline log directory (or
 whose read fails, which takes the directory offline) gets
 KAFKA_STORAGE_ERROR, any other exception UNKNOWN_SERVER_ERROR (logged with
@@ -140,6 +144,8 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
         else:
             part = replicas.partition(w.topic, w.index)
             try:
+                if part is None:
+                    raise replicas.missing(w.topic, w.index)
                 data = _read_partition(part, w, isolation, remaining, first, zero_copy)
             except KafkaError as exc:
                 data = _failed(w.index, exc.code)
@@ -180,8 +186,6 @@ def _failed(index: int, code: ErrorCode) -> PartitionData:
 def _read_partition(
     part, w: SessionPartition, isolation: int, remaining: int, first: bool, zero_copy: bool
 ) -> PartitionData:
-    if part is None:
-        return _failed(w.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     # Positional: once per partition of every Fetch.
     read = part.read(w.fetch_offset, min(w.max_bytes, remaining), isolation, -1, w.leader_epoch, first, zero_copy)
     return PartitionData(

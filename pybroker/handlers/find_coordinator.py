@@ -5,7 +5,10 @@ error message; v3 is flexible; v4 batches several keys per request (a v4+
 response answers each key in ``coordinators``). The coordinator of a group
 is the leader of partition abs(hash(group)) % offsets.topic.num.partitions
 of __consumer_offsets, which is created on first use, as Kafka does; on a
-single node that is this broker. Transaction coordinators need the
+single node that is this broker. In cluster mode it is the broker the
+partition's state names as leader, and COORDINATOR_NOT_AVAILABLE while
+there is none (the topic being created, or fewer live brokers than
+``offsets.topic.replication.factor`` to create it on). Transaction coordinators need the
 transaction state topic, which pybroker does not have yet: key type 1 gets
 COORDINATOR_NOT_AVAILABLE.
 """

@@ -41,7 +41,7 @@ from ..cluster.admin import TopicAdmin
 from ..cluster.metadata import MetadataView
 from ..config import BrokerConfig
 from . import handles
-from .alter_configs import alter_topic, answer_each, check_broker_change, check_keys, unsupported
+from .alter_configs import alter_topic, answer_each, check_broker_change, check_keys, unsupported, when_applied
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
@@ -51,15 +51,17 @@ log = logging.getLogger("pybroker.configs")
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
 def incremental_alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
-    responses = answer_each(
+    responses, pending = answer_each(
         req.resources,
         lambda r: _alter(config, metadata, topics, r, req.validate_only),
         AlterConfigsResourceResponse,
     )
-    return IncrementalAlterConfigsResponse(responses=responses)
+    return when_applied(IncrementalAlterConfigsResponse(responses=responses), pending)
 
 
-def _alter(config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, resource, validate_only: bool) -> None:
+def _alter(config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, resource, validate_only: bool):
+    """Check and apply one resource's operations; a topic change still
+    applying (cluster mode) is returned as its awaitable."""
     ops = resource.configs
     check_keys([c.name for c in ops])
     nulls = [c.name for c in ops if c.config_operation != DELETE and c.value is None]
@@ -72,13 +74,14 @@ def _alter(config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, res
     if kind == tc.TOPIC_RESOURCE:
         info = metadata.topic(name)
         current = dict(info.configs) if info is not None else {}
-        alter_topic(config, metadata, topics, name, apply_ops(current, ops), validate_only)
-    elif kind == tc.BROKER_RESOURCE:
+        return alter_topic(config, metadata, topics, name, apply_ops(current, ops), validate_only)
+    if kind == tc.BROKER_RESOURCE:
         check_broker_change(config, name, [c.name for c in ops if c.config_operation != DELETE])
     elif kind == tc.BROKER_LOGGER_RESOURCE:
         _alter_loggers(config.node_id, name, ops, validate_only)
     else:
         raise KafkaError(ErrorCode.INVALID_REQUEST, unsupported(kind))
+    return None
 
 
 def apply_ops(configs: dict[str, str], ops) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Special timestamps: -1 latest (the high watermark for consumers, the last
 stable offset for read_committed, the log end for a debug replica id -2),
 -2 earliest (the log start), -3 the record with the largest timestamp (v7,
-KIP-734). Any other timestamp finds the first record at or after it, or
+KIP-734); only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, in
+cluster mode) but for the debug replica id. Any other timestamp finds the first record at or after it, or
 -1/-1 when there is none. v2 isolation level; v4 leader epochs in and out
 (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); v6 flexible. A partition
 listed twice gets INVALID_REQUEST, as with Kafka. A partition in an
@@ -53,7 +54,7 @@ def list_offsets(ctx, req, *, replicas: ReplicaManager):
             try:
                 part = replicas.partition(t.name, p.partition_index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(t.name, p.partition_index)
                 timestamp, offset, epoch = part.fetch_offset_for_timestamp(
                     p.timestamp, isolation, req.replica_id, p.current_leader_epoch
                 )

@@ -16,6 +16,12 @@ LEADER_NOT_AVAILABLE with leader -1. A partition whose log directory has
 failed here is reported as Kafka's controller leaves a single replica that
 went offline: LEADER_NOT_AVAILABLE, no leader (-1), and this broker among
 its offline replicas.
+
+In cluster mode the answer comes from this broker's cache of ZooKeeper
+(every live broker, the controller, each partition's state), the same on
+every broker once a change has reached them; a topic auto-created here is
+written to ZooKeeper in the background and answered LEADER_NOT_AVAILABLE,
+as Kafka's ZooKeeper-mode broker answers (``AutoTopicCreationManager``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.metadata_response import (
     MetadataResponse,
     MetadataResponseBroker,
@@ -34,6 +41,7 @@ from pybroker.protocol.registry import ApiKey
 
 from ..cluster.admin import TopicAdmin, topic_name_problem
 from ..cluster.metadata import MetadataView
+from ..cluster.model import INTERNAL_TOPICS
 from ..config import BrokerConfig
 from . import handles
 
@@ -86,7 +94,18 @@ def metadata(
             else:
                 info = md.topic(wanted.name)
                 if info is None and auto_create:
-                    info = topics.auto_create_topic(wanted.name)
+                    try:
+                        info = topics.auto_create_topic(wanted.name)
+                    except KafkaError as exc:  # cluster mode: being created (LEADER_NOT_AVAILABLE), or refused
+                        found.append(
+                            MetadataResponseTopic(
+                                error_code=exc.code,
+                                name=wanted.name,
+                                topic_id=ZERO_UUID,
+                                is_internal=wanted.name in INTERNAL_TOPICS,
+                            )
+                        )
+                        continue
                 if info is None:
                     code = ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_problem(wanted.name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     found.append(MetadataResponseTopic(error_code=code, name=wanted.name, topic_id=ZERO_UUID))

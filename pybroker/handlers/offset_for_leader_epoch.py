@@ -8,7 +8,8 @@ follower to truncate (KIP-101). v2 adds current_leader_epoch fencing
 (FENCED_LEADER_EPOCH when older than ours, UNKNOWN_LEADER_EPOCH when
 newer; -1 skips the check) and throttle time; v3 adds the replica id
 (-1 for consumers; the leader answers either way, as Kafka does now);
-v4 is flexible. An unknown partition gets UNKNOWN_TOPIC_OR_PARTITION, an
+v4 is flexible. Only the leader answers: elsewhere (cluster mode) the
+partition gets NOT_LEADER_OR_FOLLOWER, after the epoch check. An unknown partition gets UNKNOWN_TOPIC_OR_PARTITION, an
 epoch the log cannot place epoch -1 and offset -1 without error (apache/kafka
 ReplicaManager ``lastOffsetForLeaderEpoch``, Partition
 ``lastOffsetForLeaderEpoch``, UnifiedLog ``endOffsetForEpoch``), a
@@ -49,7 +50,7 @@ def _answer(replicas, topic: str, p) -> EpochEndOffset:
     part = replicas.partition(topic, p.partition)
     try:
         if part is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            raise replicas.missing(topic, p.partition)
         out.leader_epoch, out.end_offset = part.end_offset_for_epoch(p.leader_epoch, p.current_leader_epoch)
     except KafkaError as exc:
         out.error_code = exc.code

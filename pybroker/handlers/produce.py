@@ -20,6 +20,10 @@ is held: the rest of its checks run in a worker thread, OFF_LOOP_CHECKS at
 a time across the broker, while this connection reads no further request
 and every other one carries on; then the request is handled as usual.
 
+A partition this broker does not lead (a follower here, or not hosted
+here while the topic exists: cluster mode) gets NOT_LEADER_OR_FOLLOWER,
+an unknown one UNKNOWN_TOPIC_OR_PARTITION.
+
 Failures are per partition, as in Kafka's ReplicaManager.appendToLocalLog:
 a partition in an offline log directory, or whose append or fsync fails
 (which takes its directory offline), gets KAFKA_STORAGE_ERROR; one deleted
@@ -91,7 +95,7 @@ def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
                     raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
                 part = replicas.partition(topic.name, pdata.index)
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise replicas.missing(topic.name, pdata.index)
                 check = checks.get(id(pdata))
                 if check is None:
                     check = _check(part, pdata.records, version, now, None)

@@ -9,6 +9,6 @@ KAFKA_STORAGE_ERROR here, so handlers never see storage exceptions.
 """
 
 from .manager import Appended, Origin, ReplicaManager
-from .partition import Partition
+from .partition import Partition, Role
 
-__all__ = ["Appended", "Origin", "Partition", "ReplicaManager"]
+__all__ = ["Appended", "Origin", "Partition", "ReplicaManager", "Role"]

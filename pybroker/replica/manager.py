@@ -25,7 +25,7 @@ from pybroker.protocol.record_batch import RecordBatch
 from pybroker.storage.log import KafkaStorageError
 
 from .flusher import Flusher
-from .partition import Partition, next_append, storage_error
+from .partition import Partition, Role, next_append, storage_error
 
 log = logging.getLogger("pybroker.replica")
 
@@ -81,11 +81,24 @@ class ReplicaManager:
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.flusher = Flusher()
         self.logs = None  # the LogManager, once the logs are open
+        # The cluster metadata (read only), to tell a partition that exists
+        # elsewhere from one that does not exist at all.
+        self.metadata = None
 
     # -- hosting ---------------------------------------------------------------
 
     def partition(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    def missing(self, topic: str, index: int) -> KafkaError:
+        """Why this broker does not host ``topic-index``: the partition
+        exists on other brokers (NOT_LEADER_OR_FOLLOWER), or nowhere
+        (UNKNOWN_TOPIC_OR_PARTITION) — Kafka's ReplicaManager
+        ``getPartitionOrError``."""
+        info = self.metadata.topic(topic) if self.metadata is not None else None
+        if info is not None and 0 <= index < len(info.partitions):
+            return KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"this broker hosts no replica of {topic}-{index}")
+        return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"this broker hosts no partition {topic}-{index}")
 
     def add(self, topic: str, index: int, plog, info) -> Partition:
         part = self.partitions[(topic, index)] = Partition(topic, index, plog, info, self.node_id)
@@ -107,7 +120,9 @@ class ReplicaManager:
         raises KafkaError when it is refused."""
         part = self.partitions.get((topic, index))
         if part is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"this broker hosts no partition {topic}-{index}")
+            raise self.missing(topic, index)
+        if part.role is not Role.LEADER and origin is not Origin.REPLICATION:
+            part.check_leader()  # before min.insync.replicas, as Kafka checks
         if acks == -1 and len(part.isr) < part.log.config.min_insync_replicas:
             raise KafkaError(
                 ErrorCode.NOT_ENOUGH_REPLICAS,

@@ -1,10 +1,17 @@
 """One partition replica this broker hosts, over its log.
 
-The replica's role (always leader until replication arrives), its leader
-epoch and in-sync replica set, the high watermark and last stable offset,
-the checks of a request's leader epoch, reads for Fetch, appends, offsets
-by timestamp, DeleteRecords, end offsets of epochs, and the long-poll
-waiters that an append wakes.
+The replica's role, its leader epoch and in-sync replica set, the high
+watermark and last stable offset, the checks of a request's leader epoch,
+reads for Fetch, appends, offsets by timestamp, DeleteRecords, end offsets
+of epochs, and the long-poll waiters that an append wakes.
+
+The role and leader epoch come from the partition's state (on a single
+node this broker leads everything; in cluster mode the state znode names
+the leader). A follower answers clients as Kafka's does
+(``Partition.localLogWithEpochOrThrow``): the request's leader epoch is
+checked first, then leadership, NOT_LEADER_OR_FOLLOWER. Followers copy
+nothing yet (replication is the next step), so a leader's own ISR for
+its high watermark is itself alone, whatever ISR the state reports.
 
 The high watermark is the smallest log end offset over the ISR, never
 moving back; with this node alone in the ISR it is the log end as soon
@@ -138,6 +145,19 @@ class Partition:
             except KafkaStorageError as exc:
                 raise storage_error(exc) from None
 
+    def become(self, info: PartitionInfo, role: Role) -> None:
+        """A new state (leader epoch) or role from the cluster metadata;
+        waiting long polls wake to look again."""
+        self.info = info
+        self.role = role
+        self.wake()
+
+    def check_leader(self) -> None:
+        if self.role is not Role.LEADER:
+            raise KafkaError(
+                ErrorCode.NOT_LEADER_OR_FOLLOWER, f"broker {self.node_id} is not the leader of {self.topic}-{self.index}"
+            )
+
     def check_leader_epoch(self, current: int) -> None:
         """A request's current leader epoch (-1: not checked) against ours:
         an older one is fenced, a newer one not known here yet."""
@@ -182,6 +202,8 @@ class Partition:
         producer checks first (KafkaError INVALID_PRODUCER_EPOCH,
         OUT_OF_ORDER_SEQUENCE_NUMBER), a duplicate comes back with its
         original offsets, unwritten."""
+        if self.role is not Role.LEADER:
+            self.check_leader()
         try:
             result = self.log.append_as_leader([batch], leader_epoch=self.info.leader_epoch, now=now)
         except KafkaStorageError as exc:
@@ -224,6 +246,9 @@ class Partition:
                 else ErrorCode.UNKNOWN_LEADER_EPOCH
             )
             return FetchRead(b"", hw, lso, start, code)
+        if self.role is not Role.LEADER and replica_id < 0:
+            # Kafka answers a read it refuses with unknown (-1) offsets.
+            return FetchRead(b"", -1, -1, -1, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if max_bytes <= 0 and not min_one_message:
             return FetchRead(b"", hw, lso, start, ErrorCode.NONE)
         try:
@@ -250,6 +275,8 @@ class Partition:
             if log.offline is not None:
                 log.check_online()
             self.check_leader_epoch(current_leader_epoch)
+            if replica_id != DEBUG_REPLICA:
+                self.check_leader()
             if timestamp == LATEST:
                 if replica_id == DEBUG_REPLICA:
                     found = (-1, log.log_end_offset)
@@ -279,6 +306,7 @@ class Partition:
         try:
             if log.offline is not None:
                 log.check_online()
+            self.check_leader()
             if not log.config.delete:
                 raise KafkaError(ErrorCode.POLICY_VIOLATION, "the topic's cleanup.policy does not include delete")
             if offset == -1:
@@ -294,6 +322,7 @@ class Partition:
         Raises KafkaError."""
         self.check_online()
         self.check_leader_epoch(current_leader_epoch)
+        self.check_leader()
         return end_offset_for(self.log, self.info.leader_epoch, requested)
 
     # -- long polls ----------------------------------------------------------
