@@ -187,8 +187,8 @@ def test_zookeeper_unreachable_at_start_stops_the_broker(tmp_path):
     assert last.startswith("pybroker: ") and "Timed out waiting for connection" in last, out.stderr[-2000:]
 
 
-def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> list[str]:
-    """Lines of the process's stdout up to and including the one starting with ``marker``."""
+def read_until(proc: subprocess.Popen, marker: str, timeout: float, seen: list[str]) -> None:
+    """Append the process's stdout lines to ``seen`` until one starts with ``marker``."""
     lines: queue.Queue[str] = queue.Queue()
 
     def reader():
@@ -196,7 +196,6 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> list[str]
             lines.put(line.rstrip("\n"))
 
     threading.Thread(target=reader, daemon=True).start()
-    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         try:
@@ -204,8 +203,12 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> list[str]
         except queue.Empty:
             break
         if seen[-1].startswith(marker):
-            return seen
+            return
     raise AssertionError(f"no {marker!r} line within {timeout} s; printed:\n" + "\n".join(seen))
+
+
+def printed_pids(lines: list[str]) -> list[int]:
+    return [int(p) for line in lines for p in re.findall(r"\(pid (\d+)\)", line)]
 
 
 def pid_alive(pid: int) -> bool:
@@ -233,12 +236,12 @@ def test_cluster_command_serves_and_stops_everything_on_ctrl_c():
         stderr=subprocess.PIPE,
         text=True,
     )
-    pids: list[int] = []
+    lines: list[str] = []
     try:
         started = time.monotonic()
-        lines = read_until(proc, "bootstrap servers:", 90)
+        read_until(proc, "bootstrap servers:", 90, lines)
         print(f"\n`pybroker cluster` ready after {time.monotonic() - started:.1f} s")
-        pids = [int(p) for line in lines for p in re.findall(r"\(pid (\d+)\)", line)]
+        pids = printed_pids(lines)
         assert len(pids) == 4, lines  # ZooKeeper and three brokers
         data_dir = Path(next(line for line in lines if line.startswith("data and logs in")).split()[4])
         bootstrap = lines[-1].split(": ", 1)[1]
@@ -264,9 +267,13 @@ def test_cluster_command_serves_and_stops_everything_on_ctrl_c():
         assert not data_dir.exists()
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-        for pid in pids:  # the processes it printed, ours to clean up if it failed to
+            proc.terminate()  # it stops its cluster on SIGTERM as on Ctrl-C
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+        for pid in printed_pids(lines):  # the processes it printed, ours to clean up if it failed to
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
