@@ -223,10 +223,10 @@ class ZkMetadata:
     def _session_changed(self, state: str) -> None:
         if state == "suspended":
             log.warning("lost the connection to ZooKeeper; serving from the cached metadata meanwhile")
-            self._connected = trio.Event()
+            self._disconnected()
         elif state == "expired":
             log.error("the ZooKeeper session expired: every leadership here is dropped until registered again")
-            self._connected = trio.Event()
+            self._disconnected()
             self._brokers.pop(self.node_id, None)
             self.host.session_expired()
             self._new_session = True
@@ -235,6 +235,13 @@ class ZkMetadata:
             if self._new_session:
                 self._full = True
             self._wake_up()
+
+    def _disconnected(self) -> None:
+        # A suspension followed by an expiry is one disconnection: the run
+        # task may already wait on the event the first made, and the next
+        # "connected" must set that one.
+        if self._connected.is_set():
+            self._connected = trio.Event()
 
     def mark_all(self) -> None:
         """Re-read everything at the next pass."""

@@ -7,6 +7,8 @@ serving from its cache and keeps its registration."""
 import threading
 
 import pytest
+import trio
+import trio.testing
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kazoo.client import KazooClient
 
@@ -17,6 +19,7 @@ from pybroker.protocol.messages.offset_commit_request import (
     OffsetCommitRequestTopic,
 )
 from pybroker.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
+from pybroker.cluster.zk_metadata import ZkMetadata
 from pybroker.replica import Partition, Role
 from pybroker.zk.server import ZooKeeperServer
 
@@ -155,3 +158,25 @@ def test_zookeeper_restarted_within_the_session_changes_nothing(tmp_path):
 
 def view_leader(bootstrap: str) -> int:
     return partitions_view(metadata(bootstrap, ["steady"]), "steady")[0][1]
+
+
+async def test_a_suspension_then_an_expiry_is_one_disconnection(zk):
+    """The metadata task waits for the connection on the event the first
+    "suspended" made; the "expired" that follows must not replace it, or
+    the "connected" of the new session sets an event nobody waits on and
+    the broker never registers again (seen with a paused broker)."""
+    metadata = ZkMetadata(zk, node_id=1)
+    metadata._session_changed("suspended")
+    resumed = trio.Event()
+
+    async def wait_for_the_connection():
+        await metadata._connected.wait()
+        resumed.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for_the_connection)
+        await trio.testing.wait_all_tasks_blocked()
+        metadata._session_changed("expired")
+        metadata._session_changed("connected")
+        with trio.fail_after(5):
+            await resumed.wait()
