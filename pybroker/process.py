@@ -47,7 +47,7 @@ def request(bootstrap: str, body, version: int, timeout: float = 15, client_id: 
     return decode_response(body.API_KEY, version, frame)[1]
 
 
-def _terminate_with_parent() -> None:
+def terminate_with_parent() -> None:
     """In the child before exec: SIGTERM when the thread that started it dies (prctl PR_SET_PDEATHSIG)."""
     import ctypes
 
@@ -128,7 +128,7 @@ class BrokerProcess:
                 cwd=self.cwd,
                 start_new_session=self.own_session,
                 # Runs before exec and only calls prctl: safe beside other threads.
-                preexec_fn=_terminate_with_parent if self.own_session and sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=terminate_with_parent if self.own_session and sys.platform == "linux" else None,  # noqa: PLW1509
             )
 
     def wait_ready(self, timeout: float = 60) -> float:

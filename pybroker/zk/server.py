@@ -12,9 +12,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Self
+
+from pybroker.process import terminate_with_parent
 
 # Where Debian's and Ubuntu's ``zookeeper`` package puts it; the jar's
 # manifest names its dependencies. Without an SLF4J binding it logs nothing.
@@ -160,6 +163,9 @@ class ZooKeeperServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.data_dir,
+                # A launcher killed with -9 must not leave ZooKeeper behind.
+                # Runs before exec and only calls prctl: safe beside other threads.
+                preexec_fn=terminate_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             )
 
     def wait_ready(self, timeout: float = 60) -> float:

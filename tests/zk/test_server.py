@@ -114,3 +114,36 @@ def test_a_server_that_dies_at_start_says_why(tmp_path):
             server.wait_ready(60)
     finally:
         server.kill()
+
+
+def test_a_launcher_killed_with_minus_9_leaves_no_zookeeper(tmp_path):
+    """ZooKeeper dies with whatever started it (a `pybroker cluster` killed -9)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pybroker.zk.server import ZooKeeperServer\n"
+        f"s = ZooKeeperServer({str(tmp_path / 'zk')!r})\n"
+        "s.start(); s.wait_ready(60)\n"
+        "print(s.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    zk_pid = None
+    try:
+        zk_pid = int(launcher.stdout.readline())
+        assert not gone(zk_pid)
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(10)
+        deadline = time.monotonic() + 30
+        while not gone(zk_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the process table, bounded by the deadline
+        assert gone(zk_pid), "ZooKeeper outlived the process that started it"
+    finally:
+        launcher.kill()
+        launcher.wait(10)
+        if zk_pid is not None and not gone(zk_pid):
+            os.kill(zk_pid, signal.SIGKILL)
