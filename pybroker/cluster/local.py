@@ -28,6 +28,7 @@ from pybroker.protocol.errors import KafkaError
 from pybroker.storage.checkpoint import write_atomically
 from pybroker.storage.dirs import LogDirError, new_kafka_uuid
 
+from .metadata import TopicTable
 from .model import BrokerInfo, PartitionInfo, PartitionState, TopicInfo, new_partition
 
 METADATA_FILE = "cluster-metadata.json"
@@ -58,7 +59,7 @@ def find_metadata_file(log_dirs: list[Path], has_partitions: Callable[[Path], bo
     return log_dirs[0] / METADATA_FILE
 
 
-class LocalMetadata:
+class LocalMetadata(TopicTable):
     """The metadata of a single node: implements MetadataView and MetadataWriter."""
 
     def __init__(self, path: Path, node_id: int, broker: BrokerInfo, cluster_id: str | None = None):
@@ -107,21 +108,6 @@ class LocalMetadata:
     @property
     def controller_id(self) -> int:
         return self.node_id
-
-    def topic(self, name: str) -> TopicInfo | None:
-        return self._topics.get(name)
-
-    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        return self._by_id.get(topic_id)
-
-    def all_topics(self) -> list[TopicInfo]:
-        return list(self._topics.values())
-
-    def partition_state(self, topic: str, index: int) -> PartitionState | None:
-        info = self._topics.get(topic)
-        if info is None or not 0 <= index < len(info.partitions):
-            return None
-        return info.partitions[index].state
 
     def broker(self, node_id: int) -> BrokerInfo | None:
         return self.this_broker if node_id == self.node_id else None

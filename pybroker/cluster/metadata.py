@@ -80,3 +80,26 @@ class MetadataWriter(Protocol):
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
 
     def allocate_producer_ids(self, size: int = 1000) -> range: ...
+
+
+class TopicTable:
+    """The topic lookups of a MetadataView kept as two dicts, ``_topics``
+    (by name) and ``_by_id``, which the implementation fills."""
+
+    _topics: dict[str, TopicInfo]
+    _by_id: dict[uuid.UUID, TopicInfo]
+
+    def topic(self, name: str) -> TopicInfo | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return self._by_id.get(topic_id)
+
+    def all_topics(self) -> list[TopicInfo]:
+        return list(self._topics.values())
+
+    def partition_state(self, topic: str, index: int) -> PartitionState | None:
+        info = self._topics.get(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return None
+        return info.partitions[index].state

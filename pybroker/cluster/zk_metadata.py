@@ -59,6 +59,7 @@ from pybroker.zk import (
 )
 
 from . import znodes
+from .metadata import TopicTable
 from .model import BrokerInfo, PartitionInfo, PartitionState, TopicInfo
 from .zk_configs import ConfigChanges, gather
 
@@ -96,7 +97,7 @@ class Host:
         """Drop every leadership at once."""
 
 
-class ZkMetadata:
+class ZkMetadata(TopicTable):
     """MetadataView over ZooKeeper (see the module docstring)."""
 
     def __init__(self, zk: ZkClient, node_id: int):
@@ -140,21 +141,6 @@ class ZkMetadata:
     @property
     def controller_id(self) -> int:
         return self._controller
-
-    def topic(self, name: str) -> TopicInfo | None:
-        return self._topics.get(name)
-
-    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        return self._by_id.get(topic_id)
-
-    def all_topics(self) -> list[TopicInfo]:
-        return list(self._topics.values())
-
-    def partition_state(self, topic: str, index: int) -> PartitionState | None:
-        info = self._topics.get(topic)
-        if info is None or not 0 <= index < len(info.partitions):
-            return None
-        return info.partitions[index].state
 
     def broker(self, node_id: int) -> BrokerInfo | None:
         reg = self._brokers.get(node_id)

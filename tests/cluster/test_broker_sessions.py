@@ -12,6 +12,7 @@ import trio.testing
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kazoo.client import KazooClient
 
+from pybroker.cluster.zk_metadata import ZkMetadata
 from pybroker.protocol.messages.find_coordinator_request import FindCoordinatorRequest
 from pybroker.protocol.messages.offset_commit_request import (
     OffsetCommitRequest,
@@ -19,7 +20,6 @@ from pybroker.protocol.messages.offset_commit_request import (
     OffsetCommitRequestTopic,
 )
 from pybroker.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
-from pybroker.cluster.zk_metadata import ZkMetadata
 from pybroker.replica import Partition, Role
 from pybroker.zk.server import ZooKeeperServer
 

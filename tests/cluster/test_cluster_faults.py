@@ -14,7 +14,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ from kazoo.exceptions import NoNodeError
 
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports, wait_for
 from pybroker.process import free_port
+
+from .processes import listening, pid_alive
 
 SESSION_MS = 4000
 PROPS = {"zookeeper.session.timeout.ms": str(SESSION_MS), "group.initial.rebalance.delay.ms": "0"}
@@ -209,21 +210,6 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float, seen: list[s
 
 def printed_pids(lines: list[str]) -> list[int]:
     return [int(p) for line in lines for p in re.findall(r"\(pid (\d+)\)", line)]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers: look at its state.
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "\nState:\tZ" not in status.read_text()
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_cluster_command_serves_and_stops_everything_on_ctrl_c():

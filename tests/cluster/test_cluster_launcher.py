@@ -7,11 +7,8 @@ properties, and leave nothing behind (no process, no temporary dir).
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,21 +16,9 @@ from pybroker.local_cluster import LocalCluster, wait_for
 from pybroker.process import answers_api_versions
 from pybroker.testing import running_cluster
 
+from .processes import listening, pid_alive
+
 FAST = {"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "3"}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "\nState:\tZ" not in status.read_text()
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_running_cluster_gives_dev_defaults_and_leaves_nothing_behind():
