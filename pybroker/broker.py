@@ -46,7 +46,7 @@ from pybroker.storage.manager import LogManager
 
 from . import handlers
 from .cluster.admin import topic_name_problem
-from .cluster.controller import Controller, SingleNodeElections
+from .cluster.controller_state import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo
 from .config import BrokerConfig
@@ -142,6 +142,7 @@ class Broker:
         return ZkMetadata(self.zk, self.node_id)
 
     def _zk_services(self) -> None:
+        from .cluster.controller import Controller
         from .cluster.zk_admin import ZkTopicAdmin
         from .cluster.zk_producer_ids import next_block
         from .cluster.zk_state import ZkHosting

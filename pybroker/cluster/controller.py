@@ -64,9 +64,8 @@ from pybroker.zk import BadVersionError, ConnectionLossError, NodeExistsError, N
 
 from . import znodes as zn
 from .controller_active import ActiveController, ControllerMoved, Watches
-from .controller_state import ELECTION_NOT_NEEDED, NO_SUCH_PARTITION
 
-__all__ = ["Controller", "ControllerMoved", "SingleNodeElections"]
+__all__ = ["Controller", "ControllerMoved"]
 
 log = logging.getLogger("pybroker.controller")
 
@@ -412,27 +411,3 @@ def _answer(request, code: ErrorCode) -> None:
     if isinstance(request, _Election) and not request.done.is_set():
         request.error = KafkaError(code, None)
         request.done.set()
-
-
-class SingleNodeElections:
-    """ElectLeaders' service on a single node: the answers a one-broker
-    cluster's controller gives. Every partition has this broker as its only
-    replica, its preferred leader and its leader, so no election is needed;
-    an unknown partition is UNKNOWN_TOPIC_OR_PARTITION."""
-
-    active = True
-
-    def __init__(self, metadata):
-        self._metadata = metadata
-
-    async def elect_leaders(self, partitions, preferred: bool = True) -> dict:
-        if partitions is None:
-            partitions = [(t.name, p.index) for t in self._metadata.all_topics() for p in t.partitions]
-        results = {}
-        for topic, index in dict.fromkeys(partitions):
-            info = self._metadata.topic(topic)
-            if info is None or not any(p.index == index for p in info.partitions):
-                results[(topic, index)] = KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, NO_SUCH_PARTITION)
-            else:
-                results[(topic, index)] = KafkaError(ErrorCode.ELECTION_NOT_NEEDED, ELECTION_NOT_NEEDED)
-        return results

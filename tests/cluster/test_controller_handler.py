@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 
 from pybroker.cluster import znodes as zn
-from pybroker.cluster.controller import SingleNodeElections
+from pybroker.cluster.controller_state import SingleNodeElections
 from pybroker.cluster.local import LocalMetadata
 from pybroker.cluster.model import BrokerInfo, PartitionInfo, PartitionState, TopicInfo
 from pybroker.handlers import Later, load_all
