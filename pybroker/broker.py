@@ -43,6 +43,7 @@ import trio
 from pybroker.storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
 from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager
+from pybroker.storage.partition_metadata import uuid_text
 
 from . import handlers
 from .cluster.admin import topic_name_problem
@@ -164,10 +165,14 @@ class Broker:
         write_meta_properties(config.log_dirs, self.node_id, self.metadata.cluster_id)
         self.metadata.save()
         known = {(t.name, p.index) for t in self.metadata.all_topics() for p in topics.hosted(t.partitions)}
+        ids = {t.name: t.topic_id for t in self.metadata.all_topics()}
         # Metadata first: the logs are opened with their topics' configs. A
         # log of a partition this node is not a replica of is a stray, as
-        # Kafka's (KIP-858) are: moved aside, its data kept.
-        self.logs = LogManager(config.log_dirs, topics.log_config_for, known.__contains__, locks=self.locks)
+        # Kafka's (KIP-858) are: moved aside, its data kept; so is a log of
+        # another topic that had the same name (its partition.metadata says).
+        self.logs = LogManager(
+            config.log_dirs, topics.log_config_for, known.__contains__, locks=self.locks, topic_id=ids.get
+        )
         topics.logs = self.logs
         self._opened_logs()
         topics.open_all()
@@ -188,6 +193,18 @@ class Broker:
                 stray.name.rsplit(".", 1)[0],
                 stray,
                 self.node_id,
+            )
+        for found in self.logs.foreign:
+            topic, partition = found.partition
+            log.warning(
+                "moved %s-%d aside to %s: its partition.metadata names topic id %s, but topic %s has id %s "
+                "(deleted and re-created under the same name): the partition starts again with an empty log",
+                topic,
+                partition,
+                found.stray,
+                uuid_text(found.stored_id),
+                topic,
+                uuid_text(found.topic_id),
             )
 
     def group_services(self) -> dict:
@@ -349,8 +366,13 @@ class Broker:
         view = self.metadata.all_topics()
         known = hosting.assigned_here(view)
         by_name = {t.name: t for t in view}
+        ids = {t.name: t.topic_id for t in view}
         self.logs = LogManager(
-            config.log_dirs, lambda t: hosting.log_config(by_name[t]), known.__contains__, locks=self.locks
+            config.log_dirs,
+            lambda t: hosting.log_config(by_name[t]),
+            known.__contains__,
+            locks=self.locks,
+            topic_id=ids.get,
         )
         self._opened_logs()
         hosting.logs, hosting.nursery = self.logs, root

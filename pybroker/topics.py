@@ -97,7 +97,7 @@ class Topics:
     def _open_topic(self, topic: TopicInfo) -> None:
         cfg = self.log_config_for(topic.name)
         for p in self.hosted(topic.partitions):
-            plog = self.logs.get(topic.name, p.index) or self.logs.create(topic.name, p.index, cfg)
+            plog = self.logs.get(topic.name, p.index) or self.logs.create(topic.name, p.index, cfg, topic.topic_id)
             self.replicas.add(topic.name, p.index, plog, p)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
@@ -110,7 +110,7 @@ class Topics:
         info = self.metadata.create_topic(name, assignment, configs, publish=False)
         try:
             parts, paths, cfg = self._plan_logs(info, 0)
-            logs = open_new_logs(paths, cfg)
+            logs = open_new_logs(paths, cfg, info.topic_id)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
         return self._publish(info, 0, parts, logs)
@@ -155,7 +155,7 @@ class Topics:
     async def _make_logs_off_loop(self, info: TopicInfo, first: int) -> TopicInfo | None:
         try:
             parts, paths, cfg = self._plan_logs(info, first)
-            logs = await trio.to_thread.run_sync(open_new_logs, paths, cfg)
+            logs = await trio.to_thread.run_sync(open_new_logs, paths, cfg, info.topic_id)
         except OSError as exc:
             raise self._give_up(info, exc) from exc
         if self.metadata.pending_topic(info.name) is not info:  # deleted meanwhile

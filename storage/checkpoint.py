@@ -35,9 +35,11 @@ class CheckpointError(Exception):
     """A checkpoint file exists but is not a valid checkpoint."""
 
 
-def write_atomically(path: os.PathLike | str, data: bytes) -> None:
+def write_atomically(path: os.PathLike | str, data: bytes, *, sync_dir: bool = True) -> None:
     """Replace the file at `path` by `data` so that, whatever happens, it holds
-    either its old contents or all of the new ones."""
+    either its old contents or all of the new ones. Without `sync_dir` the
+    rename is not made durable here: for a caller that fsyncs the directory
+    later, before it relies on the file."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -56,7 +58,8 @@ def write_atomically(path: os.PathLike | str, data: bytes) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(os.path.dirname(path) or ".")
+    if sync_dir:
+        _fsync_dir(os.path.dirname(path) or ".")
 
 
 def write_offsets(path: os.PathLike | str, offsets: dict[tuple[str, int], int]) -> None:

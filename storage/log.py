@@ -9,6 +9,11 @@ offsets by patching each batch's base offset in place (and its partition
 leader epoch, and for LogAppendTime topics its max timestamp), so the bytes
 go to disk as they came, validated once.
 
+The log knows the id of the topic it belongs to (``topic_id``, from its
+``partition.metadata``, see partition_metadata): given one at open, a log
+recording another is refused before anything in its directory is touched
+(InconsistentTopicIdError), and a log recording none is given it.
+
 Every append updates the log's producer state (producer_state), whoever
 makes it; a leader's append of client batches checks it first
 (``append_as_leader``). It is recovered on open (snapshot + replay) and
@@ -29,6 +34,7 @@ import functools
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +44,7 @@ from pybroker.protocol.record_batch import RecordBatch, iter_batches
 
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache
+from .partition_metadata import InconsistentTopicIdError, read_topic_id, write_topic_id
 from .producer_snapshot import SUFFIX as SNAPSHOT_SUFFIX
 from .producer_snapshot import delete_snapshots
 from .producer_state import ProducerStateManager
@@ -134,6 +141,7 @@ class PartitionLog:
         high_watermark: int | None = None,
         cleaner_offset: int = 0,
         clean: bool = True,
+        topic_id: uuid.UUID | None = None,
     ):
         self.directory = Path(directory)
         self.topic, self.partition = parse_partition_dir(self.directory.name)
@@ -151,6 +159,11 @@ class PartitionLog:
         except FileNotFoundError:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._dirs_to_sync.add(self.directory.parent)
+        # Checked first: another topic's log is left exactly as it was found
+        # (recovery below could cut its tail, or finish its compaction).
+        self.topic_id = read_topic_id(self.directory)
+        if topic_id is not None and self.topic_id not in (None, topic_id):
+            raise InconsistentTopicIdError(self.directory, self.topic_id, topic_id)
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovered_bytes = 0  # bytes cut off by recovery on open
@@ -176,6 +189,8 @@ class PartitionLog:
         self.producers = ProducerStateManager()
         stems = (n[: -len(SNAPSHOT_SUFFIX)] for n in names if n.endswith(SNAPSHOT_SUFFIX))
         self.producers.recover(self, sorted(int(stem) for stem in stems if stem.isdigit()))
+        if topic_id is not None:
+            self.write_topic_id(topic_id)
 
     # -- opening -------------------------------------------------------------
 
@@ -678,6 +693,25 @@ class PartitionLog:
         new.next_offset = max(new.next_offset, old[-1].next_offset)
         self.segments[first : first + len(old)] = [new]
         self._bases = [s.base_offset for s in self.segments]
+
+    # -- the topic -----------------------------------------------------------
+
+    @_io
+    def write_topic_id(self, topic_id: uuid.UUID) -> None:
+        """Record the id of the topic this log belongs to; once: another id
+        later is an InconsistentTopicIdError."""
+        if self.topic_id == topic_id:
+            return
+        if self.topic_id is not None:
+            raise InconsistentTopicIdError(self.directory, self.topic_id, topic_id)
+        # A new log's directory is not durable in its parent before the first
+        # flush, so neither is anything in it: that flush syncs both, as it
+        # does for the first segment's files.
+        new = self.directory.parent in self._dirs_to_sync
+        write_topic_id(self.directory, topic_id, sync_dir=not new)
+        if new:
+            self._dirs_to_sync.add(self.directory)
+        self.topic_id = topic_id
 
     # -- durability ----------------------------------------------------------
 

@@ -14,6 +14,12 @@ On-disk layout (Kafka's)::
             00000000000000000000.index       int32 relative offset, int32 position
             00000000000000000000.timeindex   int64 timestamp, int32 relative offset
             leader-epoch-checkpoint          epoch -> start offset
+            partition.metadata               the id of the topic the log belongs to
+
+A partition dir is matched to its topic by name and, when the caller
+gives topic ids, by the id in its partition.metadata: a log of another
+topic that had the same name (deleted, then re-created while this broker
+was not looking) is moved aside as a stray, never served, never deleted.
 
 Checkpoint files are replaced atomically (write, fsync, rename, fsync the
 directory). The clean-shutdown marker is removed as soon as the logs are
@@ -35,11 +41,13 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-from .checkpoint import read_offsets, write_atomically, write_offsets
+from .checkpoint import CheckpointError, read_offsets, write_atomically, write_offsets
 from .config import LogConfig
 from .dirs import DirLock, LogDirError, move_aside
 from .log import KafkaStorageError, PartitionLog, parse_partition_dir
+from .partition_metadata import InconsistentTopicIdError
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
@@ -51,6 +59,15 @@ DELETE_SUFFIX = "-delete"  # a deleted partition's directory while its files go
 TopicPartition = tuple[str, int]
 
 
+class ForeignLog(NamedTuple):
+    """A log found under a topic's name that belongs to another topic id."""
+
+    partition: TopicPartition
+    stray: Path  # where it was moved
+    stored_id: uuid.UUID  # the id its partition.metadata names
+    topic_id: uuid.UUID  # the id of the topic now holding the name
+
+
 class LogManager:
     def __init__(
         self,
@@ -58,11 +75,15 @@ class LogManager:
         config_for: Callable[[str], LogConfig] | None = None,
         known: Callable[[TopicPartition], bool] | None = None,
         locks: list[DirLock] | None = None,
+        topic_id: Callable[[str], uuid.UUID | None] | None = None,
     ):
         """Open every partition log in ``log_dirs``; with ``known``, only
         those it accepts: the others are moved aside unopened (``strays``).
-        ``locks``, the dirs' locks taken by the caller, are held until
-        ``close``, as Kafka's LogManager holds them."""
+        With ``topic_id`` (a topic's name -> its id), a log recording
+        another id is moved aside unopened too (``foreign``), and one
+        recording none is given its topic's. ``locks``, the dirs' locks
+        taken by the caller, are held until ``close``, as Kafka's
+        LogManager holds them."""
         self.locks = locks or []
         self.log_dirs = [Path(d) for d in log_dirs]
         self.config_for = config_for or (lambda topic: LogConfig())
@@ -71,9 +92,11 @@ class LogManager:
         self._counts = {d: 0 for d in self.log_dirs}  # partitions per dir
         self.unclean_dirs: list[Path] = []
         self.strays: list[Path] = []
+        self.foreign: list[ForeignLog] = []
         self.failed_dirs: dict[Path, str] = {}  # offline log dirs -> why
         # Called (dir, cause, partitions in it) when a log dir goes offline.
         self.on_dir_failure: Callable[[Path, str, list[TopicPartition]], None] | None = None
+        self._topic_id = topic_id or (lambda topic: None)
         for d in self.log_dirs:
             self._open_dir(d, known)
 
@@ -91,6 +114,7 @@ class LogManager:
         starts = read_offsets(d / LOG_START_FILE)
         hws = read_offsets(d / HIGH_WATERMARK_FILE)
         cleaned = read_offsets(d / CLEANER_FILE)
+        moved_before = len(self.strays) + len(self.foreign)
         for sub in subdirs:
             try:
                 tp = parse_partition_dir(sub.name)
@@ -104,16 +128,33 @@ class LogManager:
                     f"Duplicate log directories for {tp[0]}-{tp[1]} are found in both {self._dir_of[tp]} "
                     f"and {d}. Remove the one that is not current before starting the broker again."
                 )
-            log = PartitionLog(
-                sub,
-                self.config_for(tp[0]),
-                recovery_point=recovery.get(tp, 0),
-                log_start_offset=starts.get(tp, 0),
-                high_watermark=hws.get(tp),
-                cleaner_offset=cleaned.get(tp, 0),
-                clean=clean,
-            )
+            try:
+                log = PartitionLog(
+                    sub,
+                    self.config_for(tp[0]),
+                    recovery_point=recovery.get(tp, 0),
+                    log_start_offset=starts.get(tp, 0),
+                    high_watermark=hws.get(tp),
+                    cleaner_offset=cleaned.get(tp, 0),
+                    clean=clean,
+                    topic_id=self._topic_id(tp[0]),
+                )
+            except InconsistentTopicIdError as exc:
+                self.foreign.append(ForeignLog(tp, move_aside(sub), exc.stored, exc.wanted))
+                continue
+            except CheckpointError as exc:
+                # Whose log this is, or where its epochs start, is unknown:
+                # the operator's to decide, not a guess of ours.
+                raise LogDirError(
+                    f"cannot open the log in {sub}: {exc}. Repair the file, or move the directory out of "
+                    f"{d}, before starting the broker again."
+                ) from None
             self._add(tp, log, d)
+        if len(self.strays) + len(self.foreign) > moved_before:
+            # The offsets of the logs moved aside go now: a crash before the
+            # next checkpoint must not give them to a log made under the
+            # same name meanwhile (a recovery point it never reached).
+            self._checkpoint_dir(d)
         if clean:
             marker.unlink()
             _fsync_dir(d)
@@ -127,13 +168,15 @@ class LogManager:
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get((topic, partition))
 
-    def create(self, topic: str, partition: int, config: LogConfig | None = None) -> PartitionLog:
+    def create(
+        self, topic: str, partition: int, config: LogConfig | None = None, topic_id: uuid.UUID | None = None
+    ) -> PartitionLog:
         """A new partition's log, in the online log dir holding the fewest."""
         tp = (topic, partition)
         if tp in self.logs:
             return self.logs[tp]
         (d,) = self.place(1)
-        log = open_new_log(d / f"{topic}-{partition}", config or self.config_for(topic))
+        log = open_new_log(d / f"{topic}-{partition}", config or self.config_for(topic), topic_id)
         self.adopt(tp, log)
         return log
 
@@ -296,24 +339,25 @@ class LogManager:
         write_atomically(d / CLEAN_SHUTDOWN_FILE, b'{"version":0,"brokerEpoch":-1}')
 
 
-def open_new_log(path: Path, config: LogConfig) -> PartitionLog:
-    """A new partition's log (any thread). On failure (out of descriptors
-    or disk) no half-made partition is left for the next start to find."""
+def open_new_log(path: Path, config: LogConfig, topic_id: uuid.UUID | None = None) -> PartitionLog:
+    """A new partition's log (any thread), recording ``topic_id``. On
+    failure (out of descriptors or disk) no half-made partition is left
+    for the next start to find."""
     existed = path.exists()
     try:
-        return PartitionLog(path, config)
+        return PartitionLog(path, config, topic_id=topic_id)
     except OSError:
         if not existed:
             shutil.rmtree(path, ignore_errors=True)
         raise
 
 
-def open_new_logs(paths: list[Path], config: LogConfig) -> list[PartitionLog]:
-    """New logs for ``paths``, all or none (any thread)."""
+def open_new_logs(paths: list[Path], config: LogConfig, topic_id: uuid.UUID | None = None) -> list[PartitionLog]:
+    """New logs for ``paths`` (of the topic ``topic_id``), all or none (any thread)."""
     made: list[PartitionLog] = []
     try:
         for path in paths:
-            made.append(open_new_log(path, config))
+            made.append(open_new_log(path, config, topic_id))
     except BaseException:
         discard_new_logs(made)
         raise

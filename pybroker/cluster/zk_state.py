@@ -136,9 +136,9 @@ class ZkHosting(Host):
             dirs = self.logs.place(len(parts))
             paths = [d / f"{info.name}-{p.index}" for d, p in zip(dirs, parts)]
             if len(paths) <= INLINE_NEW_LOGS:
-                logs = open_new_logs(paths, config)
+                logs = open_new_logs(paths, config, info.topic_id)
             else:
-                logs = await trio.to_thread.run_sync(open_new_logs, paths, config)
+                logs = await trio.to_thread.run_sync(open_new_logs, paths, config, info.topic_id)
         except OSError as exc:
             # Not hosted: clients are told NOT_LEADER_OR_FOLLOWER and retry.
             log.error("cannot create the logs of %s here: %s", info.name, exc)
