@@ -4,7 +4,9 @@ and stopping it by PID are pybroker.process's, shared with the tests).
 
 Every broker runs as one process whose PID we started (noida-db's console
 script is a Python wrapper that forks the real binary, so the binary is run
-directly: the figures must be the broker's own, not a wrapper's).
+directly: the figures must be the broker's own, not a wrapper's). The one
+exception is ``pybroker-cluster`` (bench.cluster): three pybroker processes
+and ZooKeeper, whose figures are the three brokers' summed.
 """
 
 from __future__ import annotations
@@ -33,19 +35,23 @@ class BrokerKind:
     command: object  # (port, data_dir) -> argv
     env: dict = field(default_factory=dict)
     cwd: Path | None = None
+    brokers: int = 1  # more: a cluster (bench.cluster), its clients bootstrapped with every broker
+    replication_factor: int = 1  # of the workloads' topics; -1: the broker's default
+    not_applicable: dict = field(default_factory=dict)  # workload kind -> why it is not run
+    note: str = ""  # on every table this broker appears in
 
 
 def pybroker_kind(src: Path | None = None) -> BrokerKind:
     root = Path(src).resolve() if src else REPO
     env = {"PYTHONPATH": str(root)}
-    version = _pybroker_version(root)
+    version = pybroker_version(root)
 
     command = pybroker_command({"num.partitions": "6"}, log_level="WARNING")
     label = "pybroker" if src is None else f"pybroker@{root.name}"
     return BrokerKind(label, version, True, command, env, cwd=root)
 
 
-def _pybroker_version(root: Path) -> str:
+def pybroker_version(root: Path) -> str:
     try:
         rev = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
@@ -105,29 +111,37 @@ class BrokerProcess(_Process):
     # -- figures from /proc ----------------------------------------------------
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the broker process (all its threads)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.pid)
 
     def rss_bytes(self) -> int:
-        return _status_kib(self.pid, "VmRSS") * 1024
+        return status_kib(self.pid, "VmRSS") * 1024
 
     def peak_rss_bytes(self) -> int:
-        return _status_kib(self.pid, "VmHWM") * 1024
+        return status_kib(self.pid, "VmHWM") * 1024
 
     def reset_peak_rss(self) -> None:
-        """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets
-        VmHWM to the current RSS); without permission the peak stays the
-        process's lifetime peak, which only overstates."""
-        try:
-            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            pass
+        reset_peak_rss(self.pid)
 
 
-def _status_kib(pid: int, key: str) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets
+    VmHWM to the current RSS); without permission the peak stays the
+    process's lifetime peak, which only overstates."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def status_kib(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):

@@ -1,7 +1,7 @@
 """pybroker beside Tansu and noida-db: the same workloads, the same load
 generator, the same machine, the same run.
 
-    python -m bench [--quick] [--brokers pybroker,tansu,noida-db]
+    python -m bench [--quick] [--brokers pybroker,tansu,noida-db,pybroker-cluster]
                     [--pybroker-src DIR] [--output FILE] [--dir DIR]
 
 Each broker starts fresh on a free loopback port with an empty data
@@ -10,7 +10,9 @@ by its PID; then the physical baseline is measured. One table per workload
 is printed and written to ``bench/RESULTS.md`` (``--quick``: a smoke run
 with small counts, written beside its data unless ``--output`` says
 otherwise). ``--pybroker-src`` adds another pybroker source tree as one
-more broker, for before/after comparisons of a change.
+more broker, for before/after comparisons of a change. ``pybroker-cluster``
+(bench.cluster, not run unless asked for) is three pybroker brokers and
+ZooKeeper measured as one broker.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from pathlib import Path
 
 from . import baseline, report
 from .brokers import REPO, BrokerProcess, noida_kind, pybroker_kind, tansu_kind
+from .cluster import NAME as CLUSTER
+from .cluster import ClusterBrokers, cluster_kind
 from .peers import PeersUnavailable, ensure_peers
 from .workloads import FULL, PRODUCE_CASES, QUICK, Run, startup
 
-ALL_BROKERS = ("pybroker", "tansu", "noida-db")
+DEFAULT_BROKERS = ("pybroker", "tansu", "noida-db")
+ALL_BROKERS = (*DEFAULT_BROKERS, CLUSTER)
 
 
 WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "startup")
@@ -40,9 +45,14 @@ WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "star
 def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLOADS) -> None:
     name = kind.name
     data = workdir / f"{name}-data"
-    broker = BrokerProcess(kind, data)
+    broker = ClusterBrokers(kind, data) if kind.brokers > 1 else BrokerProcess(kind, data)
+    notes = [kind.note] if kind.note else []
 
     def record(workload: str, fn, *args) -> None:
+        why = kind.not_applicable.get(workload.split("-", 1)[0])
+        if why:
+            results.setdefault(workload, {})[name] = {"flags": [], "notes": [*notes, f"n/a: {why}"]}
+            return
         progress(f"{name}: {workload}")
         t = time.monotonic()
         try:
@@ -51,12 +61,13 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
             traceback.print_exc()
             figures = {"flags": [f"failed: {type(exc).__name__}: {exc}"]}
         figures["wall_s"] = time.monotonic() - t
+        figures["notes"] = notes + figures.get("notes", [])
         results.setdefault(workload, {})[name] = figures
 
     try:
         start_s = broker.start()
         idle = broker.rss_bytes()
-        results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": []}
+        results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": [], "notes": notes}
         run = Run(broker, plan, workdir)
         # The consume workload reads what the produce workload wrote.
         if "produce" in groups or "consume" in groups:
@@ -83,6 +94,8 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
         broker.stop()
     if "startup" not in groups:
         pass
+    elif "startup" in kind.not_applicable:
+        record(f"startup-{plan.startup_topics * plan.startup_partitions_each}", None)
     elif kind.persistent:
         # Its own fresh broker: the start-up time is about the partitions on
         # disk, not what the workloads above left behind.
@@ -129,7 +142,9 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
-    ap.add_argument("--brokers", default=",".join(ALL_BROKERS), help="comma-separated, from: " + ", ".join(ALL_BROKERS))
+    ap.add_argument(
+        "--brokers", default=",".join(DEFAULT_BROKERS), help="comma-separated, from: " + ", ".join(ALL_BROKERS)
+    )
     ap.add_argument("--pybroker-src", action="append", default=[], help="another pybroker source tree to measure")
     ap.add_argument("--output", help="where to write the Markdown tables")
     ap.add_argument("--dir", help="working directory for data and logs (default: a new temporary one)")
@@ -156,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if "pybroker" in wanted:
         kinds.append(pybroker_kind())
     kinds += [pybroker_kind(Path(src)) for src in args.pybroker_src]
+    if CLUSTER in wanted:
+        kinds.append(cluster_kind())
     if {"tansu", "noida-db"} & set(wanted):
         try:
             peers = ensure_peers()

@@ -23,7 +23,8 @@ LATEST = -1
 
 class RawClient:
     def __init__(self, bootstrap: str, timeout: float = 30):
-        host, port = bootstrap.rsplit(":", 1)
+        """``bootstrap``: host:port, or a comma-separated list whose first one is used."""
+        host, port = bootstrap.split(",", 1)[0].rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._correlation = 0
@@ -89,6 +90,21 @@ class RawClient:
             if t.name == topic:
                 return sorted(p.partition_index for p in t.partitions)
         return []
+
+    def leaders(self, topic: str) -> dict[int, str]:
+        """host:port of each partition's leader, for the partitions that have one."""
+        v = self.version(ApiKey.METADATA, 1, 12)
+        response, _ = self.call(
+            MetadataRequest(topics=[MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False), v
+        )
+        brokers = {b.node_id: f"{b.host}:{b.port}" for b in response.brokers}
+        return {
+            p.partition_index: brokers[p.leader_id]
+            for t in response.topics
+            if t.name == topic
+            for p in t.partitions
+            if p.leader_id in brokers
+        }
 
     def latest_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
         v = self.version(ApiKey.LIST_OFFSETS, 1, 7)

@@ -94,14 +94,33 @@ class Run:
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.broker.bootstrap})
-        futures = admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=120, operation_timeout=120)
+        topic = NewTopic(name, partitions, self.broker.kind.replication_factor)
+        futures = admin.create_topics([topic], request_timeout=120, operation_timeout=120)
         futures[name].result(180)
         deadline = time.monotonic() + 120
         with RawClient(self.broker.bootstrap) as c:
-            while len(c.partitions(name)) < partitions:
+            # A cluster's partitions are usable once each has a leader.
+            ready = c.partitions if self.broker.kind.brokers == 1 else c.leaders
+            while len(ready(name)) < partitions:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} never showed {partitions} partitions")
                 time.sleep(0.05)
+
+    def leaders(self, topic: str) -> dict[int, str]:
+        """Where to ask about each partition: a single broker for all, a cluster's leaders for theirs."""
+        with RawClient(self.broker.bootstrap) as c:
+            if self.broker.kind.brokers == 1:
+                return dict.fromkeys(c.partitions(topic), self.broker.bootstrap)
+            return c.leaders(topic)
+
+    def latest_offsets(self, topic: str) -> dict[int, int]:
+        """Every partition's high watermark, from its leader."""
+        leaders = self.leaders(topic)
+        offsets: dict[int, int] = {}
+        for address in sorted(set(leaders.values())):
+            with RawClient(address) as c:
+                offsets.update(c.latest_offsets(topic, [p for p, a in leaders.items() if a == address]))
+        return offsets
 
     def measured(self, fn):
         """Run ``fn`` and return (its result, broker CPU seconds, peak RSS)."""
@@ -114,10 +133,7 @@ class Run:
         return result, self.broker.cpu_seconds() - cpu, self.broker.peak_rss_bytes()
 
     def check_high_watermarks(self, topic: str, acked: int, flags: list) -> None:
-        with RawClient(self.broker.bootstrap) as c:
-            parts = c.partitions(topic)
-            latest = c.latest_offsets(topic, parts)
-        total = sum(latest.values())
+        total = sum(self.latest_offsets(topic).values())
         if total != acked:
             # Whether the data is really gone, the consume workload tells.
             flags.append(
@@ -181,10 +197,9 @@ class Run:
         through). Returns (flags, ignores limits)."""
         limit = 64 * 1024
         try:
-            with RawClient(self.broker.bootstrap, timeout=60) as c:
-                parts = c.partitions(topic)
-                latest = c.latest_offsets(topic, parts)
-                partition = max(latest, key=latest.get)
+            latest = self.latest_offsets(topic)
+            partition = max(latest, key=latest.get)
+            with RawClient(self.leaders(topic)[partition], timeout=60) as c:
                 data, frame_size = c.fetch_once(topic, partition, 0, limit, limit)
         except Exception as exc:
             return [f"Fetch limit check not possible: {exc}"], False
