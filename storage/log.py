@@ -374,7 +374,7 @@ class PartitionLog:
     ) -> AppendResult:
         """A leader's append of client batches the caller has split and
         validated: their producers' epochs and sequences are checked first
-        (KafkaError when refused); a retry of a batch the log holds is not
+        (ProducerStateError when refused); a retry of a batch the log holds is not
         written again, its original offsets come back (``duplicate``)."""
         if not batches:
             raise CorruptRecordError("no record batch in the appended data")

@@ -31,8 +31,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from pybroker.protocol.error_codes import ErrorCode
-from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE
 
 from .producer_snapshot import (
@@ -50,6 +48,23 @@ log = logging.getLogger("pybroker.storage.producer_state")
 NO_PRODUCER_ID = -1
 MAX_CACHED_BATCHES = 5
 SNAPSHOTS_KEPT = 2
+
+
+class ProducerStateError(Exception):
+    """A batch the producer state refuses; ``error`` is the name of the
+    Kafka error code the broker answers it with (this layer knows no codes)."""
+
+    error = ""
+
+
+class ProducerFenced(ProducerStateError):
+    error = "INVALID_PRODUCER_EPOCH"
+
+
+class OutOfOrderSequence(ProducerStateError):
+    error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+
 INT32_MAX = 0x7FFFFFFF
 
 
@@ -91,29 +106,22 @@ class ProducerStateManager:
     def check(self, producer_id: int, epoch: int, first_seq: int, last_seq: int) -> BatchMeta | None:
         """Check a batch a leader is about to append: the original batch's
         metadata when it is a duplicate, None when it may be appended;
-        raises KafkaError when it must be refused."""
+        raises ProducerStateError when it must be refused."""
         entry = self.entries.get(producer_id)
         if entry is None:
             return None
         if epoch < entry.epoch:
-            raise KafkaError(
-                ErrorCode.INVALID_PRODUCER_EPOCH,
-                f"producer {producer_id} epoch {epoch} is older than the current epoch {entry.epoch}",
-            )
+            raise ProducerFenced(f"producer {producer_id} epoch {epoch} is older than the current epoch {entry.epoch}")
         if epoch > entry.epoch:
             if first_seq != 0:
-                raise KafkaError(
-                    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                    f"producer {producer_id} started epoch {epoch} at sequence {first_seq}, not 0",
-                )
+                raise OutOfOrderSequence(f"producer {producer_id} started epoch {epoch} at sequence {first_seq}, not 0")
             return None
         for meta in entry.batches:
             if meta.first_seq == first_seq and meta.last_seq == last_seq:
                 return meta
         if entry.batches and first_seq != next_seq(entry.last_seq):
-            raise KafkaError(
-                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                f"producer {producer_id} sent sequence {first_seq}, expected {next_seq(entry.last_seq)}",
+            raise OutOfOrderSequence(
+                f"producer {producer_id} sent sequence {first_seq}, expected {next_seq(entry.last_seq)}"
             )
         return None
 
@@ -136,11 +144,9 @@ class ProducerStateManager:
                 if dup is not None:
                     return dup
             elif b.producer_epoch < earlier[0]:
-                raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH, f"producer {pid} epoch {b.producer_epoch} is fenced")
+                raise ProducerFenced(f"producer {pid} epoch {b.producer_epoch} is fenced")
             elif b.base_sequence != (next_seq(earlier[1]) if b.producer_epoch == earlier[0] else 0):
-                raise KafkaError(
-                    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, f"producer {pid} sent sequence {b.base_sequence}"
-                )
+                raise OutOfOrderSequence(f"producer {pid} sent sequence {b.base_sequence}")
             pending[pid] = (b.producer_epoch, b.last_sequence)
         return None
 

@@ -21,6 +21,9 @@ FOLDERS = {"pybroker.protocol": "protocol", "pybroker.storage": "storage", "pybr
 RULES = [
     ("pybroker.protocol", {"trio", "pybroker"}, {"pybroker.protocol"}),
     ("pybroker.storage", {"trio", "pybroker"}, {"pybroker.protocol", "pybroker.storage"}),
+    # Storage uses the codec for record batches; which Kafka error a refusal
+    # is answered with is decided above it (the replica layer).
+    ("pybroker.storage", {"pybroker.protocol.error_codes"}, set()),
     # Handlers reach storage only through the services (the replica layer).
     ("pybroker.handlers", {"pybroker.storage"}, set()),
     # Nothing imports the repository folders by their bare names: installed,
@@ -39,7 +42,7 @@ RULES = [
     # does no I/O: no Trio, no ZooKeeper client.
     *(
         (f"pybroker.cluster.{m}", {"trio", "kazoo", "pybroker.zk"}, set())
-        for m in ("znodes", "jvm_json", "election", "placement")
+        for m in ("znodes", "jvm_json", "election", "placement", "controller_state")
     ),
     # ZooKeeper is reached through pybroker.zk, which bridges kazoo's threads
     # into Trio; kazoo called anywhere else could block the Trio thread.

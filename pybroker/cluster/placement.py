@@ -51,17 +51,25 @@ def _replica_index(first: int, shift: int, j: int, n: int) -> int:
     return (first + 1 + (shift + j) % (n - 1)) % n
 
 
+def _first_replicas(n: int, partitions: int, first_partition: int, start: int | None):
+    """(index of the first replica, shift of the others) for each partition,
+    as both of Kafka's placements walk them: round-robin from a random
+    start, the shift growing by one each time the partitions have gone
+    once round the brokers."""
+    first_index = random.randrange(n) if start is None else start
+    shift = random.randrange(n) if start is None else start
+    for partition in range(first_partition, first_partition + partitions):
+        if partition > 0 and partition % n == 0:
+            shift += 1
+        yield (partition + first_index) % n, shift
+
+
 def _rack_unaware(
     brokers: list[int], partitions: int, factor: int, first_partition: int, start: int | None
 ) -> list[list[int]]:
     n = len(brokers)
-    first_index = random.randrange(n) if start is None else start
-    shift = random.randrange(n) if start is None else start
     result = []
-    for partition in range(first_partition, first_partition + partitions):
-        if partition > 0 and partition % n == 0:
-            shift += 1
-        leader = (partition + first_index) % n
+    for leader, shift in _first_replicas(n, partitions, first_partition, start):
         replicas = [brokers[leader]]
         for j in range(factor - 1):
             replicas.append(brokers[_replica_index(leader, shift, j, n)])
@@ -92,13 +100,8 @@ def _rack_aware(
     brokers = rack_alternated(rack_of)
     n = len(brokers)
     n_racks = len(set(rack_of.values()))
-    first_index = random.randrange(n) if start is None else start
-    shift = random.randrange(n) if start is None else start
     result = []
-    for partition in range(first_partition, first_partition + partitions):
-        if partition > 0 and partition % n == 0:
-            shift += 1
-        first = (partition + first_index) % n
+    for first, shift in _first_replicas(n, partitions, first_partition, start):
         replicas = [brokers[first]]
         used_racks = {rack_of[brokers[first]]}
         k = 0

@@ -37,6 +37,7 @@ from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.record_batch import RecordBatch
 from pybroker.storage.log import AppendResult, KafkaStorageError, OffsetOutOfRangeError, PartitionLog
+from pybroker.storage.producer_state import ProducerStateError
 
 from ..cluster.model import PartitionInfo
 
@@ -155,7 +156,8 @@ class Partition:
     def check_leader(self) -> None:
         if self.role is not Role.LEADER:
             raise KafkaError(
-                ErrorCode.NOT_LEADER_OR_FOLLOWER, f"broker {self.node_id} is not the leader of {self.topic}-{self.index}"
+                ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                f"broker {self.node_id} is not the leader of {self.topic}-{self.index}",
             )
 
     def check_leader_epoch(self, current: int) -> None:
@@ -208,6 +210,8 @@ class Partition:
             result = self.log.append_as_leader([batch], leader_epoch=self.info.leader_epoch, now=now)
         except KafkaStorageError as exc:
             raise storage_error(exc) from None
+        except ProducerStateError as exc:
+            raise KafkaError(ErrorCode[exc.error], str(exc)) from None
         if len(self.isr) == 1:  # alone in the ISR: committed at once
             self.log.set_high_watermark(self.log.log_end_offset)
             if self._waiters:

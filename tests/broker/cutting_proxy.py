@@ -103,7 +103,7 @@ class CuttingProxy:
         with self._lock:
             socks = list(self._socks)
         for s in socks:
-            _close(s)
+            close_socket(s)
         self._thread.join(10)
 
     # -- internals ---------------------------------------------------------------
@@ -116,13 +116,13 @@ class CuttingProxy:
                 return
             if self._holding.is_set():
                 self.refused += 1
-                _close(client)
+                close_socket(client)
                 continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
                 upstream.settimeout(None)
             except OSError:
-                _close(client)  # broker down: the client sees a dropped connection and retries
+                close_socket(client)  # broker down: the client sees a dropped connection and retries
                 continue
             with self._lock:
                 self._socks.update((client, upstream))
@@ -195,11 +195,12 @@ class CuttingProxy:
         with self._lock:
             self._socks.discard(client)
             self._socks.discard(upstream)
-        _close(client)
-        _close(upstream)
+        close_socket(client)
+        close_socket(upstream)
 
 
-def _close(sock: socket.socket) -> None:
+def close_socket(sock: socket.socket) -> None:
+    """Shut both directions, then close; a socket already gone is fine."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

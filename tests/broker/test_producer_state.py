@@ -12,7 +12,7 @@ from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 from pybroker.storage.producer_snapshot import list_snapshots
-from pybroker.storage.producer_state import BatchMeta, ProducerStateManager
+from pybroker.storage.producer_state import BatchMeta, ProducerStateError, ProducerStateManager
 
 
 def meta(first, last, base):
@@ -20,9 +20,10 @@ def meta(first, last, base):
 
 
 def refused(fn, *args) -> ErrorCode:
-    with pytest.raises(KafkaError) as exc:
+    """The Kafka error a refused append is answered with (storage names it)."""
+    with pytest.raises(ProducerStateError) as exc:
         fn(*args)
-    return exc.value.code
+    return ErrorCode[exc.value.error]
 
 
 def test_sequence_rules():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from ..broker.cutting_proxy import close_socket
+
 
 class Gate:
     def __init__(self, upstream_port: int):
@@ -34,7 +36,7 @@ class Gate:
             self._open = False
             socks, self._socks = self._socks, set()
         for s in socks:
-            _close(s)
+            close_socket(s)
 
     def heal(self) -> None:
         with self._lock:
@@ -67,7 +69,7 @@ class Gate:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
                 upstream.settimeout(None)
             except OSError:
-                _close(client)
+                close_socket(client)
                 continue
             with self._lock:
                 admitted = self._open
@@ -75,8 +77,8 @@ class Gate:
                     self.accepted += 1
                     self._socks.update((client, upstream))
             if not admitted:
-                _close(client)
-                _close(upstream)
+                close_socket(client)
+                close_socket(upstream)
                 continue
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
@@ -89,13 +91,5 @@ class Gate:
         except OSError:
             pass
         finally:
-            _close(src)
-            _close(dst)
-
-
-def _close(s: socket.socket) -> None:
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    s.close()
+            close_socket(src)
+            close_socket(dst)
