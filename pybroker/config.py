@@ -85,6 +85,23 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             "how long to wait for ZooKeeper at start (default: zookeeper.session.timeout.ms)",
         ),
         _prop("broker.rack", "STRING", None, None, "rack of this broker, for rack-aware replica placement"),
+        _prop(
+            "replica.lag.time.max.ms",
+            "LONG",
+            30000,
+            at_least(0),
+            "a follower not caught up with its leader for this long leaves the ISR",
+        ),
+        _prop("replica.fetch.wait.max.ms", "INT", 500, at_least(0), "longest wait of a follower's Fetch"),
+        _prop("replica.fetch.min.bytes", "INT", 1, at_least(1), "bytes a follower's Fetch waits for"),
+        _prop("replica.fetch.max.bytes", "INT", 1048576, at_least(0), "a follower's Fetch bytes per partition"),
+        _prop(
+            "replica.fetch.response.max.bytes", "INT", 10485760, at_least(0), "a follower's Fetch bytes in all"
+        ),
+        _prop("replica.fetch.backoff.ms", "INT", 1000, at_least(0), "pause after a follower's Fetch failed"),
+        _prop("replica.socket.timeout.ms", "INT", 30000, None, "a follower's Fetch is given up after this"),
+        # One fetcher task per leader broker whatever this says (Trio tasks are cheap).
+        _prop("num.replica.fetchers", "INT", 1, at_least(1), "accepted for Kafka's config files"),
         _prop("socket.request.max.bytes", "INT", 104857600, at_least(1), "largest request frame accepted"),
         _prop(
             "connections.max.idle.ms", "LONG", 600000, None, "idle connections are closed after this (0 or less: never)"

@@ -177,6 +177,13 @@ class Partition:
         self._replica_leos[replica_id] = log_end_offset
         self.maybe_advance_high_watermark()
 
+    def follower_fetched(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
+        """Leader: follower ``replica_id`` fetched from ``fetch_offset``, so
+        it holds everything below it (and, unless the topic has
+        write.caching, has fsynced it). Its replica state is updated, the
+        ISR may grow, the high watermark may advance."""
+        self.update_replica_leo(replica_id, fetch_offset)
+
     def set_isr(self, isr) -> None:
         self.isr = frozenset(isr)
         self.maybe_advance_high_watermark()
