@@ -29,16 +29,15 @@ def cluster_kind() -> BrokerKind:
         brokers=SIZE,
         # The cluster's default: replication factor 3, min.insync.replicas 1.
         replication_factor=-1,
+        # The raw clients (fetch, connections) go to each partition's leader.
         not_applicable={
-            "fetch": "its raw client reads every partition through one broker, which leads only a third of them",
-            "connections": "its raw connections produce through one broker, which leads only a third of the partitions",
             "startup": "it restarts one broker process; a cluster's restart is another scenario",
         },
         note=(
             f"{SIZE} brokers + ZooKeeper; broker CPU s and RSS are the {SIZE} broker processes' summed "
             "(ZooKeeper not counted there, though start s includes its start; a peak RSS is the sum of each broker's own peak). Topics at the cluster's "
-            "default replication factor 3 with min.insync.replicas 1, but followers copy nothing yet: "
-            "replication factor 3 measures leader placement only."
+            "default replication factor 3 with min.insync.replicas 1 unless the workload's name says isr2, "
+            "but followers copy nothing yet: replication factor 3 measures leader placement only."
         ),
     )
 

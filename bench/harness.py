@@ -2,7 +2,9 @@
 generator, the same machine, the same run.
 
     python -m bench [--quick] [--brokers pybroker,tansu,noida-db,pybroker-cluster]
+                    [--workloads produce,consume,...,replication]
                     [--pybroker-src DIR] [--output FILE] [--dir DIR]
+    python -m bench --cluster [--quick]
 
 Each broker starts fresh on a free loopback port with an empty data
 directory, goes through every workload (bench.workloads), and is stopped
@@ -13,6 +15,12 @@ otherwise). ``--pybroker-src`` adds another pybroker source tree as one
 more broker, for before/after comparisons of a change. ``pybroker-cluster``
 (bench.cluster, not run unless asked for) is three pybroker brokers and
 ZooKeeper measured as one broker.
+
+``--cluster`` is replication's run: the single node beside the cluster,
+produce, consume and latency plus the ``replication`` workloads (topics
+with min.insync.replicas=2, with and without write.caching=true, acks=all;
+bench.workloads.REPLICATION_CASES), summed up in one table at the top
+(report.replication_summary); a full one writes ``bench/RESULTS-cluster.md``.
 """
 
 from __future__ import annotations
@@ -33,13 +41,19 @@ from .brokers import REPO, BrokerProcess, noida_kind, pybroker_kind, tansu_kind
 from .cluster import NAME as CLUSTER
 from .cluster import ClusterBrokers, cluster_kind
 from .peers import PeersUnavailable, ensure_peers
-from .workloads import FULL, PRODUCE_CASES, QUICK, Run, startup
+from .workloads import FULL, PRODUCE_CASES, QUICK, REPLICATION_CASES, Run, startup
 
 DEFAULT_BROKERS = ("pybroker", "tansu", "noida-db")
 ALL_BROKERS = (*DEFAULT_BROKERS, CLUSTER)
 
 
 WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "startup")
+# Asked for by name only (or by --cluster): not part of the default run.
+EXTRA_WORKLOADS = ("replication",)
+CLUSTER_PRESET = {
+    "brokers": ("pybroker", CLUSTER),
+    "workloads": ("produce", "consume", "latency", "replication"),
+}
 
 
 def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLOADS) -> None:
@@ -48,8 +62,8 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
     broker = ClusterBrokers(kind, data) if kind.brokers > 1 else BrokerProcess(kind, data)
     notes = [kind.note] if kind.note else []
 
-    def record(workload: str, fn, *args) -> None:
-        why = kind.not_applicable.get(workload.split("-", 1)[0])
+    def record(workload: str, fn, *args, why: str | None = None) -> None:
+        why = why or kind.not_applicable.get(workload.split("-", 1)[0])
         if why:
             results.setdefault(workload, {})[name] = {"flags": [], "notes": [*notes, f"n/a: {why}"]}
             return
@@ -80,6 +94,14 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
         if "latency" in groups:
             for rate, acks in plan.latency_cases:
                 record(f"latency-{rate // 1000}k-acks{acks}", run.latency, rate, acks)
+        if "replication" in groups:
+            single = None if kind.brokers > 1 else "one broker holds one replica, below min.insync.replicas=2"
+            for d in REPLICATION_CASES:
+                record(f"produce-1k-{d.name}-acksall", run.produce, "1k", 1024, "all", d, why=single)
+                record(f"consume-1k-{d.name}", run.consume, f"1k-{d.name}", why=single)
+            for rate in plan.replication_latency_rates:
+                for d in REPLICATION_CASES:
+                    record(f"latency-{rate // 1000}k-{d.name}-acksall", run.latency, rate, "all", d, why=single)
         if "partitions" in groups:
             record(f"partitions-{plan.wide_partitions}", run.wide)
         if "connections" in groups:
@@ -143,28 +165,44 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
     ap.add_argument(
-        "--brokers", default=",".join(DEFAULT_BROKERS), help="comma-separated, from: " + ", ".join(ALL_BROKERS)
+        "--cluster",
+        action="store_true",
+        help="replication's run: --brokers "
+        + ",".join(CLUSTER_PRESET["brokers"])
+        + " --workloads "
+        + ",".join(CLUSTER_PRESET["workloads"])
+        + "; a full one writes bench/RESULTS-cluster.md",
     )
+    ap.add_argument("--brokers", help="comma-separated, from: " + ", ".join(ALL_BROKERS))
     ap.add_argument("--pybroker-src", action="append", default=[], help="another pybroker source tree to measure")
     ap.add_argument("--output", help="where to write the Markdown tables")
     ap.add_argument("--dir", help="working directory for data and logs (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
         help="comma-separated, from: "
-        + ", ".join(WORKLOADS)
-        + " (consume also runs produce); only a full run writes bench/RESULTS.md",
+        + ", ".join(WORKLOADS + EXTRA_WORKLOADS)
+        + " (consume also runs produce; replication needs a cluster); default: all but "
+        + ", ".join(EXTRA_WORKLOADS)
+        + "; only a full run writes bench/RESULTS.md",
     )
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    wanted = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    preset = CLUSTER_PRESET if args.cluster else {"brokers": DEFAULT_BROKERS, "workloads": WORKLOADS}
+    wanted = [b.strip() for b in (args.brokers or ",".join(preset["brokers"])).split(",") if b.strip()]
     unknown = set(wanted) - set(ALL_BROKERS)
     if unknown:
         ap.error(f"unknown brokers {sorted(unknown)}")
-    groups = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if set(groups) - set(WORKLOADS):
-        ap.error(f"unknown workloads {sorted(set(groups) - set(WORKLOADS))}")
+    groups = [w.strip() for w in (args.workloads or ",".join(preset["workloads"])).split(",") if w.strip()]
+    if set(groups) - set(WORKLOADS + EXTRA_WORKLOADS):
+        ap.error(f"unknown workloads {sorted(set(groups) - set(WORKLOADS + EXTRA_WORKLOADS))}")
+    command = " ".join(
+        ["python -m bench"]
+        + (["--quick"] if args.quick else [])
+        + (["--cluster"] if args.cluster else [])
+        + ([f"--brokers {args.brokers}"] if args.brokers else [])
+        + ([f"--workloads {args.workloads}"] if args.workloads else [])
+    )
 
     kinds = []
     versions = {}
@@ -215,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "plan": plan,
         "seconds": time.monotonic() - started,
+        "command": command,
     }
     text = report.render(results, physical, meta, [k.name for k in kinds])
     print(text)
@@ -222,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output)
     elif plan.quick:
         out = base / "RESULTS-quick.md"
+    elif args.cluster and not (args.brokers or args.workloads):
+        out = REPO / "bench" / "RESULTS-cluster.md"
     elif set(groups) != set(WORKLOADS):
         out = base / "RESULTS-partial.md"
     else:

@@ -203,43 +203,72 @@ def fetch(args) -> None:
     connection, as a consumer's fetcher does, but hand the record batches
     to nobody: the figure is what the broker serves, not what a client
     library can decode. Each pass counts records from the batch headers
-    and checks every partition's batches follow on without a gap."""
+    and checks every partition's batches follow on without a gap.
+
+    ``--by-leader`` (a cluster): one connection per leader, each asked for
+    its own partitions; every round sends on all of them before reading
+    any answer, as a consumer's one fetcher per broker would, and a leader
+    whose partitions are all read to their high watermark is left out."""
     from pybroker.protocol.record_batch import split_batches
     from pybroker.protocol.registry import ApiKey
 
-    from .rawclient import RawClient
+    from .rawclient import RawClient, by_leader
 
+    if args.by_leader:
+        groups = by_leader(args.bootstrap, args.topic)
+    else:
+        with RawClient(args.bootstrap, timeout=60) as probe:
+            groups = {args.bootstrap: probe.partitions(args.topic)}
+    if not any(groups.values()):
+        raise SystemExit(f"topic {args.topic} has no partitions")
     passes = []
     problems: list[str] = []
-    with RawClient(args.bootstrap, timeout=60) as c:
-        parts = c.partitions(args.topic)
-        if not parts:
-            raise SystemExit(f"topic {args.topic} has no partitions")
-        c.version(ApiKey.FETCH, 4, 12)  # negotiated before the clock starts
+    clients = {address: RawClient(address, timeout=60) for address in groups}
+    try:
+        for c in clients.values():
+            c.version(ApiKey.FETCH, 4, 12)  # negotiated before the clock starts
         _ready_then_wait()
         for _ in range(args.passes):
-            offsets = dict.fromkeys(parts, 0)
+            offsets = {address: dict.fromkeys(parts, 0) for address, parts in groups.items()}
+            ends = {address: dict.fromkeys(parts, None) for address, parts in groups.items()}
             records = nbytes = fetches = 0
             start = time.time()
             deadline = start + args.timeout
             while records < args.expect and time.time() < deadline:
-                answer, size = c.fetch(args.topic, offsets, args.fetch_max_bytes, args.partition_max_bytes, reuse=True)
-                fetches += 1
-                nbytes += size
-                for p, data in answer.items():
-                    if data.error_code:
-                        problems.append(f"partition {p}: error {data.error_code}")
-                        continue
-                    batches, _ = split_batches(data.records or b"")
-                    for b in batches:
-                        if b.base_offset != offsets[p]:
-                            problems.append(f"partition {p}: batch at {b.base_offset}, expected {offsets[p]}")
-                        records += b.record_count
-                        offsets[p] = b.base_offset + b.last_offset_delta + 1
+                asked = [
+                    address
+                    for address, end in ends.items()
+                    if not args.by_leader or any(e is None or offsets[address][p] < e for p, e in end.items())
+                ]
+                if not asked:
+                    break  # every partition read to its high watermark
+                for address in asked:
+                    clients[address].send_fetch(
+                        args.topic, offsets[address], args.fetch_max_bytes, args.partition_max_bytes
+                    )
+                for address in asked:
+                    answer, size = clients[address].receive_fetch(reuse=True)
+                    fetches += 1
+                    nbytes += size
+                    at = offsets[address]
+                    for p, data in answer.items():
+                        if data.error_code:
+                            problems.append(f"partition {p}: error {data.error_code}")
+                            continue
+                        ends[address][p] = data.high_watermark
+                        batches, _ = split_batches(data.records or b"")
+                        for b in batches:
+                            if b.base_offset != at[p]:
+                                problems.append(f"partition {p}: batch at {b.base_offset}, expected {at[p]}")
+                            records += b.record_count
+                            at[p] = b.base_offset + b.last_offset_delta + 1
             end = time.time()
             passes.append({"records": records, "bytes": nbytes, "fetches": fetches, "seconds": end - start})
             if records != args.expect:
                 problems.append(f"read {records:,} records of {args.expect:,}")
+    finally:
+        for c in clients.values():
+            c.close()
     _emit({"passes": passes, "problems": problems[:5]})
 
 
@@ -343,15 +372,16 @@ def latency_produce(args) -> None:
 # -- connection storm -----------------------------------------------------------
 
 
-async def _storm_one(n: int, args, batch: bytes, versions: dict, stats: dict, stop_at: float) -> None:
+async def _storm_one(n: int, args, batch: bytes, versions: dict, leaders: dict, stats: dict, stop_at: float) -> None:
     from pybroker.protocol.framing import decode_response, encode_request
     from pybroker.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
     from pybroker.protocol.registry import ApiKey
 
-    reader, writer = await asyncio.open_connection(*args.bootstrap.rsplit(":", 1))
+    partition = n % args.partitions
+    address = leaders.get(partition) or args.bootstrap.split(",", 1)[0]
+    reader, writer = await asyncio.open_connection(*address.rsplit(":", 1))
     try:
         version = versions["produce"]
-        partition = n % args.partitions
         correlation = 0
         while time.monotonic() < stop_at:
             correlation += 1
@@ -387,6 +417,8 @@ async def _storm(args) -> dict:
 
     with RawClient(args.bootstrap) as probe:
         versions = {"produce": probe.version(ApiKey.PRODUCE, 3, 9)}
+        # A cluster: each connection goes to its partition's leader.
+        leaders = probe.leaders(args.topic) if args.by_leader else {}
     now = int(time.time() * 1000)
     batch = build_batch(
         [NewRecord(value=os.urandom(100), timestamp=now) for _ in range(args.records)], base_timestamp=now
@@ -396,7 +428,8 @@ async def _storm(args) -> dict:
     stop_at = time.monotonic() + args.seconds
     start = time.monotonic()
     results = await asyncio.gather(
-        *(_storm_one(n, args, batch, versions, stats, stop_at) for n in range(args.connections)), return_exceptions=True
+        *(_storm_one(n, args, batch, versions, leaders, stats, stop_at) for n in range(args.connections)),
+        return_exceptions=True,
     )
     elapsed = time.monotonic() - start
     failures = [repr(r) for r in results if isinstance(r, BaseException)]
@@ -455,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--fetch-max-bytes", type=int, default=52428800)
     f.add_argument("--partition-max-bytes", type=int, default=1 << 20)
     f.add_argument("--timeout", type=float, default=120)
+    f.add_argument("--by-leader", action="store_true", help="a cluster: each partition from its leader")
     f.set_defaults(fn=fetch)
 
     lc = sub.add_parser("latency-consume")
@@ -481,6 +515,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--connections", type=int, default=200)
     s.add_argument("--records", type=int, default=10)
     s.add_argument("--seconds", type=float, default=10)
+    s.add_argument("--by-leader", action="store_true", help="a cluster: each connection to its partition's leader")
     s.set_defaults(fn=connections)
 
     args = ap.parse_args(argv)

@@ -5,7 +5,13 @@ high watermark that disagrees with what was acknowledged, a Fetch that
 ignored its size limits), and ``notes`` on the measurement itself. Neither
 stops the run; both go in the tables.
 
-Sizes come from a Plan (full or --quick).
+Sizes come from a Plan (full or --quick). A workload's topics are created
+with the broker kind's replication factor and, for the replication cases,
+the topic configs of a Durability (min.insync.replicas, write.caching),
+named in the workload's name. acks=all to such a topic is probed first
+with one Produce per partition: a broker that refuses it (NOT_ENOUGH_REPLICAS
+while followers are not in sync) gets that refusal as the workload's flag,
+not two minutes of a client's retries.
 """
 
 from __future__ import annotations
@@ -13,15 +19,18 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import ProtocolError
 from pybroker.protocol.record_batch import iter_batches
+from pybroker.protocol.records import NewRecord, build_batch
 
 from .brokers import BrokerProcess
 from .clients import loadgen_argv, run_together
-from .rawclient import RawClient
+from .rawclient import RawClient, by_leader
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class Plan:
     storm_seconds: float
     startup_topics: int
     startup_partitions_each: int
+    replication_latency_rates: tuple = (10000,)  # the replication cases' end-to-end latency, acks=all
 
 
 FULL = Plan(
@@ -76,6 +86,34 @@ QUICK = Plan(
 PRODUCE_CASES = (("1k", 1024, "1"), ("1k", 1024, "all"), ("100b", 100, "1"), ("100b", 100, "all"))
 
 
+@dataclass(frozen=True)
+class Durability:
+    """Topic configs a workload's topics are created with; ``name`` goes in
+    the workload's name ("" for the broker's defaults)."""
+
+    name: str = ""
+    configs: tuple = ()  # ((config, value), ...)
+
+    @property
+    def min_insync(self) -> int:
+        return int(dict(self.configs).get("min.insync.replicas", 1))
+
+    def about(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.configs)
+
+    def topic(self, stem: str) -> str:
+        return f"{stem}-{self.name}" if self.name else stem
+
+
+DEFAULTS = Durability()
+# The replicated topics of issue 15: acks=all waits for every in-sync
+# replica and is refused below two; write.caching=true leaves fsync out of
+# the high watermark (the durable high watermark's cost is the difference).
+ISR2 = Durability("isr2", (("min.insync.replicas", "2"),))
+ISR2_CACHED = Durability("isr2-cached", (("min.insync.replicas", "2"), ("write.caching", "true")))
+REPLICATION_CASES = (ISR2, ISR2_CACHED)
+
+
 class Run:
     """One broker's pass through the workloads."""
 
@@ -85,16 +123,19 @@ class Run:
         self.workdir = workdir
         self.client_log = workdir / f"{broker.kind.name}-clients.log"
         self.topics_made = 0
-        # The topic each size's last acks=1 run wrote, for the consume workload.
+        # The topic each size's last acks=1 run wrote (with a durability's
+        # name: its acks=all run), for the consume workload.
         self.produced: dict[str, tuple[str, int, int]] = {}
+        self.probes = 0
+        self.refused: dict[str, str] = {}  # like produced: what a refusal left unwritten
 
     # -- helpers ------------------------------------------------------------------
 
-    def create_topic(self, name: str, partitions: int) -> None:
+    def create_topic(self, name: str, partitions: int, durability: Durability = DEFAULTS) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.broker.bootstrap})
-        topic = NewTopic(name, partitions, self.broker.kind.replication_factor)
+        topic = NewTopic(name, partitions, self.broker.kind.replication_factor, config=dict(durability.configs))
         futures = admin.create_topics([topic], request_timeout=120, operation_timeout=120)
         futures[name].result(180)
         deadline = time.monotonic() + 120
@@ -132,13 +173,52 @@ class Run:
         result = fn()
         return result, self.broker.cpu_seconds() - cpu, self.broker.peak_rss_bytes()
 
-    def check_high_watermarks(self, topic: str, acked: int, flags: list) -> None:
-        total = sum(self.latest_offsets(topic).values())
+    def check_high_watermarks(self, topic: str, acked: int, flags: list) -> float:
+        """Whether the high watermarks sum to what was acknowledged; returns
+        how long they took to get there. A cluster's may lag its leaders'
+        acks=1 answers while followers copy: given up to 30 s."""
+        t = time.monotonic()
+        deadline = t + (30 if self.broker.kind.brokers > 1 else 0)
+        while True:
+            total = sum(self.latest_offsets(topic).values())
+            if total >= acked or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
         if total != acked:
             # Whether the data is really gone, the consume workload tells.
             flags.append(
                 f"wrong high watermark: ListOffsets(latest) sums to {total:,} for {acked:,} acknowledged messages"
             )
+        return time.monotonic() - t
+
+    def refusal(self, durability: Durability, acks: str) -> str | None:
+        """Why acks=all cannot be measured on topics of this durability, or
+        None: one Produce (acks=all) to each partition of a probe topic
+        created like the workload's, each sent to its leader."""
+        if acks != "all" or durability.min_insync <= 1:
+            return None
+        self.probes += 1
+        topic = f"bench-probe-{durability.name}-{self.probes}"
+        self.create_topic(topic, 6, durability)
+        now = int(time.time() * 1000)
+        batch = build_batch([NewRecord(value=b"probe", timestamp=now)], base_timestamp=now)
+        refused: dict[int, tuple[int, str | None]] = {}
+        for address, partitions in by_leader(self.broker.bootstrap, topic).items():
+            with RawClient(address, timeout=60) as c:
+                for p in partitions:
+                    code, message = c.produce_once(topic, p, batch, acks=-1, timeout_ms=30000)
+                    if code:
+                        refused[p] = (code, message)
+        if not refused:
+            return None
+        counts = Counter(_code_name(code) for code, _ in refused.values())
+        example = next((m for _, m in refused.values() if m), "")
+        return (
+            f"refused: acks=all to a topic with {durability.about()} got "
+            + ", ".join(f"{name} on {n} of 6 partitions" for name, n in counts.items())
+            + (f" ({example})" if example else "")
+            + "; nothing measured"
+        )
 
     # -- produce ------------------------------------------------------------------
 
@@ -165,21 +245,29 @@ class Run:
                 flags.append(
                     f"producer errors: {r['error_count']} failed, {r['unflushed']} unflushed: {r['errors'][:2]}"
                 )
-        self.check_high_watermarks(topic, acked, flags)
+        hw_s = self.check_high_watermarks(topic, acked, flags)
         seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
-        return {"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss}
+        return {"msgs": acked / seconds, "mbs": acked * size / seconds / 1e6, "cpu": cpu, "rss": rss, "hw_s": hw_s}
 
-    def produce(self, label: str, size: int, acks: str) -> dict:
+    def produce(self, label: str, size: int, acks: str, durability: Durability = DEFAULTS) -> dict:
         plan = self.plan
+        notes = [f"topic configs: {durability.about()}"] if durability.configs else []
+        refused = self.refusal(durability, acks)
+        if refused:
+            self.refused[durability.topic(label)] = refused
+            return {"flags": [refused], "notes": notes}
         count = plan.count_1k if size == 1024 else plan.count_100b
         runs = []
         flags: list[str] = []
         for rep in range(plan.repeats):
-            topic = f"bench-{label}-acks{acks}-{rep}"
-            self.create_topic(topic, 6)
+            topic = f"{durability.topic(f'bench-{label}')}-acks{acks}-{rep}"
+            self.create_topic(topic, 6, durability)
             runs.append(self.run_producers(topic, count, size, acks, flags))
-            if acks == "1":
-                self.produced[label] = (topic, count, size)
+            if acks == "1" or durability.name:
+                self.produced[durability.topic(label)] = (topic, count, size)
+        lag = max(r["hw_s"] for r in runs)
+        if self.broker.kind.brokers > 1 and lag > 0.05:
+            notes.append(f"the high watermarks covered every acknowledged message {lag:.2f} s after the last answer")
         return {
             "msg_s": statistics.median(r["msgs"] for r in runs),
             "mb_s": statistics.median(r["mbs"] for r in runs),
@@ -187,6 +275,7 @@ class Run:
             "peak_rss": max(r["rss"] for r in runs),
             "runs": len(runs),
             "flags": sorted(set(flags)),
+            "notes": notes,
         }
 
     # -- consume ------------------------------------------------------------------
@@ -248,8 +337,10 @@ class Run:
         return out
 
     def consume(self, label: str) -> dict:
+        if label in self.refused:
+            return {"flags": ["refused: nothing to read, the produce before it was refused"]}
         if label not in self.produced:
-            return {"flags": ["nothing was produced to read"]}
+            return {"flags": [f"nothing was produced to read (see produce-{label})"]}
         topic, count, size = self.produced[label]
         flags, cheats = self.fetch_limit_flags(topic)
         # librdkafka refuses a response above receive.message.max.bytes; a
@@ -267,7 +358,12 @@ class Run:
         flags, _ = self.fetch_limit_flags(topic)
         expect = count * self.plan.producers
         argv = loadgen_argv(
-            "fetch", bootstrap=self.broker.bootstrap, topic=topic, expect=expect, passes=self.plan.repeats
+            "fetch",
+            bootstrap=self.broker.bootstrap,
+            topic=topic,
+            expect=expect,
+            passes=self.plan.repeats,
+            by_leader=self.broker.kind.brokers > 1,
         )
         (result,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
         flags += result["problems"]
@@ -283,9 +379,13 @@ class Run:
 
     # -- latency ------------------------------------------------------------------
 
-    def latency(self, rate: int, acks: str) -> dict:
-        topic = f"bench-latency-{rate}-acks{acks}"
-        self.create_topic(topic, 6)
+    def latency(self, rate: int, acks: str, durability: Durability = DEFAULTS) -> dict:
+        notes = [f"topic configs: {durability.about()}"] if durability.configs else []
+        refused = self.refusal(durability, acks)
+        if refused:
+            return {"flags": [refused], "notes": notes}
+        topic = f"{durability.topic(f'bench-latency-{rate}')}-acks{acks}"
+        self.create_topic(topic, 6, durability)
         count = int(rate * self.plan.latency_seconds)
         consumer = loadgen_argv(
             "latency-consume", bootstrap=self.broker.bootstrap, topic=topic, expect=count, timeout=120
@@ -301,7 +401,8 @@ class Run:
             flags.append(f"producer errors: {p['errors'][:2]}")
         # A rate the producer could not keep is a measurement note, not a
         # broker fault: the machine is shared with the load generator.
-        notes = [f"the producer reached only {p['rate']:,.0f} msg/s"] if p["rate"] < rate * 0.95 else []
+        if p["rate"] < rate * 0.95:
+            notes.append(f"the producer reached only {p['rate']:,.0f} msg/s")
         return {
             "p50": c["p50"],
             "p99": c["p99"],
@@ -347,6 +448,7 @@ class Run:
             partitions=plan.wide_partitions,
             connections=plan.storm_connections,
             seconds=plan.storm_seconds,
+            by_leader=self.broker.kind.brokers > 1,
         )
         (r,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=300))
         flags = []
@@ -363,6 +465,13 @@ class Run:
             "peak_rss": rss,
             "flags": flags,
         }
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
 
 
 def startup(broker: BrokerProcess, plan: Plan, workdir: Path) -> dict:

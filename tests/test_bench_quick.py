@@ -52,13 +52,14 @@ def test_quick_benchmark_runs_every_workload_on_every_broker(tmp_path):
     assert "loopback TCP, 1 MiB writes" in sections["baseline"]
 
 
-def test_quick_benchmark_runs_produce_on_a_cluster(tmp_path):
+def test_quick_benchmark_runs_produce_and_consume_on_a_cluster(tmp_path):
     """pybroker-cluster: three brokers and ZooKeeper (bench.cluster), the
-    load generator bootstrapped with all three; its exit code says no
-    message was lost and every high watermark, asked of its leader, agreed."""
+    load generator bootstrapped with all three, the raw Fetch client asking
+    each partition of its leader; its exit code says no message was lost
+    and every high watermark, asked of its leader, agreed."""
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--brokers", "pybroker-cluster", "--workloads", "produce"]
+        [sys.executable, "-m", "bench", "--quick", "--brokers", "pybroker-cluster", "--workloads", "produce,consume"]
         + ["--dir", str(tmp_path / "work"), "--output", str(out)],
         cwd=REPO,
         capture_output=True,
@@ -68,8 +69,11 @@ def test_quick_benchmark_runs_produce_on_a_cluster(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
-    for workload in ("memory", "produce-1k-acks1", "produce-100b-acksall"):
+    for workload in ("memory", "produce-1k-acks1", "produce-100b-acksall", "consume-1k", "fetch-1k"):
         section = text.split(f"\n## {workload}\n", 1)[1].split("\n## ", 1)[0]
         rows = [line for line in section.splitlines() if line.startswith("| ")]
         assert [row.split("|")[1].strip() for row in rows[1:]] == ["pybroker-cluster"], section
         assert "summed" in section, section
+        assert "n/a" not in section, section
+        # Measured: the first figure is a number, not "–".
+        assert rows[1].split("|")[2].strip()[0].isdigit(), section
