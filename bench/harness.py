@@ -158,6 +158,8 @@ def machine() -> dict:
         "memory_gib": round(mem / 2**30, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # Other work on the machine shows in every figure: said, not hidden.
+        "load": os.getloadavg()[0],
     }
 
 
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
     )
 
+    machine_before = machine()
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="pybroker-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "date": datetime.date.today().isoformat(),
-        "machine": machine(),
+        "machine": machine_before,
         "versions": versions,
         "plan": plan,
         "seconds": time.monotonic() - started,

@@ -152,6 +152,8 @@ def render(results: dict, physical: dict, meta: dict, brokers: list[str]) -> str
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}, Python {m['python']}",
     ]
+    if "load" in m:
+        lines.append(f"- Load average (1 min) when the run started: {m['load']:.2f}")
     for name, version in meta["versions"].items():
         lines.append(f"- {name}: {version}")
     if plan.quick:

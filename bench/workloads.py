@@ -194,7 +194,9 @@ class Run:
     def refusal(self, durability: Durability, acks: str) -> str | None:
         """Why acks=all cannot be measured on topics of this durability, or
         None: one Produce (acks=all) to each partition of a probe topic
-        created like the workload's, each sent to its leader."""
+        created like the workload's, sent to its leader, and again for up to
+        10 s while any is refused (a new topic's leaders may not know yet
+        that they lead, nor its followers have caught up)."""
         if acks != "all" or durability.min_insync <= 1:
             return None
         self.probes += 1
@@ -202,13 +204,21 @@ class Run:
         self.create_topic(topic, 6, durability)
         now = int(time.time() * 1000)
         batch = build_batch([NewRecord(value=b"probe", timestamp=now)], base_timestamp=now)
-        refused: dict[int, tuple[int, str | None]] = {}
-        for address, partitions in by_leader(self.broker.bootstrap, topic).items():
-            with RawClient(address, timeout=60) as c:
-                for p in partitions:
-                    code, message = c.produce_once(topic, p, batch, acks=-1, timeout_ms=30000)
-                    if code:
-                        refused[p] = (code, message)
+        refused: dict[int, tuple[int, str | None]] = dict.fromkeys(range(6), (-1, None))
+        deadline = time.monotonic() + 10
+        while True:
+            for address, partitions in by_leader(self.broker.bootstrap, topic).items():
+                with RawClient(address, timeout=60) as c:
+                    for p in partitions:
+                        if p in refused:
+                            code, message = c.produce_once(topic, p, batch, acks=-1, timeout_ms=30000)
+                            if code:
+                                refused[p] = (code, message)
+                            else:
+                                del refused[p]
+            if not refused or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if not refused:
             return None
         counts = Counter(_code_name(code) for code, _ in refused.values())
@@ -217,7 +227,7 @@ class Run:
             f"refused: acks=all to a topic with {durability.about()} got "
             + ", ".join(f"{name} on {n} of 6 partitions" for name, n in counts.items())
             + (f" ({example})" if example else "")
-            + "; nothing measured"
+            + " for 10 s; nothing measured"
         )
 
     # -- produce ------------------------------------------------------------------
@@ -468,6 +478,8 @@ class Run:
 
 
 def _code_name(code: int) -> str:
+    if code < 0:
+        return "no leader"
     try:
         return ErrorCode(code).name
     except ValueError:
