@@ -24,8 +24,8 @@ position and the offset) anything that is not:
 * a ``leader-epoch-checkpoint`` in Kafka's text format ("0", the count,
   then "epoch start-offset" lines), epochs and start offsets strictly
   increasing, agreeing with the batches: a batch carries the epoch of the
-  entry its base offset falls under, and an entry after the first (which
-  the log start may have moved) starts at a batch boundary;
+  entry its base offset falls under, and no entry after the first (which
+  the log start may have moved into a batch) starts inside a batch;
 * a ``partition.metadata`` that Kafka's reader accepts ("version: 0",
   "topic_id: <base64 UUID>"), the same topic id on every replica.
 
