@@ -16,7 +16,9 @@ after ``zookeeper.connection.timeout.ms``), creates Kafka's persistent
 znodes, reads or creates the cluster id and checks the log dirs against
 it, registers the broker, reads the whole metadata, opens the logs of the
 partitions assigned here (moving others aside), and starts the metadata
-task and the controller. Without ``zookeeper.connect`` nothing of this
+task and the controller. Leaders write their ISR changes themselves
+(cluster/zk_isr.py) and check every ``replica.lag.time.max.ms``/2 for
+followers to drop. Without ``zookeeper.connect`` nothing of this
 happens and ZooKeeper is not needed.
 
 ``Broker.run`` binds the listeners, serves connections and the periodic
@@ -116,7 +118,9 @@ class Broker:
             self._unlock()
             raise
         self.logs: LogManager | None = None
-        self.replicas = ReplicaManager(self.node_id, config["producer.id.expiration.ms"])
+        self.replicas = ReplicaManager(
+            self.node_id, config["producer.id.expiration.ms"], config["replica.lag.time.max.ms"]
+        )
         self.replicas.metadata = self.metadata
         if config.cluster_mode:
             self._zk_services()
@@ -145,9 +149,11 @@ class Broker:
     def _zk_services(self) -> None:
         from .cluster.controller import Controller
         from .cluster.zk_admin import ZkTopicAdmin
+        from .cluster.zk_isr import ZkIsrWriter
         from .cluster.zk_producer_ids import next_block
         from .cluster.zk_state import ZkHosting
 
+        self.isr_writer = self.replicas.isr_writer = ZkIsrWriter(self.zk, self.replicas)
         self.hosting = ZkHosting(self.config, self.replicas)
         self.hosting.metadata = self.metadata
         self.topics = ZkTopicAdmin(self.config, self.metadata)
@@ -383,8 +389,10 @@ class Broker:
         hosting.sync_groups()
         self.handlers = handlers.bind(self.services())
         self.server = ServerContext.from_config(config, self.handlers)
+        await root.start(self.isr_writer.run)
         await root.start(self.metadata.run)
         await root.start(self.controller.run)
+        root.start_soon(self.replicas.run_isr_expiration)
 
     async def _register(self) -> None:
         from .cluster import znodes
