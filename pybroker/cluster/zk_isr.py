@@ -56,7 +56,9 @@ class ZkIsrWriter:
         if zk.connected:
             self._connected.set()
         zk.add_session_listener(self._session_changed)
-        self.written = 0  # writes that went through (for tests and logs)
+        # Writes that went through, and that were refused (for tests).
+        self.written = self.refused = 0
+        self.in_flight = 0  # write tasks running
 
     def propose(self, part: Partition, change: IsrChange) -> None:
         self._queue[part] = change
@@ -88,11 +90,14 @@ class ZkIsrWriter:
         )
 
     async def _write(self, part: Partition, change: IsrChange) -> None:
+        self.in_flight += 1
         try:
             await self._write_until_known(part, change)
         except Exception:
             # The change stays in flight; the next newer state replaces it.
             log.exception("%s-%d: writing the ISR %s failed", part.topic, part.index, list(change.isr))
+        finally:
+            self.in_flight -= 1
 
     async def _write_until_known(self, part: Partition, change: IsrChange) -> None:
         path = znodes.partition_state_path(part.topic, part.index)
@@ -113,15 +118,15 @@ class ZkIsrWriter:
                         self._committed(part, change, stat.version)
                         return
                     if stat.version != change.version:
-                        part.isr_change_refused(change, f"the state is at version {stat.version} now")
+                        self._refused(part, change, f"the state is at version {stat.version} now")
                         return
                     uncertain = False
                 stat = await self.zk.set(path, data, version=change.version)
             except BadVersionError:
-                part.isr_change_refused(change, f"the state is no longer at version {change.version}")
+                self._refused(part, change, f"the state is no longer at version {change.version}")
                 return
             except NoNodeError:
-                part.isr_change_refused(change, "the state znode is gone")
+                self._refused(part, change, "the state znode is gone")
                 return
             except SessionExpiredError:
                 return  # every leadership is dropped with the session
@@ -131,6 +136,10 @@ class ZkIsrWriter:
                 continue
             self._committed(part, change, stat.version)
             return
+
+    def _refused(self, part: Partition, change: IsrChange, why: str) -> None:
+        self.refused += 1
+        part.isr_change_refused(change, why)
 
     def _committed(self, part: Partition, change: IsrChange, version: int) -> None:
         self.written += 1

@@ -237,8 +237,9 @@ class LeaderState:
                 reasons.append(f"follower {r} not caught up since this leadership began")
             else:
                 reasons.append(f"follower {r} not caught up for {now_ms - f.last_caught_up_ms} ms")
-        self.pending = IsrChange(SHRINK, isr, tuple(out), self.leader_epoch, self.version, self.isr_order,
-                                 "; ".join(reasons))
+        self.pending = IsrChange(
+            SHRINK, isr, tuple(out), self.leader_epoch, self.version, self.isr_order, "; ".join(reasons)
+        )
         return self.pending
 
     # -- the high watermark ----------------------------------------------------------

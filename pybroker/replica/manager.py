@@ -203,7 +203,9 @@ class ReplicaManager:
         docstring): {appended: error} for the failures, empty when none
         failed. ``timeout_ms`` bounds the wait for the followers."""
         failures: dict[Appended, KafkaError] = {}
-        replicated = [a for a in appended if a.partition.leader_state is not None or a.partition.role is not Role.LEADER]
+        replicated = [
+            a for a in appended if a.partition.leader_state is not None or a.partition.role is not Role.LEADER
+        ]
         if replicated:
             await self._until_replicated(replicated, failures, timeout_ms)
             appended = [a for a in appended if a not in failures and a.partition.leader_state is None]

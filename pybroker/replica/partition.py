@@ -251,8 +251,9 @@ class Partition:
                     # KAFKA_STORAGE_ERROR from now on.
                     log.io_failed(exc)
             self._led_epoch, self.epoch_start = epoch, start
-            logger.debug("%s-%d: leader at epoch %d from offset %d, ISR %s", self.topic, self.index, epoch, start,
-                         _ids(info.isr))
+            logger.debug(
+                "%s-%d: leader at epoch %d from offset %d, ISR %s", self.topic, self.index, epoch, start, _ids(info.isr)
+            )
         if len(info.replicas) <= 1:
             self.leader_state = None
             log.set_high_watermark(log.log_end_offset)
@@ -503,8 +504,8 @@ class Partition:
             elif timestamp < 0:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown special timestamp {timestamp}")
             else:
-                found = log.offset_for_timestamp(timestamp) or (-1, -1)
-                if found[1] >= log.high_watermark:
+                found = log.offset_for_timestamp(timestamp)
+                if found is None or found[1] >= log.high_watermark:
                     found = (-1, -1)
                     if replica_id == CONSUMER:
                         self._check_epoch_start_committed()
