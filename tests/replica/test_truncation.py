@@ -51,6 +51,7 @@ def test_unknown_answers():
     assert epoch_end([], 3, 20) == (UNDEFINED, UNDEFINED)
 
 
+@settings(deadline=None)  # the storage cache writes its checkpoint file
 @given(
     starts=st.lists(st.integers(0, 50), max_size=6, unique=True),
     requested=st.integers(-1, 12),
