@@ -22,10 +22,12 @@ leader registered; client id ``broker-<id>-fetcher``) and loops:
    followed; DivergingEpoch truncates (KIP-279); OFFSET_OUT_OF_RANGE
    asks the leader's log start (ListOffsets) and log end
    (OffsetForLeaderEpoch at the current epoch) and truncates to them;
-   FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER
-   wait for the metadata to name the leader this broker can follow (the
-   partition backs off meanwhile, and a new epoch ends that); any other
-   error backs off replica.fetch.backoff.ms;
+   FENCED_LEADER_EPOCH (this broker's metadata is behind) backs off
+   until follow() brings the new epoch; UNKNOWN_LEADER_EPOCH and
+   NOT_LEADER_OR_FOLLOWER (the leader's metadata is behind: it has not
+   seen the state that names it yet, and nothing here will tell when it
+   has) are asked again after LEADER_BEHIND_BACKOFF; any other error
+   backs off replica.fetch.backoff.ms;
 4. before the next Fetch, the logs appended to that must be durable (more
    than one replica, no write.caching) are fsynced in one group-commit
    round, so the fetch offset the next Fetch reports — which the leader
