@@ -248,9 +248,8 @@ def _replica_fetch(ctx, req, replicas, md, fetch_sessions):
     one (session id 0, as Kafka answers when its cache has no room), an
     incremental request FETCH_SESSION_ID_NOT_FOUND."""
     version = ctx.api_version
-    if version >= 7 and req.session_epoch != FINAL_EPOCH:
-        if req.session_epoch > 0:
-            return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
+    if version >= 7 and req.session_epoch > 0:
+        return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
     if version >= 7 and req.session_id:
         fetch_sessions.resolve(req.session_id, FINAL_EPOCH)  # closes it
     wanted = []

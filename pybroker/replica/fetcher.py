@@ -51,29 +51,27 @@ import trio
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import CorruptRecordError, KafkaError, ProtocolError
 from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from pybroker.protocol.messages.offset_for_leader_epoch_request import (
-    OffsetForLeaderEpochRequest,
-    OffsetForLeaderPartition,
-    OffsetForLeaderTopic,
-)
 
 from ..cluster.model import BrokerInfo
-from . import follower
+from . import follower, leader_offsets
 from .link import Link, LinkError
 from .partition import Role
 
 log = logging.getLogger("pybroker.replica")
 
 FETCH_VERSION = 12
-LIST_OFFSETS_VERSION = 7
-OFFSET_FOR_LEADER_EPOCH_VERSION = 4
-EARLIEST = -2
 # Answers of a leader that has not caught up with the metadata naming it:
 # asked again after LEADER_BEHIND_BACKOFF (at most replica.fetch.backoff.ms).
 _LEADER_BEHIND = frozenset({ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.NOT_LEADER_OR_FOLLOWER})
 LEADER_BEHIND_BACKOFF = 0.05
-_CONNECTION_ERRORS = (OSError, LinkError, ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+_CONNECTION_ERRORS = (
+    OSError,
+    LinkError,
+    ProtocolError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+)
 
 
 def now_ms() -> int:
@@ -209,7 +207,9 @@ class ReplicaFetchers:
                 except _CONNECTION_ERRORS as exc:
                     fetcher.failures += 1
                     level = logging.WARNING if fetcher.failures == 1 else logging.DEBUG
-                    log.log(level, "fetching from broker %d: %s; retrying", fetcher.leader_id, exc or type(exc).__name__)
+                    log.log(
+                        level, "fetching from broker %d: %s; retrying", fetcher.leader_id, exc or type(exc).__name__
+                    )
                 except Exception:
                     fetcher.failures += 1
                     log.exception("fetching from broker %d failed", fetcher.leader_id)
@@ -370,108 +370,66 @@ class ReplicaFetchers:
     async def _check_epochs(self, fetcher: LeaderFetcher, link: Link, states: list[Followed]) -> None:
         """Logs with data and no epoch cache: the leader's end of the epoch
         of each one's last batch, and the truncation it calls for."""
-        asked = {}
-        topics: dict[str, list[OffsetForLeaderPartition]] = {}
+        asked: dict = {}
         for st in states:
             try:
-                epoch = follower.epoch_to_check(st.part)
+                asked[st.key] = (st, follower.epoch_to_check(st.part), st.part.log.log_end_offset)
             except KafkaError as exc:
                 self._failed(fetcher, st, exc)
-                continue
-            asked[st.key] = (st, epoch, st.part.log.log_end_offset)
-            topics.setdefault(st.part.topic, []).append(
-                OffsetForLeaderPartition(partition=st.part.index, current_leader_epoch=st.epoch, leader_epoch=max(epoch, 0))
-            )
         if not asked:
             return
-        request = OffsetForLeaderEpochRequest(
-            replica_id=self.node_id,
-            topics=[OffsetForLeaderTopic(topic=name, partitions=parts) for name, parts in topics.items()],
-        )
         try:
-            response = await self._call(link, request, OFFSET_FOR_LEADER_EPOCH_VERSION)
+            answers = await leader_offsets.epoch_ends(
+                self._caller(link), self.node_id, {k: (st.epoch, max(e, 0)) for k, (st, e, _) in asked.items()}
+            )
         except BaseException:
             self._delay(fetcher, [st for st, _, _ in asked.values()])
             raise
-        for topic in response.topics:
-            for p in topic.partitions:
-                found = asked.pop((topic.topic, p.partition), None)
-                if found is None:
-                    continue
-                st, epoch, end = found
-                if not self._current(fetcher, st, follower.Position(end, -1, -1, st.epoch)):
-                    continue
-                if p.error_code:
-                    self._handle_error(fetcher, st, p.error_code)
+        for key, (st, epoch, end) in asked.items():
+            found = answers.get(key)
+            if found is None:
+                self._delay(fetcher, [st])
+            elif self._current(fetcher, st, follower.Position(end, -1, -1, st.epoch)):
+                if found[0]:
+                    self._handle_error(fetcher, st, found[0])
                     continue
                 try:
-                    follower.truncate_without_epochs(st.part, p.leader_epoch, p.end_offset, epoch)
+                    follower.truncate_without_epochs(st.part, found[1], found[2], epoch)
                     st.epoch_checked = True
                 except KafkaError as exc:
                     self._failed(fetcher, st, exc)
-        self._delay(fetcher, [st for st, _, _ in asked.values()])  # left unanswered
 
     async def _out_of_range(self, fetcher: LeaderFetcher, link: Link, states: list[Followed]) -> None:
         """The leader refused these fetch offsets: ask its log start
         (ListOffsets earliest) and log end (OffsetForLeaderEpoch for its
         current epoch, which runs to the log end) and truncate to them."""
         ends = {st.key: st.part.log.log_end_offset for st in states}
-        list_topics: dict[str, list[ListOffsetsPartition]] = {}
-        epoch_topics: dict[str, list[OffsetForLeaderPartition]] = {}
-        for st in states:
-            list_topics.setdefault(st.part.topic, []).append(
-                ListOffsetsPartition(partition_index=st.part.index, current_leader_epoch=st.epoch, timestamp=EARLIEST)
-            )
-            epoch_topics.setdefault(st.part.topic, []).append(
-                OffsetForLeaderPartition(partition=st.part.index, current_leader_epoch=st.epoch, leader_epoch=st.epoch)
-            )
+        call = self._caller(link)
         try:
-            starts = await self._call(
-                link,
-                ListOffsetsRequest(
-                    replica_id=self.node_id,
-                    topics=[ListOffsetsTopic(name=name, partitions=parts) for name, parts in list_topics.items()],
-                ),
-                LIST_OFFSETS_VERSION,
-            )
-            finals = await self._call(
-                link,
-                OffsetForLeaderEpochRequest(
-                    replica_id=self.node_id,
-                    topics=[OffsetForLeaderTopic(topic=name, partitions=parts) for name, parts in epoch_topics.items()],
-                ),
-                OFFSET_FOR_LEADER_EPOCH_VERSION,
+            starts = await leader_offsets.log_starts(call, self.node_id, {st.key: st.epoch for st in states})
+            finals = await leader_offsets.epoch_ends(
+                call, self.node_id, {st.key: (st.epoch, st.epoch) for st in states}
             )
         except BaseException:
             self._delay(fetcher, states)
             raise
-        by_key = {st.key: st for st in states}
-        start_of: dict[tuple[str, int], int] = {}
-        for t in starts.topics:
-            for p in t.partitions:
-                st = by_key.get((t.name, p.partition_index))
-                if st is None:
-                    continue
-                if p.error_code:
-                    self._handle_error(fetcher, st, p.error_code)
-                    by_key.pop(st.key)
-                else:
-                    start_of[st.key] = p.offset
-        for t in finals.topics:
-            for p in t.partitions:
-                st = by_key.pop((t.topic, p.partition), None)
-                if st is None:
-                    continue
-                if p.error_code or st.key not in start_of:
-                    self._handle_error(fetcher, st, p.error_code or ErrorCode.UNKNOWN_SERVER_ERROR)
-                    continue
-                if not self._current(fetcher, st, follower.Position(ends[st.key], -1, -1, st.epoch)):
-                    continue
+        for st in states:
+            start, final = starts.get(st.key), finals.get(st.key)
+            if start is None or final is None:
+                self._delay(fetcher, [st])  # left out of an answer
+            elif start[0] or final[0]:
+                self._handle_error(fetcher, st, start[0] or final[0])
+            elif self._current(fetcher, st, follower.Position(ends[st.key], -1, -1, st.epoch)):
                 try:
-                    follower.recover_out_of_range(st.part, start_of[st.key], p.end_offset)
+                    follower.recover_out_of_range(st.part, start[1], final[2])
                 except KafkaError as exc:
                     self._failed(fetcher, st, exc)
-        self._delay(fetcher, list(by_key.values()))  # left unanswered
+
+    def _caller(self, link: Link):
+        async def call(body, version):
+            return await self._call(link, body, version)
+
+        return call
 
     def _handle_error(self, fetcher: LeaderFetcher, st: Followed, code: int) -> None:
         part = st.part

@@ -92,12 +92,11 @@ def append_fetched(replicas, part, records, leader_hw: int, leader_log_start: in
     if records is not None and len(records):
         batches, rest = split_batches(records)
         if batches:
+            _start_at_first_batch(part, batches[0])
             whole = memoryview(records)[: len(records) - rest]
             # One append for the whole response: the log takes the batches
             # in one view, as they continue its offsets.
-            replicas.append(
-                part.topic, part.index, RecordBatch(whole), now=now_ms, acks=1, origin=Origin.REPLICATION
-            )
+            replicas.append(part.topic, part.index, RecordBatch(whole), now=now_ms, acks=1, origin=Origin.REPLICATION)
             n = len(whole)
     plog = part.log
     try:
@@ -108,6 +107,21 @@ def append_fetched(replicas, part, records, leader_hw: int, leader_log_start: in
     except KafkaStorageError as exc:
         raise storage_error(exc) from None
     return n
+
+
+def _start_at_first_batch(part, first) -> None:
+    """An empty log starting inside the leader's first batch (the leader's
+    log start, moved by DeleteRecords, fell inside it): restart the log at
+    that batch's base so it can be appended whole; the leader's log start
+    then moves this one's back up (Kafka's follower does the same on
+    UnexpectedAppendOffsetException)."""
+    plog = part.log
+    end = plog.log_end_offset
+    if end == plog.log_start_offset and first.base_offset < end <= first.last_offset:
+        try:
+            plog.truncate_fully(first.base_offset)
+        except KafkaStorageError as exc:
+            raise storage_error(exc) from None
 
 
 def truncate(part, offset: int, why: str) -> None:

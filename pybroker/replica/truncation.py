@@ -81,9 +81,7 @@ def diverges(leader_epoch_end: tuple[int, int], last_fetched: int, fetch_offset:
     return epoch < last_fetched or end < fetch_offset
 
 
-def truncation_point(
-    entries: list[tuple[int, int]], log_end: int, leader_epoch: int, leader_end: int
-) -> Truncation:
+def truncation_point(entries: list[tuple[int, int]], log_end: int, leader_epoch: int, leader_end: int) -> Truncation:
     """Where to cut a log of ``entries`` ending at ``log_end`` whose leader
     answered (``leader_epoch``, ``leader_end``) for it (see the module
     docstring); Kafka's AbstractFetcherThread.getOffsetTruncationState."""

@@ -8,6 +8,7 @@ the old leader a follower that truncates what only it had."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ from pybroker.protocol.messages.create_topics_request import (
     CreatableTopic,
     CreatableTopicConfig,
     CreateTopicsRequest,
+)
+from pybroker.protocol.messages.delete_records_request import (
+    DeleteRecordsPartition,
+    DeleteRecordsRequest,
+    DeleteRecordsTopic,
 )
 from pybroker.protocol.messages.elect_leaders_request import ElectLeadersRequest, TopicPartitions
 from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
@@ -146,11 +152,15 @@ def test_a_topic_of_three_replicas_is_copied_byte_for_byte(brokers, tmp_path):
     for index in range(3):
         batches = wait_for(lambda index=index: identical(tmp_path, "copied", index), what=f"copied-{index} everywhere")
         assert sum(count_records(b) for b in batches) == 1000
-    # The epoch caches and the offsets match too.
+    # The epoch caches and the offsets match too, and each follower has
+    # fsynced what it holds (what its next Fetch reports to the leader).
     for index in range(3):
         parts = [brokers.partition(n, "copied", index) for n in (1, 2, 3)]
         assert len({p.log_end_offset for p in parts}) == 1
         assert len({tuple(p.log.epochs.entries) for p in parts}) == 1
+        for p in parts:
+            if p.role.value == "follower":
+                wait_for(lambda p=p: p.log.recovery_point == p.log_end_offset, what="the follower fsynced")
     # Followers never answer consumers; the leader does, with everything.
     consumer = KafkaConsumer(
         bootstrap_servers=brokers.any(), auto_offset_reset="earliest", consumer_timeout_ms=5000, group_id=None
@@ -327,3 +337,79 @@ def test_the_leaders_answers_to_a_replica_fetch(brokers):
     finally:
         w.close()
     assert answer(response)[2] > 0
+
+
+def test_an_unexpected_error_costs_a_round_not_the_fetcher(brokers, tmp_path, monkeypatch, caplog):
+    from pybroker.replica import follower
+
+    real = follower.append_fetched
+    failures = []
+
+    def failing_once(replicas, part, records, *rest):
+        if part.topic == "unlucky" and records is not None and len(records) and not failures:
+            failures.append(part.topic)
+            raise RuntimeError("a bug")
+        return real(replicas, part, records, *rest)
+
+    monkeypatch.setattr(follower, "append_fetched", failing_once)
+    create(brokers.any(), "unlucky", [[1, 2]])
+    led_everywhere(brokers, "unlucky", 1)
+    for i in range(3):
+        produce(brokers.bootstrap(1), "unlucky", 0, [b"m%d" % i])
+    wait_for(lambda: identical(tmp_path, "unlucky", 0, (1, 2), at_least=3), what="copied after the failure")
+    assert failures == ["unlucky"]
+    assert any("handling the leader's answer failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_follower_below_the_leaders_log_start_starts_over_there(brokers, tmp_path):
+    create(brokers.any(), "trimmed", [[1, 2]], {"segment.bytes": "1024"})
+    led_everywhere(brokers, "trimmed", 1)
+    leader = brokers.bootstrap(1)
+    for i in range(40):
+        produce(leader, "trimmed", 0, [b"trimmed-%02d" % i] * 3)
+    wait_for(lambda: identical(tmp_path, "trimmed", 0, (1, 2), at_least=40), what="copied")
+    # Broker 2 loses its replica while the leader's log start moves past
+    # everything it will start with.
+    brokers.stop(2)
+    shutil.rmtree(tmp_path / "broker2" / "trimmed-0")
+    delete = DeleteRecordsRequest(
+        topics=[DeleteRecordsTopic(name="trimmed", partitions=[DeleteRecordsPartition(partition_index=0, offset=61)])],
+        timeout_ms=5000,
+    )
+    wait_for(
+        lambda: request(leader, delete, 2).topics[0].partitions[0].low_watermark == 61,
+        what="the log start at 61, inside the batch 60..62",
+    )
+    brokers.start(2)
+
+    def caught_up():
+        part = brokers.partition(2, "trimmed", 0)
+        return part is not None and part.log_end_offset == 120 and part.log_start_offset == 61
+
+    wait_for(caught_up, what="broker 2 starting over at the leader's log start")
+    theirs = [b for b in replica_batches(tmp_path, 1, "trimmed", 0) if int.from_bytes(b[:8], "big") >= 60]
+    assert replica_batches(tmp_path, 2, "trimmed", 0) == theirs
+
+
+def test_a_replica_without_its_epoch_checkpoint_asks_the_leader_first(brokers, tmp_path, monkeypatch):
+    from pybroker.replica import leader_offsets
+
+    asked = []
+    real = leader_offsets.epoch_ends
+
+    async def recording(call, replica_id, wanted):
+        asked.append((replica_id, dict(wanted)))
+        return await real(call, replica_id, wanted)
+
+    monkeypatch.setattr(leader_offsets, "epoch_ends", recording)
+    create(brokers.any(), "unmarked", [[1, 2]])
+    led_everywhere(brokers, "unmarked", 1)
+    for i in range(3):
+        produce(brokers.bootstrap(1), "unmarked", 0, [b"m%d" % i])
+    wait_for(lambda: identical(tmp_path, "unmarked", 0, (1, 2), at_least=3), what="copied")
+    brokers.stop(2)
+    (tmp_path / "broker2" / "unmarked-0" / "leader-epoch-checkpoint").unlink()
+    brokers.start(2)
+    produce(brokers.bootstrap(1), "unmarked", 0, [b"m3"])
+    wait_for(lambda: identical(tmp_path, "unmarked", 0, (1, 2), at_least=4), what="copied after the restart")
+    assert (2, {("unmarked", 0): (0, 0)}) in asked  # at epoch 0, for its last batch's epoch 0

@@ -263,6 +263,7 @@ def test_the_follower_log_start_follows_the_leader(tmp_path):
             c[100].produce(message_batch(MSG))
         c.sync(101)
         assert len(c[101].log.segments) > 2
+        c[100].log.set_high_watermark(12)  # committed, whatever the leader's rule for it
         c[100].part.delete_records(7)
         c.fetch_once(101)
         assert c[101].log.log_start_offset == 7
@@ -284,14 +285,16 @@ def test_a_follower_below_the_leaders_log_start_starts_over_there(tmp_path):
         c.elect(100)
         c[101].stop()
         for _ in range(12):
-            c[100].produce(message_batch(MSG))
-        c[100].part.delete_records(9)
+            c[100].produce(message_batch(MSG, n=3))
+        c[100].log.set_high_watermark(36)
+        c[100].part.delete_records(19)  # inside the batch 18..20
         c.start(101)
         assert c.fetch_once(101) is Outcome.OUT_OF_RANGE
-        assert (c[101].log.log_start_offset, c[101].leo) == (9, 9)
+        assert (c[101].log.log_start_offset, c[101].leo) == (19, 19)
         c.sync(101)
-        assert c[101].leo == 12
+        assert (c[101].log.log_start_offset, c[101].leo) == (19, 36)
         assert [bytes(b.view) for b in c[101].batches()] == [bytes(b.view) for b in c[100].batches()]
+        assert c[101].offsets()[0] == 18  # the batch holding the log start, whole
     finally:
         for node in c.nodes.values():
             if node.up:

@@ -14,8 +14,7 @@ from pybroker.cluster.model import PartitionInfo, PartitionState
 from pybroker.protocol.errors import CorruptRecordError
 from pybroker.protocol.record_batch import CRC_OFFSET, RecordBatch
 from pybroker.protocol.records import NewRecord, build_batch
-from pybroker.replica import ReplicaManager, Role
-from pybroker.replica import follower
+from pybroker.replica import ReplicaManager, Role, follower
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 

@@ -4,6 +4,8 @@ position."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from pybroker.cluster.model import PartitionInfo, PartitionState
@@ -25,7 +27,7 @@ class Recording(Partition):
     """A Partition that notes each follower_fetched call."""
 
     __slots__ = ()
-    calls: list = []
+    calls: ClassVar[list] = []
 
     def follower_fetched(self, replica_id, fetch_offset, now_ms):
         Recording.calls.append((replica_id, fetch_offset, now_ms))
