@@ -48,6 +48,7 @@ MODULES = (
     "incremental_alter_configs",
     "describe_cluster",
     "describe_log_dirs",
+    "describe_producers",
     "offset_for_leader_epoch",
     "find_coordinator",
     "join_group",
