@@ -33,6 +33,7 @@ from pybroker.protocol.record_batch import split_batches
 
 from ..broker.raw_requests import produce_request
 from ..broker.wire import Wire
+from . import replica_files
 from .broker_support import cluster_broker, metadata, partitions_view, request, wait_for
 
 PROPS = {"replica.fetch.backoff.ms": "100", "default.replication.factor": "3"}
@@ -123,6 +124,13 @@ def identical(root: Path, topic: str, index: int, replicas=(1, 2, 3), at_least: 
     return None
 
 
+def kafka_format_and_identical(brokers: Brokers, root: Path, topic: str, index: int, leader: int, replicas=(1, 2, 3)):
+    """H4's check of the files: Kafka's format on every replica (indexes,
+    epoch checkpoint), byte-identical below the leader's high watermark."""
+    hw = brokers.partition(leader, topic, index).high_watermark
+    return replica_files.compare({n: root / f"broker{n}" for n in replicas}, topic, index, hw)
+
+
 def produce(bootstrap: str, topic: str, index: int, values: list[bytes]) -> None:
     response = request(bootstrap, produce_request(topic, index, values), 9)
     assert response.responses[0].partition_responses[0].error_code == 0
@@ -152,6 +160,8 @@ def test_a_topic_of_three_replicas_is_copied_byte_for_byte(brokers, tmp_path):
     for index in range(3):
         batches = wait_for(lambda index=index: identical(tmp_path, "copied", index), what=f"copied-{index} everywhere")
         assert sum(count_records(b) for b in batches) == 1000
+        on_disk = kafka_format_and_identical(brokers, tmp_path, "copied", index, leader=index + 1)
+        assert [b.data for b in on_disk] == batches
     # The epoch caches and the offsets match too, and each follower has
     # fsynced what it holds (what its next Fetch reports to the leader).
     for index in range(3):
@@ -197,6 +207,7 @@ def test_a_stopped_follower_catches_up_when_started_again(brokers, tmp_path):
     for index in range(2):
         batches = wait_for(lambda index=index: identical(tmp_path, "caught", index, at_least=110), what="3 caught up")
         assert len(batches) == 110
+        assert len(kafka_format_and_identical(brokers, tmp_path, "caught", index, leader=1)) == 110
 
 
 def test_an_old_leader_truncates_what_only_it_had(brokers, tmp_path, zk_admin):
@@ -247,6 +258,7 @@ def test_an_old_leader_truncates_what_only_it_had(brokers, tmp_path, zk_admin):
     assert len(batches) == 11
     epochs = [tuple(brokers.partition(n, "moved", 0).log.epochs.entries) for n in (1, 2, 3)]
     assert len(set(epochs)) == 1 and [e for e, _ in epochs[0]] == [0, epoch, epoch + 1]
+    assert len(kafka_format_and_identical(brokers, tmp_path, "moved", 0, leader=1)) == 11
 
 
 def rewrite_isr(zk_admin, topic: str, index: int, isr: list[int]) -> None:
