@@ -253,6 +253,10 @@ class ReplicaFetchers:
         sent: dict[tuple[str, int], tuple[Followed, follower.Position]] = {}
         topics: dict[str, list[FetchPartition]] = {}
         for st in ready:
+            if st.part.offline:
+                log.error("%s-%d: the log is offline; no longer fetching it", st.part.topic, st.part.index)
+                self.unfollow(st.part)
+                continue
             pos = follower.position(st.part)
             if pos.current_leader_epoch != st.epoch:
                 continue  # the metadata moved on; follow() says where to
@@ -314,9 +318,14 @@ class ReplicaFetchers:
                     self._delay(fetcher, [st])
         if out_of_range:
             await self._out_of_range(fetcher, link, out_of_range)
-        durable = [p.log for p in appended if follower.durable(p)]
+        durable = [p for p in appended if follower.durable(p)]
         if durable:
-            await self.replicas.flusher.flush(durable)
+            failed = await self.replicas.flusher.flush([p.log for p in durable])
+            for p in durable:
+                if p.log in failed:
+                    # Never reported to the leader: what it holds is not on disk.
+                    log.error("%s-%d: fsync failed (%s); no longer fetching it", p.topic, p.index, failed[p.log])
+                    self.unfollow(p)
 
     def _current(self, fetcher: LeaderFetcher, st: Followed, pos: follower.Position) -> bool:
         """Whether an answer still applies: the partition still followed
