@@ -9,9 +9,10 @@ Nothing else imports this module: each service is given what it uses.
 
 Cluster mode (``zookeeper.connect`` set) swaps in the ZooKeeper-backed
 services (cluster/zk_*.py): the metadata is a cache of ZooKeeper, topic
-administration writes ZooKeeper, producer-id blocks come from it, and
-the controller runs in the broker. ``run`` then joins the cluster after
-binding its listeners and before serving: it connects (ZkConnectTimeout
+administration writes ZooKeeper, producer-id blocks come from it, the
+controller runs in the broker, and followers copy their leaders
+(replica/fetcher.py, one task per leader). ``run`` then joins the
+cluster after binding its listeners and before serving: it connects (ZkConnectTimeout
 after ``zookeeper.connection.timeout.ms``), creates Kafka's persistent
 znodes, reads or creates the cluster id and checks the log dirs against
 it, registers the broker, reads the whole metadata, opens the logs of the
@@ -152,10 +153,14 @@ class Broker:
         from .cluster.zk_isr import ZkIsrWriter
         from .cluster.zk_producer_ids import next_block
         from .cluster.zk_state import ZkHosting
+        from .replica.fetcher import ReplicaFetchers
 
         self.isr_writer = self.replicas.isr_writer = ZkIsrWriter(self.zk, self.replicas)
         self.hosting = ZkHosting(self.config, self.replicas)
         self.hosting.metadata = self.metadata
+        # Followers copy their leaders at the addresses the leaders registered.
+        self.fetchers = ReplicaFetchers(self.replicas, self.config, self.metadata.broker)
+        self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
         self.controller = Controller(self.zk, self.node_id, self.config)
@@ -286,6 +291,8 @@ class Broker:
                         root.start_soon(self.log_tasks.run_cleaner)
                     root.start_soon(self.replicas.run)
                     root.start_soon(self.groups.run)
+                    if self.config.cluster_mode:
+                        root.start_soon(self.fetchers.run)
                     log.info(
                         "pybroker %d serving on %s, data in %s",
                         self.node_id,
