@@ -126,8 +126,12 @@ def identical(root: Path, topic: str, index: int, replicas=(1, 2, 3), at_least: 
 
 def kafka_format_and_identical(brokers: Brokers, root: Path, topic: str, index: int, leader: int, replicas=(1, 2, 3)):
     """H4's check of the files: Kafka's format on every replica (indexes,
-    epoch checkpoint), byte-identical below the leader's high watermark."""
-    hw = brokers.partition(leader, topic, index).high_watermark
+    epoch checkpoint), byte-identical below the leader's high watermark,
+    once it has reached the log end (the followers' next fetches report
+    what they hold; the leader counts what it has fsynced)."""
+    part = brokers.partition(leader, topic, index)
+    wait_for(lambda: part.high_watermark == part.log_end_offset, what="the high watermark at the log end")
+    hw = part.high_watermark
     return replica_files.compare({n: root / f"broker{n}" for n in replicas}, topic, index, hw)
 
 
