@@ -136,15 +136,11 @@ def move_leader(cluster: LocalCluster, topic: str, partition: int, to: int) -> i
         zk.close()
 
 
-def replica_dirs(cluster: LocalCluster, topic: str, partition: int):
-    return {b.node_id: b.data_dir / f"{topic}-{partition}" for b in cluster.brokers}
-
-
 # -- 100,000 messages from three clients ------------------------------------------
 
 
 def test_three_clients_write_identical_replicas(cluster):
-    from .replica_files import assert_identical_below
+    from .replica_files import compare
 
     topic = unique("replicated")
     create(cluster.brokers[0].bootstrap, topic, PARTITIONS)
@@ -165,15 +161,21 @@ def test_three_clients_write_identical_replicas(cluster):
         error, hw = latest(leader.bootstrap, topic, p)
         assert error == 0
         # Followers copy up to the leader's log end and learn the HW on their next fetch.
-        dirs = replica_dirs(cluster, topic, p)
-        wait_for(lambda d=dirs, hw=hw: _all_hold(d, hw), 60, f"every replica of {topic}-{p} to hold offset {hw}")
-        assert_identical_below(dirs, hw)
+        dirs = {b.node_id: b.data_dir for b in cluster.brokers}
+        wait_for(
+            lambda d=dirs, p=p, hw=hw: _all_hold(d, topic, p, hw), 60, f"every replica of {topic}-{p} to hold {hw}"
+        )
+        batches = compare(dirs, topic, p, hw)
+        assert batches[-1].last_offset == hw - 1
 
 
-def _all_hold(dirs, offset: int) -> bool:
-    from .replica_files import log_end
+def _all_hold(dirs, topic: str, partition: int, offset: int) -> bool:
+    from .replica_files import ReplicaFormatError, read_replica
 
-    return all(log_end(d) >= offset for d in dirs.values())
+    try:
+        return all(read_replica(d, topic, partition).log_end_offset >= offset for d in dirs.values())
+    except ReplicaFormatError:
+        return False  # a batch being written as it is read
 
 
 # -- followers stopped and restarted ------------------------------------------------
