@@ -9,14 +9,17 @@ Nothing else imports this module: each service is given what it uses.
 
 Cluster mode (``zookeeper.connect`` set) swaps in the ZooKeeper-backed
 services (cluster/zk_*.py): the metadata is a cache of ZooKeeper, topic
-administration writes ZooKeeper, producer-id blocks come from it, and
-the controller runs in the broker. ``run`` then joins the cluster after
-binding its listeners and before serving: it connects (ZkConnectTimeout
+administration writes ZooKeeper, producer-id blocks come from it, the
+controller runs in the broker, and followers copy their leaders
+(replica/fetcher.py, one task per leader). ``run`` then joins the
+cluster after binding its listeners and before serving: it connects (ZkConnectTimeout
 after ``zookeeper.connection.timeout.ms``), creates Kafka's persistent
 znodes, reads or creates the cluster id and checks the log dirs against
 it, registers the broker, reads the whole metadata, opens the logs of the
 partitions assigned here (moving others aside), and starts the metadata
-task and the controller. Without ``zookeeper.connect`` nothing of this
+task and the controller. Leaders write their ISR changes themselves
+(cluster/zk_isr.py) and check every ``replica.lag.time.max.ms``/2 for
+followers to drop. Without ``zookeeper.connect`` nothing of this
 happens and ZooKeeper is not needed.
 
 ``Broker.run`` binds the listeners, serves connections and the periodic
@@ -116,7 +119,9 @@ class Broker:
             self._unlock()
             raise
         self.logs: LogManager | None = None
-        self.replicas = ReplicaManager(self.node_id, config["producer.id.expiration.ms"])
+        self.replicas = ReplicaManager(
+            self.node_id, config["producer.id.expiration.ms"], config["replica.lag.time.max.ms"]
+        )
         self.replicas.metadata = self.metadata
         if config.cluster_mode:
             self._zk_services()
@@ -145,11 +150,17 @@ class Broker:
     def _zk_services(self) -> None:
         from .cluster.controller import Controller
         from .cluster.zk_admin import ZkTopicAdmin
+        from .cluster.zk_isr import ZkIsrWriter
         from .cluster.zk_producer_ids import next_block
         from .cluster.zk_state import ZkHosting
+        from .replica.fetcher import ReplicaFetchers
 
+        self.isr_writer = self.replicas.isr_writer = ZkIsrWriter(self.zk, self.replicas)
         self.hosting = ZkHosting(self.config, self.replicas)
         self.hosting.metadata = self.metadata
+        # Followers copy their leaders at the addresses the leaders registered.
+        self.fetchers = ReplicaFetchers(self.replicas, self.config, self.metadata.broker)
+        self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
         self.controller = Controller(self.zk, self.node_id, self.config)
@@ -280,6 +291,8 @@ class Broker:
                         root.start_soon(self.log_tasks.run_cleaner)
                     root.start_soon(self.replicas.run)
                     root.start_soon(self.groups.run)
+                    if self.config.cluster_mode:
+                        root.start_soon(self.fetchers.run)
                     log.info(
                         "pybroker %d serving on %s, data in %s",
                         self.node_id,
@@ -383,8 +396,10 @@ class Broker:
         hosting.sync_groups()
         self.handlers = handlers.bind(self.services())
         self.server = ServerContext.from_config(config, self.handlers)
+        await root.start(self.isr_writer.run)
         await root.start(self.metadata.run)
         await root.start(self.controller.run)
+        root.start_soon(self.replicas.run_isr_expiration)
 
     async def _register(self) -> None:
         from .cluster import znodes

@@ -157,6 +157,13 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             "replication factor of __consumer_offsets (Kafka's default 3 in cluster mode; "
             "a single node, where nothing sets it, uses 1)",
         ),
+        _prop(
+            "offsets.commit.timeout.ms",
+            "INT",
+            5000,
+            at_least(1),
+            "how long the group coordinator's writes wait for every in-sync replica",
+        ),
         _prop("offsets.retention.minutes", "INT", 10080, at_least(1)),
         _prop("offsets.retention.check.interval.ms", "LONG", 600000, at_least(1)),
         _prop("offsets.topic.segment.bytes", "INT", 104857600, at_least(1)),

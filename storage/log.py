@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pybroker.protocol.errors import CorruptRecordError
-from pybroker.protocol.record_batch import RecordBatch, iter_batches
+from pybroker.protocol.record_batch import HEADER_SIZE, RecordBatch, iter_batches
 
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache
@@ -557,8 +557,14 @@ class PartitionLog:
 
     @_io
     def truncate_to(self, offset: int) -> None:
-        """Remove everything at or after ``offset`` (replica divergence)."""
+        """Remove everything at or after ``offset`` (replica divergence).
+
+        Past the log end nothing is cut but the epoch cache: an entry at
+        the log end is an epoch this replica started as leader without
+        writing anything, which a follower must not report as the epoch of
+        its last batch (Kafka's UnifiedLog.truncateTo does the same)."""
         if offset >= self.log_end_offset:
+            self.epochs.truncate_from_end(self.log_end_offset)
             return
         offset = max(offset, self.log_start_offset)
         while len(self.segments) > 1 and self.active.base_offset >= offset:
@@ -602,6 +608,35 @@ class PartitionLog:
             self.delete_segments_below_start()
         self._check()
         return self.log_start_offset
+
+    @_io
+    def advance_log_start(self, offset: int) -> int:
+        """A follower's log start following its leader's: moved up to
+        ``offset`` but never past the log end, the high watermark dragged
+        along (the leader's log start is below the leader's high
+        watermark, which this replica may not know yet); segments wholly
+        below it are deleted. Returns the log start."""
+        offset = min(offset, self.log_end_offset)
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            self.high_watermark = max(self.high_watermark, offset)
+            self.epochs.truncate_from_start(offset)
+            self.cleaner_offset = max(self.cleaner_offset, offset)
+            self.delete_segments_below_start()
+        self._check()
+        return self.log_start_offset
+
+    @_io
+    def last_batch_epoch(self) -> int:
+        """The leader epoch stamped in the last batch of the log, -1 when
+        the log is empty: what a follower reports when its epoch cache
+        knows nothing (a checkpoint lost under a clean shutdown)."""
+        for seg in reversed(self.segments):
+            if seg.size and seg.next_offset > self.log_start_offset:
+                info = seg.find(seg.next_offset - 1)
+                if info is not None:
+                    return RecordBatch(memoryview(seg.read_at(info.position, HEADER_SIZE))).partition_leader_epoch
+        return -1
 
     @_io
     def delete_segments_below_start(self) -> list[int]:

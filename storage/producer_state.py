@@ -155,7 +155,9 @@ class ProducerStateManager:
         if entry is None or epoch != entry.epoch:
             entry = self.entries[producer_id] = ProducerEntry(epoch)
         entry.batches.append(meta)
-        entry.last_seen_ms = now
+        # Kafka's lastTimestamp is the batch's max timestamp, not the time of
+        # the append: snapshots store it and expiry measures from it.
+        entry.last_seen_ms = meta.timestamp if meta.timestamp >= 0 else now
 
     def appended(self, batch, now: int) -> None:
         """Record a batch just written (offsets assigned), whoever wrote it."""

@@ -9,12 +9,11 @@ otherwise — and removes the replicas of topics that are gone, closing
 their logs and moving them aside for removal as a single node's
 DeleteTopics does. Topic config changes reach the logs here too.
 
-Followers copy nothing yet (replication is the next step): a follower
-only answers clients NOT_LEADER_OR_FOLLOWER. A leader's own ISR, the one
-its high watermark follows, is itself alone meanwhile, while Metadata
-reports the ISR the state znode holds; so acks=all to a topic with
-``min.insync.replicas`` above 1 is refused NOT_ENOUGH_REPLICAS, which is
-the truth while no follower holds the data.
+A follower copies its leader: every partition hosted as a follower of
+a live leader is handed to the replica fetchers (``fetchers.follow``,
+replica/fetcher.py), again at each new leader epoch; one that comes to
+lead, loses its leader, or is removed is taken from them
+(``unfollow``). A follower answers clients NOT_LEADER_OR_FOLLOWER.
 
 After the view is published, leadership of ``__consumer_offsets``
 partitions moves the group coordinator's: a partition this broker comes
@@ -24,8 +23,8 @@ and go to the new coordinator).
 
 When the ZooKeeper session expires every leadership is dropped at once
 (this broker is no longer registered, so another may be made leader):
-the partitions stay hosted as followers until the new session's full
-re-read gives them back what ZooKeeper says.
+the partitions stay hosted as followers, fetching from no one, until
+the new session's full re-read gives them back what ZooKeeper says.
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ class ZkHosting(Host):
         self.replicas = replicas
         self.logs: LogManager | None = None  # once open
         self.groups = None  # the group coordinator, once built
+        self.fetchers = None  # the replica fetchers (replica/fetcher.py), once built
         self.metadata = None  # the view (ZkMetadata) once published
         self.nursery: trio.Nursery | None = None  # where detached logs are removed
         # The id of the topic whose replicas are hosted under each name.
@@ -77,6 +77,18 @@ class ZkHosting(Host):
 
     def role(self, p: PartitionInfo) -> Role:
         return Role.LEADER if p.state.leader == self.node_id and self.registered else Role.FOLLOWER
+
+    def follow(self, part) -> None:
+        """Hand ``part`` to the fetchers if it follows a leader, take it
+        from them otherwise (it leads, or has no leader)."""
+        fetchers = self.fetchers
+        if fetchers is None:
+            return
+        leader = part.info.leader
+        if part.role is Role.FOLLOWER and leader >= 0 and leader != self.node_id and self.registered:
+            fetchers.follow(part, leader)
+        else:
+            fetchers.unfollow(part)
 
     # -- before a view is published ----------------------------------------------
 
@@ -115,11 +127,15 @@ class ZkHosting(Host):
                     missing.append(p)
                 else:
                     plog.config = config
-                    self.replicas.add(name, p.index, plog, p).become(p, role)
-            elif part.info is not p or part.role is not role:
-                if part.role is not role:
-                    log.info("%s-%d: now %s at leader epoch %d", name, p.index, role.value, p.leader_epoch)
-                part.become(p, role)
+                    part = self.replicas.add(name, p.index, plog, p)
+                    part.become(p, role)
+                    self.follow(part)
+            else:
+                if part.info is not p or part.role is not role:
+                    if part.role is not role:
+                        log.info("%s-%d: now %s at leader epoch %d", name, p.index, role.value, p.leader_epoch)
+                    part.become(p, role)
+                self.follow(part)
         if configs_changed:
             self.logs.update_config(name, config)
         if missing:
@@ -145,7 +161,9 @@ class ZkHosting(Host):
             return
         for p, plog in zip(parts, logs):
             self.logs.adopt((info.name, p.index), plog)
-            self.replicas.add(info.name, p.index, plog, p).become(p, self.role(p))
+            part = self.replicas.add(info.name, p.index, plog, p)
+            part.become(p, self.role(p))
+            self.follow(part)
         log.info(
             "hosting %d new partition(s) of %s: %s",
             len(parts),
@@ -164,7 +182,9 @@ class ZkHosting(Host):
         """Remove replicas, then close their logs and move them aside a
         chunk at a time; the files go in a worker thread."""
         for i in indexes:
-            self.replicas.remove(name, i)
+            part = self.replicas.remove(name, i)
+            if part is not None and self.fetchers is not None:
+                self.fetchers.unfollow(part)
         detached = []
         for n, i in enumerate(indexes, 1):
             path = self.logs.detach(name, i)
@@ -210,6 +230,8 @@ class ZkHosting(Host):
     def session_expired(self) -> None:
         """Drop every leadership at once; the partitions stay, as followers."""
         self.registered = False
+        if self.fetchers is not None:
+            self.fetchers.unfollow_all()
         dropped = 0
         for part in self.replicas.partitions.values():
             if part.role is Role.LEADER:

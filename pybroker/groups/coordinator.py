@@ -117,7 +117,7 @@ class GroupCoordinator:
         self.topics = TopicsView(metadata)
         info = metadata.topic(OFFSETS_TOPIC)
         self.num_partitions = len(info.partitions) if info else config["offsets.topic.num.partitions"]
-        self.writer = GroupWriter(replicas, self._writable_partition)
+        self.writer = GroupWriter(replicas, self._writable_partition, config["offsets.commit.timeout.ms"])
         self.offsets = OffsetStore(self.writer, self, config)
         self.consumer_log = ConsumerGroupLog(self.offsets)
 

@@ -4,7 +4,7 @@
 ``append`` writes a batch to the leader's log at once (or raises
 KafkaError); ``until_committed`` returns once each append is committed
 (high watermark past it and, unless its topic caches writes, fsynced) or
-has failed, with the failures. The coordinator's state machines apply a
+has failed or timed out (``timeout_ms``), with the failures. The coordinator's state machines apply a
 write's effect, and answer the request that caused it, only then.
 """
 
@@ -28,4 +28,6 @@ class Replicas(Protocol):
     def append(self, topic: str, index: int, batch: RecordBatch, *, now: int, acks: int,
                origin: Origin = ...) -> Appended: ...
 
-    async def until_committed(self, appended: list[Appended]) -> dict[Appended, KafkaError]: ...
+    async def until_committed(
+        self, appended: list[Appended], timeout_ms: int | None = None
+    ) -> dict[Appended, KafkaError]: ...

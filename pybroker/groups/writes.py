@@ -8,8 +8,11 @@ callback runs once the batch is committed or has failed — at once, before
 ``write`` returns, when the append itself fails; otherwise from the
 committer task (``run``), which waits for everything appended so far with
 one ``until_committed`` and completes the writes in the order they were
-appended. The callbacks are where the state machines apply what was
-written and answer the requests that wrote it; they must not await.
+appended. The wait is bounded by ``offsets.commit.timeout.ms`` (Kafka's
+bound on the coordinator's appends): a write not committed by then fails
+REQUEST_TIMED_OUT, which the coordinator maps as Kafka does. The
+callbacks are where the state machines apply what was written and answer
+the requests that wrote it; they must not await.
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ class Completion:
 
 
 class GroupWriter:
-    def __init__(self, replicas: Replicas, partition_of: Callable[[str], int]):
+    def __init__(self, replicas: Replicas, partition_of: Callable[[str], int], timeout_ms: int = 5000):
         self.replicas = replicas
+        self.timeout_ms = timeout_ms
         self._partition_of = partition_of  # group id -> its partition of the offsets topic
         self._queue: list[tuple[Appended, Completion, OnDone | None]] = []
         self._wake = trio.Event()
@@ -111,7 +115,7 @@ class GroupWriter:
         while self._queue:
             writes, self._queue = self._queue, []
             try:
-                failed = await self.replicas.until_committed([a for a, _, _ in writes])
+                failed = await self.replicas.until_committed([a for a, _, _ in writes], self.timeout_ms)
             except Exception:
                 log.exception("waiting for the group coordinator's writes failed")
                 failed = {a: KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR) for a, _, _ in writes}

@@ -15,6 +15,12 @@ is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
 an append to any partition it asked for.
 
+A follower's Fetch (replica id >= 0, cluster mode) is answered by the
+leader's side of replication (replica/replica_fetch.py): batches up to
+the log end rather than the high watermark, or a DivergingEpoch when the
+follower's log has left the leader's; see ``_replica_fetch``. The
+consumers' path does not look at it beyond the replica id.
+
 A consumer fetching from a broker that does not lead the partition (a
 follower, or not hosting it: cluster mode) gets NOT_LEADER_OR_FOLLOWER
 with -1 offsets, after the leader epoch check, as Kafka answers.
@@ -29,18 +35,25 @@ other partitions of the response are unaffected.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
-from pybroker.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from pybroker.protocol.messages.fetch_response import (
+    EpochEndOffset,
+    FetchableTopicResponse,
+    FetchResponse,
+    PartitionData,
+)
 from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
 
-from ..fetch_sessions import SessionPartition
+from ..fetch_sessions import FINAL_EPOCH, SessionPartition
 from ..replica.partition import next_append
+from ..replica.replica_fetch import read_for_follower
 from . import Later, handles
 
 if TYPE_CHECKING:
@@ -55,6 +68,8 @@ READ_COMMITTED = 1
 @handles(ApiKey.FETCH, 4, 13)
 def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_sessions: FetchSessionCache):
     version = ctx.api_version
+    if req.replica_id >= 0:
+        return _replica_fetch(ctx, req, replicas, metadata, fetch_sessions)
     try:
         session, full = _session(fetch_sessions, req, version)
     except KafkaError as exc:
@@ -218,3 +233,114 @@ def _finish(response, wanted, session, full):
                 if p is not None and not p.error_code:
                     w.remember(p.high_watermark, p.last_stable_offset, p.log_start_offset)
     return response
+
+
+# -- a follower's Fetch --------------------------------------------------------
+
+
+def _replica_fetch(ctx, req, replicas, md, fetch_sessions):
+    """A follower copying this leader (replica_id >= 0): each partition is
+    answered by ``replica_fetch.read_for_follower`` — batches up to the log
+    end, or DivergingEpoch — and a long poll waits for an append as a
+    consumer's does, but ends at once on an error or a divergence, which
+    the follower must act on (Kafka's DelayedFetch). Followers fetch
+    without a session: one asking to open a session is answered without
+    one (session id 0, as Kafka answers when its cache has no room), an
+    incremental request FETCH_SESSION_ID_NOT_FOUND."""
+    version = ctx.api_version
+    if version >= 7 and req.session_epoch > 0:
+        return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
+    if version >= 7 and req.session_id:
+        fetch_sessions.resolve(req.session_id, FINAL_EPOCH)  # closes it
+    wanted = []
+    for t in req.topics:
+        info = md.topic_by_id(t.topic_id) if version >= 13 else md.topic(t.topic)
+        for p in t.partitions:
+            if info is None or p.partition >= len(info.partitions):
+                code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                wanted.append((t.topic, t.topic_id, None, p, code))
+            else:
+                wanted.append((info.name, info.topic_id, replicas.partition(info.name, p.partition), p, None))
+    replica_id = req.replica_id
+    now = int(time.time() * 1000)
+    response, size, urgent, parts = _build_replica(replicas, req, version, wanted, replica_id, ctx.zero_copy, now, True)
+    if urgent or size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
+        return response
+
+    async def long_poll():
+        nonlocal response
+        with trio.move_on_after(req.max_wait_ms / 1000):
+            while True:
+                await next_append(parts)
+                response, size, urgent, _ = _build_replica(
+                    replicas, req, version, wanted, replica_id, ctx.zero_copy, now, False
+                )
+                if urgent or size >= req.min_bytes:
+                    return response
+        response, _, _, _ = _build_replica(replicas, req, version, wanted, replica_id, ctx.zero_copy, now, False)
+        return response
+
+    return Later(long_poll)
+
+
+def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, record):
+    """(response, bytes of records, whether something needs the follower
+    at once, the partitions to wait on)."""
+    remaining = req.max_bytes
+    first = True
+    size = 0
+    urgent = False
+    parts = []
+    by_topic: dict = {}
+    for name, topic_id, part, p, code in wanted:
+        if code is not None:
+            data = _failed(p.partition, code)
+        else:
+            try:
+                if part is None:
+                    raise replicas.missing(name, p.partition)
+                parts.append(part)
+                read = read_for_follower(
+                    part,
+                    replica_id,
+                    p.fetch_offset,
+                    p.current_leader_epoch,
+                    p.last_fetched_epoch,
+                    min(p.partition_max_bytes, remaining),
+                    first,
+                    zero_copy,
+                    now,
+                    record,
+                )
+                data = PartitionData(
+                    partition_index=p.partition,
+                    error_code=read.error,
+                    high_watermark=read.high_watermark,
+                    last_stable_offset=read.high_watermark,
+                    log_start_offset=read.log_start_offset,
+                    preferred_read_replica=-1,
+                    records=read.records,
+                )
+                if read.diverging is not None:
+                    data.diverging_epoch = EpochEndOffset(epoch=read.diverging[0], end_offset=read.diverging[1])
+                    urgent = True
+            except KafkaError as exc:
+                data = _failed(p.partition, exc.code)
+            except Exception:
+                logger.exception("replica fetch of %s-%d failed", name, p.partition)
+                data = _failed(p.partition, ErrorCode.UNKNOWN_SERVER_ERROR)
+        if data.error_code:
+            urgent = True
+        n = len(data.records)
+        if n:
+            first = False
+            remaining -= n
+            size += n
+        by_topic.setdefault((name, topic_id), []).append(data)
+    topics = [
+        FetchableTopicResponse(
+            topic=name if version < 13 else "", topic_id=topic_id if version >= 13 else ZERO_UUID, partitions=found
+        )
+        for (name, topic_id), found in by_topic.items()
+    ]
+    return FetchResponse(session_id=0, responses=topics), size, urgent, parts

@@ -6,7 +6,12 @@ stable offset for read_committed, the log end for a debug replica id -2),
 KIP-734); only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, in
 cluster mode) but for the debug replica id. Any other timestamp finds the first record at or after it, or
 -1/-1 when there is none. v2 isolation level; v4 leader epochs in and out
-(FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); v6 flexible. A partition
+(FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); v6 flexible. A leader
+elected in cluster mode answers a consumer's latest (or a timestamp it
+finds nothing for) OFFSET_NOT_AVAILABLE while its high watermark is below
+the start of its leader epoch: until its followers catch up it may not
+know all the previous leader committed (Kafka's fetchOffsetForTimestamp).
+A partition
 listed twice gets INVALID_REQUEST, as with Kafka. A partition in an
 offline log directory (or whose read fails) gets KAFKA_STORAGE_ERROR; any
 other exception is logged and answered UNKNOWN_SERVER_ERROR; the other

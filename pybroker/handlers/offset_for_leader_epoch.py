@@ -14,7 +14,9 @@ epoch the log cannot place epoch -1 and offset -1 without error (apache/kafka
 ReplicaManager ``lastOffsetForLeaderEpoch``, Partition
 ``lastOffsetForLeaderEpoch``, UnifiedLog ``endOffsetForEpoch``), a
 partition in an offline log directory KAFKA_STORAGE_ERROR.
-The answer itself is the replica's (replica.partition ``end_offset_for``).
+The answer itself is the replica's (replica.partition ``end_offset_for``);
+a leader records its epoch and start offset in the leader-epoch cache
+when it is elected, before it serves, so the answer is exact.
 """
 
 from __future__ import annotations

@@ -11,8 +11,16 @@ v3+). The batch is checked once, as Kafka checks it (protocol/record_check.py:
 header, CRC32C, every record, compressed ones decompressed in a bounded
 window), then its offsets are assigned in place and its bytes appended as
 they came. acks=0 gets no response (the connection is closed if anything
-failed, as Kafka does, so the client notices); acks=-1 waits for the fsync
-of every log it wrote (group commit) unless the topic has write.caching.
+failed, as Kafka does, so the client notices); acks=-1 waits until every
+batch is committed (``until_committed``, Kafka's DelayedProduce): the
+high watermark past it (a partition alone: at once, then the group fsync
+unless the topic has write.caching; with followers: once every in-sync
+replica has it, fsynced unless write.caching), for at most the request's
+``timeout_ms`` (then REQUEST_TIMED_OUT). NOT_ENOUGH_REPLICAS refuses the
+append when the ISR is below ``min.insync.replicas``;
+NOT_ENOUGH_REPLICAS_AFTER_APPEND answers a batch committed after the ISR
+fell below it; NOT_LEADER_OR_FOLLOWER one whose leader lost its
+leadership while waiting.
 
 A compressed batch is checked on the event loop for at most INLINE_SECONDS;
 if that is not enough (a large batch, or a decompression bomb), the request
@@ -128,7 +136,7 @@ def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
     if acks == -1 and appended:
 
         async def committed():
-            failures = await replicas.until_committed([done for _, done in appended])
+            failures = await replicas.until_committed([done for _, done in appended], req.timeout_ms)
             if failures:
                 for resp, done in appended:
                     exc = failures.get(done)

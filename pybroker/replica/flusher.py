@@ -7,6 +7,12 @@ so under load each fsync is shared by every request that arrived while the
 previous one ran. The fsyncs run in a worker thread (storage.flush), so the
 event loop keeps serving meanwhile.
 
+Leaders with followers do not wait for a round: after an append they
+``request`` a flush with a callback, which runs once a round that covered
+the log is over (its fsync done or failed); their high watermark counts
+only fsynced records, so the callback is what moves it. Only rounds that
+carry such requests pay for the callbacks.
+
 Failures are per log: a log whose fsync fails takes its log directory
 offline (its waiters get KAFKA_STORAGE_ERROR); the other logs of the round
 are unaffected. The task itself never dies: anything unexpected fails the
@@ -35,9 +41,17 @@ class _Round:
 class Flusher:
     def __init__(self):
         self._pending: set = set()
+        self._callbacks: dict = {}  # log -> called after the next round
         self._wake = trio.Event()
         self._next = _Round()
         self.rounds = 0
+
+    def request(self, plog, done) -> None:
+        """Flush ``plog`` in the next round without waiting for it;
+        ``done()`` runs after that round (whether the fsync worked or not)."""
+        self._pending.add(plog)
+        self._callbacks[plog] = done
+        self._wake.set()
 
     async def flush(self, logs) -> dict:
         """Return once everything appended to ``logs`` so far is on disk:
@@ -54,6 +68,9 @@ class Flusher:
             self._wake = trio.Event()
             logs, self._pending = self._pending, set()
             rnd, self._next = self._next, _Round()
+            callbacks = self._callbacks or None
+            if callbacks is not None:
+                self._callbacks = {}
             try:
                 await _flush_round(logs, rnd.failed)
             except Exception as exc:
@@ -63,6 +80,16 @@ class Flusher:
             finally:
                 self.rounds += 1
                 rnd.done.set()
+                if callbacks is not None:
+                    _call_back(callbacks)
+
+
+def _call_back(callbacks: dict) -> None:
+    for done in callbacks.values():
+        try:
+            done()
+        except Exception:
+            log.exception("a flush callback failed")
 
 
 async def _flush_round(logs, failed: dict) -> None:

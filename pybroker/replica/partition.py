@@ -7,16 +7,26 @@ of epochs, and the long-poll waiters that an append wakes.
 
 The role and leader epoch come from the partition's state (on a single
 node this broker leads everything; in cluster mode the state znode names
-the leader). A follower answers clients as Kafka's does
-(``Partition.localLogWithEpochOrThrow``): the request's leader epoch is
-checked first, then leadership, NOT_LEADER_OR_FOLLOWER. Followers copy
-nothing yet (replication is the next step), so a leader's own ISR for
-its high watermark is itself alone, whatever ISR the state reports.
+the leader, and ``become`` applies each newer state). A follower answers
+clients as Kafka's does (``Partition.localLogWithEpochOrThrow``): the
+request's leader epoch is checked first, then leadership,
+NOT_LEADER_OR_FOLLOWER.
 
-The high watermark is the smallest log end offset over the ISR, never
-moving back; with this node alone in the ISR it is the log end as soon
-as an append is done. The last stable offset equals it until there are
-transactions.
+A partition with one replica (every partition of a single node) is
+committed as soon as it is appended: its high watermark is its log end.
+A leader with followers keeps a ``LeaderState`` (isr.py: the followers'
+progress, the ISR and its changes, the high-watermark rule) fed by the
+followers' fetches (``follower_fetched``) and a periodic shrink check;
+ISR changes go to the host's ISR writer (cluster/zk_isr.py), which reports
+back ``isr_change_committed``. Unless the topic has ``write.caching``, the
+leader counts only its fsynced offset (the log's recovery point) toward
+the high watermark, and asks the group commit (flusher.py) for a flush
+after each append; the flush's completion moves the high watermark. On
+becoming leader at a new leader epoch, the epoch and the log end are
+written to the leader-epoch cache before anything is served (Kafka's
+makeLeader), so OffsetForLeaderEpoch and followers' truncation are exact.
+Clients read below the high watermark; the last stable offset equals it
+until there are transactions.
 
 A partition whose log directory has failed is offline (Kafka's
 HostedPartition.Offline): storage refuses every operation with
@@ -28,7 +38,9 @@ leader.
 from __future__ import annotations
 
 import enum
+import logging
 import os
+import time
 from typing import NamedTuple
 
 import trio
@@ -39,11 +51,14 @@ from pybroker.protocol.record_batch import RecordBatch
 from pybroker.storage.log import AppendResult, KafkaStorageError, OffsetOutOfRangeError, PartitionLog
 from pybroker.storage.producer_state import ProducerStateError
 
-from ..cluster.model import PartitionInfo
+from ..cluster.model import PartitionInfo, PartitionState
+from .isr import IsrChange, LeaderState
+
+logger = logging.getLogger("pybroker.replica")
 
 UNDEFINED = -1
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
-DEBUG_REPLICA = -2
+CONSUMER, DEBUG_REPLICA = -1, -2
 READ_COMMITTED = 1
 
 
@@ -73,26 +88,69 @@ def storage_error(exc: KafkaStorageError) -> KafkaError:
     return KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
 
 
-class Partition:
-    __slots__ = ("_replica_leos", "_waiters", "index", "info", "isr", "log", "node_id", "role", "topic")
+class _Detached:
+    """The host of a partition made outside a ReplicaManager (unit tests):
+    ISR changes stay in flight until the test commits them, no flush."""
 
-    def __init__(self, topic: str, index: int, log: PartitionLog, info: PartitionInfo, node_id: int = 0, isr=None):
+    max_lag_ms = 30000
+
+    def alive(self, replica_id: int) -> bool:
+        return True
+
+    def propose_isr(self, part: Partition, change: IsrChange) -> None:
+        pass
+
+    def request_flush(self, part: Partition) -> None:
+        pass
+
+
+_DETACHED = _Detached()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Partition:
+    __slots__ = (
+        "_host",
+        "_led_epoch",
+        "_waiters",
+        "epoch_start",
+        "index",
+        "info",
+        "isr",
+        "leader_state",
+        "log",
+        "node_id",
+        "role",
+        "topic",
+    )
+
+    def __init__(self, topic: str, index: int, log: PartitionLog, info: PartitionInfo, node_id: int = 0, host=None):
         self.topic = topic
         self.index = index
         self.log = log
         self.info = info
         self.node_id = node_id
-        self.role = Role.LEADER
-        # This node alone until replication: the other replicas' log end
-        # offsets arrive with their fetches.
-        self.isr: frozenset[int] = frozenset(isr) if isr is not None else frozenset((node_id,))
-        self._replica_leos: dict[int, int] = {}
+        self._host = _DETACHED if host is None else host
+        self.isr: frozenset[int] = frozenset(info.isr) if info.isr else frozenset((node_id,))
+        # Followers' progress and the ISR while leading with followers;
+        # None alone (every single-node partition) or as a follower.
+        self.leader_state: LeaderState | None = None
+        # The leader epoch this replica became leader at, and the offset
+        # that epoch started from (None until it becomes leader in cluster mode).
+        self._led_epoch: int | None = None
+        self.epoch_start: int | None = None
         self._waiters: set[trio.Event] = set()
-        # The checkpointed high watermark may be stale after a crash (it is
-        # written periodically); alone in the ISR, everything in the log is
-        # committed.
-        if len(self.isr) == 1:
+        if len(info.replicas) <= 1:
+            # The only replica leads. The checkpointed high watermark may be
+            # stale after a crash (it is written periodically); alone,
+            # everything in the log is committed.
+            self.role = Role.LEADER
             log.set_high_watermark(log.log_end_offset)
+        else:
+            self.role = Role.FOLLOWER  # until ``become`` says otherwise
 
     # -- state ---------------------------------------------------------------
 
@@ -138,6 +196,17 @@ class Partition:
         (DescribeLogDirs' lag: 0 for a leader)."""
         return max(self.log.high_watermark - self.log.log_end_offset, 0)
 
+    @property
+    def maximal_isr(self) -> frozenset[int]:
+        """The ISR acks=all counts: the committed one and a pending expand."""
+        leader = self.leader_state
+        return self.isr if leader is None else leader.maximal_isr
+
+    @property
+    def pending_isr_change(self) -> IsrChange | None:
+        leader = self.leader_state
+        return None if leader is None else leader.pending
+
     def check_online(self) -> None:
         """KafkaError KAFKA_STORAGE_ERROR if the log directory has failed."""
         if self.log.offline is not None:
@@ -147,11 +216,70 @@ class Partition:
                 raise storage_error(exc) from None
 
     def become(self, info: PartitionInfo, role: Role) -> None:
-        """A new state (leader epoch) or role from the cluster metadata;
-        waiting long polls wake to look again."""
+        """A state from the cluster metadata, and the role it gives this
+        replica. A state older (leader epoch, version) than the one held is
+        ignored: this leader's own ISR writes are applied before the
+        metadata sees them. Becoming leader at a new leader epoch writes
+        (epoch, log end) to the leader-epoch cache first and restarts the
+        followers' clocks; a follower forgets them. Waiters wake to look
+        again (an acks=all wait ends when leadership went)."""
+        held = self.info.state
+        state = info.state
+        if (state.leader_epoch, state.version) < (held.leader_epoch, held.version):
+            return
         self.info = info
+        self.isr = frozenset(info.isr)
+        if role is Role.LEADER:
+            self._lead(info)
+        else:
+            self.leader_state = None
         self.role = role
         self.wake()
+
+    def _lead(self, info: PartitionInfo) -> None:
+        log = self.log
+        now = now_ms()
+        epoch = info.leader_epoch
+        new_epoch = self._led_epoch != epoch
+        if new_epoch:
+            start = log.log_end_offset
+            if log.offline is None:
+                try:
+                    log.epochs.assign(epoch, start)
+                except OSError as exc:
+                    # Its directory goes offline: the partition answers
+                    # KAFKA_STORAGE_ERROR from now on.
+                    log.io_failed(exc)
+            self._led_epoch, self.epoch_start = epoch, start
+            logger.debug(
+                "%s-%d: leader at epoch %d from offset %d, ISR %s", self.topic, self.index, epoch, start, _ids(info.isr)
+            )
+        if len(info.replicas) <= 1:
+            self.leader_state = None
+            log.set_high_watermark(log.log_end_offset)
+            return
+        leader = self.leader_state
+        if leader is None:
+            self.leader_state = LeaderState(
+                self.node_id, info.replicas, info.isr, epoch, info.state.version, self.epoch_start, now
+            )
+        elif new_epoch:
+            leader.new_epoch(epoch, info.state.version, info.isr, info.replicas, self.epoch_start, now)
+        elif info.state.version != leader.version or frozenset(info.isr) != leader.isr:
+            if frozenset(info.isr) != leader.isr:
+                logger.info(
+                    "%s-%d: ISR %s -> %s (leader epoch %d): a newer partition state (version %d)",
+                    self.topic,
+                    self.index,
+                    _ids(leader.isr_order),
+                    _ids(info.isr),
+                    epoch,
+                    info.state.version,
+                )
+            leader.apply_state(info.isr, info.state.version)
+        if not log.config.write_caching and log.recovery_point < log.log_end_offset:
+            self._host.request_flush(self)
+        self._advance_high_watermark(now)
 
     def check_leader(self) -> None:
         if self.role is not Role.LEADER:
@@ -170,37 +298,103 @@ class Partition:
                 )
             raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH, f"epoch {current} is newer than {self.info.leader_epoch}")
 
-    # -- the high watermark --------------------------------------------------
-
-    def update_replica_leo(self, replica_id: int, log_end_offset: int) -> None:
-        """A follower's log end offset, as its fetch reports it."""
-        self._replica_leos[replica_id] = log_end_offset
-        self.maybe_advance_high_watermark()
+    # -- followers, the ISR and the high watermark ------------------------------
 
     def follower_fetched(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
-        """Leader: follower ``replica_id`` fetched from ``fetch_offset``, so
-        it holds everything below it (and, unless the topic has
-        write.caching, has fsynced it). Its replica state is updated, the
-        ISR may grow, the high watermark may advance."""
-        self.update_replica_leo(replica_id, fetch_offset)
-
-    def set_isr(self, isr) -> None:
-        self.isr = frozenset(isr)
-        self.maybe_advance_high_watermark()
-
-    def maybe_advance_high_watermark(self) -> bool:
-        """Move the high watermark to the smallest log end over the ISR,
-        never back; True if it moved (waiters are woken)."""
+        """Leader: follower ``replica_id`` fetched from ``fetch_offset``
+        (wall-clock ``now_ms``), so it holds everything below it (and,
+        unless the topic has write.caching, has fsynced it). Its replica
+        state is updated, an ISR expand may be proposed, the high watermark
+        may advance (waiters wake). Nothing happens on a follower or a
+        partition without followers."""
+        leader = self.leader_state
+        if leader is None:
+            return
         log = self.log
-        leo = log.log_end_offset
-        if len(self.isr) > 1:
-            leos = self._replica_leos
-            for replica in self.isr:
-                if replica != self.node_id:
-                    leo = min(leo, leos.get(replica, log.log_start_offset))
-        if leo <= log.high_watermark:
+        change = leader.follower_fetched(
+            replica_id, fetch_offset, now_ms, log.log_end_offset, log.high_watermark, self._host.alive(replica_id)
+        )
+        if change is not None:
+            self._host.propose_isr(self, change)
+        self._advance_high_watermark(now_ms)
+
+    def maybe_shrink_isr(self, now_ms: int) -> IsrChange | None:
+        """Leader: propose removing the ISR followers not caught up for
+        ``replica.lag.time.max.ms`` (the periodic check)."""
+        leader = self.leader_state
+        if leader is None or self.role is not Role.LEADER or self.log.offline is not None:
+            return None
+        change = leader.maybe_shrink(now_ms, self.log.log_end_offset, self._host.max_lag_ms)
+        if change is not None:
+            self._host.propose_isr(self, change)
+        return change
+
+    def isr_change_committed(self, change: IsrChange, version: int) -> bool:
+        """The ISR writer wrote ``change`` as state ``version``: it is the
+        committed ISR now. False (nothing changes) if it was replaced
+        meanwhile (a newer state, another leadership)."""
+        leader = self.leader_state
+        if leader is None or leader.leader_epoch != change.leader_epoch or not leader.committed(change, version):
             return False
-        log.set_high_watermark(leo)
+        state = self.info.state
+        new_state = PartitionState(state.leader, state.leader_epoch, list(change.isr), state.controller_epoch, version)
+        self.info = PartitionInfo(self.index, self.info.replicas, new_state, self.info.offline)
+        self.isr = leader.isr
+        logger.info(
+            "%s-%d: ISR %s -> %s (leader epoch %d): %s",
+            self.topic,
+            self.index,
+            _ids(change.old_isr),
+            _ids(change.isr),
+            change.leader_epoch,
+            change.reason,
+        )
+        self._advance_high_watermark(now_ms())
+        self.wake()  # acks=all waiters check min.insync.replicas again
+        return True
+
+    def isr_change_refused(self, change: IsrChange, why: str) -> None:
+        """The write of ``change`` was refused (the state moved on): it
+        stays in flight, unretried, until the newer state arrives."""
+        if self.pending_isr_change is change:
+            logger.info(
+                "%s-%d: ISR %s -> %s (leader epoch %d) not written: %s; waiting for the newer state",
+                self.topic,
+                self.index,
+                _ids(change.old_isr),
+                _ids(change.isr),
+                change.leader_epoch,
+                why,
+            )
+
+    def flushed(self) -> None:
+        """A group-commit round that covered this log is done: the durable
+        high watermark may advance; a failed flush (the log is offline now)
+        wakes the waiters to find out."""
+        if self.log.offline is not None:
+            self.wake()
+        elif self.leader_state is not None:
+            self._advance_high_watermark(now_ms())
+
+    def _advance_high_watermark(self, now: int) -> bool:
+        leader = self.leader_state
+        log = self.log
+        config = log.config
+        leo = log.log_end_offset
+        current = log.high_watermark
+        hw = leader.high_watermark(
+            current,
+            log.log_start_offset,
+            leo,
+            leo if config.write_caching else log.recovery_point,
+            now,
+            self._host.max_lag_ms,
+            config.min_insync_replicas,
+            self._host.alive,
+        )
+        if hw <= current:
+            return False
+        log.set_high_watermark(hw)
         self.wake()
         return True
 
@@ -219,12 +413,17 @@ class Partition:
             raise storage_error(exc) from None
         except ProducerStateError as exc:
             raise KafkaError(ErrorCode[exc.error], str(exc)) from None
-        if len(self.isr) == 1:  # alone in the ISR: committed at once
+        if self.leader_state is None:  # the only replica: committed at once
             self.log.set_high_watermark(self.log.log_end_offset)
             if self._waiters:
                 self.wake()
         else:
-            self.maybe_advance_high_watermark()
+            if not self.log.config.write_caching:
+                self._host.request_flush(self)
+            # Followers long-polling for data wake too, not only waiters
+            # for the high watermark.
+            if not self._advance_high_watermark(now) and self._waiters:
+                self.wake()
         return result
 
     # -- reads ---------------------------------------------------------------
@@ -278,9 +477,13 @@ class Partition:
     ) -> tuple[int, int, int]:
         """ListOffsets: (timestamp, offset, leader epoch) for -1 latest (the
         high watermark; the last stable offset for read_committed; the log
-        end for the debug replica -2), -2 earliest, -3 the largest timestamp,
-        or the first record at or after ``timestamp``; (-1, -1, -1) when
-        there is none. Raises KafkaError."""
+        end for a replica, such as the debug replica -2), -2 earliest, -3
+        the largest timestamp, or the first record at or after
+        ``timestamp``; (-1, -1, -1) when there is none. Raises KafkaError:
+        OFFSET_NOT_AVAILABLE to a client asking for the latest offset, or
+        finding none by timestamp, while a new leader's high watermark is
+        below the start of its epoch (it may be below what the previous
+        leader had committed: Kafka's fetchOffsetForTimestamp)."""
         log = self.log
         try:
             if log.offline is not None:
@@ -289,9 +492,10 @@ class Partition:
             if replica_id != DEBUG_REPLICA:
                 self.check_leader()
             if timestamp == LATEST:
-                if replica_id == DEBUG_REPLICA:
+                if replica_id != CONSUMER:
                     found = (-1, log.log_end_offset)
                 else:
+                    self._check_epoch_start_committed()
                     found = (-1, self.last_stable_offset if isolation == READ_COMMITTED else log.high_watermark)
             elif timestamp == EARLIEST:
                 found = (-1, log.log_start_offset)
@@ -300,15 +504,26 @@ class Partition:
             elif timestamp < 0:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown special timestamp {timestamp}")
             else:
-                found = log.offset_for_timestamp(timestamp) or (-1, -1)
-                if found[1] >= log.high_watermark:
+                found = log.offset_for_timestamp(timestamp)
+                if found is None or found[1] >= log.high_watermark:
                     found = (-1, -1)
+                    if replica_id == CONSUMER:
+                        self._check_epoch_start_committed()
         except KafkaStorageError as exc:
             raise storage_error(exc) from None
         if found[1] < 0:
             return found[0], found[1], -1
         epoch = log.epochs.epoch_for_offset(found[1])
         return found[0], found[1], self.info.leader_epoch if epoch is None else epoch
+
+    def _check_epoch_start_committed(self) -> None:
+        start = self.epoch_start
+        if start is not None and start > self.log.high_watermark and self.role is Role.LEADER:
+            raise KafkaError(
+                ErrorCode.OFFSET_NOT_AVAILABLE,
+                f"the high watermark of {self.topic}-{self.index} ({self.log.high_watermark}) is behind the start "
+                f"of leader epoch {self.info.leader_epoch} ({start})",
+            )
 
     def delete_records(self, offset: int) -> int:
         """DeleteRecords: move the log start up to ``offset`` (-1: the high
@@ -385,3 +600,7 @@ async def next_append(parts) -> None:
     finally:
         for part in parts:
             part.unpark(event)
+
+
+def _ids(replicas) -> str:
+    return ",".join(map(str, replicas))

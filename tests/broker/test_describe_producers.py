@@ -145,11 +145,6 @@ def without_timestamp(state) -> tuple:
     return state._replace(last_timestamp=None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the producer snapshot stores the append's wall-clock time where Kafka's stores the batch's "
-    "max timestamp, so after a restart from a snapshot last_timestamp is the append time",
-)
 def test_last_timestamp_survives_a_restart(data_dir):
     topic = unique_topic("timestamps")
     with running_broker({"num.partitions": "1"}, data_dir=data_dir) as b:

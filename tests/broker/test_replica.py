@@ -12,7 +12,7 @@ from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.record_batch import RecordBatch
 from pybroker.protocol.records import NewRecord, build_batch
-from pybroker.replica import Origin, Partition, ReplicaManager
+from pybroker.replica import Origin, Partition, ReplicaManager, Role, partition
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 
@@ -31,9 +31,8 @@ def manager(tmp_path, isr=(0,), **config) -> ReplicaManager:
     replicas = ReplicaManager(0, producer_expiration_ms=86_400_000)
     plog = PartitionLog(tmp_path / "t-0", LogConfig(**config))
     replicas.add("t", 0, plog, info(isr))
-    part = replicas.partition("t", 0)
     if len(isr) > 1:
-        part.set_isr(isr)
+        replicas.partition("t", 0).become(info(isr), Role.LEADER)
     return replicas
 
 
@@ -51,20 +50,25 @@ def test_alone_in_the_isr_the_high_watermark_is_the_log_end(tmp_path):
     assert part.high_watermark == part.last_stable_offset == part.log_end_offset == 3
 
 
-def test_the_high_watermark_is_the_smallest_log_end_over_the_isr(tmp_path):
-    part = Partition("t", 0, PartitionLog(tmp_path / "t-0", LogConfig()), info((0, 1, 2)), 0, isr=(0, 1, 2))
+def test_the_high_watermark_is_the_smallest_log_end_over_the_isr(tmp_path, monkeypatch):
+    clock = [1_000_000]
+    monkeypatch.setattr(partition, "now_ms", lambda: clock[0])
+    part = Partition("t", 0, PartitionLog(tmp_path / "t-0", LogConfig(write_caching=True)), info((0, 1, 2)), 0)
+    part.become(info((0, 1, 2)), Role.LEADER)
     for _ in range(5):
         part.append_as_leader(batch(2), now=0)
     assert (part.log_end_offset, part.high_watermark) == (10, 0)  # the followers have nothing yet
-    part.update_replica_leo(1, 6)
+    part.follower_fetched(1, 6, 0)
     assert part.high_watermark == 0  # replica 2 is in the ISR too
-    part.update_replica_leo(2, 4)
+    part.follower_fetched(2, 4, 0)
     assert part.high_watermark == 4
-    part.update_replica_leo(2, 2)  # a follower that truncated: never back
+    part.follower_fetched(2, 2, 0)  # a follower that truncated: never back
     assert part.high_watermark == 4
-    part.set_isr((0, 1))  # 2 dropped out
-    assert part.high_watermark == 6
-    part.set_isr((0,))
+    clock[0] += 60_000
+    shrink = part.maybe_shrink_isr(clock[0])  # both long behind: out
+    assert shrink.isr == (0,)
+    assert part.high_watermark == 4  # not before the shrink is written
+    part.isr_change_committed(shrink, 1)
     assert part.high_watermark == 10
     read = part.read(0, 1 << 20)
     assert read.high_watermark == 10 and len(read.records) > 0
@@ -147,7 +151,7 @@ def test_until_committed_waits_for_the_isr_and_the_fsync(tmp_path):
             nursery.start_soon(wait)
             await trio.testing.wait_all_tasks_blocked()
             assert not result  # the follower has not fetched it yet
-            part.update_replica_leo(1, 2)
+            part.follower_fetched(1, 2, 0)
             with trio.fail_after(10):
                 while not result:
                     await trio.sleep(0.001)

@@ -110,10 +110,10 @@ class Gate:
 
         self._call(uninstall)
 
-    async def until_committed(self, appended):
+    async def until_committed(self, appended, timeout_ms=None):
         self.held += len(appended)
         await self.event.wait()
-        failed = await self.real(appended)
+        failed = await self.real(appended, timeout_ms)
         if self.failure is not None:
             failed = {a: KafkaError(self.failure) for a in appended}
         self.held -= len(appended)
@@ -326,8 +326,8 @@ class Held:
     def append(self, *args, **kwargs):
         return self.real.append(*args, **kwargs)
 
-    async def until_committed(self, appended):
-        failed = await self.real.until_committed(appended)
+    async def until_committed(self, appended, timeout_ms=None):
+        failed = await self.real.until_committed(appended, timeout_ms)
         if self.failure is not None:
             failed = {a: KafkaError(self.failure) for a in appended}
         return failed
