@@ -36,8 +36,9 @@ def cluster_kind() -> BrokerKind:
         note=(
             f"{SIZE} brokers + ZooKeeper; broker CPU s and RSS are the {SIZE} broker processes' summed "
             "(ZooKeeper not counted there, though start s includes its start; a peak RSS is the sum of each broker's own peak). Topics at the cluster's "
-            "default replication factor 3 with min.insync.replicas 1 unless the workload's name says isr2, "
-            "but followers copy nothing yet: replication factor 3 measures leader placement only."
+            "default replication factor 3, followers copying their leaders, min.insync.replicas 1 unless the "
+            "workload's name says isr2; a message is readable once every in-sync replica holds it (fsynced, "
+            "unless the name says cached: write.caching=true)."
         ),
     )
 

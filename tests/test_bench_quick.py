@@ -52,24 +52,29 @@ def test_quick_benchmark_runs_every_workload_on_every_broker(tmp_path):
     assert "loopback TCP, 1 MiB writes" in sections["baseline"]
 
 
-def test_quick_benchmark_runs_produce_and_consume_on_a_cluster(tmp_path):
+def test_quick_benchmark_runs_produce_consume_and_replication_on_a_cluster(tmp_path):
     """pybroker-cluster: three brokers and ZooKeeper (bench.cluster), the
     load generator bootstrapped with all three, the raw Fetch client asking
-    each partition of its leader; its exit code says no message was lost
-    and every high watermark, asked of its leader, agreed."""
+    each partition of its leader, and the replication workloads (topics
+    with min.insync.replicas=2, acks=all) measured, not refused; its exit
+    code says no message was lost and every high watermark, asked of its
+    leader, agreed."""
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--brokers", "pybroker-cluster", "--workloads", "produce,consume"]
+        [sys.executable, "-m", "bench", "--quick", "--brokers", "pybroker-cluster"]
+        + ["--workloads", "produce,consume,replication"]
         + ["--dir", str(tmp_path / "work"), "--output", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
-    for workload in ("memory", "produce-1k-acks1", "produce-100b-acksall", "consume-1k", "fetch-1k"):
+    measured = ["produce-1k-acks1", "produce-100b-acksall", "consume-1k", "fetch-1k"]
+    measured += ["produce-1k-isr2-acksall", "consume-1k-isr2-cached", "latency-10k-isr2-acksall"]
+    for workload in ["memory", *measured]:
         section = text.split(f"\n## {workload}\n", 1)[1].split("\n## ", 1)[0]
         rows = [line for line in section.splitlines() if line.startswith("| ")]
         assert [row.split("|")[1].strip() for row in rows[1:]] == ["pybroker-cluster"], section
@@ -77,3 +82,7 @@ def test_quick_benchmark_runs_produce_and_consume_on_a_cluster(tmp_path):
         assert "n/a" not in section, section
         # Measured: the first figure is a number, not "–".
         assert rows[1].split("|")[2].strip()[0].isdigit(), section
+    summary = text.split("\n## replication\n", 1)[1].split("\n## ", 1)[0]
+    for case in ("(c) cluster RF 3, acks=all, min.insync.replicas=2", "(d) as (c), write.caching=true"):
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {case} |"))
+        assert row.split("|")[2].strip()[0].isdigit(), summary
