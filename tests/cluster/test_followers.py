@@ -71,9 +71,9 @@ class Brokers:
         return self.running[n].broker.replicas.partition(topic, index)
 
 
-@pytest.fixture
-def brokers(zk_connect, tmp_path):
-    b = Brokers(zk_connect, tmp_path, PROPS)
+@contextlib.contextmanager
+def three_brokers(zk_connect: str, tmp_path: Path, props: dict):
+    b = Brokers(zk_connect, tmp_path, props)
     try:
         for n in (1, 2, 3):
             b.start(n)
@@ -81,6 +81,12 @@ def brokers(zk_connect, tmp_path):
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture
+def brokers(zk_connect, tmp_path):
+    with three_brokers(zk_connect, tmp_path, PROPS) as b:
+        yield b
 
 
 def create(bootstrap: str, name: str, assignments: list[list[int]], configs: dict | None = None) -> None:

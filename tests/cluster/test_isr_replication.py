@@ -19,7 +19,7 @@ from pybroker.protocol.error_codes import ErrorCode
 from ..broker.raw_requests import produce_request
 from . import replica_files
 from .broker_support import metadata, partitions_view, request, wait_for
-from .test_followers import Brokers, create
+from .test_followers import create, three_brokers
 
 LAG_MS = 1000
 PROPS = {
@@ -32,14 +32,8 @@ TOPIC = "acks-all"
 
 @pytest.fixture
 def brokers(zk_connect, tmp_path):
-    b = Brokers(zk_connect, tmp_path, PROPS)
-    try:
-        for n in (1, 2, 3):
-            b.start(n)
-        wait_for(lambda: len(metadata(b.any(), []).brokers) == 3, what="three brokers registered")
+    with three_brokers(zk_connect, tmp_path, PROPS) as b:
         yield b
-    finally:
-        b.close()
 
 
 def isr(bootstrap: str) -> list[int]:
