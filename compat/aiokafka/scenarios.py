@@ -150,7 +150,9 @@ async def rebalance(args):
 
 async def offsets_by_time(args):
     base = int(time.time() * 1000) - 60000
-    p = producer(args)
+    # acks=all: in a cluster an acks=1 write may not be below the high
+    # watermark yet, and offsets by time look only there (as in Kafka).
+    p = producer(args, acks="all")
     await p.start()
     for i in range(3):
         await p.send_and_wait(args.topic, value=b"t%d" % i, timestamp_ms=base + 1000 * i)
@@ -180,6 +182,10 @@ async def admin(args):
         flat = repr(responses)
         check("retention.ms" in flat and "3600000" in flat, f"describe_configs: {flat[:300]}")
         await a.delete_topics([name])
+        # In a cluster another broker may list it until the deletion reaches it.
+        deadline = time.monotonic() + 30
+        while name in await a.list_topics() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         check(name not in await a.list_topics(), "deleted topic still listed")
     finally:
         await a.close()

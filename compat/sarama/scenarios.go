@@ -298,7 +298,9 @@ var scenarios = map[string]func() (string, error){
 		for i := 0; i < 3; i++ {
 			msgs = append(msgs, &sarama.ProducerMessage{Value: sarama.StringEncoder(fmt.Sprintf("t%d", i)), Timestamp: base.Add(time.Duration(i) * time.Second)})
 		}
-		if err := produce(msgs, nil); err != nil {
+		// WaitForAll: in a cluster an acks=1 write may not be below the high
+		// watermark yet, and offsets by time look only there (as in Kafka).
+		if err := produce(msgs, func(c *sarama.Config) { c.Producer.RequiredAcks = sarama.WaitForAll }); err != nil {
 			return "", err
 		}
 		client, err := sarama.NewClient([]string{bootstrap}, config())
