@@ -139,7 +139,9 @@ def rebalance(args):
 
 def offsets_by_time(args):
     base = int(time.time() * 1000) - 60000
-    p = producer(args)
+    # acks=all: in a cluster an acks=1 write may not be below the high
+    # watermark yet, and offsets by time look only there (as in Kafka).
+    p = producer(args, acks="all")
     for i in range(3):
         p.send(args.topic, value=b"t%d" % i, timestamp_ms=base + 1000 * i)
     p.flush()
