@@ -13,7 +13,7 @@ regions, sent from the segment files with sendfile; otherwise as bytes. The firs
 batch even when it exceeds the limits (KIP-74); after that every partition
 is bounded by its own max bytes and what is left of the response's. When
 less than min_bytes is available the request waits, up to max_wait_ms, for
-an append to any partition it asked for.
+the high watermark of any partition it asked for to move.
 
 A follower's Fetch (replica id >= 0, cluster mode) is answered by the
 leader's side of replication (replica/replica_fetch.py): batches up to
@@ -51,8 +51,8 @@ from pybroker.protocol.messages.fetch_response import (
 from pybroker.protocol.primitives import ZERO_UUID
 from pybroker.protocol.registry import ApiKey
 
-from ..fetch_sessions import FINAL_EPOCH, SessionPartition
-from ..replica.partition import next_append
+from ..fetch_sessions import SessionPartition
+from ..replica.partition import next_append, next_commit
 from ..replica.replica_fetch import read_for_follower
 from . import Later, handles
 
@@ -84,7 +84,7 @@ def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_
         nonlocal response
         with trio.move_on_after(req.max_wait_ms / 1000):
             while True:
-                await next_append(parts)
+                await next_commit(parts)
                 response, size, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
                 if size >= req.min_bytes:
                     break
@@ -241,64 +241,122 @@ def _finish(response, wanted, session, full):
 def _replica_fetch(ctx, req, replicas, md, fetch_sessions):
     """A follower copying this leader (replica_id >= 0): each partition is
     answered by ``replica_fetch.read_for_follower`` — batches up to the log
-    end, or DivergingEpoch — and a long poll waits for an append as a
-    consumer's does, but ends at once on an error or a divergence, which
-    the follower must act on (Kafka's DelayedFetch). Followers fetch
-    without a session: one asking to open a session is answered without
-    one (session id 0, as Kafka answers when its cache has no room), an
-    incremental request FETCH_SESSION_ID_NOT_FOUND."""
+    end, or DivergingEpoch — and a long poll waits for an append (not only
+    for the high watermark, as a consumer's does), but ends at once on an
+    error or a divergence, which the follower must act on (Kafka's
+    DelayedFetch).
+
+    Followers fetch in sessions (KIP-227), as Kafka's do: the session
+    keeps each partition's last request, an incremental request names only
+    what changed, and the answer only partitions with records, a moved
+    high watermark or log start, an error or a divergence. Every partition
+    of the session counts as fetched again at its kept offset, so an idle
+    partition's follower stays caught up without being named."""
     version = ctx.api_version
-    if version >= 7 and req.session_epoch > 0:
-        return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
-    if version >= 7 and req.session_id:
-        fetch_sessions.resolve(req.session_id, FINAL_EPOCH)  # closes it
-    wanted = []
+    try:
+        session, full = _session(fetch_sessions, req, version)
+    except KafkaError as exc:
+        return FetchResponse(error_code=exc.code, session_id=0)
+    wanted = _replica_wanted(replicas, md, req, version, session, full)
+    replica_id = req.replica_id
+    now = int(time.time() * 1000)
+    zero_copy = ctx.zero_copy
+    built = _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, True, session, full)
+    _, size, urgent, parts, _ = built
+    # Nothing to wait on (a session that holds no partition) still waits
+    # out max_wait_ms, as Kafka's DelayedFetch does: answering at once would
+    # make the follower ask again at once.
+    if urgent or size >= req.min_bytes or req.max_wait_ms <= 0:
+        return _finish_replica(built, session, full)
+
+    async def long_poll():
+        with trio.move_on_after(req.max_wait_ms / 1000):
+            while True:
+                await next_append(parts)
+                built = _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, False, session, full)
+                if built[2] or built[1] >= req.min_bytes:
+                    return _finish_replica(built, session, full)
+        built = _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, False, session, full)
+        return _finish_replica(built, session, full)
+
+    return Later(long_poll)
+
+
+class _Asked:
+    """One partition a follower fetches: its request (a FetchPartition),
+    the replica here (None: not hosted), and what the follower was last
+    told of the high watermark and log start (-1: never)."""
+
+    __slots__ = ("code", "fetch", "high_watermark", "log_start_offset", "name", "part", "topic_id")
+
+    def __init__(self, name, topic_id, fetch, part, code=None):
+        self.name = name
+        self.topic_id = topic_id
+        self.fetch = fetch
+        self.part = part
+        self.code = code
+        self.high_watermark = -1
+        self.log_start_offset = -1
+
+
+def _replica_wanted(replicas, md, req, version, session, full) -> list[_Asked]:
+    """The partitions to answer: the request's, and with a session every
+    other one it holds (their replicas looked up again: a partition may
+    have been re-created since)."""
+    out: list[_Asked] = []
+    asked: list[_Asked] = []
     for t in req.topics:
         info = md.topic_by_id(t.topic_id) if version >= 13 else md.topic(t.topic)
         for p in t.partitions:
             if info is None or p.partition >= len(info.partitions):
                 code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                wanted.append((t.topic, t.topic_id, None, p, code))
+                out.append(_Asked(t.topic, t.topic_id, p, None, code))  # answered once, not kept
             else:
-                wanted.append((info.name, info.topic_id, replicas.partition(info.name, p.partition), p, None))
-    replica_id = req.replica_id
-    now = int(time.time() * 1000)
-    response, size, urgent, parts = _build_replica(replicas, req, version, wanted, replica_id, ctx.zero_copy, now, True)
-    if urgent or size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
-        return response
+                asked.append(_Asked(info.name, info.topic_id, p, None))
+    if session is None:
+        kept = asked
+    else:
+        held = session.partitions
+        if full:
+            held.clear()
+        for t in req.forgotten_topics_data or []:
+            info = md.topic_by_id(t.topic_id) if version >= 13 else md.topic(t.topic)
+            name = info.name if info is not None else t.topic
+            for index in t.partitions:
+                held.pop((name, index), None)
+        for a in asked:
+            key = (a.name, a.fetch.partition)
+            old = held.get(key)
+            if old is not None:
+                a.high_watermark, a.log_start_offset = old.high_watermark, old.log_start_offset
+            held[key] = a
+        kept = list(held.values())
+    for a in kept:
+        a.part = replicas.partition(a.name, a.fetch.partition)
+    return out + kept
 
-    async def long_poll():
-        nonlocal response
-        with trio.move_on_after(req.max_wait_ms / 1000):
-            while True:
-                await next_append(parts)
-                response, size, urgent, _ = _build_replica(
-                    replicas, req, version, wanted, replica_id, ctx.zero_copy, now, False
-                )
-                if urgent or size >= req.min_bytes:
-                    return response
-        response, _, _, _ = _build_replica(replicas, req, version, wanted, replica_id, ctx.zero_copy, now, False)
-        return response
 
-    return Later(long_poll)
-
-
-def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, record):
+def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, record, session, full):
     """(response, bytes of records, whether something needs the follower
-    at once, the partitions to wait on)."""
+    at once, the partitions to wait on, [(_Asked, PartitionData)] answered)."""
     remaining = req.max_bytes
     first = True
     size = 0
     urgent = False
     parts = []
     by_topic: dict = {}
-    for name, topic_id, part, p, code in wanted:
-        if code is not None:
-            data = _failed(p.partition, code)
+    incremental = session is not None and not full
+    answered = []
+    for a in wanted:
+        p = a.fetch
+        diverging = None
+        if a.code is not None:
+            data = _failed(p.partition, a.code)
         else:
+            part = a.part
             try:
                 if part is None:
-                    raise replicas.missing(name, p.partition)
+                    raise replicas.missing(a.name, p.partition)
                 parts.append(part)
                 read = read_for_follower(
                     part,
@@ -312,6 +370,15 @@ def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, r
                     now,
                     record,
                 )
+                diverging = read.diverging
+                if incremental and not (
+                    read.error
+                    or diverging is not None
+                    or len(read.records)
+                    or read.high_watermark != a.high_watermark
+                    or read.log_start_offset != a.log_start_offset
+                ):
+                    continue  # nothing new: an incremental answer leaves it out
                 data = PartitionData(
                     partition_index=p.partition,
                     error_code=read.error,
@@ -321,13 +388,13 @@ def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, r
                     preferred_read_replica=-1,
                     records=read.records,
                 )
-                if read.diverging is not None:
-                    data.diverging_epoch = EpochEndOffset(epoch=read.diverging[0], end_offset=read.diverging[1])
+                if diverging is not None:
+                    data.diverging_epoch = EpochEndOffset(epoch=diverging[0], end_offset=diverging[1])
                     urgent = True
             except KafkaError as exc:
                 data = _failed(p.partition, exc.code)
             except Exception:
-                logger.exception("replica fetch of %s-%d failed", name, p.partition)
+                logger.exception("replica fetch of %s-%d failed", a.name, p.partition)
                 data = _failed(p.partition, ErrorCode.UNKNOWN_SERVER_ERROR)
         if data.error_code:
             urgent = True
@@ -336,11 +403,26 @@ def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, r
             first = False
             remaining -= n
             size += n
-        by_topic.setdefault((name, topic_id), []).append(data)
+        by_topic.setdefault((a.name, a.topic_id), []).append(data)
+        answered.append((a, data))
     topics = [
         FetchableTopicResponse(
             topic=name if version < 13 else "", topic_id=topic_id if version >= 13 else ZERO_UUID, partitions=found
         )
         for (name, topic_id), found in by_topic.items()
     ]
-    return FetchResponse(session_id=0, responses=topics), size, urgent, parts
+    response = FetchResponse(session_id=session.id if session is not None else 0, responses=topics)
+    return response, size, urgent, parts, answered
+
+
+def _finish_replica(built, session, full):
+    """The response of ``built``, noting in the session what the
+    follower is told now."""
+    response, _, _, _, answered = built
+    if session is not None:
+        if not full:
+            session.epoch += 1
+        for a, data in answered:
+            if not data.error_code:
+                a.high_watermark, a.log_start_offset = data.high_watermark, data.log_start_offset
+    return response

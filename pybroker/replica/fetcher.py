@@ -50,10 +50,11 @@ import trio
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import CorruptRecordError, KafkaError, ProtocolError
-from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pybroker.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic, ForgottenTopic
 
 from ..cluster.model import BrokerInfo
 from . import follower, leader_offsets
+from .fetch_session import FollowerSession
 from .link import Link, LinkError
 from .partition import Role
 
@@ -64,6 +65,7 @@ FETCH_VERSION = 12
 # asked again after LEADER_BEHIND_BACKOFF (at most replica.fetch.backoff.ms).
 _LEADER_BEHIND = frozenset({ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.NOT_LEADER_OR_FOLLOWER})
 LEADER_BEHIND_BACKOFF = 0.05
+_SESSION_ERRORS = frozenset({ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH})
 _CONNECTION_ERRORS = (
     OSError,
     LinkError,
@@ -105,6 +107,7 @@ class LeaderFetcher:
         self.scope: trio.CancelScope | None = None
         self.failures = 0  # connection failures in a row
         self.rounds = 0  # Fetch responses handled
+        self.session = FollowerSession()
 
     def wake(self) -> None:
         self.changed.set()
@@ -222,6 +225,7 @@ class ReplicaFetchers:
             raise LinkError(f"broker {fetcher.leader_id} is not registered")
         with trio.fail_after(self.timeout):
             link = await Link.open(info.host, info.port, self.client_id)
+        fetcher.session.failed()  # a new connection opens a new session
         try:
             while True:
                 await self.fetch_round(fetcher, link)
@@ -251,7 +255,6 @@ class ReplicaFetchers:
             await self._check_epochs(fetcher, link, unchecked)
             return
         sent: dict[tuple[str, int], tuple[Followed, follower.Position]] = {}
-        topics: dict[str, list[FetchPartition]] = {}
         for st in ready:
             if st.part.offline:
                 log.error("%s-%d: the log is offline; no longer fetching it", st.part.topic, st.part.index)
@@ -261,9 +264,18 @@ class ReplicaFetchers:
             if pos.current_leader_epoch != st.epoch:
                 continue  # the metadata moved on; follow() says where to
             sent[st.key] = (st, pos)
-            topics.setdefault(st.part.topic, []).append(
+        if not sent:
+            with trio.move_on_after(self.backoff):
+                await fetcher.changed.wait()
+            return
+        session = fetcher.session
+        ask = session.request({key: pos for key, (_, pos) in sent.items()})
+        topics: dict[str, list[FetchPartition]] = {}
+        for key in ask.send:
+            pos = sent[key][1]
+            topics.setdefault(key[0], []).append(
                 FetchPartition(
-                    partition=st.part.index,
+                    partition=key[1],
                     current_leader_epoch=pos.current_leader_epoch,
                     fetch_offset=pos.fetch_offset,
                     last_fetched_epoch=pos.last_fetched_epoch,
@@ -271,25 +283,32 @@ class ReplicaFetchers:
                     partition_max_bytes=self.partition_max_bytes,
                 )
             )
-        if not sent:
-            with trio.move_on_after(self.backoff):
-                await fetcher.changed.wait()
-            return
+        forgotten: dict[str, list[int]] = {}
+        for topic, index in ask.forgotten:
+            forgotten.setdefault(topic, []).append(index)
         request = FetchRequest(
             replica_id=self.node_id,
             max_wait_ms=self.max_wait_ms,
             min_bytes=self.min_bytes,
             max_bytes=self.max_bytes,
-            session_id=0,
-            session_epoch=-1,
+            session_id=ask.session_id,
+            session_epoch=ask.epoch,
             topics=[FetchTopic(topic=name, partitions=parts) for name, parts in topics.items()],
+            forgotten_topics_data=[ForgottenTopic(topic=name, partitions=idx) for name, idx in forgotten.items()],
         )
         try:
             response = await self._call(link, request, FETCH_VERSION)
         except BaseException:
+            session.failed()
             self._delay(fetcher, [st for st, _ in sent.values()])
             raise
+        stands = session.answered(response.error_code, response.session_id)
         fetcher.rounds += 1
+        if response.error_code in _SESSION_ERRORS or (not stands and not response.error_code):
+            # The leader lost or refused the session (or answered another
+            # one): the next request opens a new session at once.
+            log.debug("broker %d: fetch session %d refused: %s", fetcher.leader_id, ask.session_id, response.error_code)
+            return
         if response.error_code:
             log.warning("broker %d refused a Fetch: %s", fetcher.leader_id, ErrorCode(response.error_code).name)
             self._delay(fetcher, [st for st, _ in sent.values()])
@@ -371,6 +390,7 @@ class ReplicaFetchers:
     def _delay(self, fetcher: LeaderFetcher, states, seconds: float | None = None) -> None:
         until = trio.current_time() + (self.backoff if seconds is None else seconds)
         for st in states:
+            fetcher.session.resend(st.key)
             if fetcher.partitions.get(st.key) is st:
                 st.delay_until = until
 

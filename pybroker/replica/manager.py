@@ -39,7 +39,7 @@ from pybroker.storage.log import KafkaStorageError
 
 from .flusher import Flusher
 from .isr import IsrChange
-from .partition import Partition, Role, next_append, now_ms, storage_error
+from .partition import Partition, Role, now_ms, storage_error, until_committed_at
 
 log = logging.getLogger("pybroker.replica")
 
@@ -233,7 +233,11 @@ class ReplicaManager:
                 waiting = [a for a in waiting if not self._settled(a, failures)]
                 if not waiting:
                     return
-                await next_append({id(a.partition): a.partition for a in waiting}.values())
+                needed: dict = {}
+                for a in waiting:
+                    part = a.partition
+                    needed[part] = max(needed.get(part, 0), a.last_offset + 1)
+                await until_committed_at(needed)
         for a in waiting:
             if a not in failures and not self._settled(a, failures):
                 failures[a] = KafkaError(

@@ -3,7 +3,8 @@
 The replica's role, its leader epoch and in-sync replica set, the high
 watermark and last stable offset, the checks of a request's leader epoch,
 reads for Fetch, appends, offsets by timestamp, DeleteRecords, end offsets
-of epochs, and the long-poll waiters that an append wakes.
+of epochs, and the long-poll waiters: consumers and acks=all produces wait
+for the high watermark to move, followers for any append.
 
 The role and leader epoch come from the partition's state (on a single
 node this broker leads everything; in cluster mode the state znode names
@@ -38,6 +39,7 @@ leader.
 from __future__ import annotations
 
 import enum
+import heapq
 import logging
 import os
 import time
@@ -115,6 +117,8 @@ class Partition:
     __slots__ = (
         "_host",
         "_led_epoch",
+        "_commit_waiters",
+        "_data_waiters",
         "_waiters",
         "epoch_start",
         "index",
@@ -142,7 +146,20 @@ class Partition:
         # that epoch started from (None until it becomes leader in cluster mode).
         self._led_epoch: int | None = None
         self.epoch_start: int | None = None
+        # Waiters for the high watermark (consumers, acks=all produces) and
+        # for any append (followers' long polls). Kept apart because an
+        # append that does not move the high watermark — every append of a
+        # replicated partition until its followers copy it — would
+        # otherwise wake each parked produce and consumer for nothing,
+        # which under load costs more than the appends.
         self._waiters: set[trio.Event] = set()
+        self._data_waiters: set[trio.Event] = set()
+        # acks=all produces, each waking only once the high watermark
+        # reaches its offset: a heap of (offset, tiebreak, event). Under
+        # load hundreds of requests wait on a partition, and waking them
+        # all on each small step of the high watermark cost more than
+        # the replication itself.
+        self._commit_waiters: list = []
         if len(info.replicas) <= 1:
             # The only replica leads. The checkpointed high watermark may be
             # stale after a crash (it is written periodically); alone,
@@ -395,7 +412,11 @@ class Partition:
         if hw <= current:
             return False
         log.set_high_watermark(hw)
-        self.wake()
+        if self._waiters:
+            _wake_all(self._waiters)
+        waiters = self._commit_waiters
+        while waiters and waiters[0][0] <= hw:
+            heapq.heappop(waiters)[2].set()
         return True
 
     # -- appends -------------------------------------------------------------
@@ -415,15 +436,13 @@ class Partition:
             raise KafkaError(ErrorCode[exc.error], str(exc)) from None
         if self.leader_state is None:  # the only replica: committed at once
             self.log.set_high_watermark(self.log.log_end_offset)
-            if self._waiters:
+            if self._waiters or self._data_waiters:
                 self.wake()
         else:
             if not self.log.config.write_caching:
                 self._host.request_flush(self)
-            # Followers long-polling for data wake too, not only waiters
-            # for the high watermark.
-            if not self._advance_high_watermark(now) and self._waiters:
-                self.wake()
+            if not self._advance_high_watermark(now) and self._data_waiters:
+                _wake_all(self._data_waiters)
         return result
 
     # -- reads ---------------------------------------------------------------
@@ -553,17 +572,41 @@ class Partition:
 
     # -- long polls ----------------------------------------------------------
 
-    def park(self, event: trio.Event) -> None:
-        self._waiters.add(event)
+    def park(self, event: trio.Event, appends: bool = False) -> None:
+        """Set ``event`` when the high watermark moves (``appends``: on any
+        append), or on a change every waiter must look at."""
+        (self._data_waiters if appends else self._waiters).add(event)
 
     def unpark(self, event: trio.Event) -> None:
         self._waiters.discard(event)
+        self._data_waiters.discard(event)
+
+    def park_until(self, event: trio.Event, offset: int) -> None:
+        """Set ``event`` once the high watermark reaches ``offset``, or on a
+        change every waiter must look at. Not unparked: a stale entry is
+        dropped when the high watermark passes it or at the next change."""
+        if self.log.high_watermark >= offset:
+            event.set()
+        else:
+            heapq.heappush(self._commit_waiters, (offset, id(event), event))
 
     def wake(self) -> None:
+        """Every waiter: the role, leader epoch, ISR or log changed under
+        them (or, alone, the high watermark moved)."""
         if self._waiters:
-            for event in self._waiters:
+            _wake_all(self._waiters)
+        if self._data_waiters:
+            _wake_all(self._data_waiters)
+        if self._commit_waiters:
+            for _, _, event in self._commit_waiters:
                 event.set()
-            self._waiters.clear()
+            self._commit_waiters.clear()
+
+
+def _wake_all(waiters: set) -> None:
+    for event in waiters:
+        event.set()
+    waiters.clear()
 
 
 def end_offset_for(log, leader_epoch: int, requested: int) -> tuple[int, int]:
@@ -589,12 +632,32 @@ def end_offset_for(log, leader_epoch: int, requested: int) -> tuple[int, int]:
     return cache.end_offset_for(requested, log.log_end_offset)
 
 
+async def next_commit(parts) -> None:
+    """Until the high watermark of any of ``parts`` moves, or anything
+    else wakes its waiters (a role or ISR change, a deletion); the caller
+    bounds the wait."""
+    await _next_wake(parts, False)
+
+
+async def until_committed_at(offsets: dict) -> None:
+    """Until the high watermark of any partition of ``offsets`` ({Partition:
+    offset}) reaches its offset, or anything else wakes every waiter of
+    one; the caller bounds the wait."""
+    event = trio.Event()
+    for part, offset in offsets.items():
+        part.park_until(event, offset)
+    await event.wait()
+
+
 async def next_append(parts) -> None:
-    """Until the next append to any of ``parts`` (or their deletion, which
-    wakes their waiters too); the caller bounds the wait."""
+    """As ``next_commit``, and on any append to ``parts`` too."""
+    await _next_wake(parts, True)
+
+
+async def _next_wake(parts, appends: bool) -> None:
     event = trio.Event()
     for part in parts:
-        part.park(event)
+        part.park(event, appends)
     try:
         await event.wait()
     finally:

@@ -345,11 +345,6 @@ def test_the_leaders_answers_to_a_replica_fetch(brokers):
         ErrorCode.UNKNOWN_LEADER_EPOCH
     )
     assert answer(request(follower, replica_fetch("answered", 3, 0), 12))[0] == ErrorCode.NOT_LEADER_OR_FOLLOWER
-    # No session for a follower: asked to open one, it answers without.
-    opened = request(leader, replica_fetch("answered", 3, 0, session_id=0, session_epoch=0), 12)
-    assert (opened.error_code, opened.session_id) == (0, 0)
-    refused = request(leader, replica_fetch("answered", 3, 0, session_id=5, session_epoch=1), 12)
-    assert refused.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
     # A long poll at the log end wakes on the next append.
     w = Wire(leader, timeout=30)
     try:
@@ -359,6 +354,63 @@ def test_the_leaders_answers_to_a_replica_fetch(brokers):
     finally:
         w.close()
     assert answer(response)[2] > 0
+
+
+def incremental(session_id: int, epoch: int) -> FetchRequest:
+    """A follower's request in a session that names no partition."""
+    return FetchRequest(
+        replica_id=2, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, session_id=session_id, session_epoch=epoch
+    )
+
+
+def test_a_followers_fetch_session(brokers):
+    """KIP-227 for followers: a full request opens a session; an
+    incremental one naming nothing is answered for every partition the
+    session holds, at the offset it was last asked, and carries only
+    partitions with news."""
+    create(brokers.any(), "sessions", [[1, 2, 3]])
+    led_everywhere(brokers, "sessions", 1)
+    leader = brokers.bootstrap(1)
+    for i in range(3):
+        produce(leader, "sessions", 0, [b"m%d" % i])
+    wait_for(lambda: brokers.partition(1, "sessions", 0).high_watermark == 3, what="the high watermark at 3")
+    opened = request(leader, replica_fetch("sessions", 3, 0, session_id=0, session_epoch=0), 12)
+    assert opened.error_code == 0 and opened.session_id != 0
+    assert answer(opened) == (ErrorCode.NONE, (-1, -1), 0)
+    session = opened.session_id
+    # Nothing new: the partition is left out.
+    quiet = request(leader, incremental(session, 1), 12)
+    assert (quiet.error_code, quiet.session_id, quiet.responses) == (0, session, [])
+    produce(leader, "sessions", 0, [b"m3"])
+    news = request(leader, incremental(session, 2), 12)
+    assert news.error_code == 0 and news.responses[0].topic == "sessions"
+    batches, _ = split_batches(news.responses[0].partitions[0].records)
+    assert [b.base_offset for b in batches] == [3]  # from the offset the session kept
+    assert request(leader, incremental(session, 9), 12).error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+    unknown = request(leader, incremental((session + 1000) & 0x7FFFFFFF, 1), 12)  # ids go up one by one
+    assert unknown.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_a_partition_the_follower_does_not_name_still_counts_as_fetched(brokers):
+    """The real followers fetch in sessions and name an idle partition only
+    when its position changes; each of their fetches must still count for
+    it (its follower caught up), or idle partitions would leave the ISR."""
+    create(brokers.any(), "idle", [[1, 2], [1, 2]])
+    led_everywhere(brokers, "idle", 2)
+    produce(brokers.bootstrap(1), "idle", 1, [b"once"])
+    wait_for(lambda: brokers.partition(2, "idle", 1).log_end_offset == 1, what="partition 1 copied")
+    fetcher = brokers.running[2].broker.fetchers.fetchers[1]
+    wait_for(lambda: fetcher.session.id != 0, what="broker 2 fetching from broker 1 in a session")
+    follower = brokers.partition(1, "idle", 1).leader_state.followers[2]
+    before = follower.last_fetch_ms
+    rounds = fetcher.rounds
+
+    def busy_elsewhere():
+        produce(brokers.bootstrap(1), "idle", 0, [b"busy"])
+        return fetcher.rounds >= rounds + 5 and follower.last_fetch_ms > before
+
+    wait_for(busy_elsewhere, what="broker 2's fetches for partition 0 counting for partition 1")
+    assert follower.leo == 1
 
 
 def test_an_unexpected_error_costs_a_round_not_the_fetcher(brokers, tmp_path, monkeypatch, caplog):

@@ -296,3 +296,52 @@ def test_a_partition_alone_is_committed_at_once_and_fsynced(tmp_path):
     assert part.high_watermark == 2
     assert committed(replicas, [done], 0) == {}
     assert part.log.recovery_point == 2
+
+
+# -- long polls -------------------------------------------------------------------------------
+
+
+def test_an_append_wakes_followers_and_a_moving_high_watermark_wakes_consumers(tmp_path, clock):
+    """Consumers wait for the high watermark, followers for appends: an
+    append the followers have not copied yet leaves consumers parked, and
+    a high watermark that moves leaves followers parked (they learn it
+    with their next records); waking both for everything was most of a
+    replicated leader's CPU under load."""
+    _replicas, part = hosted(tmp_path, info(isr=(0, 1), replicas=(0, 1)), write_caching=True)
+    commit, data = trio.Event(), trio.Event()
+    part.park(commit)
+    part.park(data, appends=True)
+    part.append_as_leader(batch(2), now=T0)
+    assert part.high_watermark == 0
+    assert data.is_set() and not commit.is_set()
+    data = trio.Event()
+    part.park(data, appends=True)
+    part.follower_fetched(1, 2, T0)
+    assert part.high_watermark == 2
+    assert commit.is_set() and not data.is_set()
+
+
+def test_an_acks_all_waiter_wakes_when_the_high_watermark_reaches_its_offset(tmp_path, clock):
+    _replicas, part = hosted(tmp_path, info(isr=(0, 1), replicas=(0, 1)), write_caching=True)
+    part.append_as_leader(batch(3), now=T0)
+    first, last = trio.Event(), trio.Event()
+    part.park_until(first, 1)
+    part.park_until(last, 3)
+    part.follower_fetched(1, 2, T0)
+    assert part.high_watermark == 2
+    assert first.is_set() and not last.is_set()
+    part.follower_fetched(1, 3, T0)
+    assert last.is_set()
+    done = trio.Event()
+    part.park_until(done, 3)  # already covered
+    assert done.is_set()
+
+
+def test_a_role_change_wakes_every_waiter(tmp_path, clock):
+    _replicas, part = hosted(tmp_path)
+    commit, data, acked = trio.Event(), trio.Event(), trio.Event()
+    part.park(commit)
+    part.park(data, appends=True)
+    part.park_until(acked, 10)
+    part.become(info(epoch=5, leader=1), Role.FOLLOWER)
+    assert commit.is_set() and data.is_set() and acked.is_set()
