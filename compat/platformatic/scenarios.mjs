@@ -32,8 +32,10 @@ async function withClient (client, fn) {
   }
 }
 
-const produce = (messages, options = {}) =>
-  withClient(new Producer({ ...base, ...options }), p => p.send({ messages: messages.map(m => ({ topic, ...m })) }))
+// The client reads acks from send()'s options only; in the constructor's it is ignored.
+const produce = (messages, { acks, ...options } = {}) =>
+  withClient(new Producer({ ...base, ...options }), p =>
+    p.send({ messages: messages.map(m => ({ topic, ...m })), ...(acks === undefined ? {} : { acks }) }))
 
 // Read `count` messages through a group consumer's stream.
 async function consume (count, { groupId = `${topic}-${randomUUID()}`, mode = 'earliest', offsets } = {}) {
