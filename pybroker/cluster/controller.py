@@ -34,10 +34,13 @@ brokers learn everything by watching it; there are no controller RPCs):
   states as ZooKeeper holds them, and writes each expecting the version it
   read, so that an ISR change its leader made meanwhile is not lost.
 
-Broker failure is only tracked here: it elects no new leader yet (that is
-replication's issue; followers hold no data yet, so moving leadership to
-one would lose acknowledged writes), and a bounced broker (a higher czxid)
-is treated as a new one.
+- on broker failure (a registration gone, or replaced with a higher czxid:
+  a bounced broker, taken as failed first), elects for every partition it
+  led the first live in-sync replica in assignment order and takes it out
+  of every ISR, bumping leader epochs (Kafka's onBrokerFailure); with no
+  live ISR member a partition keeps no leader and its last ISR member
+  until that broker returns, unless unclean.leader.election.enable. A new
+  controller does the same for brokers that died while none acted.
 
 Like Kafka's controller event thread, one task processes every event in
 order; watch and session callbacks only enqueue. An event interrupted by a
@@ -90,6 +93,7 @@ class Controller:
         self._zk = zk
         self.node_id = node_id
         self._delete_enabled = bool(config["delete.topic.enable"])
+        self._unclean_default = bool(config["unclean.leader.election.enable"])
         self._clock = clock
         self._acting: ActiveController | None = None
         # Who holds /controller, as last read (-1: nobody).
@@ -331,6 +335,7 @@ class Controller:
                 epoch_version,
                 delete_enabled=self._delete_enabled,
                 watches=self._watches,
+                unclean_default=self._unclean_default,
             )
             await self._acting.catch_up()
         except (ControllerMoved, ConnectionLossError):

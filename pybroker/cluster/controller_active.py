@@ -34,10 +34,12 @@ from .controller_state import (
     broker_changes,
     election_targets,
     initial_states,
+    needs_offline_plan,
     partition_name,
     plan_election,
+    plan_offline,
 )
-from .model import PartitionState
+from .model import NO_LEADER, PartitionState
 
 log = logging.getLogger("pybroker.controller")
 
@@ -66,16 +68,35 @@ class Watches:
 
 
 class ActiveController:
-    def __init__(self, zk, node_id: int, view: ControllerView, *, delete_enabled: bool, watches: Watches):
+    def __init__(
+        self,
+        zk,
+        node_id: int,
+        view: ControllerView,
+        *,
+        delete_enabled: bool,
+        watches: Watches,
+        unclean_default: bool = False,
+    ):
         self.zk = zk
         self.node_id = node_id
         self.view = view
         self.delete_enabled = delete_enabled
         self.watches = watches
+        # unclean.leader.election.enable for topics that do not set it.
+        self.unclean_default = unclean_default
 
     @classmethod
     async def take_over(
-        cls, zk, node_id: int, epoch: int, epoch_version: int, *, delete_enabled: bool, watches: Watches
+        cls,
+        zk,
+        node_id: int,
+        epoch: int,
+        epoch_version: int,
+        *,
+        delete_enabled: bool,
+        watches: Watches,
+        unclean_default: bool = False,
     ) -> ActiveController:
         """Kafka's onControllerFailover, first half: watches set, then the
         whole view read from ZooKeeper."""
@@ -88,7 +109,7 @@ class ActiveController:
         for topic in await gather([lambda n=n: read_topic(zk, n, watches.topic) for n in names]):
             if topic is not None:
                 view.topics[topic.name] = topic
-        return cls(zk, node_id, view, delete_enabled=delete_enabled, watches=watches)
+        return cls(zk, node_id, view, delete_enabled=delete_enabled, watches=watches, unclean_default=unclean_default)
 
     async def catch_up(self) -> None:
         """The second half: the work the previous controller left undone."""
@@ -96,6 +117,9 @@ class ActiveController:
         await self._ensure_topic_ids(list(self.view.topics))
         await self.topic_deletion()
         await self._initialise(self.view.uninitialised())
+        # Brokers that died while no controller was acting (this one's
+        # predecessor among them) still lead or sit in ISRs.
+        await self.offline_elections()
 
     # -- fenced writes -------------------------------------------------------
 
@@ -327,11 +351,17 @@ class ActiveController:
             ",".join(map(str, sorted(current))),
         )
         view.live = current
+        if changes.dead or changes.bounced:
+            # Kafka's onBrokerFailure: a bounced broker is taken as failed
+            # first (what it held may not have survived its restart), so it
+            # leaves ISRs and leaderships like a dead one, and may only come
+            # back as a follower that catches up.
+            await self.offline_elections(set(current) - set(changes.bounced))
         if changes.new or changes.bounced:
-            # Kafka's onBrokerStartup: new partitions may have a live replica now.
+            # Kafka's onBrokerStartup: new partitions may have a live
+            # replica now, and offline ones a live ISR member.
             await self._initialise(view.uninitialised())
-        # A dead broker's leaderships stay where they are until replication
-        # can move them without losing what only the leader holds.
+            await self.offline_elections()
 
     # -- leader elections ----------------------------------------------------
 
@@ -340,6 +370,74 @@ class ActiveController:
         view = self.view
         live = set(view.live)
         pending, results = election_targets(view, partitions)
+
+        def plan(tp, replicas, state):
+            return plan_election(*tp, replicas, state, live, view.epoch, preferred)
+
+        written, gave_up = await self._replan(pending, plan)
+        for tp, outcome in written.items():
+            results[tp] = outcome if isinstance(outcome, KafkaError) else None
+        for tp in gave_up:
+            results[tp] = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, None)
+        return results
+
+    async def offline_elections(self, live: set[int] | None = None) -> None:
+        """Kafka's onReplicasBecomeOffline and its OfflinePartition
+        elections: every partition whose state names a broker outside
+        ``live`` (the registered brokers by default) gets a live leader if
+        it can and loses its dead ISR members (plan_offline)."""
+        view = self.view
+        live = set(view.live) if live is None else live
+        pending = [
+            (name, p)
+            for name, topic in sorted(view.topics.items())
+            for p, state in sorted(topic.states.items())
+            if needs_offline_plan(state, live)
+        ]
+        if not pending:
+            return
+        unclean = await self._unclean_topics({name for name, _ in pending})
+
+        def plan(tp, replicas, state):
+            return plan_offline(replicas, state, live, view.epoch, tp[0] in unclean)
+
+        written, _ = await self._replan(pending, plan)
+        for tp, state in written.items():
+            if isinstance(state, PartitionState) and state.leader == NO_LEADER:
+                log.error(
+                    "Partition %s has no live in-sync replica (ISR %s, live brokers %s): it stays offline",
+                    partition_name(*tp),
+                    ",".join(map(str, state.isr)),
+                    ",".join(map(str, sorted(live))),
+                )
+
+    async def _unclean_topics(self, names: set[str]) -> set[str]:
+        """The topics among ``names`` whose unclean.leader.election.enable
+        is true (their config, else the broker's default)."""
+        configs = await gather([lambda n=n: self._topic_config(n) for n in sorted(names)])
+        found = set()
+        for name, config in zip(sorted(names), configs):
+            value = config.get("unclean.leader.election.enable")
+            if (value.strip().lower() == "true") if value is not None else self.unclean_default:
+                found.add(name)
+        return found
+
+    async def _topic_config(self, name: str) -> dict[str, str]:
+        try:
+            data, _ = await self.zk.get(zn.topic_config_path(name))
+        except NoNodeError:
+            return {}
+        return zn.decode_topic_config(data)
+
+    async def _replan(self, pending: list[tuple[str, int]], plan) -> tuple[dict, list]:
+        """Read each partition's state as it is now, ask ``plan(tp,
+        replicas, state)`` for its next one (a PartitionState, the
+        KafkaError to answer, or None when nothing is to be done), and
+        write it expecting the version read; again, from a fresh read, for
+        those a leader's ISR write overtook. Returns ({tp: the state
+        written, or the KafkaError}, the partitions given up on)."""
+        view = self.view
+        results: dict = {}
         for _ in range(WRITE_ATTEMPTS):
             if not pending:
                 break
@@ -348,33 +446,36 @@ class ActiveController:
             fresh = await read_states(self.zk, pending)
             planned = {}
             for tp in pending:
-                topic = view.topics[tp[0]]
+                topic = view.topics.get(tp[0])
+                if topic is None or tp[1] not in topic.assignment:
+                    continue
                 if fresh[tp] is not None:
                     topic.states[tp[1]] = fresh[tp]
-                outcome = plan_election(*tp, topic.assignment[tp[1]], fresh[tp], live, view.epoch, preferred)
+                outcome = plan(tp, topic.assignment[tp[1]], fresh[tp])
                 if isinstance(outcome, KafkaError):
                     results[tp] = outcome
-                else:
+                elif outcome is not None:
                     planned[tp] = outcome
             written = await gather([lambda tp=tp, s=s: self._write_state(tp, s) for tp, s in planned.items()])
             pending = []
             for tp, outcome in zip(planned, written):
                 if outcome is None:
                     pending.append(tp)  # a leader changed the state meanwhile: read it again
-                elif isinstance(outcome, KafkaError):
-                    results[tp] = outcome
-                else:
+                    continue
+                results[tp] = outcome
+                if not isinstance(outcome, KafkaError):
+                    old = view.topics[tp[0]].states[tp[1]]
                     view.topics[tp[0]].states[tp[1]] = outcome
-                    results[tp] = None
                     log.info(
-                        "Changed partition %s from OnlinePartition to OnlinePartition with state %s",
+                        "Changed partition %s from %s to %s with state %s",
                         partition_name(*tp),
+                        _partition_state_name(old, view.live),
+                        "OfflinePartition" if outcome.leader == NO_LEADER else "OnlinePartition",
                         describe(outcome),
                     )
         for tp in pending:
-            results[tp] = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, None)
-            log.error("Gave up electing a leader for %s: its state kept changing", partition_name(*tp))
-        return results
+            log.error("Gave up changing the state of %s: it kept changing", partition_name(*tp))
+        return results, pending
 
     async def _write_state(self, tp: tuple[str, int], state: PartitionState):
         """Write the new state expecting the version it was planned from:
@@ -394,6 +495,10 @@ class ActiveController:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _partition_state_name(state: PartitionState, live) -> str:
+    return "OnlinePartition" if state.leader in live else "OfflinePartition"
 
 
 def describe(state: PartitionState) -> str:

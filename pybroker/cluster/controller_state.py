@@ -13,9 +13,15 @@ Partition states, as Kafka's partition state machine names them:
   one of its replicas is live: first live replica as leader, every live
   replica in the ISR, leader epoch 0 (``initial_states``). With no live
   replica it stays new, and is tried again when a broker registers.
-- *online*: has a state znode. Its leader changes here only when asked to
-  (``plan_election``: a preferred election, or an unclean one an
-  administrator asks for); broker failure moves no leadership in this issue.
+- *online*: has a state znode and a live leader. A preferred election, or
+  an unclean one an administrator asks for, changes it (``plan_election``).
+- *offline*: its leader is not live (or is none, -1). When a broker dies
+  the controller elects the first live ISR member in assignment order and
+  drops the dead from every ISR, bumping the leader epoch
+  (``plan_offline``, Kafka's onReplicasBecomeOffline). With no live ISR
+  member the partition keeps no leader and its last ISR member, the one
+  holding every acknowledged write, until that replica comes back, unless
+  unclean election is enabled for the topic.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 
-from .election import initial_leader_and_isr, offline_partition_leader, preferred_replica_leader
+from .election import initial_leader_and_isr, isr_without, offline_partition_leader, preferred_replica_leader
 from .model import NO_LEADER, PartitionState
 
 # Kafka's messages (Errors.java, KafkaController.processReplicaLeaderElection).
@@ -172,6 +178,41 @@ def plan_election(
         strategy = UNCLEAN_STRATEGY
     if leader is None:
         return KafkaError(unavailable, f"Failed to elect leader for partition {name} under strategy {strategy}")
+    return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
+
+
+def needs_offline_plan(state: PartitionState, live: set[int]) -> bool:
+    """Whether a partition's state names brokers that are not live: a
+    leader gone (or none), or a dead ISR member."""
+    return state.leader not in live or any(r not in live for r in state.isr)
+
+
+def plan_offline(
+    replicas: list[int], state: PartitionState, live: set[int], controller_epoch: int, unclean: bool
+) -> PartitionState | None:
+    """A partition's next state once the brokers outside ``live`` are
+    gone, or None when it needs none. A live leader keeps leading and the
+    dead leave its ISR; a dead leader is replaced by the first live ISR
+    member in assignment order, the ISR shrinking to the live; with none,
+    the first live replica if ``unclean`` (its ISR itself alone), else no
+    leader and an ISR that keeps its last member. Every change bumps the
+    leader epoch, so that requests of the old epoch are fenced. A state
+    written by a newer controller is left alone."""
+    if state.controller_epoch > controller_epoch or not needs_offline_plan(state, live):
+        return None
+    dead = [r for r in state.isr if r not in live]
+    if state.leader in live:
+        leader, isr = state.leader, isr_without(state.isr, dead)
+    else:
+        leader = offline_partition_leader(replicas, state.isr, live, unclean)
+        if leader is None:
+            leader, isr = NO_LEADER, isr_without(state.isr, dead)
+            if state.leader == NO_LEADER and isr == state.isr:
+                return None  # offline already, and nothing to drop
+        elif leader in state.isr:
+            isr = [r for r in state.isr if r in live]
+        else:
+            isr = [leader]
     return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
 
 

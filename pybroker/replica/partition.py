@@ -281,18 +281,11 @@ class Partition:
                 self.node_id, info.replicas, info.isr, epoch, info.state.version, self.epoch_start, now
             )
         elif new_epoch:
+            # The controller may have taken dead brokers out at this epoch.
+            self._log_isr_from_state(leader, info)
             leader.new_epoch(epoch, info.state.version, info.isr, info.replicas, self.epoch_start, now)
         elif info.state.version != leader.version or frozenset(info.isr) != leader.isr:
-            if frozenset(info.isr) != leader.isr:
-                logger.info(
-                    "%s-%d: ISR %s -> %s (leader epoch %d): a newer partition state (version %d)",
-                    self.topic,
-                    self.index,
-                    _ids(leader.isr_order),
-                    _ids(info.isr),
-                    epoch,
-                    info.state.version,
-                )
+            self._log_isr_from_state(leader, info)
             leader.apply_state(info.isr, info.state.version)
         if not log.config.write_caching and log.recovery_point < log.log_end_offset:
             self._host.request_flush(self)
@@ -345,6 +338,18 @@ class Partition:
         if change is not None:
             self._host.propose_isr(self, change)
         return change
+
+    def _log_isr_from_state(self, leader: LeaderState, info: PartitionInfo) -> None:
+        if frozenset(info.isr) != leader.isr:
+            logger.info(
+                "%s-%d: ISR %s -> %s (leader epoch %d): a newer partition state (version %d)",
+                self.topic,
+                self.index,
+                _ids(leader.isr_order),
+                _ids(info.isr),
+                info.leader_epoch,
+                info.state.version,
+            )
 
     def isr_change_committed(self, change: IsrChange, version: int) -> bool:
         """The ISR writer wrote ``change`` as state ``version``: it is the

@@ -290,12 +290,16 @@ async def test_unclean_election_only_where_the_leader_is_gone(zk_connect, zk_adm
         await until(lambda: node.controller.active)
         create_topic(zk_admin, "t", {0: [1, 2], 1: [2, 1]})
         await until(lambda: state(zk_admin, "t", 1) is not None)
+        epoch = node.controller.epoch
+        write_state(zk_admin, "t", 1, PartitionState(2, 0, [2], epoch))  # 1 fell out of sync
         zk_admin.delete(zn.broker_path(2))
-        await until(lambda: 2 not in node.controller._acting.view.live)
+        # No live ISR member: the controller leaves t-1 without a leader.
+        await until(lambda: state(zk_admin, "t", 1) == PartitionState(-1, 1, [2], epoch, 2))
+        assert state(zk_admin, "t", 0) == PartitionState(1, 1, [1], epoch, 1)
         results = await node.controller.elect_leaders([("t", 0), ("t", 1)], preferred=False)
         assert results[("t", 0)].code == ErrorCode.ELECTION_NOT_NEEDED
         assert results[("t", 1)] is None
-        assert state(zk_admin, "t", 1) == PartitionState(1, 1, [1], node.controller.epoch, 1)
+        assert state(zk_admin, "t", 1) == PartitionState(1, 2, [1], epoch, 3)
 
 
 async def test_a_new_controller_rebuilds_its_view_from_zookeeper(zk_connect, zk_admin):

@@ -11,6 +11,7 @@ from pybroker.cluster.controller_state import (
     election_targets,
     initial_states,
     plan_election,
+    plan_offline,
 )
 from pybroker.cluster.model import PartitionState
 from pybroker.protocol.error_codes import ErrorCode
@@ -99,3 +100,46 @@ def test_election_targets():
         ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     }
     assert election_targets(v, None) == ([("t", 0), ("t", 1)], {})
+
+
+def offline(replicas, state, live, unclean=False):
+    return plan_offline(replicas, state, set(live), 4, unclean)
+
+
+def test_a_dead_leader_is_replaced_by_the_first_live_isr_member_in_assignment_order():
+    # Assignment order decides, not ISR order.
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 3, 2], 4, 9), {2, 3}) == PartitionState(2, 6, [3, 2], 4, 9)
+    # A live replica outside the ISR is never chosen cleanly.
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 3], 4, 9), {2, 3}) == PartitionState(3, 6, [3], 4, 9)
+
+
+def test_a_dead_follower_leaves_the_isr_and_the_epoch_moves():
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 2, 3], 4, 9), {1, 3}) == PartitionState(1, 6, [1, 3], 4, 9)
+    # Nothing to do: every named broker is live, or the dead one is not in the ISR.
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 2, 3], 4, 9), {1, 2, 3}) is None
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 3], 4, 9), {1, 3}) is None
+
+
+def test_without_a_live_isr_member_the_partition_keeps_no_leader_and_its_last_isr_member():
+    gone = offline([1, 2, 3], PartitionState(2, 5, [2], 4, 9), {1, 3})
+    assert gone == PartitionState(-1, 6, [2], 4, 9)
+    # Offline already: nothing more to write until a replica of its ISR is back.
+    assert offline([1, 2, 3], gone, {1, 3}) is None
+    assert offline([1, 2, 3], gone, {1, 2, 3}) == PartitionState(2, 7, [2], 4, 9)
+    # Several ISR members dying at once: the last of them stays.
+    assert offline([1, 2, 3], PartitionState(1, 5, [1, 2], 4, 9), {3}) == PartitionState(-1, 6, [2], 4, 9)
+
+
+def test_unclean_takes_the_first_live_replica_alone():
+    state = PartitionState(2, 5, [2], 4, 9)
+    assert offline([1, 2, 3], state, {1, 3}, unclean=True) == PartitionState(1, 6, [1], 4, 9)
+    # A clean choice is still preferred when there is one.
+    assert offline([1, 2, 3], PartitionState(2, 5, [2, 3], 4, 9), {1, 3}, unclean=True) == PartitionState(
+        3, 6, [3], 4, 9
+    )
+    # No live replica at all: no leader, unclean or not.
+    assert offline([2], state, {1, 3}, unclean=True) == PartitionState(-1, 6, [2], 4, 9)
+
+
+def test_a_state_of_a_newer_controller_is_left_alone():
+    assert offline([1, 2], PartitionState(1, 5, [1, 2], 7, 9), {2}) is None

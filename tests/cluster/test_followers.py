@@ -255,12 +255,7 @@ def test_an_old_leader_truncates_what_only_it_had(brokers, tmp_path, zk_admin):
     # The preferred replica (1) leads again; 2 follows it from now on.
     rewrite_isr(zk_admin, "moved", 0, [2, 3, 1])
     wait_for(lambda: 1 in brokers.partition(1, "moved", 0).info.isr, what="broker 1 back in the ISR")
-    asked = ElectLeadersRequest(
-        election_type=0, topic_partitions=[TopicPartitions(topic="moved", partitions=[0])], timeout_ms=15000
-    )
-    controller = metadata(brokers.any(), []).controller_id
-    result = request(brokers.bootstrap(controller), asked, 2)
-    assert result.replica_election_results[0].partition_result[0].error_code == ErrorCode.NONE
+    preferred_election(brokers, "moved", 0)
     wait_for(lambda: brokers.partition(1, "moved", 0).role.value == "leader", what="broker 1 leading again")
     for i in range(2):
         produce(brokers.bootstrap(1), "moved", 0, [b"after-%d" % i])
@@ -269,6 +264,15 @@ def test_an_old_leader_truncates_what_only_it_had(brokers, tmp_path, zk_admin):
     epochs = [tuple(brokers.partition(n, "moved", 0).log.epochs.entries) for n in (1, 2, 3)]
     assert len(set(epochs)) == 1 and [e for e, _ in epochs[0]] == [0, epoch, epoch + 1]
     assert len(kafka_format_and_identical(brokers, tmp_path, "moved", 0, leader=1)) == 11
+
+
+def preferred_election(brokers: Brokers, topic: str, index: int) -> None:
+    asked = ElectLeadersRequest(
+        election_type=0, topic_partitions=[TopicPartitions(topic=topic, partitions=[index])], timeout_ms=15000
+    )
+    controller = metadata(brokers.any(), []).controller_id
+    result = request(brokers.bootstrap(controller), asked, 2)
+    assert result.replica_election_results[0].partition_result[0].error_code == ErrorCode.NONE
 
 
 def rewrite_isr(zk_admin, topic: str, index: int, isr: list[int]) -> None:
@@ -290,7 +294,12 @@ def test_followers_follow_a_leader_that_moved_to_a_new_address(brokers, tmp_path
     produce(brokers.bootstrap(1), "readdressed", 0, [b"one"])
     wait_for(lambda: identical(tmp_path, "readdressed", 0), what="copied")
     brokers.stop(1)
+    # Its leadership went to the next in-sync replica when it stopped; back,
+    # it follows, rejoins the ISR, and a preferred election gives it back.
+    wait_for(lambda: partitions_view(metadata(brokers.any(), ["readdressed"]), "readdressed")[0][1] == 2, what="2 leads")
     brokers.start(1)
+    wait_for(lambda: 1 in brokers.partition(2, "readdressed", 0).info.isr, what="broker 1 back in the ISR")
+    preferred_election(brokers, "readdressed", 0)
 
     def produced() -> bool:
         response = request(brokers.bootstrap(1), produce_request("readdressed", 0, [b"two"]), 9)
@@ -486,4 +495,5 @@ def test_a_replica_without_its_epoch_checkpoint_asks_the_leader_first(brokers, t
     brokers.start(2)
     produce(brokers.bootstrap(1), "unmarked", 0, [b"m3"])
     wait_for(lambda: identical(tmp_path, "unmarked", 0, (1, 2), at_least=4), what="copied after the restart")
-    assert (2, {("unmarked", 0): (0, 0)}) in asked  # at epoch 0, for its last batch's epoch 0
+    # At leader epoch 1 (the controller's, when 2 left the ISR), for its last batch's epoch 0.
+    assert (2, {("unmarked", 0): (1, 0)}) in asked

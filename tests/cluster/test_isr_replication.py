@@ -74,10 +74,8 @@ def test_acks_all_with_followers_stopped_and_back(brokers, tmp_path):
     assert send_all(bootstrap, [b"a%d" % i for i in range(50)]) == list(range(50))
     assert end_offset(bootstrap) == 50
 
-    # One follower stopped: the next writes wait for it until it has not
-    # been caught up for the lag time, then go on without it. (A follower
-    # that stopped caught up, with no writes since, is still in sync: Kafka's
-    # rule; removing dead brokers from the ISR is the controller's part.)
+    # One follower stopped: the controller takes it out of the ISR, and the
+    # writes go on without it.
     brokers.stop(3)
     assert send_all(bootstrap, [b"b%d" % i for i in range(50)]) == list(range(50, 100))
     assert leader.isr == {1, 2}
@@ -95,7 +93,10 @@ def test_acks_all_with_followers_stopped_and_back(brokers, tmp_path):
     assert leader.log_end_offset == end  # nothing written
     assert produce_code(bootstrap, 1, b"c1") == ErrorCode.NONE
     # Written, not committed: consumers see no record the followers lack.
-    assert end_offset(bootstrap) == 100 == leader.high_watermark
+    # (ListOffsets may answer OFFSET_NOT_AVAILABLE meanwhile, as Kafka's
+    # does: the controller's ISR change began a leader epoch that can start
+    # above the high watermark.)
+    assert leader.high_watermark == 100
 
     # Both back: they catch up, join, and the high watermark reaches the end.
     brokers.start(2)

@@ -19,8 +19,9 @@ stopped follower leaves the ISR within seconds.
   from its new coordinator after that partition's leader moved.
 
 A leader move is written here as the controller writes an election (the
-state znode's leader and leader epoch, expecting its version): elections on
-broker loss come with failover, not with replication.
+state znode's leader and leader epoch, expecting its version). A stopped
+broker's leaderships move to the next in-sync replica (the controller's
+election on broker loss); a preferred election gives them back.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pytest
 from pybroker.cluster import znodes
 from pybroker.local_cluster import LocalCluster, wait_for
 from pybroker.process import request
+from pybroker.protocol.messages.elect_leaders_request import ElectLeadersRequest, TopicPartitions
 from pybroker.protocol.messages.find_coordinator_request import FindCoordinatorRequest
 from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
 from pybroker.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
@@ -259,47 +261,51 @@ def _read_all(bootstrap: str, topic: str, partition: int, end: int) -> list[str]
 # -- an idempotent producer across a leader move --------------------------------------
 
 
-def test_idempotent_producer_across_a_leader_move(cluster):
-    from confluent_kafka import Producer
+class IdempotentWriter:
+    """A confluent-kafka idempotent acks=all producer writing m0, m1, ...
+    to partition 0, with what it was told delivered and what failed."""
 
+    def __init__(self, bootstrap: str, topic: str, **conf):
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.delivered: list[int] = []
+        self.errors: list = []
+        settings = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "batch.num.messages": 200}
+        self.producer = Producer({"bootstrap.servers": bootstrap, **settings, **conf})
+
+    def _report(self, err, msg) -> None:
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.delivered.append(msg.offset())
+
+    def send(self, values) -> None:
+        for i in values:
+            while True:
+                try:
+                    self.producer.produce(self.topic, value=f"m{i}".encode(), partition=0, on_delivery=self._report)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+            self.producer.poll(0)
+
+    def until_delivered(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.delivered) < count and time.monotonic() < deadline:
+            self.producer.poll(0.01)
+
+
+def test_idempotent_producer_across_a_leader_move(cluster):
     topic = unique("moved")
     create(cluster.brokers[0].bootstrap, topic, 1)
     leader_id, _, isr = states(cluster, topic)[0]
     successor = next(n for n in isr if n != leader_id)
     total = 20_000
-    delivered: list[int] = []
-    errors: list = []
-
-    def report(err, msg):
-        if err is not None:
-            errors.append(err)
-        else:
-            delivered.append(msg.offset())
-
-    producer = Producer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "batch.num.messages": 200,
-        }
-    )
-
-    def send(values):
-        for i in values:
-            while True:
-                try:
-                    producer.produce(topic, value=f"m{i}".encode(), partition=0, on_delivery=report)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-
+    writer = IdempotentWriter(cluster.bootstrap_servers, topic)
+    producer, delivered, errors, send = writer.producer, writer.delivered, writer.errors, writer.send
     send(range(total // 2))
-    deadline = time.monotonic() + 60
-    while len(delivered) < total // 8 and time.monotonic() < deadline:
-        producer.poll(0.01)
+    writer.until_delivered(total // 8)
     # Moved while the rest of the first half is queued or in flight.
     assert total // 8 <= len(delivered) < total // 2, len(delivered)
     new_epoch = move_leader(cluster, topic, 0, successor)
@@ -335,9 +341,28 @@ def _coordinator(bootstrap: str, group: str) -> tuple[int, int]:
     return answer.error_code, answer.node_id
 
 
+def _preferred_leaders(cluster: LocalCluster, topic: str, partitions: int) -> None:
+    """A preferred election for every partition of ``topic``, as an operator
+    runs after brokers came back (their leaderships moved while they were
+    away); waits until each partition's first replica leads."""
+    asked = ElectLeadersRequest(
+        election_type=0, topic_partitions=[TopicPartitions(topic=topic, partitions=list(range(partitions)))]
+    )
+    controller = cluster.metadata([]).controller_id
+    request(cluster.broker(controller).bootstrap, asked, 2)
+
+    def preferred():
+        answer = cluster.metadata([topic])
+        return all(p.leader_id == p.replica_nodes[0] for t in answer.topics for p in t.partitions)
+
+    wait_for(preferred, 30, f"the preferred replicas of {topic} to lead")
+
+
 def test_groups_across_coordinators_and_a_coordinator_move(cluster):
     # The first FindCoordinator creates the offsets topic.
     wait_for(lambda: _coordinator(cluster.brokers[0].bootstrap, "any")[0] == 0, 30, "a group coordinator")
+    # Earlier tests stopped brokers, and their leaderships moved meanwhile.
+    _preferred_leaders(cluster, "__consumer_offsets", OFFSETS_PARTITIONS)
     offsets = states(cluster, "__consumer_offsets")
     groups: dict[int, tuple[str, str]] = {}  # coordinator broker -> (group, topic)
     for index, (leader, _, _) in sorted(offsets.items()):
