@@ -123,7 +123,11 @@ def test_an_expired_session_drops_leaderships_then_registers_again(
 def test_zookeeper_restarted_within_the_session_changes_nothing(tmp_path):
     with ZooKeeperServer(tmp_path / "zk") as server:
         connect = server.connect + "/restart"
-        with cluster_broker(connect, 1, tmp_path, SINGLE) as running:
+        # A session long enough for the restart to fall within it on a busy
+        # machine: ZooKeeper restores the session at its start, and the JVM's
+        # start plus the client's reconnection once took longer than 6 s.
+        props = {**SINGLE, "zookeeper.session.timeout.ms": "30000"}
+        with cluster_broker(connect, 1, tmp_path, props) as running:
             broker, bootstrap = running.broker, running.bootstrap_servers
             wait_for(lambda: partitions_view(metadata(bootstrap, ["steady"], auto_create=True), "steady"))
             wait_for(lambda: produced(bootstrap, "steady") == 0, what="a leader")
