@@ -413,7 +413,10 @@ class ActiveController:
 
     async def _unclean_topics(self, names: set[str]) -> set[str]:
         """The topics among ``names`` whose unclean.leader.election.enable
-        is true (their config, else the broker's default)."""
+        is true (their config, else the broker's default). Read for every
+        affected topic: which partitions lack a live ISR member is known
+        only from the states read afresh, the view's may be behind a
+        leader's ISR writes."""
         configs = await gather([lambda n=n: self._topic_config(n) for n in sorted(names)])
         found = set()
         for name, config in zip(sorted(names), configs):
