@@ -356,9 +356,16 @@ var scenarios = map[string]func() (string, error){
 		if err := a.DeleteTopic(name); err != nil {
 			return "", fmt.Errorf("delete: %w", err)
 		}
-		topics, err := a.ListTopics()
-		if err != nil {
-			return "", err
+		// In a cluster another broker may list it until the deletion reaches it.
+		var topics map[string]sarama.TopicDetail
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			topics, err = a.ListTopics()
+			if err != nil {
+				return "", err
+			}
+			if _, ok := topics[name]; !ok || time.Now().After(deadline) {
+				break
+			}
 		}
 		if _, ok := topics[name]; ok {
 			return "", errors.New("deleted topic still listed")
