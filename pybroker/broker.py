@@ -166,6 +166,7 @@ class Broker:
         self.controller = Controller(self.zk, self.node_id, self.config)
         self.registered_session: int | None = None
         self.broker_epoch = -1
+        self._reregistering = False
 
     def load(self) -> None:
         """Open the logs: the first step that writes to the log dirs."""
@@ -374,6 +375,15 @@ class Broker:
         write_meta_properties(config.log_dirs, self.node_id, cluster_id, zookeeper=True)
         await self._register()
         self.metadata.on_new_session = self._register_again
+        # The leader lease: leaders serve only while ZooKeeper keeps
+        # answering that this broker is registered in its session.
+        from .cluster.zk_lease import LeaseKeeper
+        from .replica.lease import Lease
+
+        self.replicas.lease = Lease()
+        keeper = LeaseKeeper(zk, self.node_id, self.replicas.lease)
+        keeper.on_lost_registration = lambda: self._registration_lost(root)
+        await root.start(keeper.run)
         await self.metadata.refresh()  # the whole view, before any log is opened
         hosting = self.hosting
         view = self.metadata.all_topics()
@@ -417,6 +427,33 @@ class Broker:
         (a new broker epoch); leaderships come back with the full re-read."""
         await self._register()
         self.hosting.session_registered()
+
+    def _registration_lost(self, root: trio.Nursery) -> None:
+        """Another broker deleted this one's registration while its session
+        lives (a controller that found its listener refusing connections
+        took it for dead): drop every leadership, as on an expiry, and
+        register again, a new broker epoch."""
+        if self.zk.session_id != self.registered_session or self._reregistering:
+            return  # a new session: the metadata task registers it
+        log.error(
+            "the registration of broker %d was deleted while its ZooKeeper session lives "
+            "(taken for dead): leading nothing, registering again",
+            self.node_id,
+        )
+        self._reregistering = True
+        self.hosting.session_expired()
+
+        async def register_again():
+            try:
+                await self._register()
+                self.hosting.session_registered()
+                self.metadata.mark_all()
+            except Exception:
+                log.exception("registering broker %d again failed", self.node_id)
+            finally:
+                self._reregistering = False
+
+        root.start_soon(register_again)
 
     async def _accept(self, listeners, nursery, scope: trio.CancelScope) -> None:
         with scope:

@@ -15,7 +15,8 @@ registered is offline, and a leader that is not registered is no leader:
 LEADER_NOT_AVAILABLE with leader -1. A partition whose log directory has
 failed here is reported as Kafka's controller leaves a single replica that
 went offline: LEADER_NOT_AVAILABLE, no leader (-1), and this broker among
-its offline replicas.
+its offline replicas. So is a partition led here while this broker's
+leader lease has lapsed (replica/lease.py).
 
 In cluster mode the answer comes from this broker's cache of ZooKeeper
 (every live broker, the controller, each partition's state), the same on
@@ -53,6 +54,8 @@ class HostedPartitions(Protocol):
     """The one thing Metadata asks of the replica manager."""
 
     def partition(self, topic: str, index: int) -> Partition | None: ...
+
+    def serving(self) -> bool: ...
 
 
 # AclOperation codes (Kafka's org.apache.kafka.common.acl.AclOperation).
@@ -146,7 +149,9 @@ def _partition(replicas: HostedPartitions, node_id: int, live: frozenset, topic:
         isr_nodes=list(p.isr),
         offline_replicas=[*p.offline, *(r for r in p.replicas if r not in live and r not in p.offline)],
     )
-    if p.leader not in live:
+    if p.leader not in live or (p.leader == node_id and not replicas.serving()):
+        # A leader here whose lease lapsed may have been replaced already:
+        # clients are sent to look elsewhere.
         entry.error_code = ErrorCode.LEADER_NOT_AVAILABLE
         entry.leader_id = -1
     part = replicas.partition(topic, p.index)

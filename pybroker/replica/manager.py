@@ -113,6 +113,9 @@ class ReplicaManager:
         # Where leaders' ISR changes are written (cluster mode): an object
         # with ``propose(partition, change)``; None keeps them in flight.
         self.isr_writer = None
+        # Cluster mode: the leader lease (lease.py); leaders serve only
+        # while it holds. None (a single node) leads unconditionally.
+        self.lease = None
 
     # -- hosting ---------------------------------------------------------------
 
@@ -139,6 +142,10 @@ class ReplicaManager:
         metadata = self.metadata
         return metadata is None or metadata.broker(node_id) is not None
 
+    def serving(self) -> bool:
+        lease = self.lease
+        return lease is None or lease.valid(time.monotonic())
+
     def propose_isr(self, part: Partition, change: IsrChange) -> None:
         if self.isr_writer is not None:
             self.isr_writer.propose(part, change)
@@ -163,7 +170,7 @@ class ReplicaManager:
         part = self.partitions.get((topic, index))
         if part is None:
             raise self.missing(topic, index)
-        if part.role is not Role.LEADER and origin is not Origin.REPLICATION:
+        if origin is not Origin.REPLICATION:
             part.check_leader()  # before min.insync.replicas, as Kafka checks
         if acks == -1 and len(part.isr) < part.log.config.min_insync_replicas:
             raise KafkaError(

@@ -99,6 +99,9 @@ class _Detached:
     def alive(self, replica_id: int) -> bool:
         return True
 
+    def serving(self) -> bool:
+        return True
+
     def propose_isr(self, part: Partition, change: IsrChange) -> None:
         pass
 
@@ -292,10 +295,19 @@ class Partition:
         self._advance_high_watermark(now)
 
     def check_leader(self) -> None:
+        """KafkaError NOT_LEADER_OR_FOLLOWER unless this replica leads and
+        its broker's lease holds (a leader without it may have been
+        replaced already)."""
         if self.role is not Role.LEADER:
             raise KafkaError(
                 ErrorCode.NOT_LEADER_OR_FOLLOWER,
                 f"broker {self.node_id} is not the leader of {self.topic}-{self.index}",
+            )
+        if not self._host.serving():
+            raise KafkaError(
+                ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                f"broker {self.node_id} cannot lead {self.topic}-{self.index} now: "
+                "its leader lease lapsed (no recent answer from ZooKeeper)",
             )
 
     def check_leader_epoch(self, current: int) -> None:
@@ -431,8 +443,7 @@ class Partition:
         producer checks first (KafkaError INVALID_PRODUCER_EPOCH,
         OUT_OF_ORDER_SEQUENCE_NUMBER), a duplicate comes back with its
         original offsets, unwritten."""
-        if self.role is not Role.LEADER:
-            self.check_leader()
+        self.check_leader()
         try:
             result = self.log.append_as_leader([batch], leader_epoch=self.info.leader_epoch, now=now)
         except KafkaStorageError as exc:
@@ -480,7 +491,7 @@ class Partition:
                 else ErrorCode.UNKNOWN_LEADER_EPOCH
             )
             return FetchRead(b"", hw, lso, start, code)
-        if self.role is not Role.LEADER and replica_id < 0:
+        if (self.role is not Role.LEADER and replica_id < 0) or (self.role is Role.LEADER and not self._host.serving()):
             # Kafka answers a read it refuses with unknown (-1) offsets.
             return FetchRead(b"", -1, -1, -1, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         if max_bytes <= 0 and not min_one_message:
