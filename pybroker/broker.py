@@ -163,7 +163,7 @@ class Broker:
         self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
-        self.controller = Controller(self.zk, self.node_id, self.config)
+        self.controller = Controller(self.zk, self.node_id, self.config, brokers=self.metadata.broker)
         self.registered_session: int | None = None
         self.broker_epoch = -1
         self._reregistering = False
@@ -433,8 +433,10 @@ class Broker:
         lives (a controller that found its listener refusing connections
         took it for dead): drop every leadership, as on an expiry, and
         register again, a new broker epoch."""
-        if self.zk.session_id != self.registered_session or self._reregistering:
-            return  # a new session: the metadata task registers it
+        if self.stopping or self.zk.session_id != self.registered_session or self._reregistering:
+            # Stopping: the controller took the closed listener for a dead
+            # process, rightly. A new session: the metadata task registers it.
+            return
         log.error(
             "the registration of broker %d was deleted while its ZooKeeper session lives "
             "(taken for dead): leading nothing, registering again",
@@ -471,4 +473,9 @@ class Broker:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)  # back off on e.g. EMFILE rather than spin
                 continue
+            if self.stopping:
+                # Accepted in the same tick as the stop: the connections'
+                # nursery may already be closed to new arrivals.
+                await trio.aclose_forcefully(stream)
+                return
             nursery.start_soon(Connection(self.server, stream).serve)

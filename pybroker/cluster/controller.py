@@ -41,6 +41,12 @@ brokers learn everything by watching it; there are no controller RPCs):
   live ISR member a partition keeps no leader and its last ISR member
   until that broker returns, unless unclean.leader.election.enable. A new
   controller does the same for brokers that died while none acted.
+- crash detection (beyond Kafka, crash_detection.py): it probes every
+  registered broker's listener, and deletes the registration of one whose
+  listener keeps refusing connections (its process is gone though its
+  session lives), then fails it over as above; a broker that is not the
+  controller probes the controller and frees /controller when its
+  process is gone. docs/FAILOVER.md argues why this is safe.
 
 Like Kafka's controller event thread, one task processes every event in
 order; watch and session callbacks only enqueue. An event interrupted by a
@@ -67,6 +73,7 @@ from pybroker.zk import BadVersionError, ConnectionLossError, NodeExistsError, N
 
 from . import znodes as zn
 from .controller_active import ActiveController, ControllerMoved, Watches
+from .crash_detection import Probes, Target
 
 __all__ = ["Controller", "ControllerMoved"]
 
@@ -74,6 +81,9 @@ log = logging.getLogger("pybroker.controller")
 
 # How often an event is tried again after the connection to ZooKeeper was lost mid-way.
 RECONNECT_ATTEMPTS = 10
+# How often the probed brokers are matched to the view again (addresses
+# reach the metadata cache a little after a registration).
+PROBE_SYNC_S = 1.0
 
 
 @dataclass(eq=False)
@@ -89,15 +99,29 @@ class Controller:
     """Competes for /controller and, while it holds it, acts as the
     cluster's controller (``run``); ``elect_leaders`` serves ElectLeaders."""
 
-    def __init__(self, zk, node_id: int, config, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        zk,
+        node_id: int,
+        config,
+        *,
+        clock: Callable[[], float] = time.time,
+        brokers: Callable[[int], object | None] | None = None,
+    ):
         self._zk = zk
         self.node_id = node_id
         self._delete_enabled = bool(config["delete.topic.enable"])
         self._unclean_default = bool(config["unclean.leader.election.enable"])
         self._clock = clock
         self._acting: ActiveController | None = None
-        # Who holds /controller, as last read (-1: nobody).
+        # Who holds /controller, as last read (-1: nobody), and its session.
         self.active_id = -1
+        self._active_owner = 0
+        # Crash detection (crash_detection.py): the active controller probes
+        # every registered broker, every other broker the controller; the
+        # addresses come from ``brokers(id)`` (the metadata cache).
+        self._brokers = brokers
+        self._probes = Probes(self._on_refused) if brokers is not None else None
         self._send, self._receive = trio.open_memory_channel(math.inf)
         self._connected = trio.Event()
         self._session_id = None
@@ -121,6 +145,7 @@ class Controller:
             "topics": self._when_active(ActiveController.topic_change),
             "partitions": self._when_active(ActiveController.partition_modifications),
             "deletions": self._when_active(ActiveController.topic_deletion),
+            "refused": self._refused,
         }
 
     # -- what the broker sees ------------------------------------------------
@@ -161,15 +186,71 @@ class Controller:
         if self._zk.connected:
             self._connected.set()
         self._send.send_nowait(("reelect", None))
-        task_status.started()
         try:
-            async for kind, arg in self._receive:
-                await self._process(kind, arg)
+            async with trio.open_nursery() as nursery:
+                if self._probes is not None:
+                    await nursery.start(self._probes.run)
+                    nursery.start_soon(self._keep_probing)
+                task_status.started()
+                async for kind, arg in self._receive:
+                    await self._process(kind, arg)
+                    self._sync_probes()
         finally:
             self._acting = None
             for request in list(self._waiting):
                 request.error = KafkaError(ErrorCode.NOT_CONTROLLER, None)
                 request.done.set()
+
+    # -- crash detection -----------------------------------------------------
+
+    def _sync_probes(self) -> None:
+        if self._probes is None:
+            return
+        targets = {}
+        if self.active:
+            for node_id, epoch in self._acting.view.live.items():
+                if node_id != self.node_id:
+                    targets[Target("broker", node_id, epoch)] = node_id
+        elif self.active_id not in (-1, self.node_id):
+            targets[Target("controller", self.active_id, self._active_owner)] = self.active_id
+        addresses = {}
+        for target, node_id in targets.items():
+            info = self._brokers(node_id)
+            if info is not None:
+                addresses[target] = (info.host, info.port)
+        self._probes.watch(addresses)
+
+    async def _keep_probing(self) -> None:
+        while True:
+            await trio.sleep(PROBE_SYNC_S)
+            self._sync_probes()
+
+    def _on_refused(self, target: Target) -> None:
+        self._send.send_nowait(("refused", target))
+
+    async def _refused(self, target: Target) -> None:
+        if target.kind == "broker":
+            if self._acting is not None:
+                await self._acting.broker_refused(target.node_id, target.epoch)
+            return
+        # The controller's process is gone while its session lives: free
+        # /controller for an election now (versioned: only that holder's).
+        try:
+            data, stat = await self._zk.get(zn.CONTROLLER)
+        except NoNodeError:
+            return
+        if zn.decode_controller(data) != target.node_id or stat.ephemeralOwner != target.epoch:
+            return
+        log.warning(
+            "Deleting %s of broker %d: its listener refuses connections, so its process is gone "
+            "(its ZooKeeper session would only expire after the session timeout)",
+            zn.CONTROLLER,
+            target.node_id,
+        )
+        try:
+            await self._zk.delete(zn.CONTROLLER, version=stat.version)
+        except (NoNodeError, BadVersionError):
+            pass
 
     # -- callbacks (Trio thread; they only enqueue) --------------------------
 
@@ -256,6 +337,7 @@ class Controller:
             data, stat = await self._zk.get(zn.CONTROLLER, watch=self._watch_controller)
         except NoNodeError:
             return None
+        self._active_owner = stat.ephemeralOwner
         return zn.decode_controller(data), stat.ephemeralOwner, stat.version
 
     async def _maybe_resign(self) -> None:

@@ -363,6 +363,30 @@ class ActiveController:
             await self._initialise(view.uninitialised())
             await self.offline_elections()
 
+    async def broker_refused(self, node_id: int, epoch: int) -> None:
+        """Crash detection (crash_detection.py) found this registered
+        broker's listener refusing connections: its process is gone while
+        its session lives on. Its registration is deleted (expecting the
+        incarnation probed) and the broker handled as failed, as if the
+        session had expired."""
+        if self.view.live.get(node_id) != epoch:
+            return
+        path = zn.broker_path(node_id)
+        stat = await self.zk.exists(path)
+        if stat is None or stat.czxid != epoch:
+            return  # gone or registered again meanwhile: the brokers watch tells
+        log.warning(
+            "Broker %d (epoch %d) refuses connections while registered: deleting its registration "
+            "rather than waiting for its ZooKeeper session to expire",
+            node_id,
+            epoch,
+        )
+        try:
+            await self.fenced([ops.delete(path, stat.version)])
+        except (NoNodeError, BadVersionError):
+            pass
+        await self.broker_change()
+
     # -- leader elections ----------------------------------------------------
 
     async def elect(self, partitions: list[tuple[str, int]] | None, preferred: bool) -> dict:
@@ -388,11 +412,14 @@ class ActiveController:
         it can and loses its dead ISR members (plan_offline)."""
         view = self.view
         live = set(view.live) if live is None else live
+        # By assignment as well as by the view's states: a leader's ISR
+        # writes (a dead broker that had come back and rejoined) do not
+        # reach the view, and _replan plans from the states read afresh.
         pending = [
             (name, p)
             for name, topic in sorted(view.topics.items())
             for p, state in sorted(topic.states.items())
-            if needs_offline_plan(state, live)
+            if needs_offline_plan(state, live) or any(r not in live for r in topic.assignment.get(p, ()))
         ]
         if not pending:
             return

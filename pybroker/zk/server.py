@@ -139,8 +139,9 @@ class ZooKeeperServer:
             "clientPort": self.port,
             "clientPortAddress": "127.0.0.1",
             "admin.enableServer": "false",
-            # `srvr` tells readiness; `ruok` is off by default since 3.5.
-            "4lw.commands.whitelist": "srvr,ruok,stat,mntr,conf",
+            # `srvr` tells readiness; `ruok` is off by default since 3.5; `dump`
+            # lists the sessions that hold ephemerals (tests watch one expire).
+            "4lw.commands.whitelist": "srvr,ruok,stat,mntr,conf,dump",
             "minSessionTimeout": self.min_session_timeout_ms,
             "maxSessionTimeout": self.max_session_timeout_ms,
         }

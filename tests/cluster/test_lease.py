@@ -53,10 +53,10 @@ def cluster():
         yield c
 
 
-def _produce(topic: str, value: bytes) -> bytes:
+def _produce(topic: str, value: bytes, acks: int) -> bytes:
     batch = build_batch([NewRecord(value=value)])
     body = ProduceRequest(
-        acks=1,
+        acks=acks,
         timeout_ms=10_000,
         topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])],
     )
@@ -79,12 +79,14 @@ def test_a_paused_leader_refuses_what_it_was_sent_while_paused(cluster):
     leader_id, epoch, _ = states(cluster, topic)[0]
     zombie = cluster.broker(leader_id)
     with socket.create_connection(("127.0.0.1", zombie.port), timeout=60) as sock:
-        sock.sendall(_produce(topic, b"before"))
+        # acks=all: on every replica before the pause (an acks=1 write the
+        # followers had not fetched yet would be lost with the pause, as
+        # acks=1 allows).
+        sock.sendall(_produce(topic, b"before", -1))
         assert _answer(sock).responses[0].partition_responses[0].error_code == ErrorCode.NONE
-        wait_isr(cluster, topic, 0, {1, 2, 3})
         zombie.pause()
         try:
-            sock.sendall(_produce(topic, b"while paused"))  # waits in the zombie's socket buffer
+            sock.sendall(_produce(topic, b"while paused", 1))  # waits in the zombie's socket buffer
 
             def moved():
                 now = states(cluster, topic)[0]
