@@ -43,6 +43,8 @@ import os
 
 import trio
 
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.errors import KafkaError
 from pybroker.storage.dirs import check_meta_properties, lock_dirs, write_meta_properties
 from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager
@@ -58,7 +60,7 @@ from .fetch_sessions import FetchSessionCache
 from .groups.coordinator import GroupCoordinator
 from .log_tasks import LogTasks, background, now_ms
 from .producer_ids import ProducerIds
-from .replica import ReplicaManager
+from .replica import ReplicaManager, Role
 from .server import Connection, ServerContext, close_idle_connections
 from .topics import Topics
 
@@ -303,6 +305,8 @@ class Broker:
                     task_status.started(self.bound)
                     await self._stop.wait()
                     log.info("shutting down")
+                    if self.config.cluster_mode and self.config["controlled.shutdown.enable"]:
+                        await self._controlled_shutdown()
                     self.stopping = True
                     accept_scope.cancel()
                     self.server.stop_reading()
@@ -427,6 +431,72 @@ class Broker:
         (a new broker epoch); leaderships come back with the full re-read."""
         await self._register()
         self.hosting.session_registered()
+
+    async def _controlled_shutdown(self) -> None:
+        """Kafka's controlledShutdown: before it stops serving, the broker
+        stops following and asks the controller to move its leaderships
+        away and take it out of the ISRs, then waits for its metadata to
+        show it leading nothing the controller could move. Clients meanwhile
+        get NOT_LEADER_OR_FOLLOWER, retriable, and find the new leaders.
+        ``controlled.shutdown.max.retries`` attempts, paused by
+        ``controlled.shutdown.retry.backoff.ms``, each bounded by
+        ``controller.socket.timeout.ms``; then it stops anyway."""
+        from pybroker.protocol.errors import ProtocolError
+
+        from .replica.link import LinkError
+
+        config = self.config
+        attempts = max(config["controlled.shutdown.max.retries"], 1)
+        started = trio.current_time()
+        self.hosting.stop_following()
+        for attempt in range(attempts):
+            try:
+                with trio.fail_after(config["controller.socket.timeout.ms"] / 1000):
+                    remaining = await self._ask_controller_to_move()
+                    if not remaining:
+                        await self.metadata.wait_until(self._leading_nothing, None)
+                        log.info(
+                            "Controlled shutdown request returned successfully after %d ms",
+                            (trio.current_time() - started) * 1000,
+                        )
+                        return
+                log.info(
+                    "Remaining partitions to move: %s",
+                    ",".join(f"{t}-{p}" for t, p in remaining),
+                )
+            except (KafkaError, OSError, LinkError, ProtocolError, trio.TooSlowError) as exc:
+                log.warning("Error during controlled shutdown (attempt %d of %d): %r", attempt + 1, attempts, exc)
+            if attempt + 1 < attempts:
+                log.info("Retrying controlled shutdown after the previous attempt failed...")
+                await trio.sleep(config["controlled.shutdown.retry.backoff.ms"] / 1000)
+        log.warning("Proceeding to do an unclean shutdown as all the controlled shutdown attempts failed")
+
+    async def _ask_controller_to_move(self) -> list[tuple[str, int]]:
+        from pybroker.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
+
+        from .replica.link import Link
+
+        controller_id = self.metadata.controller_id
+        if controller_id == self.node_id:
+            return await self.controller.controlled_shutdown(self.node_id, self.broker_epoch)
+        info = self.metadata.broker(controller_id)
+        if info is None:
+            raise KafkaError(ErrorCode.NOT_CONTROLLER, f"no live controller is known (controller id {controller_id})")
+        link = await Link.open(info.host, info.port, f"broker-{self.node_id}-controlled-shutdown")
+        try:
+            body = ControlledShutdownRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch)
+            answer = await link.call(body, 3)
+        finally:
+            await link.aclose()
+        if answer.error_code != ErrorCode.NONE:
+            raise KafkaError(ErrorCode(answer.error_code), f"the controller (broker {controller_id}) refused")
+        return [(p.topic_name, p.partition_index) for p in answer.remaining_partitions]
+
+    def _leading_nothing(self) -> bool:
+        """No replicated partition is led here any more."""
+        return not any(
+            p.role is Role.LEADER and len(p.info.replicas) > 1 for p in self.replicas.partitions.values()
+        )
 
     def _registration_lost(self, root: trio.Nursery) -> None:
         """Another broker deleted this one's registration while its session

@@ -87,12 +87,24 @@ PROBE_SYNC_S = 1.0
 
 
 @dataclass(eq=False)
-class _Election:
+class _Request:
+    """A request the event loop answers (ElectLeaders, ControlledShutdown)."""
+
+    done: trio.Event = field(default_factory=trio.Event, init=False)
+    results: object = field(default=None, init=False)
+    error: Exception | None = field(default=None, init=False)
+
+
+@dataclass(eq=False)
+class _Election(_Request):
     partitions: list[tuple[str, int]] | None
     preferred: bool
-    done: trio.Event = field(default_factory=trio.Event)
-    results: dict | None = None
-    error: Exception | None = None
+
+
+@dataclass(eq=False)
+class _Shutdown(_Request):
+    broker_id: int
+    broker_epoch: int
 
 
 class Controller:
@@ -112,6 +124,11 @@ class Controller:
         self.node_id = node_id
         self._delete_enabled = bool(config["delete.topic.enable"])
         self._unclean_default = bool(config["unclean.leader.election.enable"])
+        # Kafka's auto leader rebalance task: None when disabled.
+        self._rebalance_every = (
+            config["leader.imbalance.check.interval.seconds"] if config["auto.leader.rebalance.enable"] else None
+        )
+        self._imbalance_percentage = config["leader.imbalance.per.broker.percentage"]
         self._clock = clock
         self._acting: ActiveController | None = None
         # Who holds /controller, as last read (-1: nobody), and its session.
@@ -141,11 +158,13 @@ class Controller:
             "controller_change": self._maybe_resign,
             "expire": self._expire,
             "elect": self._election,
+            "shutdown": self._shutdown,
             "brokers": self._when_active(ActiveController.broker_change),
             "topics": self._when_active(ActiveController.topic_change),
             "partitions": self._when_active(ActiveController.partition_modifications),
             "deletions": self._when_active(ActiveController.topic_deletion),
             "refused": self._refused,
+            "rebalance": self._when_active(self._rebalance),
         }
 
     # -- what the broker sees ------------------------------------------------
@@ -166,12 +185,20 @@ class Controller:
         partition whose leader is gone, unclean if need be) of each
         partition; None: every partition. Each partition's answer is None
         when its new state is written, else the error Kafka answers."""
+        return await self._ask("elect", _Election(None if partitions is None else list(partitions), preferred))
+
+    async def controlled_shutdown(self, broker_id: int, broker_epoch: int) -> list[tuple[str, int]]:
+        """ControlledShutdown: move the broker's leaderships away and take
+        it out of the ISRs; the partitions it still leads. KafkaError
+        NOT_CONTROLLER, BROKER_NOT_AVAILABLE or STALE_BROKER_EPOCH."""
+        return await self._ask("shutdown", _Shutdown(broker_id, broker_epoch))
+
+    async def _ask(self, kind: str, request: _Request):
         if not self.active:
             raise KafkaError(ErrorCode.NOT_CONTROLLER, None)
-        request = _Election(None if partitions is None else list(partitions), preferred)
         self._waiting.add(request)
         try:
-            self._send.send_nowait(("elect", request))
+            self._send.send_nowait((kind, request))
             await request.done.wait()
         finally:
             self._waiting.discard(request)
@@ -191,6 +218,8 @@ class Controller:
                 if self._probes is not None:
                     await nursery.start(self._probes.run)
                     nursery.start_soon(self._keep_probing)
+                if self._rebalance_every is not None:
+                    nursery.start_soon(self._keep_rebalancing)
                 task_status.started()
                 async for kind, arg in self._receive:
                     await self._process(kind, arg)
@@ -200,6 +229,18 @@ class Controller:
             for request in list(self._waiting):
                 request.error = KafkaError(ErrorCode.NOT_CONTROLLER, None)
                 request.done.set()
+
+    # -- auto leader rebalance -----------------------------------------------
+
+    async def _keep_rebalancing(self) -> None:
+        # Queued like every controller event, so it never runs beside one.
+        while True:
+            await trio.sleep(self._rebalance_every)
+            if self.active:
+                self._send.send_nowait(("rebalance", None))
+
+    async def _rebalance(self, acting: ActiveController) -> None:
+        await acting.auto_rebalance(self._imbalance_percentage)
 
     # -- crash detection -----------------------------------------------------
 
@@ -484,6 +525,16 @@ class Controller:
             request.results = await self._acting.elect(request.partitions, request.preferred)
         request.done.set()
 
+    async def _shutdown(self, request: _Shutdown) -> None:
+        if self._acting is None:
+            request.error = KafkaError(ErrorCode.NOT_CONTROLLER, None)
+        else:
+            try:
+                request.results = await self._acting.controlled_shutdown(request.broker_id, request.broker_epoch)
+            except KafkaError as exc:
+                request.error = exc
+        request.done.set()
+
     def _when_active(self, work):
         async def run(*args):
             # Kafka's "if (!isActive) return": stale watches fire after a resignation.
@@ -494,7 +545,7 @@ class Controller:
 
 
 def _answer(request, code: ErrorCode) -> None:
-    """Answer an election request the event loop could not finish."""
-    if isinstance(request, _Election) and not request.done.is_set():
+    """Answer a request the event loop could not finish."""
+    if isinstance(request, _Request) and not request.done.is_set():
         request.error = KafkaError(code, None)
         request.done.set()

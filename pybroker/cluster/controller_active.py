@@ -33,9 +33,11 @@ from .controller_state import (
     ControllerView,
     broker_changes,
     election_targets,
+    imbalanced_partitions,
     initial_states,
     needs_offline_plan,
     partition_name,
+    plan_controlled_shutdown,
     plan_election,
     plan_offline,
 )
@@ -351,6 +353,7 @@ class ActiveController:
             ",".join(map(str, sorted(current))),
         )
         view.live = current
+        view.shutting_down -= set(changes.dead) | set(changes.bounced)
         if changes.dead or changes.bounced:
             # Kafka's onBrokerFailure: a bounced broker is taken as failed
             # first (what it held may not have survived its restart), so it
@@ -387,12 +390,54 @@ class ActiveController:
             pass
         await self.broker_change()
 
+    async def controlled_shutdown(self, broker_id: int, broker_epoch: int) -> list[tuple[str, int]]:
+        """Kafka's doControlledShutdown: every replicated partition this
+        live broker leads goes to another in-sync replica, and it leaves
+        the ISRs it is in; the partitions it still leads are returned (it
+        is their last in-sync replica). KafkaError BROKER_NOT_AVAILABLE for
+        a broker not registered, STALE_BROKER_EPOCH for an older epoch."""
+        view = self.view
+        if broker_id not in view.live:
+            raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"Broker id {broker_id} does not exist.")
+        if broker_epoch != -1 and broker_epoch < view.live[broker_id]:
+            raise KafkaError(
+                ErrorCode.STALE_BROKER_EPOCH,
+                f"Received controlled shutdown request from an old broker epoch {broker_epoch} for broker "
+                f"{broker_id}. Current broker epoch is {view.live[broker_id]}.",
+            )
+        view.shutting_down.add(broker_id)
+        log.info("Shutting down broker %d; brokers shutting down: %s", broker_id, sorted(view.shutting_down))
+        live, leaving = set(view.live), set(view.shutting_down)
+        # Every partition with a replica there, read afresh: the leaders'
+        # ISR writes (its rejoining) do not reach the view.
+        pending = [
+            (name, p)
+            for name, topic in sorted(view.topics.items())
+            for p, replicas in sorted(topic.assignment.items())
+            if broker_id in replicas and len(replicas) > 1 and p in topic.states
+        ]
+
+        def plan(tp, replicas, state):
+            if state is None:
+                return None
+            return plan_controlled_shutdown(replicas, state, live, leaving, view.epoch)
+
+        await self._replan(pending, plan)
+        remaining = []
+        for name, p in pending:
+            topic = view.topics.get(name)
+            state = topic.states.get(p) if topic is not None else None
+            if state is not None and state.leader == broker_id:
+                remaining.append((name, p))
+        return remaining
+
     # -- leader elections ----------------------------------------------------
 
     async def elect(self, partitions: list[tuple[str, int]] | None, preferred: bool) -> dict:
         """Kafka's processReplicaLeaderElection for an administrator's request."""
         view = self.view
-        live = set(view.live)
+        # A broker shutting down is not elected (Kafka's isReplicaOnline).
+        live = set(view.live) - view.shutting_down
         pending, results = election_targets(view, partitions)
 
         def plan(tp, replicas, state):
@@ -404,6 +449,20 @@ class ActiveController:
         for tp in gave_up:
             results[tp] = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, None)
         return results
+
+    async def auto_rebalance(self, percentage: int) -> None:
+        """Kafka's auto leader rebalance: preferred elections where a
+        broker leads too few of the partitions it is the preferred replica
+        of (imbalanced_partitions); one whose preferred replica is not in
+        sync yet is simply tried again next time."""
+        due = imbalanced_partitions(self.view, percentage)
+        if not due:
+            return
+        log.info("Starting auto leader rebalance of %d partitions: %s", len(due), _names(due))
+        results = await self.elect(due, preferred=True)
+        moved = [tp for tp, error in results.items() if error is None]
+        if moved:
+            log.info("Auto leader rebalance moved the leadership of %s to their preferred replicas", _names(moved))
 
     async def offline_elections(self, live: set[int] | None = None) -> None:
         """Kafka's onReplicasBecomeOffline and its OfflinePartition
@@ -520,6 +579,10 @@ class ActiveController:
         except NoNodeError:
             return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, NO_SUCH_PARTITION)
         return PartitionState(state.leader, state.leader_epoch, list(state.isr), state.controller_epoch, stat.version)
+
+
+def _names(partitions) -> str:
+    return ",".join(f"{t}-{p}" for t, p in sorted(partitions))
 
 
 def _chunks(items: list, size: int):

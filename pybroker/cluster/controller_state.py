@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 
-from .election import initial_leader_and_isr, isr_without, offline_partition_leader, preferred_replica_leader
+from .election import (
+    controlled_shutdown_leader,
+    initial_leader_and_isr,
+    isr_without,
+    offline_partition_leader,
+    preferred_replica_leader,
+)
 from .model import NO_LEADER, PartitionState
 
 # Kafka's messages (Errors.java, KafkaController.processReplicaLeaderElection).
@@ -69,6 +75,8 @@ class ControllerView:
     topics: dict[str, TopicView] = field(default_factory=dict)
     # Set when the session is known lost: no write may go out any more.
     fenced: bool = False
+    # Brokers that asked for a controlled shutdown and are still registered.
+    shutting_down: set[int] = field(default_factory=set)
 
     def uninitialised(self) -> dict[str, list[int]]:
         """Partitions without a state znode, by topic."""
@@ -216,6 +224,58 @@ def plan_offline(
     return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
 
 
+def plan_controlled_shutdown(
+    replicas: list[int], state: PartitionState, live: set[int], shutting_down: set[int], controller_epoch: int
+) -> PartitionState | None:
+    """A partition's next state while the brokers in ``shutting_down``
+    leave on purpose (Kafka's doControlledShutdown), or None when it needs
+    none or none can be had. One they lead goes to the first live, in-sync
+    replica not shutting down, and they leave its ISR; with no such replica
+    they keep leading (the partition "remains"). One they follow in sync
+    loses them from its ISR, unless they are its last member. Either
+    bumps the leader epoch, as the controller's ISR changes do. A
+    partition with a single replica has nowhere to go and is left alone."""
+    if len(replicas) <= 1 or state.controller_epoch > controller_epoch:
+        return None
+    if state.leader in shutting_down:
+        leader = controlled_shutdown_leader(replicas, state.isr, live, shutting_down)
+        if leader is None:
+            return None
+        isr = [r for r in state.isr if r not in shutting_down]
+    elif any(r in shutting_down for r in state.isr):
+        leader, isr = state.leader, isr_without(state.isr, shutting_down)
+        if isr == list(state.isr):
+            return None
+    else:
+        return None
+    return PartitionState(leader, state.leader_epoch + 1, isr, controller_epoch=controller_epoch, version=state.version)
+
+
+def imbalanced_partitions(view: ControllerView, percentage: int) -> list[tuple[str, int]]:
+    """Kafka's checkAndTriggerAutoLeaderRebalance: for each live broker not
+    shutting down, the partitions it is the preferred (first assigned)
+    replica of; when more than ``percentage`` per cent of them are led by
+    another broker, those are due a preferred election. Leaders change
+    only through the controller, so the view's leaders are current; whether
+    the preferred replica is in sync is checked on the state read afresh
+    by the election itself."""
+    preferred: dict[int, list[tuple[tuple[str, int], bool]]] = {}
+    for name, topic in view.topics.items():
+        for p, replicas in topic.assignment.items():
+            state = topic.states.get(p)
+            if not replicas or state is None or len(replicas) <= 1:
+                continue
+            preferred.setdefault(replicas[0], []).append(((name, p), state.leader == replicas[0]))
+    due = []
+    for broker, partitions in sorted(preferred.items()):
+        if broker not in view.live or broker in view.shutting_down:
+            continue
+        others = [tp for tp, led in partitions if not led]
+        if others and len(others) / len(partitions) > percentage / 100:
+            due.extend(sorted(others))
+    return due
+
+
 def election_targets(
     view: ControllerView, partitions: list[tuple[str, int]] | None
 ) -> tuple[list[tuple[str, int]], dict[tuple[str, int], KafkaError]]:
@@ -235,7 +295,7 @@ def election_targets(
 
 
 class SingleNodeElections:
-    """ElectLeaders' service on a single node: the answers a one-broker
+    """ElectLeaders' and ControlledShutdown's service on a single node: the answers a one-broker
     cluster's controller gives. Every partition has this broker as its only
     replica, its preferred leader and its leader, so no election is needed;
     an unknown partition is UNKNOWN_TOPIC_OR_PARTITION."""
@@ -256,3 +316,10 @@ class SingleNodeElections:
             else:
                 results[(topic, index)] = KafkaError(ErrorCode.ELECTION_NOT_NEEDED, ELECTION_NOT_NEEDED)
         return results
+
+    async def controlled_shutdown(self, broker_id: int, broker_epoch: int) -> list[tuple[str, int]]:
+        """A single node is its own controller; its partitions have one
+        replica each, which a controlled shutdown leaves alone."""
+        if broker_id != self._metadata.node_id:
+            raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"Broker id {broker_id} does not exist.")
+        return []

@@ -64,6 +64,9 @@ class ZkHosting(Host):
         self.leading_offsets: set[int] = set()
         # False from a session expiry until this broker is registered again.
         self.registered = True
+        # Set by a controlled shutdown: followers stop copying their leaders,
+        # so that no leader takes this broker back into its ISR.
+        self.leaving = False
 
     # -- what the logs are opened with -------------------------------------------
 
@@ -85,7 +88,7 @@ class ZkHosting(Host):
         if fetchers is None:
             return
         leader = part.info.leader
-        if part.role is Role.FOLLOWER and leader >= 0 and leader != self.node_id and self.registered:
+        if part.role is Role.FOLLOWER and leader >= 0 and leader != self.node_id and self.registered and not self.leaving:
             fetchers.follow(part, leader)
         else:
             fetchers.unfollow(part)
@@ -240,6 +243,12 @@ class ZkHosting(Host):
         if dropped:
             log.warning("dropped the leadership of %d partition(s)", dropped)
         self.sync_groups()
+
+    def stop_following(self) -> None:
+        """A controlled shutdown begins: no partition is followed any more."""
+        self.leaving = True
+        if self.fetchers is not None:
+            self.fetchers.unfollow_all()
 
     def session_registered(self) -> None:
         """Registered again: the next (full) pass gives back what ZooKeeper says."""

@@ -367,10 +367,13 @@ class OffsetStore:
 
     def _load_partition(self, part, groups: Loaded) -> None:
         plog = part.log
-        offset, end = plog.log_start_offset, plog.high_watermark
+        # To the log end, as Kafka's loader reads: a new leader learns the
+        # high watermark from its followers only after taking over, so its
+        # own is behind commits the old leader had already acknowledged.
+        offset, end = plog.log_start_offset, plog.log_end_offset
         pending: dict[int, list] = {}  # producer id -> records of its open transaction
         while offset < end:
-            data = plog.read(offset, LOAD_CHUNK).data
+            data = plog.read(offset, LOAD_CHUNK, max_offset=end).data
             batches, _ = split_batches(data)
             progressed = False
             for batch in batches:

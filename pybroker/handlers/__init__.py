@@ -64,6 +64,7 @@ MODULES = (
     "describe_groups",
     "delete_groups",
     "elect_leaders",
+    "controlled_shutdown",
 )
 
 

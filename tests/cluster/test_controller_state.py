@@ -9,7 +9,9 @@ from pybroker.cluster.controller_state import (
     TopicView,
     broker_changes,
     election_targets,
+    imbalanced_partitions,
     initial_states,
+    plan_controlled_shutdown,
     plan_election,
     plan_offline,
 )
@@ -143,3 +145,54 @@ def test_unclean_takes_the_first_live_replica_alone():
 
 def test_a_state_of_a_newer_controller_is_left_alone():
     assert offline([1, 2], PartitionState(1, 5, [1, 2], 7, 9), {2}) is None
+
+
+def leaving(replicas, state, live, shutting_down):
+    return plan_controlled_shutdown(replicas, state, set(live), set(shutting_down), 4)
+
+
+def test_a_leader_shutting_down_hands_over_to_the_first_in_sync_replica_not_leaving():
+    state = PartitionState(1, 5, [1, 3, 2], 4, 9)
+    assert leaving([1, 2, 3], state, {1, 2, 3}, {1}) == PartitionState(2, 6, [3, 2], 4, 9)
+    # Two leaving at once: neither is chosen, both leave the ISR.
+    assert leaving([1, 2, 3], state, {1, 2, 3}, {1, 2}) == PartitionState(3, 6, [3], 4, 9)
+    # No in-sync replica to take over: it keeps leading ("remaining").
+    assert leaving([1, 2, 3], PartitionState(1, 5, [1], 4, 9), {1, 2, 3}, {1}) is None
+
+
+def test_a_follower_shutting_down_leaves_the_isr_unless_it_is_its_last_member():
+    assert leaving([1, 2, 3], PartitionState(1, 5, [1, 2, 3], 4, 9), {1, 2, 3}, {3}) == PartitionState(
+        1, 6, [1, 2], 4, 9
+    )
+    # Not in the ISR, or not a replica: nothing to write.
+    assert leaving([1, 2, 3], PartitionState(1, 5, [1, 2], 4, 9), {1, 2, 3}, {3}) is None
+    assert leaving([1, 2], PartitionState(1, 5, [1, 2], 4, 9), {1, 2, 3}, {3}) is None
+
+
+def test_a_single_replica_and_a_newer_controllers_state_are_left_alone():
+    assert leaving([1], PartitionState(1, 5, [1], 4, 9), {1}, {1}) is None
+    assert leaving([1, 2], PartitionState(1, 5, [1, 2], 7, 9), {1, 2}, {1}) is None
+
+
+def test_imbalance_is_counted_per_preferred_broker_against_the_threshold():
+    # Broker 1 is preferred for 10 partitions and leads 9: 10 % is not more
+    # than 10 %. Broker 2 is preferred for 2 and leads 1: 50 %.
+    v = view(a={p: [1, 2] for p in range(10)}, b={0: [2, 1], 1: [2, 1]})
+    v.topics["a"].states = {p: PartitionState(1, 1, [1, 2]) for p in range(10)}
+    v.topics["a"].states[3] = PartitionState(2, 2, [2, 1])
+    v.topics["b"].states = {0: PartitionState(2, 1, [2, 1]), 1: PartitionState(1, 2, [1, 2])}
+    assert imbalanced_partitions(v, 10) == [("b", 1)]
+    assert imbalanced_partitions(v, 9) == [("a", 3), ("b", 1)]
+    assert imbalanced_partitions(v, 50) == []
+
+
+def test_imbalance_skips_absent_leaving_and_unreplicated_preferred_replicas():
+    v = view(a={0: [3, 1], 1: [2, 1], 2: [1]}, b={0: [1, 2]})
+    v.topics["a"].states = {0: PartitionState(1, 1, [1, 3]), 1: PartitionState(1, 1, [1, 2]), 2: PartitionState(2, 0, [2])}
+    # Broker 3 is not registered; broker 2 is shutting down; a[2] has one replica.
+    v.shutting_down.add(2)
+    assert imbalanced_partitions(v, 0) == []
+    v.shutting_down.clear()
+    assert imbalanced_partitions(v, 0) == [("a", 1)]
+    # No state yet: a new partition, left to its initial election.
+    assert ("b", 0) not in imbalanced_partitions(v, 0)

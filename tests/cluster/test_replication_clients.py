@@ -58,6 +58,8 @@ def cluster():
         "offsets.topic.num.partitions": str(OFFSETS_PARTITIONS),
         "auto.create.topics.enable": "false",
         "replica.lag.time.max.ms": str(LAG_MS),
+        # Leaderships are moved by hand here; none may move back on its own.
+        "auto.leader.rebalance.enable": "false",
     }
     with LocalCluster(BROKERS, overrides=props) as c:
         yield c
@@ -265,10 +267,11 @@ class IdempotentWriter:
     """A confluent-kafka idempotent acks=all producer writing m0, m1, ...
     to partition 0, with what it was told delivered and what failed."""
 
-    def __init__(self, bootstrap: str, topic: str, **conf):
+    def __init__(self, bootstrap: str, topic: str, payload: int = 0, **conf):
         from confluent_kafka import Producer
 
         self.topic = topic
+        self.payload = payload  # values padded to this many bytes after a "|"
         self.delivered: list[int] = []
         self.errors: list = []
         settings = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "batch.num.messages": 200}
@@ -284,7 +287,8 @@ class IdempotentWriter:
         for i in values:
             while True:
                 try:
-                    self.producer.produce(self.topic, value=f"m{i}".encode(), partition=0, on_delivery=self._report)
+                    value = f"m{i}|".ljust(self.payload, "x") if self.payload else f"m{i}"
+                    self.producer.produce(self.topic, value=value.encode(), partition=0, on_delivery=self._report)
                     break
                 except BufferError:
                     self.producer.poll(0.05)
