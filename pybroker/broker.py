@@ -66,6 +66,12 @@ from .topics import Topics
 
 log = logging.getLogger("pybroker")
 
+# Announcing a failed log dir survives ZooKeeper reconnecting for this long.
+LOG_DIR_EVENT_ATTEMPTS = 30
+LOG_DIR_EVENT_RETRY_S = 1.0
+# The controller's DescribeLogDirs to a broker that announced a failed dir.
+LOG_DIRS_QUERY_TIMEOUT_S = 5.0
+
 __all__ = ["Broker", "topic_name_problem"]
 
 
@@ -165,7 +171,9 @@ class Broker:
         self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
-        self.controller = Controller(self.zk, self.node_id, self.config, brokers=self.metadata.broker)
+        self.controller = Controller(
+            self.zk, self.node_id, self.config, brokers=self.metadata.broker, log_dirs_of=self._log_dirs_of
+        )
         self.registered_session: int | None = None
         self.broker_epoch = -1
         self._reregistering = False
@@ -337,6 +345,59 @@ class Broker:
         if not self.logs.online_dirs:
             log.critical("stopping the broker: %s", self._all_dirs_failed())
             self.stop()
+        elif self.zk is not None and self.topics.nursery is not None:
+            self.topics.nursery.start_soon(self._announce_log_dir_failure)
+
+    async def _announce_log_dir_failure(self) -> None:
+        """Kafka's propagateLogDirEvent: a notification the controller acts
+        on, moving the leaderships of the replicas in the failed dir."""
+        from pybroker.zk import ConnectionLossError
+
+        from .cluster import znodes as zn
+
+        for _ in range(LOG_DIR_EVENT_ATTEMPTS):
+            try:
+                await self.zk.create(zn.log_dir_event_path(), zn.encode_log_dir_event(self.node_id), sequence=True)
+                return
+            except ConnectionLossError:
+                await trio.sleep(LOG_DIR_EVENT_RETRY_S)  # until reconnected
+        log.error("could not tell the controller that a log dir failed: ZooKeeper kept failing")
+
+    async def _log_dirs_of(self, node_id: int):
+        """For the controller: (whether a log dir of broker ``node_id``
+        failed, the partitions in its online dirs), asked with
+        DescribeLogDirs; None if it does not answer."""
+        from pybroker.protocol.errors import ProtocolError
+        from pybroker.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
+
+        from .replica.link import Link, LinkError
+
+        if node_id == self.node_id:
+            dirs = self.replicas.describe_log_dirs(self.config.log_dirs, None)
+            online = {(p.topic, p.index) for d in dirs if d.error == ErrorCode.NONE for p in d.partitions}
+            return any(d.error != ErrorCode.NONE for d in dirs), online
+        info = self.metadata.broker(node_id)
+        if info is None:
+            return None
+        try:
+            # Bounded well below the session: the controller waits for it.
+            with trio.fail_after(LOG_DIRS_QUERY_TIMEOUT_S):
+                link = await Link.open(info.host, info.port, f"broker-{self.node_id}-controller")
+                try:
+                    answer = await link.call(DescribeLogDirsRequest(topics=None), 4)
+                finally:
+                    await link.aclose()
+        except (OSError, LinkError, ProtocolError, trio.TooSlowError) as exc:
+            log.warning("DescribeLogDirs to broker %d failed: %r", node_id, exc)
+            return None
+        online = {
+            (t.name, p.partition_index)
+            for r in answer.results
+            if r.error_code == ErrorCode.NONE
+            for t in r.topics
+            for p in t.partitions
+        }
+        return any(r.error_code != ErrorCode.NONE for r in answer.results), online
 
     def _all_dirs_failed(self) -> str:
         return "all log dirs in " + ", ".join(str(d) for d in self.logs.log_dirs) + " have failed"
@@ -494,9 +555,7 @@ class Broker:
 
     def _leading_nothing(self) -> bool:
         """No replicated partition is led here any more."""
-        return not any(
-            p.role is Role.LEADER and len(p.info.replicas) > 1 for p in self.replicas.partitions.values()
-        )
+        return not any(p.role is Role.LEADER and len(p.info.replicas) > 1 for p in self.replicas.partitions.values())
 
     def _registration_lost(self, root: trio.Nursery) -> None:
         """Another broker deleted this one's registration while its session

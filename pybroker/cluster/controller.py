@@ -119,6 +119,7 @@ class Controller:
         *,
         clock: Callable[[], float] = time.time,
         brokers: Callable[[int], object | None] | None = None,
+        log_dirs_of: Callable | None = None,
     ):
         self._zk = zk
         self.node_id = node_id
@@ -138,6 +139,9 @@ class Controller:
         # every registered broker, every other broker the controller; the
         # addresses come from ``brokers(id)`` (the metadata cache).
         self._brokers = brokers
+        # How the controller learns which replicas a failed log dir took
+        # offline (ActiveController.log_dirs_of).
+        self._log_dirs_of = log_dirs_of
         self._probes = Probes(self._on_refused) if brokers is not None else None
         self._send, self._receive = trio.open_memory_channel(math.inf)
         self._connected = trio.Event()
@@ -152,6 +156,7 @@ class Controller:
             topics=self._enqueuer("topics"),
             deletions=self._enqueuer("deletions"),
             topic=self._on_topic_event,
+            log_dirs=self._enqueuer("log_dirs"),
         )
         self._handlers = {
             "reelect": self._reelect,
@@ -163,6 +168,7 @@ class Controller:
             "topics": self._when_active(ActiveController.topic_change),
             "partitions": self._when_active(ActiveController.partition_modifications),
             "deletions": self._when_active(ActiveController.topic_deletion),
+            "log_dirs": self._when_active(ActiveController.log_dir_events),
             "refused": self._refused,
             "rebalance": self._when_active(self._rebalance),
         }
@@ -459,6 +465,7 @@ class Controller:
                 delete_enabled=self._delete_enabled,
                 watches=self._watches,
                 unclean_default=self._unclean_default,
+                log_dirs_of=self._log_dirs_of,
             )
             await self._acting.catch_up()
         except (ControllerMoved, ConnectionLossError):

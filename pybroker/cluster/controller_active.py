@@ -67,6 +67,7 @@ class Watches:
     topics: Callable
     deletions: Callable
     topic: Callable
+    log_dirs: Callable
 
 
 class ActiveController:
@@ -79,6 +80,7 @@ class ActiveController:
         delete_enabled: bool,
         watches: Watches,
         unclean_default: bool = False,
+        log_dirs_of: Callable | None = None,
     ):
         self.zk = zk
         self.node_id = node_id
@@ -87,6 +89,9 @@ class ActiveController:
         self.watches = watches
         # unclean.leader.election.enable for topics that do not set it.
         self.unclean_default = unclean_default
+        # ``await log_dirs_of(broker)``: (whether a log dir of that broker
+        # failed, the partitions in its online dirs); None if it cannot be asked.
+        self.log_dirs_of = log_dirs_of
 
     @classmethod
     async def take_over(
@@ -99,10 +104,11 @@ class ActiveController:
         delete_enabled: bool,
         watches: Watches,
         unclean_default: bool = False,
+        log_dirs_of: Callable | None = None,
     ) -> ActiveController:
         """Kafka's onControllerFailover, first half: watches set, then the
         whole view read from ZooKeeper."""
-        for path in (zn.BROKER_IDS, zn.BROKER_TOPICS, zn.DELETE_TOPICS):
+        for path in (zn.BROKER_IDS, zn.BROKER_TOPICS, zn.DELETE_TOPICS, zn.LOG_DIR_EVENT_NOTIFICATION):
             await zk.ensure_path(path)
         view = ControllerView(epoch, epoch_version, zk.session_id)
         view.live = await read_brokers(zk, watches.brokers)
@@ -111,7 +117,15 @@ class ActiveController:
         for topic in await gather([lambda n=n: read_topic(zk, n, watches.topic) for n in names]):
             if topic is not None:
                 view.topics[topic.name] = topic
-        return cls(zk, node_id, view, delete_enabled=delete_enabled, watches=watches, unclean_default=unclean_default)
+        return cls(
+            zk,
+            node_id,
+            view,
+            delete_enabled=delete_enabled,
+            watches=watches,
+            unclean_default=unclean_default,
+            log_dirs_of=log_dirs_of,
+        )
 
     async def catch_up(self) -> None:
         """The second half: the work the previous controller left undone."""
@@ -122,6 +136,7 @@ class ActiveController:
         # Brokers that died while no controller was acting (this one's
         # predecessor among them) still lead or sit in ISRs.
         await self.offline_elections()
+        await self.log_dir_events()
 
     # -- fenced writes -------------------------------------------------------
 
@@ -354,6 +369,7 @@ class ActiveController:
         )
         view.live = current
         view.shutting_down -= set(changes.dead) | set(changes.bounced)
+        view.forget_offline(set(changes.dead) | set(changes.bounced))
         if changes.dead or changes.bounced:
             # Kafka's onBrokerFailure: a bounced broker is taken as failed
             # first (what it held may not have survived its restart), so it
@@ -390,6 +406,58 @@ class ActiveController:
             pass
         await self.broker_change()
 
+    async def log_dir_events(self) -> None:
+        """Kafka's processLogDirEventNotification: a broker announced a
+        failed log dir. Its replicas there are offline (it is asked which
+        partitions its online dirs still hold, as Kafka's controller learns
+        them from its LeaderAndIsr answers): what it led there goes to
+        another in-sync replica and it leaves those ISRs, as if it were
+        dead for those partitions only, until it registers again. The
+        notifications are deleted once handled (fenced), so a controller
+        that fails meanwhile leaves them to the next."""
+        names = sorted(await self.zk.get_children(zn.LOG_DIR_EVENT_NOTIFICATION, watch=self.watches.log_dirs))
+        if not names:
+            return
+        brokers = set()
+        for name in names:
+            try:
+                data, _ = await self.zk.get(f"{zn.LOG_DIR_EVENT_NOTIFICATION}/{name}")
+                brokers.add(zn.decode_log_dir_event(data))
+            except NoNodeError:
+                pass
+            except zn.ZnodeFormatError as exc:
+                log.warning("Ignoring log dir event %s: %s", name, exc)
+        log.info("Log dir events from brokers %s", ",".join(map(str, sorted(brokers))))
+        for broker in sorted(b for b in brokers if b in self.view.live):
+            await self._log_dirs_failed(broker)
+        for name in names:
+            try:
+                await self.fenced([ops.delete(f"{zn.LOG_DIR_EVENT_NOTIFICATION}/{name}")])
+            except NoNodeError:
+                pass
+
+    async def _log_dirs_failed(self, broker: int) -> None:
+        view = self.view
+        answer = await self.log_dirs_of(broker) if self.log_dirs_of is not None else None
+        if answer is None:
+            log.warning("Could not ask broker %d which of its replicas are offline", broker)
+            return
+        failed, online = answer
+        if not failed:
+            return
+        offline = [
+            (name, p)
+            for name, topic in sorted(view.topics.items())
+            for p, replicas in sorted(topic.assignment.items())
+            if broker in replicas and p in topic.states and (name, p) not in online
+        ]
+        if not offline:
+            return
+        log.info("Replicas of broker %d in failed log dirs: %s", broker, _names(offline))
+        for tp in offline:
+            view.offline_replicas.setdefault(tp, set()).add(broker)
+        await self.offline_elections()
+
     async def controlled_shutdown(self, broker_id: int, broker_epoch: int) -> list[tuple[str, int]]:
         """Kafka's doControlledShutdown: every replicated partition this
         live broker leads goes to another in-sync replica, and it leaves
@@ -420,7 +488,7 @@ class ActiveController:
         def plan(tp, replicas, state):
             if state is None:
                 return None
-            return plan_controlled_shutdown(replicas, state, live, leaving, view.epoch)
+            return plan_controlled_shutdown(replicas, state, view.live_for(tp, live), leaving, view.epoch)
 
         await self._replan(pending, plan)
         remaining = []
@@ -441,7 +509,7 @@ class ActiveController:
         pending, results = election_targets(view, partitions)
 
         def plan(tp, replicas, state):
-            return plan_election(*tp, replicas, state, live, view.epoch, preferred)
+            return plan_election(*tp, replicas, state, view.live_for(tp, live), view.epoch, preferred)
 
         written, gave_up = await self._replan(pending, plan)
         for tp, outcome in written.items():
@@ -478,14 +546,15 @@ class ActiveController:
             (name, p)
             for name, topic in sorted(view.topics.items())
             for p, state in sorted(topic.states.items())
-            if needs_offline_plan(state, live) or any(r not in live for r in topic.assignment.get(p, ()))
+            if needs_offline_plan(state, view.live_for((name, p), live))
+            or any(r not in view.live_for((name, p), live) for r in topic.assignment.get(p, ()))
         ]
         if not pending:
             return
         unclean = await self._unclean_topics({name for name, _ in pending})
 
         def plan(tp, replicas, state):
-            return plan_offline(replicas, state, live, view.epoch, tp[0] in unclean)
+            return plan_offline(replicas, state, view.live_for(tp, live), view.epoch, tp[0] in unclean)
 
         written, _ = await self._replan(pending, plan)
         for tp, state in written.items():

@@ -77,6 +77,21 @@ class ControllerView:
     fenced: bool = False
     # Brokers that asked for a controlled shutdown and are still registered.
     shutting_down: set[int] = field(default_factory=set)
+    # Kafka's replicasOnOfflineDirs: partition -> the live brokers whose
+    # replica of it is in a failed log dir, until they register again.
+    offline_replicas: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+
+    def live_for(self, tp: tuple[str, int], live: set[int]) -> set[int]:
+        """``live`` without the brokers whose replica of ``tp`` is offline."""
+        offline = self.offline_replicas.get(tp)
+        return live - offline if offline else live
+
+    def forget_offline(self, brokers) -> None:
+        """These brokers died or registered again: their dirs are read afresh."""
+        for tp in list(self.offline_replicas):
+            self.offline_replicas[tp] -= set(brokers)
+            if not self.offline_replicas[tp]:
+                del self.offline_replicas[tp]
 
     def uninitialised(self) -> dict[str, list[int]]:
         """Partitions without a state znode, by topic."""

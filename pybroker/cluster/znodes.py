@@ -63,6 +63,9 @@ PERSISTENT_PATHS = (
 
 CONFIG_CHANGE_PREFIX = "config_change_"
 ISR_CHANGE_PREFIX = "isr_change_"
+LOG_DIR_EVENT_PREFIX = "log_dir_event_"
+# LogDirEventNotificationHandler.LogDirFailureEvent: the only event there is.
+LOG_DIR_FAILURE_EVENT = 1
 # ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE: the ids one broker takes per write.
 PRODUCER_ID_BLOCK_SIZE = 1000
 
@@ -103,6 +106,11 @@ def config_change_path() -> str:
 def isr_change_path() -> str:
     """Where an ISR change notification is created (sequential)."""
     return f"{ISR_CHANGE_NOTIFICATION}/{ISR_CHANGE_PREFIX}"
+
+
+def log_dir_event_path() -> str:
+    """Where a broker announces a failed log dir (sequential)."""
+    return f"{LOG_DIR_EVENT_NOTIFICATION}/{LOG_DIR_EVENT_PREFIX}"
 
 
 class ZnodeFormatError(ValueError):
@@ -149,6 +157,17 @@ def encode_controller(broker_id: int, timestamp_ms: int) -> bytes:
 def decode_controller(data: bytes) -> int:
     """The controller's broker id (versions 1 and 2)."""
     return _int(_object(data, "controller"), "brokerid", "controller")
+
+
+def encode_log_dir_event(broker_id: int) -> bytes:
+    """LogDirEventNotificationSequenceZNode.encode."""
+    fields = {"version": 1, "broker": broker_id, "event": LOG_DIR_FAILURE_EVENT}
+    return _encode(fields, ["version", "broker", "event"])
+
+
+def decode_log_dir_event(data: bytes) -> int:
+    """The broker a log dir event names."""
+    return _int(_object(data, "log dir event"), "broker", "log dir event")
 
 
 def encode_controller_epoch(epoch: int) -> bytes:

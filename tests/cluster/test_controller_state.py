@@ -196,3 +196,18 @@ def test_imbalance_skips_absent_leaving_and_unreplicated_preferred_replicas():
     assert imbalanced_partitions(v, 0) == [("a", 1)]
     # No state yet: a new partition, left to its initial election.
     assert ("b", 0) not in imbalanced_partitions(v, 0)
+
+
+def test_a_replica_in_a_failed_dir_counts_as_dead_for_its_partition_only():
+    v = view(t={0: [1, 2], 1: [1, 2]})
+    v.offline_replicas[("t", 0)] = {1}
+    live = set(v.live)
+    assert v.live_for(("t", 0), live) == {2} and v.live_for(("t", 1), live) == {1, 2}
+    state = PartitionState(1, 3, [1, 2], controller_epoch=4, version=7)
+    assert plan_offline([1, 2], state, v.live_for(("t", 0), live), 4, False) == PartitionState(
+        2, 4, [2], controller_epoch=4, version=7
+    )
+    assert plan_offline([1, 2], state, v.live_for(("t", 1), live), 4, False) is None
+    # Registered again (or dead): its dirs are asked afresh.
+    v.forget_offline([1])
+    assert v.offline_replicas == {}

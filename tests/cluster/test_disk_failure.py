@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -55,22 +56,24 @@ def _unmount(path) -> None:
         subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def disks(tmp_path_factory):
+@contextmanager
+def tmpfs(path):
+    """A SmallDisk mounted at ``path`` (made here), unmounted at the end."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root); tests/broker/test_disk_faults.py covers one broker")
-    base = tmp_path_factory.mktemp("disks")
-    mounted = []
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(path)], check=True)
     try:
-        for n in (1, 2, 3):
-            path = base / f"broker-{n}"
-            path.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(path)], check=True)
-            mounted.append(path)
-        yield {n: SmallDisk(p) for n, p in zip((1, 2, 3), mounted)}
+        yield SmallDisk(path)
     finally:
-        for path in mounted:
-            _unmount(path)
+        _unmount(path)
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory):
+    base = tmp_path_factory.mktemp("disks")
+    with ExitStack() as stack:
+        yield {n: stack.enter_context(tmpfs(base / f"broker-{n}")) for n in (1, 2, 3)}
 
 
 @pytest.fixture(scope="module")

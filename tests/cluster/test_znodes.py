@@ -368,3 +368,13 @@ def test_strings_escaped_as_jackson_does():
     data = znodes.encode_topic_config({"k": 'a"b\\c\n\x01é'})
     assert data == '{"version":1,"config":{"k":"a\\"b\\\\c\\n\\u0001é"}}'.encode()
     assert znodes.decode_topic_config(data) == {"k": 'a"b\\c\n\x01é'}
+
+
+def test_log_dir_event_notification():
+    # LogDirEventNotificationSequenceZNode: a sequential child, Kafka's JSON.
+    assert znodes.log_dir_event_path() == "/log_dir_event_notification/log_dir_event_"
+    data = znodes.encode_log_dir_event(2)
+    assert data == b'{"version":1,"broker":2,"event":1}'
+    assert znodes.decode_log_dir_event(data) == 2
+    with pytest.raises(znodes.ZnodeFormatError):
+        znodes.decode_log_dir_event(b'{"version":1,"event":1}')
