@@ -211,7 +211,7 @@ class ReplicaFetchers:
                     fetcher.failures += 1
                     level = logging.WARNING if fetcher.failures == 1 else logging.DEBUG
                     log.log(
-                        level, "fetching from broker %d: %s; retrying", fetcher.leader_id, exc or type(exc).__name__
+                        level, "fetching from broker %d: %s; retrying", fetcher.leader_id, str(exc) or type(exc).__name__
                     )
                 except Exception:
                     fetcher.failures += 1

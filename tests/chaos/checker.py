@@ -53,13 +53,16 @@ longest gap that overlaps the fault's window. A fault's failover time to
 the first ack is the end of the longest gap on a partition the target led
 that overlaps the fault, minus the fault's start (acks whose responses
 were already on their way when the fault hit do not count as "after" it);
-its failover time to a new leader is the first ``leader`` event after the
-start naming another live leader.
+its failover time to a new leader is the first ``leader`` event between
+its start and its heal naming another live leader. Per kind of fault, the
+report gives the median and the maximum of those longest gaps, over all
+partitions and on the partitions the target led.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -169,8 +172,31 @@ class Report:
                     f"  partition {p}: new leader after {'-' if lead is None else f'{lead:.2f} s'}, "
                     f"first ack after {'-' if ack is None else f'{ack:.2f} s'}"
                 )
+        lines += self.by_kind()
         lines.append("PASS" if self.ok else "FAIL: " + ", ".join(f"{k}={v}" for k, v in self.anomalies.items()))
         return "\n".join(lines)
+
+    def by_kind(self) -> list[str]:
+        """Per fault kind, the median and the maximum over its faults of the
+        longest ack gap overlapping each: over all partitions together, and
+        on the partitions the target led (the longest of theirs)."""
+        gaps, led = defaultdict(list), defaultdict(list)
+        for f in self.faults:
+            if f.longest_gap is not None:
+                gaps[f.kind].append(f.longest_gap.length)
+            theirs = [f.partition_gaps[p].length for p in f.partitions if p in f.partition_gaps]
+            if theirs:
+                led[f.kind].append(max(theirs))
+        lines = []
+        for kind in sorted(gaps.keys() | led.keys()):
+            line = f"{kind} x{sum(1 for f in self.faults if f.kind == kind)}: "
+            line += ", ".join(
+                f"{what} median {statistics.median(values):.2f} s, max {max(values):.2f} s"
+                for what, values in (("ack gap", gaps[kind]), ("ack gap where it led", led[kind]))
+                if values
+            )
+            lines.append(line)
+        return lines
 
 
 class _Found:
@@ -437,7 +463,10 @@ def _availability(report: Report, acks, starts, ends, leaders, events) -> None:
                 (
                     e
                     for e in leaders
-                    if e["partition"] == p and e["t"] >= s["t"] and e["leader"] not in (-1, s.get("broker"))
+                    # Within the fault: a leader that moves only after the heal did not fail over.
+                    if e["partition"] == p
+                    and s["t"] <= e["t"] <= window_end
+                    and e["leader"] not in (-1, s.get("broker"))
                 ),
                 None,
             )

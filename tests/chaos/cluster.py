@@ -1,6 +1,7 @@
 """The cluster a chaos run drives: a LocalCluster whose brokers may run a
-different command (the seeded-bug broker), and what the harness asks of it:
-the topic, each partition's leader and ISR, a wait for full ISRs.
+different command (the seeded-bug broker) and reach ZooKeeper and each
+other through cutting proxies (``network``), and what the harness asks of
+it: the topic, each partition's leader and ISR, a wait for full ISRs.
 
 The chaos settings follow CLUSTER.md section D: 3 brokers, RF 3,
 min.insync.replicas=2, a 6 s ZooKeeper session.
@@ -12,9 +13,11 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pybroker.local_cluster import ClusterBroker, LocalCluster, dev_defaults, wait_for
+from pybroker.local_cluster import FIRST_NODE_ID, ClusterBroker, LocalCluster, dev_defaults, wait_for
 from pybroker.process import Command, pybroker_command
 from pybroker.protocol.errors import ProtocolError
+
+from .network import Network
 
 SESSION_MS = 6000
 BROKER_PROPS = {
@@ -48,14 +51,39 @@ def buggy_command(bug: str) -> CommandFactory:
 
 class ChaosCluster(LocalCluster):
     """LocalCluster with the brokers' command line chosen by ``command``
-    (default: the normal broker)."""
+    (default: the normal broker), each broker behind its proxies
+    (``network``): its ``zookeeper.connect`` and ``advertised.listeners``
+    are theirs. Clients bootstrap from the brokers' own ports and are then
+    sent to the advertised ones, like the brokers themselves."""
 
     def __init__(self, n: int = 3, command: CommandFactory | None = None, **kwargs):
         overrides = {**BROKER_PROPS, **(kwargs.pop("overrides", None) or {})}
         super().__init__(n, overrides=overrides, **kwargs)
         self.command = command
+        self.network = Network(self._pids)
+
+    def _pids(self) -> dict[int, int]:
+        # Read on the proxies' thread: no poll() of the processes from there.
+        return {b.node_id: b.process.proc.pid for b in self.brokers if b.process.proc is not None}
+
+    def live_brokers(self) -> list[ClusterBroker]:
+        # Those cut from ZooKeeper last: what they know may be stale, and
+        # metadata() (the harness's view, the watcher's) asks the first that answers.
+        stale = self.network.cut_from_zookeeper
+        return sorted(super().live_brokers(), key=lambda b: b.node_id in stale)
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.network.close()  # last: a broker stopping still talks to ZooKeeper through it
 
     def _make_broker(self, node_id: int, port: int) -> ClusterBroker:
+        # The brokers are on consecutive ports from the first's; none listens yet.
+        first = port - (node_id - FIRST_NODE_ID)
+        zookeeper_port = int(self.zookeeper.connect.rsplit(":", 1)[1])
+        proxied = self.network.add_broker(node_id, port, zookeeper_port, self.chroot, range(first, first + self.n))
+        self.broker_overrides.setdefault(node_id, {}).update(proxied)
         broker = super()._make_broker(node_id, port)
         if self.command is not None:
             # The same properties LocalCluster gave it, under another command.

@@ -14,6 +14,20 @@ what healing found).
 * ``zk-down``: ZooKeeper stopped (SIGTERM, by its PID) and started again on
   the same port and data; sessions younger than their timeout survive, as
   ZooKeeper restarts their clocks on loading them.
+* ``cut-leader-zk``: a partition's leader cut from ZooKeeper only (packets
+  dropped, see ``network``); it still talks to clients and to the other
+  brokers. Its lease lapses after 2/3 of the session, its session expires,
+  another broker is elected; healed, it follows and truncates.
+* ``cut-leader-peers``: a partition's leader cut from the other brokers
+  only, both ways; it keeps ZooKeeper and its clients. Its followers cannot
+  fetch and its ISR shrinks to itself. An acks=all write already waiting
+  waits on (the high watermark holds while the ISR is below
+  min.insync.replicas) until the heal or its request's timeout, and those
+  behind it on its connection with it; after that, acks=all writes are
+  refused as NOT_ENOUGH_REPLICAS (retriable) until the heal.
+
+Each cut records, as it is injected, how many connections it cut then, and
+as it is healed, every partition's leader, epoch and ISR just before.
 
 Processes are started here only from the thread that runs the scenario:
 each child gets SIGTERM when the thread that started it dies (prctl).
@@ -29,8 +43,10 @@ from pybroker.local_cluster import _terminal_interrupt_ignored, wait_for
 
 from .cluster import ChaosCluster
 from .history import History
+from .network import PEERS, ZOOKEEPER
 
-KINDS = ("kill-leader", "kill-controller", "sigterm-leader", "sigstop-leader", "zk-down")
+CUTS = {"cut-leader-zk": ZOOKEEPER, "cut-leader-peers": PEERS}  # fault kind -> the network's cut
+KINDS = ("kill-leader", "kill-controller", "sigterm-leader", "sigstop-leader", "zk-down", *CUTS)
 RESTART_TIMEOUT = 90
 
 
@@ -76,6 +92,8 @@ class Faults:
             return self.sigstop(self.cluster.leader_of(self.topic, partition))
         if kind == "zk-down":
             return self.zookeeper_down()
+        if kind in CUTS:
+            return self.cut(kind, self.cluster.leader_of(self.topic, partition))
         raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
 
     def kill(self, broker: int, kind: str = "kill") -> Fault:
@@ -101,6 +119,11 @@ class Faults:
         self.cluster.zookeeper.stop()
         return fault
 
+    def cut(self, kind: str, broker: int) -> Fault:
+        fault = self._begin(kind, broker)
+        self.history.record("fault_note", id=fault.id, **self.cluster.network.cut(CUTS[kind], broker))
+        return fault
+
     # -- healing ----------------------------------------------------------------------------
 
     def heal(self, fault: Fault) -> None:
@@ -108,6 +131,11 @@ class Faults:
             return
         if fault.kind == "zk-down":
             self._zookeeper_up(fault)
+        elif fault.kind in CUTS:
+            # What the cut led to, for the report: who leads, and the ISRs, as it ends.
+            states = self.cluster.states(self.topic) or {}
+            fault.details["before_heal"] = {p: [lead, epoch, list(isr)] for p, (lead, epoch, isr) in states.items()}
+            fault.details.update(self.cluster.network.heal(CUTS[fault.kind], fault.broker))
         elif fault.broker is not None:
             broker = self.cluster.broker(fault.broker)
             if broker.paused:
@@ -130,6 +158,7 @@ class Faults:
         """Every open fault healed, oldest first; then anything else down comes back too."""
         for fault in list(self.open):
             self.heal(fault)
+        self.cluster.network.heal_all()
         if not self.cluster.zookeeper.alive():
             with _terminal_interrupt_ignored():
                 self.cluster.zookeeper.start()

@@ -109,6 +109,7 @@ def run(
                 harness_errors.append(f"client {name} crashed: {exc!r}")
             log(f"[{history.now():7.2f}] workload stopped; final read")
             final_read(cluster, history, topic, partitions)
+        harness_errors += [f"proxy: {e}" for e in cluster.network.errors]
     finally:
         history.close()
     report = check(read_history(out / "history.jsonl"), strict_errors=scenario.strict_errors)
@@ -192,6 +193,7 @@ def _summary(result: RunResult) -> dict:
             }
             for f in r.faults
         ],
+        "by_kind": r.by_kind(),
         "harness_errors": result.harness_errors,
         "seconds": result.seconds,
     }

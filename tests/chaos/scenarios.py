@@ -20,6 +20,12 @@ from dataclasses import dataclass, field
 from .cluster import SESSION_MS
 
 ZOMBIE_HOLD = SESSION_MS / 1000 + 5  # a SIGSTOP must outlast the session for the cluster to act
+# An acks=all produce to a partition whose ISR fell below min.insync.replicas
+# waits for the high watermark, which does not move (Kafka 3.7+), until the
+# request's timeout (the clients' 30 s); later requests on the connection
+# queue behind it. Only a cut longer than the ISR shrink (replica.lag.time.max.ms)
+# plus that timeout shows the clients NOT_ENOUGH_REPLICAS.
+PAST_REQUEST_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ def _random(rng: random.Random, partitions: int, duration: float) -> list[Step]:
         "sigterm-leader": (3, 8),
         "sigstop-leader": (ZOMBIE_HOLD, ZOMBIE_HOLD),
         "zk-down": (5, 20),
+        # Shorter than the session: the lease lapses and comes back, no one is elected; longer: a failover.
+        "cut-leader-zk": (3, ZOMBIE_HOLD),
+        "cut-leader-peers": (6, 12),
     }
     steps, planned = [], 0.0
     while planned < duration:
@@ -105,6 +114,20 @@ SCENARIOS = {
             tolerated=ACKS_1_TOLERATED,
         ),
         Scenario("zk-down", "ZooKeeper stopped for 20 s, then started again", _repeat("zk-down", 1, (20, 20))),
+        Scenario(
+            "cut-leader-zk",
+            "cut a partition's leader from ZooKeeper only (not from clients or brokers) for the session "
+            "timeout + 5 s, 3 times: its lease lapses, another is elected, healed it follows",
+            _repeat("cut-leader-zk", 3, (ZOMBIE_HOLD, ZOMBIE_HOLD)),
+        ),
+        Scenario(
+            "cut-leader-peers",
+            "cut a partition's leader from the other brokers only (not from ZooKeeper or clients), for 12 s "
+            "then for 45 s: its ISR shrinks to itself; acks=all writes wait (the high watermark holds), "
+            "past the request timeout they are refused (retriable); non-retriable client errors count",
+            _fixed(("cut-leader-peers", 12), ("cut-leader-peers", PAST_REQUEST_TIMEOUT)),
+            strict_errors=True,
+        ),
         Scenario("random", "a random fault every 10 s for --duration (default 120 s)", _random, duration=120),
         Scenario(
             "smoke",

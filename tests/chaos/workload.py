@@ -15,6 +15,7 @@ within a bound once asked (``Workload.stop``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -190,6 +191,8 @@ class KafkaPythonProducer(Client):
         from kafka.errors import KafkaError
 
         producer = KafkaProducer(**self.conf)
+        retries = _RetriedErrors(self)
+        logging.getLogger("kafka.producer.sender").addHandler(retries)
         wait = self.pace(self.rate)
         seq = 0
         try:
@@ -208,6 +211,7 @@ class KafkaPythonProducer(Client):
             producer.flush(DRAIN_S)
         finally:
             producer.close(timeout=5)
+            logging.getLogger("kafka.producer.sender").removeHandler(retries)
 
     def _acked(self, partition: int, value: str, metadata) -> None:
         self.history.record("ack", producer=self.client, value=value, partition=partition, offset=metadata.offset)
@@ -222,6 +226,31 @@ class KafkaPythonProducer(Client):
             retriable=bool(getattr(exc, "retriable", False)),
             definite=definite,
         )
+
+
+class _RetriedErrors(logging.Handler):
+    """kafka-python retries a retriable produce error (NOT_ENOUGH_REPLICAS,
+    NOT_LEADER_OR_FOLLOWER) without telling the application, and logs it:
+    each such line goes into the history as a retriable client error, so the
+    report shows what the producer was answered during a fault."""
+
+    PREFIX = "%s: Got error produce response"
+
+    def __init__(self, producer: Client):
+        super().__init__(logging.WARNING)
+        self.producer = producer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith(self.PREFIX) and len(record.args or ()) >= 4:
+            self.producer.history.record(
+                "client_error",
+                client=self.producer.client,
+                error=str(record.args[3]),
+                retriable=True,
+                fatal=False,
+                truncation=False,
+                message=record.getMessage()[:500],
+            )
 
 
 # -- consumers ---------------------------------------------------------------------------
