@@ -108,15 +108,23 @@ class ActiveController:
     ) -> ActiveController:
         """Kafka's onControllerFailover, first half: watches set, then the
         whole view read from ZooKeeper."""
-        for path in (zn.BROKER_IDS, zn.BROKER_TOPICS, zn.DELETE_TOPICS, zn.LOG_DIR_EVENT_NOTIFICATION):
-            await zk.ensure_path(path)
+        # Concurrently: a controller taking over after a failure is what
+        # every election waits for, and each read is a round trip.
+        paths = (zn.BROKER_IDS, zn.BROKER_TOPICS, zn.DELETE_TOPICS, zn.LOG_DIR_EVENT_NOTIFICATION)
+        await gather([lambda p=p: zk.ensure_path(p) for p in paths])
         view = ControllerView(epoch, epoch_version, zk.session_id)
-        view.live = await read_brokers(zk, watches.brokers)
+
+        async def brokers():
+            view.live = await read_brokers(zk, watches.brokers)
+
+        async def topics():
+            names = await zk.get_children(zn.BROKER_TOPICS, watch=watches.topics)
+            for topic in await gather([lambda n=n: read_topic(zk, n, watches.topic) for n in names]):
+                if topic is not None:
+                    view.topics[topic.name] = topic
+
+        await gather([brokers, topics])
         log.info("Initialized broker epochs cache: %s", view.live)
-        names = await zk.get_children(zn.BROKER_TOPICS, watch=watches.topics)
-        for topic in await gather([lambda n=n: read_topic(zk, n, watches.topic) for n in names]):
-            if topic is not None:
-                view.topics[topic.name] = topic
         return cls(
             zk,
             node_id,
@@ -131,11 +139,13 @@ class ActiveController:
         """The second half: the work the previous controller left undone."""
         log.info("Ready to serve as the new controller with epoch %d", self.view.epoch)
         await self._ensure_topic_ids(list(self.view.topics))
+        # First, as Kafka's partition state machine starts before topic
+        # deletion resumes: brokers that died while no controller was
+        # acting (this one's predecessor among them) still lead or sit in
+        # ISRs, and their partitions wait for this.
+        await self.offline_elections()
         await self.topic_deletion()
         await self._initialise(self.view.uninitialised())
-        # Brokers that died while no controller was acting (this one's
-        # predecessor among them) still lead or sit in ISRs.
-        await self.offline_elections()
         await self.log_dir_events()
 
     # -- fenced writes -------------------------------------------------------
