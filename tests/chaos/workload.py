@@ -439,7 +439,7 @@ def final_read(cluster: ChaosCluster, history: History, topic: str, partitions: 
     )
     try:
         for p in range(partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            low, high = _settled_watermarks(cluster, consumer, topic, p)
             records: list[list] = []
             consumer.assign([TopicPartition(topic, p, low)])
             deadline = time.monotonic() + timeout
@@ -461,6 +461,36 @@ def final_read(cluster: ChaosCluster, history: History, topic: str, partitions: 
             replicas(cluster, history, topic, p, high)
     finally:
         consumer.close()
+
+
+def _settled_watermarks(cluster: ChaosCluster, consumer, topic: str, partition: int, timeout: float = 30):
+    """(log start, high watermark) once the high watermark has reached the
+    log end of every replica's files. The workload has stopped and the
+    ISRs are full, but the high watermark follows the followers' next
+    fetch (and fsync): read too early, an acks=1 write the leader has
+    acknowledged and every replica holds would be missing from the final
+    log and counted lost. As found when the deadline passes."""
+    from confluent_kafka import TopicPartition
+
+    def log_end() -> int:
+        ends = []
+        for b in cluster.brokers:
+            try:
+                ends.append(replica_files.read_replica(b.data_dir, topic, partition, broker=b.node_id).log_end_offset)
+            except replica_files.ReplicaFormatError:
+                return -1  # a batch being written as it is read
+        return max(ends)
+
+    def settled():
+        marks = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+        return marks if marks[1] >= log_end() else None
+
+    try:
+        return wait_for(
+            settled, timeout, f"the high watermark of {topic}-{partition} to reach the log end", interval=0.1
+        )
+    except TimeoutError:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
 
 
 def replicas(cluster: ChaosCluster, history: History, topic: str, partition: int, hw: int, timeout: float = 30) -> None:
