@@ -370,7 +370,7 @@ class Broker:
         from pybroker.protocol.errors import ProtocolError
         from pybroker.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
 
-        from .replica.link import Link, LinkError
+        from .replica.link import LinkError
 
         if node_id == self.node_id:
             dirs = self.replicas.describe_log_dirs(self.config.log_dirs, None)
@@ -382,11 +382,7 @@ class Broker:
         try:
             # Bounded well below the session: the controller waits for it.
             with trio.fail_after(LOG_DIRS_QUERY_TIMEOUT_S):
-                link = await Link.open(info.host, info.port, f"broker-{self.node_id}-controller")
-                try:
-                    answer = await link.call(DescribeLogDirsRequest(topics=None), 4)
-                finally:
-                    await link.aclose()
+                answer = await self._call_broker(info, DescribeLogDirsRequest(topics=None), 4, "controller")
         except (OSError, LinkError, ProtocolError, trio.TooSlowError) as exc:
             log.warning("DescribeLogDirs to broker %d failed: %r", node_id, exc)
             return None
@@ -535,23 +531,27 @@ class Broker:
     async def _ask_controller_to_move(self) -> list[tuple[str, int]]:
         from pybroker.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
 
-        from .replica.link import Link
-
         controller_id = self.metadata.controller_id
         if controller_id == self.node_id:
             return await self.controller.controlled_shutdown(self.node_id, self.broker_epoch)
         info = self.metadata.broker(controller_id)
         if info is None:
             raise KafkaError(ErrorCode.NOT_CONTROLLER, f"no live controller is known (controller id {controller_id})")
-        link = await Link.open(info.host, info.port, f"broker-{self.node_id}-controlled-shutdown")
-        try:
-            body = ControlledShutdownRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch)
-            answer = await link.call(body, 3)
-        finally:
-            await link.aclose()
+        body = ControlledShutdownRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch)
+        answer = await self._call_broker(info, body, 3, "controlled-shutdown")
         if answer.error_code != ErrorCode.NONE:
             raise KafkaError(ErrorCode(answer.error_code), f"the controller (broker {controller_id}) refused")
         return [(p.topic_name, p.partition_index) for p in answer.remaining_partitions]
+
+    async def _call_broker(self, info, body, version: int, purpose: str):
+        """One request to another broker on a connection of its own."""
+        from .replica.link import Link
+
+        link = await Link.open(info.host, info.port, f"broker-{self.node_id}-{purpose}")
+        try:
+            return await link.call(body, version)
+        finally:
+            await link.aclose()
 
     def _leading_nothing(self) -> bool:
         """No replicated partition is led here any more."""
