@@ -101,8 +101,14 @@ class FrameDecoder:
         max_frame_size: int = DEFAULT_MAX_FRAME,
         receive_size: int = RECEIVE_SIZE,
         buffers: FrameBuffers | None = None,
+        pooled_up_to: int = FRAME_RESERVE,
     ):
         self.max_frame_size = max_frame_size
+        # Frames up to this size take a whole buffer from the pool at once.
+        # A client's declared size alone must not reserve memory, hence the
+        # default; a peer answering a request whose size we bounded may be
+        # trusted further.
+        self.pooled_up_to = pooled_up_to
         self._buf = bytearray(receive_size)
         self._start = 0  # the unconsumed bytes are _buf[_start:_end]
         self._end = 0
@@ -193,7 +199,7 @@ class FrameDecoder:
         # The frame's remaining bytes will go straight into its own buffer;
         # only what already arrived with the previous bytes is copied.
         have = avail - 4
-        self._pooled = self._pool is not None and size <= FRAME_RESERVE
+        self._pooled = self._pool is not None and size <= self.pooled_up_to
         if self._pooled:
             frame = self._pool.take(size)
         else:

@@ -65,6 +65,9 @@ FETCH_VERSION = 12
 # asked again after LEADER_BEHIND_BACKOFF (at most replica.fetch.backoff.ms).
 _LEADER_BEHIND = frozenset({ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.NOT_LEADER_OR_FOLLOWER})
 LEADER_BEHIND_BACKOFF = 0.05
+# Framing and per-partition fields beyond the records' bytes in an answer;
+# an answer larger still (a first batch over the limit) is simply not pooled.
+_ANSWER_SLACK = 64 * 1024
 _SESSION_ERRORS = frozenset({ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH})
 _CONNECTION_ERRORS = (
     OSError,
@@ -224,7 +227,7 @@ class ReplicaFetchers:
         if info is None:
             raise LinkError(f"broker {fetcher.leader_id} is not registered")
         with trio.fail_after(self.timeout):
-            link = await Link.open(info.host, info.port, self.client_id)
+            link = await Link.open(info.host, info.port, self.client_id, self.max_bytes + _ANSWER_SLACK)
         fetcher.session.failed()  # a new connection opens a new session
         try:
             while True:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from pybroker.protocol.framing import FrameDecoder, decode_response, encode_request
+from pybroker.protocol.framing import FrameBuffers, FrameDecoder, decode_response, encode_request
 
 
 class LinkError(Exception):
@@ -15,15 +15,22 @@ class LinkError(Exception):
 
 
 class Link:
-    def __init__(self, stream: trio.SocketStream, client_id: str):
+    def __init__(self, stream: trio.SocketStream, client_id: str, answers_up_to: int = 0):
         self.stream = stream
         self.client_id = client_id
-        self._frames = FrameDecoder()
+        # A follower's Fetch answers are up to replica.fetch.response.max.bytes
+        # (plus a little framing): received into recycled buffers, each
+        # answer costs no allocation, zero fill or page faults, which at
+        # replication's rates was a tenth of a broker's time.
+        pool = FrameBuffers(limit=2 * answers_up_to) if answers_up_to else None
+        self._frames = FrameDecoder(buffers=pool, pooled_up_to=answers_up_to)
         self._correlation = 0
 
     @classmethod
-    async def open(cls, host: str, port: int, client_id: str) -> Link:
-        return cls(await trio.open_tcp_stream(host, port), client_id)
+    async def open(cls, host: str, port: int, client_id: str, answers_up_to: int = 0) -> Link:
+        """``answers_up_to``: the largest answer expected, when known and
+        bounded by the requests sent; such answers reuse buffers."""
+        return cls(await trio.open_tcp_stream(host, port), client_id, answers_up_to)
 
     async def call(self, body, version: int):
         """Send ``body`` and return the decoded response. Raises LinkError,

@@ -130,6 +130,29 @@ def test_a_frame_above_the_reserve_grows_as_it_arrives():
     assert receive(dec, frame(payload) + frame(b"after"), 200_000) == [payload, b"after"]
 
 
+def test_frames_up_to_pooled_up_to_reuse_a_whole_buffer():
+    """A peer's answers bounded by our request (a follower's Fetch answers,
+    several MiB) may take a pooled buffer of their full size at once: the
+    second such frame arrives in the first one's buffer, with no growth."""
+    size = 3 * FRAME_RESERVE
+    dec = FrameDecoder(buffers=FrameBuffers(limit=4 * size), pooled_up_to=size + 64)
+    first = receive_views(dec, frame(b"a" * size), 200_000)[0]
+    target = first.obj
+    assert len(target) >= size and bytes(first) == b"a" * size
+    del first
+    second = receive_views(dec, frame(b"b" * size), 200_000)[0]
+    assert second.obj is target and bytes(second) == b"b" * size
+
+
+def test_frames_over_the_reserve_are_not_pooled_by_default():
+    size = 3 * FRAME_RESERVE
+    dec = FrameDecoder(buffers=FrameBuffers(limit=4 * size))
+    first = receive_views(dec, frame(b"a" * size), 200_000)[0]
+    target = first.obj
+    del first
+    assert receive_views(dec, frame(b"b" * size), 200_000)[0].obj is not target
+
+
 @pytest.mark.parametrize(
     "prefix,error", [(b"\xff\xff\xff\xff", DecodeError), (struct.pack(">i", 11), FrameTooLargeError)]
 )
