@@ -67,6 +67,9 @@ SENDFILE = hasattr(os, "sendfile")
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 _IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
 GATHER_BYTES = 64 * 1024
+# A connection is not read while the requests it is still owed answers to
+# hold this many bytes (see Connection._read_frames).
+MAX_WAITING_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -138,13 +141,14 @@ _ANSWERED.set()
 class _Held:
     """A handler's Hold, with what its answer needs."""
 
-    __slots__ = ("hold", "api_version", "correlation_id", "api_key")
+    __slots__ = ("api_key", "api_version", "correlation_id", "hold", "size")
 
-    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int):
+    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int, size: int):
         self.hold = hold
         self.api_version = api_version
         self.correlation_id = correlation_id
         self.api_key = api_key
+        self.size = size
 
 
 class Connection:
@@ -160,6 +164,11 @@ class Connection:
         self.last_active = time.monotonic()
         self._working = 0
         self._pending = 0
+        # Request bytes whose answers are still being worked out (an acks=all
+        # produce waiting for its followers, a long poll), and who waits for
+        # them to fall under the bound.
+        self._waiting_bytes = 0
+        self._room: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         self.max_queued = server.max_queued
         self._read_scope = trio.CancelScope()
@@ -225,6 +234,16 @@ class Connection:
         fd = self.fd
         waited = False
         while not server.stopping:
+            if self._waiting_bytes >= MAX_WAITING_BYTES:
+                # Kafka reads no request from a connection while one is in
+                # progress; pipelining is kept here, but only while the
+                # requests still waiting hold little memory. Without a
+                # bound, a producer's unanswered acks=all requests (each
+                # up to a MiB per partition) pile up by the hundred, and
+                # their buffers can no longer be recycled.
+                self._room = trio.Event()
+                await self._room.wait()
+                waited = True
             if fd >= 0:
                 with frames.get_buffer() as buf:
                     try:
@@ -270,7 +289,7 @@ class Connection:
         without waking the writer; everything else queues for it in order."""
         direct: list = []
         while (frame := self.frames.next_frame()) is not None:
-            slot = self._dispatch(frame, nursery)
+            slot = self._dispatch(frame, nursery, len(frame))
             if type(slot) is _Held:
                 if direct:
                     await self._queue(send, _Slot(direct))
@@ -308,7 +327,7 @@ class Connection:
         self.last_active = time.monotonic()
         return _drop_sent(buffers, n)
 
-    def _dispatch(self, frame, nursery) -> _Slot | _Held | None:
+    def _dispatch(self, frame, nursery, size: int) -> _Slot | _Held | None:
         api_key, api_version, correlation_id = peek_request(frame)
         handler = self.server.handlers.get(api_key)
         if handler is None:
@@ -336,17 +355,20 @@ class Connection:
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, api_version, self.peer)
             raise _CloseConnection("handler failed") from None
         if isinstance(result, Hold):
-            return _Held(result, api_version, correlation_id, api_key)
-        return self._slot_for(result, api_version, correlation_id, api_key, nursery)
+            return _Held(result, api_version, correlation_id, api_key, size)
+        return self._slot_for(result, api_version, correlation_id, api_key, nursery, size)
 
-    def _slot_for(self, result, api_version: int, correlation_id: int, api_key: int, nursery) -> _Slot | None:
-        """A handler's result as the writer takes it."""
+    def _slot_for(
+        self, result, api_version: int, correlation_id: int, api_key: int, nursery, size: int
+    ) -> _Slot | None:
+        """A handler's result as the writer takes it (``size``: the request's bytes)."""
         if result is None:
             return None
         if isinstance(result, Later):
             slot = _Slot()
             self._working += 1
-            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key)
+            self._waiting_bytes += size
+            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key, size)
             return slot
         try:
             return self._ready(result, api_version, correlation_id, api_key)
@@ -369,12 +391,12 @@ class Connection:
         finally:
             self._working -= 1
             self.last_active = time.monotonic()
-        return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery)
+        return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery, held.size)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
         return _Slot(encode_response(response, version, correlation_id, api_key))
 
-    async def _finish_later(self, slot: _Slot, later: Later, version, correlation_id, api_key) -> None:
+    async def _finish_later(self, slot: _Slot, later: Later, version, correlation_id, api_key, size: int) -> None:
         try:
             response = await later.run()
             if response is not None:
@@ -388,6 +410,10 @@ class Connection:
             # Idle from now on at the earliest, not from when the request came.
             self.last_active = time.monotonic()
             slot.done.set()
+            self._waiting_bytes -= size
+            if self._room is not None and self._waiting_bytes < MAX_WAITING_BYTES:
+                self._room.set()
+                self._room = None
 
     def _api_versions_fallback(self) -> ApiVersionsResponse:
         """KIP-511: a client that sent an ApiVersions version we do not know
