@@ -47,8 +47,9 @@ from .leader_epoch import LeaderEpochCache
 from .partition_metadata import InconsistentTopicIdError, read_topic_id, write_topic_id
 from .producer_snapshot import SUFFIX as SNAPSHOT_SUFFIX
 from .producer_snapshot import delete_snapshots
-from .producer_state import ProducerStateManager
+from .producer_state import ProducerStateManager, transaction_marker
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, FileRegion, LogSegment
+from .txn_index import TXNINDEX_SUFFIX, AbortedTxn
 
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
 # Suffixes of files a crash may leave behind (Kafka's names).
@@ -188,7 +189,7 @@ class PartitionLog:
         self._check()
         self.producers = ProducerStateManager()
         stems = (n[: -len(SNAPSHOT_SUFFIX)] for n in names if n.endswith(SNAPSHOT_SUFFIX))
-        self.producers.recover(self, sorted(int(stem) for stem in stems if stem.isdigit()))
+        self._recover_producers(sorted(int(stem) for stem in stems if stem.isdigit()))
         if topic_id is not None:
             self.write_topic_id(topic_id)
 
@@ -202,7 +203,7 @@ class PartitionLog:
         bases = sorted(int(n[: -len(LOG_SUFFIX)]) for n in names if n.endswith(LOG_SUFFIX))
         known = set(bases)
         # Index files without a log are leftovers of a deleted segment.
-        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX):
             for n in names:
                 if n.endswith(suffix) and int(n[: -len(suffix)]) not in known:
                     os.unlink(self.directory / n)
@@ -263,7 +264,7 @@ class PartitionLog:
             # The .log goes last, so that while any file of the set still
             # carries the suffix, .log.swap does too and a crash here lands
             # back in this branch.
-            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
+            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX):
                 src = self.directory / f"{base:020d}{suffix}{SWAP_SUFFIX}"
                 if src.exists():
                     os.replace(src, self.directory / f"{base:020d}{suffix}")
@@ -276,7 +277,7 @@ class PartitionLog:
     def _delete_segment_files(self, base: int) -> None:
         # Unlinked by name: opening a LogSegment just to delete it would build
         # indexes (with a token size the time index could not be opened).
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX):
             (self.directory / f"{base:020d}{suffix}").unlink(missing_ok=True)
 
     def _new_segment(self, base: int) -> LogSegment:
@@ -378,6 +379,11 @@ class PartitionLog:
         written again, its original offsets come back (``duplicate``)."""
         if not batches:
             raise CorruptRecordError("no record batch in the appended data")
+        for batch in batches:
+            if batch.is_control and batch.producer_id >= 0:
+                marker = transaction_marker(batch)
+                if marker is not None:
+                    self.producers.check_marker(batch.producer_id, batch.producer_epoch, marker.coordinator_epoch)
         dup = self.producers.check_batches(batches)
         if dup is not None:
             return AppendResult(dup.base_offset, dup.last_offset, -1, -1, dup.last_offset, 0, True)
@@ -410,6 +416,9 @@ class PartitionLog:
             # move the log end backwards and hand out offsets again.
             if batch.last_offset_delta < 0:
                 raise CorruptRecordError(f"batch has a negative last offset delta {batch.last_offset_delta}")
+        # Read before anything is written: a marker that cannot be read
+        # refuses the append instead of leaving the producer state behind it.
+        markers = {id(b): transaction_marker(b) for b in batches if b.is_control and b.producer_id >= 0}
         next_offset = self.log_end_offset
         append_time = now if self.config.log_append_time else -1
         infos = []
@@ -442,7 +451,10 @@ class PartitionLog:
         producers = self.producers
         for batch in batches:
             if batch.producer_id >= 0:
-                producers.appended(batch, now)
+                if batch.is_control:
+                    self._end_transaction(batch, markers[id(batch)])
+                else:
+                    producers.appended(batch, now)
         if assign_offsets:
             if leader_epoch >= 0:
                 self.epochs.assign(leader_epoch, first_base)
@@ -454,6 +466,22 @@ class PartitionLog:
         if self.unflushed_messages >= self.config.flush_messages:
             self.flush()
         return AppendResult(first_base, infos[-1].last_offset, append_time, max_ts, max_ts_offset, count)
+
+    def _end_transaction(self, batch: RecordBatch, marker) -> None:
+        """A transaction marker just written: its producer's transaction is
+        over, and an abort goes into the index of the segment holding it."""
+        if marker is None:
+            return
+        txn, lso = self.producers.complete(
+            batch.producer_id,
+            batch.producer_epoch,
+            marker.commit,
+            marker.coordinator_epoch,
+            batch.base_offset,
+            batch.max_timestamp,
+        )
+        if txn.aborted:
+            self.active.txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
 
     def _maybe_roll(self, size: int, last_offset: int, now: int, next_base: int, max_timestamp: int) -> None:
         seg = self.active
@@ -500,6 +528,23 @@ class PartitionLog:
                 return ReadResult(found[1], found[0].base_offset, seg.base_offset)
         return ReadResult(b"", offset, self.active.base_offset)
 
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """The aborted transactions with data in [fetch_offset, upper_bound),
+        for a read_committed reader: from the segment holding
+        ``fetch_offset`` on, until an entry shows that no transaction open
+        at ``upper_bound`` can be missing (Kafka's collectAbortedTransactions)."""
+        found: list[AbortedTxn] = []
+        segments = self.segments
+        for i in range(max(bisect.bisect_right(self._bases, fetch_offset) - 1, 0), len(segments)):
+            index = segments[i].txn_index
+            if not len(index):
+                continue
+            search = index.collect(fetch_offset, upper_bound)
+            found += search.aborted
+            if search.complete:
+                break
+        return found
+
     @_io
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(timestamp, offset) of the first record whose timestamp is >=
@@ -541,6 +586,22 @@ class PartitionLog:
 
     # -- producer state ------------------------------------------------------
 
+    def _recover_producers(self, snapshots: list[int] | None = None) -> None:
+        """Rebuild the producer state from the log (a snapshot and the
+        batches after it), and with it the aborted-transaction index of
+        every segment recovery emptied."""
+        stale = [seg.base_offset for seg in self.segments if seg.txn_index_stale]
+        self.producers.recover(self, snapshots, min(stale, default=None), self._index_abort)
+        for seg in self.segments:
+            seg.txn_index_stale = False
+        self.producers.on_high_watermark(self.high_watermark)
+
+    @staticmethod
+    def _index_abort(seg: LogSegment, txn, last_stable_offset: int) -> None:
+        """An abort the replay met: indexed unless its segment has it already."""
+        if txn.last_offset > seg.txn_index.last_offset:
+            seg.txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, last_stable_offset))
+
     @_io
     def take_producer_snapshot(self) -> None:
         """Snapshot the producer state at the log end (checkpoints, a clean stop)."""
@@ -553,7 +614,15 @@ class PartitionLog:
 
     def set_high_watermark(self, offset: int) -> None:
         self.high_watermark = min(max(offset, self.log_start_offset), self.log_end_offset)
+        self.producers.on_high_watermark(self.high_watermark)
         self._check()
+
+    @property
+    def last_stable_offset(self) -> int:
+        """What a read_committed reader may read up to: the high watermark,
+        or the first offset of a transaction still undecided there."""
+        first = self.producers.first_unstable_offset()
+        return self.high_watermark if first is None else min(first, self.high_watermark)
 
     @_io
     def truncate_to(self, offset: int) -> None:
@@ -579,7 +648,7 @@ class PartitionLog:
         # (Kafka's LogCleanerManager.maybeTruncateCheckpoint).
         self.cleaner_offset = min(self.cleaner_offset, self.log_end_offset)
         # The removed batches' producers go back to what the log now holds.
-        self.producers.recover(self)
+        self._recover_producers()
         self._check()
 
     @_io
@@ -593,7 +662,7 @@ class PartitionLog:
         self.cleaner_offset = new_start
         self.epochs.clear()
         delete_snapshots(self.directory, lambda offset: False)
-        self.producers.entries = {}
+        self.producers.clear()
         self._check()
 
     @_io

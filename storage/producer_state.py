@@ -31,7 +31,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from pybroker.protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE
+from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE, TRANSACTIONAL_BIT, RecordBatch
+from pybroker.protocol.records import ControlType, EndTxnMarker, control_type, read_end_txn_marker
 
 from .producer_snapshot import (
     CorruptSnapshotError,
@@ -65,6 +67,10 @@ class OutOfOrderSequence(ProducerStateError):
     error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
 
 
+class CoordinatorFenced(ProducerStateError):
+    error = "TRANSACTION_COORDINATOR_FENCED"
+
+
 INT32_MAX = 0x7FFFFFFF
 
 
@@ -82,13 +88,24 @@ class ProducerEntry:
     epoch: int
     batches: deque = field(default_factory=lambda: deque(maxlen=MAX_CACHED_BATCHES))
     last_seen_ms: int = 0
-    # First offset of the producer's open transaction; None while it has
-    # none (always, until transactions exist).
+    # First offset of the producer's open transaction; None while it has none.
     current_txn_first_offset: int | None = None
+    # Epoch of the transaction coordinator that wrote its last marker.
+    coordinator_epoch: int = -1
 
     @property
     def last_seq(self) -> int:
         return self.batches[-1].last_seq if self.batches else -1
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction its marker ended: from its first batch to the marker."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int  # the marker's
+    aborted: bool
 
 
 def next_seq(seq: int) -> int:
@@ -99,7 +116,17 @@ class ProducerStateManager:
     """The producer state of one partition log."""
 
     def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every producer (the log was emptied)."""
         self.entries: dict[int, ProducerEntry] = {}
+        # Open transactions: producer id -> first offset, in offset order
+        # (batches are appended in offset order; loads sort).
+        self.ongoing: dict[int, int] = {}
+        # Ended transactions whose marker is not below the high watermark
+        # yet: still unstable to a read_committed reader, as in Kafka.
+        self.unreplicated: list[CompletedTxn] = []
 
     # -- appends -------------------------------------------------------------
 
@@ -116,10 +143,18 @@ class ProducerStateManager:
             if first_seq != 0:
                 raise OutOfOrderSequence(f"producer {producer_id} started epoch {epoch} at sequence {first_seq}, not 0")
             return None
+        if not entry.batches:
+            # Only a transaction marker leaves an entry without batches: it
+            # bumped the epoch (an abort that fenced), so sequences restart.
+            if first_seq != 0:
+                raise OutOfOrderSequence(
+                    f"producer {producer_id} sent sequence {first_seq} after a marker bumped its epoch, not 0"
+                )
+            return None
         for meta in entry.batches:
             if meta.first_seq == first_seq and meta.last_seq == last_seq:
                 return meta
-        if entry.batches and first_seq != next_seq(entry.last_seq):
+        if first_seq != next_seq(entry.last_seq):
             raise OutOfOrderSequence(
                 f"producer {producer_id} sent sequence {first_seq}, expected {next_seq(entry.last_seq)}"
             )
@@ -150,24 +185,94 @@ class ProducerStateManager:
             pending[pid] = (b.producer_epoch, b.last_sequence)
         return None
 
-    def update(self, producer_id: int, epoch: int, meta: BatchMeta, now: int) -> None:
-        entry = self.entries.get(producer_id)
-        if entry is None or epoch != entry.epoch:
-            entry = self.entries[producer_id] = ProducerEntry(epoch)
+    def update(self, producer_id: int, epoch: int, meta: BatchMeta, now: int) -> ProducerEntry:
+        entry = self._entry(producer_id, epoch)
         entry.batches.append(meta)
         # Kafka's lastTimestamp is the batch's max timestamp, not the time of
         # the append: snapshots store it and expiry measures from it.
         entry.last_seen_ms = meta.timestamp if meta.timestamp >= 0 else now
+        return entry
+
+    def _entry(self, producer_id: int, epoch: int) -> ProducerEntry:
+        """The producer's entry at ``epoch``: a new epoch forgets the batches
+        (sequences restart) but not the open transaction or the coordinator."""
+        entry = self.entries.get(producer_id)
+        if entry is None:
+            entry = self.entries[producer_id] = ProducerEntry(epoch)
+        elif epoch != entry.epoch:
+            entry = self.entries[producer_id] = ProducerEntry(
+                epoch,
+                last_seen_ms=entry.last_seen_ms,
+                current_txn_first_offset=entry.current_txn_first_offset,
+                coordinator_epoch=entry.coordinator_epoch,
+            )
+        return entry
 
     def appended(self, batch, now: int) -> None:
-        """Record a batch just written (offsets assigned), whoever wrote it."""
+        """Record a data batch just written (offsets assigned), whoever
+        wrote it; markers go through ``complete``."""
         pid = batch.producer_id
         if pid < 0 or batch.is_control:
             return
         meta = BatchMeta(
             batch.base_sequence, batch.last_sequence, batch.base_offset, batch.last_offset, batch.max_timestamp
         )
-        self.update(pid, batch.producer_epoch, meta, now)
+        entry = self.update(pid, batch.producer_epoch, meta, now)
+        if batch.is_transactional:
+            self._begin(pid, entry, batch.base_offset)
+
+    def _begin(self, pid: int, entry: ProducerEntry, offset: int) -> None:
+        if entry.current_txn_first_offset is None:
+            entry.current_txn_first_offset = offset
+            self.ongoing[pid] = offset
+
+    # -- transactions ---------------------------------------------------------
+
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int) -> None:
+        """Check a marker a coordinator asks this leader to write: refused
+        from a coordinator older than the last one heard from (a zombie
+        coordinator) or for an epoch older than the producer's."""
+        entry = self.entries.get(producer_id)
+        if entry is None:
+            return
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise CoordinatorFenced(
+                f"marker of coordinator epoch {coordinator_epoch} for producer {producer_id}, "
+                f"which heard from coordinator epoch {entry.coordinator_epoch}"
+            )
+        if epoch < entry.epoch:
+            raise ProducerFenced(f"marker for producer {producer_id} epoch {epoch}, older than {entry.epoch}")
+
+    def complete(
+        self, producer_id: int, epoch: int, commit: bool, coordinator_epoch: int, offset: int, timestamp: int
+    ) -> tuple[CompletedTxn, int]:
+        """A marker written at ``offset`` ends the producer's transaction
+        (a marker without one ends an empty transaction at itself): the
+        transaction, and the last stable offset once it is out of the open
+        ones (what an aborted transaction's index entry records)."""
+        entry = self._entry(producer_id, epoch)
+        first = entry.current_txn_first_offset
+        txn = CompletedTxn(producer_id, offset if first is None else first, offset, not commit)
+        entry.current_txn_first_offset = None
+        entry.coordinator_epoch = coordinator_epoch
+        if timestamp >= 0:
+            entry.last_seen_ms = timestamp
+        self.ongoing.pop(producer_id, None)
+        self.unreplicated.append(txn)
+        return txn, next(iter(self.ongoing.values()), offset + 1)
+
+    def on_high_watermark(self, high_watermark: int) -> None:
+        """Ended transactions whose marker the high watermark passed are stable."""
+        if self.unreplicated and self.unreplicated[0].last_offset < high_watermark:
+            self.unreplicated = [t for t in self.unreplicated if t.last_offset >= high_watermark]
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset a read_committed reader may not pass (None: none)."""
+        first = next(iter(self.ongoing.values()), None)
+        for txn in self.unreplicated:
+            if first is None or txn.first_offset < first:
+                first = txn.first_offset
+        return first
 
     def last_offsets(self) -> dict[int, int]:
         """{producer id: offset of its last batch}: what compaction keeps."""
@@ -178,20 +283,41 @@ class ProducerStateManager:
     def to_snapshot(self) -> list[SnapshotEntry]:
         out = []
         for pid, entry in self.entries.items():
+            txn_first = -1 if entry.current_txn_first_offset is None else entry.current_txn_first_offset
             if entry.batches:
                 last = entry.batches[-1]
-                delta = last.last_offset - last.base_offset
-                out.append(SnapshotEntry(pid, entry.epoch, last.last_seq, last.last_offset, delta, entry.last_seen_ms))
+                seq, offset, delta = last.last_seq, last.last_offset, last.last_offset - last.base_offset
+            else:
+                seq, offset, delta = -1, -1, 0  # Kafka's empty entry: only a marker was seen
+            out.append(
+                SnapshotEntry(
+                    pid, entry.epoch, seq, offset, delta, entry.last_seen_ms, entry.coordinator_epoch, txn_first
+                )
+            )
         return out
 
     def load_snapshot(self, entries: list[SnapshotEntry]) -> None:
         for e in entries:
-            first_seq = (e.last_sequence - e.offset_delta) % (INT32_MAX + 1) if e.last_sequence >= 0 else -1
-            meta = BatchMeta(first_seq, e.last_sequence, e.last_offset - e.offset_delta, e.last_offset, e.timestamp)
-            self.update(e.producer_id, e.epoch, meta, e.timestamp)
+            if e.last_offset >= 0:
+                first_seq = (e.last_sequence - e.offset_delta) % (INT32_MAX + 1) if e.last_sequence >= 0 else -1
+                meta = BatchMeta(first_seq, e.last_sequence, e.last_offset - e.offset_delta, e.last_offset, e.timestamp)
+                entry = self.update(e.producer_id, e.epoch, meta, e.timestamp)
+            else:
+                entry = self.entries[e.producer_id] = ProducerEntry(e.epoch, last_seen_ms=e.timestamp)
+            entry.coordinator_epoch = e.coordinator_epoch
+            if e.txn_first_offset >= 0:
+                entry.current_txn_first_offset = e.txn_first_offset
+        open_txns = sorted(
+            (e.current_txn_first_offset, pid)
+            for pid, e in self.entries.items()
+            if e.current_txn_first_offset is not None
+        )
+        self.ongoing = {pid: first for first, pid in open_txns}
 
-    def replay(self, plog, start: int) -> int:
-        """Rebuild from the batch headers of ``plog`` at offsets >= ``start``."""
+    def replay(self, plog, start: int, on_abort=None) -> int:
+        """Rebuild from the batch headers of ``plog`` at offsets >= ``start``
+        (and the records of its transaction markers); ``on_abort(segment,
+        txn, last stable offset)`` hears of every aborted transaction."""
         n = 0
         for seg in plog.segments:
             if seg.next_offset <= start:
@@ -202,24 +328,39 @@ class ProducerStateManager:
                     continue
                 h = HEADER.unpack(seg.read_at(info.position, HEADER_SIZE))
                 producer_id, epoch, base_seq, attributes = h[9], h[10], h[11], h[5]
-                if producer_id < 0 or attributes & CONTROL_BIT:
+                if producer_id < 0:
+                    continue
+                if attributes & CONTROL_BIT:
+                    marker = _marker(seg, info)
+                    if marker is not None:
+                        txn, lso = self.complete(
+                            producer_id, epoch, marker.commit, marker.coordinator_epoch, info.base_offset, h[8]
+                        )
+                        if txn.aborted and on_abort is not None:
+                            on_abort(seg, txn, lso)
                     continue
                 last_seq = (base_seq + h[6]) % (INT32_MAX + 1)
-                self.update(
+                entry = self.update(
                     producer_id, epoch, BatchMeta(base_seq, last_seq, info.base_offset, info.last_offset, h[8]), h[8]
                 )
+                if attributes & TRANSACTIONAL_BIT:
+                    self._begin(producer_id, entry, info.base_offset)
                 n += 1
         return n
 
-    def recover(self, plog, snapshots: list[int] | None = None) -> None:
+    def recover(self, plog, snapshots: list[int] | None = None, replay_from: int | None = None, on_abort=None) -> None:
         """Rebuild from scratch: the newest usable snapshot (at or below the
         log end; the others are deleted), then the headers after it.
         ``snapshots`` are the snapshot offsets when the caller has listed
-        the directory already."""
-        self.entries = {}
+        the directory already. With ``replay_from`` the replay starts there
+        or before (from a snapshot no later than it), so that ``on_abort``
+        (see ``replay``) hears of every transaction aborted from there on."""
+        self.clear()
         end = plog.log_end_offset
         usable = delete_snapshots(plog.directory, lambda offset: offset <= end, snapshots)
         start = plog.log_start_offset
+        if replay_from is not None:
+            usable = [offset for offset in usable if offset <= replay_from]
         for offset in reversed(usable):
             path = snapshot_path(plog.directory, offset)
             try:
@@ -231,7 +372,7 @@ class ProducerStateManager:
             self.load_snapshot(entries)
             start = max(offset, start)
             break
-        self.replay(plog, start)
+        self.replay(plog, start, on_abort)
 
     def take_snapshot(self, directory, end: int) -> None:
         """Write a snapshot at ``end`` (the log end) unless one is there,
@@ -253,3 +394,23 @@ class ProducerStateManager:
         for pid in gone:
             del self.entries[pid]
         return len(gone)
+
+
+def transaction_marker(batch) -> EndTxnMarker | None:
+    """The commit or abort marker a control batch carries (None: a control
+    record of another kind, which ends no transaction). Raises
+    CorruptRecordError when the record cannot be read."""
+    record = next(batch.records(), None)
+    if record is None or control_type(record) not in (ControlType.ABORT, ControlType.COMMIT):
+        return None
+    return read_end_txn_marker(record)
+
+
+def _marker(seg, info) -> EndTxnMarker | None:
+    """The marker of a control batch in the log (None: not a marker, or one
+    that cannot be read, which is logged and skipped)."""
+    try:
+        return transaction_marker(RecordBatch(seg.read_at(info.position, info.size)))
+    except CorruptRecordError as exc:
+        log.warning("%s: control batch at offset %d unreadable: %s", seg.path, info.base_offset, exc)
+        return None

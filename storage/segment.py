@@ -23,6 +23,7 @@ from pybroker.protocol.errors import ProtocolError
 from pybroker.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
 
 from .index import CorruptIndexError, OffsetIndex, TimeIndex
+from .txn_index import TXNINDEX_SUFFIX, TransactionIndex
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -152,6 +153,8 @@ class LogSegment:
         self._indexes_missing = bool(self.size) and not indexed
         self.offset_index = OffsetIndex(index_path, base_offset, index_bytes)
         self.time_index = TimeIndex(time_index_path, base_offset, index_bytes)
+        txn_path = Path(f"{stem}{TXNINDEX_SUFFIX}{suffix}")
+        self.txn_index = TransactionIndex(txn_path, base_offset, present is None or txn_path.name in present)
         self.created_ms = int(time.time() * 1000)
         self.next_offset = base_offset
         self.max_timestamp = -1
@@ -159,6 +162,8 @@ class LogSegment:
         self.first_batch_timestamp: int | None = None
         self._since_index = 0
         self.dirty = False
+        # Set by recover(): the aborted-transaction index awaits the log's rebuild.
+        self.txn_index_stale = False
 
     # -- loading -------------------------------------------------------------
 
@@ -175,6 +180,7 @@ class LogSegment:
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
+            self.txn_index.sanity_check()
         except CorruptIndexError:
             return self.recover(epochs)
         first = next(self.scan_headers(0), None)
@@ -198,9 +204,14 @@ class LogSegment:
         With ``epochs`` (the partition's LeaderEpochCache) every batch of a
         newer leader epoch is assigned to it, as Kafka's recovery does: the
         epoch checkpoint is written after the data, so a crash in between
-        leaves batches of an epoch the checkpoint does not know."""
+        leaves batches of an epoch the checkpoint does not know.
+
+        The aborted-transaction index is emptied: the log rebuilds it with
+        the producer state, which knows where each transaction began."""
         self.offset_index.reset()
         self.time_index.reset()
+        self.txn_index.reset()
+        self.txn_index_stale = True
         self._indexes_missing = False
         self.next_offset = self.base_offset
         self.max_timestamp = -1
@@ -348,6 +359,7 @@ class LogSegment:
         # whatever was cut), or the next append rolls at once.
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         if found is None:
             return 0
         cut = self.size - found.position
@@ -376,6 +388,7 @@ class LogSegment:
             os.fsync(self._fd)
             self.offset_index.flush()
             self.time_index.flush()
+            self.txn_index.flush()
             self.dirty = False
 
     # -- reading -------------------------------------------------------------
@@ -476,15 +489,15 @@ class LogSegment:
 
     def delete(self) -> None:
         self.close(trim=False)
-        for path in (self.path, self.offset_index.path, self.time_index.path):
+        for path in (self.path, self.offset_index.path, self.time_index.path, self.txn_index.path):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
 
     def rename_suffix(self, old: str, new: str) -> None:
-        """Change the suffix of all three files (used by the compaction swap)."""
-        for obj in (self.offset_index, self.time_index):
+        """Change the suffix of all its files (used by the compaction swap)."""
+        for obj in (self.offset_index, self.time_index, self.txn_index):
             obj.rename(Path(str(obj.path).removesuffix(old) + new))
         target = Path(str(self.path).removesuffix(old) + new)
         os.rename(self.path, target)
