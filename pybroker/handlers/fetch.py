@@ -43,6 +43,7 @@ import trio
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.fetch_response import (
+    AbortedTransaction,
     EpochEndOffset,
     FetchableTopicResponse,
     FetchResponse,
@@ -209,10 +210,16 @@ def _read_partition(
         high_watermark=read.high_watermark,
         last_stable_offset=read.last_stable_offset,
         log_start_offset=read.log_start_offset,
-        aborted_transactions=[] if isolation == READ_COMMITTED else None,
+        aborted_transactions=_aborted(read.aborted) if isolation == READ_COMMITTED else None,
         preferred_read_replica=-1,
         records=read.records,
     )
+
+
+def _aborted(txns) -> list:
+    if not txns:
+        return []
+    return [AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset) for t in txns]
 
 
 def _finish(response, wanted, session, full):

@@ -80,6 +80,8 @@ class FetchRead(NamedTuple):
     last_stable_offset: int
     log_start_offset: int
     error: ErrorCode = ErrorCode.NONE
+    # read_committed: the aborted transactions in the records (AbortedTxn)
+    aborted: list | None = None
 
 
 # Makes a FetchRead without the Python frame of a named tuple's __new__.
@@ -184,7 +186,7 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        return self.log.high_watermark
+        return self.log.last_stable_offset
 
     @property
     def log_start_offset(self) -> int:
@@ -482,7 +484,7 @@ class Partition:
         answer)."""
         log = self.log
         hw = log.high_watermark
-        lso = hw  # until there are transactions
+        lso = log.last_stable_offset
         start = log.log_start_offset
         if current_leader_epoch >= 0 and current_leader_epoch != self.info.leader_epoch:
             code = (
@@ -505,7 +507,8 @@ class Partition:
             raise storage_error(exc) from None
         if not min_one_message and len(data) > max_bytes:
             data = b""  # only the response's first batch may exceed the limits
-        return _fetch_read(FetchRead, (data, hw, lso, start, ErrorCode.NONE))
+        aborted = log.aborted_transactions(offset, lso) if isolation == READ_COMMITTED and len(data) else None
+        return _fetch_read(FetchRead, (data, hw, lso, start, ErrorCode.NONE, aborted))
 
     def fetch_offset_for_timestamp(
         self, timestamp: int, isolation: int = 0, replica_id: int = -1, current_leader_epoch: int = -1
