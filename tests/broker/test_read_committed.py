@@ -12,34 +12,24 @@ import pytest
 
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from pybroker.protocol.records import NewRecord, build_batch, build_control_batch
+from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 
+from ..storage.txn_batches import marker, txn_batch
 from .wire import Wire
 
 LATEST = -1
 
 
-def _txn(pid: int, values: list[bytes], base: int) -> bytes:
-    return build_batch(
-        [NewRecord(value=v) for v in values],
-        producer_id=pid,
-        producer_epoch=0,
-        base_sequence=0,
-        base_offset=base,
-        is_transactional=True,
-    )
-
-
 def _write_transactions(plog) -> None:
     """Offsets 0-1 aborted (producer 1000), 2 committed (1001), 3 and 4
     their markers, 5 an open transaction (1002), 6 a plain record."""
-    plog.append_as_follower(_txn(1000, [b"aborted-0", b"aborted-1"], 0))
-    plog.append_as_follower(_txn(1001, [b"committed"], 2))
-    plog.append_as_follower(build_control_batch(1000, 0, False, 0, 0, base_offset=3))
-    plog.append_as_follower(build_control_batch(1001, 0, True, 0, 0, base_offset=4))
-    plog.append_as_follower(_txn(1002, [b"open"], 5))
+    plog.append_as_follower(txn_batch(1000, [b"aborted-0", b"aborted-1"], 0))
+    plog.append_as_follower(txn_batch(1001, [b"committed"], 2))
+    plog.append_as_follower(marker(1000, False, 3))
+    plog.append_as_follower(marker(1001, True, 4))
+    plog.append_as_follower(txn_batch(1002, [b"open"], 5))
     plog.append_as_follower(build_batch([NewRecord(value=b"plain")], base_offset=6))
     plog.flush()
 

@@ -9,26 +9,16 @@ from __future__ import annotations
 import pytest
 
 from pybroker.protocol.record_batch import RecordBatch
-from pybroker.protocol.records import NewRecord, build_batch, build_control_batch
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 from pybroker.storage.producer_state import CoordinatorFenced
 from pybroker.storage.txn_index import AbortedTxn
 
-
-def data(pid, seq, n, base, epoch=0):
-    return build_batch(
-        [NewRecord(value=b"v")] * n,
-        producer_id=pid,
-        producer_epoch=epoch,
-        base_sequence=seq,
-        base_offset=base,
-        is_transactional=True,
-    )
+from .txn_batches import marker, txn_batch
 
 
-def marker(pid, commit, base, coordinator_epoch=0, epoch=0):
-    return build_control_batch(pid, epoch, commit, coordinator_epoch, 1000, base_offset=base)
+def data(pid, seq, n, base):
+    return txn_batch(pid, [b"v"] * n, base, seq)
 
 
 def open_log(tmp_path, **kw):

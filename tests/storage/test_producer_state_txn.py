@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from pybroker.protocol.record_batch import RecordBatch
-from pybroker.protocol.records import NewRecord, build_batch, build_control_batch
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 from pybroker.storage.producer_state import (
@@ -20,27 +19,18 @@ from pybroker.storage.producer_state import (
     ProducerStateManager,
 )
 
+from .txn_batches import marker, txn_batch
 
-def txn_batch(pid, epoch, seq, n, base_offset):
-    return RecordBatch(
-        bytearray(
-            build_batch(
-                [NewRecord(value=b"v")] * n,
-                producer_id=pid,
-                producer_epoch=epoch,
-                base_sequence=seq,
-                base_offset=base_offset,
-                is_transactional=True,
-            )
-        )
-    )
+
+def batch(pid, epoch, seq, n, base_offset):
+    return RecordBatch(bytearray(txn_batch(pid, [b"v"] * n, base_offset, seq, epoch)))
 
 
 def test_a_transaction_is_open_from_its_first_batch_to_its_marker():
     s = ProducerStateManager()
     assert s.first_unstable_offset() is None
-    s.appended(txn_batch(1, 0, 0, 2, 10), 0)  # 10-11
-    s.appended(txn_batch(1, 0, 2, 1, 14), 0)  # 14: same transaction
+    s.appended(batch(1, 0, 0, 2, 10), 0)  # 10-11
+    s.appended(batch(1, 0, 2, 1, 14), 0)  # 14: same transaction
     assert s.ongoing == {1: 10} and s.first_unstable_offset() == 10
     txn, lso = s.complete(1, 0, False, 3, 15, 1000)
     assert txn == CompletedTxn(1, 10, 15, True)
@@ -55,9 +45,9 @@ def test_a_transaction_is_open_from_its_first_batch_to_its_marker():
 
 def test_interleaved_transactions_keep_the_earliest_first_offset():
     s = ProducerStateManager()
-    s.appended(txn_batch(1, 0, 0, 1, 0), 0)
-    s.appended(txn_batch(2, 0, 0, 1, 1), 0)
-    s.appended(txn_batch(3, 0, 0, 1, 2), 0)
+    s.appended(batch(1, 0, 0, 1, 0), 0)
+    s.appended(batch(2, 0, 0, 1, 1), 0)
+    s.appended(batch(3, 0, 0, 1, 2), 0)
     txn, lso = s.complete(2, 0, False, 0, 3, 0)  # the middle one aborts
     assert txn.first_offset == 1 and lso == 0  # producer 1 still holds the log back
     s.on_high_watermark(4)
@@ -76,7 +66,7 @@ def test_a_marker_with_no_open_transaction_ends_an_empty_one():
 
 def test_markers_of_an_older_coordinator_or_producer_epoch_are_fenced():
     s = ProducerStateManager()
-    s.appended(txn_batch(1, 5, 0, 1, 0), 0)
+    s.appended(batch(1, 5, 0, 1, 0), 0)
     s.complete(1, 5, True, 7, 1, 0)
     s.check_marker(1, 5, 7)
     s.check_marker(1, 6, 8)
@@ -90,7 +80,7 @@ def test_markers_of_an_older_coordinator_or_producer_epoch_are_fenced():
 
 def test_an_abort_that_bumps_the_epoch_restarts_the_sequences():
     s = ProducerStateManager()
-    s.appended(txn_batch(1, 0, 0, 3, 0), 0)
+    s.appended(batch(1, 0, 0, 3, 0), 0)
     s.complete(1, 1, False, 0, 3, 0)  # the coordinator fenced epoch 0 (a timeout)
     assert s.entries[1].epoch == 1 and not s.entries[1].batches
     with pytest.raises(ProducerFenced):
@@ -103,15 +93,15 @@ def test_an_abort_that_bumps_the_epoch_restarts_the_sequences():
 
 def test_a_new_epoch_keeps_the_open_transaction():
     s = ProducerStateManager()
-    s.appended(txn_batch(1, 0, 0, 1, 0), 0)
+    s.appended(batch(1, 0, 0, 1, 0), 0)
     s.update(1, 1, BatchMeta(0, 0, 1, 1, 0), 0)
     assert s.entries[1].current_txn_first_offset == 0 and s.first_unstable_offset() == 0
 
 
 def test_snapshots_keep_open_transactions_and_marker_only_entries():
     s = ProducerStateManager()
-    s.appended(txn_batch(2, 0, 0, 1, 5), 0)
-    s.appended(txn_batch(1, 0, 0, 1, 7), 0)
+    s.appended(batch(2, 0, 0, 1, 5), 0)
+    s.appended(batch(1, 0, 0, 1, 7), 0)
     s.complete(3, 4, False, 9, 8, 123)  # only a marker seen from producer 3
     again = ProducerStateManager()
     again.load_snapshot(list(reversed(s.to_snapshot())))
@@ -124,37 +114,10 @@ def test_snapshots_keep_open_transactions_and_marker_only_entries():
 
 def test_a_replay_of_the_log_reopens_and_ends_transactions(tmp_path):
     plog = PartitionLog(tmp_path / "t-0", LogConfig())
-    plog.append_as_follower(
-        build_batch(
-            [NewRecord(value=b"a")] * 2,
-            producer_id=1,
-            producer_epoch=0,
-            base_sequence=0,
-            base_offset=0,
-            is_transactional=True,
-        )
-    )
-    plog.append_as_follower(
-        build_batch(
-            [NewRecord(value=b"b")],
-            producer_id=2,
-            producer_epoch=0,
-            base_sequence=0,
-            base_offset=2,
-            is_transactional=True,
-        )
-    )
-    plog.append_as_follower(build_control_batch(1, 0, False, 4, 0, base_offset=3))
-    plog.append_as_follower(
-        build_batch(
-            [NewRecord(value=b"c")],
-            producer_id=1,
-            producer_epoch=0,
-            base_sequence=2,
-            base_offset=4,
-            is_transactional=True,
-        )
-    )
+    plog.append_as_follower(txn_batch(1, [b"a", b"a"], 0))
+    plog.append_as_follower(txn_batch(2, [b"b"], 2))
+    plog.append_as_follower(marker(1, False, 3, coordinator_epoch=4))
+    plog.append_as_follower(txn_batch(1, [b"c"], 4, seq=2))
     aborted = []
     s = ProducerStateManager()
     s.replay(plog, 0, lambda seg, txn, lso: aborted.append((seg.base_offset, txn, lso)))
