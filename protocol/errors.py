@@ -6,6 +6,9 @@ and log one line; nothing from struct, codecs or the compression libraries
 leaks out of protocol/.
 """
 
+import contextlib
+import struct
+
 
 class ProtocolError(Exception):
     """Base of every error the codec raises."""
@@ -17,6 +20,15 @@ class DecodeError(ProtocolError):
 
 class EncodeError(ProtocolError):
     """A message that cannot be written in the requested version."""
+
+
+@contextlib.contextmanager
+def decoding(what: str):
+    """Whatever reading a truncated or garbled record raises becomes DecodeError."""
+    try:
+        yield
+    except (struct.error, UnicodeDecodeError, IndexError) as exc:
+        raise DecodeError(f"malformed {what}: {exc}") from None
 
 
 class UnsupportedVersionError(ProtocolError):

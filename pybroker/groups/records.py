@@ -42,12 +42,12 @@ OffsetDelete).
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from dataclasses import dataclass, field
 
 from pybroker.protocol import primitives as p
 from pybroker.protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.errors import decoding as _decoding
 from pybroker.protocol.primitives import INT16, INT32, INT64, Writer
 
 OFFSET_KEY_VERSIONS = (0, 1)
@@ -346,15 +346,6 @@ def read_strings(data, pos: int, flexible: bool = False) -> tuple[list[str], int
         s, pos = read(data, pos)
         out.append(s)
     return out, pos
-
-
-@contextlib.contextmanager
-def _decoding(what: str):
-    """Whatever a truncated or garbled record raises becomes DecodeError."""
-    try:
-        yield
-    except (struct.error, UnicodeDecodeError, IndexError) as exc:
-        raise DecodeError(f"malformed {what}: {exc}") from None
 
 
 def _pack(fmt: struct.Struct, value: int) -> bytes:

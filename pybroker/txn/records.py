@@ -18,12 +18,11 @@ broker does not know are kept.
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from dataclasses import dataclass, field
 
 from pybroker.protocol import primitives as p
-from pybroker.protocol.errors import DecodeError, EncodeError
+from pybroker.protocol.errors import DecodeError, EncodeError, decoding
 from pybroker.protocol.primitives import INT8, INT16, INT32, INT64, Writer
 
 KEY_VERSION = 0
@@ -58,7 +57,7 @@ def encode_key(transactional_id: str) -> bytes:
 
 def decode_key(data) -> str | None:
     """The transactional id, or None for a key version this broker does not know."""
-    with _decoding("TransactionLogKey"):
+    with decoding("TransactionLogKey"):
         (version,) = INT16.unpack_from(data, 0)
         if version < 0:
             raise DecodeError(f"negative key version {version}")
@@ -113,7 +112,7 @@ def decode_value(data) -> TxnLogValue | None:
     """The value, None for a tombstone. Malformed bytes raise DecodeError."""
     if data is None:
         return None
-    with _decoding("TransactionLogValue"):
+    with decoding("TransactionLogValue"):
         (version,) = INT16.unpack_from(data, 0)
         if version not in VALUE_VERSIONS:
             raise DecodeError(f"unknown TransactionLogValue version {version}")
@@ -156,12 +155,3 @@ def _length(w: Writer, n: int, flexible: bool) -> None:
         p.write_uvarint(w.buf, n + 1)
     else:
         w.buf += INT32.pack(n)
-
-
-@contextlib.contextmanager
-def _decoding(what: str):
-    """Whatever a truncated or garbled record raises becomes DecodeError."""
-    try:
-        yield
-    except (struct.error, UnicodeDecodeError, IndexError) as exc:
-        raise DecodeError(f"malformed {what}: {exc}") from None
