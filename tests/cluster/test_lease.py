@@ -82,12 +82,14 @@ def test_a_paused_leader_refuses_what_it_was_sent_while_paused(cluster):
         # acks=all: on every replica before the pause (an acks=1 write the
         # followers had not fetched yet would be lost with the pause, as
         # acks=1 allows).
-        # Retried as a client would while the new partition's leader is not
-        # yet serving it (NOT_LEADER_OR_FOLLOWER).
+        # Retried as a client would while the new partition's leader does
+        # not know it yet (UNKNOWN_TOPIC_OR_PARTITION) or is not serving it
+        # yet (NOT_LEADER_OR_FOLLOWER).
         def written():
             sock.sendall(_produce(topic, b"before", -1))
             code = _answer(sock).responses[0].partition_responses[0].error_code
-            assert code in (ErrorCode.NONE, ErrorCode.NOT_LEADER_OR_FOLLOWER), code
+            retriable = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            assert code == ErrorCode.NONE or code in retriable, code
             return code == ErrorCode.NONE
 
         wait_for(written, 30, "the leader to take the first write")

@@ -282,7 +282,9 @@ def own_zookeeper(tmp_path):
 
 
 async def test_zookeeper_restarted_within_the_session_keeps_it(own_zookeeper):
-    zk = ZkClient(own_zookeeper.connect + "/kept", session_timeout_ms=10000)
+    # A session long enough to outlast ZooKeeper's JVM restarting on a
+    # loaded machine (it once took longer than 10 s in CI).
+    zk = ZkClient(own_zookeeper.connect + "/kept", session_timeout_ms=30000)
     await zk.connect()
     try:
         states = States(zk)
@@ -295,7 +297,7 @@ async def test_zookeeper_restarted_within_the_session_keeps_it(own_zookeeper):
 
         await trio.to_thread.run_sync(lambda: own_zookeeper.restart(kill=True))
         await states.until("suspended")
-        await states.until("connected")
+        await states.until("connected", timeout=60)
         assert zk.session_id == session and "expired" not in states.seen
         assert (await zk.exists("/mine")).ephemeralOwner == session
 
