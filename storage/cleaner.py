@@ -61,10 +61,16 @@ Decisions
   rejects them), so they only exist if the topic was switched to compact
   later. Like Kafka's cleaner, a pass drops keyless records in the range it
   rewrites (past the mapped range they stay).
-* Control batches (transaction markers) are copied untouched, always: which
-  markers may go needs the transaction state (Kafka's
-  CleanedTransactionMetadata), which arrives with transactions. Records of
-  aborted transactions are treated as ordinary records until then.
+* Transactions. The dirty range ends at the last stable offset, so every
+  transactional batch a pass reads belongs to a decided transaction. The
+  batches of aborted transactions (found in every segment's ``.txnindex``,
+  the active one's too: an abort marker past the range still decides data
+  in it) are removed, and their records neither enter the offset map nor
+  shadow earlier records of their keys. Control batches (markers) are
+  copied untouched, always: Kafka drops a marker once its transaction has
+  no data left and its delete horizon passed; keeping them costs a few
+  dozen bytes per transaction and is always safe. A cleaned segment keeps
+  the aborted-transaction entries of the segments it replaces.
 * Empty batches. A batch that loses all its records is dropped, except (as
   an empty batch header keeping its offsets, producer id, epoch and base
   sequence, as Kafka's ``RETAIN_EMPTY``) the last data batch of each producer
@@ -97,7 +103,14 @@ from dataclasses import dataclass, field
 
 from pybroker.protocol.compression import Compression
 from pybroker.protocol.errors import CorruptRecordError
-from pybroker.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch, split_batches
+from pybroker.protocol.record_batch import (
+    HEADER,
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MIN_BATCH_LENGTH,
+    RecordBatch,
+    split_batches,
+)
 from pybroker.protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
 
 from .log import PartitionLog
@@ -195,7 +208,7 @@ def _range_of(log: PartitionLog, segments: list[LogSegment], now_ms: int) -> Cle
     if first_dirty < start or first_dirty > active.next_offset:
         first_dirty = start  # an invalid checkpoint: clean everything, as Kafka
     closed = segments[:-1]
-    uncleanable = min(active.base_offset, log.high_watermark)
+    uncleanable = min(active.base_offset, log.last_stable_offset)
     lag = max(cfg.min_compaction_lag_ms, 0)
     dirty_closed = _overlapping(segments, first_dirty, active.base_offset) if closed else []
     if lag > 0:
@@ -257,8 +270,24 @@ def _headers(seg: LogSegment) -> Iterator[tuple]:
         position += h[_H_LENGTH] + LOG_OVERHEAD
 
 
+def _aborted_spans(segments: list[LogSegment]) -> dict[int, list[tuple[int, int]]]:
+    """producer id -> [(first offset, marker offset)] of its aborted transactions."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for seg in segments:
+        for txn in seg.txn_index.entries:
+            spans.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
+    return spans
+
+
+def _aborted(spans: dict[int, list[tuple[int, int]]], batch: RecordBatch) -> bool:
+    if not spans or not batch.is_transactional or batch.is_control:
+        return False
+    base = batch.base_offset
+    return any(first <= base < last for first, last in spans.get(batch.producer_id, ()))
+
+
 def _build_offset_map(
-    segments: list[LogSegment], start: int, end: int, max_keys: int
+    segments: list[LogSegment], start: int, end: int, max_keys: int, aborted: dict | None = None
 ) -> tuple[dict[bytes, int], int]:
     """key -> last offset over the batches in [start, end); stops before the
     batch that would take the map past ``max_keys`` (never before the first),
@@ -271,7 +300,7 @@ def _build_offset_map(
                 continue
             if batch.base_offset >= end:
                 return offsets, end
-            if batch.is_control:
+            if batch.is_control or _aborted(aborted, batch):
                 continue
             keyed = [(r.key, r.offset) for r in batch.records() if r.key is not None and r.offset >= start]
             if offsets:
@@ -378,6 +407,7 @@ class _Pass:
     now_ms: int
     delete_retention_ms: int
     keep_empty: set[int]  # last offsets of batches kept even when emptied
+    aborted: dict = field(default_factory=dict)  # producer id -> spans of its aborted transactions
     delete_horizon_ms: int | None = None
 
     def note_horizon(self, horizon: int) -> None:
@@ -391,6 +421,8 @@ class _Pass:
             return batch.view, True, 0
         if batch.record_count == 0:  # emptied by an earlier pass
             return (batch.view, True, 0) if retain_empty else (None, False, 0)
+        if _aborted(self.aborted, batch):
+            return (_empty_header(batch) if retain_empty else None), False, batch.record_count
         horizon = batch.base_timestamp if batch.has_delete_horizon else None
         keep_tombstones = horizon is None or self.now_ms < horizon
         records = list(batch.records())
@@ -445,6 +477,9 @@ def _clean_group(log: PartitionLog, group: list[LogSegment], work: _Pass) -> _Gr
                 if out is not None:
                     writer.add(out, batch.base_offset, batch.last_offset, batch.max_timestamp)
         writer.flush()
+        for seg in group:
+            for txn in seg.txn_index.entries:
+                new.txn_index.append(txn)
         if not changed:
             new.delete()
             return None
@@ -481,7 +516,10 @@ def prepare(
     if not force and not should_clean(log, rng):
         return None
     closed = segments[:-1]
-    offsets, end = _build_offset_map(closed, rng.first_dirty_offset, rng.first_uncleanable_offset, max(max_keys, 1))
+    aborted = _aborted_spans(segments)
+    offsets, end = _build_offset_map(
+        closed, rng.first_dirty_offset, rng.first_uncleanable_offset, max(max_keys, 1), aborted
+    )
     to_clean = [s for s in closed if s.base_offset < end]
     if not to_clean:
         return None
@@ -490,7 +528,7 @@ def prepare(
     else:
         keep_empty = set(producer_last_offsets.values())
     cfg = log.config
-    work = _Pass(offsets, end, now_ms, cfg.delete_retention_ms, keep_empty)
+    work = _Pass(offsets, end, now_ms, cfg.delete_retention_ms, keep_empty, aborted)
     groups: list[_Group] = []
     try:
         for group in _group_by_size(to_clean, cfg.segment_bytes, cfg.segment_index_bytes):

@@ -770,7 +770,7 @@ class PartitionLog:
         Not guarded like the other file operations: the cleaner calls it
         from a worker thread, and its caller hands an OSError to
         ``io_failed`` back on the owner thread."""
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX):
             stale = self.directory / f"{base:020d}{suffix}{CLEANED_SUFFIX}"
             if stale.exists():
                 stale.unlink()

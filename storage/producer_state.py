@@ -139,6 +139,10 @@ class ProducerStateManager:
             return None
         if epoch < entry.epoch:
             raise ProducerFenced(f"producer {producer_id} epoch {epoch} is older than the current epoch {entry.epoch}")
+        if first_seq < 0:
+            # A coordinator's batch (a transactional offset commit) has no
+            # sequence: only its epoch is checked, as Kafka checks it.
+            return None
         if epoch > entry.epoch:
             if first_seq != 0:
                 raise OutOfOrderSequence(f"producer {producer_id} started epoch {epoch} at sequence {first_seq}, not 0")

@@ -787,3 +787,52 @@ def test_tiny_indexes_never_overflow(tmp_path):
         log = open_log(tmp_path, cfg, clean=clean_shutdown)
         assert read_all(log) == expected
         log.close()
+
+
+# -- transactions ------------------------------------------------------------------
+
+
+def _txn(log, pid: int, records, seq: int = 0) -> None:
+    new = [NewRecord(k, v, (), T0) for k, v in records]
+    log.append(bytearray(build_batch(new, producer_id=pid, producer_epoch=0, base_sequence=seq, is_transactional=True)),
+               now=T0)
+
+
+def _end(log, pid: int, commit: bool) -> None:
+    log.append(bytearray(build_control_batch(pid, 0, commit, 0, T0)), now=T0)
+
+
+def test_aborted_records_are_removed_and_never_shadow_committed_ones(tmp_path):
+    log = open_log(tmp_path, config(segment_bytes=10_000))
+    append(log, [(b"a", b"plain", T0)])  # 0
+    _txn(log, 7, [(b"a", b"aborted"), (b"b", b"aborted")])  # 1-2
+    _txn(log, 8, [(b"c", b"committed")])  # 3
+    _end(log, 7, False)  # 4
+    _end(log, 8, True)  # 5
+    log.roll()
+    _txn(log, 9, [(b"d", b"open")])  # 6: undecided, past the last stable offset
+    log.roll()
+    log.set_high_watermark(log.log_end_offset)
+    assert log.last_stable_offset == 6
+    aborted_before = log.aborted_transactions(0, log.log_end_offset)
+    clean(log, T0, force=True, producer_last_offsets={})
+    kept = [(r.key, r.value) for r in records_of(b for b in read_batches(log) if not b.is_control)]
+    assert kept == [(b"a", b"plain"), (b"c", b"committed"), (b"d", b"open")]
+    markers = [(b.base_offset, b.is_control) for b in read_batches(log) if b.is_control]
+    assert markers == [(4, True), (5, True)]
+    # The cleaned segment answers read_committed readers as the old one did.
+    assert log.aborted_transactions(0, log.log_end_offset) == aborted_before
+    log.close()
+    reopened = open_log(tmp_path, config(segment_bytes=10_000))
+    assert reopened.aborted_transactions(0, reopened.log_end_offset) == aborted_before
+    reopened.close()
+
+
+def test_the_cleaner_stops_at_the_last_stable_offset(tmp_path):
+    log = open_log(tmp_path, config(segment_bytes=10_000))
+    _txn(log, 7, [(b"a", b"open")])  # 0: undecided
+    append(log, [(b"a", b"later", T0)])  # 1
+    log.roll()
+    log.set_high_watermark(log.log_end_offset)
+    assert cleanable_range(log, T0).first_uncleanable_offset == 0
+    assert clean(log, T0, force=True) is None or [r.value for r in read_all(log)] == [b"open", b"later"]

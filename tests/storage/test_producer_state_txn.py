@@ -125,3 +125,17 @@ def test_a_replay_of_the_log_reopens_and_ends_transactions(tmp_path):
     assert list(s.ongoing.items()) == [(2, 2), (1, 4)]
     assert s.entries[1].coordinator_epoch == 4
     plog.close()
+
+
+def test_a_coordinators_batch_without_sequence_is_checked_for_its_epoch_only():
+    """TxnOffsetCommit batches carry the producer's id and epoch but no
+    sequence, also right after the producer's epoch was bumped."""
+    s = ProducerStateManager()
+    s.appended(batch(1, 0, 0, 2, 10), 0)
+    assert s.check(1, 0, -1, -1) is None
+    s.appended(batch(1, 0, -1, 1, 12), 0)
+    assert s.check(1, 0, -1, -1) is None  # not taken for a duplicate of the last one
+    assert s.check(1, 1, -1, -1) is None  # a new epoch: accepted without sequence 0
+    s.appended(batch(1, 1, -1, 1, 13), 0)
+    with pytest.raises(ProducerFenced):
+        s.check(1, 0, -1, -1)
