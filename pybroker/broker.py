@@ -63,6 +63,7 @@ from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
 from .server import Connection, ServerContext, close_idle_connections
 from .topics import Topics
+from .txn.coordinator import TransactionCoordinator
 
 log = logging.getLogger("pybroker")
 
@@ -200,6 +201,8 @@ class Broker:
         topics.open_all()
         self.groups = GroupCoordinator(**self.group_services())
         self.groups.load(now_ms())
+        self.txns = TransactionCoordinator(**self.txn_services())
+        self.txns.load(now_ms())
         self.handlers = handlers.bind(self.services())
         # What the connections get of the broker.
         self.server = ServerContext.from_config(config, self.handlers)
@@ -239,12 +242,28 @@ class Broker:
             "cluster": self.config.cluster_mode,
         }
 
+    def txn_services(self) -> dict:
+        """What the transaction coordinator is built from."""
+        services = self.group_services()
+        services.update(producer_ids=self.producer_ids, groups=self.groups, links=self._links())
+        return services
+
+    def _links(self):
+        """Cluster mode: connections to the other brokers, for the markers
+        of partitions they lead (txn/markers.py)."""
+        if not self.config.cluster_mode:
+            return None
+        from .txn.links import BrokerLinks
+
+        return BrokerLinks(self.metadata.broker, f"pybroker-{self.node_id}-txn-markers")
+
     def services(self) -> dict:
         """What handlers may ask for, by the name of their keyword-only parameter."""
         return {
             "config": self.config,
             "metadata": self.metadata,
             "groups": self.groups,
+            "txns": self.txns,
             "fetch_sessions": self.fetch_sessions,
             "topics": self.topics,
             "replicas": self.replicas,
@@ -302,6 +321,7 @@ class Broker:
                         root.start_soon(self.log_tasks.run_cleaner)
                     root.start_soon(self.replicas.run)
                     root.start_soon(self.groups.run)
+                    root.start_soon(self.txns.run)
                     if self.config.cluster_mode:
                         root.start_soon(self.fetchers.run)
                     log.info(
@@ -465,6 +485,9 @@ class Broker:
         self.groups = GroupCoordinator(**self.group_services())
         hosting.groups = self.groups
         hosting.sync_groups()
+        self.txns = TransactionCoordinator(**self.txn_services())
+        hosting.txns = self.txns
+        hosting.sync_txns()
         self.handlers = handlers.bind(self.services())
         self.server = ServerContext.from_config(config, self.handlers)
         await root.start(self.isr_writer.run)

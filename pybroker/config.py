@@ -219,6 +219,20 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("group.min.session.timeout.ms", "INT", 6000),
         _prop("group.max.session.timeout.ms", "INT", 1800000),
         _prop("transactional.id.expiration.ms", "INT", 604800000, at_least(1)),
+        _prop("transaction.max.timeout.ms", "INT", 900000, at_least(1), "the longest transaction timeout allowed"),
+        _prop("transaction.state.log.num.partitions", "INT", 50, at_least(1), "partitions of __transaction_state"),
+        _prop(
+            "transaction.state.log.replication.factor",
+            "SHORT",
+            3,
+            at_least(1),
+            "replication factor of __transaction_state (a single node, where nothing sets it, uses 1)",
+        ),
+        _prop("transaction.state.log.min.isr", "INT", 2, at_least(1), "min.insync.replicas of __transaction_state"),
+        _prop("transaction.state.log.segment.bytes", "INT", 104857600, at_least(1)),
+        _prop("transaction.abort.timed.out.transaction.cleanup.interval.ms", "INT", 10000, at_least(1)),
+        _prop("transaction.remove.expired.transaction.cleanup.interval.ms", "INT", 3600000, at_least(1)),
+        _prop("transaction.partition.verification.enable", "BOOLEAN", True),
         _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
         _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
     )
@@ -317,6 +331,10 @@ class BrokerConfig:
             # that leaves it unset makes its offsets topic with one replica.
             self.props["offsets.topic.replication.factor"] = "1"
             v["offsets.topic.replication.factor"] = 1
+        for key in ("transaction.state.log.replication.factor", "transaction.state.log.min.isr"):
+            if not self.cluster_mode and key not in self.explicit:
+                self.props[key] = "1"  # as for the offsets topic: one broker, one replica
+                v[key] = 1
         self.log_config = self._log_config()
 
     def _log_config(self) -> LogConfig:

@@ -36,6 +36,9 @@ RULES = [
     # what they use.
     ("pybroker.handlers", {"pybroker.broker"}, set()),
     ("pybroker.groups", {"pybroker.broker"}, set()),
+    ("pybroker.txn", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
+    # The transaction coordinator's rules and record formats are data: no I/O.
+    *((f"pybroker.txn.{m}", {"trio"}, set()) for m in ("state", "records")),
     ("pybroker.replica", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
     ("pybroker.cluster", {"pybroker.broker", "pybroker.handlers", "pybroker.server"}, set()),
     # The cluster's pure logic (znode formats, leader choice, placement)

@@ -47,6 +47,9 @@ from .model import TopicInfo
 from .placement import assign_replicas
 from .zk_metadata import ZkMetadata
 
+# The internal topics made on first use, and the key of their replication factor.
+INTERNAL_FACTORS = {OFFSETS_TOPIC: "offsets.topic.replication.factor",
+                    "__transaction_state": "transaction.state.log.replication.factor"}
 log = logging.getLogger("pybroker.cluster")
 
 # How long an AlterConfigs waits for its change to come back through the
@@ -187,15 +190,19 @@ class ZkTopicAdmin:
         it has leaders."""
         if name in self.reserved_names():
             return
-        factor = self.config["offsets.topic.replication.factor"] if name == OFFSETS_TOPIC else 1
+        key = INTERNAL_FACTORS.get(name)
+        factor = self.config[key] if key else 1
         live = len(self.metadata.brokers())
         if live < factor:
+            what = "offsets" if name == OFFSETS_TOPIC else "transactional state"
             log.error(
-                "Number of alive brokers '%d' does not meet the required replication factor '%d' for the offsets "
-                "topic (configured via 'offsets.topic.replication.factor'). This error can be ignored if the "
+                "Number of alive brokers '%d' does not meet the required replication factor '%d' for the %s "
+                "topic (configured via '%s'). This error can be ignored if the "
                 "cluster is starting up and not all brokers are up yet.",
                 live,
                 factor,
+                what,
+                key,
             )
             return
         try:

@@ -40,6 +40,7 @@ from pybroker.storage.manager import LogManager, open_new_logs, remove_detached
 from ..groups import OFFSETS_TOPIC, now_ms
 from ..replica import ReplicaManager, Role
 from ..topics import DETACH_CHUNK, usable_configs
+from ..txn.coordinator import TXN_TOPIC
 from .model import PartitionInfo, TopicInfo
 from .zk_metadata import Host, Update
 
@@ -62,6 +63,8 @@ class ZkHosting(Host):
         # The id of the topic whose replicas are hosted under each name.
         self.hosted_ids: dict[str, uuid.UUID] = {}
         self.leading_offsets: set[int] = set()
+        self.txns = None  # the transaction coordinator, once built
+        self.leading_txn: dict[int, int] = {}  # partition -> the leader epoch it was loaded at
         # False from a session expiry until this broker is registered again.
         self.registered = True
         # Set by a controlled shutdown: followers stop copying their leaders,
@@ -207,6 +210,8 @@ class ZkHosting(Host):
     def settle(self, update: Update) -> None:
         if update.full or OFFSETS_TOPIC in update.changed or any(t.name == OFFSETS_TOPIC for t in update.deleted):
             self.sync_groups()
+        if update.full or TXN_TOPIC in update.changed or any(t.name == TXN_TOPIC for t in update.deleted):
+            self.sync_txns()
 
     def sync_groups(self) -> None:
         """Load the offsets topic's partitions this broker now leads, unload
@@ -228,6 +233,37 @@ class ZkHosting(Host):
             log.info("now the group coordinator of %s-%d", OFFSETS_TOPIC, index)
         self.leading_offsets = leading
 
+    def sync_txns(self) -> None:
+        """The same for the transaction coordinator and __transaction_state,
+        by leader epoch: the coordinator epoch its markers carry is the
+        partition's leader epoch, so a new epoch here (a controlled shutdown
+        of a follower bumps it) reloads the partition, as Kafka's
+        coordinator is elected again; the transactions it finds prepared
+        are finished under the new epoch."""
+        txns = self.txns
+        if txns is None:
+            return
+        leading = {
+            i: part.info.leader_epoch
+            for (t, i), part in self.replicas.partitions.items()
+            if t == TXN_TOPIC and part.role is Role.LEADER
+        }
+        before = self.leading_txn
+        for index in sorted(before):
+            if leading.get(index) != before[index]:
+                txns.unload_partition(index)
+                if index not in leading:
+                    log.info("no longer the transaction coordinator of %s-%d", TXN_TOPIC, index)
+        info = self.metadata.topic(TXN_TOPIC)
+        if info is not None and txns.num_partitions != len(info.partitions) and not leading.keys() & before.keys():
+            txns.num_partitions = len(info.partitions)
+        for index in sorted(leading):
+            if before.get(index) != leading[index]:
+                txns.load_partition(index, now_ms())
+                log.info("now the transaction coordinator of %s-%d (coordinator epoch %d)",
+                         TXN_TOPIC, index, leading[index])
+        self.leading_txn = leading
+
     # -- the session ----------------------------------------------------------------
 
     def session_expired(self) -> None:
@@ -243,6 +279,7 @@ class ZkHosting(Host):
         if dropped:
             log.warning("dropped the leadership of %d partition(s)", dropped)
         self.sync_groups()
+        self.sync_txns()
 
     def stop_following(self) -> None:
         """A controlled shutdown begins: no partition is followed any more."""

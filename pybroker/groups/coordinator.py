@@ -480,6 +480,14 @@ class GroupCoordinator:
         self.poke()
         return error
 
+    def complete_txn(self, producer_id: int, commit: bool, index: int) -> None:
+        """A transaction marker was committed in partition ``index`` of the offsets topic."""
+        ended = {g for g in self.offsets.txn_offsets.get(producer_id, ()) if self.partition_index(g) == index}
+        self.offsets.complete_txn(producer_id, commit, lambda group_id: group_id in ended)
+        for group_id in ended:
+            if commit and self.offsets.has_offsets(group_id) and self.get(group_id) is None:
+                self.get_or_create(group_id)  # its offsets came with the commit: a simple group, as in Kafka
+
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
         """OffsetFetch v9+ member checks: only consumer groups have them."""
         group = self.get(group_id)

@@ -171,6 +171,9 @@ class OffsetStore:
         self.offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
         # Commits written but not yet committed, by group: the latest per partition.
         self.pending: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        # Transactional commits (TxnOffsetCommit) in the log, by producer and
+        # group: applied on their transaction's commit marker, dropped on abort.
+        self.txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = {}
 
     @property
     def metadata_max(self) -> int:
@@ -190,30 +193,27 @@ class OffsetStore:
     def has_offsets(self, group_id: str) -> bool:
         return bool(self.offsets.get(group_id)) or bool(self.pending.get(group_id))
 
+    def unstable(self, group_id: str, partitions: Iterable[TopicPartition] | None = None) -> bool:
+        """Whether a commit of these partitions of the group (any, when
+        None) is pending, in an open transaction or still being written:
+        OffsetFetch with require_stable waits."""
+        staged = self.pending.get(group_id)
+        if staged and (partitions is None or any(tp in staged for tp in partitions)):
+            return True
+        for groups in self.txn_offsets.values():
+            table = groups.get(group_id)
+            if table and (partitions is None or any(tp in table for tp in partitions)):
+                return True
+        return False
+
     # -- writing -------------------------------------------------------------------
 
     def commit(self, group_id: str, entries: Mapping[TopicPartition, OffsetAndMetadata], now: int) -> Completion:
         """Store ``entries`` in one batch; the completion's result, once the
         batch is committed or has failed, is an error code per partition.
         Metadata over offset.metadata.max.bytes fails just its partition."""
-        done = Completion()
-        results: dict[TopicPartition, ErrorCode] = {}
-        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
-        limit = self.metadata_max
-        for tp, om in entries.items():
-            if metadata_length(om.metadata) > limit:
-                results[tp] = E.OFFSET_METADATA_TOO_LARGE
-            else:
-                accepted[tp] = om
-        if not accepted:
-            done(results)
-            return done
-        try:
-            records = [_offset_record(group_id, tp, om) for tp, om in accepted.items()]
-        except EncodeError as exc:
-            log.warning("cannot encode offsets of group %r: %s", group_id, exc)
-            results.update(dict.fromkeys(accepted, COMMIT_ERRORS[E.MESSAGE_TOO_LARGE]))
-            done(results)
+        done, results, accepted, records = self._prepare(group_id, entries)
+        if records is None:
             return done
         self.pending.setdefault(group_id, {}).update(accepted)
 
@@ -238,6 +238,72 @@ class OffsetStore:
 
         self.writer.write(group_id, records, now, committed)
         return done
+
+    def _prepare(self, group_id: str, entries: Mapping[TopicPartition, OffsetAndMetadata]):
+        """(completion, results so far, accepted entries, their records): a
+        partition whose metadata is over offset.metadata.max.bytes fails
+        alone; records is None when nothing is left to write (the
+        completion is then done)."""
+        done = Completion()
+        results: dict[TopicPartition, ErrorCode] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        limit = self.metadata_max
+        for tp, om in entries.items():
+            if metadata_length(om.metadata) > limit:
+                results[tp] = E.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = om
+        records = None
+        if accepted:
+            try:
+                records = [_offset_record(group_id, tp, om) for tp, om in accepted.items()]
+            except EncodeError as exc:
+                log.warning("cannot encode offsets of group %r: %s", group_id, exc)
+                results.update(dict.fromkeys(accepted, COMMIT_ERRORS[E.MESSAGE_TOO_LARGE]))
+        if records is None:
+            done(results)
+        return done, results, accepted, records
+
+    def txn_commit(
+        self, group_id: str, producer_id: int, epoch: int, entries: Mapping[TopicPartition, OffsetAndMetadata], now: int
+    ) -> Completion:
+        """TxnOffsetCommit: ``entries`` as one transactional batch of the
+        producer; they count once its transaction commits (``complete_txn``).
+        The completion's result is an error code per partition."""
+        done, results, accepted, records = self._prepare(group_id, entries)
+        if records is None:
+            return done
+
+        def written(error: ErrorCode, appended) -> None:
+            error = COMMIT_ERRORS.get(error, error)
+            if error == E.NONE:
+                for om in accepted.values():
+                    om.record_offset = appended.base_offset
+                self.txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(accepted)
+            results.update(dict.fromkeys(accepted, error))
+            done(results)
+
+        self.writer.write(group_id, records, now, written, producer=(producer_id, epoch))
+        return done
+
+    def complete_txn(self, producer_id: int, commit: bool, in_partition) -> None:
+        """The producer's transaction ended in the partition whose groups
+        ``in_partition(group id)`` tells: its offsets there are applied
+        (a later record of a partition still wins) or dropped."""
+        groups = self.txn_offsets.get(producer_id)
+        if not groups:
+            return
+        for group_id in [g for g in groups if in_partition(g)]:
+            staged = groups.pop(group_id)
+            if not commit:
+                continue
+            table = self.offsets.setdefault(group_id, {})
+            for tp, om in staged.items():
+                known = table.get(tp)
+                if known is None or known.record_offset <= om.record_offset:
+                    table[tp] = om
+        if not groups:
+            del self.txn_offsets[producer_id]
 
     def write_group(self, group: ClassicGroup, now: int | None, assignment, stored) -> None:
         """Write the group's metadata (value v3; ``assignment`` in place of
@@ -351,7 +417,8 @@ class OffsetStore:
             log.warning("group %r has records of a classic and of a consumer group; the latest, %s, wins",
                         group_id, found.latest[group_id])
             (found.consumer if found.latest[group_id] == CLASSIC else found.classic).pop(group_id)
-        for group_id in self.offsets:
+        staged = {g for groups in self.txn_offsets.values() for g in groups}
+        for group_id in self.offsets.keys() | staged:
             if group_id not in found.consumer:
                 found.classic.setdefault(group_id, GroupMetadataValue("", 0, None, None))
         offsets.update(self.offsets)
@@ -364,6 +431,8 @@ class OffsetStore:
         for group_id in group_ids:
             self.offsets.pop(group_id, None)
             self.pending.pop(group_id, None)
+            for groups in self.txn_offsets.values():
+                groups.pop(group_id, None)
 
     def _load_partition(self, part, groups: Loaded) -> None:
         plog = part.log
@@ -393,17 +462,32 @@ class OffsetStore:
                         except ProtocolError:
                             continue
                         if commit:
-                            for key, value in txn:
-                                self._apply(key, value, groups)
+                            for key, value, at in txn:
+                                self._apply(key, value, groups, at)
                 elif batch.is_transactional:
-                    pending.setdefault(batch.producer_id, []).extend((r.key, r.value) for r in records)
+                    pending.setdefault(batch.producer_id, []).extend((r.key, r.value, batch.base_offset) for r in records)
                 else:
                     for record in records:
-                        self._apply(record.key, record.value, groups)
+                        self._apply(record.key, record.value, groups, batch.base_offset)
             if not progressed:
                 break
+        for producer_id, records in pending.items():  # transactions still open: their offsets wait
+            for key, value, at in records:
+                self._stage(producer_id, key, value, at)
 
-    def _apply(self, key, value, groups: Loaded) -> None:
+    def _stage(self, producer_id: int, key, value, at: int) -> None:
+        try:
+            decoded = decode_key(key) if key is not None else None
+            if isinstance(decoded, OffsetCommitKey) and value is not None:
+                v = decode_offset_value(value)
+                om = OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
+                om.record_offset = at
+                groups = self.txn_offsets.setdefault(producer_id, {})
+                groups.setdefault(decoded.group, {})[(decoded.topic, decoded.partition)] = om
+        except ProtocolError as exc:
+            log.error("skipping unreadable %s record: %s", OFFSETS_TOPIC, exc)
+
+    def _apply(self, key, value, groups: Loaded, at: int = -1) -> None:
         if key is None:
             return
         try:
@@ -417,9 +501,9 @@ class OffsetStore:
                         self.offsets.pop(decoded.group, None)
                 else:
                     v = decode_offset_value(value)
-                    self.offsets.setdefault(decoded.group, {})[tp] = OffsetAndMetadata(
-                        v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
-                    )
+                    om = OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
+                    om.record_offset = at
+                    self.offsets.setdefault(decoded.group, {})[tp] = om
             elif isinstance(decoded, GroupMetadataKey):
                 if value is None:
                     groups.classic.pop(decoded.group, None)

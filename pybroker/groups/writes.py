@@ -70,29 +70,45 @@ class Completion:
 
 
 class GroupWriter:
-    def __init__(self, replicas: Replicas, partition_of: Callable[[str], int], timeout_ms: int = 5000):
+    def __init__(
+        self, replicas: Replicas, partition_of: Callable[[str], int], timeout_ms: int = 5000, topic: str = OFFSETS_TOPIC
+    ):
         self.replicas = replicas
+        self.topic = topic  # the transaction coordinator writes __transaction_state the same way
         self.timeout_ms = timeout_ms
         self._partition_of = partition_of  # group id -> its partition of the offsets topic
         self._queue: list[tuple[Appended, Completion, OnDone | None]] = []
         self._wake = trio.Event()
 
-    def write(self, group_id: str, records: list[NewRecord], now: int, on_done: OnDone | None = None) -> Completion:
+    def write(
+        self,
+        group_id: str,
+        records: list[NewRecord],
+        now: int,
+        on_done: OnDone | None = None,
+        producer: tuple[int, int] | None = None,
+    ) -> Completion:
         """Append ``records`` as one batch; the completion's result is the
         storage-level error code (not yet mapped to what the coordinator
-        answers), NONE once committed."""
+        answers), NONE once committed. ``producer`` (id, epoch) makes it a
+        transactional batch of that producer, without a sequence (a
+        TxnOffsetCommit, as Kafka writes it)."""
         done = Completion()
         stamped = [r._replace(timestamp=now) for r in records]
         try:
             index = self._partition_of(group_id)
-            batch = RecordBatch(bytearray(build_batch(stamped, base_timestamp=now)))  # offsets patched in place
-            appended = self.replicas.append(OFFSETS_TOPIC, index, batch, now=now, acks=OFFSETS_ACKS,
+            txn = {} if producer is None else {
+                "producer_id": producer[0], "producer_epoch": producer[1], "is_transactional": True
+            }
+            # offsets patched in place
+            batch = RecordBatch(bytearray(build_batch(stamped, base_timestamp=now, **txn)))
+            appended = self.replicas.append(self.topic, index, batch, now=now, acks=OFFSETS_ACKS,
                                             origin=Origin.COORDINATOR)
         except EncodeError as exc:
-            log.warning("cannot build a batch for group %r: %s", group_id, exc)
+            log.warning("cannot build a batch for %r: %s", group_id, exc)
             _finish(done, on_done, ErrorCode.MESSAGE_TOO_LARGE, None)
         except KafkaError as exc:
-            log.warning("writing group %r to %s failed: %s", group_id, OFFSETS_TOPIC, exc)
+            log.warning("writing %r to %s failed: %s", group_id, self.topic, exc)
             _finish(done, on_done, ErrorCode(exc.code), None)
         else:
             self._queue.append((appended, done, on_done))

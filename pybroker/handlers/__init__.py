@@ -65,6 +65,13 @@ MODULES = (
     "delete_groups",
     "elect_leaders",
     "controlled_shutdown",
+    "add_partitions_to_txn",
+    "add_offsets_to_txn",
+    "end_txn",
+    "txn_offset_commit",
+    "write_txn_markers",
+    "describe_transactions",
+    "list_transactions",
 )
 
 

@@ -3,8 +3,8 @@
 For each partition asked: the producers its log's producer state holds
 (those not yet expired by ``producer.id.expiration.ms``), each with its
 epoch, the last sequence and the timestamp of its last batch, sorted by
-producer id. Without transactions the coordinator epoch and the start
-offset of an open transaction are always -1.
+producer id, the epoch of the last coordinator that wrote it a marker
+(-1: none) and the first offset of its open transaction (-1: none).
 
 Any replica answers from its own log, leader or follower, as Kafka's
 does (ReplicaManager ``activeProducerState``; its test: "supported by both
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pybroker.describe_producers")
 
-NO_COORDINATOR_EPOCH = -1
 NO_TXN_START_OFFSET = -1
 NO_TIMESTAMP = -1
 
@@ -103,7 +102,7 @@ def _active_producers(entries: dict) -> list[ProducerState]:
                 producer_epoch=entry.epoch,
                 last_sequence=last.last_seq if last is not None else -1,
                 last_timestamp=last.timestamp if last is not None else NO_TIMESTAMP,
-                coordinator_epoch=NO_COORDINATOR_EPOCH,
+                coordinator_epoch=entry.coordinator_epoch,
                 current_txn_start_offset=NO_TXN_START_OFFSET if txn_start is None else txn_start,
             )
         )

@@ -8,9 +8,8 @@ of __consumer_offsets, which is created on first use, as Kafka does; on a
 single node that is this broker. In cluster mode it is the broker the
 partition's state names as leader, and COORDINATOR_NOT_AVAILABLE while
 there is none (the topic being created, or fewer live brokers than
-``offsets.topic.replication.factor`` to create it on). Transaction coordinators need the
-transaction state topic, which pybroker does not have yet: key type 1 gets
-COORDINATOR_NOT_AVAILABLE.
+``offsets.topic.replication.factor`` to create it on). A transactional
+id (key type 1) is found the same way in __transaction_state.
 """
 
 from __future__ import annotations
@@ -25,15 +24,16 @@ from . import handles
 
 if TYPE_CHECKING:
     from ..groups.coordinator import GroupCoordinator
+    from ..txn.coordinator import TransactionCoordinator
 
 GROUP, TRANSACTION = 0, 1
 
 
 @handles(ApiKey.FIND_COORDINATOR, 0, 6)
-def find_coordinator(ctx, req, *, groups: GroupCoordinator):
+def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoordinator):
     version = ctx.api_version
     keys = req.coordinator_keys if version >= 4 else [req.key]
-    answers = [_find(groups, key, req.key_type) for key in keys]
+    answers = [_find(txns if req.key_type == TRANSACTION else groups, key, req.key_type) for key in keys]
     if version >= 4:
         return FindCoordinatorResponse(
             coordinators=[
@@ -47,14 +47,13 @@ def find_coordinator(ctx, req, *, groups: GroupCoordinator):
     )
 
 
-def _find(groups: GroupCoordinator, key: str, key_type: int):
-    if key_type == TRANSACTION:
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet", -1, "", -1
-    if key_type != GROUP:
+def _find(coordinator, key: str, key_type: int):
+    if key_type not in (GROUP, TRANSACTION):
         return ErrorCode.INVALID_REQUEST, f"unknown key type {key_type}", -1, "", -1
     if not key:
-        return ErrorCode.INVALID_REQUEST, "the group id must not be empty", -1, "", -1
-    node = groups.coordinator_for(key)
+        what = "group id" if key_type == GROUP else "transactional id"
+        return ErrorCode.INVALID_REQUEST, f"the {what} must not be empty", -1, "", -1
+    node = coordinator.coordinator_for(key)
     if node is None:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, None, -1, "", -1
     return ErrorCode.NONE, None, node.node_id, node.host, node.port

@@ -8,8 +8,10 @@ for an idempotent producer a fresh id is the answer, as in Kafka. In
 cluster mode a new block of ids is taken from ZooKeeper when one runs out,
 and the answer waits for it (a failure is COORDINATOR_NOT_AVAILABLE, as
 Kafka answers when its producer-id manager cannot get a block).
-Transactional ids need the transaction coordinator, which pybroker does
-not have yet: they get COORDINATOR_NOT_AVAILABLE.
+A transactional id goes to the transaction coordinator (txn/), which
+answers once the id's new epoch is written to __transaction_state; an
+empty transactional id is INVALID_REQUEST, as in Kafka. Before v4
+PRODUCER_FENCED is answered INVALID_PRODUCER_EPOCH.
 """
 
 from __future__ import annotations
@@ -21,16 +23,34 @@ from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from pybroker.protocol.registry import ApiKey
 
+from ..txn.state import for_version
 from . import Later, handles
 
 if TYPE_CHECKING:
     from ..producer_ids import ProducerIds
+    from ..txn.coordinator import TransactionCoordinator
 
 
 @handles(ApiKey.INIT_PRODUCER_ID, 0, 4)
-def init_producer_id(ctx, req, *, producer_ids: ProducerIds):
+def init_producer_id(ctx, req, *, producer_ids: ProducerIds, txns: TransactionCoordinator):
     if req.transactional_id is not None:
-        return InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, producer_id=-1, producer_epoch=-1)
+        if not req.transactional_id:
+            return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
+        version = ctx.api_version
+        expected = (req.producer_id, req.producer_epoch) if version >= 3 else (-1, -1)
+
+        async def transactional():
+            try:
+                error, pid, epoch = await txns.init_producer_id(
+                    req.transactional_id, req.transaction_timeout_ms, *expected
+                )
+            except KafkaError as exc:
+                error, pid, epoch = ErrorCode(exc.code), -1, -1
+            return InitProducerIdResponse(
+                error_code=for_version(error, version, 4), producer_id=pid, producer_epoch=epoch
+            )
+
+        return Later(transactional)
     pid = producer_ids.new_producer_id()
     if pid is not None:
         return InitProducerIdResponse(producer_id=pid, producer_epoch=0)

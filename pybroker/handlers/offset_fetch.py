@@ -3,8 +3,8 @@
 v1 names its partitions (errors per partition only); v2 adds a top-level
 error code and null topics meaning "every committed offset of the group";
 v3 throttle time; v5 committed leader epochs; v6 flexible; v7
-require_stable (UNSTABLE_OFFSET_COMMIT for partitions with a pending
-transactional commit — none can be pending here, so it never appears);
+require_stable (UNSTABLE_OFFSET_COMMIT, offset -1, for a partition with a
+commit still pending: in an open transaction, or still being written);
 v8 asks for several groups at once (``groups``, each answered with its own
 error code); v9 adds a member id and epoch, which only KIP-848 consumer
 groups check (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH; an anonymous fetch,
@@ -48,7 +48,7 @@ def offset_fetch(ctx, req, *, groups: GroupCoordinator):
     if version >= 8:
         answered = []
         for g in req.groups:
-            error, found = _fetch(coordinator, g.group_id, g.topics)
+            error, found = _fetch(coordinator, g.group_id, g.topics, req.require_stable)
             if error == ErrorCode.NONE and version >= 9:
                 error = coordinator.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
             if error != ErrorCode.NONE:
@@ -72,7 +72,7 @@ def offset_fetch(ctx, req, *, groups: GroupCoordinator):
                 )
             )
         return OffsetFetchResponse(groups=answered)
-    error, found = _fetch(coordinator, req.group_id, req.topics)
+    error, found = _fetch(coordinator, req.group_id, req.topics, version >= 7 and req.require_stable)
     if version >= 2 and error != ErrorCode.NONE:
         found = []
     return OffsetFetchResponse(
@@ -96,7 +96,7 @@ def offset_fetch(ctx, req, *, groups: GroupCoordinator):
     )
 
 
-def _fetch(coordinator, group_id: str, topics):
+def _fetch(coordinator, group_id: str, topics, require_stable: bool = False):
     """(group error, [(topic, [(partition, offset, epoch, metadata, error)])]);
     on a group error every asked partition carries it (what v1 answers)."""
     asked = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
@@ -112,7 +112,9 @@ def _fetch(coordinator, group_id: str, topics):
         rows = coordinator.offsets.fetch(group_id, asked)
     found: dict[str, list] = {}
     for topic, partition, om in rows:
-        if om is None:
+        if require_stable and not error and coordinator.offsets.unstable(group_id, [(topic, partition)]):
+            row = (partition, -1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT)
+        elif om is None:
             row = (partition, -1, -1, "", error)
         else:
             row = (partition, om.offset, om.leader_epoch, om.metadata, ErrorCode.NONE)

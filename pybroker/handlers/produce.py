@@ -45,6 +45,7 @@ layer's: one ``until_committed`` covers every partition of the request.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 import weakref
 from typing import TYPE_CHECKING
@@ -59,7 +60,7 @@ from pybroker.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from pybroker.protocol.record_batch import ATTRIBUTES_OFFSET, MAGIC_OFFSET
+from pybroker.protocol.record_batch import ATTRIBUTES_OFFSET, HEADER_SIZE, MAGIC_OFFSET, TRANSACTIONAL_BIT
 from pybroker.protocol.record_check import BatchCheck, RecordsRejected, Rules, produced_batch
 from pybroker.protocol.registry import ApiKey
 
@@ -67,7 +68,11 @@ from . import CloseConnection, Hold, Later, handles
 
 if TYPE_CHECKING:
     from ..replica import ReplicaManager
+    from ..txn.coordinator import TransactionCoordinator
 
+# Where a batch header holds its producer id and epoch.
+PRODUCER_OFFSET = 43
+PRODUCER = struct.Struct(">qh")
 log = logging.getLogger("pybroker.produce")
 MIN_SERVED_VERSION = 3
 INLINE_SECONDS = 0.002
@@ -81,14 +86,18 @@ def _unexpected() -> KafkaError:
 
 
 @handles(ApiKey.PRODUCE, 0, 9)
-def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
+def produce(ctx, req, checks=None, verified=None, *, replicas: ReplicaManager, txns: TransactionCoordinator):
     now = int(time.time() * 1000)
     version = ctx.api_version
     acks = req.acks
     if checks is None:
         checks = _check_compressed(replicas, req, version, now)
         if any(isinstance(c, BatchCheck) and not c.done for c in checks.values()):
-            return Hold(lambda: _finish_checks(ctx, req, checks, replicas))
+            return Hold(lambda: _finish_checks(ctx, req, checks, replicas, txns))
+    if verified is None:
+        remote = _remote_verifications(req, replicas, txns)
+        if remote:
+            return Hold(lambda: _finish_verifications(ctx, req, checks, replicas, txns, remote))
     failed = False
     appended = []  # (response, Appended) to wait for (acks=-1)
     topics = []
@@ -109,6 +118,8 @@ def produce(ctx, req, checks=None, *, replicas: ReplicaManager):
                     check = _check(part, pdata.records, version, now, None)
                 elif not isinstance(check, BatchCheck):
                     raise check
+                if check.batch.is_transactional:
+                    _verify(txns, req.transactional_id, part, check.batch, verified)
                 check.apply()
                 done = replicas.append(topic.name, pdata.index, check.batch, now=now, acks=acks)
                 resp.base_offset = done.base_offset
@@ -173,8 +184,6 @@ def _check(part, records, version: int, now: int, deadline: float | None) -> Bat
         now=now,
     )
     check = BatchCheck(produced_batch(records, version), rules)
-    if check.batch.is_transactional:
-        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
     check.run(deadline)
     return check
 
@@ -214,7 +223,53 @@ def _check_compressed(replicas, req, version: int, now: int) -> dict:
     return checks
 
 
-async def _finish_checks(ctx, req, checks: dict, replicas):
+def _verify(txns, txn_id: str | None, part, batch, verified: dict | None) -> None:
+    """A transactional batch needs a transactional id (Kafka authorizes
+    it), and its partition must be in the producer's transaction before
+    the first batch of the transaction lands there (KIP-890): asked of the
+    coordinator here, or already asked of another broker (``verified``)."""
+    if txn_id is None:
+        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional records need a transactional id")
+    if part.log.producers.ongoing.get(batch.producer_id) is not None:
+        return
+    tp = (part.topic, part.index)
+    if verified is not None and tp in verified:
+        error = verified[tp]
+    else:
+        error = txns.verify_here(txn_id, batch.producer_id, batch.producer_epoch, tp)
+    if error:
+        raise KafkaError(error, f"{part.topic}-{part.index} is not in the transaction of {txn_id!r}")
+
+
+def _remote_verifications(req, replicas, txns) -> dict:
+    """{(producer id, epoch): [partitions]} whose first transactional batch
+    here must be verified by a coordinator on another broker."""
+    txn_id = req.transactional_id
+    if txn_id is None or not txns.verifies_elsewhere(txn_id):
+        return {}
+    wanted: dict[tuple[int, int], list] = {}
+    for topic in req.topic_data:
+        for pdata in topic.partition_data:
+            records = pdata.records
+            if records is None or len(records) < HEADER_SIZE or not records[ATTRIBUTES_OFFSET + 1] & TRANSACTIONAL_BIT:
+                continue
+            part = replicas.partition(topic.name, pdata.index)
+            pid, epoch = PRODUCER.unpack_from(records, PRODUCER_OFFSET)
+            if part is None or part.log.producers.ongoing.get(pid) is not None:
+                continue
+            wanted.setdefault((pid, epoch), []).append((topic.name, pdata.index))
+    return wanted
+
+
+async def _finish_verifications(ctx, req, checks: dict, replicas, txns, remote: dict):
+    """Ask the coordinator, then the request itself (the connection waits)."""
+    verified: dict = {}
+    for (pid, epoch), tps in remote.items():
+        verified.update(await txns.verify_remote(req.transactional_id, pid, epoch, tps))
+    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns)
+
+
+async def _finish_checks(ctx, req, checks: dict, replicas, txns):
     """The rest of the checks in worker threads, then the request itself."""
     limiter = _limiters.get(replicas)
     if limiter is None:
@@ -224,7 +279,10 @@ async def _finish_checks(ctx, req, checks: dict, replicas):
             refusal = await trio.to_thread.run_sync(_run_to_end, check, limiter=limiter)
             if refusal is not None:
                 checks[key] = refusal
-    return produce(ctx, req, checks, replicas=replicas)
+    verified = {}
+    for (pid, epoch), tps in _remote_verifications(req, replicas, txns).items():
+        verified.update(await txns.verify_remote(req.transactional_id, pid, epoch, tps))
+    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns)
 
 
 def _run_to_end(check: BatchCheck) -> RecordsRejected | KafkaError | None:

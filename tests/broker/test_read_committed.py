@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from pybroker.protocol.error_codes import ErrorCode
-from pybroker.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
 from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 
 from ..storage.txn_batches import marker, txn_batch
-from .wire import Wire
-
-LATEST = -1
+from ..txn.reading import READ_COMMITTED, READ_UNCOMMITTED, latest, values
 
 
 def _write_transactions(plog) -> None:
@@ -32,57 +28,6 @@ def _write_transactions(plog) -> None:
     plog.append_as_follower(txn_batch(1002, [b"open"], 5))
     plog.append_as_follower(build_batch([NewRecord(value=b"plain")], base_offset=6))
     plog.flush()
-
-
-def _consume(bootstrap: str, isolation: str, expect: int) -> list[bytes]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"rc-{isolation}",
-            "isolation.level": isolation,
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition("txn", 0, 0)])
-    got: list[bytes] = []
-    try:
-        # Until the expected count, and then until the partition's end is
-        # reported: nothing more may follow what was expected.
-        for _ in range(200):
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == -191:  # _PARTITION_EOF
-                    if len(got) >= expect:
-                        break
-                    continue
-                raise AssertionError(msg.error())
-            got.append(msg.value())
-    finally:
-        consumer.close()
-    return got
-
-
-def _latest(bootstrap: str, isolation: int) -> int:
-    w = Wire(bootstrap)
-    try:
-        body = ListOffsetsRequest(
-            replica_id=-1,
-            isolation_level=isolation,
-            topics=[
-                ListOffsetsTopic(name="txn", partitions=[ListOffsetsPartition(partition_index=0, timestamp=LATEST)])
-            ],
-        )
-        w.send(body, 7, 1)
-        part = w.receive(body.API_KEY, 7)[1].topics[0].partitions[0]
-        assert part.error_code == ErrorCode.NONE
-        return part.offset
-    finally:
-        w.close()
 
 
 @pytest.fixture
@@ -103,9 +48,8 @@ def broker(broker_process, tmp_path):
 
 
 def test_read_committed_sees_committed_records_up_to_the_open_transaction(broker):
-    committed = _consume(broker.bootstrap, "read_committed", 1)
-    assert committed == [b"committed"]
-    everything = _consume(broker.bootstrap, "read_uncommitted", 5)
-    assert everything == [b"aborted-0", b"aborted-1", b"committed", b"open", b"plain"]
-    assert _latest(broker.bootstrap, 1) == 5
-    assert _latest(broker.bootstrap, 0) == 7
+    assert values(broker.bootstrap, "txn", READ_COMMITTED, 1) == ["committed"]
+    everything = values(broker.bootstrap, "txn", READ_UNCOMMITTED, 5)
+    assert everything == ["aborted-0", "aborted-1", "committed", "open", "plain"]
+    assert latest(broker.bootstrap, "txn", 1) == 5
+    assert latest(broker.bootstrap, "txn", 0) == 7

@@ -152,12 +152,16 @@ def commit_request(group, topic, offset, generation=-1, member_id=""):
     )
 
 
-def fetched(wire, group, topic) -> int:
+def fetched(wire, group, topic, require_stable: bool = False) -> int:
+    """The committed offset of partition 0, or with ``require_stable`` the
+    partition's error code when it has one."""
     resp = call(wire, ApiKey.OFFSET_FETCH, 7, OffsetFetchRequest(
-        group_id=group, topics=[OffsetFetchRequestTopic(name=topic, partition_indexes=[0])]
+        group_id=group, require_stable=require_stable,
+        topics=[OffsetFetchRequestTopic(name=topic, partition_indexes=[0])],
     ))
     assert resp.error_code == 0
-    return resp.topics[0].partitions[0].committed_offset
+    part = resp.topics[0].partitions[0]
+    return part.error_code if require_stable and part.error_code else part.committed_offset
 
 
 def described(wire, group) -> str:
@@ -178,7 +182,10 @@ def nothing_received(wire) -> bool:
 
 def test_a_commit_is_answered_and_visible_only_once_committed(kafka, gate):
     """confluent-kafka: the committer's commit() returns, and another
-    consumer of the group reads the offset, only after the write completes."""
+    consumer of the group reads the offset, only after the write completes.
+    Meanwhile an OffsetFetch reads the old offset, or with require_stable
+    (which librdkafka's committed() sets, and retries on) gets
+    UNSTABLE_OFFSET_COMMIT, as Kafka answers for a commit still pending."""
     topic, group = unique("t"), unique("g")
     create_topic(kafka.bootstrap_servers, topic)
     config = {"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False}
@@ -198,7 +205,9 @@ def test_a_commit_is_answered_and_visible_only_once_committed(kafka, gate):
         thread.start()
         wait_for(lambda: gate.held >= 1, "the commit to be written")
         # Written, not committed: nobody reads it and the committer waits.
-        assert reader.committed([CTP(topic, 0)], timeout=DEADLINE)[0].offset < 0
+        with closing(Wire(kafka.bootstrap_servers)) as wire:
+            assert fetched(wire, group, topic) < 0
+            assert fetched(wire, group, topic, require_stable=True) == E.UNSTABLE_OFFSET_COMMIT
         assert thread.is_alive() and not outcome
         gate.open()
         thread.join(DEADLINE)
