@@ -20,6 +20,12 @@ class NotApplicable(Exception):
     pass
 
 
+# The transactions scenario: (values, commit?) per transaction, and what
+# a read_committed consumer must see.
+TRANSACTIONS = [([b"t1a", b"t1b"], True), ([b"t2"], False), ([b"t3"], True)]
+COMMITTED = [b"t1a", b"t1b", b"t3"]
+
+
 def check(condition, message: str) -> None:
     if not condition:
         raise AssertionError(message)

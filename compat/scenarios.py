@@ -38,6 +38,7 @@ SCENARIOS = [
     Scenario("admin", "create topic, describe its configs, delete it", create=False),
     Scenario("large-message", "produce and consume a 1 MiB value", configs=LARGE_TOPIC_CONFIGS),
     Scenario("unknown-topic", "produce to a topic that cannot be auto-created fails", create=False),
+    Scenario("transactions", "commit, abort, commit; read_committed sees the committed records only"),
     Scenario(
         "getting-started",
         "KafkaJS's Getting started page as written (only the broker changed)",

@@ -10,7 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat.pyscenarios import VALUE_1MIB, check, main, numbered, roundtrip_messages
+from compat.pyscenarios import COMMITTED, TRANSACTIONS, VALUE_1MIB, check, main, numbered, roundtrip_messages
 
 
 def sync(coroutine_fn):
@@ -205,6 +205,22 @@ async def unknown_topic(args):
     raise AssertionError("produce to a missing topic succeeded")
 
 
+async def transactions(args):
+    p = producer(args, transactional_id=f"compat-txn-{args.topic}")
+    await p.start()
+    try:
+        for values, commit in TRANSACTIONS:
+            await p.begin_transaction()
+            for v in values:
+                await p.send_and_wait(args.topic, value=v)
+            await (p.commit_transaction() if commit else p.abort_transaction())
+    finally:
+        await p.stop()
+    got = [m.value for m in await read(args, len(COMMITTED), isolation_level="read_committed")]
+    check(got == COMMITTED, f"read_committed got {got}")
+    return "committed read, aborted skipped"
+
+
 SCENARIOS = {
     "metadata": sync(metadata),
     "roundtrip": sync(roundtrip),
@@ -218,6 +234,7 @@ SCENARIOS = {
     "admin": sync(admin),
     "large-message": sync(large_message),
     "unknown-topic": sync(unknown_topic),
+    "transactions": sync(transactions),
 }
 
 if __name__ == "__main__":

@@ -8,7 +8,16 @@ import confluent_kafka
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from compat.pyscenarios import VALUE_1MIB, check, main, numbered, roundtrip_messages, wait_until
+from compat.pyscenarios import (
+    COMMITTED,
+    TRANSACTIONS,
+    VALUE_1MIB,
+    check,
+    main,
+    numbered,
+    roundtrip_messages,
+    wait_until,
+)
 
 
 def producer(args, **config):
@@ -168,6 +177,19 @@ def large_message(args):
     check(message.value() == VALUE_1MIB, f"value of {len(message.value())} bytes differs")
 
 
+def transactions(args):
+    p = producer(args, **{"transactional.id": f"compat-txn-{args.topic}"})
+    p.init_transactions(30)
+    for values, commit in TRANSACTIONS:
+        p.begin_transaction()
+        for v in values:
+            p.produce(args.topic, value=v)
+        p.commit_transaction(30) if commit else p.abort_transaction(30)
+    got = [m.value() for m in read(args, len(COMMITTED), **{"isolation.level": "read_committed"})]
+    check(got == COMMITTED, f"read_committed got {got}")
+    return "committed read, aborted skipped"
+
+
 def unknown_topic(args):
     try:
         produce(args, [(None, b"x", None)], **{"topic.metadata.propagation.max.ms": 2000})
@@ -189,6 +211,7 @@ SCENARIOS = {
     "admin": admin,
     "large-message": large_message,
     "unknown-topic": unknown_topic,
+    "transactions": transactions,
 }
 
 if __name__ == "__main__":

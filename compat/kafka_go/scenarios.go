@@ -211,6 +211,9 @@ var scenarios = map[string]func() (string, error){
 	"gzip":   codec(gzip.NewCompressionCodec()),
 	"snappy": codec(snappy.NewCompressionCodec()),
 	"lz4":    codec(lz4.NewCompressionCodec()),
+	"transactions": func() (string, error) {
+		return "", notApplicable("kafka-go 0.2.1 has no transactional producer")
+	},
 	"zstd": func() (string, error) {
 		return "", notApplicable("kafka-go 0.2.1 has no zstd codec (gzip, snappy and lz4 only), and zstd needs Produce v7")
 	},

@@ -8,7 +8,16 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetad
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
-from compat.pyscenarios import VALUE_1MIB, check, main, numbered, roundtrip_messages, wait_until
+from compat.pyscenarios import (
+    COMMITTED,
+    TRANSACTIONS,
+    VALUE_1MIB,
+    check,
+    main,
+    numbered,
+    roundtrip_messages,
+    wait_until,
+)
 
 
 def producer(args, **config):
@@ -188,6 +197,20 @@ def unknown_topic(args):
     raise AssertionError("produce to a missing topic succeeded")
 
 
+def transactions(args):
+    p = producer(args, transactional_id=f"compat-txn-{args.topic}")
+    p.init_transactions()
+    for values, commit in TRANSACTIONS:
+        p.begin_transaction()
+        for v in values:
+            p.send(args.topic, value=v)
+        p.commit_transaction() if commit else p.abort_transaction()
+    p.close()
+    got = [m.value for m in read(args, len(COMMITTED), isolation_level="read_committed")]
+    check(got == COMMITTED, f"read_committed got {got}")
+    return "committed read, aborted skipped"
+
+
 SCENARIOS = {
     "metadata": metadata,
     "roundtrip": roundtrip,
@@ -201,6 +224,7 @@ SCENARIOS = {
     "admin": admin,
     "large-message": large_message,
     "unknown-topic": unknown_topic,
+    "transactions": transactions,
 }
 
 if __name__ == "__main__":

@@ -183,6 +183,25 @@ const scenarios = {
     check(Buffer.compare(got.value, value) === 0, `value of ${got.value.length} bytes differs`)
   },
 
+  // Commit, abort, commit; a read_committed consumer (KafkaJS's default) sees
+  // the committed values only.
+  async transactions () {
+    const producer = kafka.producer({ transactionalId: `compat-txn-${topic}`, maxInFlightRequests: 1, idempotent: true })
+    await producer.connect()
+    try {
+      for (const [values, commit] of [[['t1a', 't1b'], true], [['t2'], false], [['t3'], true]]) {
+        const txn = await producer.transaction()
+        await txn.send({ topic, messages: values.map(value => ({ value })) })
+        await (commit ? txn.commit() : txn.abort())
+      }
+    } finally {
+      await producer.disconnect()
+    }
+    const got = (await consume(3)).map(m => str(m.value))
+    check(JSON.stringify(got) === JSON.stringify(['t1a', 't1b', 't3']), `got ${JSON.stringify(got)}`)
+    return `read_committed consumer got ${got.join(', ')}`
+  },
+
   async 'unknown-topic' () {
     try {
       await produce([{ value: 'x' }])

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import zlib from 'node:zlib'
-import { Admin, ConfigResourceTypes, Consumer, Producer, ProduceAcks } from '@platformatic/kafka'
+import { Admin, ConfigResourceTypes, Consumer, FetchIsolationLevels, Producer, ProduceAcks } from '@platformatic/kafka'
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
@@ -38,8 +38,9 @@ const produce = (messages, { acks, ...options } = {}) =>
     p.send({ messages: messages.map(m => ({ topic, ...m })), ...(acks === undefined ? {} : { acks }) }))
 
 // Read `count` messages through a group consumer's stream.
-async function consume (count, { groupId = `${topic}-${randomUUID()}`, mode = 'earliest', offsets } = {}) {
-  return withClient(new Consumer({ ...base, groupId, maxWaitTime: 500 }), async consumer => {
+async function consume (count, { groupId = `${topic}-${randomUUID()}`, mode = 'earliest', offsets, isolationLevel } = {}) {
+  const isolation = isolationLevel === undefined ? {} : { isolationLevel }
+  return withClient(new Consumer({ ...base, groupId, maxWaitTime: 500, ...isolation }), async consumer => {
     const stream = await consumer.consume({ topics: [topic], mode, offsets, autocommit: false })
     const got = []
     const timer = setTimeout(() => stream.destroy(new Error(`got ${got.length} of ${count} messages`)), 20000)
@@ -164,6 +165,21 @@ const scenarios = {
     await produce([{ value }])
     const { got } = await consume(1)
     check(Buffer.compare(got[0].value, value) === 0, `value of ${got[0].value.length} bytes differs`)
+  },
+
+  // Commit, abort, commit; a read_committed consumer sees the committed values only.
+  async transactions () {
+    await withClient(new Producer({ ...base, transactionalId: `compat-txn-${topic}`, idempotent: true }), async p => {
+      for (const [values, commit] of [[['t1a', 't1b'], true], [['t2'], false], [['t3'], true]]) {
+        const txn = await p.beginTransaction()
+        await txn.send({ messages: values.map(v => ({ topic, value: Buffer.from(v) })) })
+        await (commit ? txn.commit() : txn.abort())
+      }
+    })
+    const { got } = await consume(3, { isolationLevel: FetchIsolationLevels.READ_COMMITTED })
+    const values = got.map(m => str(m.value))
+    check(same(values, ['t1a', 't1b', 't3']), `got ${JSON.stringify(values)}`)
+    return `read_committed consumer got ${values.join(', ')}`
   },
 
   async 'unknown-topic' () {

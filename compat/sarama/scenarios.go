@@ -210,6 +210,9 @@ var scenarios = map[string]func() (string, error){
 	"gzip":   codec(sarama.CompressionGZIP),
 	"snappy": codec(sarama.CompressionSnappy),
 	"lz4":    codec(sarama.CompressionLZ4),
+	"transactions": func() (string, error) {
+		return "", notApplicable("sarama 1.22 has no transactional producer (it came in sarama 1.37)")
+	},
 	"zstd": func() (string, error) {
 		return "", notApplicable("sarama 1.22 sends Produce v3; zstd needs v7 (the broker answers UNSUPPORTED_COMPRESSION_TYPE, as Kafka does)")
 	},
