@@ -49,11 +49,12 @@ ALL_BROKERS = (*DEFAULT_BROKERS, CLUSTER)
 
 WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "startup")
 # Asked for by name only (or by --cluster): not part of the default run.
-EXTRA_WORKLOADS = ("replication",)
+EXTRA_WORKLOADS = ("replication", "transactions")
 CLUSTER_PRESET = {
     "brokers": ("pybroker", CLUSTER),
-    "workloads": ("produce", "consume", "latency", "replication"),
+    "workloads": ("produce", "consume", "latency", "replication", "transactions"),
 }
+TXN_SIZES = (100, 1000)  # messages per transaction
 
 
 def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLOADS) -> None:
@@ -102,6 +103,13 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
             for rate in plan.replication_latency_rates:
                 for d in REPLICATION_CASES:
                     record(f"latency-{rate // 1000}k-{d.name}-acksall", run.latency, rate, "all", d, why=single)
+        if "transactions" in groups:
+            for per_txn in TXN_SIZES:
+                record(f"txn-{per_txn}", run.transactions, per_txn)
+                plain = results.get("produce-1k-acksall", {}).get(name, {}).get("msg_s")
+                figures = results.get(f"txn-{per_txn}", {}).get(name, {})
+                if plain and figures.get("msg_s"):
+                    figures["vs_plain"] = figures["msg_s"] / plain
         if "partitions" in groups:
             record(f"partitions-{plan.wide_partitions}", run.wide)
         if "connections" in groups:

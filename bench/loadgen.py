@@ -78,7 +78,19 @@ def produce(args) -> None:
         # the 1,000-partition scenario wants every partition written.
         conf["sticky.partitioning.linger.ms"] = 0
         conf["partitioner"] = "random"
+    per_txn = args.per_txn
+    if per_txn:
+        # A transactional producer (always acks=all and idempotent), one
+        # transaction per ``per_txn`` messages.
+        conf.update({
+            "transactional.id": f"bench-{args.topic}-{args.producer}",
+            "acks": "all",
+            "transaction.timeout.ms": conf["message.timeout.ms"],  # librdkafka wants it at least as long
+        })
     p = Producer(conf)
+    if per_txn:
+        p.init_transactions(60)
+    commit_ms: list[float] = []
     md = p.list_topics(args.topic, timeout=30)
     if args.topic not in md.topics or md.topics[args.topic].error is not None:
         raise SystemExit(f"topic {args.topic} not available: {md.topics.get(args.topic)}")
@@ -87,6 +99,8 @@ def produce(args) -> None:
     _ready_then_wait()
     start = time.time()
     for seq in range(args.count):
+        if per_txn and seq % per_txn == 0:
+            p.begin_transaction()
         value = STAMP.pack(pid, seq, time.time_ns()) + filler
         while True:
             try:
@@ -95,6 +109,14 @@ def produce(args) -> None:
             except BufferError:
                 p.poll(0.005)
         p.poll(0)
+        if per_txn and (seq % per_txn == per_txn - 1 or seq == args.count - 1):
+            began = time.perf_counter()
+            try:
+                p.commit_transaction(120)
+            except KafkaException as exc:
+                errors.append(str(exc))
+                break
+            commit_ms.append((time.perf_counter() - began) * 1000)
     left = p.flush(120)
     end = time.time()
     try:
@@ -111,6 +133,8 @@ def produce(args) -> None:
             "start": start,
             "end": end,
             "bytes": args.count * args.size,
+            "commits": len(commit_ms),
+            "commit_ms": _percentiles(commit_ms),
         }
     )
 
@@ -471,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--linger-ms", type=int, default=5)
     p.add_argument("--producer", type=int, default=0)
     p.add_argument("--spread", action="store_true")
+    p.add_argument("--per-txn", type=int, default=0, help="transactional: messages per transaction")
     p.set_defaults(fn=produce)
 
     c = sub.add_parser("consume")

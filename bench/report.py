@@ -40,6 +40,18 @@ THROUGHPUT = [
 SPECS = {
     "produce": (THROUGHPUT, "mb_s", True),
     "consume": (THROUGHPUT + [("join_s", "group join s", _s)], "mb_s", True),
+    "txn": (
+        [
+            ("msg_s", "msg/s", _num),
+            ("vs_plain", "× plain acks=all", lambda v: "–" if v is None else f"{v:.2f}×"),
+            ("commit_p50", "commit p50 ms", _ms),
+            ("commit_p99", "commit p99 ms", _ms),
+            ("cpu_s", "broker CPU s", _s),
+            ("peak_rss", "peak RSS", _mib),
+        ],
+        "msg_s",
+        True,
+    ),
     "fetch": (
         [
             ("msg_s", "records/s", _num),
@@ -111,6 +123,11 @@ SPECS = {
 ABOUT = {
     "produce": "{producers} librdkafka producer processes at once, 1 topic × 6 partitions, linger.ms=5, no compression; "
     "median of {repeats} run(s); MB/s counts value bytes acknowledged.",
+    "txn": "Transactional produce: {producers} librdkafka producer processes at once, each with its own "
+    "transactional id, 1 KiB messages to 1 topic × 6 partitions, a transaction per N messages (the case's number), "
+    "linger.ms=5; msg/s counts committed messages, compared with the same broker's plain acks=all produce of this "
+    "run; commit ms is commit_transaction's time (the transaction's last messages flushed, then EndTxn), p50 the "
+    "median and p99 the worst of the producers'. Median of {repeats} run(s).",
     "consume": "One group consumer (librdkafka defaults: up to 1 MiB per partition per fetch) reads the acks=1 "
     "topic above from the beginning; timed from the first message to the last, after the group join.",
     "fetch": "The broker's side of consuming, without a client library's per-message work: one connection sends "
