@@ -55,3 +55,19 @@ def test_wheel_has_no_generic_top_level_packages(tmp_path):
         """
     )
     assert run(str(python), "-c", check, cwd=project).startswith("ok")
+
+
+def test_the_pytest_plugin_imports_nothing_of_the_broker_until_a_fixture_is_used():
+    """pytest loads the plugin in every session of an environment where
+    pybroker is installed: loading it must not pull in the broker, Trio or
+    the codec."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        import pybroker.pytest_plugin
+        heavy = sorted(m for m in sys.modules if m == "trio" or m.startswith(("pybroker.testing", "pybroker.protocol")))
+        print(",".join(heavy))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", out
