@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import trio
 
-from ..replica.link import Link
+from ..replica.link import Link, LinkError
 
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
@@ -25,21 +25,39 @@ class BrokerLinks:
 
     async def call(self, node: int, request, version: int):
         """The broker's answer; raises OSError, LinkError, ProtocolError or
-        trio.TooSlowError when it cannot be had (the link is dropped)."""
+        trio.TooSlowError when it cannot be had (the link is dropped). A
+        link kept from an earlier call that fails at once is opened afresh
+        and the request sent again, once: the other broker may have
+        restarted since, and every request sent here (verify-only
+        AddPartitionsToTxn, WriteTxnMarkers) may be repeated."""
         lock = self._locks.setdefault(node, trio.Lock())
         async with lock:
-            link = self._links.get(node)
-            try:
-                if link is None:
-                    broker = self.broker_of(node)
-                    if broker is None:
-                        raise OSError(f"broker {node} is not registered")
-                    with trio.fail_after(CONNECT_TIMEOUT_S):
-                        link = self._links[node] = await Link.open(broker.host, broker.port, self.client_id)
-                with trio.fail_after(REQUEST_TIMEOUT_S):
-                    return await link.call(request, version)
-            except BaseException:
-                dropped = self._links.pop(node, None)
-                if dropped is not None:
-                    await dropped.aclose()
-                raise
+            kept = self._links.get(node)
+            if kept is not None:
+                try:
+                    return await self._call(node, kept, request, version)
+                except (OSError, LinkError):
+                    pass
+            return await self._call(node, None, request, version)
+
+    async def _call(self, node: int, link: Link | None, request, version: int):
+        try:
+            if link is None:
+                broker = self.broker_of(node)
+                if broker is None:
+                    raise OSError(f"broker {node} is not registered")
+                with trio.fail_after(CONNECT_TIMEOUT_S):
+                    link = self._links[node] = await Link.open(broker.host, broker.port, self.client_id)
+            with trio.fail_after(REQUEST_TIMEOUT_S):
+                return await link.call(request, version)
+        except trio.BrokenResourceError as exc:
+            await self._drop(node)
+            raise LinkError(f"the connection to broker {node} broke") from exc
+        except BaseException:
+            await self._drop(node)
+            raise
+
+    async def _drop(self, node: int) -> None:
+        dropped = self._links.pop(node, None)
+        if dropped is not None:
+            await dropped.aclose()

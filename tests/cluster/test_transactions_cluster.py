@@ -7,6 +7,9 @@ transaction and the producer commits it there. librdkafka's producer."""
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 
 from pybroker.groups import partition_for
@@ -144,10 +147,17 @@ def test_a_leader_asks_the_remote_coordinator_before_a_transactions_first_batch(
         body = ProduceRequest(transactional_id=txn_id, acks=-1, timeout_ms=10000, topic_data=[
             TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])
         ])
+        # NOT_ENOUGH_REPLICAS is the retriable answer while the coordinator
+        # cannot be asked (after the failovers above, still loading); a
+        # producer retries it, and so does the test, until a deadline.
+        deadline = time.monotonic() + 30
         w = Wire(cluster.broker(leader).bootstrap)
         try:
-            w.send(body, 9, 1)
-            answer = w.receive(body.API_KEY, 9)[1].responses[0].partition_responses[0]
+            for correlation in itertools.count(1):
+                w.send(body, 9, correlation)
+                answer = w.receive(body.API_KEY, 9)[1].responses[0].partition_responses[0]
+                if answer.error_code != ErrorCode.NOT_ENOUGH_REPLICAS or time.monotonic() > deadline:
+                    break
         finally:
             w.close()
         assert answer.error_code == ErrorCode.INVALID_TXN_STATE, answer
