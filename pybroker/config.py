@@ -235,6 +235,13 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("transaction.partition.verification.enable", "BOOLEAN", True),
         _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
         _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
+        _prop(
+            "metrics.listener",
+            "STRING",
+            None,
+            None,
+            "http://host:port of the Prometheus /metrics endpoint (pybroker; empty: none)",
+        ),
     )
 }
 
