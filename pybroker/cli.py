@@ -49,6 +49,10 @@ def _epilog() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .admin.main import ADMIN_COMMANDS, main as admin_main  # the admin CLI (docs/CLI.md)
+
+    if argv[:1] and argv[0] in ADMIN_COMMANDS or argv[:2] == ["cluster", "describe"]:
+        return admin_main(argv)
     if argv[:1] == ["cluster"]:
         return cluster_main(argv[1:])
     parser = argparse.ArgumentParser(

@@ -1,0 +1,159 @@
+"""``pybroker topics list|describe|create|delete|alter``, as kafka-topics.sh.
+
+Creation, deletion and new partitions go to the controller (Kafka in
+ZooKeeper mode refuses them elsewhere with NOT_CONTROLLER); descriptions
+combine Metadata (leader, replicas, ISR), ListOffsets from each leader and
+the topic's own configs from DescribeConfigs.
+"""
+
+from __future__ import annotations
+
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.create_partitions_request import CreatePartitionsRequest, CreatePartitionsTopic
+from pybroker.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
+from pybroker.protocol.messages.delete_topics_request import DeleteTopicsRequest, DeleteTopicState
+from pybroker.protocol.registry import ApiKey
+
+from . import configs
+from .client import AdminError, Client, check
+from .offsets import EARLIEST, LATEST, list_offsets
+from .records import parse_pairs
+from .tables import nodes, out, out_json, table
+
+TIMEOUT_MS = 30_000
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    try:
+        return parse_pairs(items, what)
+    except ValueError as exc:
+        raise AdminError("INVALID_CONFIG", str(exc)) from None
+
+
+def list_command(client: Client, args) -> int:
+    meta = client.metadata(None)
+    topics = sorted(meta.topics, key=lambda t: t.name)
+    if args.json:
+        out_json([{"name": t.name, "partitions": len(t.partitions), "internal": t.is_internal} for t in topics])
+    else:
+        for t in topics:
+            out(t.name)
+    return 0
+
+
+def describe_topics(client: Client, names: list[str] | None) -> list[dict]:
+    meta = client.metadata(names)
+    topics = sorted(meta.topics, key=lambda t: t.name)
+    for t in topics:
+        check(t.error_code, subject=f"topic '{t.name}'")
+    leaders = {(t.name, p.partition_index): p.leader_id for t in topics for p in t.partitions if p.leader_id >= 0}
+    earliest = list_offsets(client, leaders, EARLIEST)
+    latest = list_offsets(client, leaders, LATEST)
+    described = []
+    for t in topics:
+        try:
+            own = [c for c in configs.describe(client.controller(), configs.TOPIC, t.name) if c["own"]]
+        except AdminError as exc:
+            if exc.name != "UNSUPPORTED_VERSION":
+                raise
+            own = []
+        partitions = [
+            {
+                "partition": p.partition_index,
+                "leader": p.leader_id,
+                "replicas": list(p.replica_nodes),
+                "isr": list(p.isr_nodes),
+                "offline_replicas": list(p.offline_replicas or []),
+                "earliest_offset": earliest.get((t.name, p.partition_index)),
+                "latest_offset": latest.get((t.name, p.partition_index)),
+            }
+            for p in sorted(t.partitions, key=lambda p: p.partition_index)
+        ]
+        described.append({
+            "name": t.name,
+            "internal": t.is_internal,
+            "partition_count": len(partitions),
+            "replication_factor": max((len(p["replicas"]) for p in partitions), default=0),
+            "configs": {c["name"]: c["value"] for c in own},
+            "partitions": partitions,
+        })
+    return described
+
+
+def describe_command(client: Client, args) -> int:
+    described = describe_topics(client, [args.topic] if args.topic else None)
+    if args.json:
+        out_json(described)
+        return 0
+    for i, t in enumerate(described):
+        if i:
+            out()
+        settings = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
+        out(f"Topic: {t['name']}\tPartitionCount: {t['partition_count']}\t"
+            f"ReplicationFactor: {t['replication_factor']}\tConfigs: {settings}")
+        rows = [[p["partition"], p["leader"], nodes(p["replicas"]), nodes(p["isr"]), p["earliest_offset"],
+                 p["latest_offset"]] for p in t["partitions"]]
+        out(table(["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"], rows))
+    return 0
+
+
+def create_command(client: Client, args) -> int:
+    conn = client.controller()
+    version = conn.version(ApiKey.CREATE_TOPICS, 0, 7)
+    # v4+ takes -1 for "the broker's default"; older brokers need numbers.
+    if version < 4 and (args.partitions is None or args.replication_factor is None):
+        raise AdminError("INVALID_REQUEST", "this broker needs --partitions and --replication-factor")
+    topic = CreatableTopic(
+        name=args.topic,
+        num_partitions=-1 if args.partitions is None else args.partitions,
+        replication_factor=-1 if args.replication_factor is None else args.replication_factor,
+        assignments=[],
+        configs=[CreatableTopicConfig(name=k, value=v) for k, v in _pairs(args.config, "config")],
+    )
+    response, _ = conn.call(CreateTopicsRequest(topics=[topic], timeout_ms=TIMEOUT_MS), version, version)
+    (result,) = response.topics
+    if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and args.if_not_exists:
+        return 0
+    message = result.error_message if version >= 1 else None
+    if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and not message:
+        message = f"Topic '{args.topic}' already exists."
+    check(result.error_code, message, subject=f"topic '{args.topic}'")
+    out(f"Created topic {args.topic}.")
+    return 0
+
+
+def delete_command(client: Client, args) -> int:
+    conn = client.controller()
+    version = conn.version(ApiKey.DELETE_TOPICS, 0, 6)
+    if version >= 6:
+        body = DeleteTopicsRequest(topics=[DeleteTopicState(name=args.topic)], timeout_ms=TIMEOUT_MS)
+    else:
+        body = DeleteTopicsRequest(topic_names=[args.topic], timeout_ms=TIMEOUT_MS)
+    response, _ = conn.call(body, version, version)
+    (result,) = response.responses
+    if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and args.if_exists:
+        return 0
+    check(result.error_code, getattr(result, "error_message", None) if version >= 5 else None,
+          subject=f"topic '{args.topic}'")
+    out(f"Deleted topic {args.topic}.")
+    return 0
+
+
+def alter_command(client: Client, args) -> int:
+    sets = _pairs(args.config, "config")
+    if args.partitions is None and not sets and not args.delete_config:
+        raise AdminError("INVALID_REQUEST", "nothing to alter: give --partitions, --config or --delete-config")
+    if args.partitions is not None:
+        body = CreatePartitionsRequest(
+            topics=[CreatePartitionsTopic(name=args.topic, count=args.partitions, assignments=None)],
+            timeout_ms=TIMEOUT_MS,
+            validate_only=False,
+        )
+        response, _ = client.controller().call(body, 0, 3)
+        (result,) = response.results
+        check(result.error_code, result.error_message, subject=f"topic '{args.topic}'")
+        out(f"Topic {args.topic} now has {args.partitions} partitions.")
+    if sets or args.delete_config:
+        configs.alter(client.controller(), configs.TOPIC, args.topic, sets, args.delete_config)
+        out(f"Updated configs of topic {args.topic}.")
+    return 0
