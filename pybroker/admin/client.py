@@ -116,11 +116,20 @@ class Connection:
     def call(self, body, lo: int = 0, hi: int | None = None, *, expect_response: bool = True):
         """Send ``body`` in the best shared version in [lo, hi]; returns
         (response, version used). acks=0 produce expects no response."""
-        version = self.version(body.API_KEY, lo, hi)
-        self._send(body, version)
+        version = self.send(body, lo, hi)
         if not expect_response:
             return None, version
-        return self._receive(body.API_KEY, version), version
+        return self.receive(body.API_KEY, version), version
+
+    def send(self, body, lo: int = 0, hi: int | None = None) -> int:
+        """The first half of ``call`` (the version used): send to several
+        brokers, then receive from each, and they work at once."""
+        version = self.version(body.API_KEY, lo, hi)
+        self._send(body, version)
+        return version
+
+    def receive(self, api_key: int, version: int):
+        return self._receive(api_key, version)
 
     def _send(self, body, version: int) -> None:
         self.correlation += 1

@@ -23,3 +23,15 @@ def out_json(data) -> None:
 
 def nodes(ids) -> str:
     return ",".join(str(i) for i in ids)
+
+
+def report(items: list, as_json: bool, show) -> int:
+    """``items`` as one JSON array, or each ``show``n with a blank line between."""
+    if as_json:
+        out_json(items)
+        return 0
+    for i, item in enumerate(items):
+        if i:
+            out()
+        show(item)
+    return 0

@@ -18,7 +18,7 @@ from . import configs
 from .client import AdminError, Client, check
 from .offsets import EARLIEST, LATEST, list_offsets
 from .records import parse_pairs
-from .tables import nodes, out, out_json, table
+from .tables import nodes, out, out_json, report, table
 
 TIMEOUT_MS = 30_000
 
@@ -82,19 +82,16 @@ def describe_topics(client: Client, names: list[str] | None) -> list[dict]:
 
 def describe_command(client: Client, args) -> int:
     described = describe_topics(client, [args.topic] if args.topic else None)
-    if args.json:
-        out_json(described)
-        return 0
-    for i, t in enumerate(described):
-        if i:
-            out()
-        settings = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
-        out(f"Topic: {t['name']}\tPartitionCount: {t['partition_count']}\t"
-            f"ReplicationFactor: {t['replication_factor']}\tConfigs: {settings}")
-        rows = [[p["partition"], p["leader"], nodes(p["replicas"]), nodes(p["isr"]), p["earliest_offset"],
-                 p["latest_offset"]] for p in t["partitions"]]
-        out(table(["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"], rows))
-    return 0
+    return report(described, args.json, _show_topic)
+
+
+def _show_topic(t: dict) -> None:
+    settings = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
+    out(f"Topic: {t['name']}\tPartitionCount: {t['partition_count']}\t"
+        f"ReplicationFactor: {t['replication_factor']}\tConfigs: {settings}")
+    rows = [[p["partition"], p["leader"], nodes(p["replicas"]), nodes(p["isr"]), p["earliest_offset"],
+             p["latest_offset"]] for p in t["partitions"]]
+    out(table(["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"], rows))
 
 
 def create_command(client: Client, args) -> int:
