@@ -182,8 +182,12 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close every connection; later calls open new ones (after Ctrl-C
+        a connection may hold half a response)."""
         for conn in {id(c): c for c in [self._bootstrap_conn, *self._by_node.values()] if c}.values():
             conn.close()
+        self._bootstrap_conn = None
+        self._by_node = {}
 
     def any(self) -> Connection:
         """A connection to some broker of the bootstrap list."""

@@ -231,7 +231,7 @@ def run_command(client: Client, args) -> int:
                     member.commit(fetcher.positions)
                     _assign_group(client, args, member, fetcher)
     except KeyboardInterrupt:
-        pass
+        client.close()  # a request may have been cut in half
     finally:
         if member is not None and member.member_id:
             try:

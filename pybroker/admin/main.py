@@ -13,6 +13,7 @@ starts with Kafka's error name.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .client import DEFAULT_BOOTSTRAP, AdminError, Client
@@ -170,4 +171,7 @@ def main(argv: list[str]) -> int:
         print(f"pybroker: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        return 0  # `pybroker consume ... | head` closed our stdout
+        # `pybroker consume ... | head` closed our stdout: stop quietly, and
+        # keep the interpreter's last flush from complaining about it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

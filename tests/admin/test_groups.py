@@ -4,12 +4,18 @@ as lag, its live membership blocks a reset."""
 
 from __future__ import annotations
 
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, TopicPartition
 from kafka import KafkaProducer
 
 from pybroker.admin.membership import range_assignment
+from pybroker.local_cluster import wait_for
 
 from .conftest import cli, unique
 
@@ -120,3 +126,31 @@ def test_reset_usage_errors(broker):
 def test_range_assignment_is_kafkas():
     plan = range_assignment({"b": ["t", "u"], "a": ["t"], "c": ["t", "u"]}, {"t": 7, "u": 2, "v": 4})
     assert plan == {"a": {"t": [0, 1, 2]}, "b": {"t": [3, 4], "u": [0]}, "c": {"t": [5, 6], "u": [1]}}
+
+
+def test_follow_mode_until_ctrl_c_commits_and_leaves(broker, run):
+    bs = ("--bootstrap-server", broker.bootstrap_servers)
+    topic = unique("follow")
+    assert run("topics", "create", "--topic", topic, *bs).code == 0
+    group = unique("follower")
+    proc = subprocess.Popen([sys.executable, "-m", "pybroker", "consume", "--topic", topic, "--group", group, *bs],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        def joined():
+            (report,) = run("groups", "describe", "--group", group, "--json", *bs).json()
+            return report["state"] == "Stable" and [m["assignment"] for m in report["members"]] == [[f"{topic}-0"]]
+
+        wait_for(joined, 20, "the CLI consumer to join its group")
+        assert run("produce", "--topic", topic, "one", "two", *bs).code == 0
+        assert [lines.get(timeout=10), lines.get(timeout=10)] == ["one\n", "two\n"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr.read().endswith("Processed a total of 2 messages\n")
+    report, lag = _lag(run, bs, group)
+    assert report["state"] == "Empty"  # it left the group
+    assert lag == {(topic, 0): (2, 2, 0)}
