@@ -50,7 +50,7 @@ from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager
 from pybroker.storage.partition_metadata import uuid_text
 
-from . import handlers
+from . import __version__, handlers
 from .cluster.admin import topic_name_problem
 from .cluster.controller_state import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
@@ -59,6 +59,7 @@ from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .groups.coordinator import GroupCoordinator
 from .log_tasks import LogTasks, background, now_ms
+from .logs import recovery_summary
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
 from .server import Connection, ServerContext, close_idle_connections
@@ -117,11 +118,11 @@ class Broker:
                 self.stored_cluster_id = cluster_id
                 self.metadata = self._zk_metadata()
             else:
-                first = config.advertised[0]
+                first = config.advertised_listener
                 self.metadata = LocalMetadata(
                     find_metadata_file(config.log_dirs, _has_partition_dirs),
                     self.node_id,
-                    BrokerInfo(self.node_id, first.host, first.port),
+                    BrokerInfo(self.node_id, first.advertised_host, first.port),
                     cluster_id,
                 )
         except BaseException:
@@ -293,7 +294,7 @@ class Broker:
                 listeners = []
                 for lst in self.config.listeners:
                     try:
-                        listeners += await trio.open_tcp_listeners(lst.port, host=lst.host)
+                        listeners += await trio.open_tcp_listeners(lst.port, host=lst.bind_host)
                     except OSError as exc:
                         raise ListenerError(f"cannot listen on {lst.url()}: {exc.strerror or exc}") from exc
                 self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
@@ -324,11 +325,20 @@ class Broker:
                     root.start_soon(self.txns.run)
                     if self.config.cluster_mode:
                         root.start_soon(self.fetchers.run)
+                    name, host, port = self._advertised()
                     log.info(
-                        "pybroker %d serving on %s, data in %s",
+                        "pybroker %s, node %d of cluster %s (%s), serving on %s, advertised as %s://%s:%d,"
+                        " data in %s; %s",
+                        __version__,
                         self.node_id,
+                        self.metadata.cluster_id,
+                        f"ZooKeeper {self.config['zookeeper.connect']}" if self.config.cluster_mode else "single node",
                         ", ".join(f"{h}:{p}" for h, p in self.bound),
+                        name,
+                        host,
+                        port,
                         ", ".join(str(d) for d in self.config.log_dirs),
+                        recovery_summary(self.logs),
                     )
                     task_status.started(self.bound)
                     await self._stop.wait()
@@ -419,13 +429,14 @@ class Broker:
         return "all log dirs in " + ", ".join(str(d) for d in self.logs.log_dirs) + " have failed"
 
     def _advertised(self) -> tuple[str, str, int]:
-        """(listener name, host, port) clients are given: the first
-        advertised listener, its port the bound one when it asked for 0."""
-        adv = self.config.advertised[0]
+        """(listener name, host, port) clients and the other brokers are
+        given: the inter-broker listener as advertised, its port the bound
+        one when it asked for 0."""
+        adv = self.config.advertised_listener
         port = adv.port
         if port == 0 and self.bound:
             port = self.bound[0][1]
-        return adv.name, adv.host, port
+        return adv.name, adv.advertised_host, port
 
     def _advertise(self) -> None:
         _, host, port = self._advertised()

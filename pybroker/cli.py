@@ -17,7 +17,9 @@ from pybroker.storage.dirs import LogDirError
 from . import __version__
 from .broker import ListenerError, LogDirsFailed
 from .cluster.zk_registration import ClusterJoinError
-from .config import BROKER_PROPERTIES, BrokerConfig, ConfigError, default_text
+from .config import BROKER_PROPERTIES, DEV_DEFAULTS, BrokerConfig, ConfigError, default_text
+from .kafka_keys import KAFKA_BROKER_KEYS
+from .logs import configure_logging
 from .zk import ZkConnectTimeout
 
 # Errors that name something the operator must fix (a full disk stops the
@@ -44,6 +46,7 @@ def _epilog() -> str:
         prop = BROKER_PROPERTIES[key]
         lines.append(f"  {key:<28} {prop.doc} (default: {default_text(prop) or 'none'})")
     lines.append("environment: PYBROKER_LOG_DIRS=... sets log.dirs, and so on for every property")
+    lines.append("`pybroker --list-properties` lists them all; `pybroker topics --help` and docs/CLI.md: the admin CLI")
     return "\n".join(lines)
 
 
@@ -65,13 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pybroker {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", help="server.properties-style file")
     parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[], help="set a property (repeatable)")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="developer defaults: " + ", ".join(f"{k}={v}" for k, v in DEV_DEFAULTS.items()),
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
+    parser.add_argument("--list-properties", action="store_true", help="print every property, its default and doc")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.list_properties:
+        print(properties_text(), end="")
+        return 0
+    configure_logging(args.log_level, args.log_format)
     try:
-        config = BrokerConfig.load(args.config, args.override)
+        config = BrokerConfig.load(args.config, args.override, dev=args.dev)
     except ConfigError as exc:
-        print(f"pybroker: configuration error: {exc}", file=sys.stderr)
+        _print_problems(exc)
         return 2
     _raise_open_files_limit()
     try:
@@ -89,6 +102,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pybroker: {cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_problems(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"pybroker: configuration error: {problem}", file=sys.stderr)
+
+
+def properties_text() -> str:
+    """Every property pybroker reads: name, default, doc."""
+    width = max(map(len, BROKER_PROPERTIES))
+    lines = [f"{'property':<{width}}  {'default':<28}  description"]
+    for name in sorted(BROKER_PROPERTIES):
+        prop = BROKER_PROPERTIES[name]
+        default = default_text(prop) or "(none)"
+        lines.append(f"{name:<{width}}  {default:<28}  {prop.doc}".rstrip())
+    lines.append("")
+    others = len(KAFKA_BROKER_KEYS - set(BROKER_PROPERTIES))
+    lines.append(f"Kafka's other broker properties ({others}) are accepted with a warning and ignored;"
+                 " any other key is an error.")
+    return "\n".join(lines) + "\n"
 
 
 def _raise_open_files_limit() -> None:
@@ -152,7 +185,7 @@ def cluster_main(argv: list[str]) -> int:
         # Refused here in one line, rather than by every broker in its log.
         BrokerConfig({**dev_defaults(args.brokers), **overrides, "zookeeper.connect": "127.0.0.1:2181" + CHROOT})
     except ConfigError as exc:
-        print(f"pybroker: configuration error: {exc}", file=sys.stderr)
+        _print_problems(exc)
         return 2
     cluster = LocalCluster(
         args.brokers,

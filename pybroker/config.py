@@ -14,22 +14,32 @@ override them with the topic-level names.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
 from pybroker.storage.configdef import ConfigKey, ConfigValueError, Rule, at_least
 
 from .groups import MIGRATION_POLICIES
+from .kafka_keys import is_kafka_key
+from .listeners import DEFAULT_PROTOCOL_MAP
+from .listeners import resolve as resolve_listeners
+from .properties import PropertiesError, decode, parse
+
+log = logging.getLogger("pybroker.config")
 
 ENV_PREFIX = "PYBROKER_"
 
 
 class ConfigError(ValueError):
-    """A property that is unknown, does not parse or breaks its rule."""
+    """Properties that are unknown, do not parse or break their rules:
+    ``problems`` lists every one, one line each."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 def _prop(name: str, type_: str, default, validator=None, doc: str = "") -> ConfigKey:
@@ -59,6 +69,28 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("broker.id", "INT", -1, at_least(-1), "alias of node.id (ZooKeeper-era name)"),
         _prop("listeners", "STRING", "PLAINTEXT://127.0.0.1:9092", None, "comma-separated listener URLs"),
         _prop("advertised.listeners", "STRING", None, None, "addresses given to clients (default: listeners)"),
+        _prop(
+            "listener.security.protocol.map",
+            "STRING",
+            DEFAULT_PROTOCOL_MAP,
+            None,
+            "security protocol of each listener name, NAME:PROTOCOL,... (PLAINTEXT only so far)",
+        ),
+        _prop("inter.broker.listener.name", "STRING", None, None, "listener the brokers use between them"),
+        _prop(
+            "security.inter.broker.protocol",
+            "STRING",
+            "PLAINTEXT",
+            None,
+            "protocol between brokers, when inter.broker.listener.name is not set",
+        ),
+        _prop(
+            "controller.listener.names",
+            "STRING",
+            None,
+            None,
+            "KRaft controller listeners: accepted in listeners, not opened (pybroker runs no controller quorum)",
+        ),
         _prop("log.dirs", "STRING", "./pybroker-data", None, "directories holding the partition logs"),
         _prop("log.dir", "STRING", None, None, "single log directory (used when log.dirs is not set)"),
         _prop("num.partitions", "INT", 1, at_least(1), "partitions of an auto-created topic"),
@@ -263,39 +295,47 @@ def default_text(key: ConfigKey) -> str:
     return "" if text is None else text
 
 
-@dataclass(frozen=True)
-class Listener:
-    name: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, url: str) -> Listener:
-        parts = urlsplit(url)
-        if not parts.scheme or parts.port is None:
-            raise ValueError(f"listener {url!r} is not NAME://host:port")
-        return cls(parts.scheme.upper(), parts.hostname or "0.0.0.0", parts.port)
-
-    def url(self) -> str:
-        return f"{self.name}://{self.host}:{self.port}"
-
-
 class BrokerConfig:
-    """Parsed broker properties; ``props`` keeps the effective string values."""
+    """Parsed broker properties; ``props`` keeps the effective string values.
 
-    def __init__(self, props: Mapping[str, str] | None = None):
+    Every problem is found before any is reported: ConfigError carries
+    them all (``problems``). Kafka's keys that pybroker does not use are
+    kept in ``ignored`` and warned about once."""
+
+    def __init__(self, props: Mapping[str, str] | None = None, origins: Mapping[str, str] | None = None):
         self.props: dict[str, str] = {name: default_text(key) for name, key in BROKER_PROPERTIES.items()}
         self.explicit: set[str] = set()
         self.values: dict[str, object] = {}
+        self.ignored: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self._origins = origins or {}
+        problems: list[str] = []
         for key, value in (props or {}).items():
-            self.set(key, value)
-        self._derive()
+            if key in BROKER_PROPERTIES:
+                self.set(key, value)
+            elif is_kafka_key(key):
+                self.ignored[key] = str(value)
+            else:
+                problems.append(self._where(key, f"unknown property {key!r}"))
+        self._derive(problems)
+        if problems:
+            raise ConfigError(problems)
+        if self.ignored:
+            self.warnings.insert(
+                0, "ignoring Kafka properties pybroker does not use: " + ", ".join(sorted(self.ignored))
+            )
+        for warning in self.warnings:
+            log.warning("%s", warning)
 
     def set(self, key: str, value: str) -> None:
         if key not in BROKER_PROPERTIES:
             raise ConfigError(f"unknown property {key!r}")
         self.props[key] = str(value)
         self.explicit.add(key)
+
+    def _where(self, key: str, message: str) -> str:
+        origin = self._origins.get(key)
+        return f"{message} ({origin})" if origin else message
 
     def _parse(self, name: str):
         raw = self.props[name]
@@ -304,31 +344,38 @@ class BrokerConfig:
         try:
             return BROKER_PROPERTIES[name].parse(raw)
         except ConfigValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(self._where(name, str(exc))) from None
 
-    def _derive(self) -> None:
+    def _derive(self, problems: list[str]) -> None:
+        failed = set()
         for key in BROKER_PROPERTIES:
-            self.values[key] = self._parse(key)
+            try:
+                self.values[key] = self._parse(key)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                failed.add(key)
+        if failed:
+            return  # the rules between keys need every value
         v = self.values
         self.node_id: int = (
             v["broker.id"] if "broker.id" in self.explicit and "node.id" not in self.explicit else v["node.id"]
         )
-        try:
-            self.listeners = [Listener.parse(u) for u in _items(v["listeners"])]
-            self.advertised = [Listener.parse(u) for u in _items(v["advertised.listeners"] or v["listeners"])]
-        except ValueError as exc:
-            raise ConfigError(f"invalid listeners: {exc}") from None
-        if not self.listeners:
-            raise ConfigError("listeners must name at least one listener")
-        for lst in self.listeners:
-            if lst.name != "PLAINTEXT":
-                raise ConfigError(f"listeners: only PLAINTEXT is supported so far, got {lst.name}")
+        found, listener_problems, listener_warnings = resolve_listeners(v, self.explicit)
+        problems.extend(listener_problems)
+        self.warnings.extend(listener_warnings)
+        if found is not None:
+            self.listeners = found.bound
+            self.advertised = found.advertised
+            self.inter_broker_listener = found.inter_broker
+            # One client listener so far: the inter-broker one, which the
+            # other brokers and every client are given.
+            self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
         dirs = v["log.dirs"] if "log.dirs" in self.explicit or not v["log.dir"] else v["log.dir"]
         self.log_dirs = [Path(d) for d in _items(dirs)]
         if not self.log_dirs:
-            raise ConfigError("At least one log directory must be defined via log.dirs or log.dir.")
+            problems.append("At least one log directory must be defined via log.dirs or log.dir.")
         if v["group.consumer.heartbeat.interval.ms"] >= v["group.consumer.session.timeout.ms"]:
-            raise ConfigError(
+            problems.append(
                 "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms"
             )
         # Cluster mode (ZooKeeper) is on when zookeeper.connect names one.
@@ -342,7 +389,10 @@ class BrokerConfig:
             if not self.cluster_mode and key not in self.explicit:
                 self.props[key] = "1"  # as for the offsets topic: one broker, one replica
                 v[key] = 1
-        self.log_config = self._log_config()
+        try:
+            self.log_config = self._log_config()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
 
     def _log_config(self) -> LogConfig:
         """The default topic config: each topic key from the first of its
@@ -377,46 +427,74 @@ class BrokerConfig:
         path: os.PathLike | None = None,
         overrides: list[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        dev: bool = False,
     ) -> BrokerConfig:
-        props: dict[str, str] = {}
+        """Defaults (``DEV_DEFAULTS`` over Kafka's with ``dev``), then the
+        file, the environment and the overrides, later ones winning. An
+        environment variable counts only when it names a key pybroker or
+        Kafka has: other tools' ``PYBROKER_...`` variables are not ours."""
+        props: dict[str, str] = dict(DEV_DEFAULTS) if dev else {}
+        origins: dict[str, str] = {}
+        problems: list[str] = []
         if path is not None:
-            props.update(read_properties(Path(path)))
+            try:
+                for line, key, value in read_entries(Path(path)):
+                    props[key] = value
+                    origins[key] = f"{Path(path).name} line {line}"
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         env = os.environ if environ is None else environ
         for name, value in env.items():
             if name.startswith(ENV_PREFIX):
                 key = name[len(ENV_PREFIX) :].lower().replace("_", ".")
-                if key not in BROKER_PROPERTIES:
-                    raise ConfigError(f"unknown property {key!r} (from environment variable {name})")
-                props[key] = value
+                if key in BROKER_PROPERTIES or is_kafka_key(key):
+                    props[key] = value
+                    origins[key] = f"environment variable {name}"
+                else:
+                    log.debug("environment variable %s names no broker property: not read", name)
         for item in overrides or []:
             key, sep, value = item.partition("=")
             if not sep:
-                raise ConfigError(f"--override needs key=value, got {item!r}")
+                problems.append(f"--override needs key=value, got {item!r}")
+                continue
             props[key.strip()] = value.strip()
-        return cls(props)
+            origins[key.strip()] = "--override"
+        try:
+            config = cls(props, origins)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+
+# ``--dev`` and the pytest fixtures: a developer's defaults, as Kafka's own
+# sample config sets some of them; production defaults stay Kafka's.
+DEV_DEFAULTS = {
+    # A new group's first member is answered at once, not after 3 s.
+    "group.initial.rebalance.delay.ms": "0",
+    # Created on a group's or transaction's first use: one partition each
+    # is made at once.
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.num.partitions": "1",
+}
 
 
 def _items(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def read_properties(path: Path) -> dict[str, str]:
-    """Java-properties subset: ``key=value`` or ``key: value``, ``#``/``!``
-    comments, blank lines."""
-    props = {}
+def read_entries(path: Path) -> list[tuple[int, str, str]]:
+    """(line, key, value) of a Java properties file (pybroker.properties)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line[0] in "#!":
-            continue
-        for sep in ("=", ":"):
-            if sep in line:
-                key, _, value = line.partition(sep)
-                break
-        else:
-            raise ConfigError(f"{path}:{n}: expected key=value")
-        props[key.strip()] = value.strip()
-    return props
+    try:
+        return parse(decode(data))
+    except PropertiesError as exc:
+        raise ConfigError(f"{path.name} {exc}") from None
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    return {key: value for _, key, value in read_entries(path)}

@@ -12,7 +12,9 @@ Properties are Kafka's: ``running_broker({"num.partitions": "3"})``.
 
 With pytest, the ``pybroker`` plugin (installed with the package) gives a
 ``kafka_broker`` fixture (one broker per test module) whose
-``bootstrap_servers`` attribute is what clients need.
+``bootstrap_servers`` attribute is what clients need, and
+``kafka_broker_factory`` fixtures to start brokers with properties of a
+test's own (see ``pybroker.pytest_plugin``).
 
 A cluster (ZooKeeper and N broker processes, see ``running_cluster``) needs
 Java and ZooKeeper on the machine (Debian/Ubuntu: ``apt-get install
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .config import BrokerConfig
+from .config import DEV_DEFAULTS, BrokerConfig
 
 if TYPE_CHECKING:
     from .local_cluster import LocalCluster
@@ -64,15 +66,18 @@ class RunningBroker:
 
 @contextlib.contextmanager
 def running_broker(
-    props: Mapping[str, str] | None = None, data_dir: str | Path | None = None
+    props: Mapping[str, str] | None = None, data_dir: str | Path | None = None, dev: bool = False
 ) -> Iterator[RunningBroker]:
+    """``dev``: ``config.DEV_DEFAULTS`` beneath ``props`` (the plugin's
+    fixtures: a new group's first message at once)."""
     from .broker import Broker
 
     tmp = None
     if data_dir is None:
         tmp = tempfile.mkdtemp(prefix="pybroker-")
         data_dir = tmp
-    settings = {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(data_dir), "shutdown.grace.ms": "2000"}
+    settings = dict(DEV_DEFAULTS) if dev else {}
+    settings.update({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(data_dir), "shutdown.grace.ms": "2000"})
     settings.update(props or {})
     config = BrokerConfig(settings)
     ready = threading.Event()

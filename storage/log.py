@@ -168,6 +168,7 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovered_bytes = 0  # bytes cut off by recovery on open
+        self.scanned_segments = 0  # segments recovery read batch by batch on open
         # Loaded first: recovery adds the epochs of batches the checkpoint missed.
         self.epochs = LeaderEpochCache(self.directory / LEADER_EPOCH_FILE)
         names = self._load(recovery_point, clean)
@@ -217,6 +218,7 @@ class PartitionLog:
                 cut = seg.load(self.epochs)
             else:
                 cut = seg.recover(self.epochs)
+                self.scanned_segments += 1
             self.recovered_bytes += cut
             if cut:
                 # Everything after a torn batch is unreachable: Kafka drops it.

@@ -36,6 +36,7 @@ classic GroupCoordinator.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pybroker.protocol.error_codes import ErrorCode
+
+log = logging.getLogger("pybroker.groups")
 
 EMPTY = "Empty"
 PREPARING = "PreparingRebalance"
@@ -441,6 +444,10 @@ class ClassicGroup:
             return
         self.protocol_name = self.select_protocol()
         self._transition(COMPLETING, now)
+        # Kafka's "Stabilized group" line: the one a person follows a
+        # rebalance by.
+        log.info("[GroupId %s] rebalanced: generation %d with %d members, protocol %s, leader %s",
+                 self.group_id, self.generation, len(self.members), self.protocol_name, self.leader_id)
         members = self._member_list()
         for m in list(self.members.values()):
             cb, m.join_cb = m.join_cb, None

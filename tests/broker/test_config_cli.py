@@ -53,8 +53,10 @@ def test_file_environment_and_overrides_in_order(tmp_path):
     cfg = BrokerConfig.load(path, ["num.partitions=5"], environ={"PYBROKER_LOG_DIRS": "/env"})
     assert cfg["num.partitions"] == 5 and cfg.node_id == 7
     assert [str(d) for d in cfg.log_dirs] == ["/env"]
-    with pytest.raises(ConfigError, match="PYBROKER_NO_SUCH"):
-        BrokerConfig.load(None, [], environ={"PYBROKER_NO_SUCH": "1"})
+    # Other tools' PYBROKER_ variables name no property: not read.
+    assert BrokerConfig.load(None, [], environ={"PYBROKER_NO_SUCH": "1", "PYBROKER_BENCH_PEERS": "/x"})
+    with pytest.raises(ConfigError, match="PYBROKER_NUM_PARTITIONS"):
+        BrokerConfig.load(None, [], environ={"PYBROKER_NUM_PARTITIONS": "0"})
 
 
 def test_cli_version_and_help():
