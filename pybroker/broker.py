@@ -60,6 +60,7 @@ from .fetch_sessions import FetchSessionCache
 from .groups.coordinator import GroupCoordinator
 from .log_tasks import LogTasks, background, now_ms
 from .logs import recovery_summary
+from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
 from .server import Connection, ServerContext, close_idle_connections
@@ -291,6 +292,12 @@ class Broker:
         try:
             async with trio.open_nursery() as root:
                 self.topics.nursery = root
+                try:
+                    metrics = await MetricsEndpoint.open(self.config["metrics.listener"])
+                except MetricsListenerError as exc:
+                    raise ListenerError(str(exc)) from None
+                if metrics is not None:
+                    root.start_soon(metrics.serve)  # 503 until attached below
                 listeners = []
                 for lst in self.config.listeners:
                     try:
@@ -311,6 +318,15 @@ class Broker:
                     raise LogDirsFailed(self._all_dirs_failed())
                 if not self.config.cluster_mode:
                     self._advertise()
+                if metrics is not None:
+                    metrics.attach(
+                        node_id=self.node_id,
+                        replicas=self.replicas,
+                        server=self.server,
+                        groups=self.groups,
+                        metadata=self.metadata,
+                        logs=self.logs,
+                    )
                 conns = trio.open_nursery()
                 async with conns as conn_nursery:
                     accept_scope = trio.CancelScope()

@@ -37,6 +37,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import trio
@@ -56,6 +57,7 @@ from pybroker.protocol.registry import ApiKey, api_info
 from pybroker.storage.segment import FileRegion, RegionGoneError
 
 from .handlers import CloseConnection, Handler, Hold, Later
+from .metrics.stats import RequestStats
 
 if TYPE_CHECKING:
     from .config import BrokerConfig
@@ -90,6 +92,14 @@ class ServerContext:
     stopping: bool = False
     # One pool for all connections: what one frees, another reuses.
     frame_buffers: FrameBuffers = field(default_factory=FrameBuffers)
+    # Requests answered per API and version, and their latency (metrics/).
+    requests: RequestStats | None = None
+    # Connections accepted since start (the open ones are ``connections``).
+    accepted: int = 0
+
+    def __post_init__(self):
+        if self.requests is None:
+            self.requests = RequestStats({key: h.max_version for key, h in self.handlers.items()})
 
     @classmethod
     def from_config(cls, config: BrokerConfig, handlers: Mapping[int, Handler], **more) -> ServerContext:
@@ -141,14 +151,15 @@ _ANSWERED.set()
 class _Held:
     """A handler's Hold, with what its answer needs."""
 
-    __slots__ = ("api_key", "api_version", "correlation_id", "hold", "size")
+    __slots__ = ("api_key", "api_version", "correlation_id", "hold", "size", "started")
 
-    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int, size: int):
+    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int, size: int, started: float):
         self.hold = hold
         self.api_version = api_version
         self.correlation_id = correlation_id
         self.api_key = api_key
         self.size = size
+        self.started = started
 
 
 class Connection:
@@ -203,6 +214,7 @@ class Connection:
         log.debug("connection from %s", self.peer)
         send, recv = trio.open_memory_channel(self.max_queued)
         self.server.connections.add(self)
+        self.server.accepted += 1
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -328,6 +340,7 @@ class Connection:
         return _drop_sent(buffers, n)
 
     def _dispatch(self, frame, nursery, size: int) -> _Slot | _Held | None:
+        started = perf_counter()
         api_key, api_version, correlation_id = peek_request(frame)
         handler = self.server.handlers.get(api_key)
         if handler is None:
@@ -355,23 +368,27 @@ class Connection:
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, api_version, self.peer)
             raise _CloseConnection("handler failed") from None
         if isinstance(result, Hold):
-            return _Held(result, api_version, correlation_id, api_key, size)
-        return self._slot_for(result, api_version, correlation_id, api_key, nursery, size)
+            return _Held(result, api_version, correlation_id, api_key, size, started)
+        return self._slot_for(result, api_version, correlation_id, api_key, nursery, size, started)
 
     def _slot_for(
-        self, result, api_version: int, correlation_id: int, api_key: int, nursery, size: int
+        self, result, api_version: int, correlation_id: int, api_key: int, nursery, size: int, started: float
     ) -> _Slot | None:
-        """A handler's result as the writer takes it (``size``: the request's bytes)."""
+        """A handler's result as the writer takes it (``size``: the request's
+        bytes; ``started``: when its frame was taken, for its latency)."""
         if result is None:
+            self.server.requests.observe(api_key, api_version, perf_counter() - started)
             return None
         if isinstance(result, Later):
             slot = _Slot()
             self._working += 1
             self._waiting_bytes += size
-            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key, size)
+            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key, size, started)
             return slot
         try:
-            return self._ready(result, api_version, correlation_id, api_key)
+            slot = self._ready(result, api_version, correlation_id, api_key)
+            self.server.requests.observe(api_key, api_version, perf_counter() - started)
+            return slot
         except EncodeError:
             # Our response, not the client's bytes, is at fault: a bug to show whole.
             log.exception("%s v%d from %s: the response cannot be encoded", ApiKey(api_key).name, api_version, self.peer)
@@ -391,16 +408,21 @@ class Connection:
         finally:
             self._working -= 1
             self.last_active = time.monotonic()
-        return self._slot_for(result, held.api_version, held.correlation_id, held.api_key, nursery, held.size)
+        return self._slot_for(
+            result, held.api_version, held.correlation_id, held.api_key, nursery, held.size, held.started
+        )
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
         return _Slot(encode_response(response, version, correlation_id, api_key))
 
-    async def _finish_later(self, slot: _Slot, later: Later, version, correlation_id, api_key, size: int) -> None:
+    async def _finish_later(
+        self, slot: _Slot, later: Later, version, correlation_id, api_key, size: int, started: float
+    ) -> None:
         try:
             response = await later.run()
             if response is not None:
                 slot.chunks = encode_response(response, version, correlation_id, api_key)
+            self.server.requests.observe(api_key, version, perf_counter() - started)
         except Exception:
             # The client cannot be answered out of order: drop the connection.
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, version, self.peer)

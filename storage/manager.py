@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import NamedTuple
 from .checkpoint import CheckpointError, read_offsets, write_atomically, write_offsets
 from .config import LogConfig
 from .dirs import DirLock, LogDirError, move_aside
+from .flush import FlushTimes
 from .log import KafkaStorageError, PartitionLog, parse_partition_dir
 from .partition_metadata import InconsistentTopicIdError
 
@@ -97,6 +99,8 @@ class LogManager:
         # Called (dir, cause, partitions in it) when a log dir goes offline.
         self.on_dir_failure: Callable[[Path, str, list[TopicPartition]], None] | None = None
         self._topic_id = topic_id or (lambda topic: None)
+        # The flush policy's fsyncs (flush_dirty), timed for the metrics.
+        self.flush_times = FlushTimes()
         for d in self.log_dirs:
             self._open_dir(d, known)
 
@@ -272,8 +276,11 @@ class LogManager:
         n = 0
         for log in list(self.logs.values()):
             if log.offline is None and (force or log.needs_flush()):
+                started = time.perf_counter()
                 try:
-                    n += log.flush()
+                    if log.flush():
+                        n += 1
+                        self.flush_times.observe(time.perf_counter() - started)
                 except KafkaStorageError:
                     pass  # its directory is offline now
         return n

@@ -120,6 +120,8 @@ class GroupCoordinator:
         self.writer = GroupWriter(replicas, self._writable_partition, config["offsets.commit.timeout.ms"])
         self.offsets = OffsetStore(self.writer, self, config)
         self.consumer_log = ConsumerGroupLog(self.offsets)
+        # Classic groups' generations completed here (the metrics' counter).
+        self.rebalances = 0
 
     # -- loading --------------------------------------------------------------------
 
@@ -417,7 +419,11 @@ class GroupCoordinator:
 
     def persist(self, group: ClassicGroup, assignment: dict[str, bytes] | None, stored: Stored) -> None:
         """Write a classic group's metadata; ``stored(error, now)`` once
-        committed or failed (``classic.py``)."""
+        committed or failed (``classic.py``). An assignment (empty for a
+        group left without members) is written once per generation: a
+        completed rebalance; None is a static member's replacement."""
+        if assignment is not None:
+            self.rebalances += 1
         self.offsets.write_group(group, now_ms(), assignment, stored)
 
     # -- timers ------------------------------------------------------------------------

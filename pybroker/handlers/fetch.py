@@ -77,20 +77,20 @@ def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_
         return FetchResponse(error_code=exc.code, session_id=0)
     wanted = _wanted(metadata, req, version, session, full)
     zero_copy = ctx.zero_copy
-    response, size, parts = _build(replicas, req, version, wanted, session, full, zero_copy)
+    response, size, parts, sent = _build(replicas, req, version, wanted, session, full, zero_copy)
     if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
-        return _finish(response, wanted, session, full)
+        return _finish(response, wanted, session, full, sent)
 
     async def long_poll():
         nonlocal response
         with trio.move_on_after(req.max_wait_ms / 1000):
             while True:
                 await next_commit(parts)
-                response, size, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
+                response, size, _, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
                 if size >= req.min_bytes:
                     break
-        response, _, _ = _build(replicas, req, version, wanted, session, full, zero_copy)
-        return _finish(response, wanted, session, full)
+        response, _, _, sent = _build(replicas, req, version, wanted, session, full, zero_copy)
+        return _finish(response, wanted, session, full, sent)
 
     return Later(long_poll)
 
@@ -150,6 +150,7 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
     first = True
     size = 0
     parked = []
+    sent = []  # (partition, record bytes) of those with records
     by_topic: dict = {}
     order: list = []
     for w in wanted:
@@ -176,6 +177,7 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
                 first = False
                 remaining -= n
                 size += n
+                sent.append((part, n))
             if session is not None and not full:
                 if not (n or data.error_code or w.has_news(data.high_watermark, data.last_stable_offset, data.log_start_offset)):
                     continue
@@ -190,7 +192,7 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
         for name, topic_id in order
     ]
     response = FetchResponse(session_id=session.id if session is not None else 0, responses=topics)
-    return response, size, parked
+    return response, size, parked, sent
 
 
 def _failed(index: int, code: ErrorCode) -> PartitionData:
@@ -222,7 +224,11 @@ def _aborted(txns) -> list:
     return [AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset) for t in txns]
 
 
-def _finish(response, wanted, session, full):
+def _finish(response, wanted, session, full, sent):
+    """The response to send; ``sent``: (partition, record bytes) it carries,
+    counted as the partitions' bytes out (Kafka's BytesOutPerSec)."""
+    for part, n in sent:
+        part.bytes_out += n
     if session is not None:
         # A new session already expects epoch 1 (FetchSession starts there);
         # only an incremental fetch moves it on. Bumping it here too made

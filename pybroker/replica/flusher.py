@@ -22,10 +22,11 @@ round's waiters, is logged, and the next round runs as usual.
 from __future__ import annotations
 
 import logging
+import time
 
 import trio
 
-from pybroker.storage.flush import abort_flush, begin_flush, complete_flush
+from pybroker.storage.flush import FlushTimes, abort_flush, begin_flush, complete_flush
 
 log = logging.getLogger("pybroker.flusher")
 
@@ -45,6 +46,8 @@ class Flusher:
         self._wake = trio.Event()
         self._next = _Round()
         self.rounds = 0
+        # Each log's fsync in a round, timed (the metrics' flush latency).
+        self.flush_times = FlushTimes()
 
     def request(self, plog, done) -> None:
         """Flush ``plog`` in the next round without waiting for it;
@@ -72,7 +75,7 @@ class Flusher:
             if callbacks is not None:
                 self._callbacks = {}
             try:
-                await _flush_round(logs, rnd.failed)
+                await _flush_round(logs, rnd.failed, self.flush_times)
             except Exception as exc:
                 log.exception("flush round failed")
                 for plog in logs:
@@ -92,7 +95,7 @@ def _call_back(callbacks: dict) -> None:
             log.exception("a flush callback failed")
 
 
-async def _flush_round(logs, failed: dict) -> None:
+async def _flush_round(logs, failed: dict, times: FlushTimes) -> None:
     tickets = []
     for plog in logs:
         try:
@@ -102,19 +105,22 @@ async def _flush_round(logs, failed: dict) -> None:
     if not tickets:
         return
     errors = await trio.to_thread.run_sync(_sync_all, tickets)
-    for ticket, error in zip(tickets, errors):
+    for ticket, (error, seconds) in zip(tickets, errors):
         if error is None:
             complete_flush(ticket)
+            times.observe(seconds)
         else:
             failed[ticket.log] = str(abort_flush(ticket, error))
 
 
-def _sync_all(tickets) -> list[OSError | None]:
-    errors: list[OSError | None] = []
+def _sync_all(tickets) -> list[tuple[OSError | None, float]]:
+    """In a worker thread: each ticket's fsyncs, (its error or None, seconds)."""
+    errors: list[tuple[OSError | None, float]] = []
     for ticket in tickets:
+        started = time.perf_counter()
         try:
             ticket.sync()
-            errors.append(None)
+            errors.append((None, time.perf_counter() - started))
         except OSError as exc:
-            errors.append(exc)
+            errors.append((exc, 0.0))
     return errors

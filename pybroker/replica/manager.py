@@ -116,6 +116,8 @@ class ReplicaManager:
         # Cluster mode: the leader lease (lease.py); leaders serve only
         # while it holds. None (a single node) leads unconditionally.
         self.lease = None
+        # ISR changes seen by this broker's leaders (the metrics' counters).
+        self.isr_shrinks = self.isr_expands = 0
 
     # -- hosting ---------------------------------------------------------------
 

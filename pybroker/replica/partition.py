@@ -97,6 +97,7 @@ class _Detached:
     ISR changes stay in flight until the test commits them, no flush."""
 
     max_lag_ms = 30000
+    isr_shrinks = isr_expands = 0
 
     def alive(self, replica_id: int) -> bool:
         return True
@@ -125,12 +126,15 @@ class Partition:
         "_commit_waiters",
         "_data_waiters",
         "_waiters",
+        "bytes_in",
+        "bytes_out",
         "epoch_start",
         "index",
         "info",
         "isr",
         "leader_state",
         "log",
+        "messages_in",
         "node_id",
         "role",
         "topic",
@@ -165,6 +169,11 @@ class Partition:
         # all on each small step of the high watermark cost more than
         # the replication itself.
         self._commit_waiters: list = []
+        # For the metrics (Kafka's BrokerTopicMetrics, summed per topic at
+        # scrape time): what clients and coordinators appended here as
+        # leader, duplicates not counted, and the record bytes Fetch sent
+        # to consumers.
+        self.messages_in = self.bytes_in = self.bytes_out = 0
         if len(info.replicas) <= 1:
             # The only replica leads. The checkpointed high watermark may be
             # stale after a crash (it is written periodically); alone,
@@ -355,6 +364,7 @@ class Partition:
 
     def _log_isr_from_state(self, leader: LeaderState, info: PartitionInfo) -> None:
         if frozenset(info.isr) != leader.isr:
+            _count_isr_change(self._host, leader.isr, info.isr)
             logger.info(
                 "%s-%d: ISR %s -> %s (leader epoch %d): a newer partition state (version %d)",
                 self.topic,
@@ -376,6 +386,7 @@ class Partition:
         new_state = PartitionState(state.leader, state.leader_epoch, list(change.isr), state.controller_epoch, version)
         self.info = PartitionInfo(self.index, self.info.replicas, new_state, self.info.offline)
         self.isr = leader.isr
+        _count_isr_change(self._host, change.old_isr, change.isr)
         logger.info(
             "%s-%d: ISR %s -> %s (leader epoch %d): %s",
             self.topic,
@@ -452,6 +463,9 @@ class Partition:
             raise storage_error(exc) from None
         except ProducerStateError as exc:
             raise KafkaError(ErrorCode[exc.error], str(exc)) from None
+        if not result.duplicate:
+            self.messages_in += result.record_count
+            self.bytes_in += len(batch.view)
         if self.leader_state is None:  # the only replica: committed at once
             self.log.set_high_watermark(self.log.log_end_offset)
             if self._waiters or self._data_waiters:
@@ -620,6 +634,15 @@ class Partition:
             for _, _, event in self._commit_waiters:
                 event.set()
             self._commit_waiters.clear()
+
+
+def _count_isr_change(host, old, new) -> None:
+    """Kafka's IsrShrinksPerSec / IsrExpandsPerSec, kept by the host (a
+    leader's own change, or one the controller made, as when a broker dies)."""
+    if len(new) < len(old):
+        host.isr_shrinks += 1
+    elif len(new) > len(old):
+        host.isr_expands += 1
 
 
 def _wake_all(waiters: set) -> None:
