@@ -298,6 +298,9 @@ class Broker:
                     raise ListenerError(str(exc)) from None
                 if metrics is not None:
                     root.start_soon(metrics.serve)  # 503 until attached below
+                console = await self._open_console()
+                if console is not None:
+                    root.start_soon(console.serve)  # 503 until attached below
                 listeners = []
                 for lst in self.config.listeners:
                     try:
@@ -356,6 +359,8 @@ class Broker:
                         ", ".join(str(d) for d in self.config.log_dirs),
                         recovery_summary(self.logs),
                     )
+                    if console is not None:
+                        console.attach(self._own_bootstrap())
                     task_status.started(self.bound)
                     await self._stop.wait()
                     log.info("shutting down")
@@ -453,6 +458,26 @@ class Broker:
         if port == 0 and self.bound:
             port = self.bound[0][1]
         return adv.name, adv.advertised_host, port
+
+    async def _open_console(self):
+        """The web console's sockets (console.listener), bound before
+        anything else starts so that a bad value stops the broker at once."""
+        if not self.config["console.listener"]:
+            return None
+        from .console import Console, ConsoleListenerError
+
+        try:
+            return await Console.open(self.config["console.listener"])
+        except ConsoleListenerError as exc:
+            raise ListenerError(str(exc)) from None
+
+    def _own_bootstrap(self) -> str:
+        """This broker's Kafka address as seen from this machine (the
+        console is a client of the cluster through it)."""
+        host, port = self.bound[0][:2]
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1" if host != "::" else "::1"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _advertise(self) -> None:
         _, host, port = self._advertised()

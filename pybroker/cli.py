@@ -17,7 +17,7 @@ from pybroker.storage.dirs import LogDirError
 from . import __version__
 from .broker import ListenerError, LogDirsFailed
 from .cluster.zk_registration import ClusterJoinError
-from .config import BROKER_PROPERTIES, DEV_DEFAULTS, BrokerConfig, ConfigError, default_text
+from .config import BROKER_PROPERTIES, DEV_COMMAND_DEFAULTS, DEV_DEFAULTS, BrokerConfig, ConfigError, default_text
 from .kafka_keys import KAFKA_BROKER_KEYS
 from .logs import configure_logging
 from .zk import ZkConnectTimeout
@@ -52,7 +52,8 @@ def _epilog() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from .admin.main import ADMIN_COMMANDS, main as admin_main  # the admin CLI (docs/CLI.md)
+    from .admin.main import ADMIN_COMMANDS  # the admin CLI (docs/CLI.md)
+    from .admin.main import main as admin_main
 
     if argv[:1] and argv[0] in ADMIN_COMMANDS or argv[:2] == ["cluster", "describe"]:
         return admin_main(argv)
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dev",
         action="store_true",
-        help="developer defaults: " + ", ".join(f"{k}={v}" for k, v in DEV_DEFAULTS.items()),
+        help="developer defaults: "
+        + ", ".join(f"{k}={v}" for k, v in {**DEV_DEFAULTS, **DEV_COMMAND_DEFAULTS}.items()),
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(args.log_level, args.log_format)
     try:
-        config = BrokerConfig.load(args.config, args.override, dev=args.dev)
+        config = BrokerConfig.load(
+            args.config, args.override, dev=args.dev, defaults=DEV_COMMAND_DEFAULTS if args.dev else None
+        )
     except ConfigError as exc:
         _print_problems(exc)
         return 2

@@ -274,6 +274,13 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             None,
             "http://host:port of the Prometheus /metrics endpoint (pybroker; empty: none)",
         ),
+        _prop(
+            "console.listener",
+            "STRING",
+            None,
+            None,
+            "http://host:port of the web console (pybroker; empty: none; --dev: http://127.0.0.1:9021)",
+        ),
     )
 }
 
@@ -428,12 +435,15 @@ class BrokerConfig:
         overrides: list[str] | None = None,
         environ: Mapping[str, str] | None = None,
         dev: bool = False,
+        defaults: Mapping[str, str] | None = None,
     ) -> BrokerConfig:
-        """Defaults (``DEV_DEFAULTS`` over Kafka's with ``dev``), then the
+        """Defaults (``DEV_DEFAULTS`` over Kafka's with ``dev``, then
+        ``defaults``), then the
         file, the environment and the overrides, later ones winning. An
         environment variable counts only when it names a key pybroker or
         Kafka has: other tools' ``PYBROKER_...`` variables are not ours."""
         props: dict[str, str] = dict(DEV_DEFAULTS) if dev else {}
+        props.update(defaults or {})
         origins: dict[str, str] = {}
         problems: list[str] = []
         if path is not None:
@@ -478,6 +488,11 @@ DEV_DEFAULTS = {
     "offsets.topic.num.partitions": "1",
     "transaction.state.log.num.partitions": "1",
 }
+
+
+# ``pybroker --dev`` beyond the fixtures' defaults: the console is on (a
+# fixed port: one per test broker would collide).
+DEV_COMMAND_DEFAULTS = {"console.listener": "http://127.0.0.1:9021"}
 
 
 def _items(text: str | None) -> list[str]:

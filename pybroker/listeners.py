@@ -181,3 +181,21 @@ def _inter_broker(values, explicit, protocols, advertised, problems) -> str:
             f" The valid options based on currently configured listeners are {valid}"
         )
     return name
+
+
+def parse_http_url(key: str, value: str, example: str) -> tuple[str, int, str]:
+    """(host, port, path) of an ``http://host:port[/path]`` property (the
+    metrics and console listeners); ValueError naming ``key`` and showing
+    ``example``."""
+    try:
+        url = urlsplit(value.strip())
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{key} {value!r}: {exc}; expected {example}") from None
+    if url.scheme != "http":
+        raise ValueError(f"{key} {value!r}: only http is served; expected {example}")
+    if not url.hostname or port is None:
+        raise ValueError(f"{key} {value!r}: a host and a port are needed; expected {example}")
+    if url.query or url.fragment or url.username or url.password:
+        raise ValueError(f"{key} {value!r}: no query, fragment or user may be given; expected {example}")
+    return url.hostname, port, url.path

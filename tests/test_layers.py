@@ -47,6 +47,21 @@ RULES = [
         (f"pybroker.cluster.{m}", {"trio", "kazoo", "pybroker.zk"}, set())
         for m in ("znodes", "jvm_json", "election", "placement", "controller_state")
     ),
+    # The admin CLI is a client: the codec and the consumer protocol only.
+    (
+        "pybroker.admin",
+        {"trio", "pybroker.broker", "pybroker.handlers", "pybroker.server", "pybroker.storage",
+         "pybroker.replica", "pybroker.cluster", "pybroker.txn"},
+        set(),
+    ),
+    # The console is a client of the cluster too (through pybroker.admin),
+    # served by the broker but given nothing of it.
+    (
+        "pybroker.console",
+        {"pybroker.broker", "pybroker.handlers", "pybroker.server", "pybroker.storage", "pybroker.replica",
+         "pybroker.cluster", "pybroker.txn", "pybroker.groups.coordinator"},
+        set(),
+    ),
     # ZooKeeper is reached through pybroker.zk, which bridges kazoo's threads
     # into Trio; kazoo called anywhere else could block the Trio thread.
     ("pybroker", {"kazoo"}, set()),

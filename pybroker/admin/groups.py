@@ -10,6 +10,7 @@ a group that still has members, with Kafka's tool's message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pybroker.groups.embedded import decode_assignment
@@ -26,7 +27,8 @@ from .tables import out, out_json, report, table
 INACTIVE = ("Empty", "Dead")
 
 
-def list_command(client: Client, args) -> int:
+def list_groups(client: Client) -> list[dict]:
+    """Every group of every broker (each lists the groups it coordinates)."""
     client.metadata([])
     groups = {}
     for node in sorted(client.brokers):
@@ -35,7 +37,11 @@ def list_command(client: Client, args) -> int:
         for g in response.groups:
             groups[g.group_id] = {"group": g.group_id, "protocol_type": g.protocol_type,
                                   "state": getattr(g, "group_state", None) or None}
-    rows = [groups[g] for g in sorted(groups)]
+    return [groups[g] for g in sorted(groups)]
+
+
+def list_command(client: Client, args) -> int:
+    rows = list_groups(client)
     if args.json:
         out_json(rows)
     else:
@@ -172,21 +178,42 @@ def _targets(client: Client, args, leaders, committed) -> dict[tuple[str, int], 
     return targets
 
 
-def reset_offsets_command(client: Client, args) -> int:
-    described = _describe_one(client, args.group)
+@dataclass
+class ResetSpec:
+    """What to reset and to where, as reset-offsets' options say it (its
+    parsed arguments have these attributes too)."""
+
+    all_topics: bool = False
+    topic: list[str] = field(default_factory=list)  # TOPIC or TOPIC:P,P...
+    to_earliest: bool = False
+    to_latest: bool = False
+    to_offset: int | None = None
+    to_current: bool = False
+    to_datetime: str | None = None
+    shift_by: int = 0
+
+
+def reset_offsets(client: Client, group: str, spec, execute: bool) -> list[dict]:
+    """The new offsets of ``spec``'s partitions, committed with ``execute``;
+    a group with members is refused with Kafka's tool's message."""
+    described = _describe_one(client, group)
     if described.group_state not in INACTIVE:
         raise AdminError(
             "NON_EMPTY_GROUP",
-            f"Assignments can only be reset if the group '{args.group}' is inactive, "
+            f"Assignments can only be reset if the group '{group}' is inactive, "
             f"but the current state is {described.group_state}.",
         )
-    conn = client.coordinator(args.group)
-    committed = group_offsets.fetch_committed(conn, args.group)
-    leaders = _scope(client, args, committed)
-    targets = _targets(client, args, leaders, committed)
-    if args.execute:
-        group_offsets.commit(conn, args.group, targets)
-    plan = [{"group": args.group, "topic": t, "partition": p, "new_offset": o} for (t, p), o in sorted(targets.items())]
+    conn = client.coordinator(group)
+    committed = group_offsets.fetch_committed(conn, group)
+    leaders = _scope(client, spec, committed)
+    targets = _targets(client, spec, leaders, committed)
+    if execute:
+        group_offsets.commit(conn, group, targets)
+    return [{"group": group, "topic": t, "partition": p, "new_offset": o} for (t, p), o in sorted(targets.items())]
+
+
+def reset_offsets_command(client: Client, args) -> int:
+    plan = reset_offsets(client, args.group, args, args.execute)
     if args.json:
         out_json({"executed": bool(args.execute), "offsets": plan})
     else:

@@ -94,45 +94,60 @@ def _show_topic(t: dict) -> None:
     out(table(["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"], rows))
 
 
-def create_command(client: Client, args) -> int:
+def create_topic(client: Client, name: str, partitions: int | None, replication_factor: int | None,
+                 configs: list[tuple[str, str]], if_not_exists: bool = False) -> bool:
+    """Create ``name`` (None: the broker's default); False when it existed
+    and ``if_not_exists``."""
     conn = client.controller()
     version = conn.version(ApiKey.CREATE_TOPICS, 0, 7)
     # v4+ takes -1 for "the broker's default"; older brokers need numbers.
-    if version < 4 and (args.partitions is None or args.replication_factor is None):
+    if version < 4 and (partitions is None or replication_factor is None):
         raise AdminError("INVALID_REQUEST", "this broker needs --partitions and --replication-factor")
     topic = CreatableTopic(
-        name=args.topic,
-        num_partitions=-1 if args.partitions is None else args.partitions,
-        replication_factor=-1 if args.replication_factor is None else args.replication_factor,
+        name=name,
+        num_partitions=-1 if partitions is None else partitions,
+        replication_factor=-1 if replication_factor is None else replication_factor,
         assignments=[],
-        configs=[CreatableTopicConfig(name=k, value=v) for k, v in _pairs(args.config, "config")],
+        configs=[CreatableTopicConfig(name=k, value=v) for k, v in configs],
     )
     response, _ = conn.call(CreateTopicsRequest(topics=[topic], timeout_ms=TIMEOUT_MS), version, version)
     (result,) = response.topics
-    if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and args.if_not_exists:
-        return 0
+    if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and if_not_exists:
+        return False
     message = result.error_message if version >= 1 else None
     if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and not message:
-        message = f"Topic '{args.topic}' already exists."
-    check(result.error_code, message, subject=f"topic '{args.topic}'")
-    out(f"Created topic {args.topic}.")
+        message = f"Topic '{name}' already exists."
+    check(result.error_code, message, subject=f"topic '{name}'")
+    return True
+
+
+def create_command(client: Client, args) -> int:
+    if create_topic(client, args.topic, args.partitions, args.replication_factor, _pairs(args.config, "config"),
+                    args.if_not_exists):
+        out(f"Created topic {args.topic}.")
     return 0
 
 
-def delete_command(client: Client, args) -> int:
+def delete_topic(client: Client, name: str, if_exists: bool = False) -> bool:
+    """Delete ``name``; False when it did not exist and ``if_exists``."""
     conn = client.controller()
     version = conn.version(ApiKey.DELETE_TOPICS, 0, 6)
     if version >= 6:
-        body = DeleteTopicsRequest(topics=[DeleteTopicState(name=args.topic)], timeout_ms=TIMEOUT_MS)
+        body = DeleteTopicsRequest(topics=[DeleteTopicState(name=name)], timeout_ms=TIMEOUT_MS)
     else:
-        body = DeleteTopicsRequest(topic_names=[args.topic], timeout_ms=TIMEOUT_MS)
+        body = DeleteTopicsRequest(topic_names=[name], timeout_ms=TIMEOUT_MS)
     response, _ = conn.call(body, version, version)
     (result,) = response.responses
-    if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and args.if_exists:
-        return 0
+    if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and if_exists:
+        return False
     check(result.error_code, getattr(result, "error_message", None) if version >= 5 else None,
-          subject=f"topic '{args.topic}'")
-    out(f"Deleted topic {args.topic}.")
+          subject=f"topic '{name}'")
+    return True
+
+
+def delete_command(client: Client, args) -> int:
+    if delete_topic(client, args.topic, args.if_exists):
+        out(f"Deleted topic {args.topic}.")
     return 0
 
 

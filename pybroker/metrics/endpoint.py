@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ..listeners import parse_http_url
+
 log = logging.getLogger("pybroker.metrics")
 
 TIMEOUT_S = 10.0
@@ -39,20 +41,11 @@ class MetricsListenerError(Exception):
 def parse_listener(value: str) -> tuple[str, int, str]:
     """(host, port, path) of a metrics.listener value; MetricsListenerError
     saying what is wrong with it."""
-    example = "expected http://host:port, e.g. http://127.0.0.1:9404"
     try:
-        url = urlsplit(value.strip())
-        port = url.port
+        host, port, path = parse_http_url("metrics.listener", value, "http://host:port, e.g. http://127.0.0.1:9404")
     except ValueError as exc:
-        raise MetricsListenerError(f"metrics.listener {value!r}: {exc}; {example}") from None
-    if url.scheme != "http":
-        raise MetricsListenerError(f"metrics.listener {value!r}: only http is served; {example}")
-    if not url.hostname or port is None:
-        raise MetricsListenerError(f"metrics.listener {value!r}: a host and a port are needed; {example}")
-    if url.query or url.fragment or url.username or url.password:
-        raise MetricsListenerError(f"metrics.listener {value!r}: no query, fragment or user may be given; {example}")
-    path = url.path if url.path not in ("", "/") else "/metrics"
-    return url.hostname, port, path
+        raise MetricsListenerError(str(exc)) from None
+    return host, port, path if path not in ("", "/") else "/metrics"
 
 
 class MetricsEndpoint:
