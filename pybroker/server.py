@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from .config import BrokerConfig
 
 log = logging.getLogger("pybroker.server")
+# Kafka's request logger: one DEBUG line per request answered.
+request_log = logging.getLogger("pybroker.requests")
 # Fetch responses on plain TCP send record data from the segment files.
 SENDFILE = hasattr(os, "sendfile")
 # sendfile refusing this pair of file and socket: send the bytes instead.
@@ -96,6 +98,9 @@ class ServerContext:
     requests: RequestStats | None = None
     # Connections accepted since start (the open ones are ``connections``).
     accepted: int = 0
+    # The request log is on (pybroker.requests at DEBUG when the server was
+    # made): checked once per request instead of asking logging each time.
+    log_requests: bool = field(default_factory=lambda: request_log.isEnabledFor(logging.DEBUG))
 
     def __post_init__(self):
         if self.requests is None:
@@ -167,6 +172,7 @@ class Connection:
         self.server = server
         self.stream = stream
         self.peer = peer or _peer_of(stream)
+        self.client_id: str | None = None  # of the latest request, for the request log
         self.frames = FrameDecoder(server.max_request_bytes, buffers=server.frame_buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
         # responses still being worked out (a connection waiting for its
@@ -360,6 +366,7 @@ class Connection:
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
         ctx = RequestContext(header, self.peer, self.zero_copy)
+        self.client_id = header.client_id
         try:
             result = handler.fn(ctx, body)
         except CloseConnection as exc:
@@ -377,7 +384,7 @@ class Connection:
         """A handler's result as the writer takes it (``size``: the request's
         bytes; ``started``: when its frame was taken, for its latency)."""
         if result is None:
-            self.server.requests.observe(api_key, api_version, perf_counter() - started)
+            self._answered(api_key, api_version, started)
             return None
         if isinstance(result, Later):
             slot = _Slot()
@@ -387,7 +394,7 @@ class Connection:
             return slot
         try:
             slot = self._ready(result, api_version, correlation_id, api_key)
-            self.server.requests.observe(api_key, api_version, perf_counter() - started)
+            self._answered(api_key, api_version, started)
             return slot
         except EncodeError:
             # Our response, not the client's bytes, is at fault: a bug to show whole.
@@ -412,6 +419,14 @@ class Connection:
             result, held.api_version, held.correlation_id, held.api_key, nursery, held.size, held.started
         )
 
+    def _answered(self, api_key: int, version: int, started: float) -> None:
+        elapsed = perf_counter() - started
+        self.server.requests.observe(api_key, version, elapsed)
+        if self.server.log_requests:
+            name = api_info(api_key).request.NAME.removesuffix("Request")  # Kafka's spelling: Produce
+            request_log.debug("%s v%d from %s client %r: %.2f ms", name, version, self.peer, self.client_id,
+                              elapsed * 1000)
+
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
         return _Slot(encode_response(response, version, correlation_id, api_key))
 
@@ -422,7 +437,7 @@ class Connection:
             response = await later.run()
             if response is not None:
                 slot.chunks = encode_response(response, version, correlation_id, api_key)
-            self.server.requests.observe(api_key, version, perf_counter() - started)
+            self._answered(api_key, version, started)
         except Exception:
             # The client cannot be answered out of order: drop the connection.
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, version, self.peer)

@@ -124,3 +124,17 @@ def test_json_log_format(tmp_path):
     (banner,) = [e for e in entries if " serving on " in e["message"]]
     assert banner["level"] == "INFO" and banner["time"].endswith("Z")
     assert json.loads(line)["message"] == banner["message"]
+
+
+def test_debug_request_log_names_api_version_client_and_latency(tmp_path):
+    broker = BrokerProcess(tmp_path / "data", tmp_path / "broker.log", "--log-level", "DEBUG")
+    try:
+        broker.wait_for_line(" serving on ")
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "client.id": "request-log-test"})
+        producer.produce("request-log", b"x")
+        assert producer.flush(30) == 0
+        line = broker.wait_for_line("Produce v")
+    finally:
+        broker.stop()
+    assert " DEBUG pybroker.requests: Produce v" in line and "client 'request-log-test'" in line
+    assert line.endswith(" ms")
