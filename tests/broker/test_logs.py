@@ -138,3 +138,15 @@ def test_debug_request_log_names_api_version_client_and_latency(tmp_path):
         broker.stop()
     assert " DEBUG pybroker.requests: Produce v" in line and "client 'request-log-test'" in line
     assert line.endswith(" ms")
+
+
+def test_a_start_up_error_is_one_line_naming_the_listener(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pybroker", "--override", "listeners=PLAINTEXT://no-such-host.invalid:9092",
+         "--override", f"log.dirs={tmp_path}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        "pybroker: cannot listen on PLAINTEXT://no-such-host.invalid:9092: "
+    )
