@@ -39,15 +39,16 @@ class BrokerKind:
     replication_factor: int = 1  # of the workloads' topics; -1: the broker's default
     not_applicable: dict = field(default_factory=dict)  # workload kind -> why it is not run
     note: str = ""  # on every table this broker appears in
+    metrics_url: str | None = None  # its Prometheus endpoint (bench.metrics), scraped during the run
 
 
-def pybroker_kind(src: Path | None = None) -> BrokerKind:
+def pybroker_kind(src: Path | None = None, name: str | None = None, props: dict | None = None) -> BrokerKind:
     root = Path(src).resolve() if src else REPO
     env = {"PYTHONPATH": str(root)}
     version = pybroker_version(root)
 
-    command = pybroker_command({"num.partitions": "6"}, log_level="WARNING")
-    label = "pybroker" if src is None else f"pybroker@{root.name}"
+    command = pybroker_command({"num.partitions": "6", **(props or {})}, log_level="WARNING")
+    label = name or ("pybroker" if src is None else f"pybroker@{root.name}")
     return BrokerKind(label, version, True, command, env, cwd=root)
 
 

@@ -1,7 +1,7 @@
 """pybroker beside Tansu and noida-db: the same workloads, the same load
 generator, the same machine, the same run.
 
-    python -m bench [--quick] [--brokers pybroker,tansu,noida-db,pybroker-cluster]
+    python -m bench [--quick] [--brokers pybroker,tansu,noida-db,pybroker-cluster,pybroker-metrics]
                     [--workloads produce,consume,...,replication]
                     [--pybroker-src DIR] [--output FILE] [--dir DIR]
     python -m bench --cluster [--quick]
@@ -14,7 +14,10 @@ with small counts, written beside its data unless ``--output`` says
 otherwise). ``--pybroker-src`` adds another pybroker source tree as one
 more broker, for before/after comparisons of a change. ``pybroker-cluster``
 (bench.cluster, not run unless asked for) is three pybroker brokers and
-ZooKeeper measured as one broker.
+ZooKeeper measured as one broker. ``pybroker-metrics`` (bench.metrics, not
+run unless asked for) is pybroker with its Prometheus endpoint on, scraped
+during the run and checked against what the load generator acknowledged:
+the metrics' cost, beside plain pybroker.
 
 ``--cluster`` is replication's run: the single node beside the cluster,
 produce, consume and latency plus the ``replication`` workloads (topics
@@ -40,11 +43,13 @@ from . import baseline, report
 from .brokers import REPO, BrokerProcess, noida_kind, pybroker_kind, tansu_kind
 from .cluster import NAME as CLUSTER
 from .cluster import ClusterBrokers, cluster_kind
+from .metrics import NAME as WITH_METRICS
+from .metrics import Scraper, metrics_kind
 from .peers import PeersUnavailable, ensure_peers
 from .workloads import FULL, PRODUCE_CASES, QUICK, REPLICATION_CASES, Run, startup
 
 DEFAULT_BROKERS = ("pybroker", "tansu", "noida-db")
-ALL_BROKERS = (*DEFAULT_BROKERS, CLUSTER)
+ALL_BROKERS = (*DEFAULT_BROKERS, CLUSTER, WITH_METRICS)
 
 
 WORKLOADS = ("produce", "consume", "latency", "partitions", "connections", "startup")
@@ -79,10 +84,13 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
         figures["notes"] = notes + figures.get("notes", [])
         results.setdefault(workload, {})[name] = figures
 
+    scraper = None
     try:
         start_s = broker.start()
         idle = broker.rss_bytes()
         results.setdefault("memory", {})[name] = {"start_s": start_s, "idle_rss": idle, "flags": [], "notes": notes}
+        if kind.metrics_url:
+            scraper = Scraper(kind.metrics_url).start()
         run = Run(broker, plan, workdir)
         # The consume workload reads what the produce workload wrote.
         if "produce" in groups or "consume" in groups:
@@ -117,10 +125,15 @@ def run_broker(kind, plan, workdir: Path, results: dict, progress, groups=WORKLO
         peaks = [w[name]["peak_rss"] for w in results.values() if name in w and w[name].get("peak_rss")]
         results["memory"][name]["load_rss"] = max(peaks) if peaks else None
         results["memory"][name]["rss_after"] = broker.rss_bytes()
+        if scraper is not None:
+            results["memory"][name]["notes"] = [*notes, scraper.stop()]
+            scraper = None
     except Exception as exc:
         traceback.print_exc()
         results.setdefault("memory", {}).setdefault(name, {"flags": []})["flags"].append(f"failed: {exc}")
     finally:
+        if scraper is not None:
+            scraper.stop()
         broker.stop()
     if "startup" not in groups:
         pass
@@ -219,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if "pybroker" in wanted:
         kinds.append(pybroker_kind())
     kinds += [pybroker_kind(Path(src)) for src in args.pybroker_src]
+    if WITH_METRICS in wanted:
+        kinds.append(metrics_kind(pybroker_kind))
     if CLUSTER in wanted:
         kinds.append(cluster_kind())
     if {"tansu", "noida-db"} & set(wanted):

@@ -30,6 +30,7 @@ from pybroker.protocol.records import NewRecord, build_batch
 
 from .brokers import BrokerProcess
 from .clients import loadgen_argv, run_together
+from .metrics import check_messages_in
 from .rawclient import RawClient, by_leader
 
 
@@ -128,6 +129,7 @@ class Run:
         self.produced: dict[str, tuple[str, int, int]] = {}
         self.probes = 0
         self.refused: dict[str, str] = {}  # like produced: what a refusal left unwritten
+        self.metrics_notes: list[str] = []  # pybroker-metrics: what /metrics said of each produce run
 
     # -- helpers ------------------------------------------------------------------
 
@@ -262,6 +264,8 @@ class Run:
         # Each commit writes a marker to every partition of its transaction.
         markers = sum(r.get("commits", 0) for r in results) * 6
         hw_s = self.check_high_watermarks(topic, acked, flags, markers)
+        if self.broker.kind.metrics_url:
+            check_messages_in(self.broker.kind.metrics_url, topic, acked + markers, flags, self.metrics_notes)
         seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
         commits = [r["commit_ms"] for r in results if r.get("commits")]
         return {
@@ -312,6 +316,8 @@ class Run:
             if acks == "1" or durability.name:
                 self.produced[durability.topic(label)] = (topic, count, size)
         lag = max(r["hw_s"] for r in runs)
+        notes += self.metrics_notes
+        self.metrics_notes = []
         if self.broker.kind.brokers > 1 and lag > 0.05:
             notes.append(f"the high watermarks covered every acknowledged message {lag:.2f} s after the last answer")
         return {
