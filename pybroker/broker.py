@@ -63,7 +63,7 @@ from .logs import recovery_summary
 from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
-from .server import Connection, ServerContext, close_idle_connections
+from .server import Connection, ServerContext, close_idle_connections, serve_tls
 from .topics import Topics
 from .txn.coordinator import TransactionCoordinator
 
@@ -112,6 +112,7 @@ class Broker:
         self.stopping = False
         self.handlers: dict = {}  # bound once the services exist (load)
         self.zk = None  # cluster mode: the ZooKeeper client
+        self.bound_by_listener: dict[str, tuple[str, int]] = {}  # the first socket of each listener
         self.locks = lock_dirs(config.log_dirs)
         try:
             cluster_id = check_meta_properties(config.log_dirs, self.node_id, config["cluster.id"] or None)
@@ -119,11 +120,10 @@ class Broker:
                 self.stored_cluster_id = cluster_id
                 self.metadata = self._zk_metadata()
             else:
-                first = config.advertised_listener
                 self.metadata = LocalMetadata(
                     find_metadata_file(config.log_dirs, _has_partition_dirs),
                     self.node_id,
-                    BrokerInfo(self.node_id, first.advertised_host, first.port),
+                    self._broker_info(),
                     cluster_id,
                 )
         except BaseException:
@@ -301,18 +301,20 @@ class Broker:
                 console = await self._open_console()
                 if console is not None:
                     root.start_soon(console.serve)  # 503 until attached below
-                listeners = []
+                listeners = []  # (config's listener, a bound socket of it)
                 for lst in self.config.listeners:
                     try:
-                        listeners += await trio.open_tcp_listeners(lst.port, host=lst.bind_host)
+                        opened = await trio.open_tcp_listeners(lst.port, host=lst.bind_host)
                     except OSError as exc:
                         raise ListenerError(f"cannot listen on {lst.url()}: {exc.strerror or exc}") from exc
-                self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
+                    listeners += [(lst, socket) for socket in opened]
+                    self.bound_by_listener[lst.name] = opened[0].socket.getsockname()[:2]
+                self.bound = [ls.socket.getsockname()[:2] for _, ls in listeners]
                 if self.config.cluster_mode:
                     try:
                         await self._join_cluster(root)
                     except BaseException:
-                        for listener in listeners:  # free the ports now, for whoever starts next
+                        for _, listener in listeners:  # free the ports now, for whoever starts next
                             await trio.aclose_forcefully(listener)
                         raise
                 elif self.logs is None:
@@ -454,10 +456,23 @@ class Broker:
         given: the inter-broker listener as advertised, its port the bound
         one when it asked for 0."""
         adv = self.config.advertised_listener
-        port = adv.port
-        if port == 0 and self.bound:
-            port = self.bound[0][1]
-        return adv.name, adv.advertised_host, port
+        return adv.name, adv.advertised_host, self._advertised_port(adv)
+
+    def _advertised_port(self, adv) -> int:
+        if adv.port == 0 and adv.name in self.bound_by_listener:
+            return self.bound_by_listener[adv.name][1]
+        return adv.port
+
+    def _endpoints(self) -> tuple[tuple[str, str, str, int], ...]:
+        """Every advertised listener: (name, security protocol, host, port)."""
+        return tuple(
+            (a.name, a.protocol, a.advertised_host, self._advertised_port(a)) for a in self.config.advertised
+        )
+
+    def _broker_info(self) -> BrokerInfo:
+        _, host, port = self._advertised()
+        endpoints = tuple((name, h, p) for name, _, h, p in self._endpoints())
+        return BrokerInfo(self.node_id, host, port, endpoints=endpoints)
 
     async def _open_console(self):
         """The web console's sockets (console.listener), bound before
@@ -474,14 +489,13 @@ class Broker:
     def _own_bootstrap(self) -> str:
         """This broker's Kafka address as seen from this machine (the
         console is a client of the cluster through it)."""
-        host, port = self.bound[0][:2]
+        host, port = self.bound_by_listener[self.config.inter_broker_listener]
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1" if host != "::" else "::1"
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _advertise(self) -> None:
-        _, host, port = self._advertised()
-        self.metadata.this_broker = BrokerInfo(self.node_id, host, port)
+        self.metadata.this_broker = self._broker_info()
 
     # -- cluster mode -------------------------------------------------------------
 
@@ -553,7 +567,13 @@ class Broker:
 
         listener, host, port = self._advertised()
         registration = znodes.BrokerRegistration(
-            self.node_id, host, port, rack=self.config["broker.rack"], listener=listener, timestamp_ms=now_ms()
+            self.node_id,
+            host,
+            port,
+            rack=self.config["broker.rack"],
+            listener=listener,
+            timestamp_ms=now_ms(),
+            endpoints=self._endpoints(),
         )
         self.broker_epoch = await register(self.zk, registration, self.registered_session)
         self.registered_session = self.zk.session_id
@@ -664,12 +684,12 @@ class Broker:
     async def _accept(self, listeners, nursery, scope: trio.CancelScope) -> None:
         with scope:
             async with trio.open_nursery() as inner:
-                for listener in listeners:
-                    inner.start_soon(self._accept_one, listener, nursery)
-        for listener in listeners:
+                for lst, listener in listeners:
+                    inner.start_soon(self._accept_one, lst, listener, nursery)
+        for _, listener in listeners:
             await trio.aclose_forcefully(listener)
 
-    async def _accept_one(self, listener, nursery) -> None:
+    async def _accept_one(self, lst, listener, nursery) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -682,4 +702,7 @@ class Broker:
                 # nursery may already be closed to new arrivals.
                 await trio.aclose_forcefully(stream)
                 return
-            nursery.start_soon(Connection(self.server, stream).serve)
+            if lst.protocol == "SSL":
+                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name)
+            else:
+                nursery.start_soon(Connection(self.server, stream, listener=lst.name).serve)

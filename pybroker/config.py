@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
-from pybroker.storage.configdef import ConfigKey, ConfigValueError, Rule, at_least
+from pybroker.storage.configdef import ConfigKey, ConfigValueError, EachOneOf, OneOf, Rule, at_least
 
 from .groups import MIGRATION_POLICIES
 from .kafka_keys import is_kafka_key
 from .listeners import DEFAULT_PROTOCOL_MAP
 from .listeners import resolve as resolve_listeners
 from .properties import PropertiesError, decode, parse
+from .tls import TlsConfigError, server_context
 
 log = logging.getLogger("pybroker.config")
 
@@ -267,6 +268,34 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("transaction.partition.verification.enable", "BOOLEAN", True),
         _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
         _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
+        # TLS of SSL listeners (pybroker.tls): PEM keystores and truststores
+        # (KIP-651), files or inline.
+        _prop("ssl.keystore.type", "STRING", "JKS", None, "keystore format; pybroker reads PEM only"),
+        _prop("ssl.keystore.location", "STRING", None, None, "PEM file: the private key and certificate chain"),
+        _prop("ssl.keystore.password", "PASSWORD", None, None, "keystore password (PEM: see ssl.key.password)"),
+        _prop("ssl.key.password", "PASSWORD", None, None, "password of an encrypted private key"),
+        _prop("ssl.keystore.certificate.chain", "PASSWORD", None, None, "certificate chain as inline PEM"),
+        _prop("ssl.keystore.key", "PASSWORD", None, None, "private key as inline PEM"),
+        _prop("ssl.truststore.type", "STRING", "JKS", None, "truststore format; pybroker reads PEM only"),
+        _prop("ssl.truststore.location", "STRING", None, None, "PEM file of the CAs that sign client certificates"),
+        _prop("ssl.truststore.password", "PASSWORD", None, None, "truststore password (not used with PEM)"),
+        _prop("ssl.truststore.certificates", "PASSWORD", None, None, "trusted CAs as inline PEM"),
+        _prop(
+            "ssl.client.auth",
+            "STRING",
+            "none",
+            OneOf(("required", "requested", "none")),
+            "client certificates: required, requested or none",
+        ),
+        _prop(
+            "ssl.enabled.protocols",
+            "LIST",
+            "TLSv1.2,TLSv1.3",
+            EachOneOf(("TLSv1.2", "TLSv1.3")),
+            "TLS versions accepted",
+        ),
+        _prop("ssl.protocol", "STRING", "TLSv1.3", None, "TLS protocol family (the highest of ssl.enabled.protocols)"),
+        _prop("ssl.cipher.suites", "LIST", "", None, "TLS 1.2 cipher suites (OpenSSL names; empty: the defaults)"),
         _prop(
             "metrics.listener",
             "STRING",
@@ -377,6 +406,12 @@ class BrokerConfig:
             # One client listener so far: the inter-broker one, which the
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
+            self.tls_context = None
+            if any(lst.protocol == "SSL" for lst in found.bound):
+                try:
+                    self.tls_context = server_context(v)
+                except TlsConfigError as exc:
+                    problems.append(str(exc))
         dirs = v["log.dirs"] if "log.dirs" in self.explicit or not v["log.dir"] else v["log.dir"]
         self.log_dirs = [Path(d) for d in _items(dirs)]
         if not self.log_dirs:

@@ -5,9 +5,10 @@ listener (``inter.broker.listener.name`` or ``security.inter.broker.protocol``)
 and KRaft's controller listeners (``controller.listener.names``), with
 Kafka's rules and messages (KafkaConfig's listener validation).
 
-pybroker serves one client listener, security protocol PLAINTEXT, for
-now; a KRaft controller listener is not opened (there is no controller
-quorum to serve), so Kafka 4's sample files start as a single node.
+Listeners are PLAINTEXT or SSL (the brokers talk PLAINTEXT between
+them, for now); a KRaft controller listener is not opened (there is no
+controller quorum to serve), so Kafka 4's sample files start as a single
+node.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SUPPORTED_PROTOCOLS = ("PLAINTEXT",)
+SUPPORTED_PROTOCOLS = ("PLAINTEXT", "SSL")
 DEFAULT_PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
 NON_ROUTABLE = "0.0.0.0"
 
@@ -148,11 +149,16 @@ def resolve(values: dict, explicit: set[str]) -> tuple[Listeners | None, list[st
     inter = _inter_broker(values, explicit, protocols, advertised, problems)
     for lst in bound:
         if lst.protocol not in SUPPORTED_PROTOCOLS:
-            problems.append(f"listener {lst.name}: security protocol {lst.protocol} is not supported yet (PLAINTEXT only)")
-    if len(bound) > 1:
+            problems.append(
+                f"listener {lst.name}: security protocol {lst.protocol} is not supported yet (PLAINTEXT and SSL)"
+            )
+    ports = [lst.port for lst in bound if lst.port]
+    if len(set(ports)) != len(ports):
+        problems.append(f"Each listener must have a different port, listeners: {values['listeners']}")
+    if inter in by_name and by_name[inter].protocol != "PLAINTEXT":
         problems.append(
-            f"listeners: {len(bound)} client listeners ({', '.join(by_name)}); pybroker serves one so far"
-            " (a KRaft controller listener may be added; it is not opened)"
+            f"inter-broker listener {inter}: security protocol {by_name[inter].protocol} between brokers is not"
+            " supported yet (PLAINTEXT)"
         )
     if problems:
         return None, problems, warnings

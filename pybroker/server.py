@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from .config import BrokerConfig
 
 log = logging.getLogger("pybroker.server")
+# A TLS client has this long to finish its handshake.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 # Kafka's request logger: one DEBUG line per request answered.
 request_log = logging.getLogger("pybroker.requests")
 # Fetch responses on plain TCP send record data from the segment files.
@@ -127,10 +129,13 @@ class ServerContext:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    __slots__ = ("api_version", "correlation_id", "client_id", "peer", "header", "zero_copy")
+    __slots__ = ("api_version", "client_id", "correlation_id", "header", "listener", "peer", "zero_copy")
 
-    def __init__(self, header, peer: str, zero_copy: bool = False):
+    def __init__(self, header, peer: str, zero_copy: bool = False, listener: str | None = None):
         self.header = header
+        # The listener the connection came in on: its addresses are the
+        # ones this client is given (None: no listener, as in unit tests).
+        self.listener = listener
         self.api_version = header.request_api_version
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
@@ -168,10 +173,13 @@ class _Held:
 
 
 class Connection:
-    def __init__(self, server: ServerContext, stream: trio.abc.Stream, peer: str | None = None):
+    def __init__(
+        self, server: ServerContext, stream: trio.abc.Stream, peer: str | None = None, listener: str | None = None
+    ):
         self.server = server
         self.stream = stream
         self.peer = peer or _peer_of(stream)
+        self.listener = listener
         self.client_id: str | None = None  # of the latest request, for the request log
         self.frames = FrameDecoder(server.max_request_bytes, buffers=server.frame_buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
@@ -365,7 +373,7 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(header, self.peer, self.zero_copy)
+        ctx = RequestContext(header, self.peer, self.zero_copy, self.listener)
         self.client_id = header.client_id
         try:
             result = handler.fn(ctx, body)
@@ -614,6 +622,24 @@ async def close_idle_connections(server: ServerContext) -> None:
             if conn.idle_since(now) >= idle_seconds:
                 log.debug("closing idle connection from %s", conn.peer)
                 conn.close()
+
+
+async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, listener: str) -> None:
+    """A connection to an SSL listener: the TLS handshake, bounded in time,
+    then the Kafka protocol inside it. A failed handshake (a plaintext
+    client, an untrusted or missing client certificate, no common
+    version) is one log line and a closed connection."""
+    peer = _peer_of(raw)
+    stream = trio.SSLStream(raw, context, server_side=True)
+    try:
+        with trio.fail_after(TLS_HANDSHAKE_TIMEOUT_S):
+            await stream.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        log.info("TLS handshake with %s on listener %s failed: %s", peer, listener, cause or type(exc).__name__)
+        await trio.aclose_forcefully(raw)
+        return
+    await Connection(server, stream, peer=peer, listener=listener).serve()
 
 
 def _peer_of(stream) -> str:

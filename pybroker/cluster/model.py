@@ -20,10 +20,27 @@ NO_LEADER = -1
 
 @dataclass(frozen=True)
 class BrokerInfo:
+    """A broker: its inter-broker address (``host``, ``port``), and every
+    advertised listener's, ``endpoints`` (name, host, port); clients are
+    given the address of the listener they came in on."""
+
     node_id: int
     host: str
     port: int
     rack: str | None = None
+    endpoints: tuple[tuple[str, str, int], ...] = field(default=(), compare=False)
+
+    def address(self, listener: str | None) -> tuple[str, int] | None:
+        """(host, port) of ``listener``; None when the broker does not
+        advertise it (Kafka leaves such a broker out of what it answers
+        on that listener). Without endpoints (or a listener), the
+        inter-broker address."""
+        if listener is None or not self.endpoints:
+            return self.host, self.port
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return None
 
 
 @dataclass

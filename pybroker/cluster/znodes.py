@@ -189,8 +189,9 @@ _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 @dataclass(frozen=True)
 class BrokerRegistration:
-    """A broker's registration: the one endpoint pybroker serves on, its
-    rack, and its epoch (the registration znode's czxid)."""
+    """A broker's registration: the inter-broker endpoint (``host``,
+    ``port``, ``listener``), every advertised one (``endpoints``), its rack,
+    and its epoch (the registration znode's czxid)."""
 
     node_id: int
     host: str | None
@@ -205,7 +206,8 @@ class BrokerRegistration:
 
     @property
     def info(self) -> BrokerInfo:
-        return BrokerInfo(self.node_id, self.host or "", self.port, self.rack)
+        endpoints = tuple((name, host or "", port) for name, _, host, port in self.endpoints)
+        return BrokerInfo(self.node_id, self.host or "", self.port, self.rack, endpoints)
 
 
 def _format_address(host: str | None, port: int) -> str:
@@ -219,18 +221,19 @@ def encode_broker(reg: BrokerRegistration) -> bytes:
     """BrokerIdZNode.encode, version 5 (every metadata version since 2.7).
     The top-level host/port are the first PLAINTEXT endpoint's, for old
     clients; null and -1 when there is none."""
-    plaintext = reg.security_protocol == "PLAINTEXT"
+    endpoints = reg.endpoints or ((reg.listener, reg.security_protocol, reg.host, reg.port),)
+    plaintext = next((e for e in endpoints if e[1] == "PLAINTEXT"), None)
     fields: dict[str, Any] = {
         "version": 5,
-        "host": reg.host if plaintext else None,
-        "port": reg.port if plaintext else -1,
-        "endpoints": [f"{reg.listener}://{_format_address(reg.host, reg.port)}"],
+        "host": plaintext[2] if plaintext else None,
+        "port": plaintext[3] if plaintext else -1,
+        "endpoints": [f"{name}://{_format_address(host, port)}" for name, _, host, port in endpoints],
         "jmx_port": -1,
         "timestamp": str(reg.timestamp_ms),
     }
     if reg.rack is not None:
         fields["rack"] = reg.rack
-    fields["listener_security_protocol_map"] = {reg.listener: reg.security_protocol}
+    fields["listener_security_protocol_map"] = {name: protocol for name, protocol, _, _ in endpoints}
     fields["features"] = {}
     return _encode(fields, jvm_json.mutable_map_order(list(fields), initial=6))
 

@@ -36,7 +36,11 @@ def describe_cluster(ctx, req, *, metadata: MetadataView):
             error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
         )
     md = metadata
-    brokers = [DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in md.brokers()]
+    brokers = [
+        DescribeClusterBroker(broker_id=b.node_id, host=address[0], port=address[1], rack=b.rack)
+        for b in md.brokers()
+        if (address := b.address(ctx.listener)) is not None
+    ]
     controller = md.controller_id if any(b.broker_id == md.controller_id for b in brokers) else -1
     return DescribeClusterResponse(
         cluster_id=md.cluster_id,

@@ -33,7 +33,7 @@ GROUP, TRANSACTION = 0, 1
 def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoordinator):
     version = ctx.api_version
     keys = req.coordinator_keys if version >= 4 else [req.key]
-    answers = [_find(txns if req.key_type == TRANSACTION else groups, key, req.key_type) for key in keys]
+    answers = [_find(txns if req.key_type == TRANSACTION else groups, key, req.key_type, ctx.listener) for key in keys]
     if version >= 4:
         return FindCoordinatorResponse(
             coordinators=[
@@ -47,13 +47,16 @@ def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoo
     )
 
 
-def _find(coordinator, key: str, key_type: int):
+def _find(coordinator, key: str, key_type: int, listener: str | None):
     if key_type not in (GROUP, TRANSACTION):
         return ErrorCode.INVALID_REQUEST, f"unknown key type {key_type}", -1, "", -1
     if not key:
         what = "group id" if key_type == GROUP else "transactional id"
         return ErrorCode.INVALID_REQUEST, f"the {what} must not be empty", -1, "", -1
     node = coordinator.coordinator_for(key)
-    if node is None:
+    # The address on the client's own listener; a coordinator without one
+    # cannot be reached from there.
+    address = node.address(listener) if node is not None else None
+    if address is None:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, None, -1, "", -1
-    return ErrorCode.NONE, None, node.node_id, node.host, node.port
+    return ErrorCode.NONE, None, node.node_id, address[0], address[1]

@@ -80,6 +80,9 @@ def metadata(
     node_id = config.node_id
     brokers = md.brokers()
     live = frozenset(b.node_id for b in brokers)
+    # A client is given the brokers' addresses on the listener it came in
+    # on; a broker without that listener is left out (as Kafka does).
+    listed = [(b, address) for b in brokers if (address := b.address(ctx.listener)) is not None]
 
     def describe(info) -> MetadataResponseTopic:
         return _topic(replicas, node_id, live, info, want_ops)
@@ -118,7 +121,10 @@ def metadata(
     if 8 <= version <= 10 and req.include_cluster_authorized_operations:
         cluster_ops = CLUSTER_OPERATIONS
     return MetadataResponse(
-        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
+        brokers=[
+            MetadataResponseBroker(node_id=b.node_id, host=address[0], port=address[1], rack=b.rack)
+            for b, address in listed
+        ],
         cluster_id=md.cluster_id,
         controller_id=md.controller_id,
         topics=found,
