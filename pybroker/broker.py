@@ -63,6 +63,7 @@ from .logs import recovery_summary
 from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
+from .sasl import SaslSession
 from .server import Connection, ServerContext, close_idle_connections, serve_tls
 from .topics import Topics
 from .txn.coordinator import TransactionCoordinator
@@ -702,7 +703,8 @@ class Broker:
                 # nursery may already be closed to new arrivals.
                 await trio.aclose_forcefully(stream)
                 return
-            if lst.protocol == "SSL":
-                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name)
+            session = SaslSession(lst.name, self.config.sasl[lst.name]) if lst.name in self.config.sasl else None
+            if lst.protocol in ("SSL", "SASL_SSL"):
+                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name, session)
             else:
-                nursery.start_soon(Connection(self.server, stream, listener=lst.name).serve)
+                nursery.start_soon(Connection(self.server, stream, listener=lst.name, session=session).serve)

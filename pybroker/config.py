@@ -27,6 +27,7 @@ from .kafka_keys import is_kafka_key
 from .listeners import DEFAULT_PROTOCOL_MAP
 from .listeners import resolve as resolve_listeners
 from .properties import PropertiesError, decode, parse
+from .sasl.settings import listener_mechanisms
 from .tls import TlsConfigError, server_context
 
 log = logging.getLogger("pybroker.config")
@@ -268,6 +269,16 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("transaction.partition.verification.enable", "BOOLEAN", True),
         _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
         _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
+        # SASL listeners (pybroker.sasl).
+        _prop("sasl.enabled.mechanisms", "LIST", "GSSAPI", None, "SASL mechanisms of SASL listeners (PLAIN)"),
+        _prop("sasl.jaas.config", "PASSWORD", None, None, "JAAS login module and its options (PLAIN: user_<name>)"),
+        _prop(
+            "connection.failed.authentication.delay.ms",
+            "INT",
+            100,
+            at_least(0),
+            "a failed authentication is answered after this long, then the connection closed",
+        ),
         # TLS of SSL listeners (pybroker.tls): PEM keystores and truststores
         # (KIP-651), files or inline.
         _prop("ssl.keystore.type", "STRING", "JKS", None, "keystore format; pybroker reads PEM only"),
@@ -407,7 +418,14 @@ class BrokerConfig:
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
             self.tls_context = None
-            if any(lst.protocol == "SSL" for lst in found.bound):
+            self.sasl: dict[str, dict[str, dict[str, str]]] = {}  # listener -> mechanism -> users
+            for lst in found.bound:
+                if lst.protocol.startswith("SASL_"):
+                    try:
+                        self.sasl[lst.name] = listener_mechanisms(lst.name, v, self.ignored)
+                    except ValueError as exc:
+                        problems.append(str(exc))
+            if any(lst.protocol in ("SSL", "SASL_SSL") for lst in found.bound):
                 try:
                     self.tls_context = server_context(v)
                 except TlsConfigError as exc:

@@ -5,22 +5,24 @@ listener (``inter.broker.listener.name`` or ``security.inter.broker.protocol``)
 and KRaft's controller listeners (``controller.listener.names``), with
 Kafka's rules and messages (KafkaConfig's listener validation).
 
-Listeners are PLAINTEXT or SSL (the brokers talk PLAINTEXT between
-them, for now); a KRaft controller listener is not opened (there is no
+Listeners are PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the brokers
+talk PLAINTEXT between them, for now); a KRaft controller listener is not opened (there is no
 controller quorum to serve), so Kafka 4's sample files start as a single
 node.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SUPPORTED_PROTOCOLS = ("PLAINTEXT", "SSL")
+SUPPORTED_PROTOCOLS = SECURITY_PROTOCOLS
 DEFAULT_PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
 NON_ROUTABLE = "0.0.0.0"
+_ENDPOINT = re.compile(r"([A-Za-z0-9_\-]+)://\[?([0-9A-Za-z\-%._:]*?)\]?:([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,13 @@ class Listener:
 
     @classmethod
     def parse(cls, url: str) -> Listener:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.scheme or port is None or "://" not in url:
+        """Kafka's endpoint syntax (``NAME://host:port``, ``NAME://[::1]:port``,
+        ``NAME://:port``); a name may hold underscores, as SASL_SSL does,
+        which URL schemes may not."""
+        m = _ENDPOINT.fullmatch(url.strip())
+        if m is None or not 0 <= int(m.group(3)) <= 65535:
             raise ValueError(f"Unable to parse {url} to a broker endpoint")
-        return cls(parts.scheme.upper(), parts.hostname or "", port)
+        return cls(m.group(1).upper(), m.group(2), int(m.group(3)))
 
     @property
     def bind_host(self) -> str | None:
@@ -150,7 +151,7 @@ def resolve(values: dict, explicit: set[str]) -> tuple[Listeners | None, list[st
     for lst in bound:
         if lst.protocol not in SUPPORTED_PROTOCOLS:
             problems.append(
-                f"listener {lst.name}: security protocol {lst.protocol} is not supported yet (PLAINTEXT and SSL)"
+                f"listener {lst.name}: security protocol {lst.protocol} is not supported"
             )
     ports = [lst.port for lst in bound if lst.port]
     if len(set(ports)) != len(ports):

@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from .config import BrokerConfig
 
 log = logging.getLogger("pybroker.server")
+# All a SASL listener's connection may ask before it is authenticated.
+BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 # A TLS client has this long to finish its handshake.
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 # Kafka's request logger: one DEBUG line per request answered.
@@ -129,10 +131,12 @@ class ServerContext:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    __slots__ = ("api_version", "client_id", "correlation_id", "header", "listener", "peer", "zero_copy")
+    __slots__ = ("api_version", "client_id", "correlation_id", "header", "listener", "peer", "session", "zero_copy")
 
-    def __init__(self, header, peer: str, zero_copy: bool = False, listener: str | None = None):
+    def __init__(self, header, peer: str, zero_copy: bool = False, listener: str | None = None, session=None):
         self.header = header
+        # A SASL listener's connection: its authentication (pybroker.sasl).
+        self.session = session
         # The listener the connection came in on: its addresses are the
         # ones this client is given (None: no listener, as in unit tests).
         self.listener = listener
@@ -174,12 +178,18 @@ class _Held:
 
 class Connection:
     def __init__(
-        self, server: ServerContext, stream: trio.abc.Stream, peer: str | None = None, listener: str | None = None
+        self,
+        server: ServerContext,
+        stream: trio.abc.Stream,
+        peer: str | None = None,
+        listener: str | None = None,
+        session=None,
     ):
         self.server = server
         self.stream = stream
         self.peer = peer or _peer_of(stream)
         self.listener = listener
+        self.session = session
         self.client_id: str | None = None  # of the latest request, for the request log
         self.frames = FrameDecoder(server.max_request_bytes, buffers=server.frame_buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
@@ -325,11 +335,16 @@ class Connection:
                 continue
             if not self._pending and self.fd >= 0 and slot.done.is_set() and _plain(slot.chunks):
                 direct += slot.chunks
-                continue
-            if direct:
-                await self._queue(send, _Slot(direct))
-                direct = []
-            await self._queue(send, slot)
+            else:
+                if direct:
+                    await self._queue(send, _Slot(direct))
+                    direct = []
+                await self._queue(send, slot)
+            if self.session is not None and self.session.failed:
+                # The refusal leaves first; then the connection is closed.
+                if direct:
+                    await self._queue(send, _Slot(direct))
+                raise _CloseConnection("SASL authentication failed")
         if direct:
             rest = self._write_now(direct)
             if rest:
@@ -359,6 +374,9 @@ class Connection:
         handler = self.server.handlers.get(api_key)
         if handler is None:
             raise _CloseConnection(f"unsupported api key {api_key}")
+        session = self.session
+        if session is not None and not session.authenticated and api_key not in BEFORE_AUTHENTICATION:
+            raise _CloseConnection(f"{ApiKey(api_key).name} request before SASL authentication")
         if not handler.min_version <= api_version <= handler.max_version:
             if api_key == ApiKey.API_VERSIONS:
                 return self._ready(self._api_versions_fallback(), 0, correlation_id, api_key)
@@ -373,7 +391,7 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(header, self.peer, self.zero_copy, self.listener)
+        ctx = RequestContext(header, self.peer, self.zero_copy, self.listener, session)
         self.client_id = header.client_id
         try:
             result = handler.fn(ctx, body)
@@ -624,7 +642,7 @@ async def close_idle_connections(server: ServerContext) -> None:
                 conn.close()
 
 
-async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, listener: str) -> None:
+async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, listener: str, session=None) -> None:
     """A connection to an SSL listener: the TLS handshake, bounded in time,
     then the Kafka protocol inside it. A failed handshake (a plaintext
     client, an untrusted or missing client certificate, no common
@@ -639,7 +657,7 @@ async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, list
         log.info("TLS handshake with %s on listener %s failed: %s", peer, listener, cause or type(exc).__name__)
         await trio.aclose_forcefully(raw)
         return
-    await Connection(server, stream, peer=peer, listener=listener).serve()
+    await Connection(server, stream, peer=peer, listener=listener, session=session).serve()
 
 
 def _peer_of(stream) -> str:

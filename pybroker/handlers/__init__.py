@@ -34,6 +34,8 @@ from pybroker.protocol.registry import ApiKey
 
 MODULES = (
     "api_versions",
+    "sasl_handshake",
+    "sasl_authenticate",
     "metadata",
     "produce",
     "fetch",

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -23,6 +23,7 @@ from pybroker.config import BrokerConfig, ConfigError
 from pybroker.testing import running_broker
 
 from ..tls_certs import make_certs
+from .secured import round_trip
 
 WAIT_S = 30
 
@@ -51,23 +52,6 @@ def broker(certs):
 
 def confluent_tls(certs, bootstrap: str, **more) -> dict:
     return {"bootstrap.servers": bootstrap, "security.protocol": "SSL", "ssl.ca.location": str(certs.ca.path), **more}
-
-
-def round_trip(producer_conf: dict, consumer_conf: dict) -> None:
-    topic = f"tls-{uuid.uuid4().hex[:8]}"
-    producer = Producer(producer_conf)
-    producer.produce(topic, key=b"k", value=b"over TLS")
-    assert producer.flush(WAIT_S) == 0
-    consumer = Consumer({**consumer_conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + WAIT_S
-        message = None
-        while time.monotonic() < deadline and (message is None or message.error()):
-            message = consumer.poll(0.2)
-        assert message is not None and not message.error() and message.value() == b"over TLS"
-    finally:
-        consumer.close()
 
 
 def test_librdkafka_over_tls(broker, certs):

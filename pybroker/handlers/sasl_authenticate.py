@@ -1,0 +1,60 @@
+"""SaslAuthenticate v0-2 (api key 36, KIP-152): the SASL exchange after
+SaslHandshake. v1 adds the session lifetime (0: no re-authentication
+required), v2 is flexible.
+
+PLAIN takes one token. A refused one is answered
+SASL_AUTHENTICATION_FAILED ("Authentication failed: Invalid username or
+password", Kafka's words) after connection.failed.authentication.delay.ms,
+then the connection is closed; every failure is one log line naming the
+peer and the listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from pybroker.protocol.error_codes import ErrorCode
+from pybroker.protocol.messages.sasl_authenticate_response import SaslAuthenticateResponse
+from pybroker.protocol.registry import ApiKey
+
+from . import Hold, handles
+
+if TYPE_CHECKING:
+    from ..config import BrokerConfig
+
+log = logging.getLogger("pybroker.sasl")
+
+
+@handles(ApiKey.SASL_AUTHENTICATE, 0, 2)
+def sasl_authenticate(ctx, req, *, config: BrokerConfig):
+    session = ctx.session
+    if session is None or session.authenticated or session.mechanism is None:
+        if session is not None:
+            session.failed = True
+        return SaslAuthenticateResponse(
+            error_code=ErrorCode.ILLEGAL_SASL_STATE,
+            error_message="SaslAuthenticate is valid after a SaslHandshake on a SASL listener, once",
+            auth_bytes=b"",
+        )
+    principal = session.authenticate(bytes(req.auth_bytes))
+    if principal is not None:
+        log.debug("%s authenticated as %s on listener %s", ctx.peer, principal, session.listener)
+        return SaslAuthenticateResponse(error_code=ErrorCode.NONE, auth_bytes=b"", session_lifetime_ms=0)
+    log.info("failed authentication with %s on listener %s (%s): invalid username or password",
+             ctx.peer, session.listener, session.mechanism)
+    delay = config["connection.failed.authentication.delay.ms"] / 1000
+
+    async def refuse():
+        # Kafka's brake on password guessing: each failure costs the
+        # guesser this long, and no one else anything.
+        await trio.sleep(delay)
+        return SaslAuthenticateResponse(
+            error_code=ErrorCode.SASL_AUTHENTICATION_FAILED,
+            error_message="Authentication failed: Invalid username or password",
+            auth_bytes=b"",
+        )
+
+    return Hold(refuse)

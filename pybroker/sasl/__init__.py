@@ -1,0 +1,15 @@
+"""SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners (KIP-43,
+KIP-152): the mechanisms' rules as data and pure functions, and the state
+of one connection's authentication (``SaslSession``).
+
+A connection to a SASL listener may send ApiVersions, SaslHandshake and
+SaslAuthenticate until it is authenticated; anything else closes it, as
+Kafka closes it. A failed authentication is answered
+SASL_AUTHENTICATION_FAILED after ``connection.failed.authentication.delay.ms``
+and the connection is closed.
+"""
+
+from .jaas import JaasError, parse_jaas
+from .session import SUPPORTED_MECHANISMS, SaslSession, plain_users
+
+__all__ = ["SUPPORTED_MECHANISMS", "JaasError", "SaslSession", "parse_jaas", "plain_users"]
