@@ -7,7 +7,7 @@ follower's controlled shutdown bumped its partition's leader epoch."""
 
 from __future__ import annotations
 
-from .txn_copy import check_copy, run
+from .txn_copy import STALL_S, _restart_stalled, check_copy, run
 
 INPUT = {0: ["a0", "a1", "a2"], 1: ["b0"]}
 
@@ -18,6 +18,44 @@ def _clean(**changes):
     reads = changes.get("reads", [(0, 0, "a0"), (0, 3, "a2")] if "outputs" not in changes else [])
     found = check_copy(INPUT, outputs, reads, changes.get("hanging", []))
     return {k: v for k, v in found.items() if v}
+
+
+class _Copier:
+    """A copier's outside, as the watchdog sees it: progress and its process."""
+
+    def __init__(self, name: str):
+        self.name, self.count, self.restarts, self.running = name, 0, 0, True
+        self.proc = self
+
+    def poll(self):
+        return None if self.running else 0
+
+    def done(self) -> bool:
+        return not self.running
+
+    def progress(self) -> int:
+        return self.count
+
+    def kill(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.restarts += 1
+
+
+def test_a_copier_committing_nothing_for_the_stall_time_is_restarted():
+    moving, stuck, finished = _Copier("moving"), _Copier("stuck"), _Copier("finished")
+    finished.running = False
+    copiers = [moving, stuck, finished]
+    last = {c.name: (0, 0.0) for c in copiers}
+    for t in range(int(STALL_S) + 1):
+        moving.count += 1
+        _restart_stalled(copiers, last, float(t))
+    assert (moving.restarts, stuck.restarts, finished.restarts) == (0, 0, 0)
+    assert _restart_stalled(copiers, last, STALL_S + 10.0) == 1
+    assert (moving.restarts, stuck.restarts, finished.restarts) == (0, 1, 0)
+    # Counted from the restart on, not again at once.
+    assert _restart_stalled(copiers, last, STALL_S + 11.0) == 0
 
 
 def test_a_faithful_copy_has_no_anomaly():

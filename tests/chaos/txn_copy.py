@@ -50,6 +50,11 @@ PROPS = {
 }
 COPY_DEADLINE_S = 300
 HANG_DEADLINE_S = 60  # past the copiers' transaction.timeout.ms (20 s) and the abort check
+# A copier that commits nothing for this long is stalled in its client:
+# librdkafka's send_offsets_to_transaction waits forever for a group
+# coordinator that left the metadata (librdkafka issues #5511 and #5456,
+# open). It is killed and started again, as an operator would, and counted.
+STALL_S = 60
 MAX_COPIER_RESTARTS = 20
 ANOMALIES = ("missing", "duplicate", "order", "aborted-read", "hanging-transaction")
 
@@ -87,6 +92,7 @@ class CopyRun:
     messages: int
     faults: list[str] = field(default_factory=list)
     restarts: int = 0
+    stalls: int = 0
     reads: int = 0
     copied: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
@@ -101,7 +107,10 @@ class CopyRun:
         lines = [
             f"txn-copy seed {self.seed}: {verdict} in {self.seconds:.0f} s",
             f"  {self.messages} seeded, {self.copied} in the output, {self.reads} read by the read_committed reader",
-            f"  copier restarts {self.restarts}; faults: {', '.join(self.faults) or 'none'}",
+            (
+                f"  copier restarts {self.restarts}, stalled copiers restarted {self.stalls};"
+                f" faults: {', '.join(self.faults) or 'none'}"
+            ),
             "  " + ", ".join(f"{k} {v}" for k, v in self.anomalies.items()),
         ]
         return "\n".join(lines)
@@ -124,6 +133,13 @@ class Copier:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+    def progress(self) -> int:
+        """Transactions committed so far, by this copier's every run."""
+        try:
+            return self.log.read_bytes().count(b'{"copied": ')
+        except OSError:
+            return 0
 
     def done(self) -> bool:
         return self.proc is not None and self.proc.poll() == 0
@@ -178,6 +194,7 @@ def run(seed: int, out: Path, messages: int = 20_000, faults: int = 4) -> CopyRu
             result.faults.append(_fault(rng, cluster, copiers))
             result.restarts += _restart_crashed(copiers)
         deadline = time.monotonic() + COPY_DEADLINE_S
+        last = {c.name: (c.progress(), time.monotonic()) for c in copiers}
         while not all(c.done() for c in copiers):
             if time.monotonic() > deadline or result.restarts > MAX_COPIER_RESTARTS:
                 for c in copiers:
@@ -185,7 +202,8 @@ def run(seed: int, out: Path, messages: int = 20_000, faults: int = 4) -> CopyRu
                         c.kill()
                 break
             result.restarts += _restart_crashed(copiers)
-            time.sleep(0.2)
+            result.stalls += _restart_stalled(copiers, last, time.monotonic())
+            time.sleep(0.2)  # the copiers run on their own; this loop only watches them
         hanging = _hanging(bootstrap)
         outputs = _read_output(bootstrap)
         reader.stopping.set()
@@ -253,6 +271,25 @@ def _wait_full_isrs(cluster: LocalCluster) -> None:
         return all(len(p.isr_nodes) == 3 and p.leader_id >= 0 for t in answer.topics for p in t.partitions)
 
     wait_for(full, 90, "every partition back to three in-sync replicas")
+
+
+def _restart_stalled(copiers: list[Copier], last: dict[str, tuple[int, float]], now: float) -> int:
+    """Kill and start again a running copier that committed nothing for
+    STALL_S; ``last``: each one's progress and since when (updated)."""
+    restarted = 0
+    for copier in copiers:
+        if copier.done() or copier.proc.poll() is not None:
+            continue
+        count, since = last[copier.name]
+        current = copier.progress()
+        if current != count:
+            last[copier.name] = (current, now)
+        elif now - since > STALL_S:
+            copier.kill()
+            copier.start()
+            last[copier.name] = (current, now)
+            restarted += 1
+    return restarted
 
 
 def _restart_crashed(copiers: list[Copier]) -> int:
