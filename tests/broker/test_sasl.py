@@ -154,3 +154,79 @@ def test_sasl_requests_on_a_plaintext_listener_are_illegal(broker):
 def test_sasl_configuration_problems_stop_the_start(props, message):
     with pytest.raises(ConfigError, match=message):
         BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093", **props})
+
+
+def test_aiokafka_with_sasl_ssl(broker, certs):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+
+    topic = f"sasl-aio-{uuid.uuid4().hex[:8]}"
+    settings = {
+        "bootstrap_servers": f"127.0.0.1:{broker.sasl_ssl_port}", "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN", "sasl_plain_username": "bob", "sasl_plain_password": "bob-secret",
+        "ssl_context": create_ssl_context(cafile=str(certs.ca.path)),
+    }
+
+    async def run() -> bytes:
+        producer = AIOKafkaProducer(**settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"aiokafka over SASL_SSL")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **settings)
+        await consumer.start()
+        try:
+            message = await asyncio.wait_for(consumer.getone(), WAIT_S)
+        finally:
+            await consumer.stop()
+        return message.value
+
+    assert asyncio.run(run()) == b"aiokafka over SASL_SSL"
+
+
+def test_a_flood_of_failed_logins_costs_the_guesser_not_the_others(broker):
+    """Twenty wrong passwords at once: each waits out the failure delay on
+    its own connection, while a client with the right one is served."""
+    import threading
+
+    def guess(i: int, times: list) -> None:
+        w = Wire(f"127.0.0.1:{broker.sasl_port}")
+        try:
+            w.send(SaslHandshakeRequest(mechanism="PLAIN"), 1, 1)
+            w.receive(SaslHandshakeRequest.API_KEY, 1)
+            started = time.monotonic()
+            w.send(SaslAuthenticateRequest(auth_bytes=f"\x00alice\x00guess-{i}".encode()), 2, 2)
+            answer = w.receive(SaslAuthenticateRequest.API_KEY, 2)[1]
+            times.append((answer.error_code, time.monotonic() - started))
+        finally:
+            w.close()
+
+    times: list = []
+    guessers = [threading.Thread(target=guess, args=(i, times)) for i in range(20)]
+    for t in guessers:
+        t.start()
+    round_trip(plain(broker.sasl_port, "alice", "alice-secret"))
+    for t in guessers:
+        t.join(WAIT_S)
+    assert len(times) == 20
+    assert all(code == ErrorCode.SASL_AUTHENTICATION_FAILED and waited >= 0.3 for code, waited in times)
+
+
+def test_kafkajs_with_sasl_ssl(broker, certs):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    compat = Path(__file__).parents[2] / "compat" / "kafkajs"
+    node = shutil.which("node")
+    assert node and (compat / "node_modules" / "kafkajs").exists(), "KafkaJS: run npm ci in compat/kafkajs"
+    env = {"PATH": "/usr/bin:/bin", "BROKERS": f"127.0.0.1:{broker.sasl_ssl_port}",
+           "TOPIC": f"sasl-js-{uuid.uuid4().hex[:8]}", "CA_FILE": str(certs.ca.path), "SASL_USER": "bob",
+           "SASL_PASSWORD": "bob-secret", "KAFKAJS_NO_PARTITIONER_WARNING": "1"}
+    done = subprocess.run([node, "secured-roundtrip.js"], cwd=compat, env=env, capture_output=True, text=True,
+                          timeout=WAIT_S + 30, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "kafkajs over SASL_SSL"
