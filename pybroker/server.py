@@ -67,6 +67,8 @@ log = logging.getLogger("pybroker.server")
 BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 # A TLS client has this long to finish its handshake.
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# Kafka's KafkaPrincipal.ANONYMOUS: a connection no one authenticated.
+ANONYMOUS = "User:ANONYMOUS"
 # Kafka's request logger: one DEBUG line per request answered.
 request_log = logging.getLogger("pybroker.requests")
 # Fetch responses on plain TCP send record data from the segment files.
@@ -131,10 +133,19 @@ class ServerContext:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    __slots__ = ("api_version", "client_id", "correlation_id", "header", "listener", "peer", "session", "zero_copy")
+    __slots__ = (
+        "api_version", "client_id", "correlation_id", "header", "listener", "peer", "principal", "session", "zero_copy",
+    )
 
-    def __init__(self, header, peer: str, zero_copy: bool = False, listener: str | None = None, session=None):
+    def __init__(
+        self, header, peer: str, zero_copy: bool = False, listener: str | None = None, session=None,
+        principal: str = ANONYMOUS,
+    ):
         self.header = header
+        # Who sent it, as Kafka's KafkaPrincipal prints: "User:name"; a
+        # connection neither SASL nor a client certificate names is
+        # User:ANONYMOUS.
+        self.principal = principal
         # A SASL listener's connection: its authentication (pybroker.sasl).
         self.session = session
         # The listener the connection came in on: its addresses are the
@@ -149,7 +160,7 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("done", "chunks")
+    __slots__ = ("chunks", "done")
 
     def __init__(self, chunks: list | None = None):
         # Answered now: one shared event that is always set (waiting on a
@@ -184,12 +195,16 @@ class Connection:
         peer: str | None = None,
         listener: str | None = None,
         session=None,
+        principal: str = ANONYMOUS,
     ):
         self.server = server
         self.stream = stream
         self.peer = peer or _peer_of(stream)
         self.listener = listener
         self.session = session
+        # Before SASL authentication, and on listeners without SASL: from
+        # the TLS client certificate, else User:ANONYMOUS.
+        self.principal = principal
         self.client_id: str | None = None  # of the latest request, for the request log
         self.frames = FrameDecoder(server.max_request_bytes, buffers=server.frame_buffers)
         # Seen by close_idle_connections: the last byte in or out, and the
@@ -391,7 +406,8 @@ class Connection:
             body, _ = api_info(api_key).request.decode_from(frame, pos, api_version)
         except UnsupportedVersionError as exc:
             raise _CloseConnection(str(exc)) from None
-        ctx = RequestContext(header, self.peer, self.zero_copy, self.listener, session)
+        principal = session.principal if session is not None and session.authenticated else self.principal
+        ctx = RequestContext(header, self.peer, self.zero_copy, self.listener, session, principal)
         self.client_id = header.client_id
         try:
             result = handler.fn(ctx, body)
