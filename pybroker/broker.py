@@ -55,6 +55,7 @@ from .cluster.admin import topic_name_problem
 from .cluster.controller_state import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo
+from .cluster.users import LocalUsers
 from .config import BrokerConfig
 from .fetch_sessions import FetchSessionCache
 from .groups.coordinator import GroupCoordinator
@@ -63,7 +64,7 @@ from .logs import recovery_summary
 from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
-from .sasl import SaslSession
+from .sasl import SaslSession, exchanges
 from .server import Connection, ServerContext, close_idle_connections, serve_tls
 from .topics import Topics
 from .txn.coordinator import TransactionCoordinator
@@ -141,6 +142,7 @@ class Broker:
             self.topics = Topics(config, self.metadata, self.replicas)
             self.producer_ids = ProducerIds(self.metadata.allocate_producer_ids)
             self.controller = SingleNodeElections(self.metadata)
+            self.users = LocalUsers(self.metadata)
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
         self._stop = None
@@ -161,6 +163,7 @@ class Broker:
 
     def _zk_services(self) -> None:
         from .cluster.controller import Controller
+        from .cluster.users import ZkUsers
         from .cluster.zk_admin import ZkTopicAdmin
         from .cluster.zk_isr import ZkIsrWriter
         from .cluster.zk_producer_ids import next_block
@@ -174,6 +177,7 @@ class Broker:
         self.fetchers = ReplicaFetchers(self.replicas, self.config, self.metadata.broker)
         self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
+        self.users = ZkUsers(self.zk, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
         self.controller = Controller(
             self.zk, self.node_id, self.config, brokers=self.metadata.broker, log_dirs_of=self._log_dirs_of
@@ -272,6 +276,7 @@ class Broker:
             "replicas": self.replicas,
             "producer_ids": self.producer_ids,
             "controller": self.controller,
+            "users": self.users,
         }
 
     def _unlock(self) -> None:
@@ -703,7 +708,9 @@ class Broker:
                 # nursery may already be closed to new arrivals.
                 await trio.aclose_forcefully(stream)
                 return
-            session = SaslSession(lst.name, self.config.sasl[lst.name]) if lst.name in self.config.sasl else None
+            session = None
+            if lst.name in self.config.sasl:
+                session = SaslSession(lst.name, exchanges(self.config.sasl[lst.name], self.users.scram_credential))
             if lst.protocol in ("SSL", "SASL_SSL"):
                 nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name, session)
             else:

@@ -270,7 +270,7 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("producer.id.expiration.ms", "INT", 86400000, at_least(1), "idle producer ids are forgotten after this"),
         _prop("shutdown.grace.ms", "LONG", 10000, at_least(0), "time in-flight requests get on shutdown (pybroker)"),
         # SASL listeners (pybroker.sasl).
-        _prop("sasl.enabled.mechanisms", "LIST", "GSSAPI", None, "SASL mechanisms of SASL listeners (PLAIN)"),
+        _prop("sasl.enabled.mechanisms", "LIST", "GSSAPI", None, "SASL mechanisms of SASL listeners (PLAIN, SCRAM-SHA-256/512)"),
         _prop("sasl.jaas.config", "PASSWORD", None, None, "JAAS login module and its options (PLAIN: user_<name>)"),
         _prop(
             "connection.failed.authentication.delay.ms",
@@ -418,7 +418,7 @@ class BrokerConfig:
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
             self.tls_context = None
-            self.sasl: dict[str, dict[str, dict[str, str]]] = {}  # listener -> mechanism -> users
+            self.sasl: dict[str, dict[str, object]] = {}  # listener -> mechanism -> its settings
             for lst in found.bound:
                 if lst.protocol.startswith("SASL_"):
                     try:

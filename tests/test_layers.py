@@ -47,6 +47,8 @@ RULES = [
         (f"pybroker.cluster.{m}", {"trio", "kazoo", "pybroker.zk"}, set())
         for m in ("znodes", "jvm_json", "election", "placement", "controller_state")
     ),
+    # SASL's mechanisms are rules and state: no I/O, nothing of the broker.
+    ("pybroker.sasl", {"trio", "pybroker.broker", "pybroker.handlers", "pybroker.server", "pybroker.cluster"}, set()),
     # The admin CLI is a client: the codec and the consumer protocol only.
     (
         "pybroker.admin",

@@ -75,6 +75,9 @@ class LocalMetadata(TopicTable):
         self._pending: dict[str, TopicInfo] = {}
         self._cluster_id = cluster_id or ""
         self.next_producer_id_block = 0
+        # Per-user configs as Kafka keeps them in /config/users/<user>:
+        # SCRAM credentials (and quotas), {user: {key: value}}.
+        self.users: dict[str, dict[str, str]] = {}
         if self.path.exists():
             self._read(cluster_id)
         if not self._cluster_id:
@@ -87,6 +90,7 @@ class LocalMetadata(TopicTable):
             stored = data["cluster_id"]
             self.next_producer_id_block = int(data.get("next_producer_id_block", 0))
             topics = [topic_from_json(t, self.node_id) for t in data["topics"]]
+            users = {str(u): {str(k): str(v) for k, v in c.items()} for u, c in data.get("users", {}).items()}
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise LogDirError(f"cannot read the cluster metadata in {self.path}: {reason}") from None
@@ -96,6 +100,7 @@ class LocalMetadata(TopicTable):
                 "The broker is trying to join the wrong cluster."
             )
         self._cluster_id = stored or self._cluster_id
+        self.users = users
         for info in topics:
             self._topics[info.name] = info
 
@@ -185,6 +190,14 @@ class LocalMetadata(TopicTable):
         info.configs = dict(configs)
         self._save_or(lambda: setattr(info, "configs", old))
 
+    def set_user_configs(self, user: str, configs: dict[str, str]) -> None:
+        old = self.users.get(user)
+        if configs:
+            self.users[user] = dict(configs)
+        else:
+            self.users.pop(user, None)
+        self._save_or(lambda: self.users.update({user: old}) if old is not None else self.users.pop(user, None))
+
     def allocate_producer_ids(self, size: int = 1000) -> range:
         """A block of producer ids never handed out before, even across
         restarts: the block is persisted before any id in it is used."""
@@ -220,6 +233,7 @@ class LocalMetadata(TopicTable):
             "cluster_id": self._cluster_id,
             "next_producer_id_block": self.next_producer_id_block,
             "topics": [topic_to_json(t) for t in topics.values()],
+            "users": self.users,
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 

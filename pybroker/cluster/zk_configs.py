@@ -1,4 +1,4 @@
-"""Cluster mode: topic config change notifications, as Kafka's
+"""Cluster mode: config change notifications (topics and users), as Kafka's
 ZkConfigManager reads them (``ZkNodeChangeNotificationListener``).
 
 A config change is written as the new ``/config/topics/<t>`` and then a
@@ -37,9 +37,10 @@ class ConfigChanges:
         self._ctimes: dict[str, int] = {}  # notification -> its creation time (ms)
 
     async def read(self, watch) -> set[str]:
-        """The topics named by notifications newer than the last one seen,
-        the children watched with ``watch``. The first call only notes
-        where the sequence is: at start every config is read anyway."""
+        """The entities (``topics/<t>``, ``users/<sanitized user>``) named
+        by notifications newer than the last one seen, the children watched
+        with ``watch``. The first call only notes where the sequence is: at
+        start every config is read anyway."""
         children = await self.zk.get_children(znodes.CONFIG_CHANGES, watch=watch)
         fresh = []
         for child in children:
@@ -53,9 +54,7 @@ class ConfigChanges:
         fresh.sort()
         names = set()
         if self._started:
-            for entity in await gather([self._entity(child) for _, child in fresh]):
-                if entity is not None and entity.startswith("topics/"):
-                    names.add(entity[len("topics/") :])
+            names.update(e for e in await gather([self._entity(child) for _, child in fresh]) if e is not None)
         self._started = True
         if fresh:
             self.seen = fresh[-1][0]

@@ -113,6 +113,10 @@ class ZkMetadata(TopicTable):
         # before everything is re-read: the broker registers again.
         self.on_new_session: Callable[[], Awaitable[None]] | None = None
         self.config_changes = ConfigChanges(zk)
+        # /config/users/<user>: SCRAM credentials (and quotas) by user,
+        # re-read when a change notification names the user.
+        self.users: dict[str, dict[str, str]] = {}
+        self._dirty_users: set[str] = set()
         # Bumped, and ``_published`` set and replaced, after every pass.
         self.generation = 0
         self._published = trio.Event()
@@ -287,6 +291,7 @@ class ZkMetadata(TopicTable):
         update = Update(dict(self._topics), full=full)
         await self._read_topics(update, full)
         await self._read_configs(update, full)
+        await self._read_users(full)
         return update
 
     async def _read_controller(self) -> None:
@@ -442,7 +447,12 @@ class ZkMetadata(TopicTable):
         names = set(update.configs)
         if self._dirty_changes:
             self._dirty_changes = False
-            names |= await self.config_changes.read(self._on_config_changes)
+            for entity in await self.config_changes.read(self._on_config_changes):
+                kind, _, name = entity.partition("/")
+                if kind == "topics":
+                    names.add(name)
+                elif kind == "users" and "/" not in name:
+                    self._dirty_users.add(znodes.desanitize(name))
         if full:
             names |= set(topics)
         names = sorted(n for n in names if n in topics)
@@ -457,6 +467,33 @@ class ZkMetadata(TopicTable):
                 info.configs = configs
             update.configs.add(name)
             update.changed.add(name)
+
+    async def _read_users(self, full: bool) -> None:
+        dirty, self._dirty_users = self._dirty_users, set()
+        if full:
+            try:
+                children = await self.zk.get_children(znodes.CONFIG_USERS)
+            except NoNodeError:
+                children = []
+            dirty |= {znodes.desanitize(c) for c in children} | set(self.users)
+        names = sorted(dirty)
+        read = await gather([self._read_user(n) for n in names])
+        for name, configs in zip(names, read):
+            if configs:
+                self.users[name] = configs
+            else:
+                self.users.pop(name, None)
+
+    async def _read_user(self, name: str) -> dict[str, str]:
+        try:
+            data, _ = await self.zk.get(znodes.user_config_path(name))
+        except NoNodeError:
+            return {}
+        try:
+            return znodes.decode_topic_config(data)
+        except ValueError as exc:
+            log.warning("ignoring the configs of user %s: %s", name, exc)
+            return {}
 
     async def _read_config(self, name: str) -> dict[str, str]:
         try:

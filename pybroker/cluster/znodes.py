@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import re
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ BROKER_SEQID = "/brokers/seqid"
 CONFIG = "/config"
 CONFIG_CHANGES = "/config/changes"
 CONFIG_TOPICS = "/config/topics"
+CONFIG_USERS = "/config/users"
 ADMIN = "/admin"
 DELETE_TOPICS = "/admin/delete_topics"
 ISR_CHANGE_NOTIFICATION = "/isr_change_notification"
@@ -92,6 +94,20 @@ def partition_state_path(topic: str, partition: int) -> str:
 
 def topic_config_path(topic: str) -> str:
     return f"{CONFIG_TOPICS}/{topic}"
+
+
+def sanitize(name: str) -> str:
+    """Kafka's Sanitizer.sanitize for user and client ids in znode names:
+    URL-encoded, UTF-8, with %20 for a space and %2A for '*'."""
+    return urllib.parse.quote(name, safe="")
+
+
+def desanitize(name: str) -> str:
+    return urllib.parse.unquote(name)
+
+
+def user_config_path(user: str) -> str:
+    return f"{CONFIG_USERS}/{sanitize(user)}"
 
 
 def delete_topic_path(topic: str) -> str:

@@ -36,6 +36,7 @@ MODULES = (
     "api_versions",
     "sasl_handshake",
     "sasl_authenticate",
+    "user_scram_credentials",
     "metadata",
     "produce",
     "fetch",

@@ -2,11 +2,11 @@
 SaslHandshake. v1 adds the session lifetime (0: no re-authentication
 required), v2 is flexible.
 
-PLAIN takes one token. A refused one is answered
-SASL_AUTHENTICATION_FAILED ("Authentication failed: Invalid username or
-password", Kafka's words) after connection.failed.authentication.delay.ms,
-then the connection is closed; every failure is one log line naming the
-peer and the listener.
+PLAIN takes one token, SCRAM two. A refused one is answered
+SASL_AUTHENTICATION_FAILED with the mechanism's message (Kafka's words,
+which never say whether the user exists) after
+connection.failed.authentication.delay.ms, then the connection is closed;
+every failure is one log line naming the peer and the listener.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import trio
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.sasl_authenticate_response import SaslAuthenticateResponse
 from pybroker.protocol.registry import ApiKey
+from pybroker.sasl import SaslFailure
 
 from . import Hold, handles
 
@@ -39,12 +40,23 @@ def sasl_authenticate(ctx, req, *, config: BrokerConfig):
             error_message="SaslAuthenticate is valid after a SaslHandshake on a SASL listener, once",
             auth_bytes=b"",
         )
-    principal = session.authenticate(bytes(req.auth_bytes))
-    if principal is not None:
-        log.debug("%s authenticated as %s on listener %s", ctx.peer, principal, session.listener)
-        return SaslAuthenticateResponse(error_code=ErrorCode.NONE, auth_bytes=b"", session_lifetime_ms=0)
-    log.info("failed authentication with %s on listener %s (%s): invalid username or password",
-             ctx.peer, session.listener, session.mechanism)
+    mechanism = session.mechanism
+    try:
+        reply = session.step(bytes(req.auth_bytes))
+    except SaslFailure as exc:
+        message = str(exc)
+    except Exception:
+        # The mechanism's own fault: logged with its traceback, and the
+        # client refused in Kafka's general words.
+        log.exception("SASL %s exchange with %s failed", mechanism, ctx.peer)
+        message = f"Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
+    else:
+        if session.authenticated:
+            log.debug("%s authenticated as %s on listener %s", ctx.peer, session.principal, session.listener)
+        return SaslAuthenticateResponse(
+            error_code=ErrorCode.NONE, auth_bytes=reply, session_lifetime_ms=session.lifetime_ms
+        )
+    log.info("failed authentication with %s on listener %s (%s): %s", ctx.peer, session.listener, mechanism, message)
     delay = config["connection.failed.authentication.delay.ms"] / 1000
 
     async def refuse():
@@ -52,9 +64,7 @@ def sasl_authenticate(ctx, req, *, config: BrokerConfig):
         # guesser this long, and no one else anything.
         await trio.sleep(delay)
         return SaslAuthenticateResponse(
-            error_code=ErrorCode.SASL_AUTHENTICATION_FAILED,
-            error_message="Authentication failed: Invalid username or password",
-            auth_bytes=b"",
+            error_code=ErrorCode.SASL_AUTHENTICATION_FAILED, error_message=message, auth_bytes=b""
         )
 
     return Hold(refuse)

@@ -1,6 +1,7 @@
 """SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners (KIP-43,
-KIP-152): the mechanisms' rules as data and pure functions, and the state
-of one connection's authentication (``SaslSession``).
+KIP-152): the mechanisms' rules as data and pure functions (plain.py,
+scram.py), and the state of one connection's authentication
+(``SaslSession``).
 
 A connection to a SASL listener may send ApiVersions, SaslHandshake and
 SaslAuthenticate until it is authenticated; anything else closes it, as
@@ -10,6 +11,8 @@ and the connection is closed.
 """
 
 from .jaas import JaasError, parse_jaas
-from .session import SUPPORTED_MECHANISMS, SaslSession, plain_users
+from .mechanisms import SUPPORTED_MECHANISMS, exchanges
+from .plain import plain_users
+from .session import SaslFailure, SaslSession
 
-__all__ = ["SUPPORTED_MECHANISMS", "JaasError", "SaslSession", "parse_jaas", "plain_users"]
+__all__ = ["SUPPORTED_MECHANISMS", "JaasError", "SaslFailure", "SaslSession", "exchanges", "parse_jaas", "plain_users"]

@@ -1,51 +1,36 @@
-"""One connection's SASL state, and the PLAIN mechanism (RFC 4616) with
-Kafka's server callback: the users are the JAAS options ``user_<name>``
-of PlainLoginModule, their values the passwords."""
+"""One connection's SASL state. The mechanisms' exchanges (plain.py,
+scram.py) share one shape: ``step(token)`` answers a client token with the
+server's, raises ``SaslFailure`` with the words the client is told, and
+sets ``complete`` and ``user`` once the client is known."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from .jaas import JaasError, parse_jaas
-
-SUPPORTED_MECHANISMS = ("PLAIN",)
-PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+from typing import Protocol
 
 
-def plain_users(jaas_text: str) -> dict[str, str]:
-    """{user: password} of a JAAS config's PlainLoginModule."""
-    modules = [m for m in parse_jaas(jaas_text) if m.name == PLAIN_MODULE]
-    if not modules:
-        raise JaasError(f"sasl.jaas.config: no {PLAIN_MODULE} for the PLAIN mechanism")
-    return {k[len("user_"):]: v for k, v in modules[0].options.items() if k.startswith("user_")}
+class SaslFailure(Exception):
+    """The authentication is refused; ``str(exc)`` is the client's message."""
 
 
-def check_plain(token: bytes, users: dict[str, str]) -> str | None:
-    """The user a PLAIN token (``authzid NUL authcid NUL password``)
-    authenticates, or None. As Kafka's PlainSaslServer: an authorization id
-    other than the user is refused."""
-    parts = token.split(b"\x00")
-    if len(parts) != 3:
-        return None
-    try:
-        authzid, user, password = (p.decode("utf-8") for p in parts)
-    except UnicodeDecodeError:
-        return None
-    if not user or not password or (authzid and authzid != user):
-        return None
-    expected = users.get(user)
-    if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
-        return None
-    return user
+class Exchange(Protocol):
+    complete: bool
+    user: str | None
+    # How long the credential stays good (ms), 0 for no limit: a session
+    # ends with it (KIP-368).
+    lifetime_ms: int
+
+    def step(self, token: bytes) -> bytes: ...
 
 
 @dataclass
 class SaslSession:
-    """``mechanisms``: what this listener enables, with each one's users."""
+    """``mechanisms``: what this listener enables, each with a function
+    that opens an exchange."""
 
     listener: str
-    mechanisms: dict[str, dict[str, str]]
+    mechanisms: dict[str, Callable[[], Exchange]]
     mechanism: str | None = None
     principal: str | None = None
     authenticated: bool = False
@@ -53,20 +38,33 @@ class SaslSession:
     # closed once that answer is sent.
     failed: bool = False
     attempts: int = field(default=0)
+    exchange: Exchange | None = None
 
     def choose(self, mechanism: str) -> bool:
         if self.authenticated or self.mechanism is not None or mechanism not in self.mechanisms:
             return False
         self.mechanism = mechanism
+        self.exchange = self.mechanisms[mechanism]()
         return True
 
-    def authenticate(self, token: bytes) -> str | None:
-        """The principal (``User:name``) once ``token`` authenticates."""
+    def step(self, token: bytes) -> bytes:
+        """The server's answer to ``token``; SaslFailure (and ``failed``
+        set) when the client is refused. ``authenticated`` and
+        ``principal`` are set once the exchange completes."""
         self.attempts += 1
-        user = check_plain(token, self.mechanisms[self.mechanism]) if self.mechanism == "PLAIN" else None
-        if user is None:
+        try:
+            reply = self.exchange.step(token)
+        except Exception:
+            # SaslFailure, or a mechanism's own fault: either way the
+            # client is refused and the exchange is over.
             self.failed = True
-            return None
-        self.authenticated = True
-        self.principal = f"User:{user}"
-        return self.principal
+            self.exchange = None
+            raise
+        if self.exchange.complete:
+            self.authenticated = True
+            self.principal = f"User:{self.exchange.user}"
+        return reply
+
+    @property
+    def lifetime_ms(self) -> int:
+        return self.exchange.lifetime_ms if self.exchange is not None and self.authenticated else 0

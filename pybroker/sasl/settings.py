@@ -6,13 +6,16 @@ properties: ``sasl.enabled.mechanisms`` (or the listener's own
 
 from __future__ import annotations
 
-from .jaas import JaasError
-from .session import SUPPORTED_MECHANISMS, plain_users
+from .jaas import JaasError, parse_jaas
+from .mechanisms import SUPPORTED_MECHANISMS
+from .plain import plain_users
+from .scram import HASHES
 
 
-def listener_mechanisms(listener: str, values, prefixed: dict[str, str]) -> dict[str, dict[str, str]]:
-    """{mechanism: users}; ValueError naming the property at fault. The
-    listener-prefixed keys used are taken out of ``prefixed``."""
+def listener_mechanisms(listener: str, values, prefixed: dict[str, str]) -> dict[str, object]:
+    """{mechanism: its settings} (PLAIN: its users; SCRAM: None, the
+    credentials are the cluster's); ValueError naming the property at
+    fault. The listener-prefixed keys used are taken out of ``prefixed``."""
     prefix = f"listener.name.{listener.lower()}."
     own = prefixed.pop(prefix + "sasl.enabled.mechanisms", None)
     enabled = [m.strip() for m in own.split(",") if m.strip()] if own is not None else values["sasl.enabled.mechanisms"]
@@ -28,6 +31,16 @@ def listener_mechanisms(listener: str, values, prefixed: dict[str, str]) -> dict
     for mechanism in enabled:
         key = f"{prefix}{mechanism.lower()}.sasl.jaas.config"
         text = prefixed.pop(key, None) or values["sasl.jaas.config"]
+        if mechanism in HASHES:
+            # ScramLoginModule's options only serve the broker's own
+            # logins: the users are the stored credentials.
+            found[mechanism] = None
+            if text:
+                try:
+                    parse_jaas(text)
+                except JaasError as exc:
+                    raise ValueError(f"listener {listener}: {exc}") from None
+            continue
         if not text:
             raise ValueError(f"listener {listener}: no JAAS configuration for {mechanism}: set {key} or sasl.jaas.config")
         try:
