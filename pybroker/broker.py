@@ -66,6 +66,7 @@ from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
 from .sasl import SaslSession, exchanges
 from .server import Connection, ServerContext, close_idle_connections, serve_tls
+from .tls import certificate_principal
 from .topics import Topics
 from .txn.coordinator import TransactionCoordinator
 
@@ -278,6 +279,9 @@ class Broker:
             "controller": self.controller,
             "users": self.users,
         }
+
+    def _certificate_principal(self, der: bytes | None) -> str:
+        return certificate_principal(der, self.config.ssl_principal_rules)
 
     def _unlock(self) -> None:
         for lock in self.locks:
@@ -712,6 +716,7 @@ class Broker:
             if lst.name in self.config.sasl:
                 session = SaslSession(lst.name, exchanges(self.config.sasl[lst.name], self.users.scram_credential))
             if lst.protocol in ("SSL", "SASL_SSL"):
-                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name, session)
+                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name, session,
+                                   self._certificate_principal)
             else:
                 nursery.start_soon(Connection(self.server, stream, listener=lst.name, session=session).serve)

@@ -26,6 +26,7 @@ from .groups import MIGRATION_POLICIES
 from .kafka_keys import is_kafka_key
 from .listeners import DEFAULT_PROTOCOL_MAP
 from .listeners import resolve as resolve_listeners
+from .principal_rules import parse_rules
 from .properties import PropertiesError, decode, parse
 from .sasl.settings import listener_mechanisms
 from .tls import TlsConfigError, server_context
@@ -50,6 +51,14 @@ def _prop(name: str, type_: str, default, validator=None, doc: str = "") -> Conf
 
 _TOPIC_BY_SYNONYM = {syn: name for name, key in TOPIC_CONFIGS.items() for syn in key.synonyms}
 _AS_TOPIC = object()
+
+
+def _rules_problem(text: str) -> str | None:
+    try:
+        parse_rules(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _log(name: str, type_: str, default=_AS_TOPIC, doc: str = "") -> ConfigKey:
@@ -308,6 +317,13 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop("ssl.protocol", "STRING", "TLSv1.3", None, "TLS protocol family (the highest of ssl.enabled.protocols)"),
         _prop("ssl.cipher.suites", "LIST", "", None, "TLS 1.2 cipher suites (OpenSSL names; empty: the defaults)"),
         _prop(
+            "ssl.principal.mapping.rules",
+            "STRING",
+            "DEFAULT",
+            Rule(lambda v: _rules_problem(v) is None, "Invalid rule", "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"),
+            "client certificate subject -> principal name (Kafka's RULE:pattern/replacement/[LU] and DEFAULT)",
+        ),
+        _prop(
             "metrics.listener",
             "STRING",
             None,
@@ -418,6 +434,7 @@ class BrokerConfig:
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
             self.tls_context = None
+            self.ssl_principal_rules = parse_rules(None)
             self.sasl: dict[str, dict[str, object]] = {}  # listener -> mechanism -> its settings
             for lst in found.bound:
                 if lst.protocol.startswith("SASL_"):
@@ -430,6 +447,9 @@ class BrokerConfig:
                     self.tls_context = server_context(v)
                 except TlsConfigError as exc:
                     problems.append(str(exc))
+            # Refused rules are a problem reported by their Rule above.
+            if _rules_problem(v["ssl.principal.mapping.rules"]) is None:
+                self.ssl_principal_rules = parse_rules(v["ssl.principal.mapping.rules"])
         dirs = v["log.dirs"] if "log.dirs" in self.explicit or not v["log.dir"] else v["log.dir"]
         self.log_dirs = [Path(d) for d in _items(dirs)]
         if not self.log_dirs:

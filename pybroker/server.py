@@ -466,8 +466,10 @@ class Connection:
         self.server.requests.observe(api_key, version, elapsed)
         if self.server.log_requests:
             name = api_info(api_key).request.NAME.removesuffix("Request")  # Kafka's spelling: Produce
-            request_log.debug("%s v%d from %s client %r: %.2f ms", name, version, self.peer, self.client_id,
-                              elapsed * 1000)
+            session = self.session
+            principal = session.principal if session is not None and session.authenticated else self.principal
+            request_log.debug("%s v%d from %s %s client %r: %.2f ms", name, version, self.peer, principal,
+                              self.client_id, elapsed * 1000)
 
     def _ready(self, response, version: int, correlation_id: int, api_key: int) -> _Slot:
         return _Slot(encode_response(response, version, correlation_id, api_key))
@@ -658,7 +660,9 @@ async def close_idle_connections(server: ServerContext) -> None:
                 conn.close()
 
 
-async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, listener: str, session=None) -> None:
+async def serve_tls(
+    server: ServerContext, raw: trio.SocketStream, context, listener: str, session=None, principal_of=None
+) -> None:
     """A connection to an SSL listener: the TLS handshake, bounded in time,
     then the Kafka protocol inside it. A failed handshake (a plaintext
     client, an untrusted or missing client certificate, no common
@@ -673,7 +677,17 @@ async def serve_tls(server: ServerContext, raw: trio.SocketStream, context, list
         log.info("TLS handshake with %s on listener %s failed: %s", peer, listener, cause or type(exc).__name__)
         await trio.aclose_forcefully(raw)
         return
-    await Connection(server, stream, peer=peer, listener=listener, session=session).serve()
+    principal = ANONYMOUS
+    if principal_of is not None and session is None:
+        # An SSL listener: the client certificate names the principal (a
+        # SASL_SSL one is named by its SASL login instead, as in Kafka).
+        try:
+            principal = principal_of(stream.getpeercert(binary_form=True))
+        except Exception as exc:  # noqa: BLE001 - a certificate no rule maps, or one we cannot read
+            log.info("TLS client %s on listener %s refused: %s", peer, listener, exc)
+            await trio.aclose_forcefully(stream)
+            return
+    await Connection(server, stream, peer=peer, listener=listener, session=session, principal=principal).serve()
 
 
 def _peer_of(stream) -> str:

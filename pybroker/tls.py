@@ -116,3 +116,24 @@ def _load_truststore(ctx: ssl.SSLContext, v) -> None:
         raise TlsConfigError(f"ssl.truststore.location {location}: no such file") from None
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise TlsConfigError(f"ssl.truststore: not PEM certificates: {exc}") from None
+
+
+def subject_name(der: bytes) -> str:
+    """A certificate's subject as RFC 2253 writes it, most specific first
+    (``CN=alice,OU=eng,O=Example,C=US``): the name Kafka maps to a
+    principal (X500Principal.getName)."""
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def certificate_principal(der: bytes | None, rules) -> str:
+    """The principal of an SSL connection (DefaultKafkaPrincipalBuilder):
+    ``User:`` and the subject as ``ssl.principal.mapping.rules`` map it;
+    User:ANONYMOUS without a client certificate. NoMatchingRule when no
+    rule applies."""
+    from .principal_rules import principal_name
+
+    if not der:
+        return "User:ANONYMOUS"
+    return "User:" + principal_name(rules, subject_name(der))

@@ -180,3 +180,43 @@ def test_a_wrong_key_password_is_named(certs):
     with pytest.raises(ConfigError, match="ssl.keystore.location .*wrong ssl.key.password"):
         BrokerConfig(tls_props(certs, **{"ssl.keystore.location": str(certs.encrypted_server.both),
                                          "ssl.key.password": "not-it"}))
+
+
+def test_the_client_certificate_names_the_principal(certs, caplog):
+    caplog.set_level(logging.DEBUG, logger="pybroker.requests")
+    props = tls_props(certs, **{"ssl.client.auth": "requested", "ssl.truststore.type": "PEM",
+                                "ssl.truststore.location": str(certs.ca.path),
+                                "ssl.principal.mapping.rules": "RULE:^CN=(mallory|bob),.*$/$1/,"
+                                                               "RULE:^CN=(.*?),O=(.*)$/$1@$2/U,DEFAULT"})
+    with running_broker(props, dev=True) as b:
+        bootstrap = f"127.0.0.1:{b.broker.bound_by_listener['SSL'][1]}"
+        with_cert = confluent_tls(certs, bootstrap, **{"ssl.certificate.location": str(certs.client.cert),
+                                                       "ssl.key.location": str(certs.client.key),
+                                                       "client.id": "with-cert"})
+        AdminClient(with_cert).list_topics(timeout=WAIT_S)
+        AdminClient(confluent_tls(certs, bootstrap, **{"client.id": "without"})).list_topics(timeout=WAIT_S)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pybroker.requests"]
+    # The subject is CN=alice,O=pybroker tests: the second rule applies.
+    assert any("User:ALICE@PYBROKER TESTS client 'with-cert'" in line for line in lines)
+    assert any("User:ANONYMOUS client 'without'" in line for line in lines)
+
+
+def test_a_certificate_no_rule_maps_is_refused(certs, caplog):
+    caplog.set_level(logging.INFO, logger="pybroker.server")
+    props = tls_props(certs, **{"ssl.client.auth": "required", "ssl.truststore.type": "PEM",
+                                "ssl.truststore.location": str(certs.ca.path),
+                                "ssl.principal.mapping.rules": "RULE:^CN=bob,.*$/bob/"})
+    with running_broker(props, dev=True) as b:
+        bootstrap = f"127.0.0.1:{b.broker.bound_by_listener['SSL'][1]}"
+        conf = confluent_tls(certs, bootstrap, **{"ssl.certificate.location": str(certs.client.cert),
+                                                  "ssl.key.location": str(certs.client.key),
+                                                  "socket.timeout.ms": 3000})
+        with pytest.raises(KafkaException):
+            AdminClient(conf).list_topics(timeout=5)
+        round_trip({"bootstrap.servers": b.bootstrap_servers})  # the PLAINTEXT listener carries on
+    assert any("No rules apply to CN=alice,O=pybroker tests" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_principal_mapping_rules_stop_the_start(certs):
+    with pytest.raises(ConfigError, match="ssl.principal.mapping.rules"):
+        BrokerConfig(tls_props(certs, **{"ssl.principal.mapping.rules": "RULE:^CN=(.*$/$1/"}))
