@@ -51,6 +51,7 @@ from pybroker.storage.manager import LogManager
 from pybroker.storage.partition_metadata import uuid_text
 
 from . import __version__, handlers
+from .acl import Authorizer, authorizer_settings
 from .cluster.admin import topic_name_problem
 from .cluster.controller_state import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
@@ -137,6 +138,7 @@ class Broker:
             self.node_id, config["producer.id.expiration.ms"], config["replica.lag.time.max.ms"]
         )
         self.replicas.metadata = self.metadata
+        self.acls, self.authorizer = self._acl_services()
         if config.cluster_mode:
             self._zk_services()
         else:
@@ -161,6 +163,22 @@ class Broker:
             connection_timeout_ms=config["zookeeper.connection.timeout.ms"],
         )
         return ZkMetadata(self.zk, self.node_id)
+
+    def _acl_services(self):
+        """The ACL store and the authorizer, when authorizer.class.name
+        asks for one (else None, None: no check costs more than that)."""
+        settings = authorizer_settings(self.config)
+        if settings is None:
+            return None, None
+        if self.config.cluster_mode:
+            from .cluster.zk_acls import ZkAcls
+
+            store = ZkAcls(self.zk)
+        else:
+            from .cluster.acls import LocalAcls
+
+            store = LocalAcls.beside(self.metadata.path)
+        return store, Authorizer(store.table, *settings)
 
     def _zk_services(self) -> None:
         from .cluster.controller import Controller
@@ -277,6 +295,8 @@ class Broker:
             "replicas": self.replicas,
             "producer_ids": self.producer_ids,
             "controller": self.controller,
+            "authorizer": self.authorizer,
+            "acls": self.acls,
             "users": self.users,
         }
 
@@ -542,6 +562,8 @@ class Broker:
         keeper.on_lost_registration = lambda: self._registration_lost(root)
         await root.start(keeper.run)
         await self.metadata.refresh()  # the whole view, before any log is opened
+        if self.acls is not None:
+            await root.start(self.acls.run)  # every ACL read before a request is served
         hosting = self.hosting
         view = self.metadata.all_topics()
         known = hosting.assigned_here(view)

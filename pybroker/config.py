@@ -22,6 +22,7 @@ from pathlib import Path
 from pybroker.storage.config import TOPIC_CONFIGS, LogConfig
 from pybroker.storage.configdef import ConfigKey, ConfigValueError, EachOneOf, OneOf, Rule, at_least
 
+from .acl.authorizer import AUTHORIZER_CLASSES, super_users_problem
 from .groups import MIGRATION_POLICIES
 from .kafka_keys import is_kafka_key
 from .listeners import DEFAULT_PROTOCOL_MAP
@@ -287,6 +288,30 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             100,
             at_least(0),
             "a failed authentication is answered after this long, then the connection closed",
+        ),
+        # Authorization (pybroker.acl): Kafka's AclAuthorizer and its settings.
+        _prop(
+            "authorizer.class.name",
+            "STRING",
+            "",
+            Rule(lambda v: not v or v.strip() in AUTHORIZER_CLASSES, "Class could not be found.",
+                 "[" + ", ".join(("", *AUTHORIZER_CLASSES)) + "]"),
+            "ACL authorization: kafka.security.authorizer.AclAuthorizer (or StandardAuthorizer); empty: none",
+        ),
+        _prop(
+            "super.users",
+            "STRING",
+            None,
+            Rule(lambda v: super_users_problem(v) is None, "expected principals Type:name separated by ;",
+                 "User:a;User:b"),
+            "principals allowed everything, separated by ; (User:ANONYMOUS for a PLAINTEXT inter-broker listener)",
+        ),
+        _prop(
+            "allow.everyone.if.no.acl.found",
+            "BOOLEAN",
+            False,
+            None,
+            "a resource no ACL names is open to everyone",
         ),
         # TLS of SSL listeners (pybroker.tls): PEM keystores and truststores
         # (KIP-651), files or inline.

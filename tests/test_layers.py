@@ -49,6 +49,13 @@ RULES = [
     ),
     # SASL's mechanisms are rules and state: no I/O, nothing of the broker.
     ("pybroker.sasl", {"trio", "pybroker.broker", "pybroker.handlers", "pybroker.server", "pybroker.cluster"}, set()),
+    # ACL rules and formats are data: no I/O, nothing of the broker but the codec.
+    (
+        "pybroker.acl",
+        {"trio", "kazoo", "pybroker.zk", "pybroker.broker", "pybroker.handlers", "pybroker.server",
+         "pybroker.cluster", "pybroker.storage", "pybroker.replica", "pybroker.groups", "pybroker.txn"},
+        set(),
+    ),
     # The admin CLI is a client: the codec and the consumer protocol only.
     (
         "pybroker.admin",

@@ -75,6 +75,9 @@ MODULES = (
     "write_txn_markers",
     "describe_transactions",
     "list_transactions",
+    "describe_acls",
+    "create_acls",
+    "delete_acls",
 )
 
 

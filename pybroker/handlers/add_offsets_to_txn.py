@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
 from pybroker.protocol.registry import ApiKey
 
@@ -23,7 +25,13 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.ADD_OFFSETS_TO_TXN, 0, 3)
-def add_offsets_to_txn(ctx, req, *, txns: TransactionCoordinator, groups: GroupCoordinator):
+def add_offsets_to_txn(ctx, req, *, txns: TransactionCoordinator, groups: GroupCoordinator, authorizer):
+    if authorizer is not None:
+        if not authorizer.allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id):
+            return AddOffsetsToTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        if not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+            return AddOffsetsToTxnResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+
     async def answer():
         groups.ensure_offsets_topic()
         tp = (OFFSETS_TOPIC, groups.partition_index(req.group_id))

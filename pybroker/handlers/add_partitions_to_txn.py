@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.add_partitions_to_txn_response import (
     AddPartitionsToTxnPartitionResult,
@@ -34,10 +35,17 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 4)
-def add_partitions_to_txn(ctx, req, *, txns: TransactionCoordinator, metadata):
+def add_partitions_to_txn(ctx, req, *, txns: TransactionCoordinator, metadata, authorizer):
     if ctx.api_version >= 4:
+        # Batched: a broker verifying for its producers (KIP-890).
+        if authorizer is not None and not authorizer.cluster(ctx, Operation.CLUSTER_ACTION):
+            return AddPartitionsToTxnResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
         return Later(lambda: _batched(req, txns, metadata))
     partitions = [(t.name, i) for t in req.v3_and_below_topics for i in t.partitions]
+    if authorizer is not None:
+        refused = _refused(ctx, authorizer, req.v3_and_below_transactional_id, partitions)
+        if refused is not None:
+            return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=_by_topic(refused))
 
     async def answer():
         results = await _one(txns, metadata, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
@@ -46,6 +54,22 @@ def add_partitions_to_txn(ctx, req, *, txns: TransactionCoordinator, metadata):
         return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=_by_topic(results))
 
     return Later(answer)
+
+
+def _refused(ctx, authorizer, txn_id: str, partitions: list) -> dict | None:
+    """WRITE on the transactional id (else every partition fails), then
+    on each topic: the refused ones TOPIC_AUTHORIZATION_FAILED, the others
+    OPERATION_NOT_ATTEMPTED."""
+    if not authorizer.allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return dict.fromkeys(partitions, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    names = {t for t, _ in partitions}
+    denied = names - authorizer.allowed_names(ctx, Operation.WRITE, ResourceType.TOPIC, names)
+    if not denied:
+        return None
+    return {
+        tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp[0] in denied else ErrorCode.OPERATION_NOT_ATTEMPTED
+        for tp in partitions
+    }
 
 
 async def _batched(req, txns, metadata):

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.alter_configs_response import AlterConfigsResourceResponse, AlterConfigsResponse
@@ -43,8 +44,9 @@ from . import Later, handles
 
 
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
-def alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+def alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, authorizer):
     def alter(r):
+        check_access(ctx, authorizer, r, Operation.ALTER_CONFIGS)
         check_keys([c.name for c in r.configs])
         nulls = [c.name for c in r.configs if c.value is None]
         if nulls:
@@ -59,6 +61,18 @@ def alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
 
     responses, pending = answer_each(req.resources, alter, AlterConfigsResourceResponse)
     return when_applied(AlterConfigsResponse(responses=responses), pending)
+
+
+def check_access(ctx, authorizer, resource, op: Operation) -> None:
+    """``op`` (ALTER_CONFIGS or DESCRIBE_CONFIGS) on the topic, or on the
+    cluster for a broker or its loggers, else Kafka's authorization error."""
+    if authorizer is None:
+        return
+    kind, name = resource.resource_type, resource.resource_name
+    if kind == tc.TOPIC_RESOURCE and not authorizer.allowed(ctx, op, ResourceType.TOPIC, name):
+        raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None)
+    if kind in (tc.BROKER_RESOURCE, tc.BROKER_LOGGER_RESOURCE) and not authorizer.cluster(ctx, op):
+        raise KafkaError(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
 
 
 def answer_each(resources, alter, response_class) -> tuple[list, list]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.consumer_group_describe_response import (
     Assignment,
@@ -38,12 +39,18 @@ GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFI
 
 
 @handles(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 0)
-def consumer_group_describe(ctx, req, *, groups: GroupCoordinator):
+def consumer_group_describe(ctx, req, *, groups: GroupCoordinator, authorizer):
     ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
     coordinator = groups
     topics = coordinator.topics
     described = []
     for group_id in req.group_ids:
+        if authorizer is not None:
+            if not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+                described.append(DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id))
+                continue
+            if req.include_authorized_operations:
+                ops = authorizer.operations(ctx, ResourceType.GROUP, group_id)
         if not group_id:
             described.append(DescribedGroup(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id))
             continue

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.consumer_group_heartbeat_response import (
     Assignment,
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1)
-def consumer_group_heartbeat(ctx, req, *, groups: GroupCoordinator):
+def consumer_group_heartbeat(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     regex = req.subscribed_topic_regex if version >= 1 else None
     owned = None
     if req.topic_partitions is not None:

@@ -12,6 +12,7 @@ is their last in-sync replica, so they could not move).
 
 from __future__ import annotations
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.controlled_shutdown_response import ControlledShutdownResponse, RemainingPartition
@@ -21,7 +22,10 @@ from . import Later, handles
 
 
 @handles(ApiKey.CONTROLLED_SHUTDOWN, 0, 3)
-def controlled_shutdown(ctx, req, *, controller):
+def controlled_shutdown(ctx, req, *, controller, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.CLUSTER_ACTION):
+        return ControlledShutdownResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, remaining_partitions=[])
+
     async def move_away():
         try:
             remaining = await controller.controlled_shutdown(req.broker_id, req.broker_epoch)

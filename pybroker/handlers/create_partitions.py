@@ -28,6 +28,7 @@ from collections import Counter
 
 import trio
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.create_partitions_response import CreatePartitionsResponse, CreatePartitionsTopicResult
@@ -41,7 +42,11 @@ from .create_topics import MAX_RECORDS_PER_REQUEST, TOO_MANY_RECORDS, check_assi
 
 
 @handles(ApiKey.CREATE_PARTITIONS, 0, 3)
-def create_partitions(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+def create_partitions(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, authorizer):
+    denied = set()
+    if authorizer is not None:
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.ALTER, ResourceType.TOPIC, names)
     added = sum(max(t.count - _current(metadata, t.name), 0) for t in req.topics)
     if added > MAX_RECORDS_PER_REQUEST:
         return CreatePartitionsResponse(
@@ -68,6 +73,8 @@ def create_partitions(ctx, req, *, config: BrokerConfig, metadata: MetadataView,
                 try:
                     if counts[topic.name] > 1:
                         raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+                    if topic.name in denied:
+                        raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None)
                     await _add(config, metadata, topics, topic, req.validate_only, deadline)
                 except KafkaError as exc:
                     result.error_code, result.error_message = exc.code, exc.message

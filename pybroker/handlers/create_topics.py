@@ -49,6 +49,7 @@ from collections import Counter
 
 import trio
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.create_topics_response import (
@@ -74,7 +75,7 @@ TOO_MANY_RECORDS = "Unable to perform excessively large batch operation."
 
 
 @handles(ApiKey.CREATE_TOPICS, 2, 7)
-def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, authorizer):
     if _requested_partitions(config, req.topics) > MAX_PARTITIONS_PER_REQUEST:
         return _refuse_all(req.topics, TOO_MANY_PARTITIONS)
     counts = Counter(t.name for t in req.topics)
@@ -88,10 +89,17 @@ def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
         try:
             if counts[topic.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            if authorizer is not None and not _may_create(ctx, authorizer, topic.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             result, assignment, configs = _validate(ctx.api_version, config, metadata, topics, topic)
         except KafkaError as exc:
             results.append(CreatableTopicResult(name=topic.name, error_code=exc.code, error_message=exc.message))
             continue
+        if authorizer is not None and ctx.api_version >= 5 and not authorizer.allowed(
+            ctx, Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, topic.name, False
+        ):
+            result.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            result.configs = None
         records += 1 + len(assignment) + len(configs)
         results.append(result)
         to_create.append((result, assignment, configs))
@@ -122,6 +130,13 @@ def create_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
         return response
 
     return Later(create)
+
+
+def _may_create(ctx, authorizer, name: str) -> bool:
+    """CREATE on the cluster, or else on the topic."""
+    return authorizer.cluster(ctx, Operation.CREATE, False) or authorizer.allowed(
+        ctx, Operation.CREATE, ResourceType.TOPIC, name
+    )
 
 
 def _requested_partitions(config: BrokerConfig, topics) -> int:

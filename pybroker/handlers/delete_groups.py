@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.delete_groups_response import DeletableGroupResult, DeleteGroupsResponse
 from pybroker.protocol.registry import ApiKey
@@ -28,14 +29,16 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.DELETE_GROUPS, 0, 2)
-def delete_groups(ctx, req, *, groups: GroupCoordinator):
+def delete_groups(ctx, req, *, groups: GroupCoordinator, authorizer):
     coordinator = groups
     results = []
     writes = []
     for group_id in dict.fromkeys(req.groups_names):
         group = coordinator.get(group_id)
         status = coordinator.status(group_id)
-        if status != ErrorCode.NONE:
+        if authorizer is not None and not authorizer.allowed(ctx, Operation.DELETE, ResourceType.GROUP, group_id):
+            code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        elif status != ErrorCode.NONE:
             code = status
         elif group is None:
             code = ErrorCode.GROUP_ID_NOT_FOUND

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.delete_records_response import (
@@ -43,13 +44,19 @@ INVALID_LOW_WATERMARK = -1
 
 
 @handles(ApiKey.DELETE_RECORDS, 0, 2)
-def delete_records(ctx, req, *, replicas: ReplicaManager):
+def delete_records(ctx, req, *, replicas: ReplicaManager, authorizer):
+    denied = set()
+    if authorizer is not None:
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.DELETE, ResourceType.TOPIC, names)
     topics = []
     for t in req.topics:
         parts = []
         for p in t.partitions:
             code, low = ErrorCode.NONE, INVALID_LOW_WATERMARK
             try:
+                if t.name in denied:
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None)
                 part = replicas.partition(t.name, p.partition_index)
                 if part is None:
                     raise replicas.missing(t.name, p.partition_index)

@@ -34,6 +34,7 @@ from collections import Counter
 
 import trio
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
@@ -47,7 +48,7 @@ from . import Later, handles
 
 
 @handles(ApiKey.DELETE_TOPICS, 1, 6)
-def delete_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+def delete_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, authorizer):
     version = ctx.api_version
     wanted = [(t.name, t.topic_id) for t in req.topics] if version >= 6 else [(n, ZERO_UUID) for n in req.topic_names]
     results = []
@@ -107,6 +108,9 @@ def delete_topics(ctx, req, *, config: BrokerConfig, metadata: MetadataView, top
             to_delete[info.topic_id] = name
     deleted = []  # (topic, its result)
     for topic_id, name in to_delete.items():
+        if authorizer is not None and not authorizer.allowed(ctx, Operation.DELETE, ResourceType.TOPIC, name):
+            answer(name, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED, ErrorCode.TOPIC_AUTHORIZATION_FAILED.message)
+            continue
         try:
             info = topics.delete_topic(name)
         except KafkaError as exc:

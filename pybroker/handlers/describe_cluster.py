@@ -11,6 +11,7 @@ authorizer every cluster operation is allowed, as Metadata reports it.
 
 from __future__ import annotations
 
+from pybroker.acl import CLUSTER_NAME, Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
 from pybroker.protocol.registry import ApiKey
@@ -23,7 +24,7 @@ BROKERS, CONTROLLERS = 1, 2
 
 
 @handles(ApiKey.DESCRIBE_CLUSTER, 0, 1)
-def describe_cluster(ctx, req, *, metadata: MetadataView):
+def describe_cluster(ctx, req, *, metadata: MetadataView, authorizer):
     v0 = ctx.api_version == 0
     if req.endpoint_type not in (BROKERS, CONTROLLERS):
         return DescribeClusterResponse(
@@ -42,11 +43,13 @@ def describe_cluster(ctx, req, *, metadata: MetadataView):
         if (address := b.address(ctx.listener)) is not None
     ]
     controller = md.controller_id if any(b.broker_id == md.controller_id for b in brokers) else -1
+    ops = CLUSTER_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
+    if authorizer is not None and req.include_cluster_authorized_operations:
+        ops = authorizer.operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME) if authorizer.cluster(
+            ctx, Operation.DESCRIBE) else 0
     return DescribeClusterResponse(
         cluster_id=md.cluster_id,
         controller_id=controller,
         brokers=brokers,
-        cluster_authorized_operations=CLUSTER_OPERATIONS
-        if req.include_cluster_authorized_operations
-        else NOT_REQUESTED,
+        cluster_authorized_operations=ops,
     )

@@ -25,6 +25,7 @@ with Kafka. ``configuration_keys`` null or empty means every key.
 
 from __future__ import annotations
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.describe_configs_response import (
@@ -40,6 +41,7 @@ from ..cluster.admin import topic_name_problem
 from ..cluster.metadata import MetadataView
 from ..config import BrokerConfig
 from . import handles
+from .alter_configs import check_access
 
 KNOWN_TYPES = (
     tc.TOPIC_RESOURCE,
@@ -51,14 +53,14 @@ KNOWN_TYPES = (
 
 
 @handles(ApiKey.DESCRIBE_CONFIGS, 0, 4)
-def describe_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView):
+def describe_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, authorizer):
     for r in req.resources:
         if r.resource_type not in KNOWN_TYPES:
             message = f"Unexpected resource type {r.resource_type} for resource {r.resource_name}"
             return DescribeConfigsResponse(
                 results=[_failed(x, ErrorCode.INVALID_REQUEST, message) for x in req.resources]
             )
-    return DescribeConfigsResponse(results=[_describe(ctx, config, metadata, r, req) for r in req.resources])
+    return DescribeConfigsResponse(results=[_describe(ctx, config, metadata, r, req, authorizer) for r in req.resources])
 
 
 def _failed(resource, code: ErrorCode, message: str | None) -> DescribeConfigsResult:
@@ -71,9 +73,10 @@ def _failed(resource, code: ErrorCode, message: str | None) -> DescribeConfigsRe
     )
 
 
-def _describe(ctx, config: BrokerConfig, metadata: MetadataView, resource, req) -> DescribeConfigsResult:
+def _describe(ctx, config: BrokerConfig, metadata: MetadataView, resource, req, authorizer) -> DescribeConfigsResult:
     docs = ctx.api_version >= 3 and req.include_documentation
     try:
+        check_access(ctx, authorizer, resource, Operation.DESCRIBE_CONFIGS)
         entries = _entries(config, metadata, resource, docs)
     except KafkaError as exc:
         return _failed(resource, exc.code, exc.message)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_groups_response import (
     DescribedGroup,
@@ -36,10 +37,21 @@ GROUP_OPERATIONS = sum(1 << op for op in (READ, DELETE, DESCRIBE, DESCRIBE_CONFI
 
 
 @handles(ApiKey.DESCRIBE_GROUPS, 0, 5)
-def describe_groups(ctx, req, *, groups: GroupCoordinator):
+def describe_groups(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
-    ops = GROUP_OPERATIONS if version >= 3 and req.include_authorized_operations else NOT_REQUESTED
-    return DescribeGroupsResponse(groups=[_answer(groups, gid, version, ops) for gid in req.groups])
+    want_ops = version >= 3 and req.include_authorized_operations
+    ops = GROUP_OPERATIONS if want_ops else NOT_REQUESTED
+    if authorizer is None:
+        return DescribeGroupsResponse(groups=[_answer(groups, gid, version, ops) for gid in req.groups])
+    described = []
+    for gid in req.groups:
+        if not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.GROUP, gid):
+            described.append(DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=gid,
+                                            authorized_operations=NOT_REQUESTED))
+            continue
+        ops = authorizer.operations(ctx, ResourceType.GROUP, gid) if want_ops else NOT_REQUESTED
+        described.append(_answer(groups, gid, version, ops))
+    return DescribeGroupsResponse(groups=described)
 
 
 def _answer(groups: GroupCoordinator, group_id: str, version: int, ops: int) -> DescribedGroup:

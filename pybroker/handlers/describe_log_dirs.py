@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsPartition,
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.DESCRIBE_LOG_DIRS, 1, 4)
-def describe_log_dirs(ctx, req, *, replicas: ReplicaManager, config: BrokerConfig):
+def describe_log_dirs(ctx, req, *, replicas: ReplicaManager, config: BrokerConfig, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.DESCRIBE):
+        return DescribeLogDirsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results=[])
     wanted = None if req.topics is None else {(t.topic, p) for t in req.topics for p in t.partitions}
     results = []
     for d in replicas.describe_log_dirs(config.log_dirs, wanted):

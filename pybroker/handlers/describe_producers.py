@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.describe_producers_response import (
@@ -49,10 +50,13 @@ NO_TIMESTAMP = -1
 
 
 @handles(ApiKey.DESCRIBE_PRODUCERS, 0, 0)
-def describe_producers(ctx, req, *, replicas: ReplicaManager, metadata: MetadataView):
+def describe_producers(ctx, req, *, replicas: ReplicaManager, metadata: MetadataView, authorizer):
     topics = []
     for t in req.topics:
-        refused = _topic_error(metadata, t.name)
+        if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.TOPIC, t.name):
+            refused = KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None)
+        else:
+            refused = _topic_error(metadata, t.name)
         if refused is not None:
             parts = [
                 PartitionResponse(partition_index=i, error_code=refused.code, error_message=refused.message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.describe_transactions_response import (
     DescribeTransactionsResponse,
@@ -26,8 +27,23 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0)
-def describe_transactions(ctx, req, *, txns: TransactionCoordinator):
-    return DescribeTransactionsResponse(transaction_states=[_describe(txns, i) for i in req.transactional_ids])
+def describe_transactions(ctx, req, *, txns: TransactionCoordinator, authorizer):
+    if authorizer is None:
+        return DescribeTransactionsResponse(transaction_states=[_describe(txns, i) for i in req.transactional_ids])
+    states = []
+    for txn_id in req.transactional_ids:
+        if not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, txn_id):
+            states.append(TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                           transactional_id=txn_id, producer_id=-1, producer_epoch=-1))
+            continue
+        state = _describe(txns, txn_id)
+        # Only the partitions of topics the principal may describe are shown.
+        state.topics = [
+            t for t in state.topics or []
+            if authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.topic, False)
+        ]
+        states.append(state)
+    return DescribeTransactionsResponse(transaction_states=states)
 
 
 def _describe(txns, txn_id: str) -> TransactionState:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import trio
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.elect_leaders_response import (
@@ -40,10 +41,13 @@ PREFERRED, UNCLEAN = 0, 1
 
 
 @handles(ApiKey.ELECT_LEADERS, 0, 2)
-def elect_leaders(ctx, req, *, controller, metadata: MetadataView):
+def elect_leaders(ctx, req, *, controller, metadata: MetadataView, authorizer):
     asked = None
     if req.topic_partitions is not None:
         asked = list(dict.fromkeys((t.topic, p) for t in req.topic_partitions for p in t.partitions))
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.ALTER):
+        failed = KafkaError(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
+        return _response(ctx.api_version, {tp: failed for tp in asked or []}, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     if req.election_type not in (PREFERRED, UNCLEAN):
         failed = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, None)
         return _response(ctx.api_version, {tp: failed for tp in asked or []}, ErrorCode.UNKNOWN_SERVER_ERROR)

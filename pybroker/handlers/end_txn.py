@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.end_txn_response import EndTxnResponse
 from pybroker.protocol.registry import ApiKey
 
@@ -21,7 +23,10 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.END_TXN, 0, 3)
-def end_txn(ctx, req, *, txns: TransactionCoordinator):
+def end_txn(ctx, req, *, txns: TransactionCoordinator, authorizer):
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id):
+        return EndTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+
     async def answer():
         error = await txns.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed)
         return EndTxnResponse(error_code=for_version(error, ctx.api_version, 2))

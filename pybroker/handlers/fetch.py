@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.fetch_response import (
@@ -67,15 +68,21 @@ READ_COMMITTED = 1
 
 
 @handles(ApiKey.FETCH, 4, 13)
-def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_sessions: FetchSessionCache):
+def fetch(
+    ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_sessions: FetchSessionCache, authorizer
+):
     version = ctx.api_version
     if req.replica_id >= 0:
+        if authorizer is not None and not authorizer.cluster(ctx, Operation.CLUSTER_ACTION):
+            return _all_failed(req, version, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         return _replica_fetch(ctx, req, replicas, metadata, fetch_sessions)
     try:
         session, full = _session(fetch_sessions, req, version)
     except KafkaError as exc:
         return FetchResponse(error_code=exc.code, session_id=0)
     wanted = _wanted(metadata, req, version, session, full)
+    if authorizer is not None:
+        wanted = _readable(ctx, authorizer, wanted, version)
     zero_copy = ctx.zero_copy
     response, size, parts, sent = _build(replicas, req, version, wanted, session, full, zero_copy)
     if size >= req.min_bytes or req.max_wait_ms <= 0 or not parts:
@@ -93,6 +100,35 @@ def fetch(ctx, req, *, replicas: ReplicaManager, metadata: LocalMetadata, fetch_
         return _finish(response, wanted, session, full, sent)
 
     return Later(long_poll)
+
+
+def _readable(ctx, authorizer, wanted: list, version: int) -> list:
+    """READ on each topic: the partitions of the others (asked now or held
+    by the session) are answered TOPIC_AUTHORIZATION_FAILED."""
+    names = {w.topic for w in wanted if isinstance(w, SessionPartition)}
+    denied = names - authorizer.allowed_names(ctx, Operation.READ, ResourceType.TOPIC, names)
+    if not denied:
+        return wanted
+    return [
+        (w.topic if version < 13 else None, w.topic_id, w.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+        if isinstance(w, SessionPartition) and w.topic in denied else w
+        for w in wanted
+    ]
+
+
+def _all_failed(req, version: int, code: ErrorCode) -> FetchResponse:
+    """A follower without CLUSTER_ACTION: every partition it asked for fails."""
+    return FetchResponse(
+        session_id=0,
+        responses=[
+            FetchableTopicResponse(
+                topic=t.topic if version < 13 else "",
+                topic_id=t.topic_id if version >= 13 else ZERO_UUID,
+                partitions=[_failed(p.partition, code) for p in t.partitions],
+            )
+            for t in req.topics
+        ],
+    )
 
 
 def _session(fetch_sessions, req, version):

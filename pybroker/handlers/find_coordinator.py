@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
 from pybroker.protocol.registry import ApiKey
@@ -30,10 +31,14 @@ GROUP, TRANSACTION = 0, 1
 
 
 @handles(ApiKey.FIND_COORDINATOR, 0, 6)
-def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoordinator):
+def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoordinator, authorizer):
     version = ctx.api_version
     keys = req.coordinator_keys if version >= 4 else [req.key]
-    answers = [_find(txns if req.key_type == TRANSACTION else groups, key, req.key_type, ctx.listener) for key in keys]
+    answers = [
+        _refused(ctx, authorizer, key, req.key_type)
+        or _find(txns if req.key_type == TRANSACTION else groups, key, req.key_type, ctx.listener)
+        for key in keys
+    ]
     if version >= 4:
         return FindCoordinatorResponse(
             coordinators=[
@@ -45,6 +50,17 @@ def find_coordinator(ctx, req, *, groups: GroupCoordinator, txns: TransactionCoo
     return FindCoordinatorResponse(
         error_code=code, error_message=msg if version >= 1 else None, node_id=node, host=host, port=port
     )
+
+
+def _refused(ctx, authorizer, key: str, key_type: int):
+    """DESCRIBE on the group or the transactional id, checked first (Kafka's getCoordinator)."""
+    if authorizer is None:
+        return None
+    if key_type == GROUP and not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.GROUP, key):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, None, -1, "", -1
+    if key_type == TRANSACTION and not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None, -1, "", -1
+    return None
 
 
 def _find(coordinator, key: str, key_type: int, listener: str | None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.heartbeat_response import HeartbeatResponse
 from pybroker.protocol.registry import ApiKey
@@ -24,8 +25,10 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.HEARTBEAT, 0, 4)
-def heartbeat(ctx, req, *, groups: GroupCoordinator):
+def heartbeat(ctx, req, *, groups: GroupCoordinator, authorizer):
     coordinator = groups
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
         return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     status = coordinator.status(req.group_id)

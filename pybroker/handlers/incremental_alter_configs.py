@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.incremental_alter_configs_response import (
@@ -41,7 +42,15 @@ from ..cluster.admin import TopicAdmin
 from ..cluster.metadata import MetadataView
 from ..config import BrokerConfig
 from . import handles
-from .alter_configs import alter_topic, answer_each, check_broker_change, check_keys, unsupported, when_applied
+from .alter_configs import (
+    alter_topic,
+    answer_each,
+    check_access,
+    check_broker_change,
+    check_keys,
+    unsupported,
+    when_applied,
+)
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
@@ -50,10 +59,16 @@ log = logging.getLogger("pybroker.configs")
 
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
-def incremental_alter_configs(ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin):
+def incremental_alter_configs(
+    ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, authorizer
+):
+    def alter(r):
+        check_access(ctx, authorizer, r, Operation.ALTER_CONFIGS)
+        return _alter(config, metadata, topics, r, req.validate_only)
+
     responses, pending = answer_each(
         req.resources,
-        lambda r: _alter(config, metadata, topics, r, req.validate_only),
+        alter,
         AlterConfigsResourceResponse,
     )
     return when_applied(IncrementalAlterConfigsResponse(responses=responses), pending)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.init_producer_id_response import InitProducerIdResponse
@@ -32,10 +33,14 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.INIT_PRODUCER_ID, 0, 4)
-def init_producer_id(ctx, req, *, producer_ids: ProducerIds, txns: TransactionCoordinator):
+def init_producer_id(ctx, req, *, producer_ids: ProducerIds, txns: TransactionCoordinator, authorizer):
     if req.transactional_id is not None:
         if not req.transactional_id:
             return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
+        if authorizer is not None and not authorizer.allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id):
+            return InitProducerIdResponse(
+                error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1
+            )
         version = ctx.api_version
         expected = (req.producer_id, req.producer_epoch) if version >= 3 else (-1, -1)
 
@@ -51,6 +56,12 @@ def init_producer_id(ctx, req, *, producer_ids: ProducerIds, txns: TransactionCo
             )
 
         return Later(transactional)
+    # An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+    if authorizer is not None and not (
+        authorizer.cluster(ctx, Operation.IDEMPOTENT_WRITE, False)
+        or authorizer.any_of_type(ctx, Operation.WRITE, ResourceType.TOPIC)
+    ):
+        return InitProducerIdResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
     pid = producer_ids.new_producer_id()
     if pid is not None:
         return InitProducerIdResponse(producer_id=pid, producer_epoch=0)

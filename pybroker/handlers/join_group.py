@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.join_group_response import JoinGroupResponse, JoinGroupResponseMember
 from pybroker.protocol.registry import ApiKey
@@ -30,9 +31,11 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.JOIN_GROUP, 0, 9)
-def join_group(ctx, req, *, groups: GroupCoordinator):
+def join_group(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+        return _response(version, _error(ErrorCode.GROUP_AUTHORIZATION_FAILED, req.member_id))
     if not req.group_id:
         return _response(version, _error(ErrorCode.INVALID_GROUP_ID, req.member_id))
     status = coordinator.status(req.group_id)

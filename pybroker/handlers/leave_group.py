@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.leave_group_response import LeaveGroupResponse, MemberResponse
 from pybroker.protocol.registry import ApiKey
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.LEAVE_GROUP, 0, 5)
-def leave_group(ctx, req, *, groups: GroupCoordinator):
+def leave_group(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     leaving = [(m.member_id, m.group_instance_id) for m in req.members] if version >= 3 else [(req.member_id, None)]
     if not req.group_id:
         return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)

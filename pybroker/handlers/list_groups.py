@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
 from pybroker.protocol.registry import ApiKey
@@ -29,14 +30,18 @@ CLASSIC = "classic"
 
 
 @handles(ApiKey.LIST_GROUPS, 0, 5)
-def list_groups(ctx, req, *, groups: GroupCoordinator):
+def list_groups(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
+    # DESCRIBE on the cluster lists every group; else the describable ones.
+    each = authorizer is not None and not authorizer.cluster(ctx, Operation.DESCRIBE, False)
     states = {s.lower() for s in req.states_filter} if version >= 4 else set()
     types = {t.lower() for t in req.types_filter} if version >= 5 else set()
     listed = []
     for group in groups.groups.values():
         kind = CLASSIC if isinstance(group, ClassicGroup) else group.group_type
         if group.state == DEAD or (states and group.state.lower() not in states) or (types and kind not in types):
+            continue
+        if each and not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.GROUP, group.group_id, False):
             continue
         listed.append(
             ListedGroup(

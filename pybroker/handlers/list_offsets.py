@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.list_offsets_response import (
@@ -41,7 +42,11 @@ logger = logging.getLogger("pybroker.list_offsets")
 
 
 @handles(ApiKey.LIST_OFFSETS, 1, 7)
-def list_offsets(ctx, req, *, replicas: ReplicaManager):
+def list_offsets(ctx, req, *, replicas: ReplicaManager, authorizer):
+    denied = set()
+    if authorizer is not None:
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names)
     seen: dict[tuple[str, int], int] = {}
     for t in req.topics:
         for p in t.partitions:
@@ -52,6 +57,10 @@ def list_offsets(ctx, req, *, replicas: ReplicaManager):
         parts = []
         for p in t.partitions:
             resp = ListOffsetsPartitionResponse(partition_index=p.partition_index, timestamp=-1, offset=-1, leader_epoch=-1)
+            if t.name in denied:
+                resp.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                parts.append(resp)
+                continue
             if seen[(t.name, p.partition_index)] > 1:
                 resp.error_code = ErrorCode.INVALID_REQUEST
                 parts.append(resp)

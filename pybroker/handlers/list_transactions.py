@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.list_transactions_response import ListTransactionsResponse, TransactionState
 from pybroker.protocol.registry import ApiKey
@@ -25,7 +26,7 @@ _BY_NAME = {name: state for state, name in STATE_NAMES.items()}
 
 
 @handles(ApiKey.LIST_TRANSACTIONS, 0, 1)
-def list_transactions(ctx, req, *, txns: TransactionCoordinator):
+def list_transactions(ctx, req, *, txns: TransactionCoordinator, authorizer):
     unknown = [name for name in req.state_filters if name not in _BY_NAME]
     if LOADING in txns.partitions.values():
         return ListTransactionsResponse(error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, unknown_state_filters=unknown)
@@ -38,6 +39,10 @@ def list_transactions(ctx, req, *, txns: TransactionCoordinator):
         if txn.state == TxnState.DEAD or (states and txn.state not in states) or (pids and txn.producer_id not in pids):
             continue
         if duration >= 0 and (txn.start_ms < 0 or now - txn.start_ms <= duration):
+            continue
+        if authorizer is not None and not authorizer.allowed(
+            ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, txn.txn_id, False
+        ):
             continue
         listed.append(TransactionState(transactional_id=txn.txn_id, producer_id=txn.producer_id,
                                        transaction_state=STATE_NAMES[txn.state]))

@@ -3,9 +3,9 @@
 v0: an empty topic list means all topics; v1+: null means all, empty means
 none, and adds controller id, rack and is_internal; v2 cluster id; v4 the
 client's allow_auto_topic_creation (before v4 auto-creation is implied);
-v5 offline replicas; v7 leader epochs; v8 authorized operations (we have no
-authorizer, so everything a topic or cluster supports is allowed, as Kafka
-without one reports it); v9 flexible; v10 topic ids, also as lookup keys
+v5 offline replicas; v7 leader epochs; v8 authorized operations (without
+an authorizer everything a topic or cluster supports, as Kafka reports
+it); v9 flexible; v10 topic ids, also as lookup keys
 (unknown ids get UNKNOWN_TOPIC_ID); v11 drops the cluster operations.
 
 Each partition is answered from the metadata: its assigned replicas, and
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from pybroker.acl import CLUSTER_NAME, Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.metadata_response import (
@@ -71,7 +72,8 @@ NOT_REQUESTED = -(2**31)
 
 @handles(ApiKey.METADATA, 0, 12)
 def metadata(
-    ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, replicas: HostedPartitions
+    ctx, req, *, config: BrokerConfig, metadata: MetadataView, topics: TopicAdmin, replicas: HostedPartitions,
+    authorizer,
 ):
     version = ctx.api_version
     md = metadata
@@ -88,7 +90,12 @@ def metadata(
         return _topic(replicas, node_id, live, info, want_ops)
 
     if req.topics is None or (version == 0 and not req.topics):
-        found = [describe(info) for info in md.all_topics()]
+        listed_topics = md.all_topics()
+        if authorizer is not None:  # the others are left out, silently
+            listed_topics = [
+                i for i in listed_topics if authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, i.name, False)
+            ]
+        found = [describe(info) for info in listed_topics]
     else:
         found = []
         for wanted in req.topics:
@@ -97,7 +104,15 @@ def metadata(
                 if info is None:
                     found.append(MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id))
                     continue
+                if authorizer is not None and not authorizer.allowed(
+                    ctx, Operation.DESCRIBE, ResourceType.TOPIC, info.name
+                ):
+                    found.append(_unauthorized(None, wanted.topic_id))
+                    continue
             else:
+                if authorizer is not None and not _may_see(ctx, authorizer, config, md, wanted.name, auto_create):
+                    found.append(_unauthorized(wanted.name, ZERO_UUID))
+                    continue
                 info = md.topic(wanted.name)
                 if info is None and auto_create:
                     try:
@@ -120,6 +135,15 @@ def metadata(
     cluster_ops = NOT_REQUESTED
     if 8 <= version <= 10 and req.include_cluster_authorized_operations:
         cluster_ops = CLUSTER_OPERATIONS
+        if authorizer is not None:
+            cluster_ops = (
+                authorizer.operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+                if authorizer.cluster(ctx, Operation.DESCRIBE) else 0
+            )
+    if authorizer is not None and want_ops:
+        for t in found:
+            if t.error_code != ErrorCode.TOPIC_AUTHORIZATION_FAILED and t.name is not None:
+                t.topic_authorized_operations = authorizer.operations(ctx, ResourceType.TOPIC, t.name)
     return MetadataResponse(
         brokers=[
             MetadataResponseBroker(node_id=b.node_id, host=address[0], port=address[1], rack=b.rack)
@@ -129,6 +153,25 @@ def metadata(
         controller_id=md.controller_id,
         topics=found,
         cluster_authorized_operations=cluster_ops,
+    )
+
+
+def _may_see(ctx, authorizer, config, md, name: str, auto_create: bool) -> bool:
+    """DESCRIBE on the topic; and, to have it auto-created, CREATE on the
+    cluster or on the topic (KafkaApis.handleTopicMetadataRequest)."""
+    if not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, name):
+        return False
+    if not auto_create or not config["auto.create.topics.enable"] or md.topic(name) is not None:
+        return True
+    return authorizer.cluster(ctx, Operation.CREATE, False) or authorizer.allowed(
+        ctx, Operation.CREATE, ResourceType.TOPIC, name
+    )
+
+
+def _unauthorized(name, topic_id) -> MetadataResponseTopic:
+    return MetadataResponseTopic(
+        error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, topic_id=topic_id,
+        is_internal=name in INTERNAL_TOPICS,
     )
 
 

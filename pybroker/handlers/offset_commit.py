@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_commit_response import (
     OffsetCommitResponse,
@@ -53,17 +54,29 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.OFFSET_COMMIT, 0, 9)
-def offset_commit(ctx, req, *, groups: GroupCoordinator):
+def offset_commit(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
     topics = coordinator.topics
     now = now_ms()
     errors: dict[tuple[str, int], ErrorCode] = {}
+    denied: set[str] = set()
+    if authorizer is not None:
+        if not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+            for topic in req.topics:
+                errors.update(((topic.name, p.partition_index), ErrorCode.GROUP_AUTHORIZATION_FAILED)
+                              for p in topic.partitions)
+            return _response(req, errors)
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.READ, ResourceType.TOPIC, names)
     entries: dict[tuple[str, int], OffsetAndMetadata] = {}
     expire = now + req.retention_time_ms if 2 <= version <= 4 and req.retention_time_ms != -1 else -1
     for topic in req.topics:
         for p in topic.partitions:
             tp = (topic.name, p.partition_index)
+            if topic.name in denied:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not topics.has_partition(*tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_delete_response import (
     OffsetDeleteResponse,
@@ -37,8 +38,14 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.OFFSET_DELETE, 0, 0)
-def offset_delete(ctx, req, *, groups: GroupCoordinator):
+def offset_delete(ctx, req, *, groups: GroupCoordinator, authorizer):
     coordinator = groups
+    denied: set[str] = set()
+    if authorizer is not None:
+        if not authorizer.allowed(ctx, Operation.DELETE, ResourceType.GROUP, req.group_id):
+            return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.READ, ResourceType.TOPIC, names)
     if not req.group_id:
         return OffsetDeleteResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     status = coordinator.status(req.group_id)
@@ -49,7 +56,9 @@ def offset_delete(ctx, req, *, groups: GroupCoordinator):
     for topic in req.topics:
         for p in topic.partitions:
             tp = (topic.name, p.partition_index)
-            if not coordinator.topics.has_partition(*tp):
+            if topic.name in denied:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif not coordinator.topics.has_partition(*tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 wanted.append(tp)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.offset_fetch_response import (
     OffsetFetchResponse,
@@ -42,13 +43,13 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.OFFSET_FETCH, 1, 9)
-def offset_fetch(ctx, req, *, groups: GroupCoordinator):
+def offset_fetch(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
     if version >= 8:
         answered = []
         for g in req.groups:
-            error, found = _fetch(coordinator, g.group_id, g.topics, req.require_stable)
+            error, found = _fetch(coordinator, g.group_id, g.topics, req.require_stable, ctx, authorizer)
             if error == ErrorCode.NONE and version >= 9:
                 error = coordinator.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
             if error != ErrorCode.NONE:
@@ -72,7 +73,7 @@ def offset_fetch(ctx, req, *, groups: GroupCoordinator):
                 )
             )
         return OffsetFetchResponse(groups=answered)
-    error, found = _fetch(coordinator, req.group_id, req.topics, version >= 7 and req.require_stable)
+    error, found = _fetch(coordinator, req.group_id, req.topics, version >= 7 and req.require_stable, ctx, authorizer)
     if version >= 2 and error != ErrorCode.NONE:
         found = []
     return OffsetFetchResponse(
@@ -96,9 +97,29 @@ def offset_fetch(ctx, req, *, groups: GroupCoordinator):
     )
 
 
-def _fetch(coordinator, group_id: str, topics, require_stable: bool = False):
+def _fetch(coordinator, group_id: str, topics, require_stable: bool = False, ctx=None, authorizer=None):
     """(group error, [(topic, [(partition, offset, epoch, metadata, error)])]);
-    on a group error every asked partition carries it (what v1 answers)."""
+    on a group error every asked partition carries it (what v1 answers).
+    With an authorizer: DESCRIBE on the group, else GROUP_AUTHORIZATION_FAILED;
+    and on each topic: asked for, TOPIC_AUTHORIZATION_FAILED; all topics
+    asked for, the others left out."""
+    if authorizer is None:
+        return _fetch_group(coordinator, group_id, topics, require_stable)
+    if not authorizer.allowed(ctx, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        return code, [(t.name, [(p, -1, -1, "", code) for p in t.partition_indexes]) for t in topics or []]
+    error, found = _fetch_group(coordinator, group_id, topics, require_stable)
+    names = {name for name, _ in found}
+    readable = authorizer.allowed_names(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names, topics is not None)
+    if topics is None:
+        return error, [(name, parts) for name, parts in found if name in readable]
+    denied = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    return error, [
+        (name, parts if name in readable else [(row[0], -1, -1, "", denied) for row in parts]) for name, parts in found
+    ]
+
+
+def _fetch_group(coordinator, group_id: str, topics, require_stable: bool):
     asked = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     error = coordinator.status(group_id)
     if error != ErrorCode.NONE:

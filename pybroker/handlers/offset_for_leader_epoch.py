@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.offset_for_leader_epoch_response import (
@@ -39,10 +40,21 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
-def offset_for_leader_epoch(ctx, req, *, replicas: ReplicaManager):
+def offset_for_leader_epoch(ctx, req, *, replicas: ReplicaManager, authorizer):
+    denied = set()
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.CLUSTER_ACTION, False):
+        # A consumer checking for truncation (KIP-320) needs DESCRIBE on the topic.
+        names = {t.topic for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names)
     topics = []
     for t in req.topics:
-        parts = [_answer(replicas, t.topic, p) for p in t.partitions]
+        if t.topic in denied:
+            parts = [
+                EpochEndOffset(partition=p.partition, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                for p in t.partitions
+            ]
+        else:
+            parts = [_answer(replicas, t.topic, p) for p in t.partitions]
         topics.append(OffsetForLeaderTopicResult(topic=t.topic, partitions=parts))
     return OffsetForLeaderEpochResponse(topics=topics)
 

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.produce_response import (
@@ -86,18 +87,21 @@ def _unexpected() -> KafkaError:
 
 
 @handles(ApiKey.PRODUCE, 0, 9)
-def produce(ctx, req, checks=None, verified=None, *, replicas: ReplicaManager, txns: TransactionCoordinator):
+def produce(
+    ctx, req, checks=None, verified=None, *, replicas: ReplicaManager, txns: TransactionCoordinator, authorizer
+):
     now = int(time.time() * 1000)
     version = ctx.api_version
     acks = req.acks
+    denied = None if authorizer is None else _denied(ctx, req, authorizer, audit=checks is None)
     if checks is None:
         checks = _check_compressed(replicas, req, version, now)
         if any(isinstance(c, BatchCheck) and not c.done for c in checks.values()):
-            return Hold(lambda: _finish_checks(ctx, req, checks, replicas, txns))
+            return Hold(lambda: _finish_checks(ctx, req, checks, replicas, txns, authorizer))
     if verified is None:
         remote = _remote_verifications(req, replicas, txns)
         if remote:
-            return Hold(lambda: _finish_verifications(ctx, req, checks, replicas, txns, remote))
+            return Hold(lambda: _finish_verifications(ctx, req, checks, replicas, txns, remote, authorizer))
     failed = False
     appended = []  # (response, Appended) to wait for (acks=-1)
     topics = []
@@ -110,6 +114,9 @@ def produce(ctx, req, checks=None, verified=None, *, replicas: ReplicaManager, t
                     raise KafkaError(ErrorCode.UNSUPPORTED_VERSION, "Produce v0-2 are not supported")
                 if acks not in (0, 1, -1):
                     raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
+                if denied and (denied is _ALL or topic.name in denied):
+                    raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED if denied is _ALL
+                                     else ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 part = replicas.partition(topic.name, pdata.index)
                 if part is None:
                     raise replicas.missing(topic.name, pdata.index)
@@ -157,6 +164,20 @@ def produce(ctx, req, checks=None, verified=None, *, replicas: ReplicaManager, t
 
         return Later(committed)
     return response
+
+
+_ALL = frozenset({None})  # every partition: the transactional id is not writable
+
+
+def _denied(ctx, req, authorizer, audit: bool):
+    """KafkaApis.handleProduceRequest's checks: WRITE on the transactional
+    id (else every partition fails), then WRITE on each topic."""
+    if req.transactional_id is not None and not authorizer.allowed(
+        ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id, audit
+    ):
+        return _ALL
+    names = {t.name for t in req.topic_data}
+    return names - authorizer.allowed_names(ctx, Operation.WRITE, ResourceType.TOPIC, names, audit)
 
 
 def _fail(resp, version: int, code: ErrorCode, message: str | None, record_errors=None) -> None:
@@ -261,15 +282,15 @@ def _remote_verifications(req, replicas, txns) -> dict:
     return wanted
 
 
-async def _finish_verifications(ctx, req, checks: dict, replicas, txns, remote: dict):
+async def _finish_verifications(ctx, req, checks: dict, replicas, txns, remote: dict, authorizer):
     """Ask the coordinator, then the request itself (the connection waits)."""
     verified: dict = {}
     for (pid, epoch), tps in remote.items():
         verified.update(await txns.verify_remote(req.transactional_id, pid, epoch, tps))
-    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns)
+    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns, authorizer=authorizer)
 
 
-async def _finish_checks(ctx, req, checks: dict, replicas, txns):
+async def _finish_checks(ctx, req, checks: dict, replicas, txns, authorizer):
     """The rest of the checks in worker threads, then the request itself."""
     limiter = _limiters.get(replicas)
     if limiter is None:
@@ -282,7 +303,7 @@ async def _finish_checks(ctx, req, checks: dict, replicas, txns):
     verified = {}
     for (pid, epoch), tps in _remote_verifications(req, replicas, txns).items():
         verified.update(await txns.verify_remote(req.transactional_id, pid, epoch, tps))
-    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns)
+    return produce(ctx, req, checks, verified, replicas=replicas, txns=txns, authorizer=authorizer)
 
 
 def _run_to_end(check: BatchCheck) -> RecordsRejected | KafkaError | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.sync_group_response import SyncGroupResponse
 from pybroker.protocol.registry import ApiKey
@@ -28,9 +29,11 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.SYNC_GROUP, 0, 5)
-def sync_group(ctx, req, *, groups: GroupCoordinator):
+def sync_group(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
+    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+        return _response(version, SyncResult(ErrorCode.GROUP_AUTHORIZATION_FAILED))
     if not req.group_id:
         return _response(version, SyncResult(ErrorCode.INVALID_GROUP_ID))
     status = coordinator.status(req.group_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation, ResourceType
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.txn_offset_commit_response import (
     TxnOffsetCommitResponse,
@@ -33,14 +34,30 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.TXN_OFFSET_COMMIT, 0, 3)
-def txn_offset_commit(ctx, req, *, groups: GroupCoordinator):
+def txn_offset_commit(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     now = now_ms()
     errors: dict[tuple[str, int], ErrorCode] = {}
     entries: dict[tuple[str, int], OffsetAndMetadata] = {}
+    denied: set[str] = set()
+    if authorizer is not None:
+        refused = None
+        if authorizer is not None and not authorizer.allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id):
+            refused = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+            refused = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        if refused is not None:
+            for topic in req.topics:
+                errors.update(((topic.name, p.partition_index), refused) for p in topic.partitions)
+            return _response(req, errors)
+        names = {t.name for t in req.topics}
+        denied = names - authorizer.allowed_names(ctx, Operation.READ, ResourceType.TOPIC, names)
     for topic in req.topics:
         for p in topic.partitions:
             tp = (topic.name, p.partition_index)
+            if topic.name in denied:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not groups.topics.has_partition(*tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue

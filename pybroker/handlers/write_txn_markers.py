@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pybroker.acl import Operation
+from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.messages.write_txn_markers_response import (
     WritableTxnMarkerPartitionResult,
     WritableTxnMarkerResult,
@@ -25,7 +27,19 @@ if TYPE_CHECKING:
 
 
 @handles(ApiKey.WRITE_TXN_MARKERS, 0, 1)
-def write_txn_markers(ctx, req, *, txns: TransactionCoordinator):
+def write_txn_markers(ctx, req, *, txns: TransactionCoordinator, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.CLUSTER_ACTION):
+        return WriteTxnMarkersResponse(markers=[
+            WritableTxnMarkerResult(producer_id=m.producer_id, topics=[
+                WritableTxnMarkerTopicResult(name=t.name, partitions=[
+                    WritableTxnMarkerPartitionResult(partition_index=i, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                    for i in t.partition_indexes
+                ])
+                for t in m.topics
+            ])
+            for m in req.markers
+        ])
+
     async def answer():
         out = []
         for m in req.markers:
