@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.alter_user_scram_credentials_response import (
@@ -59,7 +60,9 @@ def _infos(configs: dict[str, str]) -> list[CredentialInfo]:
 
 
 @handles(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0)
-def describe_user_scram_credentials(ctx, req, *, users):
+def describe_user_scram_credentials(ctx, req, *, users, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.DESCRIBE):
+        return DescribeUserScramCredentialsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results=[])
     stored = users.all()
     results: list[DescribeUserScramCredentialsResult] = []
     if not req.users:
@@ -100,7 +103,12 @@ def _illegal(name: str, mechanism: int, iterations: int | None) -> tuple[int, st
 
 
 @handles(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
-def alter_user_scram_credentials(ctx, req, *, users):
+def alter_user_scram_credentials(ctx, req, *, users, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.ALTER):
+        return AlterUserScramCredentialsResponse(results=[
+            AlterUserScramCredentialsResult(user=name, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+            for name in dict.fromkeys(c.name for c in (*req.upsertions, *req.deletions))
+        ])
     failed: dict[str, tuple[int, str]] = {}
     for d in req.deletions:
         problem = _illegal(d.name, d.mechanism, None)

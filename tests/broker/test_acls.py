@@ -187,7 +187,7 @@ def test_kafkas_validation_errors_on_the_wire(broker):
 
         def creation(**kw):
             base = {"resource_type": 4, "resource_name": "kafka-cluster", "resource_pattern_type": 3,
-                    "principal": "User:alice", "host": "*", "operation": 7, "permission_type": 3}
+                    "principal": "User:nobody", "host": "*", "operation": 7, "permission_type": 3}
             return AclCreation(**{**base, **kw})
 
         sasl.send(CreateAclsRequest(creations=[
@@ -373,3 +373,15 @@ def test_acls_survive_a_restart(tmp_path):
                 add(b, binding)
     assert [(f.name, f.resource_pattern_type) for f in found] == [("kept", ResourcePatternType.PREFIXED)]
     assert (tmp_path / "acls.json").exists()
+
+
+def test_scram_credentials_need_cluster_permissions(broker):
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    upsert = UserScramCredentialUpsertion("mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pw")
+    alice = AdminClient(conf(broker, "alice"))
+    with pytest.raises(KafkaException) as refused:
+        alice.alter_user_scram_credentials([upsert])["mallory"].result(timeout=WAIT_S)
+    assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    for future in broker.admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=WAIT_S)  # the super user may
