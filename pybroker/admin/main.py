@@ -18,7 +18,7 @@ import sys
 
 from .client import DEFAULT_BOOTSTRAP, AdminError, Client
 
-ADMIN_COMMANDS = ("topics", "produce", "consume", "groups", "configs")
+ADMIN_COMMANDS = ("topics", "produce", "consume", "groups", "configs", "acls")
 
 
 def _common(json_output: bool = True) -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _consume(commands, read)
     _groups(commands, read)
     _configs(commands, read)
+    _acls(commands, read, write)
     cluster = commands.add_parser("cluster", help="describe a cluster (`pybroker cluster --brokers 3` starts one)")
     cluster_commands = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
     cluster_commands.add_parser("describe", parents=[read], help="brokers, controller, partitions needing attention")
@@ -139,6 +140,13 @@ def _configs(commands, read) -> None:
             action.add_argument("--delete-config", action="append", default=[], metavar="K[,K2]")
 
 
+def _acls(commands, read, write) -> None:
+    acls = commands.add_parser("acls", help="list, add and remove ACLs (kafka-acls.sh)")
+    from .acls import add_arguments
+
+    add_arguments(acls.add_subparsers(dest="action", required=True, metavar="ACTION"), read, write)
+
+
 def _handler(args):
     # Imported here: each command loads only the modules it uses.
     if args.command == "topics":
@@ -151,6 +159,8 @@ def _handler(args):
         from . import groups as module
     elif args.command == "configs":
         from . import configs as module
+    elif args.command == "acls":
+        from . import acls as module
     else:
         from . import cluster as module
     action = getattr(args, "action", None) or "run"
