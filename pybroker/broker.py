@@ -66,7 +66,7 @@ from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
 from .replica import ReplicaManager, Role
 from .sasl import SaslSession, exchanges
-from .server import Connection, ServerContext, close_idle_connections, serve_tls
+from .server import ANONYMOUS, Connection, ServerContext, close_idle_connections, serve_tls
 from .tls import certificate_principal
 from .topics import Topics
 from .txn.coordinator import TransactionCoordinator
@@ -174,6 +174,12 @@ class Broker:
             from .cluster.zk_acls import ZkAcls
 
             store = ZkAcls(self.zk)
+            if self.config.advertised_listener.protocol == "PLAINTEXT" and ANONYMOUS not in settings[0]:
+                log.warning(
+                    "authorizer on and the brokers talk %s as %s, not in super.users: they need CLUSTER_ACTION "
+                    "and DESCRIBE on the cluster from ACLs, or replication and the controller's requests are refused",
+                    self.config.advertised_listener.protocol, ANONYMOUS,
+                )
         else:
             from .cluster.acls import LocalAcls
 

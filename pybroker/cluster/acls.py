@@ -28,12 +28,14 @@ log = logging.getLogger("pybroker.authorizer")
 ACL_FILE = "acls.json"
 
 Edit = Callable[[frozenset[Entry]], frozenset[Entry]]
-# What a failed edit answers: Kafka's apiException of an unexpected error.
+# What a failed edit answers: Kafka's apiException of an unexpected error
+# (INVALID_REQUEST for a binding the store cannot hold).
 Failure = tuple[ErrorCode, str]
 
 
 def failure(exc: Exception) -> Failure:
-    return ErrorCode.UNKNOWN_SERVER_ERROR, str(exc) or type(exc).__name__
+    code = ErrorCode.INVALID_REQUEST if isinstance(exc, ValueError) else ErrorCode.UNKNOWN_SERVER_ERROR
+    return code, str(exc) or type(exc).__name__
 
 
 class AclStore:

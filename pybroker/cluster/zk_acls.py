@@ -71,6 +71,9 @@ class ZkAcls(AclStore):
     # -- writes ----------------------------------------------------------------------
 
     async def update(self, pattern: ResourcePattern, edit: Edit) -> None:
+        if "/" in pattern.name or pattern.name in (".", ".."):
+            # A znode's name: Kafka's write would fail on it as well.
+            raise ValueError(f"ACL binding contains invalid resource name: {pattern.name}")
         path = resource_path(pattern)
         for _ in range(MAX_UPDATE_RETRIES):
             try:

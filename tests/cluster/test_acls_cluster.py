@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -165,3 +165,12 @@ def test_an_acl_written_as_kafka_writes_it_is_enforced(cluster):
         zk.close()
     for node in (1, 2, 3):
         until(lambda node=node: produce_error(conf(cluster, node, "alice"), topic) is None, f"broker {node}")
+
+
+def test_a_name_no_znode_can_have_is_refused(cluster):
+    admin = AdminClient(conf(cluster, 2, "admin"))
+    binding = AclBinding(ResourceType.GROUP, "team/a", ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as refused:
+        admin.create_acls([binding])[binding].result(WAIT_S)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
