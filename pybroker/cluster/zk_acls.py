@@ -55,6 +55,7 @@ log = logging.getLogger("pybroker.authorizer")
 MAX_UPDATE_RETRIES = 10  # AclAuthorizer's maxUpdateRetries
 RETRY_BACKOFF_MS = (50, 500)  # a random pause between conflicting writes
 CHANGE_EXPIRATION_MS = 15 * 60 * 1000
+RETRY_AFTER_FAILURE_S = 1.0
 _LOST = (ConnectionLossError, SessionExpiredError)
 
 
@@ -118,6 +119,13 @@ class ZkAcls(AclStore):
             except _LOST:
                 self._full = True
                 await trio.sleep(0.1)  # until the client notices and reconnects
+                self._wake.set()
+                continue
+            except Exception:
+                # The ACLs stay as they were; everything is read again shortly.
+                log.exception("reading the ACLs from ZooKeeper failed")
+                self._full = True
+                await trio.sleep(RETRY_AFTER_FAILURE_S)
                 self._wake.set()
                 continue
             if not started:
