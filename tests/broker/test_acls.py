@@ -1,5 +1,5 @@
 """ACL authorization on one broker, driven by real clients over SASL/PLAIN
-(users admin, a super user, alice, bob and carol; the broker is shared,
+(users admin, a super user, alice, bob, carol and dave; the broker is shared,
 so each test names its own topics and groups): the ACL admin APIs through
 confluent-kafka and kafka-python, and what each principal may then do."""
 
@@ -35,7 +35,7 @@ from .wire import Wire
 WAIT_S = 30
 JAAS = (
     "org.apache.kafka.common.security.plain.PlainLoginModule required"
-    ' user_admin="admin-secret" user_alice="alice-secret" user_bob="bob-secret" user_carol="carol-secret";'
+    ' user_admin="admin-secret" user_alice="alice-secret" user_bob="bob-secret" user_carol="carol-secret" user_dave="dave-secret";'
 )
 AUTHORIZER = {
     "listeners": "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
@@ -385,3 +385,20 @@ def test_scram_credentials_need_cluster_permissions(broker):
     assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     for future in broker.admin.alter_user_scram_credentials([upsert]).values():
         future.result(timeout=WAIT_S)  # the super user may
+
+
+def test_authorized_operations_are_the_principals(broker):
+    group = unique("ops")
+    add(
+        broker,
+        allow(ResourceType.BROKER, "kafka-cluster", "User:dave", AclOperation.DESCRIBE),
+        allow(ResourceType.BROKER, "kafka-cluster", "User:dave", AclOperation.IDEMPOTENT_WRITE),
+        allow(ResourceType.GROUP, group, "User:dave", AclOperation.READ),
+    )
+    dave = AdminClient(conf(broker, "dave"))
+    cluster = dave.describe_cluster(include_authorized_operations=True).result(timeout=WAIT_S)
+    assert set(cluster.authorized_operations) == {AclOperation.DESCRIBE, AclOperation.IDEMPOTENT_WRITE}
+    described = dave.describe_consumer_groups([group], include_authorized_operations=True)[group].result(WAIT_S)
+    assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
+    everything = broker.admin.describe_cluster(include_authorized_operations=True).result(timeout=WAIT_S)
+    assert AclOperation.ALTER in everything.authorized_operations  # the super user's
