@@ -42,8 +42,13 @@ if TYPE_CHECKING:
 def consumer_group_heartbeat(ctx, req, *, groups: GroupCoordinator, authorizer):
     version = ctx.api_version
     coordinator = groups
-    if authorizer is not None and not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
-        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    if authorizer is not None:
+        if not authorizer.allowed(ctx, Operation.READ, ResourceType.GROUP, req.group_id):
+            return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+        # Subscribed topic names the member may not describe: Kafka refuses the heartbeat.
+        names = set(req.subscribed_topic_names or ())
+        if names and authorizer.allowed_names(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names) != names:
+            return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     regex = req.subscribed_topic_regex if version >= 1 else None
     owned = None
     if req.topic_partitions is not None:

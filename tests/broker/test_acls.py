@@ -402,3 +402,27 @@ def test_authorized_operations_are_the_principals(broker):
     assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
     everything = broker.admin.describe_cluster(include_authorized_operations=True).result(timeout=WAIT_S)
     assert AclOperation.ALTER in everything.authorized_operations  # the super user's
+
+
+def test_a_kip_848_heartbeat_needs_the_group_and_its_topics(broker):
+    from pybroker.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
+
+    group, seen, hidden = unique("k848"), unique("seen"), unique("hidden")
+    make_topic(broker, seen)
+    make_topic(broker, hidden)
+
+    def heartbeat(topics) -> int:
+        w = sasl_wire(broker, "dave")
+        try:
+            w.send(ConsumerGroupHeartbeatRequest(group_id=group, member_id=uuid.uuid4().hex, member_epoch=0,
+                                                 rebalance_timeout_ms=30000, subscribed_topic_names=topics,
+                                                 topic_partitions=[]), 0, 7)
+            return w.receive(68, 0)[1].error_code
+        finally:
+            w.close()
+
+    assert heartbeat([seen]) == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    add(broker, allow(ResourceType.GROUP, group, "User:dave", AclOperation.READ),
+        allow(ResourceType.TOPIC, seen, "User:dave", AclOperation.READ))
+    assert heartbeat([seen, hidden]) == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    assert heartbeat([seen]) == ErrorCode.NONE
