@@ -1,10 +1,12 @@
-"""python -m compat [--client NAME ...] [--scenario NAME ...] [--setup single|cluster ...] [--timeout S]
+"""python -m compat [--client NAME ...] [--scenario NAME ...] [--setup single|cluster ...] [--mode NAME ...] [--timeout S]
 
 Runs every client × scenario (each bounded by a time limit) against each
 setup: a fresh single broker, and a fresh local cluster (ZooKeeper and
-three brokers; each client bootstrapped from one broker only), then writes
-MATRIX.md and matrix.json beside this file (or into --output DIR). Logs (the
-brokers', and each failing cell's stderr) go to compat/out/.
+three brokers; each client bootstrapped from one broker only), then a few
+scenarios in each security mode (security.py) over the brokers' secured
+listeners, and writes MATRIX.md and matrix.json beside this file (or into
+--output DIR). Logs (the brokers', and each failing cell's stderr) go to
+compat/out/.
 """
 
 from __future__ import annotations
@@ -24,16 +26,22 @@ from pathlib import Path
 from .broker import CLUSTER_BROKERS, Cluster, SingleNode
 from .clients import CLIENTS, HERE, Client, install
 from .matrix import write_matrix
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import BY_NAME, SCENARIOS, Scenario
+from .security import MODES, NOT_RUN, Mode, Secured, broker_lacks
+from .security import SCENARIOS as SECURITY_SCENARIOS
 
 ROOT = HERE.parent
 OUT = HERE / "out"
 SETUPS = ("single", "cluster")
 
 
-def run_program(client: Client, bootstrap: str, scenario: str, topic: str, timeout: float) -> tuple[dict, str]:
+def run_program(
+    client: Client, bootstrap: str, scenario: str, topic: str, timeout: float, security: Path | None = None
+) -> tuple[dict, str]:
     """Run one cell; return its verdict and the program's stderr."""
     args = [*client.command, "--bootstrap", bootstrap, "--scenario", scenario, "--topic", topic]
+    if security is not None:
+        args += ["--security", str(security)]
     proc = subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -62,14 +70,14 @@ def topic_name(client: Client, scenario: Scenario) -> str:
 
 
 def run_client(
-    client: Client, index: int, target, scenarios: list[Scenario], timeout: float, created: set
-) -> tuple[str, list]:
-    """Every scenario of one client against one target; the client's version and the cells."""
+    client: Client, index: int, target, scenarios: list[Scenario], modes: list[Mode], timeout: float, created: set
+) -> tuple[str, list, list]:
+    """Every scenario of one client against one target, then its security cells; the client's version and both
+    lists of cells."""
     why = install(client)
     version = "?"
-    bootstrap = target.bootstrap(index)
     if why is None:
-        verdict, err = run_program(client, bootstrap, "version", "none", 60)
+        verdict, _ = run_program(client, target.bootstrap(index), "version", "none", 60)
         if verdict["result"] == "pass":
             version = verdict["detail"]
         else:
@@ -83,24 +91,46 @@ def run_client(
         if scenario.only and scenario.only != client.name:
             cells.append({"scenario": scenario.name, "result": "n/a", "detail": f"a {scenario.only} flow"})
             continue
-        topic = topic_name(client, scenario)
-        if scenario.create and topic not in created:
-            target.create_topic(topic, scenario.partitions, scenario.configs)
-            created.add(topic)
-        started = time.monotonic()
-        verdict, err = run_program(client, bootstrap, scenario.name, topic, timeout)
-        seconds = round(time.monotonic() - started, 1)
-        died = target.recover()
-        if died:
-            verdict = {"result": "fail", "detail": died}
-        elif scenario.name == "metadata" and verdict["result"] == "pass":
-            verdict = check_broker_count(verdict, target.brokers)
-        if verdict["result"] == "fail":
-            (OUT / f"{target.setup}-{topic}.stderr.txt").write_text(err or "")
-        cell = {"scenario": scenario.name, "result": verdict["result"], "detail": verdict.get("detail", "")}
-        cells.append({**cell, "seconds": seconds})
-        print(f"  {scenario.name:16} {verdict['result']:5} {seconds:5}s {cell['detail'][:100]}", flush=True)
-    return version, cells
+        cells.append(run_cell(client, index, target, scenario, topic_name(client, scenario), timeout, created))
+    secured = []
+    for mode in modes:
+        lacks = broker_lacks(mode, target.secured.supported)
+        for scenario in (s for s in scenarios if s.name in SECURITY_SCENARIOS):
+            label = f"{mode.name} {scenario.name}"
+            if why is not None or lacks:
+                result, detail = ("n/a", f"client not available: {why}") if why is not None else (NOT_RUN, lacks)
+                secured.append({"mode": mode.name, "scenario": scenario.name, "result": result, "detail": detail})
+                print(f"  {label:40} {result:7} {detail}", flush=True)
+                continue
+            topic = f"{topic_name(client, scenario)}-{mode.slug}"
+            cell = run_cell(client, index, target, scenario, topic, timeout, created, mode, label)
+            secured.append({"mode": mode.name, **cell})
+    return version, cells, secured
+
+
+def run_cell(
+    client: Client, index: int, target, scenario: Scenario, topic: str, timeout: float, created: set,
+    mode: Mode | None = None, label: str | None = None,
+) -> dict:
+    """One scenario program run (over the mode's listener, if any); its cell."""
+    if scenario.create and topic not in created:
+        target.create_topic(topic, scenario.partitions, scenario.configs)
+        created.add(topic)
+    bootstrap = target.bootstrap(index, mode.protocol) if mode else target.bootstrap(index)
+    security = target.secured.files[mode.name] if mode else None
+    started = time.monotonic()
+    verdict, err = run_program(client, bootstrap, scenario.name, topic, timeout, security)
+    seconds = round(time.monotonic() - started, 1)
+    died = target.recover()
+    if died:
+        verdict = {"result": "fail", "detail": died}
+    elif scenario.name == "metadata" and verdict["result"] == "pass":
+        verdict = check_broker_count(verdict, target.brokers)
+    if verdict["result"] == "fail":
+        (OUT / f"{target.setup}-{topic}.stderr.txt").write_text(err or "")
+    cell = {"scenario": scenario.name, "result": verdict["result"], "detail": verdict.get("detail", "")}
+    print(f"  {label or scenario.name:16} {verdict['result']:5} {seconds:5}s {cell['detail'][:100]}", flush=True)
+    return {**cell, "seconds": seconds}
 
 
 def check_broker_count(verdict: dict, brokers: int) -> dict:
@@ -114,29 +144,33 @@ def check_broker_count(verdict: dict, brokers: int) -> dict:
     return verdict
 
 
-def run_setup(target, clients: list[Client], scenarios: list[Scenario], timeout: float) -> dict:
+def run_setup(target, clients: list[Client], scenarios: list[Scenario], modes: list[Mode], timeout: float) -> dict:
     """Start the target, run every client on it, stop it; the setup's part of matrix.json."""
     started = time.monotonic()
+    about = {"setup": target.setup, "brokers": target.brokers}
+    about["modes"] = [{"mode": m.name, "summary": m.summary} for m in modes]
     try:
         print(f"== {target.setup}: {target.start()}", flush=True)
     except Exception as exc:  # noqa: BLE001 - every cell of the setup then fails with the reason
         why = f"the {target.setup} did not start: {exc}".splitlines()[0]
         print(f"== {why}", flush=True)
         cells = [{"scenario": s.name, "result": "fail", "detail": why} for s in scenarios]
-        results = [{"client": c.name, "version": "?", "cells": cells} for c in clients]
-        return {"setup": target.setup, "brokers": target.brokers, "seconds": 0, "clients": results}
+        secured = [{"mode": m.name, "scenario": s, "result": "fail", "detail": why}
+                   for m in modes for s in SECURITY_SCENARIOS if s in {x.name for x in scenarios}]
+        results = [{"client": c.name, "version": "?", "cells": cells, "security": secured} for c in clients]
+        return {**about, "seconds": 0, "clients": results}
     results = []
     created: set[str] = set()
     try:
         for index, client in enumerate(clients):
             print(f"{client.name}:", flush=True)
-            version, cells = run_client(client, index, target, scenarios, timeout, created)
-            results.append({"client": client.name, "version": version, "cells": cells})
+            version, cells, secured = run_client(client, index, target, scenarios, modes, timeout, created)
+            results.append({"client": client.name, "version": version, "cells": cells, "security": secured})
     finally:
         target.stop()
     seconds = round(time.monotonic() - started, 1)
     print(f"== {target.setup}: {seconds} s", flush=True)
-    return {"setup": target.setup, "brokers": target.brokers, "seconds": seconds, "clients": results}
+    return {**about, "seconds": seconds, "clients": results}
 
 
 def main() -> int:
@@ -146,6 +180,10 @@ def main() -> int:
     parser.add_argument(
         "--setup", action="append", choices=SETUPS, help="only these setups (repeatable; default: single and cluster)"
     )
+    parser.add_argument(
+        "--mode", action="append", choices=[m.name for m in MODES] + ["none"],
+        help="only these security modes (repeatable; default: every one; none: no security cells)",
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds per cell (default 60)")
     parser.add_argument(
         "--output", type=Path, default=HERE, help="write MATRIX.md and matrix.json here (default: compat/, committed)"
@@ -153,20 +191,28 @@ def main() -> int:
     args = parser.parse_args()
     clients = [c for c in CLIENTS if not args.client or c.name in args.client or c.folder in args.client]
     scenarios = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
+    modes = [m for m in MODES if not args.mode or m.name in args.mode]
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("*.stderr.txt"):
         old.unlink()
     data = Path(tempfile.mkdtemp(prefix="pybroker-compat-"))
     setups = []
     try:
+        secured = Secured(data / "security", modes) if modes else None
         for setup in args.setup or SETUPS:
-            target = SingleNode(data, OUT) if setup == "single" else Cluster(data, OUT, CLUSTER_BROKERS)
-            setups.append(run_setup(target, clients, scenarios, args.timeout))
+            if setup == "single":
+                target = SingleNode(data, OUT, secured)
+            else:
+                target = Cluster(data, OUT, CLUSTER_BROKERS, secured)
+            setups.append(run_setup(target, clients, scenarios, modes, args.timeout))
     finally:
         shutil.rmtree(data, ignore_errors=True)
     args.output.mkdir(parents=True, exist_ok=True)
-    write_matrix(setups, scenarios, args.output / "MATRIX.md", args.output / "matrix.json")
-    failed = sum(c["result"] == "fail" for s in setups for r in s["clients"] for c in r["cells"])
+    security_rows = [(m, BY_NAME[s]) for m in modes for s in SECURITY_SCENARIOS if BY_NAME[s] in scenarios]
+    write_matrix(setups, scenarios, security_rows, args.output / "MATRIX.md", args.output / "matrix.json")
+    failed = sum(
+        c["result"] == "fail" for s in setups for r in s["clients"] for c in r["cells"] + r.get("security", [])
+    )
     print(f"wrote {args.output / 'MATRIX.md'}: {failed} failing cell(s)")
     return 1 if failed else 0
 

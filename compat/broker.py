@@ -2,7 +2,9 @@
 
 Both kinds of target start from nothing, hand each client the address to
 bootstrap from, notice a broker that died under a client (and bring it
-back), and stop by PID. The runner does not lean on any client under test
+back), and stop by PID. Given a ``Secured`` (security.py), every broker also
+gets an SSL, a SASL_SSL and a SASL_PLAINTEXT listener (those the modes that
+run need) beside its PLAINTEXT one, which the brokers use between them. The runner does not lean on any client under test
 to set things up: topics are created with a CreateTopics request encoded by
 ``protocol/``, and on a cluster the runner waits until every broker's
 Metadata shows the new topic with a leader for each partition, so that a
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pybroker.local_cluster import LocalCluster, metadata, wait_for
-from pybroker.process import BrokerProcess, pybroker_process, request
+from pybroker.local_cluster import LocalCluster, consecutive_free_ports, metadata, wait_for
+from pybroker.process import BrokerProcess, free_port, pybroker_process, request
 from pybroker.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
+
+from .security import Secured, listeners
 
 BROKER_PROPS = {
     "auto.create.topics.enable": "false",  # so that the error scenario has a topic that cannot appear
@@ -31,18 +35,28 @@ class SingleNode:
 
     setup = "single"
 
-    def __init__(self, data_dir: Path, log_dir: Path):
+    def __init__(self, data_dir: Path, log_dir: Path, secured: Secured | None = None):
         log_path = log_dir / "broker.log"
         log_path.unlink(missing_ok=True)  # this run's log only; restarts within the run append to it
-        self.broker: BrokerProcess = pybroker_process(data_dir / "single", BROKER_PROPS, log_path=log_path)
+        self.secured = secured
+        port = free_port()
+        props = dict(BROKER_PROPS)
+        # {security protocol: port} of the secured listeners
+        self.ports = {p: free_port() for p in secured.protocols} if secured else {}
+        if secured:
+            props.update(secured.broker_props(), listeners=listeners(port, self.ports))
+        self.broker: BrokerProcess = pybroker_process(data_dir / "single", props, log_path=log_path, port=port)
         self.brokers = 1
 
     def start(self) -> str:
         self.broker.start()
-        return f"broker on {self.broker.bootstrap}, log in {self.broker.log_path}"
+        if self.secured:
+            provision_or_stop(self, [self.broker.bootstrap])
+        more = "".join(f", {p} on 127.0.0.1:{n}" for p, n in self.ports.items())
+        return f"broker on {self.broker.bootstrap}{more}, log in {self.broker.log_path}"
 
-    def bootstrap(self, index: int) -> str:
-        return self.broker.bootstrap
+    def bootstrap(self, index: int, protocol: str = "PLAINTEXT") -> str:
+        return self.broker.bootstrap if protocol == "PLAINTEXT" else f"127.0.0.1:{self.ports[protocol]}"
 
     def create_topic(self, name: str, partitions: int = 1, configs: dict | None = None) -> None:
         create_topic(self.broker.bootstrap, name, partitions, configs)
@@ -63,21 +77,34 @@ class Cluster:
 
     setup = "cluster"
 
-    def __init__(self, data_dir: Path, log_dir: Path, brokers: int = CLUSTER_BROKERS):
+    def __init__(self, data_dir: Path, log_dir: Path, brokers: int = CLUSTER_BROKERS, secured: Secured | None = None):
         log_dir = log_dir / "cluster"
         for old in log_dir.glob("broker-*.log"):
             old.unlink()  # this run's logs only
-        self.cluster = LocalCluster(brokers, data_dir=data_dir / "cluster", overrides=BROKER_PROPS, log_dir=log_dir)
+        self.secured = secured
+        props, per_broker, base = dict(BROKER_PROPS), {}, None
+        # [{security protocol: port}] of each broker's secured listeners
+        self.ports = [{p: free_port() for p in secured.protocols} if secured else {} for _ in range(brokers)]
+        if secured:
+            props.update(secured.broker_props())
+            base = consecutive_free_ports(brokers)
+            per_broker = {i + 1: {"listeners": listeners(base + i, self.ports[i])} for i in range(brokers)}
+        self.cluster = LocalCluster(brokers, data_dir=data_dir / "cluster", overrides=props, log_dir=log_dir,
+                                    base_port=base, broker_overrides=per_broker)
         self.brokers = brokers
 
     def start(self) -> str:
         self.cluster.start()
+        if self.secured:
+            provision_or_stop(self, [b.bootstrap for b in self.cluster.brokers])
         zk = self.cluster.zookeeper_connect
-        return f"cluster on {self.cluster.bootstrap_servers} (ZooKeeper {zk}), logs in {self.cluster.log_dir}"
+        more = "".join(f", {p} on {','.join(str(ports[p]) for ports in self.ports)}" for p in self.ports[0])
+        return f"cluster on {self.cluster.bootstrap_servers}{more} (ZooKeeper {zk}), logs in {self.cluster.log_dir}"
 
-    def bootstrap(self, index: int) -> str:
+    def bootstrap(self, index: int, protocol: str = "PLAINTEXT") -> str:
         """One broker's address only, a different one for each client: the client must find the rest itself."""
-        return self.cluster.brokers[index % len(self.cluster.brokers)].bootstrap
+        n = index % len(self.cluster.brokers)
+        return self.cluster.brokers[n].bootstrap if protocol == "PLAINTEXT" else f"127.0.0.1:{self.ports[n][protocol]}"
 
     def create_topic(self, name: str, partitions: int = 1, configs: dict | None = None) -> None:
         create_topic(self.cluster.brokers[0].bootstrap, name, partitions, configs)
@@ -97,6 +124,15 @@ class Cluster:
 
     def stop(self) -> None:
         self.cluster.stop()
+
+
+def provision_or_stop(target, bootstraps: list[str]) -> None:
+    """The security modes' users; a target that cannot have them is stopped before the error goes up."""
+    try:
+        target.secured.provision(bootstraps)
+    except BaseException:
+        target.stop()
+        raise
 
 
 def _has_leaders(answer, partitions: int) -> bool:

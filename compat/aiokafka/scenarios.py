@@ -5,25 +5,60 @@ import time
 
 import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import OffsetAndMetadata
 
-from compat.pyscenarios import COMMITTED, TRANSACTIONS, VALUE_1MIB, check, main, numbered, roundtrip_messages
+from compat.pyscenarios import (
+    COMMITTED,
+    TRANSACTIONS,
+    VALUE_1MIB,
+    check,
+    main,
+    numbered,
+    roundtrip_messages,
+    unsecured_jwt,
+)
 
 
 def sync(coroutine_fn):
     return lambda args: asyncio.run(asyncio.wait_for(coroutine_fn(args), 50))
 
 
+class UnsecuredToken(AbstractTokenProvider):
+    def __init__(self, subject: str):
+        self.jwt = unsecured_jwt(subject)
+
+    async def token(self):
+        return self.jwt
+
+
+def connection(args) -> dict:
+    """bootstrap_servers and aiokafka's settings for the --security properties."""
+    s = args.security
+    config = {"bootstrap_servers": args.bootstrap, "security_protocol": s.get("security.protocol", "PLAINTEXT")}
+    if "ssl.ca.location" in s:
+        config["ssl_context"] = create_ssl_context(
+            cafile=s["ssl.ca.location"], certfile=s.get("ssl.certificate.location"), keyfile=s.get("ssl.key.location"))
+    if "sasl.mechanism" in s:
+        config["sasl_mechanism"] = s["sasl.mechanism"]
+        if s["sasl.mechanism"] == "OAUTHBEARER":
+            config["sasl_oauth_token_provider"] = UnsecuredToken(s["sasl.username"])
+        else:
+            config.update(sasl_plain_username=s["sasl.username"], sasl_plain_password=s["sasl.password"])
+    return config
+
+
 def producer(args, **config):
-    return AIOKafkaProducer(bootstrap_servers=args.bootstrap, **config)
+    return AIOKafkaProducer(**connection(args), **config)
 
 
 def consumer(args, **config):
     config.setdefault("auto_offset_reset", "earliest")
-    return AIOKafkaConsumer(bootstrap_servers=args.bootstrap, **config)
+    return AIOKafkaConsumer(**connection(args), **config)
 
 
 async def produce(args, items, **config):
@@ -58,7 +93,7 @@ async def read(args, count: int, **config):
 
 
 async def metadata(args):
-    a = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
+    a = AIOKafkaAdminClient(**connection(args))
     await a.start()
     try:
         cluster = await a.describe_cluster()
@@ -173,7 +208,7 @@ async def offsets_by_time(args):
 
 async def admin(args):
     name = f"{args.topic}-admin"
-    a = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
+    a = AIOKafkaAdminClient(**connection(args))
     await a.start()
     try:
         await a.create_topics([NewTopic(name, 2, 1, topic_configs={"retention.ms": "3600000"})])

@@ -20,12 +20,22 @@ from compat.pyscenarios import (
 )
 
 
+def connection(args) -> dict:
+    """bootstrap.servers and the --security properties, which are librdkafka's own names; for
+    OAUTHBEARER, librdkafka's unsecured JWT with the user as its sub."""
+    config = {"bootstrap.servers": args.bootstrap, **args.security}
+    if config.get("sasl.mechanism") == "OAUTHBEARER":
+        config["enable.sasl.oauthbearer.unsecure.jwt"] = True
+        config["sasl.oauthbearer.config"] = f"principal={config.pop('sasl.username')}"
+    return config
+
+
 def producer(args, **config):
-    return Producer({"bootstrap.servers": args.bootstrap, **config})
+    return Producer({**connection(args), **config})
 
 
 def consumer(args, **config):
-    base = {"bootstrap.servers": args.bootstrap, "group.id": f"{args.topic}-{uuid.uuid4()}"}
+    base = {**connection(args), "group.id": f"{args.topic}-{uuid.uuid4()}"}
     base.update({"auto.offset.reset": "earliest", "enable.auto.commit": False})
     return Consumer({**base, **config})
 
@@ -66,7 +76,7 @@ def read(args, count: int, **config):
 
 
 def metadata(args):
-    md = AdminClient({"bootstrap.servers": args.bootstrap}).list_topics(timeout=10)
+    md = AdminClient(connection(args)).list_topics(timeout=10)
     check(args.topic in md.topics, f"{args.topic} not in {sorted(md.topics)}")
     partitions = sorted(md.topics[args.topic].partitions)
     check(partitions == [0], f"partitions {partitions}")
@@ -161,7 +171,7 @@ def offsets_by_time(args):
 
 def admin(args):
     name = f"{args.topic}-admin"
-    a = AdminClient({"bootstrap.servers": args.bootstrap})
+    a = AdminClient(connection(args))
     topic = NewTopic(name, num_partitions=2, replication_factor=1, config={"retention.ms": "3600000"})
     a.create_topics([topic])[name].result(15)
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)

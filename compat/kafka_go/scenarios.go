@@ -1,7 +1,7 @@
 // kafka-go scenarios (see compat/README.md for the contract), built by build.sh
 // against Debian's golang-github-segmentio-kafka-go-dev:
 //
-//	scenarios --bootstrap HOST:PORT --scenario NAME --topic T
+//	scenarios --bootstrap HOST:PORT --scenario NAME --topic T [--security FILE]
 //
 // kafka-go 0.2.1 pins its request versions and never sends ApiVersions: it
 // produces with Produce v2 (magic 1 message sets, no headers), fetches with
@@ -13,8 +13,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,6 +47,9 @@ const (
 )
 
 var bootstrap, topic string
+
+// What a SASL mode gets.
+const noSASL = "kafka-go 0.2.1 has no SASL client (its source has no SASL code; its Dialer offers TLS only)"
 
 type notApplicable string
 
@@ -367,17 +373,86 @@ var scenarios = map[string]func() (string, error){
 	},
 }
 
+func readProperties(path string) (map[string]string, error) {
+	props := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		line := strings.TrimSpace(lines.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "!") {
+			continue
+		}
+		kv := strings.SplitN(line, "=", 2)
+		if len(kv) == 2 {
+			props[strings.TrimSpace(kv[0])] = strings.TrimSpace(kv[1])
+		}
+	}
+	return props, lines.Err()
+}
+
+// secure gives the default Dialer (which Dial, Writer and Reader use) the TLS
+// settings of the --security properties; a SASL mode is n/a.
+func secure(path string) error {
+	props, err := readProperties(path)
+	if err != nil {
+		return err
+	}
+	if props["sasl.mechanism"] != "" {
+		return notApplicable(noSASL)
+	}
+	if props["security.protocol"] != "SSL" {
+		return nil
+	}
+	pem, err := os.ReadFile(props["ssl.ca.location"])
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("no certificate in %s", props["ssl.ca.location"])
+	}
+	pair, err := tls.LoadX509KeyPair(props["ssl.certificate.location"], props["ssl.key.location"])
+	if err != nil {
+		return err
+	}
+	// kafka-go 0.2.1 hands tls.Client this config as it is, without the
+	// broker's host name: the one to verify is given here (every broker
+	// of the matrix is on the bootstrap's host).
+	host, _, err := net.SplitHostPort(bootstrap)
+	if err != nil {
+		return err
+	}
+	kafka.DefaultDialer.TLS = &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: host}
+	return nil
+}
+
 func main() {
 	flag.StringVar(&bootstrap, "bootstrap", "127.0.0.1:9092", "HOST:PORT")
 	scenario := flag.String("scenario", "", "scenario name, or version")
 	flag.StringVar(&topic, "topic", "compat", "topic")
+	securityFile := flag.String("security", "", "a file of Kafka client properties: security.protocol, sasl.*, ssl.*")
 	flag.Parse()
 	result, detail := "pass", ""
+	fn, ok := scenarios[*scenario]
+	var err error
+	if *securityFile != "" && *scenario != "version" {
+		err = secure(*securityFile)
+	}
 	if *scenario == "version" {
 		detail = kafkaGoVersion
-	} else if fn, ok := scenarios[*scenario]; !ok {
+	} else if !ok {
 		result, detail = "n/a", "scenario not implemented for kafka-go"
-	} else if out, err := fn(); err != nil {
+	} else if err == nil {
+		var out string
+		if out, err = fn(); err == nil {
+			detail = out
+		}
+	}
+	if err != nil {
 		var na notApplicable
 		if errors.As(err, &na) {
 			result = "n/a"
@@ -385,8 +460,6 @@ func main() {
 			result = "fail"
 		}
 		detail = err.Error()
-	} else {
-		detail = out
 	}
 	json.NewEncoder(os.Stdout).Encode(map[string]string{"result": result, "detail": detail})
 }

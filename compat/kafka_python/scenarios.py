@@ -7,6 +7,7 @@ import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
+from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from compat.pyscenarios import (
     COMMITTED,
@@ -16,18 +17,41 @@ from compat.pyscenarios import (
     main,
     numbered,
     roundtrip_messages,
+    unsecured_jwt,
     wait_until,
 )
 
 
+class UnsecuredToken(AbstractTokenProvider):
+    def __init__(self, subject: str):
+        self.jwt = unsecured_jwt(subject)
+
+    def token(self):
+        return self.jwt
+
+
+def security(args) -> dict:
+    """kafka-python's settings for the --security properties."""
+    s = args.security
+    config = {"security_protocol": s.get("security.protocol", "PLAINTEXT")}
+    for key, setting in (("ssl.ca.location", "ssl_cafile"), ("ssl.certificate.location", "ssl_certfile"),
+                         ("ssl.key.location", "ssl_keyfile"), ("sasl.mechanism", "sasl_mechanism"),
+                         ("sasl.username", "sasl_plain_username"), ("sasl.password", "sasl_plain_password")):
+        if key in s:
+            config[setting] = s[key]
+    if s.get("sasl.mechanism") == "OAUTHBEARER":
+        config["sasl_oauth_token_provider"] = UnsecuredToken(config.pop("sasl_plain_username"))
+    return config
+
+
 def producer(args, **config):
-    return KafkaProducer(bootstrap_servers=args.bootstrap, **config)
+    return KafkaProducer(bootstrap_servers=args.bootstrap, **security(args), **config)
 
 
 def consumer(args, **config):
     config.setdefault("auto_offset_reset", "earliest")
     config.setdefault("consumer_timeout_ms", 10000)
-    return KafkaConsumer(bootstrap_servers=args.bootstrap, **config)
+    return KafkaConsumer(bootstrap_servers=args.bootstrap, **security(args), **config)
 
 
 def read(args, count: int, partition: int = 0, **config):
@@ -167,7 +191,7 @@ def offsets_by_time(args):
 
 def admin(args):
     name = f"{args.topic}-admin"
-    a = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+    a = KafkaAdminClient(bootstrap_servers=args.bootstrap, **security(args))
     a.create_topics({name: {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "3600000"}}})
     wait_until(lambda: name in a.list_topics(), 10, "the topic to appear")
     configs = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])

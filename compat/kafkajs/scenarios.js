@@ -1,15 +1,31 @@
 // KafkaJS scenarios (see compat/README.md for the contract):
-//   node scenarios.js --bootstrap HOST:PORT --scenario NAME --topic T
+//   node scenarios.js --bootstrap HOST:PORT --scenario NAME --topic T [--security FILE]
 // Prints one JSON line {"result": "pass"|"fail"|"n/a", "detail": "..."}.
 const crypto = require('crypto')
 const { Kafka, CompressionTypes, ConfigResourceTypes, logLevel } = require('kafkajs')
+const { readProperties, tlsOptions, unsecuredJwt } = require('../node-security.cjs')
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
 const topic = args.topic || 'compat'
+const security = readProperties(args.security)
+
+// KafkaJS's sasl option for the --security properties.
+function sasl () {
+  const mechanism = security['sasl.mechanism']
+  if (!mechanism) return undefined
+  const username = security['sasl.username']
+  if (mechanism === 'OAUTHBEARER') {
+    return { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: unsecuredJwt(username) }) }
+  }
+  return { mechanism: mechanism.toLowerCase(), username, password: security['sasl.password'] }
+}
+
 const kafka = new Kafka({
   clientId: 'pybroker-compat',
   brokers: [args.bootstrap || '127.0.0.1:9092'],
+  ssl: tlsOptions(security),
+  sasl: sasl(),
   logLevel: logLevel.ERROR,
   logCreator: () => ({ namespace, log }) => process.stderr.write(`[${namespace}] ${log.message}\n`),
   retry: { retries: 3 },

@@ -1,15 +1,30 @@
 // @platformatic/kafka scenarios (see compat/README.md for the contract):
-//   node scenarios.mjs --bootstrap HOST:PORT --scenario NAME --topic T
+//   node scenarios.mjs --bootstrap HOST:PORT --scenario NAME --topic T [--security FILE]
 // Prints one JSON line {"result": "pass"|"fail"|"n/a", "detail": "..."}.
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import zlib from 'node:zlib'
 import { Admin, ConfigResourceTypes, Consumer, FetchIsolationLevels, Producer, ProduceAcks } from '@platformatic/kafka'
+import nodeSecurity from '../node-security.cjs'
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
 const topic = args.topic || 'compat'
-const base = { clientId: 'pybroker-compat', bootstrapBrokers: [args.bootstrap || '127.0.0.1:9092'], retries: 2 }
+const security = nodeSecurity.readProperties(args.security)
+
+// The client's tls and sasl options for the --security properties.
+function secured () {
+  const options = {}
+  const tls = nodeSecurity.tlsOptions(security)
+  if (tls) options.tls = tls
+  const mechanism = security['sasl.mechanism']
+  const username = security['sasl.username']
+  if (mechanism === 'OAUTHBEARER') options.sasl = { mechanism, token: nodeSecurity.unsecuredJwt(username) }
+  else if (mechanism) options.sasl = { mechanism, username, password: security['sasl.password'] }
+  return options
+}
+
+const base = { clientId: 'pybroker-compat', bootstrapBrokers: [args.bootstrap || '127.0.0.1:9092'], retries: 2, ...secured() }
 
 class NotApplicable extends Error {}
 const check = (ok, message) => { if (!ok) throw new Error(message) }

@@ -1,12 +1,19 @@
 // sarama scenarios (see compat/README.md for the contract), built by build.sh
 // against Debian's golang-github-shopify-sarama-dev:
 //
-//	scenarios --bootstrap HOST:PORT --scenario NAME --topic T
+//	scenarios --bootstrap HOST:PORT --scenario NAME --topic T [--security FILE]
+//
+// SCRAM comes from Debian's golang-github-xdg-go-scram-dev, as sarama's own
+// example (examples/sasl_scram_client) does it.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,11 +25,15 @@ import (
 	"time"
 
 	"github.com/Shopify/sarama"
+	"github.com/xdg-go/scram"
 )
 
 const saramaVersion = "1.22.1 (Debian golang-github-shopify-sarama-dev)"
 
 var bootstrap, topic string
+
+// The --security properties (see compat/security.py); empty without them.
+var security = map[string]string{}
 
 type notApplicable string
 
@@ -35,7 +46,104 @@ func config() *sarama.Config {
 	c.Producer.Retry.Max = 2
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Metadata.Retry.Max = 2
+	if err := secure(c); err != nil {
+		panic(err) // read and checked in main() first, so this does not happen
+	}
 	return c
+}
+
+func readProperties(path string) (map[string]string, error) {
+	props := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		line := strings.TrimSpace(lines.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "!") {
+			continue
+		}
+		kv := strings.SplitN(line, "=", 2)
+		if len(kv) == 2 {
+			props[strings.TrimSpace(kv[0])] = strings.TrimSpace(kv[1])
+		}
+	}
+	return props, lines.Err()
+}
+
+// secure sets sarama's Net.TLS and Net.SASL from the --security properties.
+func secure(c *sarama.Config) error {
+	protocol := security["security.protocol"]
+	if protocol == "SSL" || protocol == "SASL_SSL" {
+		pem, err := os.ReadFile(security["ssl.ca.location"])
+		if err != nil {
+			return err
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("no certificate in %s", security["ssl.ca.location"])
+		}
+		c.Net.TLS.Enable = true
+		c.Net.TLS.Config = &tls.Config{RootCAs: roots}
+		if cert := security["ssl.certificate.location"]; cert != "" {
+			pair, err := tls.LoadX509KeyPair(cert, security["ssl.key.location"])
+			if err != nil {
+				return err
+			}
+			c.Net.TLS.Config.Certificates = []tls.Certificate{pair}
+		}
+	}
+	mechanism := security["sasl.mechanism"]
+	if mechanism == "" {
+		return nil
+	}
+	c.Net.SASL.Enable = true
+	c.Net.SASL.Mechanism = sarama.SASLMechanism(mechanism)
+	c.Net.SASL.User = security["sasl.username"]
+	c.Net.SASL.Password = security["sasl.password"]
+	switch mechanism {
+	case sarama.SASLTypeSCRAMSHA256:
+		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+	case sarama.SASLTypeSCRAMSHA512:
+		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+	case sarama.SASLTypeOAuth:
+		c.Net.SASL.TokenProvider = unsecuredToken(c.Net.SASL.User)
+	}
+	return nil
+}
+
+type scramClient struct {
+	hash         scram.HashGeneratorFcn
+	conversation *scram.ClientConversation
+}
+
+func (s *scramClient) Begin(user, password, authzID string) error {
+	client, err := s.hash.NewClient(user, password, authzID)
+	if err != nil {
+		return err
+	}
+	s.conversation = client.NewConversation()
+	return nil
+}
+
+func (s *scramClient) Step(challenge string) (string, error) { return s.conversation.Step(challenge) }
+func (s *scramClient) Done() bool                            { return s.conversation.Done() }
+
+// unsecuredToken is an unsigned JWS (RFC 7515 appendix A.5) with the claims
+// Kafka's unsecured validator reads: sub, iat, exp.
+type unsecuredToken string
+
+func (subject unsecuredToken) Token() (*sarama.AccessToken, error) {
+	part := func(claims map[string]interface{}) string {
+		b, _ := json.Marshal(claims)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	now := time.Now().Unix()
+	jwt := part(map[string]interface{}{"alg": "none"}) + "." +
+		part(map[string]interface{}{"sub": string(subject), "iat": now, "exp": now + 3600}) + "."
+	return &sarama.AccessToken{Token: jwt}, nil
 }
 
 func produce(msgs []*sarama.ProducerMessage, edit func(*sarama.Config)) error {
@@ -418,10 +526,19 @@ func main() {
 	flag.StringVar(&bootstrap, "bootstrap", "127.0.0.1:9092", "HOST:PORT")
 	scenario := flag.String("scenario", "", "scenario name, or version")
 	flag.StringVar(&topic, "topic", "compat", "topic")
+	securityFile := flag.String("security", "", "a file of Kafka client properties: security.protocol, sasl.*, ssl.*")
 	flag.Parse()
 	result, detail := "pass", ""
+	var err error
+	if *securityFile != "" {
+		if security, err = readProperties(*securityFile); err == nil {
+			err = secure(sarama.NewConfig())
+		}
+	}
 	if *scenario == "version" {
 		detail = saramaVersion
+	} else if err != nil {
+		result, detail = "fail", "--security: "+err.Error()
 	} else if fn, ok := scenarios[*scenario]; !ok {
 		result, detail = "n/a", "scenario not implemented for sarama"
 	} else if out, err := fn(); err != nil {
