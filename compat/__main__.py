@@ -98,7 +98,7 @@ def run_client(
         for scenario in (s for s in scenarios if s.name in SECURITY_SCENARIOS):
             label = f"{mode.name} {scenario.name}"
             if why is not None or lacks:
-                result, detail = ("n/a", f"client not available: {why}") if why is not None else (NOT_RUN, lacks)
+                result, detail = (NOT_RUN, lacks) if lacks else ("n/a", f"client not available: {why}")
                 secured.append({"mode": mode.name, "scenario": scenario.name, "result": result, "detail": detail})
                 print(f"  {label:40} {result:7} {detail}", flush=True)
                 continue
@@ -155,8 +155,12 @@ def run_setup(target, clients: list[Client], scenarios: list[Scenario], modes: l
         why = f"the {target.setup} did not start: {exc}".splitlines()[0]
         print(f"== {why}", flush=True)
         cells = [{"scenario": s.name, "result": "fail", "detail": why} for s in scenarios]
-        secured = [{"mode": m.name, "scenario": s, "result": "fail", "detail": why}
-                   for m in modes for s in SECURITY_SCENARIOS if s in {x.name for x in scenarios}]
+        supported = target.secured.supported if target.secured else ()
+        secured = [
+            {"mode": m.name, "scenario": s.name, "result": NOT_RUN if broker_lacks(m, supported) else "fail",
+             "detail": broker_lacks(m, supported) or why}
+            for m in modes for s in scenarios if s.name in SECURITY_SCENARIOS
+        ]
         results = [{"client": c.name, "version": "?", "cells": cells, "security": secured} for c in clients]
         return {**about, "seconds": 0, "clients": results}
     results = []
