@@ -426,3 +426,50 @@ def test_a_kip_848_heartbeat_needs_the_group_and_its_topics(broker):
         allow(ResourceType.TOPIC, seen, "User:dave", AclOperation.READ))
     assert heartbeat([seen, hidden]) == ErrorCode.TOPIC_AUTHORIZATION_FAILED
     assert heartbeat([seen]) == ErrorCode.NONE
+
+
+def test_admin_apis_check_their_resources(broker):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import ConfigResource, NewPartitions
+
+    from pybroker.protocol.messages.delete_records_request import (
+        DeleteRecordsPartition,
+        DeleteRecordsRequest,
+        DeleteRecordsTopic,
+    )
+
+    topic, mine, group = unique("guarded"), unique("bobs"), unique("bobs-group")
+    make_topic(broker, topic)
+    committer = Consumer({**conf(broker, "admin"), "group.id": group})
+    committer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)  # the group exists now
+    committer.close()
+    bob = AdminClient(conf(broker, "bob"))
+
+    def code(future) -> int:
+        with pytest.raises(KafkaException) as refused:
+            future.result(timeout=WAIT_S)
+        return refused.value.args[0].code()
+
+    assert code(bob.create_topics([NewTopic(mine, 1, 1)])[mine]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert code(bob.delete_topics([topic])[topic]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert code(bob.create_partitions([NewPartitions(topic, 2)])[topic]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    topic_configs = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    assert code(bob.describe_configs([topic_configs])[topic_configs]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    broker_configs = ConfigResource(ConfigResource.Type.BROKER, "1")
+    assert code(bob.describe_configs([broker_configs])[broker_configs]) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    w = sasl_wire(broker, "bob")  # librdkafka gives up on a topic its Metadata may not see: on the wire
+    try:
+        w.send(DeleteRecordsRequest(topics=[DeleteRecordsTopic(name=topic, partitions=[
+            DeleteRecordsPartition(partition_index=0, offset=0)])], timeout_ms=5000), 2, 7)
+        assert w.receive(21, 2)[1].topics[0].partitions[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        w.close()
+    assert group not in {g.group_id for g in bob.list_consumer_groups().result(WAIT_S).valid}
+    # CREATE on a prefix lets bob create his own topics, and only those.
+    add(broker, allow(ResourceType.TOPIC, "bobs-", "User:bob", AclOperation.CREATE, ResourcePatternType.PREFIXED),
+        allow(ResourceType.TOPIC, "bobs-", "User:bob", AclOperation.DESCRIBE_CONFIGS, ResourcePatternType.PREFIXED),
+        allow(ResourceType.GROUP, group, "User:bob", AclOperation.DESCRIBE))
+    bob.create_topics([NewTopic(mine, 1, 1)])[mine].result(WAIT_S)
+    bob.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, mine)])
+    assert group in {g.group_id for g in bob.list_consumer_groups().result(WAIT_S).valid}
+    assert group in {g.group_id for g in broker.admin.list_consumer_groups().result(WAIT_S).valid}
