@@ -26,8 +26,11 @@ async def elect(body: ElectLeadersRequest, version: int, *, controller, metadata
     frame = memoryview(bytearray(encode_request(body, version, 7, "test")))[4:]
     header, request = decode_request(frame)
     handler = load_all()[ApiKey.ELECT_LEADERS]
-    assert (handler.min_version, handler.max_version, handler.services) == (0, 2, ("controller", "metadata"))
-    answer = handler.fn(RequestContext(header, "test:0"), request, controller=controller, metadata=metadata)
+    services = ("controller", "metadata", "authorizer")
+    assert (handler.min_version, handler.max_version, handler.services) == (0, 2, services)
+    answer = handler.fn(
+        RequestContext(header, "test:0"), request, controller=controller, metadata=metadata, authorizer=None
+    )
     response = await answer.run() if isinstance(answer, Later) else answer
     data = b"".join(bytes(c) for c in encode_response(response, version, 7, ApiKey.ELECT_LEADERS))
     return decode_response(ApiKey.ELECT_LEADERS, version, memoryview(data)[4:])[1]

@@ -725,7 +725,8 @@ def call(coordinator, api, version, request, peer="127.0.0.1:5555"):
     load_all()
     body = type(request).decode(request.encode(version), version)
     ctx = SimpleNamespace(api_version=version, client_id="rdkafka", peer=peer)
-    response = answer(coordinator.broker, coordinator, HANDLERS[api].fn(ctx, body, groups=coordinator))
+    handled = HANDLERS[api].fn(ctx, body, groups=coordinator, authorizer=None)
+    response = answer(coordinator.broker, coordinator, handled)
     return type(response).decode(response.encode(version), version)
 
 
