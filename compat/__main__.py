@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pybroker.protocol.errors import ProtocolError
+
 from .broker import CLUSTER_BROKERS, Cluster, SingleNode
 from .clients import CLIENTS, HERE, Client, install
 from .matrix import write_matrix
@@ -114,7 +116,13 @@ def run_cell(
 ) -> dict:
     """One scenario program run (over the mode's listener, if any); its cell."""
     if scenario.create and topic not in created:
-        target.create_topic(topic, scenario.partitions, scenario.configs)
+        try:
+            target.create_topic(topic, scenario.partitions, scenario.configs)
+        except (OSError, RuntimeError, ProtocolError) as exc:
+            # A broker that stopped answering (or refused): this cell fails, the others still run.
+            detail = f"the runner could not create {topic}: {exc!r}"
+            print(f"  {label or scenario.name:16} fail  {detail[:100]}", flush=True)
+            return {"scenario": scenario.name, "result": "fail", "detail": detail}
         created.add(topic)
     bootstrap = target.bootstrap(index, mode.protocol) if mode else target.bootstrap(index)
     security = target.secured.files[mode.name] if mode else None
