@@ -744,7 +744,7 @@ class Broker:
             if lst.name in self.config.sasl:
                 session = SaslSession(lst.name, exchanges(self.config.sasl[lst.name], self.users.scram_credential))
             if lst.protocol in ("SSL", "SASL_SSL"):
-                nursery.start_soon(serve_tls, self.server, stream, self.config.tls_context, lst.name, session,
-                                   self._certificate_principal)
+                context = self.config.tls_contexts[lst.name]
+                nursery.start_soon(serve_tls, self.server, stream, context, lst.name, session, self._certificate_principal)
             else:
                 nursery.start_soon(Connection(self.server, stream, listener=lst.name, session=session).serve)

@@ -30,7 +30,7 @@ from .listeners import resolve as resolve_listeners
 from .principal_rules import parse_rules
 from .properties import PropertiesError, decode, parse
 from .sasl.settings import listener_mechanisms
-from .tls import TlsConfigError, server_context
+from .tls import listener_contexts
 
 log = logging.getLogger("pybroker.config")
 
@@ -458,7 +458,6 @@ class BrokerConfig:
             # One client listener so far: the inter-broker one, which the
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
-            self.tls_context = None
             self.ssl_principal_rules = parse_rules(None)
             self.sasl: dict[str, dict[str, object]] = {}  # listener -> mechanism -> its settings
             for lst in found.bound:
@@ -467,11 +466,9 @@ class BrokerConfig:
                         self.sasl[lst.name] = listener_mechanisms(lst.name, v, self.ignored)
                     except ValueError as exc:
                         problems.append(str(exc))
-            if any(lst.protocol in ("SSL", "SASL_SSL") for lst in found.bound):
-                try:
-                    self.tls_context = server_context(v)
-                except TlsConfigError as exc:
-                    problems.append(str(exc))
+            # listener -> its TLS context (pybroker.tls), SSL and SASL_SSL ones.
+            self.tls_contexts, tls_problems = listener_contexts(found.bound, v, self.ignored, BROKER_PROPERTIES)
+            problems.extend(tls_problems)
             # Refused rules are a problem reported by their Rule above.
             if _rules_problem(v["ssl.principal.mapping.rules"]) is None:
                 self.ssl_principal_rules = parse_rules(v["ssl.principal.mapping.rules"])

@@ -137,3 +137,34 @@ def certificate_principal(der: bytes | None, rules) -> str:
     if not der:
         return "User:ANONYMOUS"
     return "User:" + principal_name(rules, subject_name(der))
+
+
+def listener_contexts(listeners, values, prefixed: dict[str, str], keys) -> tuple[dict[str, ssl.SSLContext], list[str]]:
+    """{listener: its context} for every SSL and SASL_SSL listener, and the
+    problems found. A listener's own ``listener.name.<l>.ssl.*`` keys
+    override the global ones (taken out of ``prefixed``); ``keys`` parses
+    them (BROKER_PROPERTIES). As Kafka since KIP-684, a SASL_SSL listener
+    asks for no client certificate unless its own ssl.client.auth says so:
+    SASL names its clients."""
+    contexts, problems = {}, []
+    for lst in listeners:
+        if lst.protocol not in ("SSL", "SASL_SSL"):
+            continue
+        prefix = f"listener.name.{lst.name.lower()}."
+        own = {k[len(prefix):]: prefixed.pop(k) for k in sorted(prefixed) if k.startswith(prefix + "ssl.")}
+        merged = dict(values)
+        if lst.protocol == "SASL_SSL":
+            merged["ssl.client.auth"] = "none"
+        for key, raw in own.items():
+            if key not in keys:
+                problems.append(f"unknown property {prefix}{key!r}")
+                continue
+            try:
+                merged[key] = keys[key].parse(raw)
+            except ValueError as exc:
+                problems.append(f"{prefix}{key}: {exc}")
+        try:
+            contexts[lst.name] = server_context(merged)
+        except TlsConfigError as exc:
+            problems.append(f"listener {lst.name}: {exc}" if own else str(exc))
+    return contexts, problems

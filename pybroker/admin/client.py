@@ -24,7 +24,11 @@ from pybroker.protocol.framing import FrameDecoder, decode_response, encode_requ
 from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
 from pybroker.protocol.messages.find_coordinator_request import FindCoordinatorRequest
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
+from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from pybroker.protocol.registry import ApiKey, api_info
+from pybroker.sasl.scram import ScramClient
+from pybroker.sasl.session import SaslFailure
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 CLIENT_ID = "pybroker-cli"
@@ -66,18 +70,50 @@ def parse_hosts(bootstrap: str) -> list[tuple[str, int]]:
 
 
 class Connection:
-    def __init__(self, host: str, port: int, timeout: float = 30):
+    def __init__(self, host: str, port: int, timeout: float = 30, security=None):
         self.address = f"{host}:{port}"
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise AdminError("NETWORK_EXCEPTION", f"cannot connect to {self.address}: {exc.strerror or exc}") from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # --command-config's TLS and SASL (admin/security.py), if any.
+        self.sock = security.wrap(sock, host) if security is not None else sock
         self.timeout = timeout
         self.frames = FrameDecoder()
         self.correlation = 0
         self.versions: dict[int, tuple[int, int]] = {}
         self._negotiate()
+        if security is not None and security.sasl:
+            self._authenticate(security)
+
+    def _authenticate(self, security) -> None:
+        mechanism = security.mechanism
+        self._send(SaslHandshakeRequest(mechanism=mechanism), 1)
+        handshake = self._receive(ApiKey.SASL_HANDSHAKE, 1)
+        check(handshake.error_code, f"{self.address} does not enable {mechanism} (it enables "
+                                    f"{', '.join(handshake.mechanisms) or 'nothing'})")
+        version = self.version(ApiKey.SASL_AUTHENTICATE, 0, 2)
+        if mechanism == "PLAIN":
+            tokens = [f"\0{security.username}\0{security.password}".encode()]
+            answers = None
+        else:
+            scram = ScramClient(mechanism, security.username, security.password)
+            tokens, answers = [scram.first()], scram
+        try:
+            for _ in range(2):
+                self._send(SaslAuthenticateRequest(auth_bytes=tokens[-1]), version)
+                answer = self._receive(ApiKey.SASL_AUTHENTICATE, version)
+                check(answer.error_code, answer.error_message, subject="SaslAuthenticate")
+                if answers is None:
+                    return
+                if len(tokens) == 1:
+                    tokens.append(answers.final(bytes(answer.auth_bytes)))
+                else:
+                    answers.verify(bytes(answer.auth_bytes))
+                    return
+        except SaslFailure as exc:
+            raise AdminError("SASL_AUTHENTICATION_FAILED", str(exc)) from None
 
     def _negotiate(self) -> None:
         # v3 first; a broker that lacks it answers in v0 with
@@ -166,9 +202,10 @@ class Connection:
 class Client:
     """The connections of one command, routed by Metadata."""
 
-    def __init__(self, bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 30):
+    def __init__(self, bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 30, security=None):
         self.bootstrap = parse_hosts(bootstrap)
         self.timeout = timeout
+        self.security = security
         self._bootstrap_conn: Connection | None = None
         self._by_node: dict[int, Connection] = {}
         self.brokers: dict[int, tuple[str, int, str | None]] = {}
@@ -195,7 +232,7 @@ class Client:
             failure = None
             for host, port in self.bootstrap:
                 try:
-                    self._bootstrap_conn = Connection(host, port, self.timeout)
+                    self._bootstrap_conn = Connection(host, port, self.timeout, self.security)
                     break
                 except AdminError as exc:
                     failure = exc
@@ -227,7 +264,7 @@ class Client:
             if boot.address == f"{host}:{port}":
                 conn = boot
             else:
-                conn = Connection(host, port, self.timeout)
+                conn = Connection(host, port, self.timeout, self.security)
             self._by_node[node_id] = conn
         return conn
 

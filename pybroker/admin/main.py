@@ -17,8 +17,9 @@ import os
 import sys
 
 from .client import DEFAULT_BOOTSTRAP, AdminError, Client
+from .security import load as load_security
 
-ADMIN_COMMANDS = ("topics", "produce", "consume", "groups", "configs", "acls")
+ADMIN_COMMANDS = ("topics", "produce", "consume", "groups", "configs", "scram-credentials", "acls")
 
 
 def _common(json_output: bool = True) -> argparse.ArgumentParser:
@@ -27,6 +28,8 @@ def _common(json_output: bool = True) -> argparse.ArgumentParser:
                         help=f"brokers to connect to (default {DEFAULT_BOOTSTRAP})")
     common.add_argument("--request-timeout-ms", type=int, default=30_000, metavar="MS",
                         help="how long to wait for a broker's answer (default 30000)")
+    common.add_argument("--command-config", metavar="FILE",
+                        help="client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ssl.* (PEM)")
     if json_output:
         common.add_argument("--json", action="store_true", help="print JSON for scripts")
     return common
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _groups(commands, read)
     _configs(commands, read)
     _acls(commands, read, write)
+    _scram(commands, read, write)
     cluster = commands.add_parser("cluster", help="describe a cluster (`pybroker cluster --brokers 3` starts one)")
     cluster_commands = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
     cluster_commands.add_parser("describe", parents=[read], help="brokers, controller, partitions needing attention")
@@ -140,6 +144,20 @@ def _configs(commands, read) -> None:
             action.add_argument("--delete-config", action="append", default=[], metavar="K[,K2]")
 
 
+def _scram(commands, read, write) -> None:
+    scram = commands.add_parser("scram-credentials", help="list, add and delete SCRAM users (KIP-554)")
+    actions = scram.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[read], help="users and their mechanisms and iterations")
+    listing.add_argument("--user", action="append", help="only this user (repeatable; default every user)")
+    add = actions.add_parser("add", parents=[write], help="set a user's password for a mechanism")
+    delete = actions.add_parser("delete", parents=[write], help="delete a user's credential for a mechanism")
+    for action in (add, delete):
+        action.add_argument("--user", required=True)
+        action.add_argument("--mechanism", default="SCRAM-SHA-512", help="SCRAM-SHA-256 or SCRAM-SHA-512 (default)")
+    add.add_argument("--password", required=True)
+    add.add_argument("--iterations", type=int, default=4096, help="4096 to 16384 (default 4096)")
+
+
 def _acls(commands, read, write) -> None:
     acls = commands.add_parser("acls", help="list, add and remove ACLs (kafka-acls.sh)")
     from .acls import add_arguments
@@ -161,6 +179,8 @@ def _handler(args):
         from . import configs as module
     elif args.command == "acls":
         from . import acls as module
+    elif args.command == "scram-credentials":
+        from . import scram as module
     else:
         from . import cluster as module
     action = getattr(args, "action", None) or "run"
@@ -175,7 +195,8 @@ def main(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command = _handler(args)
     try:
-        with Client(args.bootstrap_server, timeout=args.request_timeout_ms / 1000) as client:
+        security = load_security(getattr(args, "command_config", None))
+        with Client(args.bootstrap_server, timeout=args.request_timeout_ms / 1000, security=security) as client:
             return command(client, args)
     except AdminError as exc:
         print(f"pybroker: {exc}", file=sys.stderr)

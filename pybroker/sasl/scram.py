@@ -194,3 +194,40 @@ class ScramExchange:
         self._credential = None
         server_signature = hmac.digest(credential.server_key, auth_message, self.digest)
         return f"v={_b64(server_signature)}".encode()
+
+
+class ScramClient:
+    """The client's side, for pybroker's own admin client: client-first,
+    then client-final from the server's first message, then the server's
+    signature checked (a broker that cannot prove it knows the credential
+    is refused)."""
+
+    def __init__(self, mechanism: str, user: str, password: str):
+        self.mechanism = mechanism
+        self.digest = HASHES[mechanism]
+        self.password = password.encode()
+        name = user.replace("=", "=3D").replace(",", "=2C")
+        self.nonce = secrets.token_urlsafe(24)
+        self.first_bare = f"n={name},r={self.nonce}"
+        self._server_signature = b""
+
+    def first(self) -> bytes:
+        return f"n,,{self.first_bare}".encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        text = server_first.decode()
+        attrs = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        if not attrs.get("r", "").startswith(self.nonce) or "s" not in attrs or "i" not in attrs:
+            raise SaslFailure(f"the broker's SCRAM answer is not valid: {text!r}")
+        salted = salted_password(self.mechanism, self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
+        client_key = hmac.digest(salted, b"Client Key", self.digest)
+        without_proof = f"c=biws,r={attrs['r']}"
+        message = f"{self.first_bare},{text},{without_proof}".encode()
+        signature = hmac.digest(hashlib.new(self.digest, client_key).digest(), message, self.digest)
+        self._server_signature = hmac.digest(hmac.digest(salted, b"Server Key", self.digest), message, self.digest)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        return f"{without_proof},p={_b64(proof)}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        if not hmac.compare_digest(server_final.decode(errors="replace"), f"v={_b64(self._server_signature)}"):
+            raise SaslFailure("the broker's SCRAM signature is wrong: it does not know this credential")
