@@ -85,9 +85,18 @@ def metadata(
     # A client is given the brokers' addresses on the listener it came in
     # on; a broker without that listener is left out (as Kafka does).
     listed = [(b, address) for b in brokers if (address := b.address(ctx.listener)) is not None]
+    # A live leader without that listener: the client cannot reach it, and
+    # is told so (LISTENER_NOT_FOUND from v6, Kafka's MetadataCache).
+    unreachable = live - {b.node_id for b, _ in listed}
+    no_listener = ErrorCode.LISTENER_NOT_FOUND if version >= 6 else ErrorCode.LEADER_NOT_AVAILABLE
 
     def describe(info) -> MetadataResponseTopic:
-        return _topic(replicas, node_id, live, info, want_ops)
+        found = _topic(replicas, node_id, live, info, want_ops)
+        if unreachable:
+            for entry in found.partitions:
+                if entry.leader_id in unreachable:
+                    entry.error_code, entry.leader_id = no_listener, -1
+        return found
 
     if req.topics is None or (version == 0 and not req.topics):
         listed_topics = md.all_topics()
