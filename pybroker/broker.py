@@ -53,6 +53,7 @@ from pybroker.storage.partition_metadata import uuid_text
 from . import __version__, handlers
 from .acl import Authorizer, authorizer_settings
 from .cluster.admin import topic_name_problem
+from .cluster.client_quotas import LocalClientQuotas
 from .cluster.controller_state import SingleNodeElections
 from .cluster.local import LocalMetadata, find_metadata_file
 from .cluster.model import BrokerInfo
@@ -64,6 +65,7 @@ from .log_tasks import LogTasks, background, now_ms
 from .logs import recovery_summary
 from .metrics.endpoint import MetricsEndpoint, MetricsListenerError
 from .producer_ids import ProducerIds
+from .quotas import ClientQuotas
 from .replica import ReplicaManager, Role
 from .sasl import SaslSession, exchanges
 from .server import ANONYMOUS, Connection, ServerContext, close_idle_connections, serve_tls
@@ -130,6 +132,7 @@ class Broker:
                     self._broker_info(),
                     cluster_id,
                 )
+            self.acls, self.authorizer = self._acl_services()
         except BaseException:
             self._unlock()
             raise
@@ -138,7 +141,6 @@ class Broker:
             self.node_id, config["producer.id.expiration.ms"], config["replica.lag.time.max.ms"]
         )
         self.replicas.metadata = self.metadata
-        self.acls, self.authorizer = self._acl_services()
         if config.cluster_mode:
             self._zk_services()
         else:
@@ -146,6 +148,8 @@ class Broker:
             self.producer_ids = ProducerIds(self.metadata.allocate_producer_ids)
             self.controller = SingleNodeElections(self.metadata)
             self.users = LocalUsers(self.metadata)
+            self.client_quotas = LocalClientQuotas(self.metadata)
+        self.quotas = self._quota_manager()
         self.fetch_sessions = FetchSessionCache()
         self.bound: list[tuple[str, int]] = []
         self._stop = None
@@ -186,7 +190,21 @@ class Broker:
             store = LocalAcls.beside(self.metadata.path)
         return store, Authorizer(store.table, *settings)
 
+    def _quota_manager(self) -> ClientQuotas:
+        """The quotas the connections are held to, kept in step with the
+        stored user and client-id configs."""
+        quotas = ClientQuotas(self.config["quota.window.num"], self.config["quota.window.size.seconds"])
+        m = self.metadata
+
+        def update() -> None:
+            quotas.update(m.users, m.clients, m.user_clients)
+
+        m.on_entity_configs = update
+        update()
+        return quotas
+
     def _zk_services(self) -> None:
+        from .cluster.client_quotas import ZkClientQuotas
         from .cluster.controller import Controller
         from .cluster.users import ZkUsers
         from .cluster.zk_admin import ZkTopicAdmin
@@ -203,6 +221,7 @@ class Broker:
         self.hosting.fetchers = self.fetchers
         self.topics = ZkTopicAdmin(self.config, self.metadata)
         self.users = ZkUsers(self.zk, self.metadata)
+        self.client_quotas = ZkClientQuotas(self.zk, self.metadata)
         self.producer_ids = ProducerIds(allocate_async=lambda: next_block(self.zk, self.node_id))
         self.controller = Controller(
             self.zk, self.node_id, self.config, brokers=self.metadata.broker, log_dirs_of=self._log_dirs_of
@@ -237,7 +256,7 @@ class Broker:
         self.txns.load(now_ms())
         self.handlers = handlers.bind(self.services())
         # What the connections get of the broker.
-        self.server = ServerContext.from_config(config, self.handlers)
+        self.server = ServerContext.from_config(config, self.handlers, quotas=self.quotas)
 
     def _opened_logs(self) -> None:
         """Wire the log manager just opened into the services that use it."""
@@ -304,6 +323,7 @@ class Broker:
             "authorizer": self.authorizer,
             "acls": self.acls,
             "users": self.users,
+            "client_quotas": self.client_quotas,
         }
 
     def _certificate_principal(self, der: bytes | None) -> str:
@@ -593,7 +613,7 @@ class Broker:
         hosting.txns = self.txns
         hosting.sync_txns()
         self.handlers = handlers.bind(self.services())
-        self.server = ServerContext.from_config(config, self.handlers)
+        self.server = ServerContext.from_config(config, self.handlers, quotas=self.quotas)
         await root.start(self.isr_writer.run)
         await root.start(self.metadata.run)
         await root.start(self.controller.run)

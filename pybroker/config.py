@@ -184,6 +184,8 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
         _prop(
             "queued.max.requests", "INT", 500, at_least(1), "requests in flight per connection before reading pauses"
         ),
+        _prop("quota.window.num", "INT", 11, at_least(1), "windows a client quota's rate is measured over"),
+        _prop("quota.window.size.seconds", "INT", 1, at_least(1), "length of each client quota window"),
         _log("message.max.bytes", "INT", doc="largest record batch accepted (topic: max.message.bytes)"),
         # Kafka 4 asks 1 MiB of the broker default (KIP-1030), 14 bytes of a topic.
         _prop("log.segment.bytes", "INT", 1024**3, at_least(1024 * 1024), "size at which a segment is rolled"),

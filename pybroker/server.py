@@ -58,6 +58,7 @@ from pybroker.storage.segment import FileRegion, RegionGoneError
 
 from .handlers import CloseConnection, Handler, Hold, Later
 from .metrics.stats import RequestStats
+from .quotas import ClientQuotas
 
 if TYPE_CHECKING:
     from .config import BrokerConfig
@@ -107,6 +108,10 @@ class ServerContext:
     # The request log is on (pybroker.requests at DEBUG when the server was
     # made): checked once per request instead of asking logging each time.
     log_requests: bool = field(default_factory=lambda: request_log.isEnabledFor(logging.DEBUG))
+    # Client quotas (pybroker.quotas): every answered request is charged
+    # to its user and client id while ``quotas.active``, and a connection
+    # over its quota is muted (see Connection._throttle).
+    quotas: ClientQuotas = field(default_factory=ClientQuotas)
 
     def __post_init__(self):
         if self.requests is None:
@@ -176,10 +181,13 @@ _ANSWERED.set()
 class _Held:
     """A handler's Hold, with what its answer needs."""
 
-    __slots__ = ("api_key", "api_version", "correlation_id", "hold", "size", "started")
+    __slots__ = ("api_key", "api_version", "charge", "correlation_id", "hold", "size", "started")
 
-    def __init__(self, hold: Hold, api_version: int, correlation_id: int, api_key: int, size: int, started: float):
+    def __init__(
+        self, hold: Hold, api_version: int, correlation_id: int, api_key: int, size: int, started: float, charge=None
+    ):
         self.hold = hold
+        self.charge = charge
         self.api_version = api_version
         self.correlation_id = correlation_id
         self.api_key = api_key
@@ -220,6 +228,8 @@ class Connection:
         self._waiting_bytes = 0
         self._room: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
+        # Over a client quota: no request is read before this (trio time; 0: not muted).
+        self._muted_until = 0.0
         self.max_queued = server.max_queued
         self._read_scope = trio.CancelScope()
         # Plain TCP only: TLS or a test's memory stream has no socket to
@@ -339,7 +349,12 @@ class Connection:
         nothing, answered responses leave from here, together in one write,
         without waking the writer; everything else queues for it in order."""
         direct: list = []
-        while (frame := self.frames.next_frame()) is not None:
+        while True:
+            if self._muted_until:
+                direct = await self._throttle(send, direct)
+            frame = self.frames.next_frame()
+            if frame is None:
+                break
             slot = self._dispatch(frame, nursery, len(frame))
             if type(slot) is _Held:
                 if direct:
@@ -373,6 +388,40 @@ class Connection:
             send.send_nowait(slot)
         except trio.WouldBlock:
             await send.send(slot)
+
+    async def _throttle(self, send, direct: list) -> list:
+        """A client over its quota (KIP-219): its answers leave now, with
+        the throttle time in them; then it has no further request read
+        until that time is over, as Kafka mutes the channel."""
+        if direct:
+            await self._queue(send, _Slot(direct))
+        while (until := self._muted_until) > trio.current_time():
+            await trio.sleep_until(until)
+        self._muted_until = 0.0
+        return []
+
+    def _charge(self, charge: tuple, api_key: int, version: int, size: int, answered: bool = True) -> tuple:
+        """Count a request against its quotas as it is taken; over one,
+        the connection is muted. What ``_charge_response`` then needs."""
+        principal, client_id, request, busy = charge
+        now = trio.current_time()
+        ms = self.server.quotas.charge_request(
+            api_key, version, request, principal, client_id, size, busy, now * 1000.0, answered
+        )
+        if ms > 0:
+            self._muted_until = max(self._muted_until, now + ms / 1000.0)
+        return principal, client_id, request, ms
+
+    def _charge_response(self, charged: tuple, api_key: int, version: int, response) -> None:
+        """The answer's share (a consumer Fetch's bytes); the response
+        carries the throttle time."""
+        principal, client_id, request, ms = charged
+        now = trio.current_time()
+        more = self.server.quotas.charge_response(
+            api_key, version, request, response, principal, client_id, ms, now * 1000.0
+        )
+        if more > ms:
+            self._muted_until = max(self._muted_until, now + more / 1000.0)
 
     def _write_now(self, buffers: list) -> list:
         """Write what the socket takes without waiting; return the rest."""
@@ -416,15 +465,24 @@ class Connection:
         except Exception:
             log.exception("%s v%d from %s failed", ApiKey(api_key).name, api_version, self.peer)
             raise _CloseConnection("handler failed") from None
+        charge = None
+        if self.server.quotas.active and (session is None or session.authenticated):
+            # What the quotas need once the answer is known; the handler's
+            # time on the event loop is its request time.
+            charge = (principal, header.client_id, body, perf_counter() - started)
         if isinstance(result, Hold):
-            return _Held(result, api_version, correlation_id, api_key, size, started)
-        return self._slot_for(result, api_version, correlation_id, api_key, nursery, size, started)
+            return _Held(result, api_version, correlation_id, api_key, size, started, charge)
+        return self._slot_for(result, api_version, correlation_id, api_key, nursery, size, started, charge)
 
     def _slot_for(
-        self, result, api_version: int, correlation_id: int, api_key: int, nursery, size: int, started: float
+        self, result, api_version: int, correlation_id: int, api_key: int, nursery, size: int, started: float,
+        charge: tuple | None = None,
     ) -> _Slot | None:
         """A handler's result as the writer takes it (``size``: the request's
-        bytes; ``started``: when its frame was taken, for its latency)."""
+        bytes; ``started``: when its frame was taken, for its latency;
+        ``charge``: for the quotas, None while there are none)."""
+        if charge is not None:
+            charge = self._charge(charge, api_key, api_version, size, result is not None)
         if result is None:
             self._answered(api_key, api_version, started)
             return None
@@ -432,9 +490,13 @@ class Connection:
             slot = _Slot()
             self._working += 1
             self._waiting_bytes += size
-            nursery.start_soon(self._finish_later, slot, result, api_version, correlation_id, api_key, size, started)
+            nursery.start_soon(
+                self._finish_later, slot, result, api_version, correlation_id, api_key, size, started, charge
+            )
             return slot
         try:
+            if charge is not None:
+                self._charge_response(charge, api_key, api_version, result)
             slot = self._ready(result, api_version, correlation_id, api_key)
             self._answered(api_key, api_version, started)
             return slot
@@ -458,7 +520,7 @@ class Connection:
             self._working -= 1
             self.last_active = time.monotonic()
         return self._slot_for(
-            result, held.api_version, held.correlation_id, held.api_key, nursery, held.size, held.started
+            result, held.api_version, held.correlation_id, held.api_key, nursery, held.size, held.started, held.charge
         )
 
     def _answered(self, api_key: int, version: int, started: float) -> None:
@@ -475,10 +537,13 @@ class Connection:
         return _Slot(encode_response(response, version, correlation_id, api_key))
 
     async def _finish_later(
-        self, slot: _Slot, later: Later, version, correlation_id, api_key, size: int, started: float
+        self, slot: _Slot, later: Later, version, correlation_id, api_key, size: int, started: float,
+        charge: tuple | None = None,
     ) -> None:
         try:
             response = await later.run()
+            if charge is not None and response is not None:
+                self._charge_response(charge, api_key, version, response)
             if response is not None:
                 slot.chunks = encode_response(response, version, correlation_id, api_key)
             self._answered(api_key, version, started)

@@ -49,6 +49,14 @@ RULES = [
     ),
     # SASL's mechanisms are rules and state: no I/O, nothing of the broker.
     ("pybroker.sasl", {"trio", "pybroker.broker", "pybroker.handlers", "pybroker.server", "pybroker.cluster"}, set()),
+    # Quota arithmetic and precedence are data with the time given: no I/O,
+    # nothing of the broker but the codec.
+    (
+        "pybroker.quotas",
+        {"trio", "kazoo", "pybroker.zk", "pybroker.broker", "pybroker.handlers", "pybroker.server",
+         "pybroker.cluster", "pybroker.storage", "pybroker.replica", "pybroker.groups", "pybroker.txn"},
+        set(),
+    ),
     # ACL rules and formats are data: no I/O, nothing of the broker but the codec.
     (
         "pybroker.acl",
@@ -171,6 +179,8 @@ def test_layer_imports():
         ("pybroker/replica", "from ..server import Connection\n", "pybroker.server"),
         ("pybroker/cluster", "def f():\n    from pybroker import broker\n", "pybroker.broker"),
         ("pybroker/cluster", "from kazoo.client import KazooClient\n", "kazoo.client"),
+        ("pybroker/quotas", "import trio\n", "trio"),
+        ("pybroker/quotas", "from ..server import Connection\n", "pybroker.server"),
         ("pybroker", "import kazoo\n", "kazoo"),
         ("pybroker/zkish", "from kazoo.exceptions import NoNodeError\n", "kazoo.exceptions"),
     ],

@@ -22,6 +22,7 @@ from pybroker.acl import AclTable, Binding, BindingFilter, Entry, ResourcePatter
 from pybroker.acl.codec import decode_file, encode_file
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.storage.checkpoint import write_atomically
+from pybroker.storage.dirs import LogDirError
 
 log = logging.getLogger("pybroker.authorizer")
 
@@ -103,7 +104,8 @@ class LocalAcls(AclStore):
             try:
                 self.table.replace_all(decode_file(self.path.read_bytes()))
             except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot read the ACLs in {self.path}: {exc}") from None
+                # The operator's to fix: starting without them would open what they closed.
+                raise LogDirError(f"cannot read the ACLs in {self.path}: {exc}") from None
 
     @classmethod
     def beside(cls, metadata_file: Path) -> LocalAcls:

@@ -78,6 +78,12 @@ class LocalMetadata(TopicTable):
         # Per-user configs as Kafka keeps them in /config/users/<user>:
         # SCRAM credentials (and quotas), {user: {key: value}}.
         self.users: dict[str, dict[str, str]] = {}
+        # And as in /config/clients/<client-id> and
+        # /config/users/<user>/clients/<client-id>: quotas ("<default>":
+        # every user or client id). Told to ``on_entity_configs``.
+        self.clients: dict[str, dict[str, str]] = {}
+        self.user_clients: dict[str, dict[str, dict[str, str]]] = {}
+        self.on_entity_configs: Callable[[], None] | None = None
         if self.path.exists():
             self._read(cluster_id)
         if not self._cluster_id:
@@ -91,6 +97,11 @@ class LocalMetadata(TopicTable):
             self.next_producer_id_block = int(data.get("next_producer_id_block", 0))
             topics = [topic_from_json(t, self.node_id) for t in data["topics"]]
             users = {str(u): {str(k): str(v) for k, v in c.items()} for u, c in data.get("users", {}).items()}
+            clients = {str(n): {str(k): str(v) for k, v in c.items()} for n, c in data.get("clients", {}).items()}
+            user_clients = {
+                str(u): {str(n): {str(k): str(v) for k, v in c.items()} for n, c in by_client.items()}
+                for u, by_client in data.get("user_clients", {}).items()
+            }
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise LogDirError(f"cannot read the cluster metadata in {self.path}: {reason}") from None
@@ -101,6 +112,8 @@ class LocalMetadata(TopicTable):
             )
         self._cluster_id = stored or self._cluster_id
         self.users = users
+        self.clients = clients
+        self.user_clients = user_clients
         for info in topics:
             self._topics[info.name] = info
 
@@ -197,6 +210,39 @@ class LocalMetadata(TopicTable):
         else:
             self.users.pop(user, None)
         self._save_or(lambda: self.users.update({user: old}) if old is not None else self.users.pop(user, None))
+        self._entity_configs_changed()
+
+    def set_entity_configs(self, changes: dict[tuple[str | None, str | None], dict[str, str]]) -> None:
+        """Store the configs of users, client ids and users' client ids at
+        once ({(user or None, client id or None): configs}; empty: removed)."""
+        before = (
+            {u: dict(c) for u, c in self.users.items()},
+            {n: dict(c) for n, c in self.clients.items()},
+            {u: {n: dict(c) for n, c in by.items()} for u, by in self.user_clients.items()},
+        )
+        for (user, client), configs in changes.items():
+            if client is None:
+                table, name = self.users, user
+            elif user is None:
+                table, name = self.clients, client
+            else:
+                table, name = self.user_clients.setdefault(user, {}), client
+            if configs:
+                table[name] = dict(configs)
+            else:
+                table.pop(name, None)
+            if user is not None and client is not None and not self.user_clients[user]:
+                del self.user_clients[user]
+
+        def undo():
+            self.users, self.clients, self.user_clients = before
+
+        self._save_or(undo)
+        self._entity_configs_changed()
+
+    def _entity_configs_changed(self) -> None:
+        if self.on_entity_configs is not None:
+            self.on_entity_configs()
 
     def allocate_producer_ids(self, size: int = 1000) -> range:
         """A block of producer ids never handed out before, even across
@@ -234,6 +280,8 @@ class LocalMetadata(TopicTable):
             "next_producer_id_block": self.next_producer_id_block,
             "topics": [topic_to_json(t) for t in topics.values()],
             "users": self.users,
+            "clients": self.clients,
+            "user_clients": self.user_clients,
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 

@@ -95,14 +95,17 @@ class ZkUsers(_Users):
             log.warning("user config change %d written but not seen back in time", last)
 
     async def _write(self, user: str, configs: dict[str, str]) -> None:
-        path = znodes.user_config_path(user)
-        data = znodes.encode_topic_config(configs)
         # Kafka keeps a user's node when its last config goes (it may
         # hold quotas later); an empty config map is what it writes.
+        await write_config_node(self.zk, znodes.user_config_path(user), znodes.encode_topic_config(configs))
+
+
+async def write_config_node(zk, path: str, data: bytes) -> None:
+    """Set a /config entity's node, made with its parents if missing."""
+    try:
+        await zk.set(path, data)
+    except NoNodeError:
         try:
-            await self.zk.set(path, data)
-        except NoNodeError:
-            try:
-                await self.zk.create(path, data, makepath=True)
-            except NodeExistsError:
-                await self.zk.set(path, data)
+            await zk.create(path, data, makepath=True)
+        except NodeExistsError:
+            await zk.set(path, data)

@@ -117,6 +117,14 @@ class ZkMetadata(TopicTable):
         # re-read when a change notification names the user.
         self.users: dict[str, dict[str, str]] = {}
         self._dirty_users: set[str] = set()
+        # /config/clients/<client-id> and /config/users/<user>/clients/<client-id>:
+        # quotas, "<default>" for every one; ``on_entity_configs`` is told
+        # when any of these three tables changed.
+        self.clients: dict[str, dict[str, str]] = {}
+        self.user_clients: dict[str, dict[str, dict[str, str]]] = {}
+        self._dirty_clients: set[str] = set()
+        self._dirty_user_clients: set[tuple[str, str]] = set()
+        self.on_entity_configs: Callable[[], None] | None = None
         # Bumped, and ``_published`` set and replaced, after every pass.
         self.generation = 0
         self._published = trio.Event()
@@ -453,6 +461,11 @@ class ZkMetadata(TopicTable):
                     names.add(name)
                 elif kind == "users" and "/" not in name:
                     self._dirty_users.add(znodes.desanitize(name))
+                elif kind == "users" and name.count("/") == 2 and name.split("/")[1] == "clients":
+                    user, _, client = name.split("/")
+                    self._dirty_user_clients.add((znodes.desanitize(user), znodes.desanitize(client)))
+                elif kind == "clients" and "/" not in name:
+                    self._dirty_clients.add(znodes.desanitize(name))
         if full:
             names |= set(topics)
         names = sorted(n for n in names if n in topics)
@@ -470,29 +483,62 @@ class ZkMetadata(TopicTable):
 
     async def _read_users(self, full: bool) -> None:
         dirty, self._dirty_users = self._dirty_users, set()
+        dirty_clients, self._dirty_clients = self._dirty_clients, set()
+        dirty_pairs, self._dirty_user_clients = self._dirty_user_clients, set()
         if full:
-            try:
-                children = await self.zk.get_children(znodes.CONFIG_USERS)
-            except NoNodeError:
-                children = []
+            children = await self._children(znodes.CONFIG_USERS)
             dirty |= {znodes.desanitize(c) for c in children} | set(self.users)
+            dirty_clients |= {znodes.desanitize(c) for c in await self._children(znodes.CONFIG_CLIENTS)}
+            dirty_clients |= set(self.clients)
+            users = sorted({znodes.desanitize(c) for c in children})
+            for user, names in zip(users, await gather([self._children(znodes.user_clients_path(u)) for u in users])):
+                dirty_pairs |= {(user, znodes.desanitize(c)) for c in names}
+            dirty_pairs |= {(u, c) for u, by_client in self.user_clients.items() for c in by_client}
+        if not (dirty or dirty_clients or dirty_pairs):
+            return
         names = sorted(dirty)
-        read = await gather([self._read_user(n) for n in names])
+        read = await gather([self._read_entity(znodes.user_config_path(n), f"user {n}") for n in names])
         for name, configs in zip(names, read):
             if configs:
                 self.users[name] = configs
             else:
                 self.users.pop(name, None)
+        clients = sorted(dirty_clients)
+        read = await gather([self._read_entity(znodes.client_config_path(c), f"client id {c}") for c in clients])
+        for name, configs in zip(clients, read):
+            if configs:
+                self.clients[name] = configs
+            else:
+                self.clients.pop(name, None)
+        pairs = sorted(dirty_pairs)
+        read = await gather([
+            self._read_entity(znodes.user_client_config_path(u, c), f"user {u} client id {c}") for u, c in pairs
+        ])
+        for (user, client), configs in zip(pairs, read):
+            if configs:
+                self.user_clients.setdefault(user, {})[client] = configs
+            elif client in self.user_clients.get(user, {}):
+                del self.user_clients[user][client]
+                if not self.user_clients[user]:
+                    del self.user_clients[user]
+        if self.on_entity_configs is not None:
+            self.on_entity_configs()
 
-    async def _read_user(self, name: str) -> dict[str, str]:
+    async def _children(self, path: str) -> list[str]:
         try:
-            data, _ = await self.zk.get(znodes.user_config_path(name))
+            return await self.zk.get_children(path)
+        except NoNodeError:
+            return []
+
+    async def _read_entity(self, path: str, what: str) -> dict[str, str]:
+        try:
+            data, _ = await self.zk.get(path)
         except NoNodeError:
             return {}
         try:
             return znodes.decode_topic_config(data)
         except ValueError as exc:
-            log.warning("ignoring the configs of user %s: %s", name, exc)
+            log.warning("ignoring the configs of %s: %s", what, exc)
             return {}
 
     async def _read_config(self, name: str) -> dict[str, str]:

@@ -36,6 +36,7 @@ CONFIG = "/config"
 CONFIG_CHANGES = "/config/changes"
 CONFIG_TOPICS = "/config/topics"
 CONFIG_USERS = "/config/users"
+CONFIG_CLIENTS = "/config/clients"
 ADMIN = "/admin"
 DELETE_TOPICS = "/admin/delete_topics"
 ISR_CHANGE_NOTIFICATION = "/isr_change_notification"
@@ -106,8 +107,38 @@ def desanitize(name: str) -> str:
     return urllib.parse.unquote(name)
 
 
+# Kafka's ConfigEntityName.Default: the node of every user or client id.
+DEFAULT_ENTITY = "<default>"
+
+
+def entity_segment(name: str) -> str:
+    """A user or client id as its znode name: sanitized, "<default>" as is."""
+    return name if name == DEFAULT_ENTITY else sanitize(name)
+
+
 def user_config_path(user: str) -> str:
-    return f"{CONFIG_USERS}/{sanitize(user)}"
+    return f"{CONFIG_USERS}/{entity_segment(user)}"
+
+
+def client_config_path(client_id: str) -> str:
+    return f"{CONFIG_CLIENTS}/{entity_segment(client_id)}"
+
+
+def user_clients_path(user: str) -> str:
+    return f"{user_config_path(user)}/clients"
+
+
+def user_client_config_path(user: str, client_id: str) -> str:
+    return f"{user_clients_path(user)}/{entity_segment(client_id)}"
+
+
+def entity_change(user: str | None, client_id: str | None) -> str:
+    """What a config change notification names: users/<u>, clients/<c>, users/<u>/clients/<c>."""
+    if user is not None and client_id is not None:
+        return f"users/{entity_segment(user)}/clients/{entity_segment(client_id)}"
+    if user is not None:
+        return f"users/{entity_segment(user)}"
+    return f"clients/{entity_segment(client_id)}"
 
 
 def delete_topic_path(topic: str) -> str:

@@ -37,6 +37,7 @@ MODULES = (
     "sasl_handshake",
     "sasl_authenticate",
     "user_scram_credentials",
+    "client_quotas",
     "metadata",
     "produce",
     "fetch",

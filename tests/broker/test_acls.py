@@ -473,3 +473,17 @@ def test_admin_apis_check_their_resources(broker):
     bob.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, mine)])
     assert group in {g.group_id for g in bob.list_consumer_groups().result(WAIT_S).valid}
     assert group in {g.group_id for g in broker.admin.list_consumer_groups().result(WAIT_S).valid}
+
+
+def test_an_unreadable_acl_file_stops_the_broker_in_one_line(tmp_path):
+    from pybroker.broker import Broker
+    from pybroker.config import BrokerConfig
+    from pybroker.storage.dirs import LogDirError
+
+    (tmp_path / "acls.json").write_text("{not json")
+    config = BrokerConfig({**AUTHORIZER, "log.dirs": str(tmp_path)})
+    with pytest.raises(LogDirError, match="cannot read the ACLs in .*acls.json"):
+        Broker(config, load=False)
+    # The log dirs were given up: another start finds them free.
+    (tmp_path / "acls.json").unlink()
+    Broker(config, load=False)._unlock()
