@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+from pybroker.acl import Operation
 from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.messages.alter_client_quotas_response import AlterClientQuotasResponse
@@ -98,7 +99,9 @@ def _public(name: str | None) -> str | None:
 
 
 @handles(ApiKey.DESCRIBE_CLIENT_QUOTAS, 0, 1)
-def describe_client_quotas(ctx, req, *, client_quotas):
+def describe_client_quotas(ctx, req, *, client_quotas, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.DESCRIBE_CONFIGS):
+        return DescribeClientQuotasResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, entries=None)
     try:
         wanted = _filter(req.components)
     except _Refused as exc:
@@ -162,7 +165,14 @@ def _apply(configs: dict[str, str], ops, user_node: bool) -> None:
 
 
 @handles(ApiKey.ALTER_CLIENT_QUOTAS, 0, 1)
-def alter_client_quotas(ctx, req, *, client_quotas):
+def alter_client_quotas(ctx, req, *, client_quotas, authorizer):
+    if authorizer is not None and not authorizer.cluster(ctx, Operation.ALTER_CONFIGS):
+        return AlterClientQuotasResponse(entries=[
+            AlteredEntry(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, entity=[
+                AlteredEntity(entity_type=p.entity_type, entity_name=p.entity_name) for p in entry.entity
+            ])
+            for entry in req.entries
+        ])
     results: list[tuple[list, ErrorCode, str | None]] = []
     changes: dict[tuple[str | None, str | None], dict[str, str]] = {}
     stored: list[int] = []

@@ -487,3 +487,25 @@ def test_an_unreadable_acl_file_stops_the_broker_in_one_line(tmp_path):
     # The log dirs were given up: another start finds them free.
     (tmp_path / "acls.json").unlink()
     Broker(config, load=False)._unlock()
+
+
+def test_client_quotas_need_cluster_configs_permissions(broker):
+    from pybroker.protocol.messages.alter_client_quotas_request import (
+        AlterClientQuotasRequest,
+        EntityData,
+        EntryData,
+        OpData,
+    )
+    from pybroker.protocol.messages.describe_client_quotas_request import DescribeClientQuotasRequest
+
+    alter = AlterClientQuotasRequest(entries=[EntryData(entity=[EntityData(entity_type="user", entity_name="alice")],
+                                                        ops=[OpData(key="producer_byte_rate", value=1e6)])])
+    for user, expected in (("alice", ErrorCode.CLUSTER_AUTHORIZATION_FAILED), ("admin", ErrorCode.NONE)):
+        w = sasl_wire(broker, user)
+        try:
+            w.send(alter, 1, 2)
+            assert w.receive(49, 1)[1].entries[0].error_code == expected
+            w.send(DescribeClientQuotasRequest(components=[], strict=False), 1, 3)
+            assert w.receive(48, 1)[1].error_code == expected
+        finally:
+            w.close()
