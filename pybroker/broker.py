@@ -50,7 +50,7 @@ from pybroker.storage.log import parse_partition_dir
 from pybroker.storage.manager import LogManager
 from pybroker.storage.partition_metadata import uuid_text
 
-from . import __version__, handlers
+from . import __version__, handlers, oauth_keys
 from .acl import Authorizer, authorizer_settings
 from .cluster.admin import topic_name_problem
 from .cluster.client_quotas import LocalClientQuotas
@@ -358,6 +358,12 @@ class Broker:
                 if console is not None:
                     root.start_soon(console.serve)  # 503 until attached below
                 listeners = []  # (config's listener, a bound socket of it)
+                jwks = oauth_keys.key_sets(self.config.sasl)
+                if jwks:  # OAUTHBEARER's signing keys, before any token comes
+                    try:
+                        await root.start(oauth_keys.keep_current, jwks)
+                    except oauth_keys.JwksUnavailable as exc:
+                        raise ListenerError(str(exc)) from None
                 for lst in self.config.listeners:
                     try:
                         opened = await trio.open_tcp_listeners(lst.port, host=lst.bind_host)
@@ -762,7 +768,8 @@ class Broker:
                 return
             session = None
             if lst.name in self.config.sasl:
-                session = SaslSession(lst.name, exchanges(self.config.sasl[lst.name], self.users.scram_credential))
+                session = SaslSession(lst.name, exchanges(self.config.sasl[lst.name], self.users.scram_credential),
+                                      self.config.sasl_reauth_ms[lst.name])
             if lst.protocol in ("SSL", "SASL_SSL"):
                 context = self.config.tls_contexts[lst.name]
                 nursery.start_soon(serve_tls, self.server, stream, context, lst.name, session, self._certificate_principal)

@@ -29,7 +29,7 @@ from .listeners import DEFAULT_PROTOCOL_MAP
 from .listeners import resolve as resolve_listeners
 from .principal_rules import parse_rules
 from .properties import PropertiesError, decode, parse
-from .sasl.settings import listener_mechanisms
+from .sasl.settings import OAUTHBEARER_PROPERTIES, listener_mechanisms, max_reauth_ms
 from .tls import listener_contexts
 
 log = logging.getLogger("pybroker.config")
@@ -291,6 +291,8 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             at_least(0),
             "a failed authentication is answered after this long, then the connection closed",
         ),
+        # OAUTHBEARER's signed tokens and KIP-368 re-authentication (pybroker.sasl.settings).
+        *OAUTHBEARER_PROPERTIES,
         # Authorization (pybroker.acl): Kafka's AclAuthorizer and its settings.
         _prop(
             "authorizer.class.name",
@@ -462,10 +464,12 @@ class BrokerConfig:
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
             self.ssl_principal_rules = parse_rules(None)
             self.sasl: dict[str, dict[str, object]] = {}  # listener -> mechanism -> its settings
+            self.sasl_reauth_ms: dict[str, dict[str, int]] = {}  # listener -> mechanism -> connections.max.reauth.ms
             for lst in found.bound:
                 if lst.protocol.startswith("SASL_"):
                     try:
                         self.sasl[lst.name] = listener_mechanisms(lst.name, v, self.ignored)
+                        self.sasl_reauth_ms[lst.name] = max_reauth_ms(lst.name, self.sasl[lst.name], v, self.ignored)
                     except ValueError as exc:
                         problems.append(str(exc))
             # listener -> its TLS context (pybroker.tls), SSL and SASL_SSL ones.

@@ -24,7 +24,7 @@ _NAMES = """
     broker.heartbeat.interval.ms broker.id broker.id.generation.enable broker.rack
     broker.session.timeout.ms client.quota.callback.class compression.gzip.level
     compression.lz4.level compression.type compression.zstd.level
-    connection.failed.authentication.delay.ms connections.max.idle.ms connections.max.reauth.ms
+    connection.failed.authentication.delay.ms connections.max.idle.ms
     control.plane.listener.name controlled.shutdown.enable controlled.shutdown.max.retries
     controlled.shutdown.retry.backoff.ms controller.listener.names
     controller.quorum.append.linger.ms controller.quorum.bootstrap.servers

@@ -439,8 +439,17 @@ class Connection:
         if handler is None:
             raise _CloseConnection(f"unsupported api key {api_key}")
         session = self.session
-        if session is not None and not session.authenticated and api_key not in BEFORE_AUTHENTICATION:
-            raise _CloseConnection(f"{ApiKey(api_key).name} request before SASL authentication")
+        if session is not None:
+            if not session.authenticated and api_key not in BEFORE_AUTHENTICATION:
+                raise _CloseConnection(f"{ApiKey(api_key).name} request before SASL authentication")
+            if session.reauthenticating and api_key != ApiKey.SASL_AUTHENTICATE:
+                raise _CloseConnection(f"{ApiKey(api_key).name} request during SASL re-authentication")
+            if session.expires_at is not None and not session.reauthenticating:
+                now = time.monotonic()
+                if session.expired(now) and not (api_key == ApiKey.SASL_HANDSHAKE and session.may_reauthenticate(now)):
+                    # KIP-368: Kafka's SocketServer closes a connection whose
+                    # session ended once it asks anything but to re-authenticate.
+                    raise _CloseConnection(f"{ApiKey(api_key).name} request after its SASL session expired")
         if not handler.min_version <= api_version <= handler.max_version:
             if api_key == ApiKey.API_VERSIONS:
                 return self._ready(self._api_versions_fallback(), 0, correlation_id, api_key)

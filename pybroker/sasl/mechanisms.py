@@ -1,18 +1,21 @@
 """The mechanisms a SASL listener may enable, and how a connection opens
 an exchange of each: PLAIN with the listener's JAAS users, SCRAM with the
 credentials the cluster stores (they change while the broker runs, so
-each exchange looks them up afresh)."""
+each exchange looks them up afresh), OAUTHBEARER with the listener's
+token validator."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
 
+from .oauthbearer import MECHANISM as OAUTHBEARER
+from .oauthbearer import OAuthBearerExchange
 from .plain import PlainExchange
 from .scram import HASHES, ScramCredential, ScramExchange
 from .session import Exchange
 
-SUPPORTED_MECHANISMS = ("PLAIN", *HASHES)
+SUPPORTED_MECHANISMS = ("PLAIN", *HASHES, OAUTHBEARER)
 
 # (user, mechanism) -> the stored SCRAM credential, or None.
 Credentials = Callable[[str, str], ScramCredential | None]
@@ -31,6 +34,8 @@ def exchanges(settings: dict[str, object], credentials: Credentials | None = Non
             found[mechanism] = partial(PlainExchange, setting)
         elif mechanism in HASHES:
             found[mechanism] = partial(ScramExchange, mechanism, partial(_for, lookup, mechanism))
+        elif mechanism == OAUTHBEARER:
+            found[mechanism] = partial(OAuthBearerExchange, setting)
     return found
 
 
