@@ -35,7 +35,10 @@ verdict() {  # result detail
   local detail=${2//\\/\\\\}; detail=${detail//\"/\\\"}; detail=$(printf '%s' "$detail" | tr '\n\t' '  ')
   printf '{"result": "%s", "detail": "%s"}\n' "$1" "$detail"; exit 0
 }
-fail() { verdict fail "$1"; }
+fail() {  # with librdkafka's first error line, which names the cause (the last one seldom does)
+  local cause; cause=$(grep -h -m1 '|FAIL|' "$TMP"/*err "$TMP"/*.log 2>/dev/null | head -1 | sed 's/^[^]]*\]: [^ ]*: //')
+  verdict fail "${cause:+librdkafka: $cause; }$1"
+}
 expect() {  # what got want
   [ "$2" = "$3" ] || fail "$1: got '$(printf '%s' "$2" | head -c 300)', want '$(printf '%s' "$3" | head -c 300)'"
 }
