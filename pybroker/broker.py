@@ -306,7 +306,8 @@ class Broker:
             return None
         from .txn.links import BrokerLinks
 
-        return BrokerLinks(self.metadata.broker, f"pybroker-{self.node_id}-txn-markers")
+        return BrokerLinks(self.metadata.broker, f"pybroker-{self.node_id}-txn-markers",
+                           self.config.inter_broker_security)
 
     def services(self) -> dict:
         """What handlers may ask for, by the name of their keyword-only parameter."""
@@ -706,7 +707,8 @@ class Broker:
         """One request to another broker on a connection of its own."""
         from .replica.link import Link
 
-        link = await Link.open(info.host, info.port, f"broker-{self.node_id}-{purpose}")
+        link = await Link.open(info.host, info.port, f"broker-{self.node_id}-{purpose}",
+                               security=self.config.inter_broker_security)
         try:
             return await link.call(body, version)
         finally:

@@ -24,6 +24,8 @@ from pybroker.storage.configdef import ConfigKey, ConfigValueError, EachOneOf, O
 
 from .acl.authorizer import AUTHORIZER_CLASSES, super_users_problem
 from .groups import MIGRATION_POLICIES
+from .inter_broker import InterBrokerSecurity
+from .inter_broker import resolve as resolve_inter_broker
 from .kafka_keys import is_kafka_key
 from .listeners import DEFAULT_PROTOCOL_MAP
 from .listeners import resolve as resolve_listeners
@@ -352,6 +354,10 @@ BROKER_PROPERTIES: dict[str, ConfigKey] = {
             Rule(lambda v: _rules_problem(v) is None, "Invalid rule", "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"),
             "client certificate subject -> principal name (Kafka's RULE:pattern/replacement/[LU] and DEFAULT)",
         ),
+        _prop("ssl.endpoint.identification.algorithm", "STRING", "https", None,
+              "https: a broker checks the host name in another broker's certificate; empty: it does not"),
+        _prop("sasl.mechanism.inter.broker.protocol", "STRING", "GSSAPI", None,
+              "SASL mechanism the brokers log in to each other with (PLAIN, SCRAM-SHA-256/512)"),
         _prop(
             "metrics.listener",
             "STRING",
@@ -463,6 +469,9 @@ class BrokerConfig:
             # other brokers and every client are given.
             self.advertised_listener = next(a for a in found.advertised if a.name == found.inter_broker)
             self.ssl_principal_rules = parse_rules(None)
+            # The brokers' own logins: the JAAS keys as given, before the
+            # SASL settings below take theirs out of ``ignored``.
+            jaas_texts = {k: t for k, t in self.ignored.items() if k.endswith(".sasl.jaas.config")}
             self.sasl: dict[str, dict[str, object]] = {}  # listener -> mechanism -> its settings
             self.sasl_reauth_ms: dict[str, dict[str, int]] = {}  # listener -> mechanism -> connections.max.reauth.ms
             for lst in found.bound:
@@ -475,6 +484,12 @@ class BrokerConfig:
             # listener -> its TLS context (pybroker.tls), SSL and SASL_SSL ones.
             self.tls_contexts, tls_problems = listener_contexts(found.bound, v, self.ignored, BROKER_PROPERTIES)
             problems.extend(tls_problems)
+            self.inter_broker_security = InterBrokerSecurity("PLAINTEXT")
+            inter = next((lst for lst in found.bound if lst.name == found.inter_broker), None)
+            if inter is not None:
+                self.inter_broker_security, inter_problems = resolve_inter_broker(
+                    inter, v, jaas_texts, self.sasl.get(inter.name))
+                problems.extend(inter_problems)
             # Refused rules are a problem reported by their Rule above.
             if _rules_problem(v["ssl.principal.mapping.rules"]) is None:
                 self.ssl_principal_rules = parse_rules(v["ssl.principal.mapping.rules"])

@@ -5,10 +5,10 @@ listener (``inter.broker.listener.name`` or ``security.inter.broker.protocol``)
 and KRaft's controller listeners (``controller.listener.names``), with
 Kafka's rules and messages (KafkaConfig's listener validation).
 
-Listeners are PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the brokers
-talk PLAINTEXT between them, for now); a KRaft controller listener is not opened (there is no
-controller quorum to serve), so Kafka 4's sample files start as a single
-node.
+Listeners are PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, the
+inter-broker one too (pybroker.inter_broker); a KRaft controller listener
+is not opened (there is no controller quorum to serve), so Kafka 4's
+sample files start as a single node.
 """
 
 from __future__ import annotations
@@ -156,11 +156,6 @@ def resolve(values: dict, explicit: set[str]) -> tuple[Listeners | None, list[st
     ports = [lst.port for lst in bound if lst.port]
     if len(set(ports)) != len(ports):
         problems.append(f"Each listener must have a different port, listeners: {values['listeners']}")
-    if inter in by_name and by_name[inter].protocol != "PLAINTEXT":
-        problems.append(
-            f"inter-broker listener {inter}: security protocol {by_name[inter].protocol} between brokers is not"
-            " supported yet (PLAINTEXT)"
-        )
     if problems:
         return None, problems, warnings
     return Listeners(bound, advertised, inter, controller), problems, warnings

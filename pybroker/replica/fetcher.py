@@ -128,6 +128,8 @@ class ReplicaFetchers:
         self.partition_max_bytes = config["replica.fetch.max.bytes"]
         self.backoff = config["replica.fetch.backoff.ms"] / 1000
         self.timeout = (config["replica.socket.timeout.ms"] + self.max_wait_ms) / 1000
+        # The inter-broker listener's TLS and SASL (pybroker.inter_broker).
+        self.security = getattr(config, "inter_broker_security", None)
         self.fetchers: dict[int, LeaderFetcher] = {}
         self._followed: dict[tuple[str, int], tuple[int, Followed]] = {}
         self._nursery: trio.Nursery | None = None
@@ -227,7 +229,8 @@ class ReplicaFetchers:
         if info is None:
             raise LinkError(f"broker {fetcher.leader_id} is not registered")
         with trio.fail_after(self.timeout):
-            link = await Link.open(info.host, info.port, self.client_id, self.max_bytes + _ANSWER_SLACK)
+            link = await Link.open(info.host, info.port, self.client_id, self.max_bytes + _ANSWER_SLACK,
+                                   security=self.security)
         fetcher.session.failed()  # a new connection opens a new session
         try:
             while True:

@@ -8,6 +8,13 @@ from __future__ import annotations
 import trio
 
 from pybroker.protocol.framing import FrameBuffers, FrameDecoder, decode_response, encode_request
+from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
+from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
+from pybroker.sasl.scram import ScramClient
+from pybroker.sasl.session import SaslFailure
+
+# Bytes asked of a TLS stream at a time.
+RECEIVE_SIZE = 256 * 1024
 
 
 class LinkError(Exception):
@@ -15,7 +22,7 @@ class LinkError(Exception):
 
 
 class Link:
-    def __init__(self, stream: trio.SocketStream, client_id: str, answers_up_to: int = 0):
+    def __init__(self, stream: trio.abc.Stream, client_id: str, answers_up_to: int = 0):
         self.stream = stream
         self.client_id = client_id
         # A follower's Fetch answers are up to replica.fetch.response.max.bytes
@@ -27,10 +34,55 @@ class Link:
         self._correlation = 0
 
     @classmethod
-    async def open(cls, host: str, port: int, client_id: str, answers_up_to: int = 0) -> Link:
+    async def open(cls, host: str, port: int, client_id: str, answers_up_to: int = 0, security=None) -> Link:
         """``answers_up_to``: the largest answer expected, when known and
-        bounded by the requests sent; such answers reuse buffers."""
-        return cls(await trio.open_tcp_stream(host, port), client_id, answers_up_to)
+        bounded by the requests sent; such answers reuse buffers.
+        ``security``: the inter-broker listener's TLS and SASL
+        (pybroker.inter_broker), None or PLAINTEXT for neither."""
+        stream = await trio.open_tcp_stream(host, port)
+        if security is None or security.protocol == "PLAINTEXT":
+            return cls(stream, client_id, answers_up_to)
+        try:
+            if security.context is not None:
+                stream = trio.SSLStream(stream, security.context,
+                                        server_hostname=host if security.check_hostname else None)
+                await stream.do_handshake()
+            link = cls(stream, client_id, answers_up_to)
+            if security.mechanism is not None:
+                await link._log_in(security)
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(stream)
+            raise LinkError(f"TLS with {host}:{port} failed: {exc.__cause__ or exc!r}") from None
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return link
+
+    async def _log_in(self, security) -> None:
+        """SaslHandshake v1 and SaslAuthenticate v1 with the broker's own
+        user; a refusal is a LinkError with the other broker's words."""
+        mechanism = security.mechanism
+        handshake = await self.call(SaslHandshakeRequest(mechanism=mechanism), 1)
+        if handshake.error_code:
+            raise LinkError(f"{mechanism} is not enabled there (it enables {', '.join(handshake.mechanisms)})")
+        if mechanism == "PLAIN":
+            tokens, scram = [f"\0{security.username}\0{security.password}".encode()], None
+        else:
+            scram = ScramClient(mechanism, security.username, security.password)
+            tokens = [scram.first()]
+        try:
+            while True:
+                answer = await self.call(SaslAuthenticateRequest(auth_bytes=tokens[-1]), 1)
+                if answer.error_code:
+                    raise LinkError(f"the broker refused this broker's {mechanism} login: {answer.error_message}")
+                if scram is None:
+                    return
+                if len(tokens) == 2:
+                    scram.verify(bytes(answer.auth_bytes))
+                    return
+                tokens.append(scram.final(bytes(answer.auth_bytes)))
+        except SaslFailure as exc:
+            raise LinkError(str(exc)) from None
 
     async def call(self, body, version: int):
         """Send ``body`` and return the decoded response. Raises LinkError,
@@ -41,8 +93,14 @@ class Link:
         correlation = self._correlation
         await self.stream.send_all(encode_request(body, version, correlation, self.client_id))
         frames = self._frames
-        sock = self.stream.socket
+        sock = getattr(self.stream, "socket", None)
         while (frame := frames.next_frame()) is None:
+            if sock is None:  # TLS: Trio decrypts
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise LinkError("the leader closed the connection")
+                frames.feed(data)
+                continue
             with frames.get_buffer() as buf:
                 n = await sock.recv_into(buf)
             if not n:

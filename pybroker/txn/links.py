@@ -16,10 +16,12 @@ REQUEST_TIMEOUT_S = 30.0
 
 
 class BrokerLinks:
-    def __init__(self, broker_of: Callable[[int], object], client_id: str):
-        """``broker_of(node id)``: its registration (host, port), or None."""
+    def __init__(self, broker_of: Callable[[int], object], client_id: str, security=None):
+        """``broker_of(node id)``: its registration (host, port), or None;
+        ``security``: the inter-broker listener's (pybroker.inter_broker)."""
         self.broker_of = broker_of
         self.client_id = client_id
+        self.security = security
         self._links: dict[int, Link] = {}
         self._locks: dict[int, trio.Lock] = {}
 
@@ -47,7 +49,8 @@ class BrokerLinks:
                 if broker is None:
                     raise OSError(f"broker {node} is not registered")
                 with trio.fail_after(CONNECT_TIMEOUT_S):
-                    link = self._links[node] = await Link.open(broker.host, broker.port, self.client_id)
+                    link = self._links[node] = await Link.open(
+                        broker.host, broker.port, self.client_id, security=self.security)
             with trio.fail_after(REQUEST_TIMEOUT_S):
                 return await link.call(request, version)
         except trio.BrokenResourceError as exc:
