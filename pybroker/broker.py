@@ -166,7 +166,7 @@ class Broker:
             session_timeout_ms=config["zookeeper.session.timeout.ms"],
             connection_timeout_ms=config["zookeeper.connection.timeout.ms"],
         )
-        return ZkMetadata(self.zk, self.node_id)
+        return ZkMetadata(self.zk, self.node_id, config.inter_broker_listener)
 
     def _acl_services(self):
         """The ACL store and the authorizer, when authorizer.class.name

@@ -100,9 +100,12 @@ class Host:
 class ZkMetadata(TopicTable):
     """MetadataView over ZooKeeper (see the module docstring)."""
 
-    def __init__(self, zk: ZkClient, node_id: int):
+    def __init__(self, zk: ZkClient, node_id: int, listener: str | None = None):
         self.zk = zk
         self.node_id = node_id
+        # The inter-broker listener: a broker's ``host`` and ``port`` are
+        # its address there (other endpoints are kept for clients).
+        self.listener = listener
         self._cluster_id = ""
         self._controller = -1
         self._brokers: dict[int, znodes.BrokerRegistration] = {}
@@ -348,7 +351,7 @@ class ZkMetadata(TopicTable):
         except NoNodeError:
             return None
         try:
-            return znodes.decode_broker(data, stat.czxid, node_id)
+            return znodes.decode_broker(data, stat.czxid, node_id, self.listener)
         except ValueError as exc:
             log.warning("ignoring the registration of broker %d: %s", node_id, exc)
             return None
