@@ -102,11 +102,11 @@ def set_quota(bootstrap: str, parts, **ops) -> None:
     assert [e.error_code for e in response.entries] == [0]
 
 
-def produce_rate(conf: dict, seconds: float = 5.0, skip: float = 1.0) -> tuple[float, int]:
+def produce_rate(conf: dict, seconds: float = 5.0, skip: float = 1.0, topic: str | None = None) -> tuple[float, int]:
     """Produce 1 KB records as fast as the producer's 1 MiB queue takes
     them for ``seconds``; the bytes acknowledged per second after the
     first ``skip`` seconds, and the largest throttle time it reported."""
-    topic = f"quota-{uuid.uuid4().hex[:8]}"
+    topic = topic or f"quota-{uuid.uuid4().hex[:8]}"
     throttles = [0]
 
     def stats(text):
