@@ -14,6 +14,7 @@ from pybroker.protocol.messages.incremental_alter_configs_request import (
     IncrementalAlterConfigsRequest,
 )
 
+from . import quotas
 from .client import AdminError, Client, Connection, check
 from .tables import out, out_json, table
 
@@ -92,7 +93,20 @@ def _connection(client: Client, resource_type: int, name: str) -> Connection:
     return client.controller()
 
 
+def _resource(args) -> str | None:
+    """The topic or broker entity type, its name on ``args``; None: client quotas."""
+    if quotas.is_quota_entity(args.entity_type):
+        return None
+    if len(args.entity_type) != 1 or len(args.entity_names or [None]) != 1 or None in (args.entity_names or [""]):
+        raise AdminError("INVALID_REQUEST", "one --entity-type (and --entity-name) for topics and brokers")
+    args.entity_type = args.entity_type[0]
+    args.entity_name = (args.entity_names or [None])[0]
+    return args.entity_type
+
+
 def describe_command(client: Client, args) -> int:
+    if _resource(args) is None:
+        return quotas.describe_command(client, args)
     resource_type = RESOURCE_TYPES[args.entity_type]
     names = [args.entity_name]
     if args.entity_name is None:
@@ -116,8 +130,8 @@ def describe_command(client: Client, args) -> int:
 
 
 def alter_command(client: Client, args) -> int:
-    resource_type = RESOURCE_TYPES[args.entity_type]
-    if args.entity_name is None:
+    quota = _resource(args) is None
+    if not quota and args.entity_name is None:
         raise AdminError("INVALID_REQUEST", "--entity-name is required to alter configs")
     sets = []
     for item in (i for text in args.add_config for i in split_config_list(text)):
@@ -128,6 +142,9 @@ def alter_command(client: Client, args) -> int:
     deletes = [k.strip() for text in args.delete_config for k in text.split(",") if k.strip()]
     if not sets and not deletes:
         raise AdminError("INVALID_REQUEST", "nothing to alter: give --add-config or --delete-config")
+    if quota:
+        return quotas.alter_command(client, args, sets, deletes)
+    resource_type = RESOURCE_TYPES[args.entity_type]
     alter(_connection(client, resource_type, args.entity_name), resource_type, args.entity_name, sets, deletes)
     kind = "topic" if resource_type == TOPIC else "broker"
     out(f"Completed updating config for {kind} {args.entity_name}.")

@@ -131,12 +131,17 @@ def _groups(commands, read) -> None:
 
 
 def _configs(commands, read) -> None:
-    configs = commands.add_parser("configs", help="describe and alter topic and broker configs")
+    configs = commands.add_parser("configs", help="describe and alter topic and broker configs, and client quotas")
     actions = configs.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name in ("describe", "alter"):
         action = actions.add_parser(name, parents=[read])
-        action.add_argument("--entity-type", required=True, choices=["topics", "brokers"])
-        action.add_argument("--entity-name", help="topic name or broker id (describe: default all)")
+        # Repeated for a quota of a user's client id (users, then clients), as kafka-configs.sh takes it.
+        action.add_argument("--entity-type", required=True, action="append",
+                            choices=["topics", "brokers", "users", "clients"])
+        action.add_argument("--entity-name", dest="entity_names", action="append",
+                            help="topic name, broker id, user or client id (describe: default all)")
+        action.add_argument("--entity-default", dest="entity_names", action="append_const", const=None,
+                            help="the default user or client id (quotas)")
         if name == "describe":
             action.add_argument("--all", action="store_true", help="every config, not only those set on the entity")
         else:

@@ -39,6 +39,6 @@ def test_broker_configs(broker, run):
     assert list(all_brokers) == ["1"]
     refused = run("configs", "alter", *entity, "--add-config", "log.cleaner.threads=2", *bs)
     assert refused.code == 1 and refused.err.startswith("pybroker: INVALID_REQUEST: ")
-    assert cli("configs", "describe", "--entity-type", "users", *bs).code == 2
+    assert cli("configs", "describe", "--entity-type", "ips", *bs).code == 2
     nothing = run("configs", "alter", *entity, *bs)
     assert nothing.code == 1 and "nothing to alter" in nothing.err
