@@ -72,6 +72,7 @@ def produce(args) -> None:
         "delivery.report.only.error": True,
         "on_delivery": on_error,
         "message.timeout.ms": 120000,
+        **json.loads(args.client_conf),
     }
     if args.spread:
         # Keyless messages stick to one partition for a while by default;
@@ -157,6 +158,7 @@ def consume(args) -> None:
         # broker, then decides the rate. Kafka's Java consumer has no such
         # pause.
         "fetch.queue.backoff.ms": 10,
+        **json.loads(args.client_conf),
     }
     if args.receive_max_bytes:
         conf["receive.message.max.bytes"] = args.receive_max_bytes
@@ -242,13 +244,13 @@ def fetch(args) -> None:
     if args.by_leader:
         groups = by_leader(args.bootstrap, args.topic)
     else:
-        with RawClient(args.bootstrap, timeout=60) as probe:
+        with RawClient(args.bootstrap, timeout=60, ca=args.ca) as probe:
             groups = {args.bootstrap: probe.partitions(args.topic)}
     if not any(groups.values()):
         raise SystemExit(f"topic {args.topic} has no partitions")
     passes = []
     problems: list[str] = []
-    clients = {address: RawClient(address, timeout=60) for address in groups}
+    clients = {address: RawClient(address, timeout=60, ca=args.ca) for address in groups}
     try:
         for c in clients.values():
             c.version(ApiKey.FETCH, 4, 12)  # negotiated before the clock starts
@@ -496,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--producer", type=int, default=0)
     p.add_argument("--spread", action="store_true")
     p.add_argument("--per-txn", type=int, default=0, help="transactional: messages per transaction")
+    p.add_argument("--client-conf", default="{}", help="more librdkafka settings, a JSON object (security.protocol …)")
     p.set_defaults(fn=produce)
 
     c = sub.add_parser("consume")
@@ -511,6 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--receive-max-bytes", type=int, default=0)
     c.add_argument("--timeout", type=float, default=120)
     c.add_argument("--stall", type=float, default=20, help="give up after this long without a message")
+    c.add_argument("--client-conf", default="{}", help="more librdkafka settings, a JSON object (security.protocol …)")
     c.set_defaults(fn=consume)
 
     f = sub.add_parser("fetch")
@@ -523,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--partition-max-bytes", type=int, default=1 << 20)
     f.add_argument("--timeout", type=float, default=120)
     f.add_argument("--by-leader", action="store_true", help="a cluster: each partition from its leader")
+    f.add_argument("--ca", help="an SSL listener: TLS, trusting this CA (PEM)")
     f.set_defaults(fn=fetch)
 
     lc = sub.add_parser("latency-consume")

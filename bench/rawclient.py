@@ -11,6 +11,7 @@ request) says which broker that is, ``by_leader`` groups partitions by it.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from typing import Self
 
@@ -27,11 +28,14 @@ LATEST = -1
 
 
 class RawClient:
-    def __init__(self, bootstrap: str, timeout: float = 30):
-        """``bootstrap``: host:port, or a comma-separated list whose first one is used."""
+    def __init__(self, bootstrap: str, timeout: float = 30, ca: str | None = None):
+        """``bootstrap``: host:port, or a comma-separated list whose first
+        one is used; ``ca``: an SSL listener, whose certificate this CA signed."""
         host, port = bootstrap.split(",", 1)[0].rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ca:
+            self.sock = ssl.create_default_context(cafile=ca).wrap_socket(self.sock, server_hostname=host)
         self._correlation = 0
         self.versions: dict[int, tuple[int, int]] = {}
         self._buffer = bytearray()

@@ -16,6 +16,7 @@ not two minutes of a client's retries.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -130,6 +131,11 @@ class Run:
         self.probes = 0
         self.refused: dict[str, str] = {}  # like produced: what a refusal left unwritten
         self.metrics_notes: list[str] = []  # pybroker-metrics: what /metrics said of each produce run
+        # Where the load generator's producers and consumers connect, and the
+        # librdkafka settings that takes (bench.tls: an SSL or SASL_SSL
+        # listener); topics are made and checked on the broker's bootstrap.
+        self.client_bootstrap = broker.bootstrap
+        self.client_conf: dict = {}
 
     # -- helpers ------------------------------------------------------------------
 
@@ -243,7 +249,7 @@ class Run:
         argvs = [
             loadgen_argv(
                 "produce",
-                bootstrap=self.broker.bootstrap,
+                bootstrap=self.client_bootstrap,
                 topic=topic,
                 count=count,
                 size=size,
@@ -251,6 +257,7 @@ class Run:
                 producer=n,
                 spread=spread,
                 per_txn=per_txn or None,
+                client_conf=json.dumps(self.client_conf) if self.client_conf else None,
             )
             for n in range(self.plan.producers)
         ]
@@ -364,7 +371,7 @@ class Run:
         message checked once; figures timed from its first message."""
         argv = loadgen_argv(
             "consume",
-            bootstrap=self.broker.bootstrap,
+            bootstrap=self.client_bootstrap,
             topic=topic,
             group=group,
             producers=self.plan.producers,
@@ -372,6 +379,7 @@ class Run:
             size=size,
             receive_max_bytes=2147483647 if receive_max else 0,
             timeout=300,
+            client_conf=json.dumps(self.client_conf) if self.client_conf else None,
         )
         (result,), cpu, rss = self.measured(lambda: run_together([argv], self.client_log, timeout=600))
         if result["missing"] or result["duplicates"] or result["strays"] or result["wrong_size"]:

@@ -59,11 +59,43 @@ def test_quick_benchmark_runs_produce_consume_and_replication_on_a_cluster(tmp_p
     with min.insync.replicas=2, acks=all) measured, not refused; its exit
     code says no message was lost and every high watermark, asked of its
     leader, agreed."""
+    text = run_quick(tmp_path, "bench", "--brokers", "pybroker-cluster", "--workloads", "produce,consume,replication")
+    measured = ["produce-1k-acks1", "produce-100b-acksall", "consume-1k", "fetch-1k"]
+    measured += ["produce-1k-isr2-acksall", "consume-1k-isr2-cached", "latency-10k-isr2-acksall"]
+    for workload in ["memory", *measured]:
+        section = section_of(text, workload)
+        rows = [line for line in section.splitlines() if line.startswith("| ")]
+        assert [row.split("|")[1].strip() for row in rows[1:]] == ["pybroker-cluster"], section
+        assert "summed" in section, section
+        assert "n/a" not in section, section
+        # Measured: the first figure is a number, not "–".
+        assert rows[1].split("|")[2].strip()[0].isdigit(), section
+    summary = section_of(text, "replication")
+    for case in ("(c) cluster RF 3, acks=all, min.insync.replicas=2", "(d) as (c), write.caching=true"):
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {case} |"))
+        assert row.split("|")[2].strip()[0].isdigit(), summary
+
+
+def test_quick_tls_benchmark_measures_every_listener(tmp_path):
+    """bench.tls: one broker with PLAINTEXT, SSL and SASL_SSL listeners,
+    every case on each (the raw fetch on the first two); its exit code says
+    every message was acknowledged and read back once."""
+    text = run_quick(tmp_path, "bench.tls")
+    for case in ("produce-1k-acks1", "produce-1k-acksall", "consume-1k", "fetch-1k"):
+        section = section_of(text, case)
+        rows = [line.split("|") for line in section.splitlines() if line.startswith("| ")][1:]
+        listeners = ["PLAINTEXT", "SSL"] + ([] if case == "fetch-1k" else ["SASL_SSL"])
+        assert [row[1].strip() for row in rows] == listeners, section
+        for row in rows:
+            assert row[2].strip()[0].isdigit() and row[3].strip()[0].isdigit(), section
+        assert all(row[6].strip().endswith("×") for row in rows[1:]), section
+
+
+def run_quick(tmp_path, module: str, *args: str) -> str:
+    """``python -m <module> --quick``: its exit code must be 0; returns the Markdown it wrote."""
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--brokers", "pybroker-cluster"]
-        + ["--workloads", "produce,consume,replication"]
-        + ["--dir", str(tmp_path / "work"), "--output", str(out)],
+        [sys.executable, "-m", module, "--quick", *args, "--dir", str(tmp_path / "work"), "--output", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -71,18 +103,8 @@ def test_quick_benchmark_runs_produce_consume_and_replication_on_a_cluster(tmp_p
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    text = out.read_text()
-    measured = ["produce-1k-acks1", "produce-100b-acksall", "consume-1k", "fetch-1k"]
-    measured += ["produce-1k-isr2-acksall", "consume-1k-isr2-cached", "latency-10k-isr2-acksall"]
-    for workload in ["memory", *measured]:
-        section = text.split(f"\n## {workload}\n", 1)[1].split("\n## ", 1)[0]
-        rows = [line for line in section.splitlines() if line.startswith("| ")]
-        assert [row.split("|")[1].strip() for row in rows[1:]] == ["pybroker-cluster"], section
-        assert "summed" in section, section
-        assert "n/a" not in section, section
-        # Measured: the first figure is a number, not "–".
-        assert rows[1].split("|")[2].strip()[0].isdigit(), section
-    summary = text.split("\n## replication\n", 1)[1].split("\n## ", 1)[0]
-    for case in ("(c) cluster RF 3, acks=all, min.insync.replicas=2", "(d) as (c), write.caching=true"):
-        row = next(line for line in summary.splitlines() if line.startswith(f"| {case} |"))
-        assert row.split("|")[2].strip()[0].isdigit(), summary
+    return out.read_text()
+
+
+def section_of(text: str, title: str) -> str:
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
