@@ -45,6 +45,12 @@ from pybroker.protocol.registry import ApiKey, api_info
 from .rates import Rate, record_and_throttle
 
 DEFAULT = "<default>"  # Kafka's ConfigEntityName.Default
+# Kafka drops a client's sensors after an hour without a request
+# (InactiveSensorExpirationTimeSeconds); looked for, once a minute at most,
+# while this many are kept.
+INACTIVE_MS = 3600 * 1000
+SENSORS_BEFORE_PURGE = 10_000
+PURGE_EVERY_MS = 60_000
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
 REQUEST_PERCENTAGE = "request_percentage"
@@ -105,9 +111,12 @@ class ClientQuotas:
         # {(quota key, user tag, client tag): Rate}, kept across config
         # changes as Kafka keeps its sensors (only the bound changes).
         self._rates: dict[tuple[str, str, str], Rate] = {}
-        # {(quota key, user, client id): (rate, bound) or None}: the
+        # {(quota key, user, client id): (rate, bound, tags) or None}: the
         # precedence walk once per client, redone after a config change.
-        self._resolved: dict[tuple[str, str, str], tuple[Rate, float] | None] = {}
+        self._resolved: dict[tuple[str, str, str], tuple[Rate, float, tuple] | None] = {}
+        # {(quota key, user tag, client tag): last record}: what the purge goes by.
+        self._used: dict[tuple[str, str, str], float] = {}
+        self._next_purge = 0.0
 
     # -- configs -----------------------------------------------------------------
 
@@ -149,7 +158,7 @@ class ClientQuotas:
                 return tags, bound
         return None
 
-    def _sensor(self, key: str, user: str, client_id: str) -> tuple[Rate, float] | None:
+    def _sensor(self, key: str, user: str, client_id: str) -> tuple[Rate, float, tuple] | None:
         k = (key, user, client_id)
         try:
             return self._resolved[k]
@@ -162,9 +171,22 @@ class ClientQuotas:
             rate = self._rates.get((key, user_tag, client_tag))
             if rate is None:
                 rate = self._rates[key, user_tag, client_tag] = Rate(self.samples, self.window_ms)
-            sensor = (rate, bound)
+            sensor = (rate, bound, (key, user_tag, client_tag))
+        if len(self._resolved) >= SENSORS_BEFORE_PURGE:
+            self._resolved = {}  # a cache: many client ids without a quota must not grow it
         self._resolved[k] = sensor
         return sensor
+
+    def _purge(self, now_ms: float) -> None:
+        """Forget the rates of clients idle for an hour (a client id per
+        connection must not grow the broker without end)."""
+        idle = [tags for tags, last in self._used.items() if now_ms - last >= INACTIVE_MS]
+        for tags in idle:
+            del self._used[tags]
+            self._rates.pop(tags, None)
+        if idle:
+            self._resolved = {}
+        self._next_purge = now_ms + PURGE_EVERY_MS
 
     # -- recording ---------------------------------------------------------------
 
@@ -173,7 +195,10 @@ class ClientQuotas:
         sensor = self._sensor(key, user, client_id)
         if sensor is None:
             return 0
-        rate, bound = sensor
+        rate, bound, tags = sensor
+        self._used[tags] = now_ms
+        if len(self._rates) >= SENSORS_BEFORE_PURGE and now_ms >= self._next_purge:
+            self._purge(now_ms)
         # The request-time quota holds a client back one window at most
         # (ClientRequestQuotaManager); the byte rates are not capped.
         cap = int(self.window_ms) if key == REQUEST_PERCENTAGE else None

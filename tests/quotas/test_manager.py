@@ -149,3 +149,21 @@ def test_an_older_version_without_the_field_is_still_muted():
     t = q.charge_request(ApiKey.PRODUCE, 0, ProduceRequest(acks=1), "User:x", "app", 1000, 0.0, 0)
     assert q.charge_response(ApiKey.PRODUCE, 0, None, response, "User:x", "app", t, 0) == t > 0
     assert response.throttle_time_ms == 0  # v0 has no field to carry it
+
+
+def test_idle_clients_rates_are_forgotten():
+    from pybroker.quotas import manager
+
+    q = quotas_with({(None, DEFAULT): {"producer_byte_rate": "1000"}})
+    hour = manager.INACTIVE_MS
+    for i in range(manager.SENSORS_BEFORE_PURGE - 1):
+        q.record("producer_byte_rate", "u", f"client-{i}", 1, 0)
+    q.record("producer_byte_rate", "u", "busy", 10_000, hour - 1)  # the 10000th: nothing idle for an hour yet
+    # A minute on (the purges' pace): the idle ones go, the busy one stays.
+    q.record("producer_byte_rate", "u", "new", 1, hour + manager.PURGE_EVERY_MS)
+    assert set(q._rates) == {("producer_byte_rate", "", "busy"), ("producer_byte_rate", "", "new")}
+    # Client ids without a quota are not kept without end either.
+    q = quotas_with({("someone", None): {"producer_byte_rate": "1000"}})
+    for i in range(manager.SENSORS_BEFORE_PURGE + 10):
+        q.record("producer_byte_rate", "u", f"c{i}", 1, 0)
+    assert len(q._resolved) <= manager.SENSORS_BEFORE_PURGE
