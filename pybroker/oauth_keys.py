@@ -80,29 +80,37 @@ class _Refresher:
             with trio.move_on_after(keys.refresh_ms / 1000):
                 await self.soon.wait()
             self.soon = trio.Event()
-            backoff = keys.backoff_ms / 1000
-            deadline = trio.current_time() + keys.backoff_max_ms / 1000
-            while True:
-                try:
-                    await fetch(keys)
-                    log.info("OAuth JWKS refresh of %s complete: %d keys", keys.location, len(keys.keys))
-                    break
-                except (OSError, JwksError) as exc:
-                    if trio.current_time() + backoff > deadline:
-                        log.warning("OAuth JWKS refresh of %s failed (%s); keeping the %d keys known",
-                                    keys.location, exc, len(keys.keys))
-                        break
-                    await trio.sleep(backoff)
-                    backoff *= 2
+            problem = await fetch_with_retries(keys)
+            if problem is None:
+                log.info("OAuth JWKS refresh of %s complete: %d keys", keys.location, len(keys.keys))
+            else:
+                log.warning("OAuth JWKS refresh of %s failed (%s); keeping the %d keys known",
+                            keys.location, problem, len(keys.keys))
+
+
+async def fetch_with_retries(keys: JsonWebKeys) -> Exception | None:
+    """Fetch, retrying after sasl.oauthbearer.jwks.endpoint.retry.backoff.ms,
+    doubled each time, until retry.backoff.max.ms would pass (Kafka's
+    Retry); the last problem, or None once fetched."""
+    backoff = keys.backoff_ms / 1000
+    deadline = trio.current_time() + keys.backoff_max_ms / 1000
+    while True:
+        try:
+            await fetch(keys)
+            return None
+        except (OSError, JwksError) as exc:
+            if urlparse(keys.location).scheme.lower() == "file" or trio.current_time() + backoff > deadline:
+                return exc
+            await trio.sleep(backoff)
+            backoff *= 2
 
 
 async def keep_current(sets: list[JsonWebKeys], task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Read every set, report started, then refresh the http(s) ones until cancelled."""
     for keys in sets:
-        try:
-            await fetch(keys)
-        except (OSError, JwksError) as exc:
-            raise JwksUnavailable(f"cannot read the JWKS at {keys.location}: {exc}") from None
+        problem = await fetch_with_retries(keys)
+        if problem is not None:
+            raise JwksUnavailable(f"cannot read the JWKS at {keys.location}: {problem}")
         log.info("OAuth JWKS of %s: %d keys", keys.location, len(keys.keys))
     task_status.started()
     async with trio.open_nursery() as nursery:

@@ -1,7 +1,9 @@
 """SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners (KIP-43,
 KIP-152): the mechanisms' rules as data and pure functions (plain.py,
-scram.py), and the state of one connection's authentication
-(``SaslSession``).
+scram.py, oauthbearer.py with its token validators unsecured.py and
+signed.py, and jwks.py), and the state of one connection's
+authentication and re-authentication, KIP-368 (``SaslSession``). The
+keys of signed tokens are read by pybroker.oauth_keys and handed in.
 
 A connection to a SASL listener may send ApiVersions, SaslHandshake and
 SaslAuthenticate until it is authenticated; anything else closes it, as

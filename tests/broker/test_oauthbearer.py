@@ -10,6 +10,7 @@ unknown key, an expired token and another audience, each logged once."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.server
 import json
 import logging
@@ -128,7 +129,7 @@ def token_cb(make):
     """confluent-kafka's oauth_cb: (token, expiry in seconds since the epoch, principal, extensions)."""
     def cb(_config):
         token = make()
-        body = json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[1] + "=="))
+        body = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
         return token, float(body["exp"]), body.get("sub", "alice"), {}
     return cb
 

@@ -71,13 +71,15 @@ class Session:
         assert self.call(SaslHandshakeRequest(mechanism=mechanism), 1).error_code == ErrorCode.NONE
         return self.call(SaslAuthenticateRequest(auth_bytes=f"\x00{user}\x00{user}-secret".encode()), 1)
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.w.close()
 
 
 def test_a_session_that_lapses_is_closed_at_its_next_request(broker):
-    s = Session(broker.sasl_port)
-    try:
+    with Session(broker.sasl_port) as s:
         answer = s.login("alice")
         assert (answer.error_code, answer.session_lifetime_ms) == (ErrorCode.NONE, REAUTH_MS)
         started = time.monotonic()
@@ -88,13 +90,10 @@ def test_a_session_that_lapses_is_closed_at_its_next_request(broker):
                 break
             assert time.monotonic() - started < REAUTH_MS / 1000 + 5, "never closed"
         assert time.monotonic() - started >= REAUTH_MS / 1000
-    finally:
-        s.close()
 
 
 def test_reauthentication_renews_the_session_and_keeps_the_connection(broker):
-    s = Session(broker.sasl_port)
-    try:
+    with Session(broker.sasl_port) as s:
         assert s.login("alice").error_code == ErrorCode.NONE
         deadline = time.monotonic() + REAUTH_MS / 1000 * 3
         renewals = 0
@@ -109,37 +108,28 @@ def test_reauthentication_renews_the_session_and_keeps_the_connection(broker):
             renewals += 1
         assert renewals >= 2
         assert s.call(MetadataRequest(topics=[]), 1).brokers
-    finally:
-        s.close()
 
 
 def test_a_reauthentication_as_another_user_is_refused(broker):
-    s = Session(broker.sasl_port)
-    try:
+    with Session(broker.sasl_port) as s:
         assert s.login("alice").error_code == ErrorCode.NONE
         answer = s.login("bob")
         assert answer.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
         assert answer.error_message == "Cannot change principals during re-authentication from User.alice: User.bob"
         assert s.w.closed_by_peer()
-    finally:
-        s.close()
 
 
 def test_a_reauthentication_with_another_mechanism_is_refused(broker):
-    s = Session(broker.sasl_port)
-    try:
+    with Session(broker.sasl_port) as s:
         assert s.login("alice").error_code == ErrorCode.NONE
         assert s.call(SaslHandshakeRequest(mechanism="OAUTHBEARER"), 1).error_code == ErrorCode.NONE
         s.w.send(SaslAuthenticateRequest(auth_bytes=b"n,,\x01auth=Bearer x.y.\x01\x01"), 1, 99)
         assert s.w.closed_by_peer()  # Kafka closes without an answer
-    finally:
-        s.close()
 
 
 def test_without_an_expiry_a_handshake_after_authentication_is_illegal(broker):
     """The LONG listener: no limit for PLAIN, a long one for OAUTHBEARER."""
-    s = Session(broker.long_port)
-    try:
+    with Session(broker.long_port) as s:
         answer = s.login("alice")
         assert (answer.error_code, answer.session_lifetime_ms) == (ErrorCode.NONE, 0)
         assert s.call(SaslHandshakeRequest(mechanism="PLAIN"), 1).error_code == ErrorCode.ILLEGAL_SASL_STATE
@@ -147,8 +137,6 @@ def test_without_an_expiry_a_handshake_after_authentication_is_illegal(broker):
         assert (again.error_code, again.error_message) == (
             ErrorCode.ILLEGAL_SASL_STATE, "SaslAuthenticate request received after successful authentication")
         assert s.call(MetadataRequest(topics=[]), 1).brokers  # still open
-    finally:
-        s.close()
 
 
 def produce_for(produce, seconds: float) -> None:
