@@ -14,8 +14,10 @@ past that the reader stops reading, which pushes back on the client.
 
 On plain TCP the reader receives straight into the frame decoder's buffers
 and the writer sends a Fetch response's record data from the segment files
-with sendfile (the response carries them as file regions); other streams
-get bytes both ways.
+with sendfile (the response carries them as file regions). TLS
+(pybroker.tls_stream) decrypts straight into the decoder's buffers and
+reads file regions into the buffer it encrypts from; other streams get
+bytes both ways.
 
 A connection knows nothing of the broker that serves it: it is given a
 ``ServerContext``, which the composition root builds — the handler table,
@@ -59,6 +61,7 @@ from pybroker.storage.segment import FileRegion, RegionGoneError
 from .handlers import CloseConnection, Handler, Hold, Later
 from .metrics.stats import RequestStats
 from .quotas import ClientQuotas
+from .tls_stream import TlsStream
 
 if TYPE_CHECKING:
     from .config import BrokerConfig
@@ -235,7 +238,10 @@ class Connection:
         # Plain TCP only: TLS or a test's memory stream has no socket to
         # send a file to.
         self.sock = getattr(stream, "socket", None)
-        self.zero_copy = SENDFILE and self.sock is not None
+        # TLS: reads and writes of its own; file regions are read into the
+        # buffer it encrypts from.
+        self.tls = stream if type(stream) is TlsStream else None
+        self.zero_copy = (SENDFILE and self.sock is not None) or self.tls is not None
         # The socket's descriptor, for plain reads and writes without Trio's
         # socket wrappers (a cancellation point and a yield on every call).
         # Only serve() closes the stream, once neither task can use it, so
@@ -313,6 +319,14 @@ class Connection:
                         n = -1
                 if n < 0:
                     await trio.lowlevel.wait_readable(fd)
+                    waited = True
+                    continue
+                frames.buffer_updated(n)
+            elif self.tls is not None:
+                with frames.get_buffer() as buf:
+                    n = self.tls.receive_into(buf)
+                if n < 0:
+                    await self.tls.wait_readable()
                     waited = True
                     continue
                 frames.buffer_updated(n)
@@ -607,9 +621,12 @@ class Connection:
     async def _send(self, chunks: list) -> None:
         """Responses, in order: buffers with vectored sends, file regions
         with sendfile from the segment file straight into the socket."""
+        if self.tls is not None:
+            await self.tls.send_chunks(chunks)
+            return
         if self.sock is None:
-            # No socket to send a file to (TLS, a memory stream): a file
-            # region goes as its bytes.
+            # No socket to send a file to (a memory stream): a file region
+            # goes as its bytes.
             chunks = [c.read() if type(c) is FileRegion else c for c in chunks]
             for chunk in _coalesce(chunks):
                 await self.stream.send_all(chunk)
@@ -742,7 +759,7 @@ async def serve_tls(
     client, an untrusted or missing client certificate, no common
     version) is one log line and a closed connection."""
     peer = _peer_of(raw)
-    stream = trio.SSLStream(raw, context, server_side=True)
+    stream = TlsStream(raw, context)
     try:
         with trio.fail_after(TLS_HANDSHAKE_TIMEOUT_S):
             await stream.do_handshake()
