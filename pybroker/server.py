@@ -437,6 +437,19 @@ class Connection:
         if more > ms:
             self._muted_until = max(self._muted_until, now + more / 1000.0)
 
+    def _raw_token(self, session, frame) -> _Slot:
+        """After a SaslHandshake v0 the SASL tokens travel bare, each after
+        its size only, and so do the answers, until the exchange completes
+        (KIP-43; old librdkafka and sarama's default). A refused token
+        closes the connection: v0 has no way to say why."""
+        try:
+            reply = session.step(bytes(frame))
+        except Exception as exc:  # noqa: BLE001 - SaslFailure, or the mechanism's own fault
+            raise _CloseConnection(f"SASL {session.mechanism} authentication (SaslHandshake v0) failed: {exc}") from None
+        if session.authenticated:
+            session.raw_tokens = False
+        return _Slot([len(reply).to_bytes(4, "big"), reply])
+
     def _write_now(self, buffers: list) -> list:
         """Write what the socket takes without waiting; return the rest."""
         try:
@@ -447,6 +460,8 @@ class Connection:
         return _drop_sent(buffers, n)
 
     def _dispatch(self, frame, nursery, size: int) -> _Slot | _Held | None:
+        if self.session is not None and self.session.raw_tokens:
+            return self._raw_token(self.session, frame)
         started = perf_counter()
         api_key, api_version, correlation_id = peek_request(frame)
         handler = self.server.handlers.get(api_key)

@@ -21,15 +21,6 @@ if [ ${#SEC[@]} -gt 0 ] && grep -q '^sasl.mechanism=OAUTHBEARER$' "$SECURITY"; t
   SEC+=(-X enable.sasl.oauthbearer.unsecure.jwt=true
         -X "sasl.oauthbearer.config=principal=$(sed -n 's/^sasl.username=//p' "$SECURITY")")
 fi
-# librdkafka before 2.6.1 repeats its client nonce in the SCRAM client-final
-# message (confluentinc/librdkafka#4895); Kafka 4 checks the nonce as RFC 5802
-# says and refuses it (edenhill/kcat#462), and so does pybroker.
-librdkafka=$(kcat -V 2>&1 | sed -n 's/.*librdkafka \([0-9.]*\).*/\1/p' | head -1)
-if [ ${#SEC[@]} -gt 0 ] && [ "$S" != version ] && grep -q '^sasl.mechanism=SCRAM-' "$SECURITY" &&
-   [ "$(printf '%s\n' "$librdkafka" 2.6.1 | sort -V | head -1)" != 2.6.1 ]; then
-  printf '{"result": "n/a", "detail": "%s"}\n' "kcat is built with librdkafka $librdkafka, whose SCRAM client-final message repeats the client nonce (fixed in librdkafka 2.6.1, confluentinc/librdkafka#4895); Kafka 4 refuses it (edenhill/kcat#462)"
-  exit 0
-fi
 
 verdict() {  # result detail
   local detail=${2//\\/\\\\}; detail=${detail//\"/\\\"}; detail=$(printf '%s' "$detail" | tr '\n\t' '  ')

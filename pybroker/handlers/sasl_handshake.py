@@ -1,7 +1,8 @@
-"""SaslHandshake v1 (api key 17): a SASL listener's client picks its
-mechanism. Version 0, whose authentication follows as raw SASL tokens
-outside Kafka's framing, is not served (clients of the last seven years
-send v1 and SaslAuthenticate).
+"""SaslHandshake v0-1 (api key 17): a SASL listener's client picks its
+mechanism. After v1 the exchange comes in SaslAuthenticate requests;
+after v0 it comes as bare SASL tokens, each after its size, answered the
+same way (the server's Connection takes them), as older librdkafka
+(Debian's kcat) and sarama by default send it. A re-authentication is v1.
 
 An enabled mechanism is accepted; another is answered
 UNSUPPORTED_SASL_MECHANISM with the enabled ones, and the connection
@@ -26,7 +27,7 @@ from . import handles
 log = logging.getLogger("pybroker.sasl")
 
 
-@handles(ApiKey.SASL_HANDSHAKE, 1, 1)
+@handles(ApiKey.SASL_HANDSHAKE, 0, 1)
 def sasl_handshake(ctx, req):
     session = ctx.session
     if session is None:
@@ -38,6 +39,7 @@ def sasl_handshake(ctx, req):
         return SaslHandshakeResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, mechanisms=enabled)
     else:
         chosen = session.choose(req.mechanism)
+        session.raw_tokens = chosen and ctx.api_version == 0
     if not chosen:
         session.failed = True
         log.info("SASL handshake from %s on listener %s: mechanism %r is not enabled (%s)",

@@ -174,7 +174,9 @@ class ScramExchange:
         if attrs[0][1] not in ("biws", _b64(b"n,a=" + self.user.encode() + b",")):
             # biws is base64("n,,"): the gs2 header without channel binding.
             raise SaslFailure(_GENERIC.format(self.mechanism))
-        if attrs[1][1] != self._nonce:
+        # Kafka 3.x takes a nonce that ends with the server's: librdkafka
+        # before 2.6.1 (Debian's kcat among them) repeats its own in front.
+        if not attrs[1][1].endswith(self._nonce):
             raise SaslFailure(_GENERIC.format(self.mechanism))
         try:
             proof = base64.b64decode(attrs[-1][1], validate=True)

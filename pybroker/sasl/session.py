@@ -67,6 +67,8 @@ class SaslSession:
     # Set when a re-authentication asked for another mechanism: Kafka
     # answers the handshake, then refuses the exchange.
     bad_mechanism: str | None = None
+    # After a SaslHandshake v0: the tokens come bare, not in SaslAuthenticate.
+    raw_tokens: bool = False
     _reauth_started: float | None = None
     _lifetime_ms: int = 0
 

@@ -168,7 +168,7 @@ def test_inline_and_encrypted_pem_keystores(certs):
         ({"ssl.client.auth": "required"}, "needs a truststore"),
         ({"ssl.cipher.suites": "NO-SUCH-CIPHER"}, "no usable cipher suite"),
         ({"ssl.enabled.protocols": "TLSv1.1"}, "ssl.enabled.protocols"),
-        ({"listeners": "SSL://127.0.0.1:0", "security.inter.broker.protocol": "SSL"}, "between brokers"),
+        ({"listeners": "SSL://127.0.0.1:0", "security.inter.broker.protocol": "SSL"}, "check each other.s certificates"),
     ],
 )
 def test_tls_configuration_problems_stop_the_start(certs, more, message):
