@@ -55,7 +55,7 @@ def broker(certs):
 
 def kcat(port: int, *settings: str, args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
     flags = [f for s in settings for f in ("-X", s)]
-    return subprocess.run(["kcat", "-b", f"127.0.0.1:{port}", *flags, *args], input=text, capture_output=True,
+    return subprocess.run(["kcat", "-b", f"127.0.0.1:{port}", *flags, *args], input=text, capture_output=True, check=False,
                           text=True, timeout=WAIT_S)
 
 
