@@ -220,3 +220,24 @@ def test_a_certificate_no_rule_maps_is_refused(certs, caplog):
 def test_bad_principal_mapping_rules_stop_the_start(certs):
     with pytest.raises(ConfigError, match="ssl.principal.mapping.rules"):
         BrokerConfig(tls_props(certs, **{"ssl.principal.mapping.rules": "RULE:^CN=(.*$/$1/"}))
+
+
+def test_a_truncated_handshake_is_closed_in_time_and_costs_nothing(broker, caplog):
+    caplog.set_level(logging.INFO, logger="pybroker.server")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = outgoing.read()
+    with socket.create_connection(("127.0.0.1", broker.ssl_port), timeout=WAIT_S) as s:
+        s.sendall(hello[: len(hello) // 2])  # half a ClientHello, then nothing
+        started = time.monotonic()
+        round_trip(*[{"bootstrap.servers": broker.bootstrap_servers}] * 2)  # others are served meanwhile
+        assert s.recv(1) == b""  # closed by the broker's handshake bound (10 s), the timeout bounds the wait
+        assert time.monotonic() - started < WAIT_S
+    deadline = time.monotonic() + WAIT_S
+    while not any("TLS handshake with" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the captured log, bounded by the deadline
+    assert any("TLS handshake with" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
