@@ -32,6 +32,16 @@ def _describe(run, bs, topic):
     return result.json()[0]
 
 
+def _describe_when_known(run, bs, topic):
+    """The description, or None while a just-created topic's leaders do not
+    know it yet (a retriable error, as Kafka's tools see it too)."""
+    result = run("topics", "describe", "--topic", topic, "--json", *bs)
+    if result.code and ("UNKNOWN_TOPIC_OR_PARTITION" in result.err or "LEADER_NOT_AVAILABLE" in result.err):
+        return None
+    assert result.code == 0, result.err
+    return result.json()[0]
+
+
 def test_topics_produce_consume_across_leaders(cluster, run):
     bs = ("--bootstrap-server", cluster.bootstrap_servers)
     topic = unique("spread")
@@ -39,8 +49,8 @@ def test_topics_produce_consume_across_leaders(cluster, run):
     assert created.code == 0, created.err
 
     def fully_replicated():
-        t = _describe(run, bs, topic)
-        return t if all(len(p["isr"]) == 3 and p["leader"] >= 0 for p in t["partitions"]) else None
+        t = _describe_when_known(run, bs, topic)
+        return t if t and all(len(p["isr"]) == 3 and p["leader"] >= 0 for p in t["partitions"]) else None
 
     described = wait_for(fully_replicated, 30, "every partition's ISR to hold three brokers")
     assert described["replication_factor"] == 3
@@ -78,7 +88,11 @@ def test_cluster_describe_and_under_replicated(cluster, run):
 
     topic = unique("urp")
     assert run("topics", "create", "--topic", topic, "--partitions", "2", "--replication-factor", "3", *bs).code == 0
-    wait_for(lambda: all(len(p["isr"]) == 3 for p in _describe(run, bs, topic)["partitions"]), 30, "full ISR")
+    def full_isr():
+        t = _describe_when_known(run, bs, topic)
+        return t is not None and all(len(p["isr"]) == 3 for p in t["partitions"])
+
+    wait_for(full_isr, 30, "full ISR")
     gone = cluster.brokers[-1]
     gone.stop()
     live = ",".join(b.bootstrap for b in cluster.brokers if b is not gone)
