@@ -448,7 +448,7 @@ class Connection:
             raise _CloseConnection(f"SASL {session.mechanism} authentication (SaslHandshake v0) failed: {exc}") from None
         if session.authenticated:
             session.raw_tokens = False
-        return _Slot([len(reply).to_bytes(4, "big"), reply])
+        return _Slot([len(reply).to_bytes(4, "big") + reply])
 
     def _write_now(self, buffers: list) -> list:
         """Write what the socket takes without waiting; return the rest."""
@@ -746,6 +746,9 @@ def _drop_sent(buffers: list, n: int) -> list:
         if n < size:
             return [memoryview(buffers[first])[n:], *buffers[first + 1 :]]
         n -= size
+        first += 1
+    # An empty buffer sends nothing: left in front, it would be retried for ever.
+    while first < len(buffers) and not len(buffers[first]):
         first += 1
     return buffers[first:] if first else buffers
 

@@ -24,7 +24,7 @@ from pybroker.protocol.messages.api_versions_response import ApiVersionsResponse
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from pybroker.protocol.primitives import INT16
 from pybroker.protocol.registry import ApiKey
-from pybroker.server import Connection, ServerContext, close_idle_connections
+from pybroker.server import Connection, ServerContext, _drop_sent, close_idle_connections
 from tests.broker.raw_requests import fetch_request, long_poll, produce_request
 
 from .memory import MemoryClient, connect, make_broker, records_of, values_of
@@ -345,3 +345,12 @@ async def test_a_client_that_does_not_read_stops_the_reading(brokers, nursery):
     nursery.start_soon(client.collect)
     assert [await client.correlation_of_next() for _ in range(40)] == list(range(40))
     assert handled == list(range(40))
+
+
+def test_an_empty_buffer_left_after_a_send_is_dropped():
+    # A v0 SASL answer is empty: left in front, writev would send 0 bytes
+    # of it for ever (the connection's writer spun at 100% CPU).
+    assert _drop_sent([b"abcd", b""], 4) == []
+    assert _drop_sent([b"abcd", b"", b"ef"], 4) == [b"ef"]
+    assert _drop_sent([b"", b"xy"], 0) == [b"xy"]
+    assert bytes(_drop_sent([b"abcd", b"ef"], 2)[0]) == b"cd"
