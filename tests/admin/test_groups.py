@@ -133,8 +133,10 @@ def test_follow_mode_until_ctrl_c_commits_and_leaves(broker, run):
     topic = unique("follow")
     assert run("topics", "create", "--topic", topic, *bs).code == 0
     group = unique("follower")
-    proc = subprocess.Popen([sys.executable, "-m", "pybroker", "consume", "--topic", topic, "--group", group, *bs],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # --from-beginning: a group without commits would start at the end, and the end is resolved after the
+    # join that the test waits for, so a produce right after the join could land before it and be skipped.
+    proc = subprocess.Popen([sys.executable, "-m", "pybroker", "consume", "--topic", topic, "--group", group,
+                             "--from-beginning", *bs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     try:
