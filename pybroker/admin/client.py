@@ -24,11 +24,8 @@ from pybroker.protocol.framing import FrameDecoder, decode_response, encode_requ
 from pybroker.protocol.messages.api_versions_request import ApiVersionsRequest
 from pybroker.protocol.messages.find_coordinator_request import FindCoordinatorRequest
 from pybroker.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
-from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from pybroker.protocol.registry import ApiKey, api_info
-from pybroker.sasl.scram import ScramClient
-from pybroker.sasl.session import SaslFailure
+from pybroker.sasl.client import SaslLogin, SaslRefused
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 CLIENT_ID = "pybroker-cli"
@@ -88,32 +85,20 @@ class Connection:
             self._authenticate(security)
 
     def _authenticate(self, security) -> None:
-        mechanism = security.mechanism
-        self._send(SaslHandshakeRequest(mechanism=mechanism), 1)
-        handshake = self._receive(ApiKey.SASL_HANDSHAKE, 1)
-        check(handshake.error_code, f"{self.address} does not enable {mechanism} (it enables "
-                                    f"{', '.join(handshake.mechanisms) or 'nothing'})")
-        version = self.version(ApiKey.SASL_AUTHENTICATE, 0, 2)
-        if mechanism == "PLAIN":
-            tokens = [f"\0{security.username}\0{security.password}".encode()]
-            answers = None
-        else:
-            scram = ScramClient(mechanism, security.username, security.password)
-            tokens, answers = [scram.first()], scram
+        login = SaslLogin(security.mechanism, security.username, security.password)
         try:
-            for _ in range(2):
-                self._send(SaslAuthenticateRequest(auth_bytes=tokens[-1]), version)
-                answer = self._receive(ApiKey.SASL_AUTHENTICATE, version)
-                check(answer.error_code, answer.error_message, subject="SaslAuthenticate")
-                if answers is None:
-                    return
-                if len(tokens) == 1:
-                    tokens.append(answers.final(bytes(answer.auth_bytes)))
-                else:
-                    answers.verify(bytes(answer.auth_bytes))
-                    return
-        except SaslFailure as exc:
-            raise AdminError("SASL_AUTHENTICATION_FAILED", str(exc)) from None
+            self._send(login.handshake(), 1)
+            request = login.next(self._receive(ApiKey.SASL_HANDSHAKE, 1))
+            version = self.version(ApiKey.SASL_AUTHENTICATE, 0, 2)
+            while request is not None:
+                self._send(request, version)
+                request = login.next(self._receive(ApiKey.SASL_AUTHENTICATE, version))
+        except SaslRefused as exc:
+            message = exc.message
+            if exc.api == "SaslHandshake":
+                message = (f"{self.address} does not enable {security.mechanism} "
+                           f"(it enables {', '.join(exc.enabled) or 'nothing'})")
+            raise kafka_error(exc.error_code, message, subject=exc.api or "") from None
 
     def _negotiate(self) -> None:
         # v3 first; a broker that lacks it answers in v0 with

@@ -8,10 +8,7 @@ from __future__ import annotations
 import trio
 
 from pybroker.protocol.framing import FrameBuffers, FrameDecoder, decode_response, encode_request
-from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
-from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
-from pybroker.sasl.scram import ScramClient
-from pybroker.sasl.session import SaslFailure
+from pybroker.sasl.client import SaslLogin, SaslRefused
 
 # Bytes asked of a TLS stream at a time.
 RECEIVE_SIZE = 256 * 1024
@@ -62,26 +59,16 @@ class Link:
         """SaslHandshake v1 and SaslAuthenticate v1 with the broker's own
         user; a refusal is a LinkError with the other broker's words."""
         mechanism = security.mechanism
-        handshake = await self.call(SaslHandshakeRequest(mechanism=mechanism), 1)
-        if handshake.error_code:
-            raise LinkError(f"{mechanism} is not enabled there (it enables {', '.join(handshake.mechanisms)})")
-        if mechanism == "PLAIN":
-            tokens, scram = [f"\0{security.username}\0{security.password}".encode()], None
-        else:
-            scram = ScramClient(mechanism, security.username, security.password)
-            tokens = [scram.first()]
+        login = SaslLogin(mechanism, security.username, security.password)
         try:
-            while True:
-                answer = await self.call(SaslAuthenticateRequest(auth_bytes=tokens[-1]), 1)
-                if answer.error_code:
-                    raise LinkError(f"the broker refused this broker's {mechanism} login: {answer.error_message}")
-                if scram is None:
-                    return
-                if len(tokens) == 2:
-                    scram.verify(bytes(answer.auth_bytes))
-                    return
-                tokens.append(scram.final(bytes(answer.auth_bytes)))
-        except SaslFailure as exc:
+            request = login.next(await self.call(login.handshake(), 1))
+            while request is not None:
+                request = login.next(await self.call(request, 1))
+        except SaslRefused as exc:
+            if exc.api == "SaslHandshake":
+                raise LinkError(f"{mechanism} is not enabled there (it enables {', '.join(exc.enabled)})") from None
+            if exc.api == "SaslAuthenticate":
+                raise LinkError(f"the broker refused this broker's {mechanism} login: {exc.message}") from None
             raise LinkError(str(exc)) from None
 
     async def call(self, body, version: int):

@@ -4,6 +4,8 @@ scram.py, oauthbearer.py with its token validators unsecured.py and
 signed.py, and jwks.py), and the state of one connection's
 authentication and re-authentication, KIP-368 (``SaslSession``). The
 keys of signed tokens are read by pybroker.oauth_keys and handed in.
+pybroker's own clients log in with client.py's ``SaslLogin``, which
+says what to send and leaves the sending to them.
 
 A connection to a SASL listener may send ApiVersions, SaslHandshake and
 SaslAuthenticate until it is authenticated; anything else closes it, as

@@ -199,10 +199,10 @@ class ScramExchange:
 
 
 class ScramClient:
-    """The client's side, for pybroker's own admin client: client-first,
-    then client-final from the server's first message, then the server's
-    signature checked (a broker that cannot prove it knows the credential
-    is refused)."""
+    """The client's side, for pybroker's own clients (client.SaslLogin
+    drives it): client-first, then client-final from the server's first
+    message, then the server's signature checked (a broker that cannot
+    prove it knows the credential is refused)."""
 
     def __init__(self, mechanism: str, user: str, password: str):
         self.mechanism = mechanism
