@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer
 
 from pybroker.config import BROKER_PROPERTIES, BrokerConfig, ConfigError
 from pybroker.kafka_keys import KAFKA_BROKER_KEYS
+from pybroker.process import free_port
 from pybroker.properties import PropertiesError, loads, parse
 
 # -- Java's properties syntax ----------------------------------------------------
@@ -109,12 +110,6 @@ log.retention.hours=168
 log.segment.bytes=1073741824
 log.retention.check.interval.ms=300000
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_keys(text: str) -> set[str]:

@@ -9,7 +9,6 @@ is enforced too; and the cluster keeps replicating."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 
@@ -28,16 +27,11 @@ from confluent_kafka.admin import (
 from kazoo.client import KazooClient
 
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports
+from pybroker.process import free_port
 
 WAIT_S = 60
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required'
         ' user_admin="admin-secret" user_alice="alice-secret";')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ listener stop the start with one line each."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 
@@ -18,18 +17,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pybroker.config import BrokerConfig, ConfigError
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports
+from pybroker.process import free_port
 
 from ..tls_certs import make_certs
 
 WAIT_S = 60
 BROKER_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
                'password="broker-secret" user_broker="broker-secret";')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def internal_props(certs) -> dict:

@@ -6,7 +6,6 @@ PLAINTEXT every leader is there."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 
@@ -14,17 +13,12 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports
+from pybroker.process import free_port
 from pybroker.protocol.error_codes import ErrorCode
 
 from ..tls_certs import make_certs
 
 WAIT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import uuid
 
@@ -26,17 +25,12 @@ from confluent_kafka.admin import (
 from kazoo.client import KazooClient
 
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports
+from pybroker.process import free_port
 
 from ..broker.secured import round_trip
 from ..tls_certs import make_certs
 
 WAIT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

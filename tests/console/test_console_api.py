@@ -12,13 +12,8 @@ import sys
 
 import pytest
 
+from pybroker.process import free_port
 from pybroker.testing import running_broker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
