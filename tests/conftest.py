@@ -2,8 +2,17 @@ import pytest
 
 from pybroker.process import pybroker_process
 
+from .tls_certs import make_certs
+
 # ZooKeeper: the session's server and each test's chroot.
 from .zk_fixtures import zk, zk_admin, zk_connect, zookeeper_server  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A CA with server, client and stranger certificates (tls_certs), one
+    set a test module."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

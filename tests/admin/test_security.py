@@ -10,15 +10,9 @@ import pytest
 
 from pybroker.testing import running_broker
 
-from ..tls_certs import make_certs
 from .conftest import DEV, unique
 
 JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret";'
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")

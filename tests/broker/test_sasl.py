@@ -22,8 +22,7 @@ from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticat
 from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from pybroker.testing import running_broker
 
-from ..tls_certs import make_certs
-from .secured import round_trip
+from .secured import kafka_python_sasl, librdkafka_sasl, round_trip
 from .wire import Wire
 
 WAIT_S = 30
@@ -31,11 +30,6 @@ JAAS = (
     'org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret"'
     ' user_admin="admin-secret" user_alice="alice-secret";'
 )
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +51,13 @@ def broker(certs):
         yield b
 
 
-def plain(port: int, user: str, password: str, **more) -> dict:
-    return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": "PLAIN", "sasl.username": user, "sasl.password": password, **more}
-
-
 def test_librdkafka_with_sasl_plain(broker):
-    round_trip(plain(broker.sasl_port, "alice", "alice-secret"))
+    round_trip(librdkafka_sasl(broker.sasl_port, "PLAIN", "alice", "alice-secret"))
 
 
 def test_librdkafka_with_sasl_ssl_and_the_listeners_own_users(broker, certs):
-    conf = plain(broker.sasl_ssl_port, "bob", "bob-secret", **{"security.protocol": "SASL_SSL",
-                                                               "ssl.ca.location": str(certs.ca.path)})
+    conf = librdkafka_sasl(broker.sasl_ssl_port, "PLAIN", "bob", "bob-secret",
+                           **{"security.protocol": "SASL_SSL", "ssl.ca.location": str(certs.ca.path)})
     round_trip(conf)
     meta = AdminClient(conf).list_topics(timeout=WAIT_S)
     assert [b.port for b in meta.brokers.values()] == [broker.sasl_ssl_port]
@@ -79,8 +68,7 @@ def test_librdkafka_with_sasl_ssl_and_the_listeners_own_users(broker, certs):
 
 def test_kafka_python_with_sasl_plain(broker):
     topic = f"sasl-kp-{uuid.uuid4().hex[:8]}"
-    sasl = {"bootstrap_servers": f"127.0.0.1:{broker.sasl_port}", "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN", "sasl_plain_username": "admin", "sasl_plain_password": "admin-secret"}
+    sasl = kafka_python_sasl(broker.sasl_port, "PLAIN", "admin", "admin-secret")
     producer = KafkaProducer(**sasl)
     producer.send(topic, b"kafka-python, authenticated").get(timeout=WAIT_S)
     producer.close()
@@ -107,9 +95,10 @@ def test_a_wrong_password_is_refused_after_the_delay_and_logged(broker, caplog):
     finally:
         w.close()
     assert [r.getMessage() for r in caplog.records if "failed authentication with" in r.getMessage()]
+    wrong = librdkafka_sasl(broker.sasl_port, "PLAIN", "alice", "nope", **{"socket.timeout.ms": 3000})
     with pytest.raises(KafkaException):
-        AdminClient(plain(broker.sasl_port, "alice", "nope", **{"socket.timeout.ms": 3000})).list_topics(timeout=5)
-    round_trip(plain(broker.sasl_port, "alice", "alice-secret"))  # the others carry on
+        AdminClient(wrong).list_topics(timeout=5)
+    round_trip(librdkafka_sasl(broker.sasl_port, "PLAIN", "alice", "alice-secret"))  # the others carry on
 
 
 def test_a_request_before_authentication_closes_the_connection(broker):
@@ -163,11 +152,8 @@ def test_aiokafka_with_sasl_ssl(broker, certs):
     from aiokafka.helpers import create_ssl_context
 
     topic = f"sasl-aio-{uuid.uuid4().hex[:8]}"
-    settings = {
-        "bootstrap_servers": f"127.0.0.1:{broker.sasl_ssl_port}", "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "PLAIN", "sasl_plain_username": "bob", "sasl_plain_password": "bob-secret",
-        "ssl_context": create_ssl_context(cafile=str(certs.ca.path)),
-    }
+    settings = kafka_python_sasl(broker.sasl_ssl_port, "PLAIN", "bob", "bob-secret", security_protocol="SASL_SSL",
+                                 ssl_context=create_ssl_context(cafile=str(certs.ca.path)))
 
     async def run() -> bytes:
         producer = AIOKafkaProducer(**settings)
@@ -208,7 +194,7 @@ def test_a_flood_of_failed_logins_costs_the_guesser_not_the_others(broker):
     guessers = [threading.Thread(target=guess, args=(i, times)) for i in range(20)]
     for t in guessers:
         t.start()
-    round_trip(plain(broker.sasl_port, "alice", "alice-secret"))
+    round_trip(librdkafka_sasl(broker.sasl_port, "PLAIN", "alice", "alice-secret"))
     for t in guessers:
         t.join(WAIT_S)
     assert len(times) == 20

@@ -40,7 +40,7 @@ from pybroker.protocol.messages.sasl_authenticate_request import SaslAuthenticat
 from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from pybroker.testing import running_broker
 
-from .secured import round_trip
+from .secured import kafka_python_sasl, librdkafka_sasl, round_trip
 from .wire import Wire
 
 WAIT_S = 30
@@ -69,16 +69,11 @@ def set_password(broker, user: str, password: str, mechanism=ScramMechanism.SCRA
         future.result(WAIT_S)
 
 
-def scram(port: int, user: str, password: str, mechanism: str = "SCRAM-SHA-512", **more) -> dict:
-    return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password, **more}
-
-
 def test_librdkafka_makes_credentials_and_logs_in_with_both_mechanisms(broker):
     set_password(broker, "alice", "alice-512")
     set_password(broker, "alice", "alice-256", ScramMechanism.SCRAM_SHA_256, iterations=8192)
-    round_trip(scram(broker.sasl_port, "alice", "alice-512"))
-    round_trip(scram(broker.sasl_port, "alice", "alice-256", "SCRAM-SHA-256"))
+    round_trip(librdkafka_sasl(broker.sasl_port, "SCRAM-SHA-512", "alice", "alice-512"))
+    round_trip(librdkafka_sasl(broker.sasl_port, "SCRAM-SHA-256", "alice", "alice-256"))
     client = admin(broker)
     described = client.describe_user_scram_credentials(["alice"])["alice"].result(WAIT_S)
     infos = sorted((i.mechanism, i.iterations) for i in described.scram_credential_infos)
@@ -88,8 +83,7 @@ def test_librdkafka_makes_credentials_and_logs_in_with_both_mechanisms(broker):
 def test_kafka_python_and_aiokafka_log_in_with_scram(broker):
     set_password(broker, "bob", "bob-secret")
     topic = f"scram-kp-{uuid.uuid4().hex[:8]}"
-    sasl = {"bootstrap_servers": f"127.0.0.1:{broker.sasl_port}", "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "bob", "sasl_plain_password": "bob-secret"}
+    sasl = kafka_python_sasl(broker.sasl_port, "SCRAM-SHA-512", "bob", "bob-secret")
     producer = KafkaProducer(**sasl)
     producer.send(topic, b"from kafka-python").get(timeout=WAIT_S)
     producer.close()
@@ -124,18 +118,19 @@ def test_kafka_python_and_aiokafka_log_in_with_scram(broker):
 def test_a_wrong_password_and_a_deleted_credential_are_refused(broker, caplog):
     caplog.set_level(logging.INFO, logger="pybroker.sasl")
     set_password(broker, "carol", "carol-secret")
+    carol = librdkafka_sasl(broker.sasl_port, "SCRAM-SHA-512", "carol", "carol-secret")
     quick = {"socket.timeout.ms": 3000}
     with pytest.raises(KafkaException):
-        AdminClient(scram(broker.sasl_port, "carol", "wrong", **quick)).list_topics(timeout=5)
+        AdminClient({**carol, "sasl.password": "wrong", **quick}).list_topics(timeout=5)
     assert any("failed authentication with" in r.getMessage() and "SCRAM-SHA-512" in r.getMessage()
                for r in caplog.records)
-    round_trip(scram(broker.sasl_port, "carol", "carol-secret"))
+    round_trip(carol)
     deletion = UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_512)
     client = admin(broker)
     for future in client.alter_user_scram_credentials([deletion]).values():
         future.result(WAIT_S)
     with pytest.raises(KafkaException):
-        AdminClient(scram(broker.sasl_port, "carol", "carol-secret", **quick)).list_topics(timeout=5)
+        AdminClient({**carol, **quick}).list_topics(timeout=5)
 
 
 def raw_alter(broker, upsertions=(), deletions=()):
@@ -258,4 +253,5 @@ def test_credentials_outlive_a_restart(tmp_path):
     with running_broker(PROPS, dev=True, data_dir=tmp_path) as b:
         set_password(b, "frank", "frank-secret")
     with running_broker(PROPS, dev=True, data_dir=tmp_path) as b:
-        round_trip(scram(b.broker.bound_by_listener["SASL_PLAINTEXT"][1], "frank", "frank-secret"))
+        port = b.broker.bound_by_listener["SASL_PLAINTEXT"][1]
+        round_trip(librdkafka_sasl(port, "SCRAM-SHA-512", "frank", "frank-secret"))

@@ -19,8 +19,6 @@ from pybroker.config import BrokerConfig, ConfigError
 from pybroker.local_cluster import LocalCluster, consecutive_free_ports
 from pybroker.process import free_port
 
-from ..tls_certs import make_certs
-
 WAIT_S = 60
 BROKER_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
                'password="broker-secret" user_broker="broker-secret";')
@@ -38,11 +36,6 @@ def internal_props(certs) -> dict:
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": str(certs.ca.path),
     }
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
