@@ -55,7 +55,7 @@ from pybroker.protocol.registry import ApiKey
 
 from ..fetch_sessions import SessionPartition
 from ..replica.partition import next_append, next_commit
-from ..replica.replica_fetch import read_for_follower
+from ..replica.replica_fetch import idle_token, read_for_follower, refetch_idle
 from . import Later, handles
 
 if TYPE_CHECKING:
@@ -336,7 +336,7 @@ class _Asked:
     the replica here (None: not hosted), and what the follower was last
     told of the high watermark and log start (-1: never)."""
 
-    __slots__ = ("code", "fetch", "high_watermark", "log_start_offset", "name", "part", "topic_id")
+    __slots__ = ("code", "fetch", "high_watermark", "idle", "log_start_offset", "name", "part", "topic_id")
 
     def __init__(self, name, topic_id, fetch, part, code=None):
         self.name = name
@@ -346,6 +346,7 @@ class _Asked:
         self.code = code
         self.high_watermark = -1
         self.log_start_offset = -1
+        self.idle = None  # replica_fetch.idle_token's, while nothing new is found
 
 
 def _replica_wanted(replicas, md, req, version, session, full) -> list[_Asked]:
@@ -407,6 +408,10 @@ def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, r
                 if part is None:
                     raise replicas.missing(a.name, p.partition)
                 parts.append(part)
+                if incremental and a.idle is not None:
+                    if refetch_idle(part, a.idle, now, record):
+                        continue  # as the last round left it: nothing to answer
+                    a.idle = None
                 read = read_for_follower(
                     part,
                     replica_id,
@@ -427,6 +432,8 @@ def _build_replica(replicas, req, version, wanted, replica_id, zero_copy, now, r
                     or read.high_watermark != a.high_watermark
                     or read.log_start_offset != a.log_start_offset
                 ):
+                    if record:
+                        a.idle = idle_token(part, replica_id, p.fetch_offset)
                     continue  # nothing new: an incremental answer leaves it out
                 data = PartitionData(
                     partition_index=p.partition,

@@ -112,3 +112,53 @@ def read_for_follower(
     if record:
         part.follower_fetched(replica_id, fetch_offset, now_ms)
     return ReplicaRead(data, log.high_watermark, log.log_start_offset, ErrorCode.NONE, NO_DIVERGENCE)
+
+
+# -- idle partitions of a fetch session -------------------------------------------------
+#
+# A follower's session holds every partition it follows from this leader, and
+# each of its Fetches counts as fetching all of them again (KIP-227). Most are
+# idle: the follower holds the whole log, which is all committed. Reading and
+# recording such a partition in full each round cost the leader more than the
+# partitions that carry data, on every round; the token below lets the next
+# identical fetch of it do only what Kafka's updateFollowerFetchState would
+# change (the follower's fetch and caught-up times).
+
+
+def idle_token(part, replica_id: int, fetch_offset: int):
+    """After a full read that found nothing new: what must stay as it is for
+    the same follower's next fetch at ``fetch_offset`` to change nothing
+    but its times — or None when that fetch could change more (the follower
+    behind, outside the ISR, the high watermark below the log end)."""
+    leader = part.leader_state
+    log = part.log
+    if leader is None or part.role is not Role.LEADER or log.offline is not None:
+        return None
+    end = log.log_end_offset
+    follower = leader.followers.get(replica_id)
+    if fetch_offset != end or log.high_watermark != end or replica_id not in leader.isr or follower is None:
+        return None
+    if follower.leo != end:
+        return None
+    return (part.info, leader, follower, end, log.log_start_offset)
+
+
+def refetch_idle(part, token, now_ms: int, record: bool) -> bool:
+    """Whether ``part`` is as ``token`` found it (same partition state,
+    leadership, log end, high watermark and log start): then the fetch is
+    recorded (if ``record``) and there is nothing to answer."""
+    info, leader, follower, end, start = token
+    log = part.log
+    if (
+        part.info is not info
+        or part.leader_state is not leader
+        or part.role is not Role.LEADER
+        or log.offline is not None
+        or log.log_end_offset != end
+        or log.high_watermark != end
+        or log.log_start_offset != start
+    ):
+        return False
+    if record:
+        follower.fetched(end, now_ms, end)
+    return True

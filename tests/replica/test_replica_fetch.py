@@ -13,7 +13,7 @@ from pybroker.protocol.error_codes import ErrorCode
 from pybroker.protocol.errors import KafkaError
 from pybroker.protocol.record_batch import split_batches
 from pybroker.replica import Partition, ReplicaManager, Role
-from pybroker.replica.replica_fetch import read_for_follower
+from pybroker.replica.replica_fetch import idle_token, read_for_follower, refetch_idle
 from pybroker.storage.config import LogConfig
 from pybroker.storage.log import PartitionLog
 
@@ -131,3 +131,71 @@ def test_an_offline_log_is_a_storage_error(leader):
     with pytest.raises(KafkaError) as exc:
         read(leader)
     assert exc.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+
+
+# -- idle partitions of a follower's fetch session ---------------------------------------
+
+
+def committed_to_the_end(part) -> int:
+    """Both followers hold the whole log and it is all committed; returns
+    the time of their fetches (after the caught-up time leadership began with)."""
+    now = max(f.last_caught_up_ms for f in part.leader_state.followers.values()) + 1
+    for replica in (2, 3):
+        part.follower_fetched(replica, 4, now)
+    part.log.set_high_watermark(4)
+    return now
+
+
+def test_an_idle_partition_is_refetched_as_its_follower_fetching_again(leader):
+    t = committed_to_the_end(leader)
+    token = idle_token(leader, FOLLOWER, 4)
+    assert token is not None
+    follower = leader.leader_state.followers[FOLLOWER]
+    assert refetch_idle(leader, token, t + 100, record=True)
+    assert (follower.leo, follower.last_fetch_ms, follower.last_caught_up_ms) == (4, t + 100, t + 100)
+    assert refetch_idle(leader, token, t + 200, record=False)  # a long poll's later look records nothing
+    assert follower.last_fetch_ms == t + 100
+
+
+def test_a_follower_idle_longer_than_the_lag_limit_is_not_dropped_when_records_come(leader):
+    """Its caught-up time must keep moving while it refetches the idle
+    partition: an idle time counted as lag would shrink the ISR as soon as
+    the leader appends."""
+    t = committed_to_the_end(leader)
+    token = idle_token(leader, FOLLOWER, 4)
+    assert refetch_idle(leader, token, t + 60_000, record=True)
+    leader.append_as_leader(message_batch(b"v"), now=t + 60_001)
+    leader.follower_fetched(FOLLOWER, 4, t + 60_002)  # behind by the new record
+    assert leader.leader_state.out_of_sync(t + 60_010, leader.log.log_end_offset, 30_000) == [3]
+
+
+def _new_state(part):
+    part.info = PartitionInfo(0, [1, 2, 3], PartitionState(1, EPOCH, [1, 2, 3], version=1))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p.append_as_leader(message_batch(b"v"), now=0),
+        lambda p: p.log.set_high_watermark(3),
+        _new_state,
+        lambda p: p.become(PartitionInfo(0, [1, 2, 3], PartitionState(1, EPOCH + 1, [1, 2, 3])), Role.LEADER),
+        lambda p: p.become(p.info, Role.FOLLOWER),
+        lambda p: setattr(p.log, "offline", "disk gone"),
+    ],
+    ids=["an append", "the high watermark", "a new partition state", "a new leader epoch", "leadership lost",
+         "the log offline"],
+)
+def test_anything_that_changes_the_answer_ends_the_idle_refetch(leader, change):
+    t = committed_to_the_end(leader)
+    token = idle_token(leader, FOLLOWER, 4)
+    change(leader)
+    assert not refetch_idle(leader, token, t + 100, record=True)
+
+
+def test_no_idle_refetch_for_a_follower_behind_or_an_uncommitted_end(leader):
+    t = committed_to_the_end(leader)
+    assert idle_token(leader, FOLLOWER, 3) is None  # behind the log end
+    leader.append_as_leader(message_batch(b"v"), now=t)
+    leader.follower_fetched(FOLLOWER, 5, t + 1)
+    assert idle_token(leader, FOLLOWER, 5) is None  # the high watermark is below the log end
