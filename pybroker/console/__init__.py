@@ -6,9 +6,11 @@ throughput — and three actions: create a topic, delete one, reset a
 group's offsets (each confirmed first).
 
 The page and its script are files of the package (``static/``), served by
-the broker itself; nothing is loaded from anywhere else (the answers say
-so to the browser: Content-Security-Policy ``default-src 'self'``). The
-data comes from ``api``: Kafka requests to the cluster, as any client.
+the broker itself over the broker's HTTP/1.1 server (``pybroker.http_server``,
+connections kept alive); nothing is loaded from anywhere else (every
+answer says so to the browser: Content-Security-Policy ``default-src
+'self'``, and ``Cache-Control: no-store``). The data comes from ``api``:
+Kafka requests to the cluster, as any client.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from importlib import resources
 
 import trio
 
+from ..http_server import HttpServer, Request, Response
 from ..listeners import parse_http_url
 from . import api
-from .http import Request, Response, serve_connection
 
 log = logging.getLogger("pybroker.console")
 
@@ -29,6 +31,13 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
+
+HEADERS = (
+    # Everything the console shows comes from this server: the page may
+    # load nothing from anywhere else.
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:"),
+    ("Cache-Control", "no-store"),
+)
 
 
 class ConsoleListenerError(Exception):
@@ -53,6 +62,7 @@ class Console:
         self.bootstrap: str | None = None  # set by attach, once the broker serves Kafka
         self._files = {path: resources.files(__package__).joinpath("static", name).read_bytes()
                        for path, (name, _) in STATIC.items()}
+        self.http = HttpServer(self.handle, "console", log, headers=HEADERS)
 
     @classmethod
     async def open(cls, value: str | None) -> Console | None:
@@ -74,11 +84,7 @@ class Console:
         log.info("console at http://%s:%d/", f"[{host}]" if ":" in host else host, port)
 
     async def serve(self) -> None:
-        try:
-            await trio.serve_listeners(lambda stream: serve_connection(stream, self.handle), self.listeners)
-        finally:
-            for listener in self.listeners:
-                await trio.aclose_forcefully(listener)
+        await self.http.serve(self.listeners)
 
     async def handle(self, request: Request) -> Response:
         if not request.path.startswith("/api/"):

@@ -32,7 +32,7 @@ from pybroker.admin.cluster import describe as describe_cluster
 from pybroker.admin.logdirs import partition_sizes
 from pybroker.admin.offsets import LATEST, list_offsets
 
-from .http import Request, Response
+from ..http_server import Request, Response
 
 MAX_MESSAGES = 500
 

@@ -1,14 +1,14 @@
 """The Prometheus endpoint: ``metrics.listener`` (``http://host:port``,
 optionally with the path to serve, ``/metrics`` by default).
 
-A small HTTP/1.1 server on Trio sockets in the broker's nursery: one
-request per connection (``Connection: close``), GET or HEAD of the path
-answered with the registry in Prometheus's text format 0.0.4, 404 for
-any other path, 405 for another method, 400 for what is not HTTP. Each
-connection has its own task, bounded by ``TIMEOUT_S`` for reading the
-request and sending the answer, and a request head by ``MAX_HEAD``. No
-HTTP library beyond prometheus-client's exposition is needed for that,
-so none is added.
+Served by the broker's HTTP/1.1 server (``pybroker.http_server``) in its
+nursery, with ``handle`` answering: one request per connection
+(``Connection: close``), GET or HEAD of the path answered with the
+registry in Prometheus's text format 0.0.4 (HEAD: the headers alone),
+404 naming the path for any other path, 405 with ``Allow`` for another
+method. What is not HTTP gets the server's own 400 (431 for a head over
+``MAX_HEAD``). Each connection has its own task, bounded by ``TIMEOUT_S``
+for reading the request and again for sending the answer.
 
 The sockets are bound when the broker starts, before it joins a cluster
 or opens its logs, so a bad value or a taken port stops it at once with
@@ -20,10 +20,10 @@ registry is private to the broker: several brokers may run in one process.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 import trio
 
+from ..http_server import HttpServer, Request, Response
 from ..listeners import parse_http_url
 
 log = logging.getLogger("pybroker.metrics")
@@ -31,7 +31,6 @@ log = logging.getLogger("pybroker.metrics")
 TIMEOUT_S = 10.0
 MAX_HEAD = 8192
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
 class MetricsListenerError(Exception):
@@ -59,6 +58,10 @@ class MetricsEndpoint:
         self.attached = False
         # (host, port) of each bound socket: the real port when 0 was asked for.
         self.bound = [ls.socket.getsockname()[:2] for ls in listeners]
+        # Prometheus scrapes seldom: a connection is not kept for the next one.
+        self.http = HttpServer(
+            self.handle, "metrics", log, headers=(("Connection", "close"),), timeout_s=TIMEOUT_S, max_head=MAX_HEAD
+        )
 
     @classmethod
     async def open(cls, value: str | None) -> MetricsEndpoint | None:
@@ -86,63 +89,15 @@ class MetricsEndpoint:
 
     async def serve(self) -> None:
         """Answer scrapes until cancelled; the sockets close on the way out."""
-        try:
-            await trio.serve_listeners(self._answer, self.listeners)
-        finally:
-            for listener in self.listeners:
-                await trio.aclose_forcefully(listener)
+        await self.http.serve(self.listeners)
 
-    async def _answer(self, stream) -> None:
-        try:
-            with trio.fail_after(TIMEOUT_S):
-                head = await _read_head(stream)
-                await stream.send_all(self._response(head))
-        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        except Exception:
-            log.exception("metrics request failed")
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    def _response(self, head: bytes | None) -> bytes:
-        if head is None:
-            return _http(400, b"bad request\n")
-        try:
-            method, target, version = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
-        except (UnicodeDecodeError, ValueError):
-            return _http(400, b"bad request\n")
-        if not version.startswith("HTTP/1."):
-            return _http(400, b"bad request\n")
-        if urlsplit(target).path != self.path:
-            return _http(404, b"not found: the metrics are at " + self.path.encode() + b"\n")
-        if method not in ("GET", "HEAD"):
-            return _http(405, b"method not allowed\n", [("Allow", "GET, HEAD")])
+    async def handle(self, request: Request) -> Response:
+        if request.path != self.path:
+            return Response(404, f"not found: the metrics are at {self.path}\n".encode())
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"method not allowed\n", headers=[("Allow", "GET, HEAD")])
         if not self.attached:
-            return _http(503, b"the broker is starting\n")
+            return Response(503, b"the broker is starting\n")
         from prometheus_client.exposition import generate_latest
 
-        body = generate_latest(self.registry)
-        return _http(200, body, [("Content-Type", CONTENT_TYPE)], head_only=method == "HEAD")
-
-
-async def _read_head(stream) -> bytes | None:
-    """The request line and headers; None if the client sent more than
-    MAX_HEAD bytes of them or closed before their end."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > MAX_HEAD:
-            return None
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return data.split(b"\r\n\r\n", 1)[0]
-
-
-def _http(status: int, body: bytes, headers=(), head_only: bool = False) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS[status]}"]
-    if not any(name == "Content-Type" for name, _ in headers):
-        lines.append("Content-Type: text/plain; charset=utf-8")
-    lines += [f"{name}: {value}" for name, value in headers]
-    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-    return "\r\n".join(lines).encode("ascii") + (b"" if head_only else body)
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE)
