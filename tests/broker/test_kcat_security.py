@@ -19,16 +19,10 @@ from pybroker.protocol.messages.metadata_request import MetadataRequest
 from pybroker.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from pybroker.testing import running_broker
 
-from ..tls_certs import make_certs
 from .wire import Wire
 
 WAIT_S = 30
 JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret";'
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from pybroker.config import BrokerConfig, ConfigError
 from pybroker.testing import running_broker
 
-from ..tls_certs import make_certs
 from .secured import round_trip
 
 WAIT_S = 30
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def tls_props(certs, **more) -> dict:

@@ -9,18 +9,10 @@ import os
 import socket
 import ssl
 
-import pytest
 import trio
 
 from pybroker.storage.segment import FileRegion
 from pybroker.tls_stream import TlsStream
-
-from ..tls_certs import make_certs
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def server_context(certs, require_client: bool = False) -> ssl.SSLContext:
