@@ -169,6 +169,21 @@ class HttpServer:
         return not late.cancelled_caught
 
 
+async def open_listeners(setting: str, value: str, host: str, port: int, error: type[Exception]) -> list:
+    """Bind ``value`` of the property ``setting`` (its ``host`` and ``port``)
+    now, so that a taken port stops the broker at its start: ``error``
+    saying which property could not be served, and why."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise error(f"cannot listen on {value.strip()} ({setting}): {exc.strerror or exc}") from None
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 class _Refused(Exception):
     """A request answered before its end (``response``): not HTTP, or too large."""
 

@@ -20,7 +20,7 @@ from importlib import resources
 
 import trio
 
-from ..http_server import HttpServer, Request, Response
+from ..http_server import HttpServer, Request, Response, open_listeners, url_host
 from ..listeners import parse_http_url
 from . import api
 
@@ -69,19 +69,13 @@ class Console:
         if value is None or not value.strip():
             return None
         host, port = parse_listener(value)
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
-            raise ConsoleListenerError(
-                f"cannot listen on {value.strip()} (console.listener): {exc.strerror or exc}"
-            ) from None
-        return cls(listeners)
+        return cls(await open_listeners("console.listener", value, host, port, ConsoleListenerError))
 
     def attach(self, bootstrap: str) -> None:
         """Answer with the cluster reached at ``bootstrap`` from now on."""
         self.bootstrap = bootstrap
         host, port = self.bound[0]
-        log.info("console at http://%s:%d/", f"[{host}]" if ":" in host else host, port)
+        log.info("console at http://%s:%d/", url_host(host), port)
 
     async def serve(self) -> None:
         await self.http.serve(self.listeners)

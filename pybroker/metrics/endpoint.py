@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 
-import trio
-
-from ..http_server import HttpServer, Request, Response
+from ..http_server import HttpServer, Request, Response, open_listeners, url_host
 from ..listeners import parse_http_url
 
 log = logging.getLogger("pybroker.metrics")
@@ -69,12 +67,7 @@ class MetricsEndpoint:
         if value is None or not value.strip():
             return None
         host, port, path = parse_listener(value)
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
-            raise MetricsListenerError(
-                f"cannot listen on {value.strip()} (metrics.listener): {exc.strerror or exc}"
-            ) from None
+        listeners = await open_listeners("metrics.listener", value, host, port, MetricsListenerError)
         return cls(listeners, path, value.strip())
 
     def attach(self, **services) -> None:
@@ -85,7 +78,7 @@ class MetricsEndpoint:
         self.registry.register(BrokerCollector(**services))
         self.attached = True
         host, port = self.bound[0]
-        log.info("metrics at http://%s:%d%s", f"[{host}]" if ":" in host else host, port, self.path)
+        log.info("metrics at http://%s:%d%s", url_host(host), port, self.path)
 
     async def serve(self) -> None:
         """Answer scrapes until cancelled; the sockets close on the way out."""
