@@ -101,9 +101,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pybroker.protocol.compression import Compression
-from pybroker.protocol.errors import CorruptRecordError
-from pybroker.protocol.record_batch import (
+from ..protocol.compression import Compression
+from ..protocol.errors import CorruptRecordError
+from ..protocol.record_batch import (
     HEADER,
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -111,8 +111,7 @@ from pybroker.protocol.record_batch import (
     RecordBatch,
     split_batches,
 )
-from pybroker.protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
-
+from ..protocol.records import LOG_APPEND_TIME, NewRecord, build_batch
 from .log import PartitionLog
 from .segment import BatchInfo, LogSegment
 

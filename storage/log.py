@@ -39,9 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from pybroker.protocol.errors import CorruptRecordError
-from pybroker.protocol.record_batch import HEADER_SIZE, RecordBatch, iter_batches
-
+from ..protocol.errors import CorruptRecordError
+from ..protocol.record_batch import HEADER_SIZE, RecordBatch, iter_batches
 from .config import LogConfig
 from .leader_epoch import LeaderEpochCache
 from .partition_metadata import InconsistentTopicIdError, read_topic_id, write_topic_id

@@ -31,10 +31,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from pybroker.protocol.errors import CorruptRecordError
-from pybroker.protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE, TRANSACTIONAL_BIT, RecordBatch
-from pybroker.protocol.records import ControlType, EndTxnMarker, control_type, read_end_txn_marker
-
+from ..protocol.errors import CorruptRecordError
+from ..protocol.record_batch import CONTROL_BIT, HEADER, HEADER_SIZE, TRANSACTIONAL_BIT, RecordBatch
+from ..protocol.records import ControlType, EndTxnMarker, control_type, read_end_txn_marker
 from .producer_snapshot import (
     CorruptSnapshotError,
     SnapshotEntry,

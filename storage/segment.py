@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from pybroker.protocol.errors import ProtocolError
-from pybroker.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
-
+from ..protocol.errors import ProtocolError
+from ..protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, RecordBatch
 from .index import CorruptIndexError, OffsetIndex, TimeIndex
 from .txn_index import TXNINDEX_SUFFIX, TransactionIndex
 

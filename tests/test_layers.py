@@ -237,3 +237,32 @@ def test_the_lower_layers_load_nothing_of_the_broker():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def absolute_pybroker_imports(root: Path, folders=("protocol", "storage")) -> list[str]:
+    """``file:line`` of each import under ``folders`` that names pybroker:
+    they reach each other relatively (storage's ``..protocol``), so the
+    folders never import pybroker, whatever name they are installed under."""
+    found = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                    else []
+                )
+                if any(_within(n, "pybroker") for n in names):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_protocol_and_storage_never_name_pybroker():
+    assert absolute_pybroker_imports(ROOT) == []
+
+
+def test_an_absolute_pybroker_import_in_storage_is_caught(tmp_path):
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "protocol").mkdir()
+    (tmp_path / "storage" / "log.py").write_text("from ..protocol.errors import X\nfrom pybroker.protocol import Y\n")
+    assert absolute_pybroker_imports(tmp_path) == ["storage/log.py:2"]
