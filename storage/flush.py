@@ -47,6 +47,11 @@ class FlushTimes:
 class FlushTicket:
     log: PartitionLog
     end_offset: int
+    # Bytes the fsync may have to write: the appends since the last one,
+    # and whole any other dirty segment (rolled, or swapped in by the
+    # cleaner). An upper bound, for choosing where to run the sync.
+    size: int = 0
+    appended: int = 0  # log.unflushed_bytes when the flush began
     files: list[SegmentFile] = field(default_factory=list)
     marks: list[tuple[LogSegment, int]] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)  # holding new segment files
@@ -68,16 +73,18 @@ class FlushTicket:
 def begin_flush(log: PartitionLog) -> FlushTicket:
     """Raises KafkaStorageError if the log's directory is offline."""
     log.check_online()
-    ticket = FlushTicket(log, log.log_end_offset)
+    ticket = FlushTicket(log, log.log_end_offset, appended=log.unflushed_bytes)
     # A segment file whose directory entry is not synced can vanish in a
     # power loss even though its data was fsynced.
     ticket.dirs = list(log._dirs_to_sync)
     log._dirs_to_sync.clear()
+    active = log.segments[-1] if log.segments else None
     for seg in log.segments:
         file = seg.file
         if seg.dirty and file is not None:
             ticket.files.append(file)
             ticket.marks.append((seg, seg.size))
+            ticket.size += min(seg.size, ticket.appended) if seg is active else seg.size
     return ticket
 
 
@@ -88,6 +95,7 @@ def complete_flush(ticket: FlushTicket) -> None:
             seg.dirty = False
     log.recovery_point = max(log.recovery_point, min(ticket.end_offset, log.log_end_offset))
     log.unflushed_messages = 0
+    log.unflushed_bytes = max(0, log.unflushed_bytes - ticket.appended)
     log.last_flush_ms = now_ms()
 
 

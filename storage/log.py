@@ -183,6 +183,10 @@ class PartitionLog:
         self.epochs.truncate_from_end(self.log_end_offset)
         self.epochs.truncate_from_start(self.log_start_offset)
         self.unflushed_messages = 0
+        # Bytes appended since the last fsync (an upper bound: truncations
+        # do not lower it); a flusher sizes its fsync by it. The recovered
+        # segments are dirty, so they count whole.
+        self.unflushed_bytes = sum(seg.size for seg in self.segments if seg.dirty)
         self.last_flush_ms = now_ms()
         # First offset not yet compacted (Kafka's cleaner-offset-checkpoint).
         self.cleaner_offset = min(max(cleaner_offset, self.log_start_offset), self.log_end_offset)
@@ -464,6 +468,7 @@ class PartitionLog:
                 if batch.partition_leader_epoch >= 0:
                     self.epochs.assign(batch.partition_leader_epoch, batch.base_offset)
         self.unflushed_messages += count
+        self.unflushed_bytes += len(data)
         if self.unflushed_messages >= self.config.flush_messages:
             self.flush()
         return AppendResult(first_base, infos[-1].last_offset, append_time, max_ts, max_ts_offset, count)
@@ -830,6 +835,7 @@ class PartitionLog:
             _fsync_dir(self._dirs_to_sync.pop())
         self.recovery_point = self.log_end_offset
         self.unflushed_messages = 0
+        self.unflushed_bytes = 0
         self.last_flush_ms = now_ms()
         return bool(dirty)
 

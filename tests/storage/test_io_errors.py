@@ -320,3 +320,32 @@ def test_an_offline_log_is_closed_without_writing(tmp_path, monkeypatch):
     mgr.close()
     assert index.stat().st_size == size  # not trimmed, nothing flushed
     assert log.active.file is None
+
+
+def test_a_flush_ticket_sizes_what_its_fsync_may_write(tmp_path):
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=4096))
+    first = len(batch(0, 1500))
+    log.append(batch(0, 1500), now=T0)
+    assert log.unflushed_bytes == first
+    ticket = begin_flush(log)
+    assert ticket.size == first
+    log.append(batch(1, 1500), now=T0)  # while the fsync runs
+    ticket.sync()
+    complete_flush(ticket)
+    assert log.unflushed_bytes == first  # the second append is still to sync
+    log.flush()
+    assert log.unflushed_bytes == 0
+    log.close()
+    log = PartitionLog(tmp_path / "u-0", LogConfig(segment_bytes=4096))
+    log.append(batch(0, 1500), now=T0)
+    log.flush()
+    log.append(batch(1, 1500), now=T0)
+    log.append(batch(2, 1500), now=T0)  # rolls, leaving the old segment dirty
+    old, active = log.segments
+    assert log.unflushed_bytes == 2 * first
+    ticket = begin_flush(log)
+    assert ticket.size == old.size + active.size == 3 * first  # the old one whole: an upper bound
+    ticket.sync()
+    complete_flush(ticket)
+    assert log.unflushed_bytes == 0
+    log.close()
