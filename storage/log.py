@@ -246,7 +246,7 @@ class PartitionLog:
         names and returns them as they are afterwards."""
         kept = []
         for name in names:
-            if name.endswith(CLEANED_SUFFIX) or name.endswith(DELETED_SUFFIX):
+            if name.endswith((CLEANED_SUFFIX, DELETED_SUFFIX)):
                 os.unlink(self.directory / name)
             else:
                 kept.append(name)

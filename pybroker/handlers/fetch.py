@@ -214,9 +214,12 @@ def _build(replicas, req, version, wanted, session, full, zero_copy: bool):
                 remaining -= n
                 size += n
                 sent.append((part, n))
-            if session is not None and not full:
-                if not (n or data.error_code or w.has_news(data.high_watermark, data.last_stable_offset, data.log_start_offset)):
-                    continue
+            if (
+                session is not None
+                and not full
+                and not (n or data.error_code or w.has_news(data.high_watermark, data.last_stable_offset, data.log_start_offset))
+            ):
+                continue
         if key not in by_topic:
             by_topic[key] = []
             order.append(key)
