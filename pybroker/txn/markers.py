@@ -3,12 +3,13 @@ writes to every partition of a transaction.
 
 A partition this broker leads gets its marker appended here (``append``,
 the same operation the WriteTxnMarkers handler runs for other
-coordinators); another leader gets a WriteTxnMarkers request. Either way
-the marker is appended with acks=-1 and the coordinator epoch, and
-``write`` retries each partition until its marker is committed, the
-partition is gone (its topic deleted), or the partition refuses it for
-good: a newer producer epoch there (the transaction was already ended by
-a fence) or a newer coordinator (this one is a zombie, and stops).
+coordinators); another leader gets a WriteTxnMarkers request, every
+leader at the same time. Either way the marker is appended with acks=-1
+and the coordinator epoch, and ``write`` retries each partition until its
+marker is committed, the partition is gone (its topic deleted), or the
+partition refuses it for good: a newer producer epoch there (the
+transaction was already ended by a fence) or a newer coordinator (this
+one is a zombie, and stops).
 A marker committed on a partition of ``__consumer_offsets`` completes
 the transaction's offsets in the group coordinator.
 """
@@ -99,11 +100,13 @@ class Markers:
                 elif leader >= 0:
                     by_leader.setdefault(leader, []).append(tp)
             results: dict[TopicPartition, ErrorCode] = {}
-            for leader, tps in by_leader.items():
-                if leader == self.replicas.node_id or self.links is None:
-                    results.update(await self.append(tps, producer_id, epoch, commit, coordinator_epoch))
-                else:
-                    results.update(await self._send(leader, tps, producer_id, epoch, commit, coordinator_epoch))
+            marker = (producer_id, epoch, commit, coordinator_epoch)
+            # Every leader at once, as Kafka's marker channel sends to each
+            # broker: one after the other, a commit waited for the sum of
+            # their replication rounds instead of the slowest.
+            async with trio.open_nursery() as nursery:
+                for leader, tps in by_leader.items():
+                    nursery.start_soon(self._write_to, leader, tps, marker, results)
             for tp, error in results.items():
                 if error == FENCED:
                     log.warning("marker for producer %d on %s-%d: a newer coordinator fenced this one",
@@ -118,6 +121,12 @@ class Markers:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
         return False
+
+    async def _write_to(self, leader: int, tps: list, marker: tuple, results: dict) -> None:
+        if leader == self.replicas.node_id or self.links is None:
+            results.update(await self.append(tps, *marker))
+        else:
+            results.update(await self._send(leader, tps, *marker))
 
     def _leader(self, tp: TopicPartition) -> int | None:
         """The partition's leader (-1: none now), None when it does not exist."""
