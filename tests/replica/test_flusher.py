@@ -72,12 +72,15 @@ def fsync_threads(monkeypatch):
     return seen
 
 
-def flushed(plog: PartitionLog, flusher: Flusher) -> dict:
+def flushed(plog: PartitionLog | list, flusher: Flusher) -> dict:
+    """One round of ``flusher`` over ``plog`` (or a list of logs): what failed."""
+    logs = plog if isinstance(plog, list) else [plog]
+
     async def main():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flusher.run)
             with trio.fail_after(10):
-                failed = await flusher.flush([plog])
+                failed = await flusher.flush(logs)
             nursery.cancel_scope.cancel()
         return failed
 
@@ -130,16 +133,7 @@ def test_a_failed_inline_fsync_fails_only_its_log(tmp_path, monkeypatch):
 
     monkeypatch.setattr(storage_flush.os, "fsync", fsync)
     flusher = Flusher()
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(flusher.run)
-            with trio.fail_after(10):
-                failed = await flusher.flush([good, bad])
-            nursery.cancel_scope.cancel()
-        return failed
-
-    failed = trio.run(main)
+    failed = flushed([good, bad], flusher)
     assert flusher.inline_rounds == 1
     assert list(failed) == [bad] and "Input/output error" in failed[bad]
     assert good.recovery_point == 1 and bad.recovery_point == 0 and bad.offline is not None
