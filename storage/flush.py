@@ -52,6 +52,7 @@ class FlushTicket:
     # cleaner). An upper bound, for choosing where to run the sync.
     size: int = 0
     appended: int = 0  # log.unflushed_bytes when the flush began
+    messages: int = 0  # log.unflushed_messages when the flush began
     files: list[SegmentFile] = field(default_factory=list)
     marks: list[tuple[LogSegment, int]] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)  # holding new segment files
@@ -73,7 +74,7 @@ class FlushTicket:
 def begin_flush(log: PartitionLog) -> FlushTicket:
     """Raises KafkaStorageError if the log's directory is offline."""
     log.check_online()
-    ticket = FlushTicket(log, log.log_end_offset, appended=log.unflushed_bytes)
+    ticket = FlushTicket(log, log.log_end_offset, appended=log.unflushed_bytes, messages=log.unflushed_messages)
     # A segment file whose directory entry is not synced can vanish in a
     # power loss even though its data was fsynced.
     ticket.dirs = list(log._dirs_to_sync)
@@ -94,7 +95,10 @@ def complete_flush(ticket: FlushTicket) -> None:
         if seg.size == size:
             seg.dirty = False
     log.recovery_point = max(log.recovery_point, min(ticket.end_offset, log.log_end_offset))
-    log.unflushed_messages = 0
+    # Appends made while the fsync ran are still to sync: they count
+    # toward the next flush.messages, as Kafka's count (log end offset
+    # less recovery point) has them.
+    log.unflushed_messages = max(0, log.unflushed_messages - ticket.messages)
     log.unflushed_bytes = max(0, log.unflushed_bytes - ticket.appended)
     log.last_flush_ms = now_ms()
 

@@ -349,3 +349,22 @@ def test_a_flush_ticket_sizes_what_its_fsync_may_write(tmp_path):
     complete_flush(ticket)
     assert log.unflushed_bytes == 0
     log.close()
+
+
+def test_appends_made_during_a_flush_count_toward_the_next_flush_messages(tmp_path):
+    """flush.messages counts what is not synced yet (Kafka: log end offset
+    less recovery point): a flush ticket clears only what it covered."""
+    log = PartitionLog(tmp_path / "t-0", LogConfig(flush_messages=3))
+    log.append(batch(0), now=T0)
+    ticket = begin_flush(log)
+    log.append(batch(1), now=T0)  # while the fsync runs
+    ticket.sync()
+    complete_flush(ticket)
+    assert log.unflushed_messages == 1
+    assert log.recovery_point == 1
+    log.append(batch(2), now=T0)
+    assert log.recovery_point == 1
+    log.append(batch(3), now=T0)  # the third unsynced message: flush.messages reached
+    assert log.unflushed_messages == 0
+    assert log.recovery_point == 4
+    log.close()
