@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -37,6 +36,8 @@ import (
 	"github.com/segmentio/kafka-go/gzip"
 	"github.com/segmentio/kafka-go/lz4"
 	"github.com/segmentio/kafka-go/snappy"
+
+	"pybrokercompat/properties"
 )
 
 const kafkaGoVersion = "0.2.1 (Debian golang-github-segmentio-kafka-go-dev)"
@@ -373,31 +374,10 @@ var scenarios = map[string]func() (string, error){
 	},
 }
 
-func readProperties(path string) (map[string]string, error) {
-	props := map[string]string{}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	lines := bufio.NewScanner(f)
-	for lines.Scan() {
-		line := strings.TrimSpace(lines.Text())
-		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "!") {
-			continue
-		}
-		kv := strings.SplitN(line, "=", 2)
-		if len(kv) == 2 {
-			props[strings.TrimSpace(kv[0])] = strings.TrimSpace(kv[1])
-		}
-	}
-	return props, lines.Err()
-}
-
 // secure gives the default Dialer (which Dial, Writer and Reader use) the TLS
 // settings of the --security properties; a SASL mode is n/a.
 func secure(path string) error {
-	props, err := readProperties(path)
+	props, err := properties.Read(path)
 	if err != nil {
 		return err
 	}

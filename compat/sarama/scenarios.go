@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/Shopify/sarama"
 	"github.com/xdg-go/scram"
+
+	"pybrokercompat/properties"
 )
 
 const saramaVersion = "1.22.1 (Debian golang-github-shopify-sarama-dev)"
@@ -50,27 +51,6 @@ func config() *sarama.Config {
 		panic(err) // read and checked in main() first, so this does not happen
 	}
 	return c
-}
-
-func readProperties(path string) (map[string]string, error) {
-	props := map[string]string{}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	lines := bufio.NewScanner(f)
-	for lines.Scan() {
-		line := strings.TrimSpace(lines.Text())
-		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "!") {
-			continue
-		}
-		kv := strings.SplitN(line, "=", 2)
-		if len(kv) == 2 {
-			props[strings.TrimSpace(kv[0])] = strings.TrimSpace(kv[1])
-		}
-	}
-	return props, lines.Err()
 }
 
 // secure sets sarama's Net.TLS and Net.SASL from the --security properties.
@@ -531,7 +511,7 @@ func main() {
 	result, detail := "pass", ""
 	var err error
 	if *securityFile != "" {
-		if security, err = readProperties(*securityFile); err == nil {
+		if security, err = properties.Read(*securityFile); err == nil {
 			err = secure(sarama.NewConfig())
 		}
 	}
