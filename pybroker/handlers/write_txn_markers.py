@@ -41,12 +41,15 @@ def write_txn_markers(ctx, req, *, txns: TransactionCoordinator, authorizer):
         ])
 
     async def answer():
+        # Every marker appended before any is waited for: the request's
+        # transactions share one replication round, as Kafka appends them.
+        markers = [
+            ([(t.name, i) for t in m.topics for i in t.partition_indexes],
+             m.producer_id, m.producer_epoch, m.transaction_result, m.coordinator_epoch)
+            for m in req.markers
+        ]
         out = []
-        for m in req.markers:
-            tps = [(t.name, i) for t in m.topics for i in t.partition_indexes]
-            results = await txns.markers.append(
-                tps, m.producer_id, m.producer_epoch, m.transaction_result, m.coordinator_epoch
-            )
+        for m, results in zip(req.markers, await txns.markers.append_all(markers)):
             topics: dict[str, list] = {}
             for (topic, index), error in results.items():
                 topics.setdefault(topic, []).append(

@@ -12,6 +12,12 @@ transaction was already ended by a fence) or a newer coordinator (this
 one is a zombie, and stops).
 A marker committed on a partition of ``__consumer_offsets`` completes
 the transaction's offsets in the group coordinator.
+
+One request at a time goes to each leader, and the markers of the
+transactions that ended meanwhile go together in the next one, as
+Kafka's marker channel drains its queue per broker; the leader appends
+them all before it waits for any (``append_all``), so they share one
+replication round instead of taking one each, in turn.
 """
 
 from __future__ import annotations
@@ -54,27 +60,37 @@ class Markers:
         self.metadata = metadata
         self.groups = groups
         self.links = links
+        self._queued: dict[int, list[_Queued]] = {}  # leader -> markers for its next request
+        self._turns: dict[int, trio.Lock] = {}  # leader -> one request at a time
 
     async def append(
         self, partitions: Iterable[TopicPartition], producer_id: int, epoch: int, commit: bool, coordinator_epoch: int
     ) -> dict[TopicPartition, ErrorCode]:
         """Append the marker to each partition this broker leads and wait
         until committed: the error per partition."""
+        return (await self.append_all([(list(partitions), producer_id, epoch, commit, coordinator_epoch)]))[0]
+
+    async def append_all(self, markers: list[tuple]) -> list[dict[TopicPartition, ErrorCode]]:
+        """``append`` for several markers, each (partitions, producer id,
+        producer epoch, commit, coordinator epoch): all appended first, then
+        one wait until every one is committed. The errors per marker."""
         now = now_ms()
-        results: dict[TopicPartition, ErrorCode] = {}
-        appended = {}
-        for tp in partitions:
-            batch = RecordBatch(bytearray(build_control_batch(producer_id, epoch, commit, coordinator_epoch, now)))
-            try:
-                appended[tp] = self.replicas.append(*tp, batch, now=now, acks=-1, origin=Origin.COORDINATOR)
-            except KafkaError as exc:
-                results[tp] = ErrorCode(exc.code)
+        results: list[dict[TopicPartition, ErrorCode]] = [{} for _ in markers]
+        appended = []  # (which marker, partition, where it went)
+        for i, (tps, producer_id, epoch, commit, coordinator_epoch) in enumerate(markers):
+            for tp in tps:
+                batch = RecordBatch(bytearray(build_control_batch(producer_id, epoch, commit, coordinator_epoch, now)))
+                try:
+                    appended.append((i, tp, self.replicas.append(*tp, batch, now=now, acks=-1, origin=Origin.COORDINATOR)))
+                except KafkaError as exc:
+                    results[i][tp] = ErrorCode(exc.code)
         if appended:
-            failed = await self.replicas.until_committed(list(appended.values()), MARKER_TIMEOUT_MS)
-            for tp, a in appended.items():
+            failed = await self.replicas.until_committed([a for _, _, a in appended], MARKER_TIMEOUT_MS)
+            for i, tp, a in appended:
                 error = failed.get(a)
-                results[tp] = ErrorCode.NONE if error is None else ErrorCode(error.code)
+                results[i][tp] = ErrorCode.NONE if error is None else ErrorCode(error.code)
                 if error is None and tp[0] == OFFSETS_TOPIC and self.groups is not None:
+                    _, producer_id, _, commit, _ = markers[i]
                     self.groups.complete_txn(producer_id, commit, tp[1])
         return results
 
@@ -126,7 +142,7 @@ class Markers:
         if leader == self.replicas.node_id or self.links is None:
             results.update(await self.append(tps, *marker))
         else:
-            results.update(await self._send(leader, tps, *marker))
+            results.update(await self._send(leader, tps, marker))
 
     def _leader(self, tp: TopicPartition) -> int | None:
         """The partition's leader (-1: none now), None when it does not exist."""
@@ -135,23 +151,85 @@ class Markers:
             return None
         return info.partitions[tp[1]].leader
 
-    async def _send(self, leader: int, tps, producer_id: int, epoch: int, commit: bool, coordinator_epoch: int):
-        topics: dict[str, list[int]] = {}
-        for topic, index in tps:
-            topics.setdefault(topic, []).append(index)
-        request = WriteTxnMarkersRequest(markers=[WritableTxnMarker(
-            producer_id=producer_id, producer_epoch=epoch, transaction_result=commit,
-            coordinator_epoch=coordinator_epoch,
-            topics=[WritableTxnMarkerTopic(name=t, partition_indexes=ids) for t, ids in topics.items()],
-        )])
+    async def _send(self, leader: int, tps: list, marker: tuple) -> dict[TopicPartition, ErrorCode]:
+        """Ask ``leader`` to write ``marker`` to ``tps``: in the next request
+        to it, with whatever other markers are waiting for that one."""
+        entry = _Queued(tps, marker)
+        queue = self._queued.setdefault(leader, [])
+        queue.append(entry)
+        try:
+            # trio.Lock is fair: the waiters take their turns in order, and
+            # a turn finds its marker sent already if an earlier one took it.
+            async with self._turns.setdefault(leader, trio.Lock()):
+                while entry.results is None:
+                    await self._send_queued(leader)
+        finally:
+            if entry.results is None and entry in queue:
+                queue.remove(entry)  # cancelled before it was sent
+        return entry.results
+
+    async def _send_queued(self, leader: int) -> None:
+        """One WriteTxnMarkers to ``leader`` with the markers waiting for it,
+        one per producer (the answer names each by its producer id)."""
+        queue = self._queued.get(leader, [])
+        batch: list[_Queued] = []
+        producers: set[int] = set()
+        for entry in list(queue):
+            if entry.marker[0] not in producers:
+                producers.add(entry.marker[0])
+                batch.append(entry)
+                queue.remove(entry)
+        answered = None
+        try:
+            answered = await self._call(leader, batch)
+        finally:
+            for entry in batch:
+                if answered is None:
+                    # No answer (the call failed, or this task was
+                    # cancelled): asked again, as after a leader change.
+                    entry.results = dict.fromkeys(entry.tps, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                else:
+                    pid = entry.marker[0]
+                    entry.results = {
+                        tp: answered.get((pid, *tp), ErrorCode.UNKNOWN_SERVER_ERROR) for tp in entry.tps
+                    }
+
+    async def _call(self, leader: int, batch: list[_Queued]) -> dict | None:
+        """{(producer id, topic, partition): error} of the leader's answer,
+        None when there was none."""
+        request = WriteTxnMarkersRequest(markers=[_marker(e.tps, *e.marker) for e in batch])
         try:
             response = await self.links.call(leader, request, 1)
         except (OSError, LinkError, ProtocolError, trio.TooSlowError) as exc:  # retried like a leader change
             log.info("WriteTxnMarkers to broker %d failed: %s", leader, exc)
-            return dict.fromkeys(tps, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        results = {}
-        for marker in response.markers:
-            for topic in marker.topics:
-                for p in topic.partitions:
-                    results[(topic.name, p.partition_index)] = ErrorCode(p.error_code)
-        return {tp: results.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR) for tp in tps}
+            return None
+        return {
+            (m.producer_id, topic.name, p.partition_index): ErrorCode(p.error_code)
+            for m in response.markers
+            for topic in m.topics
+            for p in topic.partitions
+        }
+
+
+class _Queued:
+    """A marker waiting for its turn in a request to one leader."""
+
+    __slots__ = ("marker", "results", "tps")
+
+    def __init__(self, tps: list, marker: tuple):
+        self.tps = tps
+        self.marker = marker  # (producer id, producer epoch, commit, coordinator epoch)
+        self.results: dict[TopicPartition, ErrorCode] | None = None
+
+
+def _marker(tps, producer_id: int, epoch: int, commit: bool, coordinator_epoch: int) -> WritableTxnMarker:
+    topics: dict[str, list[int]] = {}
+    for topic, index in tps:
+        topics.setdefault(topic, []).append(index)
+    return WritableTxnMarker(
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        transaction_result=commit,
+        coordinator_epoch=coordinator_epoch,
+        topics=[WritableTxnMarkerTopic(name=t, partition_indexes=ids) for t, ids in topics.items()],
+    )
