@@ -7,7 +7,13 @@ this machine's loopback TCP and filesystem do with no broker in the way.
 * file: sequential 1 MiB writes to a new file (page cache, then with the
   fsync at the end counted) and sequential 1 MiB reads of it back (from
   the page cache: dropping the cache would disturb the rest of a shared
-  machine).
+  machine);
+* fsynced writers: three processes at once, each appending 1 MiB to its
+  own file and fsyncing it, again and again. That is what a cluster's
+  durable high watermark asks of the machine (three replicas, each
+  fsyncing every round of about that size before it counts), with no
+  broker work beside it: the ceiling for acks=all on three replicas, and
+  what the kernel's copying and writeback cost in CPU per MB.
 """
 
 from __future__ import annotations
@@ -89,8 +95,55 @@ def file_io(directory: Path, total: int) -> dict:
     return {"write_cached": mb / cached, "write_fsync": mb / synced, "read_cached": mb / read}
 
 
+def _fsync_writer(directory: str, chunk_size: int, seconds: float, results) -> None:
+    chunk = os.urandom(chunk_size)
+    written = 0
+    with tempfile.NamedTemporaryFile(dir=directory) as f:
+        fd = f.fileno()
+        cpu = os.times()
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            os.write(fd, chunk)
+            os.fsync(fd)
+            written += chunk_size
+        elapsed = time.perf_counter() - start
+        used = os.times()
+        cpu_s = used.user - cpu.user + used.system - cpu.system
+        results.put((written / 1e6, elapsed, cpu_s))
+
+
+def fsynced_writers(directory: Path, writers: int, seconds: float, chunk_size: int = 1 << 20) -> dict:
+    """``writers`` processes at once, each fsyncing every ``chunk_size``
+    write to its own file: their MB/s summed, and the CPU time (user and
+    system, the fsync's writeback included) they spent per MB."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_fsync_writer, args=(str(directory), chunk_size, seconds, results)) for _ in range(writers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        done = [results.get(timeout=seconds + 60) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    mb = sum(m for m, _, _ in done)
+    return {
+        "mb_s": sum(m / elapsed for m, elapsed, _ in done),
+        "cpu_ms_per_mb": 1000 * sum(cpu for _, _, cpu in done) / mb if mb else None,
+    }
+
+
 def measure(directory: Path, quick: bool) -> dict:
     total = (64 if quick else 512) << 20
-    out = {f"loopback_{size}": loopback(size, total if size >= 65536 else total // 8) for size in (1024, 65536, 1 << 20)}
+    out = {
+        f"loopback_{size}": loopback(size, total if size >= 65536 else total // 8) for size in (1024, 65536, 1 << 20)
+    }
     out.update(file_io(directory, total))
+    writers = fsynced_writers(directory, 3, 0.5 if quick else 3)
+    out["fsync_writers_3"] = writers["mb_s"]
+    out["fsync_cpu_ms_per_mb"] = writers["cpu_ms_per_mb"]
     return out
