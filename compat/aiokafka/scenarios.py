@@ -213,7 +213,16 @@ async def admin(args):
     try:
         await a.create_topics([NewTopic(name, 2, 1, topic_configs={"retention.ms": "3600000"})])
         check(name in await a.list_topics(), "created topic not listed")
-        responses = await a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        # In a cluster the broker asked may learn of the new topic a moment
+        # after the one that created it (as Kafka's brokers do): until then
+        # it answers UNKNOWN_TOPIC_OR_PARTITION (3).
+        deadline = time.monotonic() + 30
+        while True:
+            responses = await a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+            unknown = any(r[0] == 3 for response in responses for r in response.resources)
+            if not unknown or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
         flat = repr(responses)
         check("retention.ms" in flat and "3600000" in flat, f"describe_configs: {flat[:300]}")
         await a.delete_topics([name])
