@@ -24,6 +24,17 @@ from compat.pyscenarios import (
 )
 
 
+async def wait_until(condition, timeout: float, what: str):
+    """The first truthy result of awaiting ``condition()``, asked every 0.1 s for ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
 def sync(coroutine_fn):
     return lambda args: asyncio.run(asyncio.wait_for(coroutine_fn(args), 50))
 
@@ -216,21 +227,22 @@ async def admin(args):
         # In a cluster the broker asked may learn of the new topic a moment
         # after the one that created it (as Kafka's brokers do): until then
         # it answers UNKNOWN_TOPIC_OR_PARTITION (3).
-        deadline = time.monotonic() + 30
-        while True:
-            responses = await a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        resource = ConfigResource(ConfigResourceType.TOPIC, name)
+
+        async def described():
+            responses = await a.describe_configs([resource])
             unknown = any(r[0] == 3 for response in responses for r in response.resources)
-            if not unknown or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.1)
-        flat = repr(responses)
+            return None if unknown else responses
+
+        flat = repr(await wait_until(described, 30, "a broker to know the new topic"))
         check("retention.ms" in flat and "3600000" in flat, f"describe_configs: {flat[:300]}")
         await a.delete_topics([name])
         # In a cluster another broker may list it until the deletion reaches it.
-        deadline = time.monotonic() + 30
-        while name in await a.list_topics() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        check(name not in await a.list_topics(), "deleted topic still listed")
+
+        async def gone():
+            return name not in await a.list_topics()
+
+        await wait_until(gone, 30, "the deleted topic to go")
     finally:
         await a.close()
 

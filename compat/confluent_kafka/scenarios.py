@@ -175,7 +175,18 @@ def admin(args):
     topic = NewTopic(name, num_partitions=2, replication_factor=1, config={"retention.ms": "3600000"})
     a.create_topics([topic])[name].result(15)
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-    entries = a.describe_configs([resource])[resource].result(15)
+
+    def described():
+        # In a cluster the broker asked may learn of the new topic a moment
+        # after the one that created it, answering UNKNOWN_TOPIC_OR_PARTITION.
+        try:
+            return a.describe_configs([resource])[resource].result(15)
+        except KafkaException as e:
+            if e.args[0].code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise
+
+    entries = wait_until(described, 30, "a broker to know the new topic")
     check(entries["retention.ms"].value == "3600000", f"retention.ms = {entries['retention.ms'].value}")
     a.delete_topics([name])[name].result(15)
     wait_until(lambda: name not in a.list_topics(timeout=10).topics, 10, "the topic to go")

@@ -194,7 +194,11 @@ def admin(args):
     a = KafkaAdminClient(bootstrap_servers=args.bootstrap, **security(args))
     a.create_topics({name: {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "3600000"}}})
     wait_until(lambda: name in a.list_topics(), 10, "the topic to appear")
-    configs = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    # In a cluster the broker asked may learn of the new topic a moment after
+    # the one that created it: until then it answers
+    # UNKNOWN_TOPIC_OR_PARTITION, which kafka-python reports as no configs.
+    resource = ConfigResource(ConfigResourceType.TOPIC, name)
+    configs = wait_until(lambda: a.describe_configs([resource]).get("topic", {}).get(name), 30, "a broker to know the new topic")
     flat = repr(configs)
     check("retention.ms" in flat and "3600000" in flat, f"describe_configs: {flat[:300]}")
     a.delete_topics([name])
