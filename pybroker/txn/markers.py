@@ -173,12 +173,15 @@ class Markers:
         one per producer (the answer names each by its producer id)."""
         queue = self._queued.get(leader, [])
         batch: list[_Queued] = []
+        later: list[_Queued] = []
         producers: set[int] = set()
-        for entry in list(queue):
-            if entry.marker[0] not in producers:
+        for entry in queue:
+            if entry.marker[0] in producers:
+                later.append(entry)
+            else:
                 producers.add(entry.marker[0])
                 batch.append(entry)
-                queue.remove(entry)
+        queue[:] = later  # in place: waiters hold this list
         answered = None
         try:
             answered = await self._call(leader, batch)
