@@ -18,12 +18,32 @@ this machine's loopback TCP and filesystem do with no broker in the way.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
 import tempfile
 import time
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def _forked(target, args: tuple, count: int = 1):
+    """``count`` forked processes, each running ``target(queue, *args)``:
+    yields the queue they answer on, and on the way out joins them,
+    killing any still running 30 s later."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(queue, *args)) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield queue
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
 
 
 def _sink(port_q, total: int) -> None:
@@ -47,11 +67,7 @@ def _sink(port_q, total: int) -> None:
 
 def loopback(write_size: int, total: int) -> float:
     """MB/s through loopback TCP writing ``write_size`` chunks."""
-    ctx = multiprocessing.get_context("fork")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_sink, args=(q, total))
-    proc.start()
-    try:
+    with _forked(_sink, (total,)) as q:
         port = q.get(timeout=30)
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -63,10 +79,6 @@ def loopback(write_size: int, total: int) -> float:
         s.recv(1)  # the reader has everything
         elapsed = time.perf_counter() - start
         s.close()
-    finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
     return n * write_size / elapsed / 1e6
 
 
@@ -95,7 +107,7 @@ def file_io(directory: Path, total: int) -> dict:
     return {"write_cached": mb / cached, "write_fsync": mb / synced, "read_cached": mb / read}
 
 
-def _fsync_writer(directory: str, chunk_size: int, seconds: float, results) -> None:
+def _fsync_writer(results, directory: str, chunk_size: int, seconds: float) -> None:
     chunk = os.urandom(chunk_size)
     written = 0
     with tempfile.NamedTemporaryFile(dir=directory) as f:
@@ -116,20 +128,8 @@ def fsynced_writers(directory: Path, writers: int, seconds: float, chunk_size: i
     """``writers`` processes at once, each fsyncing every ``chunk_size``
     write to its own file: their MB/s summed, and the CPU time (user and
     system, the fsync's writeback included) they spent per MB."""
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_fsync_writer, args=(str(directory), chunk_size, seconds, results)) for _ in range(writers)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        done = [results.get(timeout=seconds + 60) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
+    with _forked(_fsync_writer, (str(directory), chunk_size, seconds), writers) as results:
+        done = [results.get(timeout=seconds + 60) for _ in range(writers)]
     mb = sum(m for m, _, _ in done)
     return {
         "mb_s": sum(m / elapsed for m, elapsed, _ in done),
