@@ -473,7 +473,8 @@ class Partition:
         else:
             if not self.log.config.write_caching:
                 self._host.request_flush(self)
-            if not self._advance_high_watermark(now) and self._data_waiters:
+            self._advance_high_watermark(now)
+            if self._data_waiters:  # followers copy every append, committed or not
                 _wake_all(self._data_waiters)
         return result
 

@@ -321,6 +321,19 @@ def test_an_append_wakes_followers_and_a_moving_high_watermark_wakes_consumers(t
     assert commit.is_set() and not data.is_set()
 
 
+def test_an_append_that_also_moves_the_high_watermark_wakes_followers(tmp_path, clock):
+    """Followers copy every append, whatever the high watermark does. Here
+    the leader alone counts (write.caching, its follower out of the ISR
+    and never caught up), so the append commits at once; the follower
+    parked for appends used to miss it and wait out its long poll."""
+    _replicas, part = hosted(tmp_path, info(isr=(0,), replicas=(0, 1)), write_caching=True)
+    data = trio.Event()
+    part.park(data, appends=True)
+    part.append_as_leader(batch(2), now=T0)
+    assert part.high_watermark == 2
+    assert data.is_set()
+
+
 def test_an_acks_all_waiter_wakes_when_the_high_watermark_reaches_its_offset(tmp_path, clock):
     _replicas, part = hosted(tmp_path, info(isr=(0, 1), replicas=(0, 1)), write_caching=True)
     part.append_as_leader(batch(3), now=T0)
