@@ -25,6 +25,10 @@ import struct
 import sys
 import time
 
+# (producer, sequence number, send time): the time is CLOCK_MONOTONIC's,
+# which every process of the machine shares and which a step of the wall
+# clock does not move (one full run showed latencies longer than its case
+# lasted).
 STAMP = struct.Struct(">IIq")
 WARM_UP = 0xFFFFFFFF  # the sequence number of a message sent before a measurement
 
@@ -102,7 +106,7 @@ def produce(args) -> None:
     for seq in range(args.count):
         if per_txn and seq % per_txn == 0:
             p.begin_transaction()
-        value = STAMP.pack(pid, seq, time.time_ns()) + filler
+        value = STAMP.pack(pid, seq, time.monotonic_ns()) + filler
         while True:
             try:
                 p.produce(args.topic, value)
@@ -333,7 +337,7 @@ def latency_consume(args) -> None:
         # poll, not consume(n, timeout): consume waits for n messages or the
         # timeout, which would measure the batching, not the broker.
         m = c.poll(0.1)
-        now = time.time_ns()
+        now = time.monotonic_ns()
         if m is None or m.error() is not None:
             continue
         _, seq, sent = STAMP.unpack_from(m.value())
@@ -383,7 +387,7 @@ def latency_produce(args) -> None:
     # first measured messages would otherwise wait for. Its sequence number
     # is beyond the count, so the consumer skips it.
     for partition in md.topics[args.topic].partitions:
-        p.produce(args.topic, STAMP.pack(0, WARM_UP, time.time_ns()) + filler, partition=partition)
+        p.produce(args.topic, STAMP.pack(0, WARM_UP, time.monotonic_ns()) + filler, partition=partition)
     p.flush(60)
     _ready_then_wait()
     # Paced in 1 ms ticks: a tick sends what the schedule says is due, so a
@@ -393,7 +397,7 @@ def latency_produce(args) -> None:
     while sent < args.count:
         due = min(args.count, int((time.perf_counter() - start) * args.rate) + 1)
         while sent < due:
-            p.produce(args.topic, STAMP.pack(0, sent, time.time_ns()) + filler)
+            p.produce(args.topic, STAMP.pack(0, sent, time.monotonic_ns()) + filler)
             sent += 1
         p.poll(0)
         wait = sent / args.rate - (time.perf_counter() - start)
