@@ -52,10 +52,11 @@ class _Round:
 # A round of at most this many bytes may sync on the event loop...
 INLINE_SYNC_BYTES = 256 * 1024
 # ...while recent rounds there took less than this on average. A slow disk
-# (or a burst of writeback) pushes rounds to the thread. A 1 ms bound sent
-# a quick disk's rounds there at every writeback burst, where the hops cost
-# more than the fsyncs: at 10k msg/s on three replicas with acks=all, the
-# end-to-end p99 was 81 ms against 53 ms with this bound (medians of three).
+# (or a burst of writeback) pushes rounds to the thread. A 1 ms bound, with
+# the thread's rounds timed too, kept a quick disk's rounds there after any
+# writeback burst, where the hops cost more than the fsyncs: at 10k msg/s on
+# three replicas with acks=all the end-to-end p99 was 81 ms, against 53 ms
+# with this bound and only inline rounds timed (medians of three runs).
 INLINE_SYNC_SECONDS = 0.005
 # While rounds go to the thread, one small round this often is tried on
 # the event loop again, and its time alone says where the next ones go.
