@@ -62,6 +62,12 @@ INLINE_SYNC_SECONDS = 0.005
 # the event loop again, and its time alone says where the next ones go.
 INLINE_RETRY_SECONDS = 1.0
 _RECENT_WEIGHT = 0.25
+# Scheduling passes a round waits before it starts. The append that asks
+# for a round also wakes the follower Fetches parked for it, and trio runs
+# the tasks woken together in random order: an inline fsync that runs
+# first blocks the event loop while their answers wait. Two passes let a
+# woken Fetch build its answer and its connection send it.
+ROUND_DEFER_PASSES = 2
 
 
 class SyncPlacement:
@@ -117,6 +123,8 @@ class Flusher:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            for _ in range(ROUND_DEFER_PASSES):
+                await trio.lowlevel.cancel_shielded_checkpoint()
             self._wake = trio.Event()
             logs, self._pending = self._pending, set()
             rnd, self._next = self._next, _Round()

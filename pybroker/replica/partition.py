@@ -121,10 +121,10 @@ def now_ms() -> int:
 
 class Partition:
     __slots__ = (
-        "_host",
-        "_led_epoch",
         "_commit_waiters",
         "_data_waiters",
+        "_host",
+        "_led_epoch",
         "_waiters",
         "bytes_in",
         "bytes_out",

@@ -9,12 +9,14 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from pybroker.protocol.records import NewRecord, build_batch
 from pybroker.replica.flusher import (
     INLINE_RETRY_SECONDS,
     INLINE_SYNC_BYTES,
     INLINE_SYNC_SECONDS,
+    ROUND_DEFER_PASSES,
     Flusher,
     SyncPlacement,
 )
@@ -187,3 +189,49 @@ def test_a_failed_inline_fsync_fails_only_its_log(tmp_path, monkeypatch):
     assert good.recovery_point == 1 and bad.recovery_point == 0 and bad.offline is not None
     good.close()
 
+
+
+def test_tasks_woken_with_a_round_run_before_its_inline_fsync(tmp_path, monkeypatch):
+    # A leader's append wakes the follower Fetches parked for it and asks
+    # for a round in the same step. A parked Fetch needs two passes to
+    # answer (its task builds the response, its connection's writer sends
+    # it); an inline fsync that ran first would hold the answer back.
+    order = []
+    real = os.fsync
+
+    def fsync(fd):
+        order.append("fsync")
+        real(fd)
+
+    monkeypatch.setattr(storage_flush.os, "fsync", fsync)
+    plog = PartitionLog(tmp_path / "t-0", LogConfig())
+
+    async def one_append():
+        flusher = Flusher()
+        appended = trio.Event()
+        flushed = trio.Event()
+
+        async def parked_fetch():
+            await appended.wait()
+            for _ in range(ROUND_DEFER_PASSES - 1):
+                await trio.lowlevel.checkpoint()  # the hand-over to the writer
+            order.append("answer")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flusher.run)
+            nursery.start_soon(parked_fetch)
+            await trio.testing.wait_all_tasks_blocked()
+            plog.append(batch(10), now=T0)
+            appended.set()
+            flusher.request(plog, flushed.set)
+            with trio.fail_after(10):
+                await flushed.wait()
+            nursery.cancel_scope.cancel()
+
+    # trio runs tasks woken together in random order: twenty appends.
+    for attempt in range(20):
+        order.clear()
+        trio.run(one_append)
+        assert order[0] == "answer" and "fsync" in order, f"append {attempt}: {order}"
+    assert plog.recovery_point == plog.log_end_offset == 20
+    plog.close()
