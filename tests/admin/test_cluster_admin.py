@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from pybroker.admin.client import Client
+from pybroker.admin.offsets import LATEST, list_offsets
 from pybroker.local_cluster import LocalCluster, wait_for
 
 from .conftest import cli, unique
@@ -76,6 +78,25 @@ def test_topics_produce_consume_across_leaders(cluster, run):
     (report,) = run("groups", "describe", "--group", group, "--json", *bs).json()
     assert sum(o["current_offset"] for o in report["offsets"]) == 60
     assert {o["lag"] for o in report["offsets"]} == {0}
+
+
+def test_offsets_asked_of_a_broker_that_does_not_lead_come_from_the_leader(cluster, run):
+    # A just-created partition's leader may not know yet that it leads, and
+    # a leader may move: such a broker answers ListOffsets with
+    # NOT_LEADER_OR_FOLLOWER, which Kafka's AdminClient retries against the
+    # leader in fresh metadata. `topics describe` failed on it at once.
+    bs = ("--bootstrap-server", cluster.bootstrap_servers)
+    topic = unique("asked-elsewhere")
+    created = run("topics", "create", "--topic", topic, "--partitions", "1", "--replication-factor", "3", *bs)
+    assert created.code == 0, created.err
+    produced = cli("produce", "--topic", topic, *bs, input="".join(f"v{i}\n" for i in range(5)))
+    assert produced.code == 0, produced.err
+    with Client(cluster.bootstrap_servers) as client:
+        leader = client.partitions(topic)[0]
+        wait_for(lambda: list_offsets(client, {(topic, 0): leader}, LATEST)[topic, 0] == 5, 30,
+                 "the high watermark to cover the five records")
+        follower = next(b.node_id for b in cluster.brokers if b.node_id != leader)
+        assert list_offsets(client, {(topic, 0): follower}, LATEST) == {(topic, 0): 5}
 
 
 def test_cluster_describe_and_under_replicated(cluster, run):
